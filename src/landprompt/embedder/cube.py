@@ -1,0 +1,603 @@
+"""Embedding cube: per-pixel embeddings on a :class:`~landprompt.geo.Grid`, stored as Zarr v3.
+
+A cube is a Zarr v3 group that opens as an :class:`xarray.Dataset`:
+
+- ``embedding`` [y, x, d]: float16, or int8 with a per-pixel float32 ``scale`` [y, x]
+  (symmetric quantisation: ``q = round(v / scale)``, ``scale = max|v| / 127``; a zero vector has scale 0);
+- ``valid`` bool [y, x]; invalid pixels store zeros;
+- coords ``x``, ``y`` (pixel centres in the grid CRS) and a CF ``spatial_ref`` that rioxarray reads;
+- attrs ``landprompt_format="embedding-cube"``, ``format_version``, ``dtype``, ``grid``
+  (:meth:`Grid.to_dict`), ``complete`` and the caller's attrs (model id, checkpoint hash, CLIP model, ...).
+
+Arrays are chunked ``chunk x chunk x d``. A :class:`CubeWriter` writes one chunk at a time and marks it
+finished with a file ``.landprompt_progress/<i>/<j>`` inside the store holding the chunk's digest, so a
+killed run resumes where it stopped and ends bitwise identical to an uninterrupted one. Finishing combines
+the chunk digests into the ``content_hash`` attr, which indexes use to tell when a cube has changed. The run fingerprint (grid, dim, dtype, chunk,
+attrs) is the cube's own metadata: resuming compares it with the arguments of the new run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+import shutil
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import dask.array as da
+import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+import zarr
+
+from landprompt.errors import BadInputError, NotACubeError
+from landprompt.geo import Grid
+
+FORMAT_NAME = "embedding-cube"
+FORMAT_VERSION = 1
+DEFAULT_CHUNK = 256
+CubeDtype = Literal["fp16", "int8"]
+
+_PROGRESS = ".landprompt_progress"
+_RESERVED = frozenset({"landprompt_format", "format_version", "dtype", "grid", "complete", "content_hash"})
+_FP16_MAX = float(np.finfo(np.float16).max)
+
+
+@dataclass(frozen=True)
+class ChunkWindow:
+    """One chunk of a cube: its index in the chunk grid and the pixel rows and columns it covers."""
+
+    index: tuple[int, int]
+    rows: slice
+    cols: slice
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, cols)`` of the window."""
+        return self.rows.stop - self.rows.start, self.cols.stop - self.cols.start
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+
+class CubeWriter:
+    """Writes a cube chunk by chunk; creating it on an unfinished run's path resumes that run.
+
+    Several processes may write different chunks of the same cube at once (e.g. Dask workers).
+
+    Args:
+        path: Cube directory (``*.zarr``). Created if missing.
+        grid: Pixel grid of the cube.
+        dim: Embedding dimension.
+        dtype: ``"fp16"`` or ``"int8"`` (with a per-pixel scale).
+        chunk: Chunk size in pixels along y and x.
+        attrs: JSON-able attributes to store (model id, checkpoint hash, CLIP model, time range, ...).
+
+    Raises:
+        BadInputError: if an argument is invalid or ``path`` holds something other than this run.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        grid: Grid,
+        dim: int,
+        dtype: CubeDtype = "fp16",
+        chunk: int = DEFAULT_CHUNK,
+        attrs: dict[str, Any] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.grid, self.dim, self.dtype, self.chunk = grid, int(dim), dtype, int(chunk)
+        self.attrs = _check_run_args(self.dim, dtype, self.chunk, attrs)
+        self._windows = chunk_windows(grid.shape, self.chunk)
+        self._arrays: dict[str, Any] | None = None
+        if _is_empty_or_missing(self.path):
+            self._create()
+        self._check_fingerprint()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_arrays": None}  # open zarr arrays stay in their process
+
+    # --- state -------------------------------------------------------------------------------------
+    def windows(self) -> list[ChunkWindow]:
+        """All chunk windows, row-major."""
+        return list(self._windows)
+
+    def pending(self) -> list[ChunkWindow]:
+        """Chunk windows not finished yet, row-major."""
+        done = self._done_indices()
+        return [w for w in self._windows if w.index not in done]
+
+    @property
+    def n_done(self) -> int:
+        """Number of finished chunks."""
+        return len(self._done_indices())
+
+    @property
+    def done(self) -> bool:
+        """Whether every chunk is finished."""
+        return self.n_done == len(self._windows)
+
+    # --- writing -----------------------------------------------------------------------------------
+    def write_chunk(
+        self, window: ChunkWindow, embedding: np.ndarray, valid: np.ndarray | None = None
+    ) -> None:
+        """Write one chunk, then mark it finished.
+
+        Args:
+            window: One of :meth:`windows`.
+            embedding: float [h, w, dim]; pixels with a non-finite value become invalid.
+            valid: Optional bool [h, w]; ``False`` marks a pixel invalid.
+        """
+        i, j = window.index
+        if not (0 <= i < self._n_chunks[0] and 0 <= j < self._n_chunks[1]) or window != self._window(i, j):
+            raise BadInputError(f"{window} is not a chunk window of this cube; use CubeWriter.windows()")
+        data = _encode(embedding, valid, window.shape, self.dim, self.dtype)
+        arrays = self._open_arrays()
+        for name, values in data.items():
+            _remove_partials(self.path, name, window.index, values.ndim)
+            arrays[name][window.rows, window.cols] = values
+        self._mark_done(window, _digest(data))
+
+    def finalize(self) -> Path:
+        """Check every chunk is finished, mark the cube complete and drop the progress markers.
+
+        Returns:
+            The cube path.
+
+        Raises:
+            BadInputError: if chunks are missing.
+        """
+        if not self._is_complete():
+            missing = len(self.pending())
+            if missing:
+                raise BadInputError(
+                    f"{missing} of {len(self._windows)} chunks of {self.path} are not written yet; "
+                    "write CubeWriter.pending() first"
+                )
+            for stray in self.path.glob("*.partial"):  # metadata writes cut short by a kill
+                stray.unlink(missing_ok=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # v3 consolidated metadata; the progress folder
+                zarr.consolidate_metadata(str(self.path))
+                zarr.open_group(str(self.path), mode="r+").attrs.update(
+                    {"content_hash": self._combined_digest(), "complete": True}
+                )
+        shutil.rmtree(self.path / _PROGRESS, ignore_errors=True)
+        return self.path
+
+    # --- internals ---------------------------------------------------------------------------------
+    @property
+    def _n_chunks(self) -> tuple[int, int]:
+        return math.ceil(self.grid.rows / self.chunk), math.ceil(self.grid.cols / self.chunk)
+
+    def _window(self, i: int, j: int) -> ChunkWindow:
+        return self._windows[i * self._n_chunks[1] + j]
+
+    def _create(self) -> None:
+        """Lay out the store (metadata, coords, spatial_ref) in a temp sibling and rename it into place."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        try:
+            template, encoding = _template(self.grid, self.dim, self.dtype, self.chunk, self.attrs)
+            template.to_zarr(
+                str(tmp), mode="w-", compute=False, zarr_format=3, consolidated=False, encoding=encoding
+            )
+            try:
+                os.replace(tmp, self.path)  # an empty directory at path is replaced
+            except OSError:
+                if _is_empty_or_missing(self.path):
+                    raise
+                # another process laid out the same path first: use theirs (fingerprint checked next)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _check_fingerprint(self) -> None:
+        group = _open_group(self.path)
+        if group is None or group.attrs.get("landprompt_format") != FORMAT_NAME:
+            raise BadInputError(
+                f"{self.path} exists and is not a landprompt embedding cube: use a new --out or delete it"
+            )
+        if group.attrs.get("format_version") != FORMAT_VERSION:
+            raise BadInputError(
+                f"{self.path} holds a cube of format version {group.attrs.get('format_version')!r}, not "
+                f"{FORMAT_VERSION}: use a new --out or delete it"
+            )
+        stored = _stored_fingerprint(group)
+        wanted = {
+            "grid": self.grid,
+            "dim": self.dim,
+            "dtype": self.dtype,
+            "chunk": self.chunk,
+            "attrs": self.attrs,
+        }
+        differ = [k for k in wanted if stored.get(k) != wanted[k]]
+        if differ:
+            raise BadInputError(
+                f"{self.path} holds another run (different {', '.join(differ)}): use a new --out or delete it"
+            )
+
+    def _open_arrays(self) -> dict[str, Any]:
+        if self._arrays is None:
+            group = zarr.open_group(str(self.path), mode="r+")
+            names = ["embedding", "valid"] + (["scale"] if self.dtype == "int8" else [])
+            self._arrays = {name: group[name] for name in names}
+        return self._arrays
+
+    def _marker(self, window: ChunkWindow) -> Path:
+        return self.path / _PROGRESS / str(window.index[0]) / str(window.index[1])
+
+    def _mark_done(self, window: ChunkWindow, digest: str) -> None:
+        marker = self._marker(window)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        tmp = marker.with_name(f".{marker.name}.{uuid.uuid4().hex[:8]}")
+        tmp.write_text(digest)
+        os.replace(tmp, marker)
+
+    def _combined_digest(self) -> str:
+        """sha256 over the chunk digests in row-major order: the cube's content hash."""
+        combined = hashlib.sha256()
+        for window in self._windows:
+            combined.update(self._marker(window).read_bytes())
+        return combined.hexdigest()
+
+    def _is_complete(self) -> bool:
+        group = _open_group(self.path)
+        return group is not None and group.attrs.get("complete") is True
+
+    def _done_indices(self) -> set[tuple[int, int]]:
+        if self._is_complete():
+            return {w.index for w in self._windows}
+        done: set[tuple[int, int]] = set()
+        root = self.path / _PROGRESS
+        if root.is_dir():
+            for row in os.scandir(root):
+                if row.is_dir() and row.name.isdigit():
+                    done.update(
+                        (int(row.name), int(f.name)) for f in os.scandir(row.path) if f.name.isdigit()
+                    )
+        n_rows, n_cols = self._n_chunks
+        return {(i, j) for i, j in done if i < n_rows and j < n_cols}
+
+
+def write_cube(
+    path: str | os.PathLike[str],
+    embedding: np.ndarray,
+    grid: Grid,
+    valid: np.ndarray | None = None,
+    dtype: CubeDtype = "fp16",
+    chunk: int = DEFAULT_CHUNK,
+    attrs: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a whole embedding array as a cube.
+
+    The cube is written into a temp sibling directory and renamed into place: an error leaves nothing behind.
+
+    Args:
+        path: Cube directory (``*.zarr``).
+        embedding: float [rows, cols, dim] on ``grid``; pixels with a non-finite value become invalid.
+        grid: Pixel grid of the cube.
+        valid: Optional bool [rows, cols]; ``False`` marks a pixel invalid.
+        dtype: ``"fp16"`` or ``"int8"`` (with a per-pixel scale).
+        chunk: Chunk size in pixels along y and x.
+        attrs: JSON-able attributes to store.
+        overwrite: Replace an existing ``path``.
+
+    Returns:
+        The cube path.
+    """
+    path = Path(path)
+    embedding = np.asarray(embedding)
+    if embedding.ndim != 3 or embedding.shape[:2] != grid.shape:
+        raise BadInputError(
+            f"embedding must have shape (rows, cols, dim) = {grid.shape} + (dim,), got {embedding.shape}"
+        )
+    if valid is not None and np.shape(valid) != grid.shape:
+        raise BadInputError(f"valid mask must have shape {grid.shape}, got {np.shape(valid)}")
+    _check_run_args(embedding.shape[2], dtype, chunk, attrs)
+    if dtype == "fp16":
+        _check_fp16_range(embedding)
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise BadInputError(f"{path} already exists: choose another path or overwrite it (overwrite=True)")
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        writer = CubeWriter(tmp, grid, embedding.shape[2], dtype, chunk, attrs)
+        for w in writer.windows():
+            writer.write_chunk(w, embedding[w.rows, w.cols], None if valid is None else valid[w.rows, w.cols])
+        writer.finalize()
+        _replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def chunk_windows(shape: tuple[int, int], chunk: int) -> list[ChunkWindow]:
+    """Row-major chunk windows of ``chunk x chunk`` pixels covering ``shape`` (edge windows are smaller)."""
+    rows, cols = shape
+    return [
+        ChunkWindow((i, j), slice(r, min(r + chunk, rows)), slice(c, min(c + chunk, cols)))
+        for i, r in enumerate(range(0, rows, chunk))
+        for j, c in enumerate(range(0, cols, chunk))
+    ]
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+def open_cube(path: str | os.PathLike[str]) -> xr.Dataset:
+    """Open a finished cube lazily (dask-backed); ``ds.rio.crs`` gives its CRS.
+
+    Raises:
+        NotACubeError: if ``path`` is missing, not a Zarr store, not a cube, of another format version, or
+            an unfinished run.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise NotACubeError(f"{path} does not exist: give the path of an embedding cube (.zarr)")
+    group = _open_group(path)
+    if group is None:
+        raise NotACubeError(f"{path} is not a Zarr store: give the path of an embedding cube (.zarr)")
+    attrs = group.attrs
+    if attrs.get("landprompt_format") != FORMAT_NAME:
+        raise NotACubeError(
+            f"{path} is a Zarr store but not a landprompt embedding cube (no landprompt_format attr)"
+        )
+    if attrs.get("format_version") != FORMAT_VERSION:
+        raise NotACubeError(
+            f"{path} has embedding-cube format version {attrs.get('format_version')!r}; this landprompt "
+            f"reads version {FORMAT_VERSION}: upgrade landprompt or rebuild the cube"
+        )
+    if attrs.get("complete") is not True:
+        raise NotACubeError(f"{path} is an unfinished cube run: resume it by running the same command again")
+    return xr.open_zarr(str(path), chunks={}, zarr_format=3)
+
+
+def cube_grid(ds: xr.Dataset) -> Grid:
+    """The grid of a cube, or of a window of one (``ds.isel(y=..., x=...)``)."""
+    if "grid" not in ds.attrs:
+        raise NotACubeError(
+            "dataset has no 'grid' attribute: open it with landprompt.embedder.cube.open_cube"
+        )
+    full = Grid.from_dict(ds.attrs["grid"])
+    shape = (ds.sizes["y"], ds.sizes["x"])
+    row, col = (int(v) for v in full.xy_to_rowcol(float(ds["x"][0]), float(ds["y"][0])))
+    if shape == full.shape and (row, col) == (0, 0):
+        return full
+    return full.window(slice(row, row + shape[0]), slice(col, col + shape[1]))
+
+
+def read_window(ds: xr.Dataset, rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a window of a cube.
+
+    Args:
+        ds: A cube from :func:`open_cube`.
+        rows: Rows (positions in ``ds``).
+        cols: Columns (positions in ``ds``).
+
+    Returns:
+        float32 embeddings [h, w, d] (zeros where invalid) and the bool valid mask [h, w].
+    """
+    names = ["embedding", "valid"] + (["scale"] if "scale" in ds else [])
+    sub = ds[names].isel(y=rows, x=cols).compute()
+    valid = sub["valid"].to_numpy().astype(bool)
+    embedding = sub["embedding"].to_numpy().astype(np.float32)
+    if "scale" in sub:
+        embedding *= sub["scale"].to_numpy().astype(np.float32)[..., None]
+    embedding[~valid] = 0
+    return embedding, valid
+
+
+def iter_chunks(
+    ds: xr.Dataset, rows: slice | None = None, cols: slice | None = None
+) -> Iterator[tuple[ChunkWindow, np.ndarray, np.ndarray]]:
+    """Stream a cube (or a window of it) chunk by chunk, so the whole cube is never in memory.
+
+    Yields:
+        The chunk window (clipped to ``rows``/``cols``; positions in ``ds``), its float32 embeddings [h, w, d]
+        and valid mask [h, w], as :func:`read_window` gives them.
+    """
+    r0, r1 = _span(rows, ds.sizes["y"])
+    c0, c1 = _span(cols, ds.sizes["x"])
+    row_edges, col_edges = (_chunk_edges(ds, dim) for dim in ("y", "x"))
+    for i, (a, b) in enumerate(itertools.pairwise(row_edges)):
+        for j, (c, d) in enumerate(itertools.pairwise(col_edges)):
+            rs, cs = slice(max(a, r0), min(b, r1)), slice(max(c, c0), min(d, c1))
+            if rs.start < rs.stop and cs.start < cs.stop:
+                yield ChunkWindow((i, j), rs, cs), *read_window(ds, rs, cs)
+
+
+def content_hash(ds: xr.Dataset) -> str:
+    """The cube's content hash (sha256 over its chunks' digests), recorded when the run finished."""
+    value = ds.attrs.get("content_hash")
+    if not isinstance(value, str):
+        raise NotACubeError("the cube has no content_hash attr: open it with open_cube, or rewrite it")
+    return value
+
+
+def describe(ds: xr.Dataset) -> dict[str, Any]:
+    """A JSON-able summary of a cube (for ``landprompt cube info``)."""
+    grid = cube_grid(ds)
+    chunks = [int(_chunk_edges(ds, dim)[1]) for dim in ("y", "x")]
+    return {
+        "shape": list(grid.shape),
+        "dim": int(ds.sizes["d"]),
+        "dtype": ds.attrs["dtype"],
+        "crs": grid.crs.to_string(),
+        "bounds": list(grid.bounds),
+        "resolution": list(grid.resolution),
+        "chunk": [*chunks, int(ds.sizes["d"])],
+        "valid_fraction": float(ds["valid"].mean().compute()),  # dask: chunk by chunk
+        "attrs": {k: v for k, v in ds.attrs.items() if k != "grid"},
+    }
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _check_run_args(dim: int, dtype: str, chunk: int, attrs: dict[str, Any] | None) -> dict[str, Any]:
+    """Validate run arguments; return the attrs as they read back from JSON."""
+    if dim <= 0:
+        raise BadInputError(f"embedding dim must be positive, got {dim}")
+    if dtype not in get_args(CubeDtype):
+        raise BadInputError(f"cube dtype must be one of {get_args(CubeDtype)}, got {dtype!r}")
+    if chunk <= 0:
+        raise BadInputError(f"chunk size must be positive, got {chunk}")
+    attrs = dict(attrs or {})
+    clash = sorted(_RESERVED & attrs.keys())
+    if clash:
+        raise BadInputError(f"attrs {clash} are reserved by the cube format; rename them")
+    try:
+        return dict(json.loads(json.dumps(attrs, allow_nan=False)))
+    except (TypeError, ValueError) as exc:
+        raise BadInputError(f"cube attrs must be JSON-serialisable: {exc}") from exc
+
+
+def _digest(data: dict[str, np.ndarray]) -> str:
+    """sha256 of a chunk's encoded arrays (names, dtypes, shapes and bytes)."""
+    digest = hashlib.sha256()
+    for name in sorted(data):
+        values = np.ascontiguousarray(data[name])
+        digest.update(f"{name}:{values.dtype.str}:{values.shape}".encode())
+        digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
+def _check_fp16_range(embedding: np.ndarray) -> None:
+    with np.errstate(invalid="ignore"):
+        too_big = np.isfinite(embedding) & (np.abs(embedding) > _FP16_MAX)
+    if too_big.any():
+        raise BadInputError(f"embedding values exceed the float16 range (±{_FP16_MAX:g}): use dtype='int8'")
+
+
+def _encode(
+    embedding: np.ndarray, valid: np.ndarray | None, shape: tuple[int, int], dim: int, dtype: CubeDtype
+) -> dict[str, np.ndarray]:
+    """Encode one window: zero invalid pixels, quantise; deterministic for the same input."""
+    emb = np.asarray(embedding, dtype=np.float32)
+    if emb.shape != (*shape, dim):
+        raise BadInputError(f"chunk embedding must have shape {(*shape, dim)}, got {emb.shape}")
+    ok = np.asarray(np.isfinite(emb).all(axis=-1))
+    if valid is not None:
+        if np.shape(valid) != shape:
+            raise BadInputError(f"chunk valid mask must have shape {shape}, got {np.shape(valid)}")
+        ok &= np.asarray(valid, dtype=bool)
+    emb = np.where(ok[..., None], emb, np.float32(0))
+    if dtype == "fp16":
+        _check_fp16_range(emb)
+        return {"embedding": emb.astype(np.float16), "valid": ok}
+    scale = (np.abs(emb).max(axis=-1) / np.float32(127)).astype(np.float32)
+    q = np.rint(emb / np.where(scale > 0, scale, np.float32(1))[..., None])
+    return {"embedding": np.clip(q, -127, 127).astype(np.int8), "scale": scale, "valid": ok}
+
+
+def _template(
+    grid: Grid, dim: int, dtype: CubeDtype, chunk: int, attrs: dict[str, Any]
+) -> tuple[xr.Dataset, dict[str, dict[str, Any]]]:
+    """A lazy (all-zero) dataset with the cube's layout, and its Zarr encoding."""
+    rows, cols = grid.shape
+
+    def lazy(np_dtype: Any, *extra: int) -> Any:
+        return da.zeros((rows, cols, *extra), dtype=np_dtype, chunks=(chunk, chunk, *extra))
+
+    data_vars = {
+        "embedding": (("y", "x", "d"), lazy(np.float16 if dtype == "fp16" else np.int8, dim)),
+        "valid": (("y", "x"), lazy(bool)),
+    }
+    if dtype == "int8":
+        data_vars["scale"] = (("y", "x"), lazy(np.float32))
+    cube_attrs = {
+        "landprompt_format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "dtype": dtype,
+        "grid": grid.to_dict(),
+        "complete": False,
+        **attrs,
+    }
+    ds = xr.Dataset(data_vars, coords={"y": grid.y_coords(), "x": grid.x_coords()}, attrs=cube_attrs)
+    ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
+    encoding: dict[str, dict[str, Any]] = {}
+    for name, var in ds.data_vars.items():
+        var.attrs["coordinates"] = "spatial_ref"  # so plain xr.open_zarr makes spatial_ref a coordinate
+        encoding[str(name)] = {**var.encoding, "chunks": var.data.chunksize, "fill_value": 0}
+        if var.dtype.kind == "f":
+            encoding[str(name)]["_FillValue"] = None  # no CF masking: zeros are data
+    return ds, encoding
+
+
+def _stored_fingerprint(group: Any) -> dict[str, Any]:
+    """The run fingerprint of an existing cube: its grid, dim, dtype, chunk and caller attrs."""
+    attrs = dict(group.attrs)
+    try:
+        embedding = group["embedding"]
+        return {
+            "grid": Grid.from_dict(attrs["grid"]),
+            "dim": int(embedding.shape[2]),
+            "dtype": attrs["dtype"],
+            "chunk": int(embedding.chunks[0]),
+            "attrs": {k: v for k, v in attrs.items() if k not in _RESERVED},
+        }
+    except (KeyError, IndexError, TypeError, ValueError):
+        return {}
+
+
+def _open_group(path: Path) -> Any:
+    """The Zarr group at ``path``, or None if there is none."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return zarr.open_group(str(path), mode="r")
+    except (FileNotFoundError, ValueError, KeyError, NotADirectoryError):
+        return None
+
+
+def _is_empty_or_missing(path: Path) -> bool:
+    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
+
+
+def _remove_partials(root: Path, name: str, index: tuple[int, int], ndim: int) -> None:
+    """Remove temp files a killed Zarr write left for this chunk (the chunk is rewritten whole)."""
+    key = root / name / "c" / str(index[0]) / str(index[1])
+    if ndim == 3:
+        key = key / "0"
+    if key.parent.is_dir():
+        for stray in key.parent.glob(f"{key.name}.*.partial"):
+            stray.unlink(missing_ok=True)
+
+
+def _replace(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst``, replacing whatever is at ``dst``."""
+    if not (dst.exists() or dst.is_symlink()):
+        os.replace(src, dst)
+        return
+    old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
+    os.replace(dst, old)
+    os.replace(src, dst)
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old)
+    else:
+        old.unlink()
+
+
+def _span(sel: slice | None, size: int) -> tuple[int, int]:
+    start, stop, step = (sel or slice(None)).indices(size)
+    if step != 1:
+        raise BadInputError(f"window slices must have step 1, got {sel}")
+    return start, max(start, stop)
+
+
+def _chunk_edges(ds: xr.Dataset, dim: str) -> list[int]:
+    """Chunk boundaries of ``ds`` along ``dim`` (dask chunks, else the Zarr chunks, else one chunk)."""
+    size = ds.sizes[dim]
+    sizes = ds["valid"].chunksizes.get(dim)
+    if sizes is None:
+        step = int(ds["valid"].encoding.get("preferred_chunks", {}).get(dim, size))
+        sizes = tuple(min(step, size - s) for s in range(0, size, step))
+    return [0, *np.cumsum(sizes).tolist()]
