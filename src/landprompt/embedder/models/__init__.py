@@ -1,0 +1,1 @@
+"""Satellite time-series encoders (Presto-compatible) and their weight loaders."""
