@@ -36,3 +36,11 @@ def hub_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The offline demo, run once: its DemoResult (cube, COG, PNG in a temp folder)."""
+    from landprompt.demo import run_demo
+
+    return run_demo(tmp_path_factory.mktemp("demo"))

@@ -41,7 +41,8 @@ class BBox(NamedTuple):
             raise BadInputError(f"bbox {tuple(self)} has a non-finite value")
         if not (-180 <= self.minlon < self.maxlon <= 180):
             raise BadInputError(
-                f"bbox longitudes must satisfy -180 <= minlon < maxlon <= 180, got {self.minlon}, {self.maxlon}"
+                "bbox longitudes must satisfy -180 <= minlon < maxlon <= 180, "
+                f"got {self.minlon}, {self.maxlon}"
             )
         if not (-90 <= self.minlat < self.maxlat <= 90):
             raise BadInputError(
@@ -82,6 +83,8 @@ def parse_bbox(value: str | Path | Sequence[float]) -> BBox:
             raise BadInputError(
                 f"bbox {value!r} is neither 'minlon,minlat,maxlon,maxlat' nor an existing GeoJSON file"
             ) from None
+    elif isinstance(value, Path):
+        raise BadInputError(f"bbox file {value} must be a .json or .geojson file")
     else:
         numbers = [float(v) for v in value]
     if len(numbers) != 4:
@@ -203,18 +206,22 @@ class Grid:
     @classmethod
     def from_bbox(cls, bbox: BBox | str | Sequence[float], resolution: float = 10.0, crs: Any = None) -> Grid:
         """A grid covering a lon/lat bbox; ``crs`` defaults to the UTM zone of the bbox centre."""
-        box = bbox if isinstance(bbox, BBox) else parse_bbox(bbox)  # type: ignore[arg-type]
+        box = bbox if isinstance(bbox, BBox) else parse_bbox(bbox)
         target = parse_crs(crs) if crs is not None else utm_crs(*box.center)
         return cls.from_bounds(reproject_bounds(box, WGS84, target), target, resolution)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Grid:
         """Inverse of :meth:`to_dict`."""
-        return cls(parse_crs(data["crs"]), Affine(*data["transform"]), tuple(data["shape"]))  # type: ignore[arg-type]
+        return cls(parse_crs(data["crs"]), Affine(*data["transform"]), tuple(data["shape"]))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable description (CRS as WKT, transform as 6 numbers, shape)."""
-        return {"crs": self.crs.to_wkt(), "transform": list(tuple(self.transform)[:6]), "shape": list(self.shape)}
+        return {
+            "crs": self.crs.to_wkt(),
+            "transform": list(tuple(self.transform)[:6]),
+            "shape": list(self.shape),
+        }
 
     # --- properties --------------------------------------------------------------------------------
     @property
@@ -291,7 +298,9 @@ class Grid:
         r0, r1, _ = rows.indices(self.rows)
         c0, c1, _ = cols.indices(self.cols)
         if r1 <= r0 or c1 <= c0:
-            raise BadInputError(f"window rows {r0}:{r1}, cols {c0}:{c1} is empty in a grid of shape {self.shape}")
+            raise BadInputError(
+                f"window rows {r0}:{r1}, cols {c0}:{c1} is empty in a grid of shape {self.shape}"
+            )
         return Grid(self.crs, self.transform @ Affine.translation(c0, r0), (r1 - r0, c1 - c0))
 
     def slices_of_bbox(self, bbox: BBox | str | Sequence[float]) -> tuple[slice, slice]:
@@ -300,7 +309,7 @@ class Grid:
         Raises:
             BadInputError: if the bbox does not overlap the grid.
         """
-        box = bbox if isinstance(bbox, BBox) else parse_bbox(bbox)  # type: ignore[arg-type]
+        box = bbox if isinstance(bbox, BBox) else parse_bbox(bbox)
         left, bottom, right, top = reproject_bounds(box, WGS84, self.crs)
         inv = ~self.transform
         c0, r0 = inv @ (left, top)
@@ -308,7 +317,9 @@ class Grid:
         r0, c0 = max(0, math.floor(r0)), max(0, math.floor(c0))
         r1, c1 = min(self.rows, math.ceil(r1)), min(self.cols, math.ceil(c1))
         if r1 <= r0 or c1 <= c0:
-            raise BadInputError(f"bbox {tuple(box)} lies outside the grid (lon/lat bounds {tuple(self.bbox)})")
+            raise BadInputError(
+                f"bbox {tuple(box)} lies outside the grid (lon/lat bounds {tuple(self.bbox)})"
+            )
         return slice(r0, r1), slice(c0, c1)
 
 

@@ -12,8 +12,9 @@ A cube is a Zarr v3 group that opens as an :class:`xarray.Dataset`:
 Arrays are chunked ``chunk x chunk x d``. A :class:`CubeWriter` writes one chunk at a time and marks it
 finished with a file ``.landprompt_progress/<i>/<j>`` inside the store holding the chunk's digest, so a
 killed run resumes where it stopped and ends bitwise identical to an uninterrupted one. Finishing combines
-the chunk digests into the ``content_hash`` attr, which indexes use to tell when a cube has changed. The run fingerprint (grid, dim, dtype, chunk,
-attrs) is the cube's own metadata: resuming compares it with the arguments of the new run.
+the chunk digests into the ``content_hash`` attr, which indexes use to tell when a cube has changed.
+The run fingerprint (grid, dim, dtype, chunk, attrs) is the cube's own metadata: resuming compares it
+with the arguments of the new run.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import os
 import shutil
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -385,20 +387,16 @@ def read_window(ds: xr.Dataset, rows: slice, cols: slice) -> tuple[np.ndarray, n
     Returns:
         float32 embeddings [h, w, d] (zeros where invalid) and the bool valid mask [h, w].
     """
-    names = ["embedding", "valid"] + (["scale"] if "scale" in ds else [])
-    sub = ds[names].isel(y=rows, x=cols).compute()
-    valid = sub["valid"].to_numpy().astype(bool)
-    embedding = sub["embedding"].to_numpy().astype(np.float32)
-    if "scale" in sub:
-        embedding *= sub["scale"].to_numpy().astype(np.float32)[..., None]
-    embedding[~valid] = 0
-    return embedding, valid
+    return _reader(ds)(rows, cols)
 
 
 def iter_chunks(
     ds: xr.Dataset, rows: slice | None = None, cols: slice | None = None
 ) -> Iterator[tuple[ChunkWindow, np.ndarray, np.ndarray]]:
     """Stream a cube (or a window of it) chunk by chunk, so the whole cube is never in memory.
+
+    The next chunk is read and decoded in a background thread while the caller works on the current
+    one, so reading overlaps with the caller's computation.
 
     Yields:
         The chunk window (clipped to ``rows``/``cols``; positions in ``ds``), its float32 embeddings [h, w, d]
@@ -407,11 +405,54 @@ def iter_chunks(
     r0, r1 = _span(rows, ds.sizes["y"])
     c0, c1 = _span(cols, ds.sizes["x"])
     row_edges, col_edges = (_chunk_edges(ds, dim) for dim in ("y", "x"))
-    for i, (a, b) in enumerate(itertools.pairwise(row_edges)):
-        for j, (c, d) in enumerate(itertools.pairwise(col_edges)):
-            rs, cs = slice(max(a, r0), min(b, r1)), slice(max(c, c0), min(d, c1))
-            if rs.start < rs.stop and cs.start < cs.stop:
-                yield ChunkWindow((i, j), rs, cs), *read_window(ds, rs, cs)
+    windows = [
+        ChunkWindow((i, j), slice(max(a, r0), min(b, r1)), slice(max(c, c0), min(d, c1)))
+        for i, (a, b) in enumerate(itertools.pairwise(row_edges))
+        for j, (c, d) in enumerate(itertools.pairwise(col_edges))
+        if max(a, r0) < min(b, r1) and max(c, c0) < min(d, c1)
+    ]
+    read = _reader(ds)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(read, windows[0].rows, windows[0].cols) if windows else None
+        for n, window in enumerate(windows):
+            assert pending is not None
+            data = pending.result()
+            if n + 1 < len(windows):
+                pending = pool.submit(read, windows[n + 1].rows, windows[n + 1].cols)
+            yield window, *data
+
+
+def _reader(ds: xr.Dataset) -> Callable[[slice, slice], tuple[np.ndarray, np.ndarray]]:
+    """A window decoder: straight from the Zarr arrays when ``ds`` is a whole cube on disk, else xarray."""
+    names = ["embedding", "valid"] + (["scale"] if "scale" in ds else [])
+    arrays = _zarr_arrays(ds, names)
+
+    def read(rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray]:
+        if arrays is not None:
+            raw = {name: array[rows, cols] for name, array in arrays.items()}
+        else:
+            sub = ds[names].isel(y=rows, x=cols).compute()
+            raw = {name: sub[name].to_numpy() for name in names}
+        valid = raw["valid"].astype(bool)
+        embedding = raw["embedding"].astype(np.float32)
+        if "scale" in raw:
+            embedding *= raw["scale"].astype(np.float32)[..., None]
+        embedding[~valid] = 0
+        return embedding, valid
+
+    return read
+
+
+def _zarr_arrays(ds: xr.Dataset, names: list[str]) -> dict[str, Any] | None:
+    """The cube's Zarr arrays if ``ds`` is a whole cube opened from ``ds.encoding['source']``."""
+    source = ds.encoding.get("source")
+    group = _open_group(Path(source)) if source else None
+    if group is None or any(name not in group for name in names):
+        return None
+    arrays = {name: group[name] for name in names}
+    if arrays["valid"].shape != (ds.sizes["y"], ds.sizes["x"]):
+        return None  # a window of a cube: positions differ from the store's
+    return arrays
 
 
 def content_hash(ds: xr.Dataset) -> str:

@@ -1,0 +1,1 @@
+"""FAISS indexes over embedding cubes: build (streaming), search (with staleness checks), shards."""

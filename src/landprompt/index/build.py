@@ -1,0 +1,202 @@
+"""Build a FAISS index over an embedding cube, streaming it chunk by chunk.
+
+The cube is never held in memory: one pass draws a reproducible training sample (for IVF indexes) and
+one pass adds every valid pixel under its id ``row * cols + col``. The index file is written next to a
+JSON sidecar recording the factory string, the metric, the cube's path and content hash and the id rule;
+the sidecar is written last, so an index without one is unfinished.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import xarray as xr
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from landprompt.embedder.cube import content_hash, cube_grid, iter_chunks, open_cube
+from landprompt.errors import BadInputError
+from landprompt.index.factory import choose_factory, default_nprobe, make_index, train_size_for
+from landprompt.query.maps import atomic_path
+
+INDEX_FORMAT = "landprompt-index"
+INDEX_FORMAT_VERSION = 1
+ID_RULE = "id = row * cols + col"
+#: Training vectors are capped so the sample stays under this many bytes of float32.
+TRAIN_BYTES_MAX = 1 << 28
+
+
+@dataclass
+class IndexInfo:
+    """The JSON sidecar of an index."""
+
+    factory: str
+    metric: str
+    dim: int
+    ntotal: int
+    cube: str
+    cube_hash: str
+    grid: dict[str, Any]
+    nprobe: int
+    train_size: int
+    seed: int
+    id_rule: str = ID_RULE
+    faiss_version: str = field(default_factory=lambda: faiss.__version__)
+    format: str = INDEX_FORMAT
+    format_version: int = INDEX_FORMAT_VERSION
+
+    def save(self, path: Path) -> None:
+        """Write the sidecar atomically."""
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> IndexInfo:
+        """Read a sidecar, refusing other formats and versions."""
+        if not path.is_file():
+            raise BadInputError(
+                f"{path} not found: the index is missing or unfinished; run 'landprompt index build'"
+            )
+        data = json.loads(path.read_text())
+        if data.get("format") != INDEX_FORMAT or data.get("format_version") != INDEX_FORMAT_VERSION:
+            raise BadInputError(
+                f"{path} is not a landprompt index sidecar of format version {INDEX_FORMAT_VERSION}"
+            )
+        return cls(**data)
+
+
+def default_index_path(cube_path: str | Path) -> Path:
+    """Where an index of a cube lives by default: ``region.zarr`` -> ``region.faiss``."""
+    return Path(cube_path).with_suffix(".faiss")
+
+
+def sidecar_path(index_path: str | Path) -> Path:
+    """The JSON sidecar of an index file."""
+    return Path(str(index_path) + ".json")
+
+
+def build_index(
+    cube: str | Path,
+    out: str | Path | None = None,
+    factory: str | None = None,
+    seed: int = 0,
+    train_size: int | None = None,
+    gpu: bool | None = None,
+    progress: bool = True,
+) -> IndexInfo:
+    """Build a FAISS inner-product index over the valid pixels of a cube.
+
+    Args:
+        cube: Embedding cube path.
+        out: Index file (default: :func:`default_index_path`); the sidecar is ``<out>.json``.
+        factory: FAISS factory string; default chosen by size (:func:`choose_factory`).
+        seed: Seed of the training sample.
+        train_size: Training vectors for IVF/PQ indexes (default by factory and memory).
+        gpu: Train and add on GPUs (default: when FAISS sees one).
+        progress: Show a progress bar.
+
+    Returns:
+        The sidecar's contents.
+    """
+    ds = open_cube(cube)
+    grid = cube_grid(ds)
+    dim = int(ds.sizes["d"])
+    n = int(ds["valid"].sum().compute())
+    if n == 0:
+        raise BadInputError(f"cube {cube} has no valid pixel to index")
+    factory = factory or choose_factory(n, dim)
+    index = make_index(factory, dim)
+    use_gpu = faiss.get_num_gpus() > 0 if gpu is None else gpu
+    n_train = 0
+    if not index.is_trained:
+        n_train = min(train_size or train_size_for(factory, n), TRAIN_BYTES_MAX // (4 * dim), n)
+        sample = training_sample(ds, n_train, seed, progress)
+        _on_device(index, use_gpu).train(sample)
+    for ids, vectors in _valid_vectors(ds, grid.cols, progress, "adding to the index"):
+        index.add_with_ids(vectors, ids)
+    out = Path(out) if out is not None else default_index_path(cube)
+    info = IndexInfo(
+        factory=factory,
+        metric="inner_product",
+        dim=dim,
+        ntotal=int(index.ntotal),
+        cube=str(Path(cube).resolve()),
+        cube_hash=content_hash(ds),
+        grid=grid.to_dict(),
+        nprobe=default_nprobe(factory),
+        train_size=n_train,
+        seed=seed,
+    )
+    sidecar_path(out).unlink(missing_ok=True)
+    with atomic_path(out) as tmp:
+        faiss.write_index(index, str(tmp))
+    info.save(sidecar_path(out))
+    return info
+
+
+def training_sample(ds: xr.Dataset, size: int, seed: int, progress: bool = True) -> np.ndarray:
+    """A reproducible uniform sample of ``size`` valid vectors, drawn in one streaming pass.
+
+    Each valid pixel gets a random key from a generator seeded by (seed, chunk); the ``size`` smallest
+    keys win, so the sample does not depend on how the cube is chunked in memory or on the order of
+    reads beyond the chunk grid.
+    """
+    keys = np.empty(0)
+    ids = np.empty(0, dtype=np.int64)
+    vectors = np.empty((0, int(ds.sizes["d"])), dtype=np.float32)
+    cols = int(ds.sizes["x"])
+    for chunk_ids, chunk_vectors in _valid_vectors(ds, cols, progress, "sampling training vectors"):
+        chunk_keys = np.random.default_rng([seed, int(chunk_ids[0])]).random(len(chunk_ids))
+        keys = np.concatenate([keys, chunk_keys])
+        ids = np.concatenate([ids, chunk_ids])
+        vectors = np.concatenate([vectors, chunk_vectors])
+        if len(keys) > size:
+            keep = np.argpartition(keys, size - 1)[:size]
+            keys, ids, vectors = keys[keep], ids[keep], vectors[keep]
+    return vectors[np.argsort(ids)]
+
+
+def _valid_vectors(
+    ds: xr.Dataset, cols: int, progress: bool, label: str
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (ids, vectors) of the valid pixels of each chunk, in chunk order."""
+    chunks = iter_chunks(ds)
+    with _progress(progress) as bar:
+        task = bar.add_task(label, total=_n_chunks(ds))
+        for window, embedding, valid in chunks:
+            rows, cols_ = np.nonzero(valid)
+            if len(rows):
+                ids = (rows + window.rows.start).astype(np.int64) * cols + (cols_ + window.cols.start)
+                yield ids, np.ascontiguousarray(embedding[rows, cols_], dtype=np.float32)
+            bar.advance(task)
+
+
+def _n_chunks(ds: xr.Dataset) -> int:
+    chunk_y, chunk_x = ds["valid"].encoding.get("chunks", (ds.sizes["y"], ds.sizes["x"]))[:2]
+    return -(-int(ds.sizes["y"]) // int(chunk_y)) * -(-int(ds.sizes["x"]) // int(chunk_x))
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=True,
+    )
+
+
+def _on_device(index: faiss.Index, use_gpu: bool) -> faiss.Index:
+    """The index itself, or for training a GPU clone of its coarse quantizer when GPUs are used."""
+    if not use_gpu:
+        return index
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:  # train the coarse quantizer's k-means on the GPU; the index stays on the CPU
+        ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(ivf.d))
+    return index

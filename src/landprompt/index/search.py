@@ -1,0 +1,83 @@
+"""Search a cube's FAISS index, refusing an index whose cube has changed since it was built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from landprompt.embedder.cube import content_hash, open_cube
+from landprompt.errors import BadInputError
+from landprompt.geo import Grid
+from landprompt.index.build import IndexInfo, default_index_path, sidecar_path
+
+#: Candidates HNSW explores per query (at least k).
+HNSW_EF_SEARCH = 128
+
+
+@dataclass
+class Hits:
+    """Search results for ``m`` queries: scores (cosine), rows and cols, each (m, k); row -1 = no hit."""
+
+    scores: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+
+
+class CubeIndex:
+    """A FAISS index over one cube, with its sidecar."""
+
+    def __init__(self, index: faiss.Index, info: IndexInfo) -> None:
+        self.index = index
+        self.info = info
+        self.grid = Grid.from_dict(info.grid)
+        self.nprobe = info.nprobe
+        self.ef_search = HNSW_EF_SEARCH
+
+    @classmethod
+    def open(cls, path: str | Path, cube: str | Path | None = None, check: bool = True) -> CubeIndex:
+        """Open an index file; with ``check``, refuse it if its cube changed since the build.
+
+        Args:
+            path: Index file (``.faiss``); its sidecar is ``<path>.json``.
+            cube: The cube it should belong to (default: the path recorded in the sidecar).
+            check: Compare the cube's content hash with the one recorded at build time.
+        """
+        path = Path(path)
+        info = IndexInfo.load(sidecar_path(path))
+        if not path.is_file():
+            raise BadInputError(f"index file {path} is missing: run 'landprompt index build'")
+        if check:
+            current = content_hash(open_cube(cube or info.cube))
+            if current != info.cube_hash:
+                raise BadInputError(
+                    f"index {path} is stale: its cube changed since it was built; "
+                    f"rebuild it with 'landprompt index build {cube or info.cube}'"
+                )
+        return cls(faiss.read_index(str(path)), info)
+
+    @classmethod
+    def for_cube(cls, cube: str | Path) -> CubeIndex | None:
+        """The fresh default index of a cube, or None if it has none (a stale one raises)."""
+        path = default_index_path(cube)
+        if not sidecar_path(path).is_file():
+            return None
+        return cls.open(path, cube)
+
+    def search(self, queries: np.ndarray, k: int) -> Hits:
+        """The ``k`` best pixels for each query vector (m, d) by inner product."""
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if queries.shape[1] != self.info.dim:
+            raise BadInputError(f"query has dimension {queries.shape[1]}, the index {self.info.dim}")
+        params = None
+        if self.nprobe and faiss.try_extract_index_ivf(self.index) is not None:
+            params = faiss.SearchParametersIVF(nprobe=self.nprobe)
+        elif "HNSW" in self.info.factory:
+            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
+        k = min(k, int(self.index.ntotal))
+        scores, ids = self.index.search(queries, k, params=params)
+        rows = np.where(ids >= 0, ids // self.grid.cols, -1)
+        cols = np.where(ids >= 0, ids % self.grid.cols, -1)
+        return Hits(scores=scores, rows=rows, cols=cols)

@@ -1,0 +1,1 @@
+"""Query: text prompts -> probability maps and top-k places over an embedding cube."""

@@ -1,0 +1,661 @@
+"""Batch export of probability maps: concepts x areas -> COG / PNG / HTML files, from a YAML file.
+
+A batch file names a cube, an output folder, the concepts and the areas (see ``examples/batch_maps.yaml``).
+:func:`load_jobs` validates the whole file before anything runs, :func:`plan` expands it into one
+:class:`MapJob` per concept and area, and :func:`run_jobs` runs the jobs whose outputs are missing, in
+process or on a Dask distributed cluster. Outputs go to ``<out>/<area>/<concept-slug>.<ext>``.
+
+Every output is written atomically, so a file that exists is complete: a re-run skips finished jobs and
+writes only the outputs a job lacks. A job ships paths, not arrays: it opens the cube itself and loads
+CLIP once per process (cached by model and weights), and the background prompts are encoded once per
+(model, background, style) and shared by every concept that uses them.
+
+Example:
+    >>> spec = load_jobs("examples/batch_maps.yaml")  # doctest: +SKIP
+    >>> report = run_jobs(spec, scheduler="local")  # doctest: +SKIP
+    >>> report.summary()  # doctest: +SKIP
+    '6 done, 0 skipped, 0 failed'
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, get_args
+
+import numpy as np
+import yaml
+
+from landprompt.embedder.cube import open_cube
+from landprompt.errors import BadInputError, LandpromptError
+from landprompt.geo import BBox, Grid, parse_bbox
+from landprompt.query.maps import HTML_MAX_PIXELS, check_html_size, write_cog, write_html, write_png
+from landprompt.query.probability import DEFAULT_STYLE, background_embeddings, probability_map
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from distributed import Client
+
+    from landprompt.embedder.clip import ClipModel
+
+Format = Literal["cog", "png", "html"]
+MapDtype = Literal["float32", "uint8"]
+
+#: File suffix of each output format.
+SUFFIXES: dict[str, str] = {"cog": ".tif", "png": ".png", "html": ".html"}
+#: Name (output folder) of the area that is the whole cube, used when a batch file lists no areas.
+WHOLE_CUBE = "all"
+#: Threads of the one-worker Dask cluster ``scheduler="local"`` starts in this process.
+LOCAL_THREADS = min(4, os.cpu_count() or 1)
+
+_T = TypeVar("_T")
+_TOP_KEYS = ("cube", "out", "clip", "defaults", "concepts", "areas")
+_CLIP_KEYS = ("model", "pretrained")
+_DEFAULT_KEYS = ("versus", "style", "formats", "dtype")
+_CONCEPT_KEYS = ("name", "prompt", "versus")
+_AREA_KEYS = ("name", "bbox")
+
+
+# --- specification ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """The CLIP text tower of a batch: an open_clip model name and a pretrained tag or weights file."""
+
+    model: str
+    pretrained: str | None = None
+
+
+@dataclass(frozen=True)
+class Concept:
+    """A concept to map.
+
+    Attributes:
+        name: Output name (its slug names the files).
+        prompt: The concept in plain words.
+        versus: Background prompts; ``None`` for the shipped land-cover vocabulary.
+    """
+
+    name: str
+    prompt: str
+    versus: tuple[str, ...] | None = None
+
+    @property
+    def slug(self) -> str:
+        """File-name form of the name: lower case, runs of other characters as ``-``."""
+        return slugify(self.name)
+
+
+@dataclass(frozen=True)
+class Area:
+    """A named lon/lat window of the cube; ``bbox=None`` is the whole cube."""
+
+    name: str
+    bbox: BBox | None = None
+
+    @property
+    def slug(self) -> str:
+        """Folder-name form of the name."""
+        return slugify(self.name)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated batch: which maps to make from which cube, and where to write them."""
+
+    cube: Path
+    out: Path
+    clip: ClipSpec
+    concepts: tuple[Concept, ...]
+    areas: tuple[Area, ...] = (Area(WHOLE_CUBE),)
+    style: str = DEFAULT_STYLE
+    formats: tuple[Format, ...] = ("cog", "png", "html")
+    dtype: MapDtype = "float32"
+
+    @classmethod
+    def from_dict(cls, data: Any, base_dir: str | Path = ".") -> JobSpec:
+        """Validate a parsed batch file; relative paths are relative to ``base_dir``.
+
+        Raises:
+            BadInputError: naming the offending key, e.g. ``areas[1].bbox: ...``.
+        """
+        return _parse_spec(data, Path(base_dir))
+
+
+@dataclass(frozen=True)
+class MapJob:
+    """One concept over one area, and the files it writes."""
+
+    key: str
+    cube: Path
+    clip: ClipSpec
+    prompt: str
+    versus: tuple[str, ...] | None
+    bbox: BBox | None
+    style: str
+    dtype: MapDtype
+    outputs: Mapping[Format, Path]
+    title: str
+
+    def missing(self) -> dict[Format, Path]:
+        """The outputs not written yet."""
+        return {fmt: path for fmt, path in self.outputs.items() if not path.exists()}
+
+
+@dataclass
+class JobResult:
+    """What one job did: the formats it wrote, or the error that stopped it."""
+
+    key: str
+    written: tuple[Format, ...] = ()
+    error: str | None = None
+
+
+@dataclass
+class JobReport:
+    """Outcome of :func:`run_jobs`: job keys (``<area>/<concept-slug>``) done, skipped and failed."""
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Whether no job failed."""
+        return not self.failed
+
+    def add(self, result: JobResult) -> None:
+        """Record a job's result."""
+        if result.error is None:
+            self.done.append(result.key)
+        else:
+            self.failed[result.key] = result.error
+
+    def summary(self) -> str:
+        """One line: ``"4 done, 2 skipped, 0 failed"``."""
+        return f"{len(self.done)} done, {len(self.skipped)} skipped, {len(self.failed)} failed"
+
+
+def slugify(name: str) -> str:
+    """Lower-case ``name`` and replace runs of characters other than a-z and 0-9 by ``-``."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+# --- loading and planning --------------------------------------------------------------------------
+
+
+def load_jobs(path: str | Path) -> JobSpec:
+    """Read and validate a batch file (YAML); nothing is written.
+
+    Relative paths in the file (cube, out, GeoJSON areas, weights files) are relative to the file's folder.
+
+    Raises:
+        BadInputError: if the file is missing or not YAML, or a key is unknown, missing or invalid; the
+            message names the file and the key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"batch file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    try:
+        return JobSpec.from_dict(data, path.parent)
+    except BadInputError as exc:
+        raise type(exc)(f"{path}: {exc}") from None
+
+
+def plan(spec: JobSpec) -> list[MapJob]:
+    """Expand a batch into one job per area and concept (area by area)."""
+    return [_job(spec, area, concept) for area in spec.areas for concept in spec.concepts]
+
+
+def _job(spec: JobSpec, area: Area, concept: Concept) -> MapJob:
+    folder = spec.out / area.slug
+    return MapJob(
+        key=f"{area.slug}/{concept.slug}",
+        cube=spec.cube,
+        clip=spec.clip,
+        prompt=concept.prompt,
+        versus=concept.versus,
+        bbox=area.bbox,
+        style=spec.style,
+        dtype=spec.dtype,
+        outputs={fmt: folder / f"{concept.slug}{SUFFIXES[fmt]}" for fmt in spec.formats},
+        title=f"P({concept.prompt}) - {area.name}",
+    )
+
+
+# --- running ---------------------------------------------------------------------------------------
+
+
+def run_jobs(
+    spec: JobSpec, scheduler: str | None = None, progress: bool = True, *, overwrite: bool = False
+) -> JobReport:
+    """Make every map of a batch that is not made yet.
+
+    Jobs whose outputs all exist are skipped; a job with some outputs writes only the missing ones. A
+    failing job is reported and the others go on.
+
+    Args:
+        spec: The batch, from :func:`load_jobs`.
+        scheduler: ``None`` runs the jobs here, one after the other. ``"local"`` starts a Dask
+            ``LocalCluster`` in this process, one worker with :data:`LOCAL_THREADS` threads sharing one
+            CLIP model (starts in milliseconds; map reads, CLIP, softmax and GDAL release the GIL).
+            Anything else is the address of a running Dask scheduler (``tcp://host:8786``), e.g. of
+            ``dask scheduler`` plus ``dask worker --nworkers N`` processes on one or more machines.
+        progress: Show a progress bar.
+        overwrite: Rewrite every output, even existing ones.
+
+    Returns:
+        The report of jobs done, skipped and failed (with their error messages).
+    """
+    report = JobReport()
+    pending = []
+    for job in plan(spec):
+        if overwrite or job.missing():
+            pending.append(job)
+        else:
+            report.skipped.append(job.key)
+    if not pending:
+        return report
+    with _progress_bar(len(pending), enabled=progress) as advance:
+        results = (
+            _run_distributed(pending, scheduler, overwrite) if scheduler else _run_here(pending, overwrite)
+        )
+        for result in results:
+            report.add(result)
+            advance(result)
+    return report
+
+
+def run_job(job: MapJob, overwrite: bool = False) -> JobResult:
+    """Run one job: compute its map and write its missing outputs (all of them with ``overwrite``).
+
+    Never raises: an error is returned in :attr:`JobResult.error`, so one failure does not stop a batch.
+    """
+    todo = dict(job.outputs) if overwrite else job.missing()
+    try:
+        da = _probability(job)
+        for fmt, path in todo.items():
+            _write(fmt, da, path, job)
+    except Exception as exc:  # reported per job, the batch goes on
+        return JobResult(job.key, error=_describe(exc))
+    return JobResult(job.key, written=tuple(todo))
+
+
+def _run_here(jobs: Iterable[MapJob], overwrite: bool) -> Iterator[JobResult]:
+    for job in jobs:
+        yield run_job(job, overwrite)
+
+
+def _run_distributed(jobs: Sequence[MapJob], scheduler: str, overwrite: bool) -> Iterator[JobResult]:
+    """Run jobs as Dask tasks (one task per job) and yield their results as they finish."""
+    from distributed import as_completed
+
+    with _client(scheduler) as client:
+        futures = client.map(run_job, jobs, overwrite=overwrite, pure=False)
+        keys = {future.key: job.key for future, job in zip(futures, jobs, strict=True)}
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except Exception as exc:  # the task itself died (e.g. a worker was killed)
+                yield JobResult(keys[future.key], error=_describe(exc))
+
+
+@contextmanager
+def _client(scheduler: str) -> Iterator[Client]:
+    """A Dask client: on a new local cluster for ``"local"``, else connected to a scheduler address."""
+    from distributed import Client, LocalCluster
+
+    if scheduler == "local":
+        with (
+            LocalCluster(
+                n_workers=1,
+                threads_per_worker=LOCAL_THREADS,
+                processes=False,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            yield client
+        return
+    try:
+        client = Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise BadInputError(
+            f"cannot reach the Dask scheduler at {scheduler!r} ({exc}): start it, or use --scheduler local"
+        ) from None
+    with client:
+        yield client
+
+
+@contextmanager
+def _progress_bar(total: int, enabled: bool) -> Iterator[Callable[[JobResult], None]]:
+    """A rich progress bar over ``total`` jobs; yields a callback advancing it by one result."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("maps"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns, disable=not enabled) as bar:
+        task = bar.add_task("", total=total)
+
+        def advance(result: JobResult) -> None:
+            status = "[red]failed[/red]" if result.error else "done"
+            bar.update(task, advance=1, description=f"{result.key} {status}")
+
+        yield advance
+
+
+# --- one job, in its worker ------------------------------------------------------------------------
+
+_LOCK = threading.RLock()  # one model load / text encoding at a time per process (threaded workers)
+_PYPLOT_LOCK = threading.Lock()  # write_png draws with pyplot, which is not thread-safe
+
+
+def _probability(job: MapJob) -> xr.DataArray:
+    """The job's probability map; the background encoding is shared with the other concepts."""
+    clip = _clip(job.clip)
+    names, vectors = _background(job.clip, job.versus, job.style)
+    keep = np.array([name.lower() != job.prompt.lower() for name in names])
+    da = probability_map(
+        open_cube(job.cube), job.prompt, versus=vectors[keep], bbox=job.bbox, clip=clip, style=job.style
+    )
+    da.attrs.update(clip=clip.id, job=job.key)
+    return da
+
+
+def _clip(spec: ClipSpec) -> ClipModel:
+    """The CLIP model of a spec, loaded once per process."""
+    with _LOCK:
+        return _load_clip(spec)
+
+
+@lru_cache(maxsize=4)
+def _load_clip(spec: ClipSpec) -> ClipModel:
+    from landprompt.embedder.clip import load_clip
+
+    return load_clip(spec.model, spec.pretrained)
+
+
+def _background(
+    clip: ClipSpec, versus: tuple[str, ...] | None, style: str
+) -> tuple[tuple[str, ...], np.ndarray]:
+    """Background prompts and their embeddings, encoded once per process and (model, versus, style)."""
+    with _LOCK:
+        return _encode_background(clip, versus, style)
+
+
+@lru_cache(maxsize=64)
+def _encode_background(
+    clip: ClipSpec, versus: tuple[str, ...] | None, style: str
+) -> tuple[tuple[str, ...], np.ndarray]:
+    from landprompt.query.probability import default_vocabulary
+
+    names = tuple(name.strip() for name in (versus or default_vocabulary()))
+    return names, background_embeddings(_clip(clip), "", names, style)
+
+
+def _write(fmt: Format, da: xr.DataArray, path: Path, job: MapJob) -> None:
+    if fmt == "cog":
+        write_cog(da, path, dtype=job.dtype)
+    elif fmt == "png":
+        with _PYPLOT_LOCK:
+            write_png(da, path, title=job.title)
+    else:
+        write_html(da, path, title=job.title)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a report: the message of user errors, the type and message of others."""
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, LandpromptError) else f"{type(exc).__name__}: {text}"
+
+
+# --- validation ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _at(key: str | int) -> Iterator[None]:
+    """Prefix the message of a :class:`BadInputError` raised inside with its key path (``areas[1].bbox``)."""
+    try:
+        yield
+    except BadInputError as exc:
+        keys, message = (key, *getattr(exc, "keys", ())), getattr(exc, "message", str(exc))
+        path = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys).lstrip(".")
+        error = type(exc)(f"{path}: {message}")
+        error.keys, error.message = keys, message  # type: ignore[attr-defined]
+        raise error from None
+
+
+def _parse_spec(data: Any, base: Path) -> JobSpec:
+    from landprompt.embedder.cube import cube_grid
+
+    data = _mapping(data, "the batch file", _TOP_KEYS)
+    with _at("cube"):
+        cube = _path(_required(data, "cube"), base)
+        ds = open_cube(cube)
+        grid = cube_grid(ds)
+    with _at("out"):
+        out = _path(_required(data, "out"), base)
+        if out.exists() and not out.is_dir():
+            raise BadInputError(f"{out} exists and is not a folder")
+    with _at("clip"):
+        clip = _parse_clip(data["clip"], base) if data.get("clip") is not None else _clip_of_cube(ds.attrs)
+    with _at("defaults"):
+        defaults = _mapping(
+            {} if data.get("defaults") is None else data["defaults"], "defaults", _DEFAULT_KEYS
+        )
+        versus = _parse_versus(defaults.get("versus"))
+        style = _parse_style(defaults.get("style", DEFAULT_STYLE))
+        formats = _parse_formats(defaults.get("formats", list(SUFFIXES)))
+        with _at("dtype"):
+            dtype = cast(
+                MapDtype, _parse_choice(defaults.get("dtype", "float32"), get_args(MapDtype), "dtype")
+            )
+    with _at("concepts"):
+        concepts = _parse_concepts(data.get("concepts"), versus)
+    with _at("areas"):
+        areas = _parse_areas(data.get("areas"), base, grid, "html" in formats)
+    return JobSpec(cube, out, clip, concepts, areas, style, formats, dtype)
+
+
+def _parse_clip(value: Any, base: Path) -> ClipSpec:
+    data = _mapping(value, "clip", _CLIP_KEYS)
+    with _at("model"):
+        model = _text(_required(data, "model"))
+        _check_clip_name(model)
+    pretrained = data.get("pretrained")
+    if pretrained is not None:
+        with _at("pretrained"):
+            pretrained = _text(pretrained)
+            local = _path(pretrained, base)
+            pretrained = str(local) if local.is_file() else pretrained
+    return ClipSpec(model, pretrained)
+
+
+def _clip_of_cube(attrs: Mapping[str, Any]) -> ClipSpec:
+    model = attrs.get("clip_model")
+    if not model:
+        raise BadInputError("the cube does not name its CLIP model: add clip: {model: NAME, pretrained: TAG}")
+    return ClipSpec(str(model), attrs.get("clip_pretrained") or None)
+
+
+def _check_clip_name(model: str) -> None:
+    """Check an open_clip model name without loading it (``hf-hub:``/``local-dir:`` names pass)."""
+    import open_clip
+
+    from landprompt.embedder import clip  # noqa: F401  (registers landprompt-tiny)
+
+    if ":" in model or model in open_clip.list_models():
+        return
+    close = difflib.get_close_matches(model, open_clip.list_models(), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise BadInputError(f"unknown CLIP model {model!r}{hint}")
+
+
+def _parse_concepts(value: Any, default_versus: tuple[str, ...] | None) -> tuple[Concept, ...]:
+    if not isinstance(value, list) or not value:
+        raise BadInputError("give a list of at least one concept (a prompt, or {name:, prompt:, versus:})")
+    concepts = [_item(i, _parse_concept, item, default_versus) for i, item in enumerate(value)]
+    _check_unique([c.slug for c in concepts], "concept names")
+    return tuple(concepts)
+
+
+def _parse_concept(item: Any, default_versus: tuple[str, ...] | None) -> Concept:
+    if isinstance(item, str):
+        entry: dict[str, Any] = {"prompt": item}
+    else:
+        entry = _mapping(item, "a concept", _CONCEPT_KEYS)
+    if entry.get("prompt") is None and entry.get("name") is None:
+        raise BadInputError("a concept needs a prompt (and optionally a name)")
+    with _at("prompt"):
+        prompt = _text(entry.get("prompt", entry.get("name")))
+    with _at("name"):
+        name = _text(entry.get("name", prompt))
+        if not slugify(name):
+            raise BadInputError(f"{name!r} has no letter or digit to name its files by")
+    versus = _parse_versus(entry["versus"]) if "versus" in entry else default_versus
+    if versus is not None and all(v.lower() == prompt.lower() for v in versus):
+        raise BadInputError(f"the background (versus) of {prompt!r} holds nothing but the concept itself")
+    return Concept(name, prompt, versus)
+
+
+def _parse_areas(value: Any, base: Path, grid: Grid, html: bool) -> tuple[Area, ...]:
+    if value is None:
+        areas = [Area(WHOLE_CUBE)]
+    elif not isinstance(value, list) or not value:
+        raise BadInputError("give a list of {name:, bbox:} areas, or leave areas out to map the whole cube")
+    else:
+        areas = [_item(i, _parse_area, item, base, grid, html) for i, item in enumerate(value)]
+    _check_unique([a.slug for a in areas], "area names")
+    if html and value is None:
+        _check_html(grid.shape)
+    return tuple(areas)
+
+
+def _parse_area(item: Any, base: Path, grid: Grid, html: bool) -> Area:
+    entry = _mapping(item, "an area", _AREA_KEYS)
+    with _at("name"):
+        name = _text(_required(entry, "name"))
+        if not slugify(name):
+            raise BadInputError(f"{name!r} has no letter or digit to name a folder by")
+    if entry.get("bbox") is None:
+        shape = grid.shape
+        bbox = None
+    else:
+        with _at("bbox"):
+            bbox = _parse_bbox(entry["bbox"], base)
+            rows, cols = grid.slices_of_bbox(bbox)
+            shape = (rows.stop - rows.start, cols.stop - cols.start)
+    if html:
+        _check_html(shape)
+    return Area(name, bbox)
+
+
+def _parse_bbox(value: Any, base: Path) -> BBox:
+    if isinstance(value, str) and value.strip().lower().endswith((".json", ".geojson")):
+        return parse_bbox(_path(value, base))
+    if isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
+        return parse_bbox(value)
+    raise BadInputError(f"give 'minlon,minlat,maxlon,maxlat' or a GeoJSON file, got {value!r}")
+
+
+def _check_html(shape: tuple[int, int]) -> None:
+    try:
+        check_html_size(shape, HTML_MAX_PIXELS)
+    except BadInputError as exc:
+        raise BadInputError(f"{exc}; or drop html from defaults.formats") from None
+
+
+def _parse_versus(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    with _at("versus"):
+        if not isinstance(value, list) or not value:
+            raise BadInputError("give a list of background prompts, or null for the shipped vocabulary")
+        return tuple(_item(i, _text, v) for i, v in enumerate(value))
+
+
+def _parse_style(value: Any) -> str:
+    from landprompt.embedder.prompts import get_templates
+
+    with _at("style"):
+        style = _text(value)
+        get_templates(style)
+    return style
+
+
+def _parse_formats(value: Any) -> tuple[Format, ...]:
+    with _at("formats"):
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not items:
+            raise BadInputError(f"give a list of formats out of {', '.join(SUFFIXES)}")
+        formats = tuple(_item(i, _parse_choice, v, tuple(SUFFIXES), "format") for i, v in enumerate(items))
+        _check_unique(list(formats), "formats")
+    return cast(tuple[Format, ...], formats)
+
+
+def _item(index: int, parse: Callable[..., _T], *args: Any) -> _T:
+    """``parse(*args)`` for list item ``index``: errors name it (``formats[1]: ...``)."""
+    with _at(index):
+        return parse(*args)
+
+
+def _parse_choice(value: Any, choices: tuple[str, ...], what: str) -> str:
+    if value not in choices:
+        raise BadInputError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}")
+    return str(value)
+
+
+def _mapping(value: Any, what: str, keys: Sequence[str]) -> dict[str, Any]:
+    """Check that ``value`` is a mapping whose keys are all in ``keys``."""
+    if not isinstance(value, dict):
+        raise BadInputError(f"{what} must be a mapping with keys {', '.join(keys)}; got {value!r}")
+    for key in value:
+        if key not in keys:
+            close = difflib.get_close_matches(str(key), keys, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(keys)}"
+            raise BadInputError(f"unknown key {key!r}{hint}")
+    return value
+
+
+def _required(data: Mapping[str, Any], key: str) -> Any:
+    if data.get(key) is None:
+        raise BadInputError("required key is missing")
+    return data[key]
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BadInputError(f"must be non-empty text, got {value!r}")
+    return value.strip()
+
+
+def _path(value: Any, base: Path) -> Path:
+    path = Path(_text(value)).expanduser()
+    return (base / path).absolute()
+
+
+def _check_unique(names: list[str], what: str) -> None:
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise BadInputError(f"{what} must be unique (after lower-casing and slugging); repeated: {repeated}")

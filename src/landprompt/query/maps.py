@@ -1,0 +1,284 @@
+"""Map outputs: Cloud-Optimised GeoTIFF, PNG quicklook with colour bar and scale bar, HTML map.
+
+Every writer takes a georeferenced ``xarray.DataArray`` [y, x] (rioxarray CRS and transform) of
+probabilities in [0, 1] with NaN as nodata, and writes atomically: a temporary sibling file is
+renamed into place, so an interrupted export never leaves a half-written map.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import numpy as np
+import rasterio
+import rioxarray  # also registers the .rio accessor
+import xarray as xr
+from rasterio.io import MemoryFile
+from rio_cogeo.cogeo import cog_translate
+from rio_cogeo.profiles import cog_profiles
+
+from landprompt.errors import BadInputError
+
+#: uint8 maps store round(p * 254); 255 is nodata.
+UINT8_SCALE = 254
+UINT8_NODATA = 255
+#: Largest map (pixels) :func:`write_html` embeds; larger maps belong in a COG.
+HTML_MAX_PIXELS = 4_000_000
+#: Web Mercator, the CRS of Leaflet maps: an image overlay is stretched linearly in it.
+WEB_MERCATOR = "EPSG:3857"
+_TITLE_HTML = (
+    "<div style='position:absolute;top:10px;left:60px;z-index:1000;background:rgba(255,255,255,0.85);"
+    "padding:2px 8px;border-radius:4px;font:bold 15px sans-serif'>{}</div>"
+)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling path that replaces ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _check_map(da: xr.DataArray) -> None:
+    if da.ndim != 2 or da.dims != ("y", "x"):
+        raise BadInputError(f"a map must be a 2-D DataArray with dims (y, x), got {da.dims}")
+    if da.rio.crs is None:
+        raise BadInputError("the map has no CRS: write one with da.rio.write_crs(...)")
+
+
+def write_cog(
+    da: xr.DataArray, path: str | Path, dtype: Literal["float32", "uint8"] = "float32", blocksize: int = 256
+) -> Path:
+    """Write a probability map as a Cloud-Optimised GeoTIFF with internal overviews.
+
+    Args:
+        da: Probabilities [y, x] in [0, 1], NaN where there is no data.
+        path: Output ``.tif`` path.
+        dtype: ``float32`` (nodata NaN) or ``uint8`` (``round(p * 254)``, nodata 255, GDAL scale 1/254).
+        blocksize: Internal tile size.
+
+    Returns:
+        The written path.
+    """
+    _check_map(da)
+    values = np.asarray(da.values, dtype=np.float32)
+    if dtype == "uint8":
+        data = np.where(np.isnan(values), UINT8_NODATA, np.rint(np.clip(values, 0, 1) * UINT8_SCALE))
+        data, nodata = data.astype(np.uint8), float(UINT8_NODATA)
+    elif dtype == "float32":
+        data, nodata = values, float("nan")
+    else:
+        raise BadInputError(f"map dtype must be float32 or uint8, got {dtype!r}")
+    profile = {
+        "driver": "GTiff",
+        "height": data.shape[0],
+        "width": data.shape[1],
+        "count": 1,
+        "dtype": data.dtype.name,
+        "crs": da.rio.crs,
+        "transform": da.rio.transform(),
+        "nodata": nodata,
+    }
+    cog_profile = cog_profiles.get("deflate")
+    cog_profile.update(blockxsize=blocksize, blockysize=blocksize, predictor=3 if dtype == "float32" else 2)
+    with MemoryFile() as memfile, atomic_path(path) as tmp:
+        with memfile.open(**profile) as dst:
+            dst.write(data, 1)
+            if dtype == "uint8":
+                dst.scales = (1 / UINT8_SCALE,)
+            if da.name:
+                dst.set_band_description(1, str(da.name))
+            dst.update_tags(**{k: str(v) for k, v in da.attrs.items() if isinstance(v, str | int | float)})
+        with memfile.open() as src:
+            cog_translate(
+                src,
+                str(tmp),
+                cog_profile,
+                nodata=nodata,
+                overview_resampling="average",
+                overview_level=_overview_levels(data.shape, blocksize),
+                in_memory=True,
+                quiet=True,
+            )
+    return Path(path)
+
+
+def _overview_levels(shape: tuple[int, ...], blocksize: int) -> int:
+    """Number of 2x overviews until the map fits in one block (at least one)."""
+    return max(1, math.ceil(math.log2(max(max(shape) / blocksize, 1.0))))
+
+
+def read_map(path: str | Path) -> xr.DataArray:
+    """Read a map written by :func:`write_cog` back as probabilities [y, x] with NaN nodata."""
+    with rasterio.open(path) as src:
+        data = src.read(1).astype(np.float32)
+        if src.dtypes[0] == "uint8":
+            nodata = data == UINT8_NODATA
+            data = data / UINT8_SCALE
+            data[nodata] = np.nan
+    da = cast(xr.DataArray, rioxarray.open_rasterio(path)).squeeze("band", drop=True)
+    return da.copy(data=data)
+
+
+def write_png(
+    da: xr.DataArray, path: str | Path, title: str = "", cmap: str = "magma", label: str = "probability"
+) -> Path:
+    """Write a PNG quicklook: the map in map coordinates, a colour bar and a scale bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    _check_map(da)
+    left, bottom, right, top = da.rio.bounds()
+    fig, ax = plt.subplots(figsize=(7, 6), dpi=110)
+    colormap = plt.get_cmap(cmap).with_extremes(bad="#bdbdbd")
+    image = ax.imshow(
+        np.ma.masked_invalid(da.values), cmap=colormap, vmin=0, vmax=1, extent=(left, right, bottom, top)
+    )
+    fig.colorbar(image, ax=ax, shrink=0.8, label=label)
+    crs = da.rio.crs
+    if crs.is_projected:
+        length = _nice_length((right - left) / 5)
+        text = f"{length / 1000:g} km" if length >= 1000 else f"{length:g} m"
+        ax.add_artist(AnchoredSizeBar(ax.transData, length, text, "lower right", pad=0.5, frameon=True))
+        ax.set_xlabel(f"easting (m), {crs.to_string()}")
+        ax.set_ylabel("northing (m)")
+    else:
+        ax.set_xlabel(f"longitude, {crs.to_string()}")
+        ax.set_ylabel("latitude")
+    ax.ticklabel_format(style="plain", useOffset=False)
+    ax.tick_params(labelsize=7)
+    ax.set_title(title or str(da.name or ""))
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def _nice_length(target: float) -> float:
+    """The largest 1, 2 or 5 x 10^n not above ``target``."""
+    exponent = 10 ** math.floor(math.log10(target))
+    return max(m * exponent for m in (1, 2, 5) if m * exponent <= target)
+
+
+def write_html(
+    da: xr.DataArray,
+    path: str | Path,
+    title: str = "",
+    cmap: str = "magma",
+    max_pixels: int = HTML_MAX_PIXELS,
+) -> Path:
+    """Write a self-contained HTML map (folium) of a small area.
+
+    The map is reprojected to Web Mercator and embedded as a PNG data URI in an image overlay, so
+    the overlay needs no tile server or side file; base map tiles load when online. The page has a
+    colour legend, a layer control and opens fitted to the map's bounds.
+
+    Args:
+        da: Probabilities [y, x] in [0, 1], NaN where there is no data (transparent).
+        path: Output ``.html`` path.
+        title: Title shown above the map (default: the DataArray's name).
+        cmap: Matplotlib colormap name.
+        max_pixels: Largest map accepted, in pixels.
+
+    Returns:
+        The written path.
+
+    Raises:
+        BadInputError: If the map is not a georeferenced 2-D map or has more than ``max_pixels``.
+    """
+    import folium
+    from branca.element import Figure
+
+    _check_map(da)
+    check_html_size(da.shape, max_pixels)
+    mercator = _to_web_mercator(da)
+    (south, west), (north, east) = bounds = _latlon_bounds(mercator)
+    fmap = folium.Map(
+        location=((south + north) / 2, (west + east) / 2), tiles="OpenStreetMap", control_scale=True
+    )
+    label = title or str(da.name or "probability")
+    folium.raster_layers.ImageOverlay(
+        _png_data_uri(_rgba(mercator.values, cmap)), bounds=bounds, name=label, opacity=0.8, pixelated=True
+    ).add_to(fmap)
+    _legend(cmap).add_to(fmap)
+    folium.LayerControl(collapsed=False).add_to(fmap)
+    fmap.fit_bounds(bounds)
+    cast(Figure, fmap.get_root()).html.add_child(folium.Element(_TITLE_HTML.format(html.escape(label))))
+    with atomic_path(path) as tmp:
+        fmap.save(str(tmp))
+    return Path(path)
+
+
+def check_html_size(shape: tuple[int, ...], max_pixels: int = HTML_MAX_PIXELS) -> None:
+    """Raise :class:`BadInputError` if a map of ``shape`` (rows, cols) is too large for :func:`write_html`."""
+    rows, cols = shape
+    if rows * cols > max_pixels:
+        raise BadInputError(
+            f"the map is {rows} x {cols} pixels, more than the {max_pixels:,} an HTML map embeds: "
+            "write a COG instead, or choose a smaller bbox"
+        )
+
+
+def _to_web_mercator(da: xr.DataArray) -> xr.DataArray:
+    """Reproject a map to Web Mercator (nearest neighbour, NaN nodata)."""
+    from rasterio.enums import Resampling
+
+    source = da.astype(np.float32).rio.write_nodata(np.nan, encoded=False)
+    return source.rio.reproject(WEB_MERCATOR, resampling=Resampling.nearest, nodata=np.nan)
+
+
+def _latlon_bounds(da: xr.DataArray) -> list[list[float]]:
+    """Leaflet bounds ``[[south, west], [north, east]]`` of a Web Mercator map."""
+    from landprompt.geo import WGS84, transform_points
+
+    left, bottom, right, top = da.rio.bounds()
+    lons, lats = transform_points([left, right], [bottom, top], WEB_MERCATOR, WGS84)
+    return [[float(lats[0]), float(lons[0])], [float(lats[1]), float(lons[1])]]
+
+
+def _rgba(values: np.ndarray, cmap: str) -> np.ndarray:
+    """Colour probabilities with a colormap into uint8 RGBA; NaN becomes transparent."""
+    from matplotlib import colormaps
+
+    colormap = colormaps[cmap].with_extremes(bad=(0, 0, 0, 0))
+    return colormap(np.ma.masked_invalid(np.clip(values, 0, 1)), bytes=True)
+
+
+def _png_data_uri(rgba: np.ndarray) -> str:
+    """Encode an RGBA image as a ``data:image/png;base64,...`` URI."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, mode="RGBA").save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _legend(cmap: str, caption: str = "probability", steps: int = 11) -> Any:
+    """A branca colour legend for probabilities 0-1."""
+    from branca.colormap import LinearColormap
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    colours = [to_hex(colormaps[cmap](v)) for v in np.linspace(0, 1, steps)]
+    return LinearColormap(colours, vmin=0, vmax=1, caption=caption)

@@ -1,0 +1,173 @@
+"""Concept probability: a text prompt against a background vocabulary, per embedding.
+
+The probability of a concept at a pixel is the softmax, at the CLIP model's logit scale, of the
+pixel's cosine similarity to the concept's prompt-ensemble embedding against the embeddings of a
+background set of prompts (the shipped land-cover vocabulary, or ``versus`` prompts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+
+from landprompt.errors import BadInputError
+from landprompt.geo import BBox
+
+if TYPE_CHECKING:
+    from landprompt.embedder.clip import ClipModel
+
+#: Prompt style used to encode concepts for a cube in CLIP image space (ground photos).
+DEFAULT_STYLE = "ground"
+
+
+def default_vocabulary() -> list[str]:
+    """The shipped background vocabulary of land covers (one prompt per line in a data file)."""
+    text = resources.files("landprompt.query").joinpath("data/background_vocabulary.txt").read_text()
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def concept_embedding(clip: ClipModel, concept: str, style: str = DEFAULT_STYLE) -> np.ndarray:
+    """The L2-normalised prompt-ensemble embedding (d,) of one concept."""
+    from landprompt.embedder.prompts import get_templates
+
+    if not concept.strip():
+        raise BadInputError("empty prompt: give the concept in plain words, e.g. 'olive groves'")
+    return clip.encode_prompts([concept.strip()], get_templates(style))[0]
+
+
+def background_embeddings(
+    clip: ClipModel,
+    concept: str,
+    versus: Sequence[str] | np.ndarray | None = None,
+    style: str = DEFAULT_STYLE,
+) -> np.ndarray:
+    """Embeddings (k, d) of the background prompts a concept competes with.
+
+    Args:
+        clip: CLIP model whose text tower encodes the prompts.
+        concept: The concept; dropped from the default vocabulary if it appears there.
+        versus: Background prompts, or their embeddings (k, d); default: :func:`default_vocabulary`.
+        style: Prompt template style for the ensembles.
+    """
+    from landprompt.embedder.prompts import get_templates
+
+    if isinstance(versus, np.ndarray):
+        return _as_unit_rows(versus)
+    names = list(versus) if versus is not None else default_vocabulary()
+    names = [n.strip() for n in names if n.strip() and n.strip().lower() != concept.strip().lower()]
+    if not names:
+        raise BadInputError("the background (--versus) is empty: give at least one other prompt")
+    return clip.encode_prompts(names, get_templates(style))
+
+
+def _as_unit_rows(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    if not np.all(np.isfinite(vectors)) or np.any(norms == 0):
+        raise BadInputError("embeddings must be finite and non-zero")
+    return vectors / norms
+
+
+def class_matrix(concept: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Stack the concept (row 0) over the background rows, all L2-normalised: (1 + k, d)."""
+    concept = _as_unit_rows(concept)
+    background = _as_unit_rows(background)
+    if concept.shape[1] != background.shape[1]:
+        raise BadInputError(
+            f"concept has dimension {concept.shape[1]} but the background has {background.shape[1]}"
+        )
+    return np.concatenate([concept[:1], background], axis=0)
+
+
+def concept_probability(embeddings: np.ndarray, classes: np.ndarray, logit_scale: float) -> np.ndarray:
+    """Probability of class 0 for each embedding: softmax over ``logit_scale * cos``.
+
+    Args:
+        embeddings: Unit vectors (..., d).
+        classes: Unit vectors (1 + k, d) from :func:`class_matrix`; row 0 is the concept.
+        logit_scale: The CLIP model's (exponentiated) logit scale.
+
+    Returns:
+        float32 array (...) in [0, 1].
+    """
+    logits = (np.asarray(embeddings, np.float32) @ classes.T.astype(np.float32)) * np.float32(logit_scale)
+    logits -= logits.max(axis=-1, keepdims=True)
+    weights = np.exp(logits)
+    return (weights[..., 0] / weights.sum(axis=-1)).astype(np.float32)
+
+
+def probability_map(
+    cube: str | Path | xr.Dataset,
+    concept: str | np.ndarray,
+    versus: Sequence[str] | np.ndarray | None = None,
+    bbox: BBox | str | Sequence[float] | None = None,
+    clip: ClipModel | None = None,
+    style: str = DEFAULT_STYLE,
+    logit_scale: float | None = None,
+) -> xr.DataArray:
+    """Probability of a concept at every pixel of a cube (or of a lon/lat ``bbox`` within it).
+
+    Streams the cube chunk by chunk, so memory holds one chunk of embeddings at a time.
+
+    Args:
+        cube: Path of an embedding cube, or the Dataset from :func:`~landprompt.embedder.cube.open_cube`.
+        concept: A prompt in plain words, or a concept embedding (d,).
+        versus: Background prompts or embeddings (default: the shipped land-cover vocabulary).
+        bbox: Optional lon/lat window ("minlon,minlat,maxlon,maxlat", a GeoJSON file or 4 numbers).
+        clip: CLIP model for the text tower; default: the model named in the cube's attrs.
+        style: Prompt template style of the ensembles.
+        logit_scale: Softmax temperature; default: the CLIP model's logit scale.
+
+    Returns:
+        float32 DataArray [y, x] named ``probability`` with NaN where the cube is not valid, carrying
+        the cube's CRS (rioxarray) and the query settings in its attrs.
+    """
+    from landprompt.embedder.cube import cube_grid, iter_chunks, open_cube
+
+    ds = cube if isinstance(cube, xr.Dataset) else open_cube(cube)
+    grid = cube_grid(ds)
+    rows, cols = grid.slices_of_bbox(bbox) if bbox is not None else (slice(0, grid.rows), slice(0, grid.cols))
+    needs_text = isinstance(concept, str) or not isinstance(versus, np.ndarray)
+    if needs_text and clip is None:
+        clip = clip_for_cube(ds)
+    if isinstance(concept, str):
+        concept_vector = concept_embedding(clip, concept, style)  # type: ignore[arg-type]
+        concept_name = concept.strip()
+    else:
+        concept_vector, concept_name = np.asarray(concept, np.float32), "embedding"
+    background = (
+        _as_unit_rows(versus)
+        if isinstance(versus, np.ndarray)
+        else background_embeddings(clip, concept_name, versus, style)  # type: ignore[arg-type]
+    )
+    classes = class_matrix(concept_vector, background)
+    scale = float(logit_scale if logit_scale is not None else clip.logit_scale)  # type: ignore[union-attr]
+
+    out = np.full((rows.stop - rows.start, cols.stop - cols.start), np.nan, dtype=np.float32)
+    for window, embedding, valid in iter_chunks(ds, rows, cols):
+        prob = concept_probability(embedding, classes, scale)
+        prob[~valid] = np.nan
+        out[window.rows.start - rows.start : window.rows.stop - rows.start,
+            window.cols.start - cols.start : window.cols.stop - cols.start] = prob  # fmt: skip
+    sub = grid.window(rows, cols)
+    da = xr.DataArray(
+        out, dims=("y", "x"), coords={"y": sub.y_coords(), "x": sub.x_coords()}, name="probability"
+    )
+    da.attrs.update(concept=concept_name, logit_scale=scale, n_background=len(background), style=style)
+    return da.rio.write_crs(grid.crs).rio.write_transform(sub.transform)
+
+
+def clip_for_cube(ds: xr.Dataset) -> ClipModel:
+    """Load the CLIP model named in a cube's attrs (``clip_model``, ``clip_pretrained``)."""
+    from landprompt.embedder.clip import load_clip
+
+    name = ds.attrs.get("clip_model")
+    if not name:
+        raise BadInputError("the cube does not name its CLIP model: pass clip= (or --clip) explicitly")
+    return load_clip(name, ds.attrs.get("clip_pretrained") or None)

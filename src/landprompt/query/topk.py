@@ -1,0 +1,219 @@
+"""Top-k places for a prompt: FAISS search (or an exact streamed scan) plus spatial non-maximum suppression.
+
+Neighbouring pixels of one field or lake all score alike; non-maximum suppression keeps the best pixel
+and drops every other candidate within ``min_distance_m`` of a kept one, so k results are k distinct
+places. Candidates are drawn in growing batches until k places survive or the cube is exhausted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from landprompt.embedder.cube import cube_grid, iter_chunks, open_cube
+from landprompt.errors import BadInputError
+from landprompt.geo import BBox, Grid
+from landprompt.index.search import CubeIndex
+from landprompt.query.maps import atomic_path
+from landprompt.query.probability import DEFAULT_STYLE, _as_unit_rows, clip_for_cube, concept_embedding
+
+if TYPE_CHECKING:
+    from landprompt.embedder.clip import ClipModel
+
+PLACE_COLUMNS = ["rank", "row", "col", "lon", "lat", "x", "y", "score"]
+
+
+def top_k(
+    cube: str | Path | xr.Dataset,
+    query: str | np.ndarray,
+    k: int = 20,
+    min_distance_m: float = 0.0,
+    bbox: BBox | str | Sequence[float] | None = None,
+    clip: ClipModel | None = None,
+    style: str = DEFAULT_STYLE,
+    index: str | Path | CubeIndex | None = "auto",
+) -> pd.DataFrame:
+    """The ``k`` best-matching distinct places of a cube for a prompt or an embedding.
+
+    Args:
+        cube: Embedding cube path or opened Dataset.
+        query: A prompt in plain words (encoded as a prompt ensemble) or an embedding (d,).
+        k: Number of places.
+        min_distance_m: Minimum distance between two results, in metres (0: distinct pixels).
+        bbox: Restrict the search to a lon/lat window (searched exactly, without the index).
+        clip: CLIP model for a text query (default: the one named in the cube's attrs).
+        style: Prompt template style.
+        index: ``"auto"`` (the cube's default index if it has one, else an exact scan), an index path
+            or :class:`~landprompt.index.search.CubeIndex`, or None (exact scan).
+
+    Returns:
+        A DataFrame with columns rank, row, col, lon, lat, x, y, score (cosine), best first.
+    """
+    if k < 1:
+        raise BadInputError(f"k must be at least 1, got {k}")
+    if min_distance_m < 0:
+        raise BadInputError(f"min distance must be >= 0 metres, got {min_distance_m}")
+    ds = cube if isinstance(cube, xr.Dataset) else open_cube(cube)
+    grid = cube_grid(ds)
+    vector = _query_vector(ds, query, clip, style)
+    radius = _radius_pixels(grid, min_distance_m)
+    searcher = _resolve_index(cube, index) if bbox is None else None
+    if searcher is not None:
+        rows, cols, scores = _nms_over_index(searcher, vector, k, radius)
+    else:
+        window = grid.slices_of_bbox(bbox) if bbox is not None else (slice(0, grid.rows), slice(0, grid.cols))
+        rows, cols, scores = _nms_over_scan(ds, window, vector, k, radius)
+    return _places_table(grid, rows, cols, scores)
+
+
+def _query_vector(ds: xr.Dataset, query: str | np.ndarray, clip: ClipModel | None, style: str) -> np.ndarray:
+    if isinstance(query, str):
+        return concept_embedding(clip or clip_for_cube(ds), query, style)
+    vector = _as_unit_rows(query)
+    if vector.shape != (1, ds.sizes["d"]):
+        raise BadInputError(f"query embedding must have shape ({ds.sizes['d']},), got {np.shape(query)}")
+    return vector[0]
+
+
+def _radius_pixels(grid: Grid, min_distance_m: float) -> float:
+    if min_distance_m == 0:
+        return 0.0
+    if not grid.crs.is_projected:
+        raise BadInputError("a minimum distance in metres needs a cube in a projected CRS (UTM, EPSG:3035)")
+    return min_distance_m / min(grid.resolution)
+
+
+def _resolve_index(cube: str | Path | xr.Dataset, index: str | Path | CubeIndex | None) -> CubeIndex | None:
+    if index is None or isinstance(index, CubeIndex):
+        return index
+    if index == "auto":
+        return CubeIndex.for_cube(cube) if not isinstance(cube, xr.Dataset) else None
+    return CubeIndex.open(index, None if isinstance(cube, xr.Dataset) else cube)
+
+
+def spatial_nms(rows: np.ndarray, cols: np.ndarray, k: int, radius: float) -> list[int]:
+    """Greedy non-maximum suppression over candidates sorted best first.
+
+    Keeps a candidate unless it lies within ``radius`` pixels (Euclidean) of a kept one, or repeats a
+    kept pixel; stops at ``k`` kept. Kept pixels are hashed into cells of ``radius`` so each check
+    looks at 3 x 3 cells.
+
+    Returns:
+        Positions of the kept candidates.
+    """
+    cell = max(radius, 1.0)
+    kept: list[int] = []
+    buckets: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for i, (row, col) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
+        key = (math.floor(row / cell), math.floor(col / cell))
+        neighbours = (buckets.get((key[0] + dr, key[1] + dc), []) for dr in (-1, 0, 1) for dc in (-1, 0, 1))
+        if any(
+            (row - r) ** 2 + (col - c) ** 2 < radius**2 or (row, col) == (r, c)
+            for bucket in neighbours
+            for r, c in bucket
+        ):
+            continue
+        buckets.setdefault(key, []).append((row, col))
+        kept.append(i)
+        if len(kept) == k:
+            break
+    return kept
+
+
+def _nms_over_index(
+    searcher: CubeIndex, vector: np.ndarray, k: int, radius: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    total = int(searcher.index.ntotal)
+    n_candidates = min(total, max(64, 8 * k))
+    while True:
+        hits = searcher.search(vector[None], n_candidates)
+        found = hits.rows[0] >= 0
+        rows, cols, scores = hits.rows[0][found], hits.cols[0][found], hits.scores[0][found]
+        kept = spatial_nms(rows, cols, k, radius)
+        if len(kept) == k or n_candidates >= total:
+            return rows[kept], cols[kept], scores[kept]
+        n_candidates = min(total, n_candidates * 8)
+
+
+def _nms_over_scan(
+    ds: xr.Dataset, window: tuple[slice, slice], vector: np.ndarray, k: int, radius: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact scan of a window, streamed by chunk into one score raster, then NMS."""
+    rows_w, cols_w = window
+    scores = np.full((rows_w.stop - rows_w.start, cols_w.stop - cols_w.start), -np.inf, dtype=np.float32)
+    for chunk, embedding, valid in iter_chunks(ds, rows_w, cols_w):
+        chunk_scores = embedding @ vector
+        chunk_scores[~valid] = -np.inf
+        scores[chunk.rows.start - rows_w.start : chunk.rows.stop - rows_w.start,
+               chunk.cols.start - cols_w.start : chunk.cols.stop - cols_w.start] = chunk_scores  # fmt: skip
+    flat = scores.ravel()
+    total = int(np.isfinite(flat).sum())
+    n_candidates = min(total, max(64, 8 * k))
+    while n_candidates > 0:
+        top = (
+            np.argpartition(-flat, n_candidates - 1)[:n_candidates]
+            if n_candidates < flat.size
+            else np.arange(flat.size)
+        )
+        top = top[np.argsort(-flat[top], kind="stable")]
+        top = top[np.isfinite(flat[top])]
+        rows, cols = np.divmod(top, scores.shape[1])
+        kept = spatial_nms(rows, cols, k, radius)
+        if len(kept) == k or n_candidates >= total:
+            return rows[kept] + rows_w.start, cols[kept] + cols_w.start, flat[top[kept]]
+        n_candidates = min(total, n_candidates * 8)
+    return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+
+
+def _places_table(grid: Grid, rows: np.ndarray, cols: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    x, y = grid.rowcol_to_xy(rows, cols)
+    lon, lat = grid.rowcol_to_lonlat(rows, cols)
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, len(rows) + 1),
+            "row": rows.astype(np.int64),
+            "col": cols.astype(np.int64),
+            "lon": lon,
+            "lat": lat,
+            "x": x,
+            "y": y,
+            "score": scores.astype(np.float32),
+        },
+        columns=PLACE_COLUMNS,
+    )
+
+
+def write_places(places: pd.DataFrame, path: str | Path, fmt: str | None = None) -> Path:
+    """Write a places table as CSV or GeoJSON (points in lon/lat), chosen by ``fmt`` or the suffix."""
+    path = Path(path)
+    fmt = fmt or {".csv": "csv", ".geojson": "geojson", ".json": "geojson"}.get(path.suffix.lower(), "")
+    if fmt not in ("csv", "geojson"):
+        raise BadInputError(f"places are written as .csv or .geojson, got {path.name!r}")
+    with atomic_path(path) as tmp:
+        if fmt == "csv":
+            places.to_csv(tmp, index=False)
+        else:
+            tmp.write_text(json.dumps(places_geojson(places)))
+    return path
+
+
+def places_geojson(places: pd.DataFrame) -> dict:
+    """A GeoJSON FeatureCollection of places (lon/lat points, every column as a property)."""
+    features = [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [float(rec["lon"]), float(rec["lat"])]},
+            "properties": {
+                key: (value.item() if hasattr(value, "item") else value) for key, value in rec.items()
+            },
+        }
+        for rec in places.to_dict("records")
+    ]
+    return {"type": "FeatureCollection", "features": features}
