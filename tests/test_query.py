@@ -9,7 +9,7 @@ from landprompt.embedder.cube import write_cube
 from landprompt.errors import BadInputError
 from landprompt.geo import Grid
 from landprompt.index.build import build_index, default_index_path, sidecar_path
-from landprompt.index.factory import choose_factory, make_index, nlist_for
+from landprompt.index.factory import choose_factory, default_nprobe, make_index, nlist_for
 from landprompt.index.search import CubeIndex
 from landprompt.query.probability import (
     background_embeddings,
@@ -166,8 +166,11 @@ def test_write_places(cube, query_vector, tmp_path):
 
 def test_factory_choice_by_size():
     assert choose_factory(10_000, 512) == "Flat"
-    assert choose_factory(1_000_000, 512) == f"IVF{nlist_for(1_000_000)},SQ8"
+    assert choose_factory(1_000_000, 512) == "IVF1024,SQfp16"  # 1 GB as float16
+    assert choose_factory(10_000_000, 512) == "IVF4096,SQ8"  # 5 GB as bytes
     assert choose_factory(100_000_000, 512).endswith(",PQ128")
+    assert default_nprobe("IVF4096,SQ8") == 64 and default_nprobe("IVF64,Flat") == 8
+    assert default_nprobe("Flat") == 0
     assert nlist_for(1_000_000) == 1024 and nlist_for(10_000_000) == 4096
     assert make_index("Flat", 8).ntotal == 0
 

@@ -10,8 +10,10 @@ from landprompt.errors import BadInputError
 
 #: Up to this many vectors an exact (flat) inner-product index is fast enough.
 EXACT_MAX = 200_000
-#: Up to this many vectors IVF lists keep 8-bit scalar-quantised vectors; above, product quantisation.
-SQ8_MAX = 20_000_000
+#: IVF lists keep float16 vectors (near-exact) while they fit in this many bytes ...
+FP16_BYTES_MAX = 4 << 30
+#: ... then 8-bit scalar-quantised vectors up to this many bytes, then product quantisation.
+SQ8_BYTES_MAX = 8 << 30
 
 
 def nlist_for(n: int) -> int:
@@ -27,21 +29,24 @@ def choose_factory(n: int, dim: int) -> str:
     """The FAISS factory string for ``n`` vectors of dimension ``dim``, chosen by size.
 
     * ``n <= EXACT_MAX``: ``Flat`` (exact inner product);
-    * ``n <= SQ8_MAX``: ``IVF{nlist},SQ8`` (1 byte per dimension);
-    * larger: ``IVF{nlist},PQ{m}`` with ``m = dim / 4`` bytes per vector (for Europe-scale shards).
+    * vectors up to :data:`FP16_BYTES_MAX` as float16: ``IVF{nlist},SQfp16``;
+    * up to :data:`SQ8_BYTES_MAX` at one byte per dimension: ``IVF{nlist},SQ8``;
+    * larger: ``IVF{nlist},PQ{m}``, ``m = dim / 4`` bytes per vector (Europe-scale shards).
     """
     if n <= EXACT_MAX:
         return "Flat"
-    if n <= SQ8_MAX:
+    if n * dim * 2 <= FP16_BYTES_MAX:
+        return f"IVF{nlist_for(n)},SQfp16"
+    if n * dim <= SQ8_BYTES_MAX:
         return f"IVF{nlist_for(n)},SQ8"
     m = max(m for m in (8, 16, 32, 48, 64, 96, 128) if dim % m == 0 and m <= max(8, dim // 4))
     return f"IVF{nlist_for(n)},PQ{m}"
 
 
 def default_nprobe(factory: str) -> int:
-    """IVF lists probed per query by default: 1/32 of the lists, at least 16 (0 for non-IVF)."""
+    """IVF lists probed per query by default: 1/64 of the lists, at least 8 (0 for non-IVF)."""
     nlist = _ivf_lists(factory)
-    return 0 if nlist is None else min(nlist, max(16, nlist // 32))
+    return 0 if nlist is None else min(nlist, max(8, nlist // 64))
 
 
 def _ivf_lists(factory: str) -> int | None:

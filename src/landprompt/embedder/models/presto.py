@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.functional import scaled_dot_product_attention
@@ -63,6 +64,38 @@ group's row of the channel embedding, the Dynamic World token taking the row aft
 
 STATIC_GROUPS: tuple[str, ...] = ("SRTM",)
 """Groups that do not change over time: one token, taken from the first step."""
+
+NORMALIZATION: Mapping[str, tuple[float, float]] = MappingProxyType(
+    {
+        **dict.fromkeys(("VV", "VH"), (25.0, 25.0)),
+        **dict.fromkeys(("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12"), (0.0, 10_000.0)),
+        "temperature_2m": (-272.15, 35.0),
+        "total_precipitation": (0.0, 0.03),
+        "elevation": (0.0, 2000.0),
+        "slope": (0.0, 50.0),
+        "NDVI": (0.0, 1.0),
+    }
+)
+"""Presto's normalisation ``(raw + shift) / div`` of each band of :data:`BANDS`, as ``(shift, div)``. Raw
+units: S1 dB, S2 reflectance x 1e4, temperature K, precipitation m, elevation m, slope degrees."""
+
+
+def normalize(raw: np.ndarray) -> np.ndarray:
+    """Normalise raw values (..., 17) in :data:`BANDS` order as Presto does, into float32.
+
+    The NDVI channel is recomputed from the normalised B8 and B4 as ``(B8 - B4) / (B8 + B4)`` (0 where both
+    are 0), whatever the raw NDVI. NaN stays NaN.
+    """
+    if raw.shape[-1] != len(BANDS):
+        raise BadInputError(f"raw values must have {len(BANDS)} channels {BANDS}, got shape {raw.shape}")
+    shift, div = np.asarray([NORMALIZATION[band] for band in BANDS], dtype=np.float64).T
+    out = ((raw + shift) / div).astype(np.float32)
+    b8, b4 = out[..., BANDS.index("B8")], out[..., BANDS.index("B4")]
+    total = b8 + b4
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[..., BANDS.index("NDVI")] = np.where(total == 0, 0.0, (b8 - b4) / total)
+    return out
+
 
 NUM_DW_CLASSES = 9
 """Dynamic World land-cover classes; the class index ``NUM_DW_CLASSES`` means missing (masked)."""
@@ -393,6 +426,14 @@ def _encoder_state(
     prefix = "encoder."
     if any(key.startswith(prefix) for key in state):
         state = {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
+    problems = state_dict_mismatch(state, expected)
+    if problems:
+        raise BadInputError(f"{path} is not a Presto encoder state dict ({'; '.join(problems)})")
+    return dict(state)
+
+
+def state_dict_mismatch(state: Mapping[str, Tensor], expected: Mapping[str, Tensor]) -> list[str]:
+    """Describe how ``state`` differs from ``expected`` in names and shapes (an empty list if it does not)."""
     missing = sorted(expected.keys() - state.keys())
     unexpected = sorted(state.keys() - expected.keys())
     wrong_shape = sorted(
@@ -400,7 +441,7 @@ def _encoder_state(
         for key, value in expected.items()
         if key in state and state[key].shape != value.shape
     )
-    problems = [
+    return [
         f"{label}: {_shorten(keys)}"
         for label, keys in (
             ("missing keys", missing),
@@ -409,9 +450,6 @@ def _encoder_state(
         )
         if keys
     ]
-    if problems:
-        raise BadInputError(f"{path} is not a Presto encoder state dict ({'; '.join(problems)})")
-    return dict(state)
 
 
 def _shorten(names: Sequence[str], limit: int = 8) -> str:
