@@ -500,3 +500,15 @@ def test_content_hash_follows_the_data(tmp_path: Path, emb16: np.ndarray, fp16_c
     assert content_hash(open_cube(changed)) != reference
     with pytest.raises(NotACubeError, match="content_hash"):
         content_hash(xr.Dataset())
+
+
+def test_a_cube_smaller_than_one_chunk(tmp_path: Path) -> None:
+    grid = GRID.window(slice(0, 40), slice(0, 300 - 170 + 30))  # 40 x 160 pixels, default chunk 256
+    emb = unit_vectors(grid.shape, 8)
+    path = write_cube(tmp_path / "small.zarr", emb, grid)
+    np.testing.assert_allclose(read_window(open_cube(path), slice(None), slice(None))[0], emb, atol=1e-3)
+    writer = CubeWriter(tmp_path / "run.zarr", grid, 8)
+    assert CubeWriter(tmp_path / "run.zarr", grid, 8).n_done == 0  # reopening resumes
+    with pytest.raises(BadInputError, match="different chunk"):
+        CubeWriter(tmp_path / "run.zarr", grid, 8, chunk=32)
+    assert len(writer.windows()) == 1

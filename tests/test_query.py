@@ -18,7 +18,7 @@ from landprompt.query.probability import (
     default_vocabulary,
     probability_map,
 )
-from landprompt.query.topk import spatial_nms, top_k, write_places
+from landprompt.query.topk import cube_paths, spatial_nms, top_k, top_k_shards, write_places
 
 GRID = Grid("EPSG:32632", Affine(10.0, 0, 680_000.0, 0, -10.0, 4_800_000.0), (200, 180))
 DIM = 32
@@ -235,3 +235,20 @@ def test_probability_errors(concept_cube, tiny_clip):
         probability_map(concept_cube, "olive groves", bbox="0,0,1,1", clip=tiny_clip)
     with pytest.raises(BadInputError, match="dimension"):
         probability_map(concept_cube, np.ones(8, np.float32), versus=np.ones((2, 32), np.float32))
+
+
+def test_top_k_across_shards_equals_one_cube(cube, query_vector, tmp_path):
+    emb, valid = planted_embeddings(query_vector)
+    shards = tmp_path / "shards"
+    for name, cols in (("west", slice(0, 100)), ("east", slice(100, 180))):
+        write_cube(shards / f"{name}.zarr", emb[:, cols], GRID.window(slice(0, 200), cols), valid=valid[:, cols])
+    assert [p.name for p in cube_paths(shards)] == ["east.zarr", "west.zarr"]
+    assert cube_paths(cube) == [cube]
+    merged = top_k_shards(cube_paths(shards), query_vector, k=5, min_distance_m=100)
+    single = top_k(cube, query_vector, k=5, min_distance_m=100, index=None)
+    np.testing.assert_allclose(merged[["lon", "lat"]], single[["lon", "lat"]])
+    np.testing.assert_allclose(merged.score, single.score)
+    assert merged["rank"].tolist() == [1, 2, 3, 4, 5]
+    assert set(merged.cube) == {str(shards / "west.zarr"), str(shards / "east.zarr")}
+    with pytest.raises(BadInputError, match="no cubes"):
+        top_k_shards([], query_vector)

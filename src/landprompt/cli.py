@@ -166,16 +166,22 @@ def query_topk(
     pretrained: PretrainedOption = None,
     style: StyleOption = "ground",
 ) -> None:
-    """The k best-matching distinct places for a prompt."""
+    """The k best-matching distinct places for a prompt (CUBE may be a folder of cube shards)."""
     import json
 
     from landprompt.errors import BadInputError
-    from landprompt.query.topk import places_geojson, top_k, write_places
+    from landprompt.query.topk import cube_paths, places_geojson, top_k, top_k_shards, write_places
 
     if fmt not in ("table", "csv", "geojson"):
         raise BadInputError(f"--format must be table, csv or geojson, got {fmt!r}")
-    places = top_k(cube, prompt, k=k, min_distance_m=min_distance, bbox=bbox,
-                   clip=_clip_or_none(clip, pretrained), style=style)  # fmt: skip
+    shards = cube_paths(cube)
+    clip_model = _clip_or_none(clip, pretrained)
+    if len(shards) > 1:
+        if bbox is not None:
+            raise BadInputError("--bbox applies to one cube: give the shard's path instead of the folder")
+        places = top_k_shards(shards, prompt, k=k, min_distance_m=min_distance, clip=clip_model, style=style)
+    else:
+        places = top_k(cube, prompt, k=k, min_distance_m=min_distance, bbox=bbox, clip=clip_model, style=style)
     if out is not None:
         write_places(places, out, None if fmt == "table" else fmt)
         console.print(f"wrote {len(places)} places to {out}")

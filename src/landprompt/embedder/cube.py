@@ -217,7 +217,7 @@ class CubeWriter:
             "grid": self.grid,
             "dim": self.dim,
             "dtype": self.dtype,
-            "chunk": self.chunk,
+            "chunk": (min(self.chunk, self.grid.rows), min(self.chunk, self.grid.cols)),
             "attrs": self.attrs,
         }
         differ = [k for k in wanted if stored.get(k) != wanted[k]]
@@ -582,7 +582,7 @@ def _stored_fingerprint(group: Any) -> dict[str, Any]:
             "grid": Grid.from_dict(attrs["grid"]),
             "dim": int(embedding.shape[2]),
             "dtype": attrs["dtype"],
-            "chunk": int(embedding.chunks[0]),
+            "chunk": (int(embedding.chunks[0]), int(embedding.chunks[1])),  # clipped to a small grid
             "attrs": {k: v for k, v in attrs.items() if k not in _RESERVED},
         }
     except (KeyError, IndexError, TypeError, ValueError):

@@ -19,7 +19,7 @@ import xarray as xr
 
 from landprompt.embedder.cube import cube_grid, iter_chunks, open_cube
 from landprompt.errors import BadInputError
-from landprompt.geo import BBox, Grid
+from landprompt.geo import EUROPE_CRS, WGS84, BBox, Grid, transform_points
 from landprompt.index.search import CubeIndex
 from landprompt.query.maps import atomic_path
 from landprompt.query.probability import DEFAULT_STYLE, _as_unit_rows, clip_for_cube, concept_embedding
@@ -73,6 +73,42 @@ def top_k(
     return _places_table(grid, rows, cols, scores)
 
 
+def top_k_shards(
+    cubes: Sequence[str | Path],
+    query: str | np.ndarray,
+    k: int = 20,
+    min_distance_m: float = 0.0,
+    clip: ClipModel | None = None,
+    style: str = DEFAULT_STYLE,
+) -> pd.DataFrame:
+    """Top-k over several cubes (shards of one region, e.g. Europe's tiles), merged into one list.
+
+    Each shard is searched with its own index (or scanned), the query encoded once; the shards' results
+    are merged by score and suppressed again across shard borders in EPSG:3035 metres.
+
+    Returns:
+        The :func:`top_k` columns plus ``cube``, the shard each place comes from.
+    """
+    if not cubes:
+        raise BadInputError("no cubes to search: give at least one embedding cube")
+    vector = _query_vector(open_cube(cubes[0]), query, clip, style)
+    tables = [top_k(cube, vector, k, min_distance_m).assign(cube=str(cube)) for cube in cubes]
+    merged = pd.concat(tables, ignore_index=True).sort_values("score", ascending=False, kind="stable")
+    x, y = transform_points(merged["lon"].to_numpy(), merged["lat"].to_numpy(), WGS84, EUROPE_CRS)
+    kept = merged.iloc[spatial_nms(y, x, k, min_distance_m)].reset_index(drop=True)
+    return kept.assign(rank=np.arange(1, len(kept) + 1))
+
+
+def cube_paths(path: str | Path) -> list[Path]:
+    """A cube, or the cubes (``*.zarr``) of a folder of shards."""
+    path = Path(path)
+    if path.is_dir() and not (path / "zarr.json").exists():
+        shards = sorted(p for p in path.glob("*.zarr") if p.is_dir())
+        if shards:
+            return shards
+    return [path]
+
+
 def _query_vector(ds: xr.Dataset, query: str | np.ndarray, clip: ClipModel | None, style: str) -> np.ndarray:
     if isinstance(query, str):
         return concept_embedding(clip or clip_for_cube(ds), query, style)
@@ -101,9 +137,9 @@ def _resolve_index(cube: str | Path | xr.Dataset, index: str | Path | CubeIndex 
 def spatial_nms(rows: np.ndarray, cols: np.ndarray, k: int, radius: float) -> list[int]:
     """Greedy non-maximum suppression over candidates sorted best first.
 
-    Keeps a candidate unless it lies within ``radius`` pixels (Euclidean) of a kept one, or repeats a
-    kept pixel; stops at ``k`` kept. Kept pixels are hashed into cells of ``radius`` so each check
-    looks at 3 x 3 cells.
+    Keeps a candidate unless it lies within ``radius`` (Euclidean, in the units of the coordinates:
+    pixels, or metres) of a kept one, or repeats a kept position; stops at ``k`` kept. Kept positions
+    are hashed into cells of ``radius`` so each check looks at 3 x 3 cells.
 
     Returns:
         Positions of the kept candidates.
