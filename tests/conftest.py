@@ -44,3 +44,19 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
     from landprompt.demo import run_demo
 
     return run_demo(tmp_path_factory.mktemp("demo"))
+
+
+@pytest.fixture(scope="session")
+def stac_fixture(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """tests/data/stac/data.py run once: a tiny local STAC catalog, the same data as a GeoTIFF stack,
+    and the expected monthly composites (a ``StacFixture``). Do not modify the files."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).parent / "data" / "stac" / "data.py"
+    spec = importlib.util.spec_from_file_location("landprompt_test_stac_data", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module.generate(tmp_path_factory.mktemp("stac"))

@@ -1,0 +1,310 @@
+"""Local Sentinel-1/2 stacks for offline use: a folder of GeoTIFFs, or a Zarr/NetCDF scene cube.
+
+**GeoTIFF stack**: a folder of ``<sensor>_<YYYYMMDD>[_<anything>].tif`` files, one per acquisition,
+``<sensor>`` being ``s2`` or ``s1``.
+
+- ``s2_*``: bands B2, B3, B4, B5, B6, B7, B8, B8A, B11, B12 as reflectance x 1e4 with any processing
+  baseline offset already removed (0 or the file's nodata = no data), optionally followed by ``SCL``
+  (then clouds are masked like STAC data). Any dtype; :func:`write_geotiff_stack` writes uint16.
+- ``s1_*``: VV, VH backscatter in dB (NaN or the file's nodata = no data), float32.
+- Band descriptions name the bands (any order); without descriptions the order above is assumed.
+- Files of one sensor and date are tiles of one acquisition: they are fused, first valid pixel in
+  file-name order. Any CRS and resolution: files are warped onto the grid (nearest by default).
+
+**Scene cube**: a Zarr store (``.zarr``) or NetCDF file (``.nc``) holding one data variable with dims
+(time, band, y, x), float32, NaN = no data; ``band`` names any of the bands above plus ``SCL`` (S1 and S2
+acquisitions share the time axis, each NaN on the other's dates); CRS as a CF grid mapping
+(``spatial_ref``, as rioxarray writes it).
+
+Both give the same composites as :class:`~landprompt.eo.stac.StacSource` for the same data, and
+:func:`write_geotiff_stack` / :func:`write_scene_cube` write any :class:`~landprompt.eo.source.Scenes`
+(e.g. fetched once from STAC) in these layouts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+import rasterio
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from odc.geo.xr import xr_reproject
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.vrt import WarpedVRT
+
+from landprompt.eo.aoi import check_grid, grid_geobox, on_grid
+from landprompt.eo.bands import S1_BAND_NAMES, S2_BAND_NAMES, SCL_BAND, SENSOR_BANDS, Sensor, band_spec
+from landprompt.eo.source import Scenes, SceneSource
+from landprompt.errors import BadInputError
+from landprompt.geo import Grid, parse_crs, reproject_bounds
+
+STACK_FILE = re.compile(r"^(?P<sensor>s[12])_(?P<date>\d{8})(?:_[^/]*)?\.tiff?$", re.IGNORECASE)
+"""File names of a GeoTIFF stack: ``s2_20220110.tif``, ``s1_20220115_T32TMR.tif``."""
+
+CUBE_SUFFIXES = (".zarr", ".nc", ".nc4", ".netcdf")
+S2_STACK_BANDS: tuple[str, ...] = (*S2_BAND_NAMES, SCL_BAND)
+
+
+@dataclass(frozen=True)
+class StackFile:
+    """One GeoTIFF of a stack."""
+
+    path: Path
+    sensor: Sensor
+    time: pd.Timestamp
+
+
+def list_geotiff_stack(folder: str | Path, year: int | None = None) -> list[StackFile]:
+    """The stack files of a folder (optionally of one year), sorted by sensor, date and name."""
+    files = []
+    for path in sorted(Path(folder).iterdir()):
+        match = STACK_FILE.match(path.name)
+        if match is None:
+            continue
+        try:
+            when = pd.Timestamp(pd.to_datetime(match["date"], format="%Y%m%d"))
+        except ValueError:
+            raise BadInputError(f"{path.name}: {match['date']} is not a date YYYYMMDD") from None
+        if year is None or when.year == year:
+            files.append(StackFile(path, cast(Sensor, match["sensor"].lower()), when))
+    return files
+
+
+def _stack_band_names(path: Path, sensor: Sensor, descriptions: Sequence[str | None]) -> list[str]:
+    """Band names of a stack file: its descriptions, else the default order of its sensor."""
+    allowed = S2_STACK_BANDS if sensor == "s2" else S1_BAND_NAMES
+    if all(descriptions):
+        names = [SCL_BAND if str(d).upper() == SCL_BAND else band_spec(str(d)).name for d in descriptions]
+        wrong = [n for n in names if n not in allowed]
+        if wrong:
+            raise BadInputError(f"{path.name}: band(s) {', '.join(wrong)} are not {sensor.upper()} bands")
+        return names
+    if len(descriptions) in (len(SENSOR_BANDS[sensor]), len(allowed)):
+        return list(allowed[: len(descriptions)])
+    raise BadInputError(
+        f"{path.name} has {len(descriptions)} bands without descriptions: name them "
+        f"({', '.join(allowed)}) or store exactly {len(SENSOR_BANDS[sensor])} in that order"
+    )
+
+
+def read_geotiff(path: str | Path, grid: Grid, sensor: Sensor, resampling: str = "nearest") -> xr.Dataset:
+    """One stack GeoTIFF warped onto ``grid``: one float32 (y, x) variable per band, NaN = no data."""
+    path = Path(path)
+    try:
+        src = rasterio.open(path)
+    except RasterioIOError as exc:
+        raise BadInputError(f"cannot read {path}: {exc}") from exc
+    with src:
+        if src.crs is None:
+            raise BadInputError(f"{path} has no CRS: write one (e.g. with rio.write_crs) before using it")
+        names = _stack_band_names(path, sensor, src.descriptions)
+        floating = np.issubdtype(np.dtype(src.dtypes[0]), np.floating)
+        nodata = src.nodata if src.nodata is not None else (np.nan if floating else 0)
+        with WarpedVRT(
+            src,
+            crs=grid.crs.to_wkt(),
+            transform=grid.transform,
+            width=grid.cols,
+            height=grid.rows,
+            resampling=Resampling[resampling],
+            src_nodata=nodata,
+            nodata=nodata,
+        ) as vrt:
+            raw = vrt.read()
+    data = raw.astype(np.float32)
+    invalid = ~np.isfinite(data) if np.isnan(nodata) else data == np.float32(nodata)
+    if sensor == "s2":  # a reflectance of 0 is no data too
+        reflectance = np.array([n != SCL_BAND for n in names])
+        invalid[reflectance] |= data[reflectance] == 0
+    data[invalid] = np.nan
+    return xr.Dataset({name: (("y", "x"), band) for name, band in zip(names, data, strict=True)})
+
+
+def read_geotiff_stack(
+    folder: str | Path, grid: Grid, year: int | None = None, resampling: str = "nearest"
+) -> Scenes:
+    """The GeoTIFF stack of a folder read onto ``grid`` (see the module docstring for the layout)."""
+    files = list_geotiff_stack(folder, year)
+    out: dict[str, xr.Dataset | None] = {"s2": None, "s1": None}
+    for sensor in ("s2", "s1"):
+        by_time: dict[pd.Timestamp, xr.Dataset] = {}
+        for f in (f for f in files if f.sensor == sensor):
+            scene = read_geotiff(f.path, grid, f.sensor, resampling)
+            by_time[f.time] = by_time[f.time].combine_first(scene) if f.time in by_time else scene
+        if by_time:
+            times = sorted(by_time)
+            scenes = xr.concat([by_time[t] for t in times], dim="time", join="outer")
+            out[sensor] = on_grid(scenes.assign_coords(time=pd.DatetimeIndex(times).as_unit("ns")), grid)
+    return Scenes(out["s2"], out["s1"])
+
+
+def read_scene_cube(
+    path: str | Path, grid: Grid, year: int | None = None, resampling: str = "nearest"
+) -> Scenes:
+    """A Zarr/NetCDF scene cube read onto ``grid`` (see the module docstring for the layout)."""
+    path = Path(path)
+    try:
+        if _is_zarr(path):
+            ds = xr.open_zarr(path, consolidated=False, decode_coords="all")
+        else:
+            ds = xr.open_dataset(path, decode_coords="all")
+    except (OSError, ValueError, KeyError) as exc:
+        raise BadInputError(f"cannot open scene cube {path}: {exc}") from exc
+    variables = [v for v in ds.data_vars if {"time", "band", "y", "x"} <= set(ds[v].dims)]
+    if len(variables) != 1:
+        raise BadInputError(
+            f"{path} needs exactly one variable with dims (time, band, y, x), found {variables}"
+        )
+    cube = ds[variables[0]]
+    crs = cube.rio.crs or ds.rio.crs
+    if crs is None:
+        raise BadInputError(f"{path} has no CRS: write a grid mapping (rio.write_crs) into the cube")
+    cube = cube.rio.write_crs(crs)
+    if year is not None:
+        cube = cube.isel(time=np.flatnonzero(pd.DatetimeIndex(cube["time"].values).year == year))
+    names = [str(b) for b in cube["band"].values]
+    for name in names:
+        if name != SCL_BAND:
+            band_spec(name)  # raises, naming the known bands
+    cube = _crop(cube, grid, parse_crs(crs.to_wkt())).astype(np.float32).load()  # only the grid's part
+    warped = xr_reproject(cube, grid_geobox(grid), resampling=resampling, dst_nodata=np.nan)
+    out: dict[str, xr.Dataset | None] = {}
+    for sensor, allowed in (("s2", S2_STACK_BANDS), ("s1", S1_BAND_NAMES)):
+        bands = [n for n in allowed if n in names]
+        if not bands or (sensor == "s2" and bands == [SCL_BAND]) or warped.sizes["time"] == 0:
+            out[sensor] = None
+            continue
+        data = warped.sel(band=bands)
+        observed = data.sel(band=[b for b in bands if b != SCL_BAND]).notnull().any(["band", "y", "x"])
+        scenes = data.isel(time=observed.values).to_dataset(dim="band")  # drop the other sensor's dates
+        scenes = scenes.drop_vars("spatial_ref", errors="ignore").transpose("time", "y", "x")
+        out[sensor] = on_grid(scenes, grid)
+    return Scenes(out["s2"], out["s1"])
+
+
+def _is_zarr(path: Path) -> bool:
+    return path.suffix == ".zarr" or (path / "zarr.json").exists() or (path / ".zgroup").exists()
+
+
+def _crop(cube: xr.DataArray, grid: Grid, crs: Any) -> xr.DataArray:
+    """The part of ``cube`` (in ``crs``) that covers the grid, with a 2-pixel margin."""
+    left, bottom, right, top = reproject_bounds(grid.bounds, grid.crs, crs)
+    x, y = cube["x"].values, cube["y"].values
+    mx = 2 * abs(float(x[1] - x[0])) if x.size > 1 else 0.0
+    my = 2 * abs(float(y[1] - y[0])) if y.size > 1 else 0.0
+    cols = np.flatnonzero((x >= left - mx) & (x <= right + mx))
+    rows = np.flatnonzero((y >= bottom - my) & (y <= top + my))
+    if cols.size == 0 or rows.size == 0:  # no overlap: a NaN corner warps to an all-NaN grid
+        return cube.isel(x=slice(0, 2), y=slice(0, 2)).where(False)
+    return cube.isel(x=slice(cols[0], cols[-1] + 1), y=slice(rows[0], rows[-1] + 1))
+
+
+# --- writers ----------------------------------------------------------------------------------------
+def write_geotiff_stack(scenes: Scenes, folder: str | Path) -> list[Path]:
+    """Write scenes as a GeoTIFF stack (S2 uint16 nodata 0 with SCL if present; S1 float32 dB, NaN).
+
+    Returns:
+        The files written.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for sensor, data in (("s2", scenes.s2), ("s1", scenes.s1)):
+        if data is None:
+            continue
+        allowed = S2_STACK_BANDS if sensor == "s2" else S1_BAND_NAMES
+        names = [n for n in allowed if n in data.data_vars]
+        for t in range(data.sizes["time"]):
+            scene = data.isel(time=t)
+            array = np.stack([scene[n].values for n in names])
+            if sensor == "s2":
+                array = np.nan_to_num(np.rint(array), nan=0).astype(np.uint16)
+            path = folder / f"{sensor}_{pd.Timestamp(scene['time'].values):%Y%m%d}.tif"
+            _write_tif(path, array.astype(np.float32) if sensor == "s1" else array, data, names)
+            written.append(path)
+    return written
+
+
+def _write_tif(path: Path, array: np.ndarray, like: xr.Dataset, names: Iterable[str]) -> None:
+    profile = {
+        "driver": "GTiff",
+        "height": array.shape[1],
+        "width": array.shape[2],
+        "count": array.shape[0],
+        "dtype": array.dtype.name,
+        "crs": like.rio.crs,
+        "transform": like.rio.transform(),
+        "nodata": 0 if array.dtype == np.uint16 else np.nan,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "deflate",
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(array)
+        for i, name in enumerate(names, start=1):
+            dst.set_band_description(i, name)
+
+
+def write_scene_cube(scenes: Scenes, path: str | Path) -> Path:
+    """Write scenes as one Zarr (``.zarr``) or NetCDF (other suffixes) scene cube; returns ``path``."""
+    path = Path(path)
+    parts = [d for d in (scenes.s2, scenes.s1) if d is not None]
+    if not parts:
+        raise BadInputError("no scenes to write")
+    crs = parts[0].rio.crs
+    arrays = [d.drop_vars("spatial_ref", errors="ignore").to_dataarray(dim="band") for d in parts]
+    cube = xr.concat(arrays, dim="band", join="outer").astype(np.float32).transpose("time", "band", "y", "x")
+    out = cube.to_dataset(name="data").rio.write_crs(crs)
+    out["data"].attrs.update(units="S2 reflectance x 1e4, SCL class, S1 dB")
+    if path.suffix == ".zarr":
+        out.to_zarr(path, mode="w", consolidated=False)
+    else:
+        out.to_netcdf(path)
+    return path
+
+
+# --- source -----------------------------------------------------------------------------------------
+@dataclass
+class LocalSource(SceneSource):
+    """Monthly composites from a local GeoTIFF stack or scene cube.
+
+    Args:
+        path: A stack folder, a ``.zarr`` store or a NetCDF file.
+        dilate: Pixels by which SCL masks grow.
+        resampling: Warp resampling onto the grid (``nearest`` matches odc-stac's default).
+    """
+
+    path: str | Path
+    dilate: int = 0
+    resampling: str = "nearest"
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        if not self.path.exists():
+            raise BadInputError(f"local stack {self.path} does not exist")
+
+    @property
+    def kind(self) -> str:
+        """``"cube"`` for a Zarr/NetCDF scene cube, ``"geotiff"`` for a stack folder."""
+        path = Path(self.path)
+        if _is_zarr(path) or (path.is_file() and path.suffix.lower() in CUBE_SUFFIXES):
+            return "cube"
+        if path.is_dir() and list_geotiff_stack(path):
+            return "geotiff"
+        raise BadInputError(
+            f"{path} is neither a folder of s2_YYYYMMDD.tif / s1_YYYYMMDD.tif files nor a .zarr/.nc cube"
+        )
+
+    def scenes(self, grid: Grid, year: int, *, force: bool = False) -> Scenes:
+        """The year's scenes read onto ``grid``."""
+        check_grid(grid, force=force)
+        reader = read_scene_cube if self.kind == "cube" else read_geotiff_stack
+        return reader(self.path, grid, year, self.resampling)

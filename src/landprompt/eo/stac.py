@@ -1,0 +1,521 @@
+"""Sentinel-1/2 from STAC APIs (Planetary Computer, Earth Search) or static catalogs, via odc-stac.
+
+:func:`search_items` finds the items, retrying transient API failures with exponential backoff and
+signing Planetary Computer asset URLs; :func:`load_s2_scenes` / :func:`load_s1_scenes` read them onto a
+:class:`~landprompt.geo.Grid` pixel for pixel (odc-stac with the grid's GeoBox, ``groupby="solar_day"``);
+:class:`StacSource` ties both to monthly composites.
+
+Earth Search serves no calibrated Sentinel-1 backscatter (``sentinel-1-grd`` holds uncalibrated DNs), so
+:meth:`StacSource.earth_search` loads Sentinel-2 only and its ``s1`` is all NaN; use Planetary Computer's
+``sentinel-1-rtc`` for Sentinel-1.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import planetary_computer
+import pystac
+import requests
+import xarray as xr
+from odc.stac import load as odc_load
+from pystac_client import Client
+from pystac_client.exceptions import APIError
+
+from landprompt.eo.aoi import check_grid, grid_geobox, on_grid
+from landprompt.eo.bands import (
+    S1_BAND_NAMES,
+    S2_BAND_NAMES,
+    SCL_ASSETS,
+    SCL_BAND,
+    Provider,
+    Sensor,
+    band_specs,
+    detect_provider,
+    harmonize_s2,
+    linear_to_db,
+    s2_boa_offset,
+)
+from landprompt.eo.composite import monthly_composites
+from landprompt.eo.masks import mask_scenes
+from landprompt.eo.source import Scenes, SceneSource
+from landprompt.errors import BadInputError, LandpromptError
+from landprompt.geo import BBox, Grid
+
+PLANETARY_COMPUTER_URL = "https://planetarycomputer.microsoft.com/api/stac/v1"
+EARTH_SEARCH_URL = "https://earth-search.aws.element84.com/v1"
+
+Modifier = Callable[[Any], Any]
+#: HTTP statuses worth another try: timeout, rate limit, server errors.
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class StacUnavailableError(LandpromptError):
+    """A STAC API kept failing after every retry."""
+
+    exit_code = 4
+
+
+class ItemSource(Protocol):
+    """Anything with pystac-client's ``search(**keywords)`` whose result has ``.items()``."""
+
+    @property
+    def search(self) -> Callable[..., Any]:
+        """``search(collections=..., bbox=..., datetime=..., query=..., max_items=...)``."""
+
+
+# --- catalogs ---------------------------------------------------------------------------------------
+def is_planetary_computer(catalog: object) -> bool:
+    """Whether a catalog URL is Microsoft's Planetary Computer (its assets need signing)."""
+    return isinstance(catalog, str) and "planetarycomputer.microsoft.com" in catalog
+
+
+def default_modifier(catalog: object) -> Modifier | None:
+    """``planetary_computer.sign_inplace`` for the Planetary Computer, else None (Earth Search is public)."""
+    return _sign_inplace if is_planetary_computer(catalog) else None
+
+
+def _sign_inplace(obj: Any) -> Any:
+    """Sign Planetary Computer hrefs in place (looked up at call time, so tests can patch it)."""
+    return planetary_computer.sign_inplace(obj)
+
+
+def open_catalog(catalog: str | Path, modifier: Modifier | None = None) -> ItemSource:
+    """A searchable catalog: a local static catalog file/folder, or a STAC API URL (pystac-client)."""
+    text = str(catalog)
+    if "://" not in text or text.startswith("file://"):
+        return StaticCatalogClient(text.removeprefix("file://"), modifier=modifier)
+    return Client.open(text, modifier=modifier)
+
+
+class StaticCatalogClient:
+    """Item search over a static STAC catalog (no API), for offline stacks and tests.
+
+    Implements the subset of pystac-client's ``search`` that landprompt uses: ``collections``, ``bbox``
+    (lon/lat, intersecting), ``datetime`` (``start/end``, ``..`` open), ``query`` (``eq``, ``neq``,
+    ``lt``, ``lte``, ``gt``, ``gte``, ``in``) and ``max_items``.
+    """
+
+    def __init__(self, catalog: str | Path | pystac.Catalog, modifier: Modifier | None = None) -> None:
+        if isinstance(catalog, pystac.Catalog):
+            self.catalog = catalog
+        else:
+            path = Path(catalog)
+            if path.is_dir():
+                path = path / "catalog.json"
+            if not path.is_file():
+                raise BadInputError(f"STAC catalog {path} does not exist: give a catalog.json or an API URL")
+            self.catalog = pystac.Catalog.from_file(str(path))
+        self.modifier = modifier
+
+    def search(
+        self,
+        *,
+        collections: Iterable[str] | str | None = None,
+        bbox: Sequence[float] | None = None,
+        datetime: str | None = None,
+        query: Mapping[str, Any] | None = None,
+        max_items: int | None = None,
+        **_: Any,
+    ) -> _StaticSearch:
+        """Items matching every given filter."""
+        wanted = {collections} if isinstance(collections, str) else set(collections or ())
+        interval = _parse_interval(datetime)
+        found: list[pystac.Item] = []
+        for item in self.catalog.get_items(recursive=True):
+            if wanted and item.collection_id not in wanted:
+                continue
+            if bbox is not None and not _intersects(item.bbox, bbox):
+                continue
+            if not _in_interval(item, interval) or not _matches(item.properties, query or {}):
+                continue
+            found.append(item.clone())
+            if max_items is not None and len(found) >= max_items:
+                break
+        if self.modifier is not None:
+            for item in found:
+                self.modifier(item)
+        return _StaticSearch(found)
+
+
+@dataclass(frozen=True)
+class _StaticSearch:
+    found: list[pystac.Item]
+
+    def items(self) -> Iterator[pystac.Item]:
+        return iter(self.found)
+
+
+def _parse_interval(value: str | None) -> tuple[datetime | None, datetime | None]:
+    if not value:
+        return None, None
+    start, _, end = value.partition("/") if "/" in value else (value, "", value)
+    return _parse_instant(start, end=False), _parse_instant(end, end=True)
+
+
+def _parse_instant(text: str, end: bool) -> datetime | None:
+    text = text.strip()
+    if text in ("", ".."):
+        return None
+    try:
+        if len(text) == 10:  # a date: the whole day
+            day = datetime.fromisoformat(text).replace(tzinfo=UTC)
+            return day.replace(hour=23, minute=59, second=59, microsecond=999999) if end else day
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInputError(
+            f"datetime {text!r} is not ISO 8601 (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _in_interval(item: pystac.Item, interval: tuple[datetime | None, datetime | None]) -> bool:
+    props = item.properties
+    start = item.datetime or _parse_instant(props.get("start_datetime", ""), end=False)
+    stop = item.datetime or _parse_instant(props.get("end_datetime", ""), end=True)
+    lo, hi = interval
+    start = start.replace(tzinfo=start.tzinfo or UTC) if start else None
+    stop = stop.replace(tzinfo=stop.tzinfo or UTC) if stop else None
+    return not (
+        (lo is not None and stop is not None and stop < lo)
+        or (hi is not None and start is not None and start > hi)
+    )
+
+
+def _intersects(a: Sequence[float] | None, b: Sequence[float]) -> bool:
+    if a is None:
+        return True
+    return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
+
+
+_QUERY_OPS: Mapping[str, Callable[[Any, Any], bool]] = {
+    "eq": lambda v, x: v == x,
+    "neq": lambda v, x: v != x,
+    "lt": lambda v, x: v is not None and v < x,
+    "lte": lambda v, x: v is not None and v <= x,
+    "gt": lambda v, x: v is not None and v > x,
+    "gte": lambda v, x: v is not None and v >= x,
+    "in": lambda v, x: v in x,
+}
+
+
+def _matches(properties: Mapping[str, Any], query: Mapping[str, Any]) -> bool:
+    for key, condition in query.items():
+        conditions = condition if isinstance(condition, Mapping) else {"eq": condition}
+        for op, operand in conditions.items():
+            if op not in _QUERY_OPS:
+                raise BadInputError(f"query operator {op!r} is not one of {', '.join(_QUERY_OPS)}")
+            if not _QUERY_OPS[op](properties.get(key), operand):
+                return False
+    return True
+
+
+# --- search -----------------------------------------------------------------------------------------
+def is_transient(error: BaseException) -> bool:
+    """Whether a failed request is worth retrying (network trouble, timeouts, 408/429/5xx)."""
+    if isinstance(error, APIError):
+        status = getattr(error, "status_code", None)
+        return status is None or status in TRANSIENT_STATUS
+    return isinstance(error, requests.ConnectionError | requests.Timeout | ConnectionError | TimeoutError)
+
+
+def search_items(
+    catalog: str | Path | pystac.Catalog | ItemSource,
+    collections: str | Sequence[str],
+    bbox: BBox | Sequence[float],
+    datetime: str,
+    query: Mapping[str, Any] | None = None,
+    max_items: int | None = None,
+    retries: int = 3,
+    backoff: float = 1.0,
+    *,
+    modifier: Modifier | Literal["auto"] | None = "auto",
+    open_client: Callable[[str | Path, Modifier | None], ItemSource] = open_catalog,
+    sleep: Callable[[float], None] = time.sleep,
+    allow_empty: bool = False,
+) -> list[pystac.Item]:
+    """Search a STAC catalog, retrying transient failures with exponential backoff.
+
+    Args:
+        catalog: A STAC API URL, a static catalog path or :class:`pystac.Catalog`, or a client with
+            pystac-client's ``search``.
+        collections: Collection id(s), e.g. ``"sentinel-2-l2a"``.
+        bbox: Lon/lat bounds (minlon, minlat, maxlon, maxlat).
+        datetime: ISO 8601 interval, e.g. ``"2022-01-01/2022-12-31"``.
+        query: STAC API query extension filter, e.g. ``{"eo:cloud_cover": {"lt": 80}}``.
+        max_items: Stop after this many items.
+        retries: Further attempts after a transient failure.
+        backoff: Seconds before the first retry, doubling after each.
+        modifier: Applied to every item (URL signing); ``"auto"`` signs Planetary Computer URLs only.
+        open_client: ``(url_or_path, modifier) -> client``; tests pass a fake.
+        sleep: Called with each backoff delay; tests pass a recorder.
+        allow_empty: Return ``[]`` instead of raising when nothing matches.
+
+    Raises:
+        StacUnavailableError: if the catalog still fails after ``retries`` retries.
+        BadInputError: if no item matches (unless ``allow_empty``), or on a non-transient API error.
+    """
+    if modifier == "auto":
+        modifier = default_modifier(catalog)
+    if isinstance(catalog, pystac.Catalog):
+        catalog = StaticCatalogClient(catalog, modifier)
+    wanted = [collections] if isinstance(collections, str) else list(collections)
+    search: dict[str, Any] = {
+        "collections": wanted,
+        "bbox": list(bbox),
+        "datetime": datetime,
+        "query": query,
+        "max_items": max_items,
+    }
+    retries = max(0, retries)
+    for attempt in range(retries + 1):
+        try:
+            client = open_client(catalog, modifier) if isinstance(catalog, str | Path) else catalog
+            items = list(client.search(**{k: v for k, v in search.items() if v is not None}).items())
+            break
+        except Exception as error:
+            if not is_transient(error):
+                if isinstance(error, APIError):
+                    raise BadInputError(
+                        f"STAC API {_name(catalog)} refused the search: {_one_line(error)}"
+                    ) from error
+                raise
+            if attempt == retries:
+                raise StacUnavailableError(
+                    f"STAC API {_name(catalog)} failed {retries + 1} times, last: {_one_line(error)}; "
+                    "check the network or try later"
+                ) from error
+            sleep(backoff * 2**attempt)
+    if not items and not allow_empty:
+        raise BadInputError(
+            f"no STAC items in {', '.join(wanted)} for bbox {tuple(round(v, 5) for v in bbox)} and "
+            f"{datetime} at {_name(catalog)}: check the area, the dates and the collection"
+        )
+    return items
+
+
+def _name(catalog: object) -> str:
+    return str(catalog) if isinstance(catalog, str | Path) else type(catalog).__name__
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+# --- load -------------------------------------------------------------------------------------------
+def _assets(items: Sequence[pystac.Item], names: Sequence[str], sensor: Sensor) -> dict[str, str]:
+    """Band name -> asset key for the items' provider; raises if an item lacks one."""
+    provider: Provider = detect_provider(items[0].assets)
+    keys = {s.name: s.asset(provider) for s in band_specs(names, sensor)}
+    if sensor == "s2":
+        keys[SCL_BAND] = SCL_ASSETS[provider]
+    for item in items:
+        missing = [f"{name} ({key})" for name, key in keys.items() if key not in item.assets]
+        if missing:
+            has = ", ".join(item.assets)
+            raise BadInputError(
+                f"STAC item {item.id} lacks asset(s) for band {', '.join(missing)}; it has {has}"
+            )
+    return keys
+
+
+def _odc_load(
+    items: Sequence[pystac.Item],
+    grid: Grid,
+    keys: Mapping[str, str],
+    dtypes: Mapping[str, tuple[str, float]],
+    chunks: Mapping[str, int] | None,
+    resampling: str,
+) -> xr.Dataset:
+    """odc-stac load of ``keys`` (band -> asset) onto the grid, variables renamed to band names."""
+    config = {"*": {"assets": {keys[b]: {"data_type": d, "nodata": n} for b, (d, n) in dtypes.items()}}}
+    data = odc_load(
+        items,
+        bands=list(keys.values()),
+        geobox=grid_geobox(grid),
+        groupby="solar_day",
+        resampling=resampling,
+        chunks=dict(chunks) if chunks is not None else None,
+        stac_cfg=config,
+    )
+    return on_grid(data.rename({key: name for name, key in keys.items()}), grid)
+
+
+def load_s2_scenes(
+    items: Sequence[pystac.Item],
+    grid: Grid,
+    bands: Sequence[str] = S2_BAND_NAMES,
+    *,
+    chunks: Mapping[str, int] | None = None,
+    resampling: str = "nearest",
+) -> xr.Dataset:
+    """Sentinel-2 L2A items read onto ``grid``, one scene per solar day (see :class:`Scenes`).
+
+    Items are loaded in groups of equal baseline offset (:func:`~landprompt.eo.bands.s2_boa_offset`), so
+    each DN gets its own item's offset; the ``SCL`` classes come along, unmasked.
+    """
+    if not items:
+        raise BadInputError("no Sentinel-2 items to load")
+    keys = _assets(items, bands, "s2")
+    dtypes = {name: ("uint16", 0.0) for name in keys} | {SCL_BAND: ("uint8", 0.0)}
+    by_offset: dict[float, list[pystac.Item]] = {}
+    for item in items:
+        by_offset.setdefault(s2_boa_offset(item.properties), []).append(item)
+    parts = []
+    for offset, group in by_offset.items():
+        raw = _odc_load(group, grid, keys, dtypes, chunks, resampling)
+        parts.append(raw.map(_harmonize_band, offset=offset))
+    return xr.concat(parts, dim="time").sortby("time") if len(parts) > 1 else parts[0]
+
+
+def _harmonize_band(band: xr.DataArray, offset: float) -> xr.DataArray:
+    return band if band.name == SCL_BAND else harmonize_s2(band, offset)
+
+
+def load_s1_scenes(
+    items: Sequence[pystac.Item],
+    grid: Grid,
+    bands: Sequence[str] = S1_BAND_NAMES,
+    *,
+    chunks: Mapping[str, int] | None = None,
+    resampling: str = "nearest",
+) -> xr.Dataset:
+    """Sentinel-1 items (linear backscatter, e.g. Planetary Computer RTC) read onto ``grid``, in dB."""
+    if not items:
+        raise BadInputError("no Sentinel-1 items to load")
+    keys = _assets(items, bands, "s1")
+    dtypes = {name: ("float32", float("nan")) for name in keys}
+    return linear_to_db(_odc_load(items, grid, keys, dtypes, chunks, resampling))
+
+
+def load_s2(
+    items: Sequence[pystac.Item],
+    grid: Grid,
+    year: int,
+    bands: Sequence[str] = S2_BAND_NAMES,
+    *,
+    dilate: int = 0,
+    chunks: Mapping[str, int] | None = None,
+    resampling: str = "nearest",
+) -> xr.DataArray:
+    """Cloud-masked monthly median Sentinel-2 composite [time=12, s2_band, y, x] of ``year``."""
+    scenes = mask_scenes(load_s2_scenes(items, grid, bands, chunks=chunks, resampling=resampling), dilate)
+    return monthly_composites(scenes, None, year, grid, s2_bands=bands)["s2"]
+
+
+def load_s1(
+    items: Sequence[pystac.Item],
+    grid: Grid,
+    year: int,
+    bands: Sequence[str] = S1_BAND_NAMES,
+    *,
+    chunks: Mapping[str, int] | None = None,
+    resampling: str = "nearest",
+) -> xr.DataArray:
+    """Monthly median Sentinel-1 composite [time=12, s1_band, y, x] of ``year`` in dB."""
+    scenes = load_s1_scenes(items, grid, bands, chunks=chunks, resampling=resampling)
+    return monthly_composites(None, scenes, year, grid, s1_bands=bands)["s1"]
+
+
+# --- source -----------------------------------------------------------------------------------------
+@dataclass
+class StacSource(SceneSource):
+    """Sentinel-1/2 monthly composites from a STAC catalog.
+
+    Args:
+        catalog: STAC API URL, static catalog path, or a client with ``search``.
+        collections: Collection per sensor (``"s2"``, ``"s1"``); None or absent: that sensor is all NaN.
+        signer: Item modifier; ``"auto"`` signs Planetary Computer assets, None signs nothing.
+        query: Extra STAC query per sensor, e.g. ``{"s2": {"eo:cloud_cover": {"lt": 80}}}``.
+        dilate: Pixels by which SCL masks grow.
+        chunks: odc-stac chunks (e.g. ``{"x": 512, "y": 512}``) for lazy dask loading; None loads now.
+        resampling: Resampling of bands whose pixels differ from the grid's.
+        allow_empty: A sensor without items gives NaN instead of raising.
+        max_items: Cap on items per sensor search.
+        retries: Retries of a failed search.
+        backoff: First retry delay in seconds (doubling).
+        open_client: ``(catalog, modifier) -> client``, for tests.
+        sleep: Backoff sleep, for tests.
+    """
+
+    catalog: str | Path | ItemSource = PLANETARY_COMPUTER_URL
+    collections: Mapping[str, str | None] = field(
+        default_factory=lambda: {"s2": "sentinel-2-l2a", "s1": "sentinel-1-rtc"}
+    )
+    signer: Modifier | Literal["auto"] | None = "auto"
+    query: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    dilate: int = 0
+    chunks: Mapping[str, int] | None = None
+    resampling: str = "nearest"
+    allow_empty: bool = False
+    max_items: int | None = None
+    retries: int = 3
+    backoff: float = 1.0
+    open_client: Callable[[str | Path, Modifier | None], ItemSource] = open_catalog
+    sleep: Callable[[float], None] = time.sleep
+
+    @classmethod
+    def planetary_computer(cls, **kwargs: Any) -> StacSource:
+        """Microsoft Planetary Computer: ``sentinel-2-l2a`` and ``sentinel-1-rtc``, signed."""
+        return cls(catalog=PLANETARY_COMPUTER_URL, **kwargs)
+
+    @classmethod
+    def earth_search(cls, **kwargs: Any) -> StacSource:
+        """Element 84 Earth Search: ``sentinel-2-l2a`` only (no calibrated Sentinel-1), unsigned."""
+        kwargs.setdefault("collections", {"s2": "sentinel-2-l2a"})
+        return cls(catalog=EARTH_SEARCH_URL, signer=None, **kwargs)
+
+    def search(self, grid: Grid, year: int, sensor: Sensor) -> list[pystac.Item]:
+        """Items of ``sensor`` over the grid in ``year`` ([] when the sensor has no collection)."""
+        collection = self.collections.get(sensor)
+        if collection is None:
+            return []
+        return search_items(
+            self.catalog,
+            collection,
+            grid.bbox,
+            f"{year:04d}-01-01/{year:04d}-12-31",
+            query=self.query.get(sensor),
+            max_items=self.max_items,
+            retries=self.retries,
+            backoff=self.backoff,
+            modifier=self.signer,
+            open_client=self.open_client,
+            sleep=self.sleep,
+            allow_empty=self.allow_empty,
+        )
+
+    def scenes(self, grid: Grid, year: int, *, force: bool = False) -> Scenes:
+        """Search and load the year's scenes onto ``grid``."""
+        check_grid(grid, force=force)
+        s2_items, s1_items = self.search(grid, year, "s2"), self.search(grid, year, "s1")
+        chunks, resampling = self.chunks, self.resampling
+        return Scenes(
+            load_s2_scenes(s2_items, grid, chunks=chunks, resampling=resampling) if s2_items else None,
+            load_s1_scenes(s1_items, grid, chunks=chunks, resampling=resampling) if s1_items else None,
+        )
+
+
+__all__ = [
+    "EARTH_SEARCH_URL",
+    "PLANETARY_COMPUTER_URL",
+    "ItemSource",
+    "StacSource",
+    "StacUnavailableError",
+    "StaticCatalogClient",
+    "default_modifier",
+    "is_planetary_computer",
+    "is_transient",
+    "load_s1",
+    "load_s1_scenes",
+    "load_s2",
+    "load_s2_scenes",
+    "open_catalog",
+    "search_items",
+]
