@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import difflib
-import logging
 import os
 import re
 import threading
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, get_args
 import numpy as np
 import yaml
 
+from landprompt.distributed import dask_client
 from landprompt.embedder.cube import open_cube
 from landprompt.errors import BadInputError, LandpromptError
 from landprompt.geo import BBox, Grid, parse_bbox
@@ -42,7 +42,6 @@ from landprompt.query.probability import DEFAULT_STYLE, background_embeddings, p
 
 if TYPE_CHECKING:
     import xarray as xr
-    from distributed import Client
 
     from landprompt.embedder.clip import ClipModel
 
@@ -303,7 +302,7 @@ def _run_distributed(jobs: Sequence[MapJob], scheduler: str, overwrite: bool) ->
     """Run jobs as Dask tasks (one task per job) and yield their results as they finish."""
     from distributed import as_completed
 
-    with _client(scheduler) as client:
+    with dask_client(scheduler, threads=LOCAL_THREADS) as client:
         futures = client.map(run_job, jobs, overwrite=overwrite, pure=False)
         keys = {future.key: job.key for future, job in zip(futures, jobs, strict=True)}
         for future in as_completed(futures):
@@ -311,34 +310,6 @@ def _run_distributed(jobs: Sequence[MapJob], scheduler: str, overwrite: bool) ->
                 yield future.result()
             except Exception as exc:  # the task itself died (e.g. a worker was killed)
                 yield JobResult(keys[future.key], error=_describe(exc))
-
-
-@contextmanager
-def _client(scheduler: str) -> Iterator[Client]:
-    """A Dask client: on a new local cluster for ``"local"``, else connected to a scheduler address."""
-    from distributed import Client, LocalCluster
-
-    if scheduler == "local":
-        with (
-            LocalCluster(
-                n_workers=1,
-                threads_per_worker=LOCAL_THREADS,
-                processes=False,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            ) as cluster,
-            Client(cluster) as client,
-        ):
-            yield client
-        return
-    try:
-        client = Client(scheduler, timeout="10s")
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise BadInputError(
-            f"cannot reach the Dask scheduler at {scheduler!r} ({exc}): start it, or use --scheduler local"
-        ) from None
-    with client:
-        yield client
 
 
 @contextmanager

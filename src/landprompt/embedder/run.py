@@ -1,0 +1,216 @@
+"""Dense embedding runs: a satellite encoder over an AOI grid, chunk by chunk, into an embedding cube.
+
+The cube's grid is the encoder's output grid (the AOI grid coarsened by the encoder's stride). Each
+cube chunk reads its input window, plus a halo of half the encoder's pooling window so pooled pixels
+at chunk borders see the same neighbours as in one pass over the whole grid, builds the year's monthly
+composites from the source, embeds them and writes the chunk. Finished chunks are recorded by the
+:class:`~landprompt.embedder.cube.CubeWriter`, so a killed run resumes where it stopped and ends
+bitwise identical; chunks run in this process or as Dask tasks on a cluster.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from landprompt.embedder.cube import DEFAULT_CHUNK, ChunkWindow, CubeDtype, CubeWriter
+from landprompt.embedder.models import Encoder, load_encoder, pixel_latlon
+from landprompt.eo.aoi import check_grid
+from landprompt.eo.source import SceneSource
+from landprompt.errors import BadInputError
+from landprompt.geo import BBox, Grid, parse_bbox, parse_crs
+
+
+@dataclass(frozen=True)
+class EmbedTask:
+    """Everything a worker needs to embed one chunk (picklable: paths and settings, no arrays)."""
+
+    model: str
+    source: SceneSource
+    grid: Grid
+    year: int
+    batch_size: int = 1024
+    device: str | None = None
+
+
+AOI = Grid | BBox | str | Sequence[float]
+
+
+def plan_grid(aoi: AOI, resolution: float = 10.0, crs: Any = None, force: bool = False) -> Grid:
+    """The input pixel grid of an AOI, size-checked.
+
+    Args:
+        aoi: A :class:`Grid` (used as it is), or a lon/lat bbox ("minlon,minlat,maxlon,maxlat", a GeoJSON
+            file or 4 numbers) covered by a grid in ``crs`` (default: the UTM zone of its centre).
+        resolution: Pixel size in metres, for a bbox.
+        crs: CRS of the grid, for a bbox.
+        force: Allow a grid beyond the sane size (:data:`landprompt.eo.aoi.MAX_PIXELS`).
+    """
+    if isinstance(aoi, Grid):
+        return check_grid(aoi, force=force)
+    box = aoi if isinstance(aoi, BBox) else parse_bbox(aoi)  # type: ignore[arg-type]
+    return check_grid(Grid.from_bbox(box, resolution, None if crs is None else parse_crs(crs)), force=force)
+
+
+def run_attrs(encoder: Encoder, source: SceneSource, year: int) -> dict[str, Any]:
+    """Cube attrs recording what produced it (model, checkpoint hash, CLIP model, year, source)."""
+    spec = encoder.spec
+    return {
+        **encoder.describe(),
+        "clip_model": spec.clip_model or "",
+        "clip_pretrained": spec.clip_pretrained or "",
+        "time_range": [f"{year}-01-01", f"{year}-12-31"],
+        "year": year,
+        "source": repr(source),
+    }
+
+
+def embed_run(
+    aoi: AOI,
+    year: int,
+    model: str,
+    source: SceneSource,
+    out: str | Path,
+    resolution: float = 10.0,
+    crs: Any = None,
+    chunk: int = DEFAULT_CHUNK,
+    dtype: CubeDtype = "fp16",
+    batch_size: int = 1024,
+    device: str | None = None,
+    scheduler: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Embed an AOI for one year into a cube at ``out``; re-running the same command resumes it.
+
+    Args:
+        aoi: A :class:`Grid`, or a lon/lat bbox ("minlon,minlat,maxlon,maxlat", a GeoJSON file, 4 numbers).
+        year: Calendar year of the monthly composites.
+        model: Registry name (``sits``, ``clip_rgb``) or checkpoint path.
+        source: Where the Sentinel scenes come from (STAC or a local stack).
+        out: Cube path (``.zarr``).
+        resolution: Input pixel size in metres.
+        crs: Grid CRS (default: the UTM zone of the AOI centre).
+        chunk: Cube chunk size in output pixels.
+        dtype: Cube storage, ``fp16`` or ``int8``.
+        batch_size: Pixels (or patches) per forward pass.
+        device: Torch device (default: CUDA when available).
+        scheduler: None to run here, ``"local"`` or a Dask scheduler address to run chunks as tasks.
+        force: Allow an AOI beyond the sane size.
+        progress: Show a progress bar with pixels/s.
+
+    Returns:
+        The finished cube's path.
+    """
+    if not 2015 <= year <= 2100:
+        raise BadInputError(f"year {year} is outside the Sentinel era (2015 onwards)")
+    grid = plan_grid(aoi, resolution, crs, force)
+    task = EmbedTask(str(model), source, grid, year, batch_size, device)
+    encoder = _encoder(task.model, device)
+    writer = CubeWriter(out, encoder.output_grid(grid), encoder.spec.embed_dim, dtype, chunk,
+                        run_attrs(encoder, source, year))  # fmt: skip
+    pending = writer.pending()
+    stride = encoder.spec.output_stride
+    with _progress(len(writer.windows()), writer.n_done, stride, enabled=progress) as advance:
+        for window in _embed_windows(writer, task, pending, scheduler):
+            advance(window)
+    return writer.finalize()
+
+
+def embed_window(task: EmbedTask, window: ChunkWindow) -> tuple[np.ndarray, np.ndarray]:
+    """Embed one cube chunk: read its input window with a halo, embed, crop the halo away.
+
+    Returns:
+        Embeddings [h, w, d] and the valid mask [h, w] of the chunk.
+    """
+    encoder = _encoder(task.model, task.device)
+    stride, halo = encoder.spec.output_stride, _halo(encoder)
+    rows = _input_span(window.rows, stride, halo, task.grid.rows)
+    cols = _input_span(window.cols, stride, halo, task.grid.cols)
+    sub = task.grid.window(slice(*rows[:2]), slice(*cols[:2]))
+    composite = task.source.composite(sub, task.year, force=True)
+    embedding, valid = encoder.embed_dense(composite, pixel_latlon(sub), batch_size=task.batch_size)
+    top, left = rows[2] // stride, cols[2] // stride
+    crop = (slice(top, top + window.shape[0]), slice(left, left + window.shape[1]))
+    return embedding[crop], valid[crop]
+
+
+def _embed_windows(
+    writer: CubeWriter, task: EmbedTask, windows: list[ChunkWindow], scheduler: str | None
+) -> Iterator[ChunkWindow]:
+    """Embed and write each window, here or on a Dask cluster; yield windows as they finish."""
+    if scheduler is None:
+        for window in windows:
+            writer.write_chunk(window, *embed_window(task, window))
+            yield window
+        return
+    from distributed import as_completed
+
+    from landprompt.distributed import dask_client
+
+    with dask_client(scheduler, threads=1) as client:
+        futures = client.map(_embed_and_write, [writer] * len(windows), [task] * len(windows), windows, pure=False)
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def _embed_and_write(writer: CubeWriter, task: EmbedTask, window: ChunkWindow) -> ChunkWindow:
+    """The Dask task: embed one chunk and write it (chunks never share a Zarr chunk)."""
+    writer.write_chunk(window, *embed_window(task, window))
+    return window
+
+
+@lru_cache(maxsize=4)
+def _encoder(model: str, device: str | None) -> Encoder:
+    """The encoder of a run, loaded once per process."""
+    return load_encoder(model, device=device)
+
+
+def _halo(encoder: Encoder) -> int:
+    """Input pixels around a chunk that its pooled border pixels see."""
+    return encoder.spec.window // 2 if encoder.spec.output_stride == 1 else 0
+
+
+def _input_span(out: slice, stride: int, halo: int, size: int) -> tuple[int, int, int]:
+    """Input start, stop and the offset of the chunk's first input pixel within them."""
+    start, stop = out.start * stride, min(out.stop * stride, size)
+    lo, hi = max(0, start - halo), min(size, stop + halo)
+    return lo, hi, start - lo
+
+
+class _progress:
+    """A rich progress bar over chunks showing input pixels per second (or nothing when disabled)."""
+
+    def __init__(self, total: int, done: int, stride: int, enabled: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(
+            TextColumn("embedding chunks"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[rate]}"),
+            disable=not enabled,
+        )
+        self._task = self._bar.add_task("", total=total, completed=done, rate="")
+        self._pixels = 0
+        self._stride = stride
+        self._start = time.perf_counter()
+
+    def __enter__(self) -> Callable[[ChunkWindow], None]:
+        self._bar.__enter__()
+        return self._advance
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.__exit__(*exc)  # type: ignore[arg-type]
+
+    def _advance(self, window: ChunkWindow) -> None:
+        self._pixels += window.shape[0] * window.shape[1] * self._stride**2
+        rate = self._pixels / max(time.perf_counter() - self._start, 1e-9)
+        self._bar.update(self._task, advance=1, rate=f"{rate:,.0f} px/s")

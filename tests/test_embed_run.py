@@ -1,0 +1,134 @@
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from landprompt.embedder.cube import content_hash, open_cube, read_window
+from landprompt.embedder.models import create_encoder, save_checkpoint
+from landprompt.embedder.run import embed_run, plan_grid
+from landprompt.eo.local import LocalSource
+from landprompt.eo.stac import StacSource
+from landprompt.errors import BadInputError
+
+
+def store_files(path: Path) -> dict[str, bytes]:
+    return {
+        str(f.relative_to(path)): f.read_bytes()
+        for f in sorted(path.rglob("*"))
+        if f.is_file() and ".landprompt_progress" not in f.parts
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny_sits(tmp_path_factory) -> Path:
+    """A small random sits encoder saved as a checkpoint (what `--model CKPT` takes)."""
+    import torch
+
+    torch.manual_seed(0)
+    encoder = create_encoder("sits", clip_dim=16, embed_dim=32, depth=1, num_heads=2, pool_size=3)
+    return save_checkpoint(encoder, tmp_path_factory.mktemp("ckpt") / "tiny_sits")
+
+
+def embed(aoi, source, out, model, **kwargs):
+    return embed_run(aoi, 2022, str(model), source, out, progress=False, **kwargs)
+
+
+def test_stac_and_local_stack_give_the_same_cube(stac_fixture, tiny_sits, tmp_path):
+    stac = embed(stac_fixture.grid, StacSource(catalog=stac_fixture.catalog), tmp_path / "stac.zarr",
+                 tiny_sits, chunk=32)  # fmt: skip
+    local = embed(stac_fixture.grid, LocalSource(stac_fixture.stack), tmp_path / "local.zarr", tiny_sits, chunk=32)
+    a, b = open_cube(stac), open_cube(local)
+    assert a.sizes["y"] == 64 and a.sizes["d"] == 16
+    assert a.rio.crs == stac_fixture.grid.crs
+    for x, y in zip(read_window(a, slice(None), slice(None)), read_window(b, slice(None), slice(None)), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert content_hash(a) == content_hash(b)
+    emb, valid = read_window(a, slice(None), slice(None))
+    assert valid.all() and np.isfinite(emb).all()
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=-1), 1, atol=2e-3)
+    assert a.attrs["year"] == 2022 and a.attrs["model"].startswith("sits")
+    assert a.attrs["checkpoint_sha256"]
+
+
+def test_chunked_run_equals_one_pass(stac_fixture, tiny_sits, tmp_path):
+    source = LocalSource(stac_fixture.stack)
+    chunked = embed(stac_fixture.grid, source, tmp_path / "c16.zarr", tiny_sits, chunk=16)
+    whole = embed(stac_fixture.grid, source, tmp_path / "c64.zarr", tiny_sits, chunk=64)
+    a = read_window(open_cube(chunked), slice(None), slice(None))[0]
+    b = read_window(open_cube(whole), slice(None), slice(None))[0]
+    np.testing.assert_allclose(a, b, atol=2e-3)  # fp16 storage; the halo makes pooled borders agree
+
+
+def test_pixels_without_any_observation_are_invalid_not_nan(stac_fixture, tiny_sits, tmp_path):
+    grid = stac_fixture.grid
+    wider = grid.window(slice(0, 64), slice(0, 64))
+    from affine import Affine
+
+    from landprompt.geo import Grid
+
+    wider = Grid(grid.crs, grid.transform @ Affine.translation(-16, 0), (64, 80))  # 16 columns west of the data
+    cube = embed(wider, LocalSource(stac_fixture.stack), tmp_path / "wide.zarr", tiny_sits, chunk=32)
+    emb, valid = read_window(open_cube(cube), slice(None), slice(None))
+    assert not valid[:, :16].any() and valid[:, 16:].all()
+    assert np.isfinite(emb).all() and not emb[:, :16].any()
+
+
+def test_killed_run_resumes_bitwise_identical(stac_fixture, tiny_sits, tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, signal, sys
+            sys.path.insert(0, {str(Path(__file__).parent)!r})
+            from landprompt.embedder import cube
+            from landprompt.embedder.run import embed_run
+            from landprompt.eo.local import LocalSource
+            from landprompt.geo import Grid
+            import json
+            grid = Grid.from_dict(json.loads({json_grid(stac_fixture.grid)!r}))
+            real = cube.CubeWriter.write_chunk
+            count = 0
+            def write_chunk(self, window, *args):
+                global count
+                real(self, window, *args)
+                count += 1
+                if count == 3:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            cube.CubeWriter.write_chunk = write_chunk
+            embed_run(grid, 2022, {str(tiny_sits)!r}, LocalSource({str(stac_fixture.stack)!r}),
+                      {str(tmp_path / "killed.zarr")!r}, chunk=16, progress=False)
+            """
+        )
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    source = LocalSource(stac_fixture.stack)
+    resumed = embed(stac_fixture.grid, source, tmp_path / "killed.zarr", tiny_sits, chunk=16)
+    reference = embed(stac_fixture.grid, source, tmp_path / "reference.zarr", tiny_sits, chunk=16)
+    assert store_files(resumed) == store_files(reference)
+
+
+def json_grid(grid) -> str:
+    import json
+
+    return json.dumps(grid.to_dict())
+
+
+def test_bad_input(stac_fixture, tiny_sits, tmp_path):
+    source = LocalSource(stac_fixture.stack)
+    with pytest.raises(BadInputError, match="pixels is over"):
+        plan_grid("5,40,15,50", resolution=10)
+    with pytest.raises(BadInputError, match="not projected in metres"):
+        plan_grid("9.0,45.0,9.01,45.01", crs="EPSG:4326")
+    with pytest.raises(BadInputError, match="Sentinel era"):
+        embed_run(stac_fixture.grid, 1990, str(tiny_sits), source, tmp_path / "x.zarr", progress=False)
+    with pytest.raises(BadInputError):
+        embed(stac_fixture.grid, source, tmp_path / "y.zarr", tmp_path / "missing.json")
+    assert not (tmp_path / "x.zarr").exists() and not (tmp_path / "y.zarr").exists()
+    embed(stac_fixture.grid, source, tmp_path / "z.zarr", tiny_sits, chunk=32)
+    with pytest.raises(BadInputError, match="another run"):
+        embed(stac_fixture.grid, source, tmp_path / "z.zarr", tiny_sits, chunk=16)
