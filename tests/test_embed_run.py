@@ -132,3 +132,34 @@ def test_bad_input(stac_fixture, tiny_sits, tmp_path):
     embed(stac_fixture.grid, source, tmp_path / "z.zarr", tiny_sits, chunk=32)
     with pytest.raises(BadInputError, match="another run"):
         embed(stac_fixture.grid, source, tmp_path / "z.zarr", tiny_sits, chunk=16)
+
+
+def test_cli_embed_run_and_eo_commands(stac_fixture, tiny_sits, tmp_path):
+    from typer.testing import CliRunner
+
+    from landprompt.cli import app
+
+    runner = CliRunner()
+    lon0, lat0, lon1, lat1 = stac_fixture.grid.bbox
+    inner = f"{lon0 + 0.001},{lat0 + 0.001},{lon1 - 0.001},{lat1 - 0.001}"
+    out = tmp_path / "cli.zarr"
+    args = ["embed", "run", "--aoi", inner, "--year", "2022", "--out", str(out), "--model", str(tiny_sits),
+            "--source", str(stac_fixture.stack), "--chunk", "32"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert open_cube(out).sizes["d"] == 16
+    again = runner.invoke(app, args)  # a finished run: nothing left to do, same cube
+    assert again.exit_code == 0, again.output
+
+    result = runner.invoke(app, ["eo", "composite", "--aoi", inner, "--year", "2022", "--out",
+                                 str(tmp_path / "c.nc"), "--source", str(stac_fixture.catalog)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    import xarray as xr
+
+    with xr.open_dataset(tmp_path / "c.nc") as composite:
+        assert composite["s2"].shape[:2] == (12, 10)
+    assert "B8A" in runner.invoke(app, ["eo", "bands"]).output
+    bad = runner.invoke(app, ["embed", "run", "--aoi", inner, "--year", "2022", "--out", str(tmp_path / "b.zarr"),
+                              "--source", "nowhere"])  # fmt: skip
+    assert bad.exit_code == 2 and "unknown source" in bad.output
+    assert not (tmp_path / "b.zarr").exists()

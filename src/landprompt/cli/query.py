@@ -1,0 +1,126 @@
+"""``landprompt query``: text prompts -> top-k places, probability maps, batch exports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from landprompt.cli.common import (
+    BBoxOption,
+    CubeArgument,
+    PretrainedOption,
+    PromptArgument,
+    QueryClipOption,
+    StyleOption,
+    clip_or_none,
+    console,
+    err_console,
+    sub_app,
+)
+
+app = sub_app("Text prompts -> probability maps and top-k places.")
+
+
+@app.command("topk")
+def query_topk(
+    cube: CubeArgument,
+    prompt: PromptArgument,
+    k: Annotated[int, typer.Option("-k", help="Number of places.")] = 20,
+    min_distance: Annotated[float, typer.Option("--min-distance", help="Metres between two places.")] = 0.0,
+    bbox: BBoxOption = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or geojson.")] = "table",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write csv/geojson to this file.")] = None,
+    clip: QueryClipOption = None,
+    pretrained: PretrainedOption = None,
+    style: StyleOption = "ground",
+) -> None:
+    """The k best-matching distinct places for a prompt (CUBE may be a folder of cube shards)."""
+    import json
+
+    from landprompt.errors import BadInputError
+    from landprompt.query.topk import cube_paths, places_geojson, top_k, top_k_shards, write_places
+
+    if fmt not in ("table", "csv", "geojson"):
+        raise BadInputError(f"--format must be table, csv or geojson, got {fmt!r}")
+    shards = cube_paths(cube)
+    clip_model = clip_or_none(clip, pretrained)
+    if len(shards) > 1:
+        if bbox is not None:
+            raise BadInputError("--bbox applies to one cube: give the shard's path instead of the folder")
+        places = top_k_shards(shards, prompt, k=k, min_distance_m=min_distance, clip=clip_model, style=style)
+    else:
+        places = top_k(
+            cube, prompt, k=k, min_distance_m=min_distance, bbox=bbox, clip=clip_model, style=style
+        )
+    if out is not None:
+        write_places(places, out, None if fmt == "table" else fmt)
+        console.print(f"wrote {len(places)} places to {out}")
+    elif fmt == "csv":
+        print(places.to_csv(index=False), end="")
+    elif fmt == "geojson":
+        print(json.dumps(places_geojson(places)))
+    else:
+        table = Table(title=f"top {len(places)} places: {prompt!r}")
+        for column in places.columns:
+            table.add_column(column, justify="right")
+        for record in places.itertuples(index=False):
+            table.add_row(*(f"{v:.5f}" if isinstance(v, float) else str(v) for v in record))
+        console.print(table)
+
+
+@app.command("map")
+def query_map(
+    cube: CubeArgument,
+    prompt: PromptArgument,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output COG (.tif).")],
+    bbox: BBoxOption = None,
+    versus: Annotated[
+        list[str] | None,
+        typer.Option("--versus", help="Background prompt (repeat); default: land-cover vocabulary."),
+    ] = None,
+    png: Annotated[bool, typer.Option("--png", help="Also write a PNG quicklook next to the COG.")] = False,
+    html: Annotated[bool, typer.Option("--html", help="Also write a self-contained HTML map.")] = False,
+    dtype: Annotated[str, typer.Option(help="COG data type: float32 or uint8.")] = "float32",
+    clip: QueryClipOption = None,
+    pretrained: PretrainedOption = None,
+    style: StyleOption = "ground",
+) -> None:
+    """Probability map of a prompt: a COG, optionally a PNG quicklook and an HTML map."""
+    from landprompt.query.maps import write_cog, write_html, write_png
+    from landprompt.query.probability import probability_map
+
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        from landprompt.errors import BadInputError
+
+        raise BadInputError(f"--out must be a .tif file, got {out.name!r}")
+    prob = probability_map(cube, prompt, versus=versus or None, bbox=bbox,
+                           clip=clip_or_none(clip, pretrained), style=style)  # fmt: skip
+    written = [write_cog(prob, out, dtype=dtype)]  # type: ignore[arg-type]
+    if png:
+        written.append(write_png(prob, out.with_suffix(".png"), title=f"P({prompt})"))
+    if html:
+        written.append(write_html(prob, out.with_suffix(".html"), title=f"P({prompt})"))
+    console.print(f"mean probability {float(prob.mean()):.3f}; wrote " + ", ".join(map(str, written)))
+
+
+@app.command("export")
+def query_export(
+    jobs: Annotated[Path, typer.Argument(help="Batch YAML: concepts x areas x options (see examples/).")],
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address, or 'local' for a local cluster.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Rewrite maps that already exist.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Export every map of a batch YAML file, skipping maps already written."""
+    from landprompt.query.jobs import load_jobs, run_jobs
+
+    report = run_jobs(load_jobs(jobs), scheduler=scheduler, progress=progress, overwrite=overwrite)
+    console.print(report.summary())
+    for key, message in report.failed.items():
+        err_console.print(f"[red]failed[/red] {key}: {message}")
+    if not report.ok:
+        raise typer.Exit(1)
