@@ -102,3 +102,19 @@ def test_grid_checks():
     with pytest.raises(BadInputError, match="force=True"):
         check_grid(huge)
     assert check_grid(huge, force=True) is huge
+
+
+def test_nanmedian_equals_numpy() -> None:
+    import warnings
+
+    from landprompt.eo.composite import nanmedian
+
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(5, 3, 40, 30)).astype(np.float32)
+    values[rng.random(values.shape) < 0.4] = np.nan
+    values[:, :, :4] = np.nan  # all-NaN pixels
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmedian(values, axis=0)
+    np.testing.assert_array_equal(nanmedian(values, axis=0), expected)
+    np.testing.assert_array_equal(nanmedian(values[:1], axis=0), values[0])

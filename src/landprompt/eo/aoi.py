@@ -6,6 +6,8 @@ from any source line up exactly.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
@@ -69,4 +71,15 @@ def on_grid(data: xr.Dataset, grid: Grid) -> xr.Dataset:
         if name in data.coords and not np.allclose(data[name].values, coords[name].values, atol=tolerance):
             raise BadInputError(f"data {name} coordinates do not match the grid's")
     data = data.drop_vars("spatial_ref", errors="ignore").assign_coords(coords)
-    return data.rio.write_crs(grid.crs.to_wkt()).rio.write_transform(grid.transform)
+    data = data.assign_coords(spatial_ref=xr.Variable((), 0, attrs=dict(_spatial_ref_attrs(grid))))
+    for var in data.data_vars.values():
+        var.encoding["grid_mapping"] = "spatial_ref"
+    return data
+
+
+@lru_cache(maxsize=256)
+def _spatial_ref_attrs(grid: Grid) -> tuple[tuple[str, object], ...]:
+    """rioxarray's CF ``spatial_ref`` attributes of a grid (CRS and GeoTransform), computed once."""
+    template = xr.Dataset(coords={"y": [0.5], "x": [0.5]})
+    ref = template.rio.write_crs(grid.crs.to_wkt()).rio.write_transform(grid.transform)["spatial_ref"]
+    return tuple(ref.attrs.items())

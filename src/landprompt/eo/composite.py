@@ -53,7 +53,26 @@ def monthly_median(scenes: xr.Dataset, year: int) -> xr.Dataset:
     scenes = scenes.assign_coords(time=times).isel(time=np.flatnonzero(times.year == year)).sortby("time")
     if scenes.sizes["time"] == 0:
         return scenes.reindex(time=months)  # all NaN
-    return scenes.resample(time="1MS").median(skipna=True).reindex(time=months)
+    by_month = scenes.resample(time="1MS")
+    lazy = any(var.chunks is not None for var in scenes.data_vars.values())
+    monthly = by_month.median(skipna=True) if lazy else by_month.reduce(nanmedian)
+    return monthly.reindex(time=months)
+
+
+def nanmedian(values: np.ndarray, axis: int | tuple[int, ...] | None = None) -> np.ndarray:
+    """``np.nanmedian`` along one axis, vectorised: sort (NaN last), pick the middle valid values.
+
+    numpy's own nanmedian over a short axis goes through masked arrays and warns once per all-NaN
+    pixel, about 50 times slower on scene stacks; this gives the same values (NaN where nothing is valid).
+    """
+    if not isinstance(axis, int):
+        raise ValueError(f"nanmedian reduces along one axis, got {axis!r}")
+    ordered = np.sort(values, axis=axis)
+    count = np.expand_dims(np.sum(~np.isnan(values), axis=axis), axis)
+    low = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0), axis=axis)
+    high = np.take_along_axis(ordered, count // 2 - (count == 0), axis=axis)
+    median = np.squeeze((low + high) / np.asarray(2, dtype=values.dtype), axis=axis)
+    return np.where(np.squeeze(count, axis=axis) > 0, median, np.nan).astype(values.dtype)
 
 
 def stack_bands(scenes: xr.Dataset, sensor: Sensor, bands: Sequence[str] | None = None) -> xr.DataArray:
