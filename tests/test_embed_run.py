@@ -163,3 +163,10 @@ def test_cli_embed_run_and_eo_commands(stac_fixture, tiny_sits, tmp_path):
                               "--source", "nowhere"])  # fmt: skip
     assert bad.exit_code == 2 and "unknown source" in bad.output
     assert not (tmp_path / "b.zarr").exists()
+
+
+def test_run_on_a_local_dask_cluster_equals_a_run_here(stac_fixture, tiny_sits, tmp_path):
+    source = LocalSource(stac_fixture.stack)
+    here = embed(stac_fixture.grid, source, tmp_path / "here.zarr", tiny_sits, chunk=32)
+    dask = embed(stac_fixture.grid, source, tmp_path / "dask.zarr", tiny_sits, chunk=32, scheduler="local")
+    assert content_hash(open_cube(here)) == content_hash(open_cube(dask))

@@ -117,7 +117,7 @@ def embed_run(
                         run_attrs(encoder, source, year))  # fmt: skip
     pending = writer.pending()
     stride = encoder.spec.output_stride
-    with _progress(len(writer.windows()), writer.n_done, stride, enabled=progress) as advance:
+    with _ChunkProgress(len(writer.windows()), writer.n_done, stride, enabled=progress) as advance:
         for window in _embed_windows(writer, task, pending, scheduler):
             advance(window)
     return writer.finalize()
@@ -155,12 +155,12 @@ def _embed_windows(
     from landprompt.distributed import dask_client
 
     with dask_client(scheduler, threads=1) as client:
-        futures = client.map(_embed_and_write, [writer] * len(windows), [task] * len(windows), windows, pure=False)
+        futures = client.map(_embed_and_write, windows, writer=writer, task=task, pure=False)
         for future in as_completed(futures):
             yield future.result()
 
 
-def _embed_and_write(writer: CubeWriter, task: EmbedTask, window: ChunkWindow) -> ChunkWindow:
+def _embed_and_write(window: ChunkWindow, writer: CubeWriter, task: EmbedTask) -> ChunkWindow:
     """The Dask task: embed one chunk and write it (chunks never share a Zarr chunk)."""
     writer.write_chunk(window, *embed_window(task, window))
     return window
@@ -184,7 +184,7 @@ def _input_span(out: slice, stride: int, halo: int, size: int) -> tuple[int, int
     return lo, hi, start - lo
 
 
-class _progress:
+class _ChunkProgress:
     """A rich progress bar over chunks showing input pixels per second (or nothing when disabled)."""
 
     def __init__(self, total: int, done: int, stride: int, enabled: bool) -> None:

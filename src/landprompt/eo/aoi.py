@@ -79,7 +79,7 @@ def on_grid(data: xr.Dataset, grid: Grid) -> xr.Dataset:
 
 @lru_cache(maxsize=256)
 def _spatial_ref_attrs(grid: Grid) -> tuple[tuple[str, object], ...]:
-    """rioxarray's CF ``spatial_ref`` attributes of a grid (CRS and GeoTransform), computed once."""
+    """The CF ``spatial_ref`` attributes (rioxarray's) of a grid (CRS and GeoTransform), computed once."""
     template = xr.Dataset(coords={"y": [0.5], "x": [0.5]})
     ref = template.rio.write_crs(grid.crs.to_wkt()).rio.write_transform(grid.transform)["spatial_ref"]
     return tuple(ref.attrs.items())
