@@ -311,11 +311,17 @@ class PrestoEncoder(nn.Module):
             Token features (B, N, D) before the final norm, zero at masked tokens, and the token mask (B, N).
         """
         tokens, token_mask = self.tokenize(x, mask, dynamic_world, latlon, month)
-        attend = ~token_mask
+        # Tokens masked in every sample (absent ERA5, SRTM, Dynamic World) neither attend nor are attended:
+        # leave them out of the blocks' work and put zeros back in their place.
+        used = ~token_mask.all(dim=0)
+        active, active_mask = tokens[:, used], token_mask[:, used]
+        attend = ~active_mask
         attend |= ~attend.any(dim=1, keepdim=True)  # a sample with no valid token attends to all: no NaN
         for block in self.blocks:
-            tokens = block(tokens, attend)
-        return tokens.masked_fill(token_mask[..., None], 0.0), token_mask
+            active = block(active, attend)
+        features = tokens.new_zeros(tokens.shape)
+        features[:, used] = active.masked_fill(active_mask[..., None], 0.0)
+        return features, token_mask
 
     def pool(self, features: Tensor, token_mask: Tensor) -> Tensor:
         """Mean of the unmasked tokens (axis -2), then the final norm.
