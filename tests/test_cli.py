@@ -108,3 +108,27 @@ def test_index_build_and_bad_factory(demo_run, tmp_path):
     assert result.exit_code == 2
     assert "unknown FAISS factory" in error_line(result)
     assert not (tmp_path / "bad.faiss").exists()
+
+
+def test_evaluate_commands_cover_every_benchmark():
+    from landprompt.cli.evaluate import BENCHMARK_NAMES
+    from landprompt.evaluate.datasets import BENCHMARKS
+
+    assert tuple(BENCHMARKS) == BENCHMARK_NAMES
+    result = invoke("evaluate", "--help")
+    for name in BENCHMARK_NAMES:
+        assert name in result.output
+
+
+def test_evaluate_eurosat_sample_from_the_command_line(tmp_path):
+    from pathlib import Path
+
+    root = Path(__file__).parents[1].parent / "shared" / "data" / "eurosat-ms-sample"
+    if not root.is_dir():
+        pytest.skip(f"shared EuroSAT sample missing at {root}")
+    result = invoke("evaluate", "eurosat", "--root", str(root), "--model", "random", "--clip", "landprompt-tiny",
+                    "--out", str(tmp_path / "ev"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "ev" / "report.json").is_file() and (tmp_path / "ev" / "report.md").is_file()
+    bad = invoke("evaluate", "eurosat", "--root", str(tmp_path / "nope"), "--model", "random")
+    assert bad.exit_code != 0 and error_line(bad).startswith("error:")

@@ -16,6 +16,7 @@ from landprompt.cli.common import ClipOption, LandpromptGroup, PretrainedOption,
 from landprompt.cli.cube import app as cube_app
 from landprompt.cli.embed import app as embed_app
 from landprompt.cli.embed import eo_app
+from landprompt.cli.evaluate import app as evaluate_app
 from landprompt.cli.index import app as index_app
 from landprompt.cli.query import app as query_app
 
@@ -31,6 +32,7 @@ app.add_typer(embed_app, name="embed")
 app.add_typer(cube_app, name="cube")
 app.add_typer(index_app, name="index")
 app.add_typer(query_app, name="query")
+app.add_typer(evaluate_app, name="evaluate")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,94 @@
+"""``landprompt evaluate``: zero-shot land-cover benchmarks (one sub-command each) and field points."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from landprompt.cli.common import PretrainedOption, console, sub_app
+
+app = sub_app("Zero-shot land-cover benchmarks, and maps against field observations.")
+
+EvalClipOption = Annotated[
+    str | None,
+    typer.Option(
+        "--clip", help="open_clip model of the prompts (default: the one the checkpoint or cube names)."
+    ),
+]
+
+
+def _benchmark_command(dataset: str) -> Callable[..., None]:
+    def command(
+        root: Annotated[
+            Path, typer.Option("--root", help="The benchmark's data (lucas: a LUCAS CSV or folder).")
+        ],
+        model: Annotated[
+            str | None, typer.Option("--model", help="Checkpoint, registered encoder, clip_rgb or random.")
+        ] = None,
+        prompts: Annotated[
+            str,
+            typer.Option(
+                "--prompts", help="Styles, comma-separated; '+' ensembles: aerial,ground,aerial+ground."
+            ),
+        ] = "classname",
+        limit: Annotated[
+            int | None, typer.Option("--limit", help="A stratified random subset of N samples.")
+        ] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", "-o", help="Report folder (default evaluation/DATASET).")
+        ] = None,
+        cube: Annotated[
+            Path | None, typer.Option("--cube", help="lucas: the embedding cube to read.")
+        ] = None,
+        clip: EvalClipOption = None,
+        pretrained: PretrainedOption = None,
+        prompt_file: Annotated[
+            Path | None, typer.Option("--prompt-file", help="YAML/JSON prompts extending the shipped set.")
+        ] = None,
+        score_norm: Annotated[
+            str, typer.Option("--score-norm", help="none, or class-mean (SenCLIP's).")
+        ] = "none",
+        seed: Annotated[int, typer.Option(help="Seed of --limit and of random baselines.")] = 0,
+        month: Annotated[
+            int | None, typer.Option(help="eurosat: month 1-12 of the dateless patches (7).")
+        ] = None,
+        split: Annotated[
+            Path | None, typer.Option(help="bigearthnet: CSV listing the patches to keep.")
+        ] = None,
+        s1_root: Annotated[
+            Path | None, typer.Option("--s1-root", help="bigearthnet: folder of S1 patches.")
+        ] = None,
+        coordinates: Annotated[str | None, typer.Option(help="lucas: th (default) or gps.")] = None,
+        window: Annotated[int, typer.Option(help="lucas: odd window of cube pixels per point.")] = 1,
+        batch_size: Annotated[
+            int, typer.Option("--batch-size", help="Pixels or patches per forward pass.")
+        ] = 1024,
+        device: Annotated[
+            str | None, typer.Option(help="Torch device (default: CUDA when available).")
+        ] = None,
+    ) -> None:
+        from landprompt.evaluate.cli_support import evaluate_command, summary_table
+
+        report = evaluate_command(
+            dataset, root, model, prompts, limit, out, clip=clip, pretrained=pretrained, cube=cube,
+            prompt_file=prompt_file, seed=seed, batch_size=batch_size, device=device, month=month, split=split,
+            s1_root=s1_root, coordinates=coordinates, window=window, score_norm=score_norm,
+        )  # fmt: skip
+        console.print(summary_table(report))
+        console.print(f"report: {Path(report['files']['folder']) / 'report.md'}")
+
+    command.__doc__ = (
+        f"Zero-shot classification of {dataset}: metrics, JSON + Markdown report, confusion matrix PNG."
+    )
+    return command
+
+
+#: The benchmarks of ``landprompt.evaluate.datasets.BENCHMARKS``, named here so that the command line
+#: starts without importing torch (a test keeps the two in step).
+BENCHMARK_NAMES = ("eurosat", "eurosat-rgb", "bigearthnet", "lucas")
+
+for _name in BENCHMARK_NAMES:
+    app.command(_name)(_benchmark_command(_name))
