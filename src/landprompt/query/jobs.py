@@ -1,9 +1,19 @@
-"""Batch export of probability maps: concepts x areas -> COG / PNG / HTML files, from a YAML file.
+"""Batch export: probability maps and concept analytics for many concepts, from a YAML file.
 
-A batch file names a cube, an output folder, the concepts and the areas (see ``examples/batch_maps.yaml``).
-:func:`load_jobs` validates the whole file before anything runs, :func:`plan` expands it into one
-:class:`MapJob` per concept and area, and :func:`run_jobs` runs the jobs whose outputs are missing, in
-process or on a Dask distributed cluster. Outputs go to ``<out>/<area>/<concept-slug>.<ext>``.
+A batch file names its ``kind``, a cube, an output folder, the concepts and what the kind needs (see
+``examples/batch_maps.yaml``):
+
+- ``map`` (the default): probability maps, concepts x areas -> COG / PNG / HTML (:class:`MapJob`);
+- ``change``: change maps from ``cube`` to ``cube_b``, concepts x areas -> COGs / PNG (:class:`ChangeJob`);
+- ``aggregate``: indicators per polygon of ``units``, one table per concept -> CSV / GeoJSON
+  (:class:`AggregateJob`);
+- ``points``: validation against the observations in ``points``, one report per concept -> JSON / PNG,
+  and with ``fit`` the calibration saved next to the cube (:class:`PointsJob`).
+
+:func:`load_jobs` validates the whole file before anything runs, :func:`plan` expands it into jobs, and
+:func:`run_jobs` runs the jobs whose outputs are missing, in process or on a Dask distributed cluster.
+Outputs go to ``<out>/<group>/<concept-slug>.<ext>``, the group being the area (map, change), the polygon
+file's name (aggregate) or the points file's name (points).
 
 Every output is written atomically, so a file that exists is complete: a re-run skips finished jobs and
 writes only the outputs a job lacks. A job ships paths, not arrays: it opens the cube itself and loads
@@ -20,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import threading
@@ -44,21 +55,51 @@ if TYPE_CHECKING:
     import xarray as xr
 
     from landprompt.embedder.clip import ClipModel
+    from landprompt.query.calibration import ConceptScorer, QuerySettings
 
-Format = Literal["cog", "png", "html"]
+Kind = Literal["map", "change", "aggregate", "points"]
+Format = Literal["cog", "png", "html", "csv", "geojson", "json"]
 MapDtype = Literal["float32", "uint8"]
+FitMethod = Literal["platt", "isotonic"]
 
-#: File suffix of each output format.
+#: File suffix of each output format of a map.
 SUFFIXES: dict[str, str] = {"cog": ".tif", "png": ".png", "html": ".html"}
+#: Output formats each kind of job can write, and those it writes by default.
+KIND_FORMATS: dict[str, tuple[Format, ...]] = {
+    "map": ("cog", "png", "html"),
+    "change": ("cog", "png"),
+    "aggregate": ("csv", "geojson"),
+    "points": ("json", "png"),
+}
+DEFAULT_FORMATS: dict[str, tuple[Format, ...]] = {**KIND_FORMATS, "aggregate": ("csv",)}
+#: Default ``threshold`` of the kinds that take one.
+DEFAULT_THRESHOLDS = {"change": 0.2, "aggregate": 0.5}
 #: Name (output folder) of the area that is the whole cube, used when a batch file lists no areas.
 WHOLE_CUBE = "all"
 #: Threads of the one-worker Dask cluster ``scheduler="local"`` starts in this process.
 LOCAL_THREADS = min(4, os.cpu_count() or 1)
 
 _T = TypeVar("_T")
-_TOP_KEYS = ("cube", "out", "clip", "defaults", "concepts", "areas")
+_TOP_KEYS = (
+    "kind", "cube", "cube_b", "units", "id_field", "points", "label_field",
+    "out", "clip", "defaults", "concepts", "areas",
+)  # fmt: skip
 _CLIP_KEYS = ("model", "pretrained")
-_DEFAULT_KEYS = ("versus", "style", "formats", "dtype")
+_DEFAULT_KEYS = ("versus", "style", "formats", "dtype", "threshold", "calibrated", "fit", "block_km")
+#: Keys (top level or in defaults) that only some kinds take.
+_KIND_KEYS: dict[str, tuple[Kind, ...]] = {
+    "areas": ("map", "change"),
+    "cube_b": ("change",),
+    "units": ("aggregate",),
+    "id_field": ("aggregate",),
+    "points": ("points",),
+    "label_field": ("points",),
+    "dtype": ("map",),
+    "threshold": ("change", "aggregate"),
+    "calibrated": ("map", "change", "aggregate"),
+    "fit": ("points",),
+    "block_km": ("points",),
+}
 _CONCEPT_KEYS = ("name", "prompt", "versus")
 _AREA_KEYS = ("name", "bbox")
 
@@ -119,6 +160,16 @@ class JobSpec:
     style: str = DEFAULT_STYLE
     formats: tuple[Format, ...] = ("cog", "png", "html")
     dtype: MapDtype = "float32"
+    kind: Kind = "map"
+    cube_b: Path | None = None
+    units: Path | None = None
+    id_field: str | None = None
+    points: Path | None = None
+    label_field: str = "present"
+    threshold: float | None = None
+    calibrated: bool = False
+    fit: FitMethod | None = None
+    block_km: float = 10.0
 
     @classmethod
     def from_dict(cls, data: Any, base_dir: str | Path = ".") -> JobSpec:
@@ -144,18 +195,70 @@ class MapJob:
     dtype: MapDtype
     outputs: Mapping[Format, Path]
     title: str
+    calibrated: bool = False
 
     def missing(self) -> dict[Format, Path]:
         """The outputs not written yet."""
         return {fmt: path for fmt, path in self.outputs.items() if not path.exists()}
 
 
-@dataclass
-class JobResult:
-    """What one job did: the formats it wrote, or the error that stopped it."""
+@dataclass(frozen=True)
+class AnalyticsJob:
+    """One concept of a change, aggregate or points batch, and the files it writes (by output name)."""
 
     key: str
-    written: tuple[Format, ...] = ()
+    cube: Path
+    clip: ClipSpec
+    prompt: str
+    versus: tuple[str, ...] | None
+    style: str
+    outputs: Mapping[str, Path]
+    title: str
+
+    def missing(self) -> dict[str, Path]:
+        """The outputs not written yet."""
+        return {name: path for name, path in self.outputs.items() if not path.exists()}
+
+
+@dataclass(frozen=True)
+class ChangeJob(AnalyticsJob):
+    """A change map of one concept over one area: outputs ``diff``, ``class`` (COGs) and ``png``."""
+
+    cube_b: Path
+    bbox: BBox | None
+    threshold: float
+    calibrated: bool
+
+
+@dataclass(frozen=True)
+class AggregateJob(AnalyticsJob):
+    """Indicators of one concept per polygon: outputs ``csv`` and ``geojson``."""
+
+    units: Path
+    id_field: str | None
+    threshold: float
+    calibrated: bool
+
+
+@dataclass(frozen=True)
+class PointsJob(AnalyticsJob):
+    """Validation of one concept at field points: outputs ``json``, ``png`` and (with fit) ``calibration``."""
+
+    points: Path
+    label_field: str
+    fit: FitMethod | None
+    block_km: float
+
+
+Job = MapJob | ChangeJob | AggregateJob | PointsJob
+
+
+@dataclass
+class JobResult:
+    """What one job did: the outputs it wrote, or the error that stopped it."""
+
+    key: str
+    written: tuple[str, ...] = ()
     error: str | None = None
 
 
@@ -214,9 +317,19 @@ def load_jobs(path: str | Path) -> JobSpec:
         raise type(exc)(f"{path}: {exc}") from None
 
 
-def plan(spec: JobSpec) -> list[MapJob]:
-    """Expand a batch into one job per area and concept (area by area)."""
-    return [_job(spec, area, concept) for area in spec.areas for concept in spec.concepts]
+def plan(spec: JobSpec) -> list[Job]:
+    """Expand a batch into jobs.
+
+    Maps and change maps: one job per area and concept (area by area); indicators and validations: one
+    job per concept.
+    """
+    if spec.kind == "map":
+        return [_job(spec, area, concept) for area in spec.areas for concept in spec.concepts]
+    if spec.kind == "change":
+        return [_change_job(spec, area, concept) for area in spec.areas for concept in spec.concepts]
+    if spec.kind == "aggregate":
+        return [_aggregate_job(spec, concept) for concept in spec.concepts]
+    return [_points_job(spec, concept) for concept in spec.concepts]
 
 
 def _job(spec: JobSpec, area: Area, concept: Concept) -> MapJob:
@@ -232,7 +345,75 @@ def _job(spec: JobSpec, area: Area, concept: Concept) -> MapJob:
         dtype=spec.dtype,
         outputs={fmt: folder / f"{concept.slug}{SUFFIXES[fmt]}" for fmt in spec.formats},
         title=f"P({concept.prompt}) - {area.name}",
+        calibrated=spec.calibrated,
     )
+
+
+def _common(spec: JobSpec, group: str, concept: Concept, title: str) -> dict[str, Any]:
+    """The fields every analytics job has."""
+    return {
+        "key": f"{group}/{concept.slug}",
+        "cube": spec.cube,
+        "clip": spec.clip,
+        "prompt": concept.prompt,
+        "versus": concept.versus,
+        "style": spec.style,
+        "title": title,
+    }
+
+
+def _change_job(spec: JobSpec, area: Area, concept: Concept) -> ChangeJob:
+    from landprompt.query.change import change_paths
+
+    paths = change_paths(spec.out / area.slug / f"{concept.slug}.tif")
+    names = [name for fmt in spec.formats for name in (("diff", "class") if fmt == "cog" else (fmt,))]
+    return ChangeJob(
+        **_common(spec, area.slug, concept, f"change in P({concept.prompt}) - {area.name}"),
+        outputs={name: paths[name] for name in names},
+        cube_b=cast(Path, spec.cube_b),
+        bbox=area.bbox,
+        threshold=_threshold(spec),
+        calibrated=spec.calibrated,
+    )
+
+
+def _aggregate_job(spec: JobSpec, concept: Concept) -> AggregateJob:
+    units = cast(Path, spec.units)
+    group = slugify(units.stem) or "units"
+    suffixes = {"csv": ".csv", "geojson": ".geojson"}
+    return AggregateJob(
+        **_common(spec, group, concept, f"P({concept.prompt}) per polygon of {units.name}"),
+        outputs={fmt: spec.out / group / f"{concept.slug}{suffixes[fmt]}" for fmt in spec.formats},
+        units=units,
+        id_field=spec.id_field,
+        threshold=_threshold(spec),
+        calibrated=spec.calibrated,
+    )
+
+
+def _points_job(spec: JobSpec, concept: Concept) -> PointsJob:
+    from landprompt.query.calibration import calibration_path
+
+    points = cast(Path, spec.points)
+    group = slugify(points.stem) or "points"
+    suffixes = {"json": ".json", "png": "_reliability.png"}
+    outputs: dict[str, Path] = {
+        fmt: spec.out / group / f"{concept.slug}{suffixes[fmt]}" for fmt in spec.formats
+    }
+    if spec.fit is not None:
+        outputs["calibration"] = calibration_path(spec.cube, concept.prompt)
+    return PointsJob(
+        **_common(spec, group, concept, f"P({concept.prompt}) at {points.name}"),
+        outputs=outputs,
+        points=points,
+        label_field=spec.label_field,
+        fit=spec.fit,
+        block_km=spec.block_km,
+    )
+
+
+def _threshold(spec: JobSpec) -> float:
+    return spec.threshold if spec.threshold is not None else DEFAULT_THRESHOLDS[spec.kind]
 
 
 # --- running ---------------------------------------------------------------------------------------
@@ -278,27 +459,35 @@ def run_jobs(
     return report
 
 
-def run_job(job: MapJob, overwrite: bool = False) -> JobResult:
-    """Run one job: compute its map and write its missing outputs (all of them with ``overwrite``).
+def run_job(job: Job, overwrite: bool = False) -> JobResult:
+    """Run one job: compute its product and write its missing outputs (all of them with ``overwrite``).
 
     Never raises: an error is returned in :attr:`JobResult.error`, so one failure does not stop a batch.
     """
-    todo = dict(job.outputs) if overwrite else job.missing()
+    outputs = job.outputs if overwrite else job.missing()
+    todo: dict[str, Path] = {str(name): path for name, path in outputs.items()}
     try:
-        da = _probability(job)
-        for fmt, path in todo.items():
-            _write(fmt, da, path, job)
+        if isinstance(job, MapJob):
+            da = _probability(job)
+            for fmt, path in todo.items():
+                _write(cast(Format, fmt), da, path, job)
+        elif isinstance(job, ChangeJob):
+            _run_change(job, todo)
+        elif isinstance(job, AggregateJob):
+            _run_aggregate(job, todo)
+        else:
+            _run_points(job, todo)
     except Exception as exc:  # reported per job, the batch goes on
         return JobResult(job.key, error=_describe(exc))
     return JobResult(job.key, written=tuple(todo))
 
 
-def _run_here(jobs: Iterable[MapJob], overwrite: bool) -> Iterator[JobResult]:
+def _run_here(jobs: Iterable[Job], overwrite: bool) -> Iterator[JobResult]:
     for job in jobs:
         yield run_job(job, overwrite)
 
 
-def _run_distributed(jobs: Sequence[MapJob], scheduler: str, overwrite: bool) -> Iterator[JobResult]:
+def _run_distributed(jobs: Sequence[Job], scheduler: str, overwrite: bool) -> Iterator[JobResult]:
     """Run jobs as Dask tasks (one task per job) and yield their results as they finish."""
     from distributed import as_completed
 
@@ -349,7 +538,64 @@ def _probability(job: MapJob) -> xr.DataArray:
         open_cube(job.cube), job.prompt, versus=vectors[keep], bbox=job.bbox, clip=clip, style=job.style
     )
     da.attrs.update(clip=clip.id, job=job.key)
+    if job.calibrated:
+        from landprompt.query.calibration import apply_calibration, calibration_path, load_calibration
+
+        calibration = load_calibration(calibration_path(job.cube, job.prompt))
+        calibration.check(_query(job.prompt, job.versus, job.style, clip))
+        da = apply_calibration(da, calibration)
     return da
+
+
+def _query(prompt: str, versus: tuple[str, ...] | None, style: str, clip: ClipModel) -> QuerySettings:
+    from landprompt.query.calibration import QuerySettings
+
+    return QuerySettings(prompt, versus, style, clip.logit_scale, clip.id)
+
+
+def _scorer(job: AnalyticsJob) -> ConceptScorer:
+    """The job's concept scorer; the background encoding is shared with the other concepts."""
+    from landprompt.query.calibration import ConceptScorer
+    from landprompt.query.probability import class_matrix, concept_embedding
+
+    clip = _clip(job.clip)
+    names, vectors = _background(job.clip, job.versus, job.style)
+    keep = np.array([name.lower() != job.prompt.lower() for name in names])
+    with _LOCK:
+        concept = concept_embedding(clip, job.prompt, job.style)
+    return ConceptScorer(
+        class_matrix(concept, vectors[keep]), _query(job.prompt, job.versus, job.style, clip)
+    )
+
+
+def _run_change(job: ChangeJob, todo: dict[str, Path]) -> None:
+    from landprompt.query.change import change_map, write_change
+
+    ds = change_map(job.cube, job.cube_b, _scorer(job), threshold=job.threshold, bbox=job.bbox,
+                    calibration=job.calibrated)  # fmt: skip
+    with _PYPLOT_LOCK:
+        write_change(ds, todo, title=job.title)
+
+
+def _run_aggregate(job: AggregateJob, todo: dict[str, Path]) -> None:
+    from landprompt.query.aggregate import aggregate, read_units, write_indicators
+
+    units = read_units(job.units, job.id_field)
+    table = aggregate(job.cube, _scorer(job), units, threshold=job.threshold, calibration=job.calibrated)
+    for path in todo.values():
+        write_indicators(table, path, units)
+
+
+def _run_points(job: PointsJob, todo: dict[str, Path]) -> None:
+    from landprompt.evaluate.points import evaluate_points, write_points_report, write_reliability_png
+
+    report = evaluate_points(job.cube, _scorer(job), job.points, job.label_field, fit=job.fit,
+                             block_km=job.block_km, save="calibration" in todo)  # fmt: skip
+    if "json" in todo:
+        write_points_report(report, todo["json"])
+    if "png" in todo:
+        with _PYPLOT_LOCK:
+            write_reliability_png(report, todo["png"])
 
 
 def _clip(spec: ClipSpec) -> ClipModel:
@@ -419,10 +665,14 @@ def _parse_spec(data: Any, base: Path) -> JobSpec:
     from landprompt.embedder.cube import cube_grid
 
     data = _mapping(data, "the batch file", _TOP_KEYS)
+    with _at("kind"):
+        kind = cast(Kind, _parse_choice(data.get("kind", "map"), get_args(Kind), "job kind"))
+    _check_kind_keys(data, kind)
     with _at("cube"):
         cube = _path(_required(data, "cube"), base)
         ds = open_cube(cube)
         grid = cube_grid(ds)
+    inputs = _parse_inputs(data, kind, base, ds)
     with _at("out"):
         out = _path(_required(data, "out"), base)
         if out.exists() and not out.is_dir():
@@ -433,18 +683,104 @@ def _parse_spec(data: Any, base: Path) -> JobSpec:
         defaults = _mapping(
             {} if data.get("defaults") is None else data["defaults"], "defaults", _DEFAULT_KEYS
         )
+        _check_kind_keys(defaults, kind)
         versus = _parse_versus(defaults.get("versus"))
         style = _parse_style(defaults.get("style", DEFAULT_STYLE))
-        formats = _parse_formats(defaults.get("formats", list(SUFFIXES)))
+        formats = _parse_formats(defaults.get("formats", list(DEFAULT_FORMATS[kind])), KIND_FORMATS[kind])
         with _at("dtype"):
             dtype = cast(
                 MapDtype, _parse_choice(defaults.get("dtype", "float32"), get_args(MapDtype), "dtype")
             )
+        options = _parse_options(defaults, kind)
     with _at("concepts"):
         concepts = _parse_concepts(data.get("concepts"), versus)
     with _at("areas"):
         areas = _parse_areas(data.get("areas"), base, grid, "html" in formats)
-    return JobSpec(cube, out, clip, concepts, areas, style, formats, dtype)
+    spec = JobSpec(cube, out, clip, concepts, areas, style, formats, dtype, kind, **inputs, **options)
+    if spec.calibrated:
+        with _at("defaults"), _at("calibrated"):
+            _check_calibrations(spec)
+    return spec
+
+
+def _check_kind_keys(data: Mapping[str, Any], kind: Kind) -> None:
+    """Refuse keys that the batch's kind does not take."""
+    for key in data:
+        kinds = _KIND_KEYS.get(key)
+        if kinds is not None and kind not in kinds:
+            with _at(key):
+                raise BadInputError(
+                    f"applies to kind {' or '.join(kinds)} only, and this batch is kind {kind}"
+                )
+
+
+def _parse_inputs(data: Mapping[str, Any], kind: Kind, base: Path, ds: xr.Dataset) -> dict[str, Any]:
+    """The inputs a kind reads besides the cube, checked: the later cube, the polygons or the points."""
+    if kind == "change":
+        from landprompt.query.change import check_same_grid
+
+        with _at("cube_b"):
+            cube_b = _path(_required(data, "cube_b"), base)
+            check_same_grid(ds, open_cube(cube_b))
+        return {"cube_b": cube_b}
+    if kind == "aggregate":
+        from landprompt.query.aggregate import read_units
+
+        id_field = None if data.get("id_field") is None else _text(data["id_field"])
+        with _at("units"):
+            units = _path(_required(data, "units"), base)
+            read_units(units, id_field)
+        return {"units": units, "id_field": id_field}
+    if kind == "points":
+        from landprompt.evaluate.points import read_points
+
+        with _at("label_field"):
+            label_field = _text(data.get("label_field", "present"))
+        with _at("points"):
+            points = _path(_required(data, "points"), base)
+            read_points(points, label_field)
+        return {"points": points, "label_field": label_field}
+    return {}
+
+
+def _parse_options(defaults: Mapping[str, Any], kind: Kind) -> dict[str, Any]:
+    """The kind-specific settings of ``defaults``: threshold, calibrated, fit, block_km."""
+    options: dict[str, Any] = {}
+    if "threshold" in defaults:
+        with _at("threshold"):
+            options["threshold"] = _number(defaults["threshold"], 0.0, 1.0, "a probability in [0, 1)")
+            if options["threshold"] >= 1:
+                raise BadInputError(f"must be a probability in [0, 1), got {defaults['threshold']!r}")
+    if "calibrated" in defaults:
+        with _at("calibrated"):
+            if not isinstance(defaults["calibrated"], bool):
+                raise BadInputError(f"must be true or false, got {defaults['calibrated']!r}")
+            options["calibrated"] = defaults["calibrated"]
+    if defaults.get("fit") is not None:
+        with _at("fit"):
+            options["fit"] = _parse_choice(defaults["fit"], get_args(FitMethod), "calibration method")
+    if "block_km" in defaults:
+        with _at("block_km"):
+            options["block_km"] = _number(defaults["block_km"], 0.0, math.inf, "a positive number of km")
+            if options["block_km"] <= 0:
+                raise BadInputError(f"must be a positive number of km, got {defaults['block_km']!r}")
+    return options
+
+
+def _number(value: Any, low: float, high: float, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise BadInputError(f"must be {what}, got {value!r}")
+    return float(value)
+
+
+def _check_calibrations(spec: JobSpec) -> None:
+    """Every concept of a calibrated batch has a calibration for each cube it reads."""
+    from landprompt.query.calibration import calibration_path, load_calibration
+
+    cubes = [spec.cube] + ([spec.cube_b] if spec.cube_b is not None else [])
+    for concept in spec.concepts:
+        for cube in cubes:
+            load_calibration(calibration_path(cube, concept.prompt))
 
 
 def _parse_clip(value: Any, base: Path) -> ClipSpec:
@@ -575,12 +911,12 @@ def _parse_style(value: Any) -> str:
     return style
 
 
-def _parse_formats(value: Any) -> tuple[Format, ...]:
+def _parse_formats(value: Any, choices: tuple[Format, ...]) -> tuple[Format, ...]:
     with _at("formats"):
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list) or not items:
-            raise BadInputError(f"give a list of formats out of {', '.join(SUFFIXES)}")
-        formats = tuple(_item(i, _parse_choice, v, tuple(SUFFIXES), "format") for i, v in enumerate(items))
+            raise BadInputError(f"give a list of formats out of {', '.join(choices)}")
+        formats = tuple(_item(i, _parse_choice, v, choices, "format") for i, v in enumerate(items))
         _check_unique(list(formats), "formats")
     return cast(tuple[Format, ...], formats)
 

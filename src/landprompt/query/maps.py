@@ -138,9 +138,18 @@ def read_map(path: str | Path) -> xr.DataArray:
 
 
 def write_png(
-    da: xr.DataArray, path: str | Path, title: str = "", cmap: str = "magma", label: str = "probability"
+    da: xr.DataArray,
+    path: str | Path,
+    title: str = "",
+    cmap: str = "magma",
+    label: str = "probability",
+    vmin: float = 0.0,
+    vmax: float = 1.0,
 ) -> Path:
-    """Write a PNG quicklook: the map in map coordinates, a colour bar and a scale bar."""
+    """Write a PNG quicklook: the map in map coordinates, a colour bar and a scale bar.
+
+    ``vmin``/``vmax`` set the colour range (e.g. -1, 1 with ``cmap="RdBu"`` for a change map).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -152,7 +161,11 @@ def write_png(
     fig, ax = plt.subplots(figsize=(7, 6), dpi=110)
     colormap = plt.get_cmap(cmap).with_extremes(bad="#bdbdbd")
     image = ax.imshow(
-        np.ma.masked_invalid(da.values), cmap=colormap, vmin=0, vmax=1, extent=(left, right, bottom, top)
+        np.ma.masked_invalid(da.values),
+        cmap=colormap,
+        vmin=vmin,
+        vmax=vmax,
+        extent=(left, right, bottom, top),
     )
     fig.colorbar(image, ax=ax, shrink=0.8, label=label)
     crs = da.rio.crs

@@ -1,0 +1,199 @@
+"""Concept analytics commands: change maps and indicators per area, validation against field points.
+
+Two small Typer apps whose commands join existing groups:
+
+- :data:`query_extra`: ``change`` and ``aggregate`` (for ``landprompt query``);
+- :data:`evaluate_extra`: ``points`` (for ``landprompt evaluate``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, cast
+
+import typer
+from rich.table import Table
+
+from landprompt.cli.common import (
+    BBoxOption,
+    CubeArgument,
+    PretrainedOption,
+    PromptArgument,
+    QueryClipOption,
+    StyleOption,
+    clip_or_none,
+    console,
+    sub_app,
+)
+from landprompt.errors import BadInputError
+
+if TYPE_CHECKING:
+    from landprompt.query.calibration import Method
+
+query_extra = sub_app("Concept analytics: change maps, indicators per area.")
+evaluate_extra = sub_app("Validation of concept maps against field observations.")
+
+VersusOption = Annotated[
+    list[str] | None,
+    typer.Option("--versus", help="Background prompt (repeat); default: land-cover vocabulary."),
+]
+CalibratedOption = Annotated[
+    bool,
+    typer.Option(
+        "--calibrated",
+        help="Apply the cube's saved calibration of the concept (<cube>.calibration/<concept>.json).",
+    ),
+]
+
+
+@query_extra.command("change")
+def query_change(
+    cube_a: Annotated[Path, typer.Argument(help="The earlier embedding cube (.zarr).")],
+    cube_b: Annotated[Path, typer.Argument(help="The later embedding cube, on the same grid.")],
+    prompt: PromptArgument,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output COG of the change (.tif).")],
+    threshold: Annotated[
+        float, typer.Option(help="Change in probability that counts as a gain (or, negated, a loss).")
+    ] = 0.2,
+    png: Annotated[bool, typer.Option("--png", help="Also write a PNG quicklook (RdBu, -1 to 1).")] = False,
+    bbox: BBoxOption = None,
+    versus: VersusOption = None,
+    calibrated: CalibratedOption = False,
+    calibration: Annotated[
+        Path | None, typer.Option("--calibration", help="A calibration JSON to apply to both cubes.")
+    ] = None,
+    clip: QueryClipOption = None,
+    pretrained: PretrainedOption = None,
+    style: StyleOption = "ground",
+) -> None:
+    """Change map of a prompt between two cubes: OUT (p_b - p_a), OUT_class.tif (0 stable, 1 gain, 2 loss)."""
+    from landprompt.query.change import change_map, change_paths, change_summary, write_change
+
+    paths = change_paths(out)
+    if not png:
+        del paths["png"]
+    if calibrated and calibration is not None:
+        raise BadInputError("give --calibrated (each cube's own calibration) or --calibration FILE, not both")
+    ds = change_map(cube_a, cube_b, prompt, versus=versus or None, clip=clip_or_none(clip, pretrained),
+                    threshold=threshold, bbox=bbox, style=style,
+                    calibration=calibration if calibration is not None else calibrated)  # fmt: skip
+    written = write_change(ds, paths, title=f"change in P({prompt})")
+    summary = change_summary(ds)
+    table = Table(title=f"change in P({prompt}), threshold {threshold:g}")
+    table.add_column("class")
+    table.add_column("pixels", justify="right")
+    table.add_column("hectares", justify="right")
+    for name, pixels in summary["pixels"].items():
+        hectares = summary.get("hectares", {}).get(name)
+        table.add_row(name, f"{pixels:,}", "" if hectares is None else f"{hectares:,.1f}")
+    console.print(table)
+    console.print("wrote " + ", ".join(map(str, written)))
+
+
+@query_extra.command("aggregate")
+def query_aggregate(
+    cube: CubeArgument,
+    prompt: PromptArgument,
+    units: Annotated[Path, typer.Option("--units", help="Polygons: GeoJSON, GeoPackage (NUTS, LAU, ...).")],
+    id_field: Annotated[
+        str | None, typer.Option("--id-field", help="Property naming each polygon, e.g. NUTS_ID.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write .csv or .geojson; default: print a table.")
+    ] = None,
+    threshold: Annotated[
+        float, typer.Option(help="Probability above which a pixel counts as present.")
+    ] = 0.5,
+    layer: Annotated[str | None, typer.Option(help="Layer of a multi-layer polygon file.")] = None,
+    versus: VersusOption = None,
+    calibrated: CalibratedOption = False,
+    clip: QueryClipOption = None,
+    pretrained: PretrainedOption = None,
+    style: StyleOption = "ground",
+) -> None:
+    """Indicators of a prompt per polygon: mean probability, expected area, area above a threshold."""
+    from landprompt.query.aggregate import aggregate, read_units, write_indicators
+
+    if out is not None and out.suffix.lower() not in (".csv", ".geojson", ".json"):
+        raise BadInputError(f"--out must be a .csv or .geojson file, got {out.name!r}")
+    polygons = read_units(units, id_field, layer)
+    table = aggregate(cube, prompt, polygons, threshold=threshold, versus=versus or None,
+                      clip=clip_or_none(clip, pretrained), style=style, calibration=calibrated)  # fmt: skip
+    if out is not None:
+        write_indicators(table, out, polygons)
+        console.print(f"wrote indicators of {len(table)} polygons to {out}")
+        return
+    view = Table(title=f"P({prompt}) per polygon of {units.name}, threshold {threshold:g}")
+    for column in table.columns:
+        view.add_column(column, justify="right")
+    for record in table.itertuples(index=False):
+        view.add_row(*(f"{v:,.3f}" if isinstance(v, float) else str(v) for v in record))
+    console.print(view)
+
+
+@evaluate_extra.command("points")
+def evaluate_points_command(
+    cube: CubeArgument,
+    prompt: PromptArgument,
+    points: Annotated[Path, typer.Option("--points", help="CSV of lon, lat (WGS84) and a presence label.")],
+    label_field: Annotated[
+        str, typer.Option("--label-field", help="Label column: 1/0, true/false or yes/no.")
+    ] = "present",
+    fit: Annotated[
+        str | None, typer.Option("--fit", help="Learn a recalibration: platt or isotonic.")
+    ] = None,
+    block_km: Annotated[float, typer.Option("--block-km", help="Spatial CV block side (km).")] = 10.0,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
+    bins: Annotated[int, typer.Option(help="Equal-width bins of the ECE and reliability diagram.")] = 10,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report as JSON.")] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Reliability diagram PNG; default with -o: <out>_reliability.png."),
+    ] = None,
+    calibrated: CalibratedOption = False,
+    versus: VersusOption = None,
+    clip: QueryClipOption = None,
+    pretrained: PretrainedOption = None,
+    style: StyleOption = "ground",
+) -> None:
+    """Score a prompt's map at field points (AUC, AP, ECE); --fit learns and saves a recalibration."""
+    from landprompt.evaluate.points import evaluate_points, write_points_report, write_reliability_png
+
+    if fit not in (None, "platt", "isotonic"):
+        raise BadInputError(f"--fit must be platt or isotonic, got {fit!r}")
+    if out is not None and out.suffix.lower() != ".json":
+        raise BadInputError(f"--out must be a .json file, got {out.name!r}")
+    if folds < 2 or bins < 1:
+        raise BadInputError("--folds must be at least 2 and --bins at least 1")
+    plot = plot if plot is not None or out is None else out.with_name(f"{out.stem}_reliability.png")
+    report = evaluate_points(
+        cube, prompt, points, label_field=label_field, fit=cast("Method | None", fit), block_km=block_km,
+        n_folds=folds, bins=bins, versus=versus or None, clip=clip_or_none(clip, pretrained), style=style,
+        calibrated=calibrated,
+    )  # fmt: skip
+    console.print(_metrics_table(report, prompt))
+    counts = report["counts"]
+    console.print(
+        f"{counts['used']} of {counts['points']} points used ({counts['outside_cube']} outside the cube, "
+        f"{counts['on_nodata']} on no-data); {counts['present']} present, {counts['absent']} absent"
+    )
+    written = [write_points_report(report, out)] if out is not None else []
+    if plot is not None:
+        written.append(write_reliability_png(report, plot))
+    if report.get("calibration", {}).get("path"):
+        written.append(Path(report["calibration"]["path"]))
+    if written:
+        console.print("wrote " + ", ".join(map(str, written)))
+
+
+def _metrics_table(report: dict[str, Any], prompt: str) -> Table:
+    rows = {"all points": report["metrics"]}
+    if "cross_validation" in report:
+        cv = report["cross_validation"]
+        rows = {"held out, raw": cv["before"], f"held out, {cv['method']}": cv["after"]}
+    table = Table(title=f"P({prompt}) at field points")
+    for column in ("", "AUC", "AP", "ECE", "Brier"):
+        table.add_column(column, justify="right")
+    for name, m in rows.items():
+        table.add_row(name, *(f"{m[k]:.3f}" for k in ("auc", "average_precision", "ece", "brier")))
+    return table

@@ -1,0 +1,431 @@
+"""Indicators of a concept per area (NUTS regions, LAU municipalities, parcels, ...).
+
+:func:`aggregate` streams a cube chunk by chunk: each chunk's probabilities are computed, the polygons
+that reach the chunk are rasterised onto its window, and per-polygon sums are accumulated with
+``np.bincount``, so memory holds one chunk and a few numbers per polygon (a continent fits).
+
+Pixel rule: a pixel belongs to a polygon when its centre lies inside it (``all_touched=False``). Each
+pixel belongs to at most one polygon: polygons are burnt in file order, so where polygons overlap the
+later one in the file wins; polygons that share an edge split the pixels along it.
+
+Areas are pixel counts times the grid's nominal pixel area (exact in an equal-area CRS such as
+EPSG:3035; within 0.1 % in UTM). Columns of the result, one row per polygon in file order:
+
+- the id column (``id_field``, or ``id``);
+- ``pixels``: pixels whose centre lies in the polygon (inside the cube); ``area_ha``: their area;
+- ``valid_pixels`` and ``valid_share`` (``valid_pixels / pixels``; NaN without pixels);
+- ``mean_probability``: mean over valid pixels (NaN without any);
+- ``expected_area_ha``: sum over valid pixels of ``p x pixel area``, in hectares;
+- ``area_above_threshold_ha``: area of the valid pixels with ``p > threshold``.
+
+Polygon files: GeoJSON read as JSON (WGS84 lon/lat per RFC 7946, or the CRS named by a legacy
+``crs`` member, as GISCO publishes NUTS in EPSG:3035), or any file OGR reads through ``pyogrio``
+(GeoPackage, Shapefile, FlatGeobuf), which must carry a CRS. Polygons are reprojected to the cube's CRS.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from pyproj import CRS
+
+from landprompt.errors import BadInputError
+from landprompt.geo import WGS84, Grid, parse_crs
+from landprompt.query.calibration import Calibration, ConceptScorer, resolve_calibration
+from landprompt.query.probability import DEFAULT_STYLE
+
+if TYPE_CHECKING:
+    from landprompt.embedder.clip import ClipModel
+
+GeoJSONGeometry = dict[str, Any]
+#: Indicator columns of :func:`aggregate`, after the id column.
+INDICATORS = (
+    "pixels",
+    "area_ha",
+    "valid_pixels",
+    "valid_share",
+    "mean_probability",
+    "expected_area_ha",
+    "area_above_threshold_ha",
+)
+_POLYGONAL = ("Polygon", "MultiPolygon")
+_GEOJSON_SUFFIXES = (".geojson", ".json")
+
+
+# --- polygons --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Units:
+    """Polygons to aggregate over, in file order.
+
+    Attributes:
+        ids: One id per polygon (unique).
+        geometries: GeoJSON-like Polygon / MultiPolygon geometries in ``crs`` (``None`` for an empty one).
+        crs: CRS of the coordinates.
+        id_field: Name of the id column of the results.
+        source: The file read.
+    """
+
+    ids: list[Any]
+    geometries: list[GeoJSONGeometry | None]
+    crs: CRS
+    id_field: str = "id"
+    source: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def reprojected(self, crs: Any) -> list[GeoJSONGeometry | None]:
+        """The geometries in another CRS."""
+        from rasterio.warp import transform_geom
+
+        target = parse_crs(crs)
+        if target == self.crs:
+            return list(self.geometries)
+        src, dst = self.crs.to_wkt(), target.to_wkt()
+        return [None if g is None else dict(transform_geom(src, dst, g)) for g in self.geometries]
+
+
+def read_units(path: str | os.PathLike[str], id_field: str | None = None, layer: str | None = None) -> Units:
+    """Read polygons from a GeoJSON file, or a GeoPackage / any OGR vector file (with ``pyogrio``).
+
+    Args:
+        path: The file.
+        id_field: Property holding each polygon's id; default: the GeoJSON feature ``id`` (GeoPackage:
+            the feature id), or the polygon's position in the file when not every feature has one.
+        layer: Layer of a multi-layer file.
+
+    Raises:
+        BadInputError: for a missing or unreadable file, a missing id field, repeated ids, a geometry
+            that is not a (Multi)Polygon, or a file without a CRS (GeoJSON defaults to WGS84).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"polygon file {path} does not exist")
+    if path.suffix.lower() in _GEOJSON_SUFFIXES:
+        ids, geometries, crs = _read_geojson(path, id_field)
+    else:
+        ids, geometries, crs = _read_ogr(path, id_field, layer)
+    if not ids:
+        raise BadInputError(f"{path} holds no features")
+    _check_unique_ids(ids, path)
+    for i, geometry in enumerate(geometries):
+        if geometry is not None and geometry.get("type") not in _POLYGONAL:
+            raise BadInputError(
+                f"{path}: feature {ids[i]!r} is a {geometry.get('type')}, not a Polygon or MultiPolygon"
+            )
+    return Units(ids, geometries, crs, id_field or "id", path)
+
+
+def _read_geojson(path: Path, id_field: str | None) -> tuple[list[Any], list[GeoJSONGeometry | None], CRS]:
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path} is not valid GeoJSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadInputError(f"{path} is not a GeoJSON object")
+    if data.get("type") == "FeatureCollection":
+        features = data.get("features") or []
+    elif data.get("type") == "Feature":
+        features = [data]
+    else:
+        features = [{"type": "Feature", "geometry": data, "properties": {}}]
+    crs = _geojson_crs(data, path)
+    geometries = [f.get("geometry") for f in features]
+    if id_field is not None:
+        ids = [_property(f.get("properties") or {}, id_field, path, i) for i, f in enumerate(features)]
+    elif features and all(f.get("id") is not None for f in features):
+        ids = [f["id"] for f in features]
+    else:
+        ids = list(range(len(features)))
+    if crs == WGS84:
+        _check_lonlat(geometries, path)
+    return ids, geometries, crs
+
+
+def _geojson_crs(data: dict[str, Any], path: Path) -> CRS:
+    """WGS84 (RFC 7946), or the CRS named by a 2008-style ``crs`` member."""
+    member = data.get("crs")
+    if member is None:
+        return WGS84
+    name = (member.get("properties") or {}).get("name") if isinstance(member, dict) else None
+    try:
+        return CRS.from_user_input(name)
+    except Exception:
+        raise BadInputError(f"{path}: unknown CRS {member!r} in its 'crs' member") from None
+
+
+def _check_lonlat(geometries: list[GeoJSONGeometry | None], path: Path) -> None:
+    bounds = [_bounds(g) for g in geometries if g is not None]
+    if bounds:
+        b = np.array(bounds)
+        if b[:, 0].min() < -180 or b[:, 2].max() > 180 or b[:, 1].min() < -90 or b[:, 3].max() > 90:
+            raise BadInputError(
+                f"{path} has coordinates outside lon/lat range: GeoJSON is WGS84 lon/lat (RFC 7946); "
+                "name another CRS in a 'crs' member or use a GeoPackage"
+            )
+
+
+def _read_ogr(
+    path: Path, id_field: str | None, layer: str | None
+) -> tuple[list[Any], list[GeoJSONGeometry | None], CRS]:
+    try:
+        import pyogrio
+        import pyogrio.raw
+        import shapely
+    except ImportError:
+        raise BadInputError(
+            f"reading {path.suffix} files needs pyogrio and shapely (pip install pyogrio shapely), "
+            "or convert the polygons to GeoJSON"
+        ) from None
+    try:
+        layers = pyogrio.list_layers(path)
+        if layer is None and len(layers) > 1:
+            names = ", ".join(str(n) for n in layers[:, 0])
+            raise BadInputError(f"{path} has {len(layers)} layers ({names}): choose one with --layer")
+        meta, fids, wkb, values = pyogrio.raw.read(path, layer=layer, return_fids=True)
+    except pyogrio.errors.DataSourceError as exc:
+        raise BadInputError(f"cannot read {path}: {' '.join(str(exc).split())}") from None
+    except pyogrio.errors.DataLayerError as exc:
+        raise BadInputError(f"{path}: {' '.join(str(exc).split())}") from None
+    if not meta.get("crs"):
+        raise BadInputError(f"{path} has no CRS: assign one (e.g. ogr2ogr -a_srs EPSG:3035) and try again")
+    fields = [str(f) for f in meta["fields"]]
+    if id_field is None:
+        ids = [int(f) for f in fids]
+    elif id_field in fields:
+        ids = list(values[fields.index(id_field)].tolist())
+    else:
+        raise BadInputError(f"{path} has no field {id_field!r}; its fields: {', '.join(fields) or 'none'}")
+    shapes = shapely.from_wkb(wkb)
+    geometries = [None if s is None or s.is_empty else dict(shapely.geometry.mapping(s)) for s in shapes]
+    return ids, geometries, parse_crs(meta["crs"])
+
+
+def _property(properties: dict[str, Any], field: str, path: Path, index: int) -> Any:
+    if field not in properties:
+        known = ", ".join(properties) or "none"
+        raise BadInputError(f"{path}: feature {index} has no property {field!r}; its properties: {known}")
+    return properties[field]
+
+
+def _check_unique_ids(ids: list[Any], path: Path) -> None:
+    repeated = [value for value, count in Counter(ids).items() if count > 1]
+    if repeated:
+        shown = ", ".join(repr(r) for r in sorted(repeated, key=str)[:5])
+        raise BadInputError(f"{path}: ids must be unique (one row per polygon), repeated: {shown}")
+
+
+def _bounds(geometry: GeoJSONGeometry) -> tuple[float, float, float, float]:
+    coords = np.array(list(_positions(geometry["coordinates"])), dtype=float).reshape(-1, 2)
+    (left, bottom), (right, top) = coords.min(axis=0), coords.max(axis=0)
+    return float(left), float(bottom), float(right), float(top)
+
+
+def _positions(coords: Any) -> Any:
+    if coords and isinstance(coords[0], int | float):
+        yield coords[:2]
+    else:
+        for item in coords:
+            yield from _positions(item)
+
+
+# --- aggregation -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Sums:
+    """Per-polygon accumulators; index 0 is "no polygon"."""
+
+    pixels: np.ndarray
+    valid: np.ndarray
+    probability: np.ndarray
+    above: np.ndarray
+
+    @classmethod
+    def zeros(cls, n: int) -> _Sums:
+        counts = np.zeros(n + 1, dtype=np.int64)
+        return cls(counts, counts.copy(), np.zeros(n + 1), counts.copy())
+
+    def add(self, zones: np.ndarray, prob: np.ndarray, threshold: float) -> None:
+        """Add one chunk: zone codes [h, w] (0 = none) and its probabilities (NaN = not valid)."""
+        n = self.pixels.size
+        self.pixels += np.bincount(zones.ravel(), minlength=n)
+        keep = (zones > 0) & ~np.isnan(prob)
+        zone, p = zones[keep], prob[keep].astype(np.float64)
+        self.valid += np.bincount(zone, minlength=n)
+        self.probability += np.bincount(zone, weights=p, minlength=n)
+        self.above += np.bincount(zone[p > threshold], minlength=n)
+
+
+def aggregate(
+    cube: str | os.PathLike[str] | xr.Dataset,
+    concept: str | ConceptScorer,
+    units: str | os.PathLike[str] | Units,
+    id_field: str | None = None,
+    threshold: float = 0.5,
+    versus: Sequence[str] | None = None,
+    clip: ClipModel | None = None,
+    style: str = DEFAULT_STYLE,
+    logit_scale: float | None = None,
+    calibration: Calibration | str | os.PathLike[str] | bool | None = None,
+) -> pd.DataFrame:
+    """Indicators of a concept per polygon: mean probability, expected area, area above a threshold.
+
+    Args:
+        cube: Path of a cube, or the Dataset from ``open_cube``.
+        concept: The concept in plain words, or a :class:`ConceptScorer` (then ``versus``, ``clip``,
+            ``style`` and ``logit_scale`` are unused).
+        units: A polygon file (see :func:`read_units`) or :class:`Units`.
+        id_field: Property naming each polygon (when ``units`` is a path).
+        threshold: Probability above which a pixel counts in ``area_above_threshold_ha``.
+        versus: Background prompts (default: the shipped land-cover vocabulary).
+        clip: CLIP model; default: the one the cube names.
+        style: Prompt template style.
+        logit_scale: Softmax temperature; default: the CLIP model's.
+        calibration: ``True`` for the cube's own calibration of the concept, a :class:`Calibration`,
+            or a calibration JSON file.
+
+    Returns:
+        One row per polygon in file order: the id column then :data:`INDICATORS` (see the module
+        docstring); ``attrs`` hold the query, threshold, pixel area and CRS.
+
+    Raises:
+        BadInputError: for a bad polygon file, a threshold outside [0, 1), a grid not in metres, or
+            polygons that do not overlap the cube.
+    """
+    from landprompt.embedder.cube import cube_grid, iter_chunks, open_cube
+
+    if not 0 <= threshold < 1:
+        raise BadInputError(f"the threshold must be in [0, 1), got {threshold}")
+    units = units if isinstance(units, Units) else read_units(units, id_field)
+    ds = cube if isinstance(cube, xr.Dataset) else open_cube(cube)
+    grid = cube_grid(ds)
+    pixel_area = grid.pixel_area_m2
+    geometries = units.reprojected(grid.crs)
+    bounds = np.array([_bounds(g) if g is not None else (np.nan,) * 4 for g in geometries], dtype=float)
+    rows, cols = _pixel_span(bounds, grid, units)
+    scorer = ConceptScorer.of(concept, versus, clip, style, logit_scale, cube=ds)
+    scorer = scorer.with_calibration(resolve_calibration(calibration, cube, scorer.query.concept))
+    sums = _Sums.zeros(len(units))
+    for window, embedding, valid in iter_chunks(ds, rows, cols):
+        zones = _zones(geometries, bounds, grid.window(window.rows, window.cols))
+        if zones.any():  # chunks between the polygons are not scored
+            sums.add(zones, scorer.score(embedding, valid), threshold)
+    table = _table(units, sums, pixel_area)
+    table.attrs.update(
+        scorer.attrs(), threshold=float(threshold), pixel_area_m2=pixel_area, crs=grid.crs.to_string()
+    )
+    return table
+
+
+def _pixel_span(bounds: np.ndarray, grid: Grid, units: Units) -> tuple[slice, slice]:
+    """Rows and columns of the cube the polygons' bounds cover; error if they miss the cube."""
+    if np.isnan(bounds).all():
+        raise BadInputError(f"{units.source or 'the units'}: every geometry is empty")
+    left, bottom = np.nanmin(bounds[:, 0]), np.nanmin(bounds[:, 1])
+    right, top = np.nanmax(bounds[:, 2]), np.nanmax(bounds[:, 3])
+    inverse = ~grid.transform
+    c0, r0 = inverse @ (left, top)
+    c1, r1 = inverse @ (right, bottom)
+    r0, c0 = max(0, math.floor(r0)), max(0, math.floor(c0))
+    r1, c1 = min(grid.rows, math.ceil(r1)), min(grid.cols, math.ceil(c1))
+    if r1 <= r0 or c1 <= c0:
+        raise BadInputError(
+            f"none of the {len(units)} polygons of {units.source or 'the units'} overlaps the cube "
+            f"(cube CRS {grid.crs.to_string()}, polygons read in {units.crs.to_string()}): check their CRS"
+        )
+    return slice(r0, r1), slice(c0, c1)
+
+
+def _zones(geometries: list[GeoJSONGeometry | None], bounds: np.ndarray, window: Grid) -> np.ndarray:
+    """Zone codes (polygon index + 1; 0 = none) of a window's pixels; later polygons win."""
+    from rasterio.features import rasterize
+
+    left, bottom, right, top = window.bounds
+    with np.errstate(invalid="ignore"):
+        near = (
+            (bounds[:, 0] <= right)
+            & (bounds[:, 2] >= left)
+            & (bounds[:, 1] <= top)
+            & (bounds[:, 3] >= bottom)
+        )
+    shapes = [(geometries[i], int(i) + 1) for i in np.flatnonzero(near)]
+    if not shapes:
+        return np.zeros(window.shape, dtype=np.int64)
+    zones = rasterize(
+        shapes, out_shape=window.shape, transform=window.transform, fill=0, all_touched=False, dtype="int32"
+    )
+    return zones.astype(np.int64)
+
+
+def _table(units: Units, sums: _Sums, pixel_area_m2: float) -> pd.DataFrame:
+    hectares = pixel_area_m2 / 1e4
+    pixels, valid = sums.pixels[1:], sums.valid[1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pd.DataFrame(
+            {
+                units.id_field: units.ids,
+                "pixels": pixels,
+                "area_ha": pixels * hectares,
+                "valid_pixels": valid,
+                "valid_share": np.where(pixels > 0, valid / pixels, np.nan),
+                "mean_probability": np.where(valid > 0, sums.probability[1:] / valid, np.nan),
+                "expected_area_ha": sums.probability[1:] * hectares,
+                "area_above_threshold_ha": sums.above[1:] * hectares,
+            }
+        )
+
+
+# --- output ----------------------------------------------------------------------------------------
+
+
+def write_indicators(table: pd.DataFrame, path: str | os.PathLike[str], units: Units | None = None) -> Path:
+    """Write indicators as CSV, or as GeoJSON (the polygons in WGS84 with the indicators as properties).
+
+    Args:
+        table: From :func:`aggregate`.
+        path: ``.csv`` or ``.geojson`` / ``.json`` file.
+        units: The polygons the table was computed over (GeoJSON output only).
+    """
+    from landprompt.query.maps import atomic_path
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        text = table.to_csv(index=False)
+    elif suffix in _GEOJSON_SUFFIXES:
+        if units is None or len(units) != len(table):
+            raise BadInputError("GeoJSON output needs the polygons the table was computed over")
+        text = json.dumps(indicators_geojson(table, units))
+    else:
+        raise BadInputError(f"indicators are written as .csv or .geojson, got {path.name!r}")
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def indicators_geojson(table: pd.DataFrame, units: Units) -> dict[str, Any]:
+    """A FeatureCollection: each polygon (in WGS84) with its row of indicators (NaN as null)."""
+    geometries = units.reprojected(WGS84)
+    records = table.astype(object).where(table.notna(), None).to_dict(orient="records")
+    features = [
+        {"type": "Feature", "geometry": geometry, "properties": _jsonable(record)}
+        for geometry, record in zip(geometries, records, strict=True)
+    ]
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
+    return {key: value.item() if isinstance(value, np.generic) else value for key, value in record.items()}

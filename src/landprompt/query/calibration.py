@@ -1,0 +1,532 @@
+"""Calibrated concept probabilities: a chunk-wise scorer and monotone recalibration from field data.
+
+:class:`ConceptScorer` is what the analytics (change maps, indicators per area, validation at points)
+stream cube chunks through: the concept's class matrix and logit scale, exactly as
+:func:`~landprompt.query.probability.probability_map` scores them, plus an optional :class:`Calibration`.
+
+A :class:`Calibration` maps a raw probability ``p`` to a calibrated one, monotonically:
+
+- ``platt``: ``sigmoid(a * logit(p) + b)`` with ``a >= 0``, fitted by logistic regression on
+  ``logit(p)`` with Platt's smoothed targets (``(n+ + 1) / (n+ + 2)`` and ``1 / (n- + 2)``), so
+  separable data gives finite parameters;
+- ``isotonic``: the non-decreasing step function fitted by pool-adjacent-violators (points with tied
+  ``p`` pooled first), linearly interpolated between the ends of its steps and flat beyond them.
+
+A calibration is fitted for one query (concept, background prompts, prompt style, logit scale, CLIP
+model): applying it to probabilities of another query is refused. It is saved next to the cube as
+``<cube>.calibration/<concept-slug>.json`` (see :meth:`Calibration.to_dict` for the format).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+
+import numpy as np
+import xarray as xr
+
+from landprompt.errors import BadInputError
+from landprompt.query.probability import (
+    DEFAULT_STYLE,
+    background_embeddings,
+    class_matrix,
+    clip_for_cube,
+    concept_embedding,
+    concept_probability,
+)
+
+if TYPE_CHECKING:
+    from landprompt.embedder.clip import ClipModel
+    from landprompt.embedder.cube import ChunkWindow
+
+Method = Literal["platt", "isotonic"]
+
+CALIBRATION_FORMAT = "landprompt-calibration"
+CALIBRATION_VERSION = 1
+#: Probabilities are clipped to [EPS, 1 - EPS] before taking their logit.
+EPS = 1e-6
+
+
+# --- query settings --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuerySettings:
+    """What a probability means: the concept and what it competed with, at which temperature.
+
+    Attributes:
+        concept: The concept in plain words.
+        versus: Background prompts as given; ``None`` for the shipped land-cover vocabulary.
+        style: Prompt template style of the ensembles.
+        logit_scale: Softmax temperature.
+        clip: Id of the CLIP model whose text tower encoded the prompts (``None``: unknown).
+    """
+
+    concept: str
+    versus: tuple[str, ...] | None
+    style: str
+    logit_scale: float
+    clip: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "concept": self.concept,
+            "versus": None if self.versus is None else list(self.versus),
+            "style": self.style,
+            "logit_scale": self.logit_scale,
+            "clip": self.clip,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QuerySettings:
+        """Inverse of :meth:`to_dict`."""
+        versus = data.get("versus")
+        return cls(
+            str(data["concept"]),
+            None if versus is None else tuple(versus),
+            str(data["style"]),
+            float(data["logit_scale"]),
+            data.get("clip"),
+        )
+
+    def differences(self, other: QuerySettings) -> list[str]:
+        """Names and values of the settings that differ from ``other`` (CLIP only when both know it)."""
+        pairs = {
+            "concept": (self.concept.lower(), other.concept.lower()),
+            "versus": (_lower(self.versus), _lower(other.versus)),
+            "style": (self.style, other.style),
+            "logit_scale": (round(self.logit_scale, 4), round(other.logit_scale, 4)),
+            "clip": (self.clip, other.clip) if self.clip and other.clip else (None, None),
+        }
+        return [f"{name} {a!r} vs {b!r}" for name, (a, b) in pairs.items() if a != b]
+
+
+def _lower(names: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    return None if names is None else tuple(n.strip().lower() for n in names)
+
+
+# --- calibration -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A monotone map from raw to calibrated probabilities, with its provenance.
+
+    Attributes:
+        method: ``"platt"`` (parameters ``a``, ``b``) or ``"isotonic"`` (knots ``x``, ``y``).
+        parameters: The fitted parameters.
+        query: The query the raw probabilities came from; ``None`` skips the compatibility check.
+        n_points: Number of observations it was fitted on.
+        metrics: Metrics recorded with it (e.g. held-out metrics before and after).
+        created: ISO 8601 UTC time of the fit.
+        cube: Path of the cube it was fitted on.
+    """
+
+    method: Method
+    parameters: dict[str, Any]
+    query: QuerySettings | None = None
+    n_points: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    cube: str | None = None
+
+    def apply(self, p: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities (float32, same shape); NaN stays NaN."""
+        p = np.asarray(p, dtype=np.float64)
+        with np.errstate(invalid="ignore"):  # NaN in, NaN out
+            if self.method == "platt":
+                out = _sigmoid(self.parameters["a"] * _logit(p) + self.parameters["b"])
+            else:
+                out = np.interp(p, self.parameters["x"], self.parameters["y"])
+        return np.where(np.isnan(p), np.nan, out).astype(np.float32)
+
+    def check(self, query: QuerySettings) -> None:
+        """Raise :class:`BadInputError` unless this calibration was fitted for ``query``."""
+        if self.query is None:
+            return
+        differ = self.query.differences(query)
+        if differ:
+            raise BadInputError(
+                f"the calibration of {self.query.concept!r} was fitted for another query "
+                f"({'; '.join(differ)}): query with the same settings, or fit it again"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document of a calibration file.
+
+        Keys: ``format`` (``"landprompt-calibration"``), ``format_version`` (1), ``method``,
+        ``parameters`` (``{"a", "b"}`` or ``{"x": [...], "y": [...]}``), ``query`` (concept, versus,
+        style, logit_scale, clip), ``n_points``, ``metrics``, ``created`` (ISO 8601 UTC), ``cube``.
+        """
+        return {
+            "format": CALIBRATION_FORMAT,
+            "format_version": CALIBRATION_VERSION,
+            "method": self.method,
+            "parameters": self.parameters,
+            "query": None if self.query is None else self.query.to_dict(),
+            "n_points": self.n_points,
+            "metrics": self.metrics,
+            "created": self.created,
+            "cube": self.cube,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Calibration:
+        """Inverse of :meth:`to_dict`; raises :class:`BadInputError` on anything else."""
+        if not isinstance(data, dict) or data.get("format") != CALIBRATION_FORMAT:
+            raise BadInputError("not a landprompt calibration file (no format: landprompt-calibration)")
+        if data.get("format_version") != CALIBRATION_VERSION:
+            raise BadInputError(f"calibration format version {data.get('format_version')!r} is not supported")
+        method = cast(Method, data.get("method"))
+        if method not in get_args(Method):
+            raise BadInputError(f"unknown calibration method {method!r}; known: platt, isotonic")
+        try:
+            query = None if data.get("query") is None else QuerySettings.from_dict(data["query"])
+            return cls(
+                method,
+                _check_parameters(method, data["parameters"]),
+                query,
+                int(data.get("n_points", 0)),
+                dict(data.get("metrics") or {}),
+                str(data.get("created", "")),
+                data.get("cube"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadInputError(f"malformed calibration file: {exc}") from None
+
+
+def _check_parameters(method: str, parameters: Any) -> dict[str, Any]:
+    if method == "platt":
+        return {"a": float(parameters["a"]), "b": float(parameters["b"])}
+    x, y = (np.asarray(parameters[k], dtype=float) for k in ("x", "y"))
+    if x.ndim != 1 or x.shape != y.shape or x.size == 0 or np.any(np.diff(x) < 0) or np.any(np.diff(y) < 0):
+        raise ValueError("isotonic knots x, y must be equal-length non-decreasing lists")
+    return {"x": x.tolist(), "y": y.tolist()}
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, EPS, 1 - EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
+def fit_calibration(
+    p: np.ndarray,
+    present: np.ndarray,
+    method: Method = "platt",
+    query: QuerySettings | None = None,
+    cube: str | os.PathLike[str] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> Calibration:
+    """Fit a monotone recalibration of raw probabilities to observed presence (1) / absence (0).
+
+    Args:
+        p: Raw probabilities [n].
+        present: Observed labels [n] (bool or 0/1).
+        method: ``"platt"`` or ``"isotonic"``.
+        query: The query ``p`` came from, recorded and checked when the calibration is applied.
+        cube: The cube the points were sampled from (recorded).
+        metrics: Metrics to record with it.
+
+    Returns:
+        The fitted :class:`Calibration`.
+    """
+    p, y = np.asarray(p, dtype=np.float64), np.asarray(present, dtype=bool)
+    if p.ndim != 1 or p.shape != y.shape or p.size == 0 or not np.all(np.isfinite(p)):
+        raise BadInputError("fitting a calibration needs as many finite probabilities as labels (at least 1)")
+    if method not in get_args(Method):
+        raise BadInputError(f"unknown calibration method {method!r}; choose platt or isotonic")
+    parameters = fit_platt(p, y) if method == "platt" else fit_isotonic(p, y)
+    created = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    return Calibration(
+        method, parameters, query, int(p.size), metrics or {}, created, None if cube is None else str(cube)
+    )
+
+
+def fit_platt(p: np.ndarray, present: np.ndarray, iterations: int = 100) -> dict[str, float]:
+    """Platt scaling on ``logit(p)``: ``{"a", "b"}`` of ``sigmoid(a * logit(p) + b)``, ``a >= 0``.
+
+    Newton's method on the cross-entropy against Platt's smoothed targets, halving steps that do not
+    lower it. A negative slope (a concept anti-correlated with the observations) is not a recalibration:
+    it is replaced by ``a = 0`` and the intercept of the base rate.
+    """
+    y = np.asarray(present, dtype=bool)
+    n1, n0 = int(y.sum()), int((~y).sum())
+    target = np.where(y, (n1 + 1) / (n1 + 2), 1 / (n0 + 2))
+    design = np.stack([_logit(np.asarray(p, dtype=np.float64)), np.ones(y.size)], axis=1)
+    weights = _newton_logistic(design, target, iterations)
+    if weights[0] < 0:
+        base = float(target.mean())
+        weights = np.array([0.0, math.log(base / (1 - base))])
+    return {"a": float(weights[0]), "b": float(weights[1])}
+
+
+def _newton_logistic(
+    design: np.ndarray, target: np.ndarray, iterations: int, ridge: float = 1e-8
+) -> np.ndarray:
+    """Weights minimising the (barely ridged) cross-entropy of ``sigmoid(design @ w)`` to ``target``."""
+
+    def loss(w: np.ndarray) -> float:
+        s = design @ w
+        return float(np.sum(np.logaddexp(0.0, s) - target * s) + 0.5 * ridge * w @ w)
+
+    w = np.zeros(design.shape[1])
+    current = loss(w)
+    for _ in range(iterations):
+        q = _sigmoid(design @ w)
+        gradient = design.T @ (q - target) + ridge * w
+        hessian = design.T @ (design * (q * (1 - q))[:, None]) + ridge * np.eye(w.size)
+        step = np.linalg.lstsq(hessian, gradient, rcond=None)[0]
+        for _ in range(30):  # halve until the loss does not rise
+            trial = loss(w - step)
+            if trial <= current:
+                break
+            step /= 2
+        else:
+            return w  # no descent left
+        w, previous, current = w - step, current, trial
+        if previous - current < 1e-12 * max(1.0, abs(current)):
+            break
+    return w
+
+
+def fit_isotonic(p: np.ndarray, present: np.ndarray) -> dict[str, list[float]]:
+    """Isotonic regression by pool-adjacent-violators: knots ``{"x", "y"}`` of a non-decreasing map.
+
+    Observations with the same ``p`` are pooled before PAV (so ties get one value). Each pooled block
+    keeps its lowest and highest ``p`` as knots; :meth:`Calibration.apply` interpolates between knots.
+    """
+    x, inverse = np.unique(np.asarray(p, dtype=np.float64), return_inverse=True)
+    counts = np.bincount(inverse, minlength=x.size).astype(np.float64)
+    means = np.bincount(inverse, weights=np.asarray(present, dtype=np.float64), minlength=x.size) / counts
+    values, sizes = pool_adjacent_violators(means, counts)
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
+    keep = np.unique(np.concatenate([starts, ends - 1]))
+    fitted = np.repeat(values, sizes)
+    return {"x": x[keep].tolist(), "y": fitted[keep].tolist()}
+
+
+def pool_adjacent_violators(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted least-squares non-decreasing fit of a sequence.
+
+    Returns:
+        The value of each pooled block and its number of input elements.
+    """
+    means: list[float] = []
+    totals: list[float] = []
+    sizes: list[int] = []
+    for value, weight in zip(values.tolist(), weights.tolist(), strict=True):
+        means.append(value)
+        totals.append(weight)
+        sizes.append(1)
+        while len(means) > 1 and means[-2] >= means[-1]:  # equal neighbours pooled: fewer knots
+            weight_sum = totals[-2] + totals[-1]
+            means[-2] = (means[-2] * totals[-2] + means[-1] * totals[-1]) / weight_sum
+            totals[-2], sizes[-2] = weight_sum, sizes[-2] + sizes[-1]
+            del means[-1], totals[-1], sizes[-1]
+    return np.array(means), np.array(sizes)
+
+
+# --- files -----------------------------------------------------------------------------------------
+
+
+def calibration_path(cube: str | os.PathLike[str], concept: str) -> Path:
+    """Where the calibration of a concept for a cube lives: ``<cube>.calibration/<concept-slug>.json``."""
+    from landprompt.query.jobs import slugify
+
+    slug = slugify(concept)
+    if not slug:
+        raise BadInputError(f"{concept!r} has no letter or digit to name a calibration file by")
+    cube = Path(cube)
+    return cube.with_name(f"{cube.name}.calibration") / f"{slug}.json"
+
+
+def save_calibration(calibration: Calibration, path: str | os.PathLike[str]) -> Path:
+    """Write a calibration as JSON, atomically."""
+    from landprompt.query.maps import atomic_path
+
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(json.dumps(calibration.to_dict(), indent=2) + "\n")
+    return Path(path)
+
+
+def load_calibration(path: str | os.PathLike[str]) -> Calibration:
+    """Read a calibration file written by :func:`save_calibration`."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(
+            f"no calibration at {path}: fit one with `landprompt evaluate points CUBE CONCEPT "
+            "--points OBS.csv --fit platt`"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path} is not valid JSON: {exc}") from None
+    try:
+        return Calibration.from_dict(data)
+    except BadInputError as exc:
+        raise BadInputError(f"{path}: {exc}") from None
+
+
+def resolve_calibration(
+    value: Calibration | str | os.PathLike[str] | bool | None,
+    cube: xr.Dataset | str | os.PathLike[str],
+    concept: str,
+) -> Calibration | None:
+    """The calibration meant by ``value``: itself, a JSON file, ``True`` for the cube's own, or none."""
+    if value is None or value is False:
+        return None
+    if isinstance(value, Calibration):
+        return value
+    if value is True:
+        return load_calibration(calibration_path(cube_path(cube), concept))
+    return load_calibration(value)
+
+
+def cube_path(cube: xr.Dataset | str | os.PathLike[str]) -> Path:
+    """The path of a cube given as a path or as the Dataset :func:`open_cube` returned."""
+    if not isinstance(cube, xr.Dataset):
+        return Path(cube)
+    source = cube.encoding.get("source")
+    if not source:
+        raise BadInputError("the cube Dataset does not say where it was read from: pass the cube's path")
+    return Path(source)
+
+
+def apply_calibration(da: xr.DataArray, calibration: Calibration | str | os.PathLike[str]) -> xr.DataArray:
+    """Calibrate a probability map (e.g. from :func:`~landprompt.query.probability.probability_map`).
+
+    The map's query attrs (``concept``, ``style``, ``logit_scale``), where present, must match the
+    calibration's. NaN stays NaN; the result's attrs record the method.
+    """
+    if not isinstance(calibration, Calibration):
+        calibration = load_calibration(calibration)
+    if calibration.query is not None:
+        known = calibration.query
+        attrs = da.attrs
+        query = QuerySettings(
+            str(attrs.get("concept", known.concept)),
+            known.versus,
+            str(attrs.get("style", known.style)),
+            float(attrs.get("logit_scale", known.logit_scale)),
+            attrs.get("clip"),
+        )
+        calibration.check(query)
+    out = da.copy(data=calibration.apply(da.values))
+    out.attrs.update(calibration=calibration.method)
+    return out
+
+
+# --- scoring ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ConceptScorer:
+    """Scores embeddings for one concept: softmax against a background, then an optional calibration.
+
+    Attributes:
+        classes: Unit rows (1 + k, d): the concept, then the background (see ``class_matrix``).
+        query: The query settings these probabilities mean.
+        calibration: Applied after the softmax; checked against ``query`` when the scorer is made.
+    """
+
+    classes: np.ndarray
+    query: QuerySettings
+    calibration: Calibration | None = None
+
+    def __post_init__(self) -> None:
+        if self.calibration is not None:
+            self.calibration.check(self.query)
+
+    @classmethod
+    def from_text(
+        cls,
+        concept: str,
+        versus: Sequence[str] | None = None,
+        clip: ClipModel | None = None,
+        style: str = DEFAULT_STYLE,
+        logit_scale: float | None = None,
+        calibration: Calibration | None = None,
+        cube: xr.Dataset | None = None,
+    ) -> ConceptScorer:
+        """Encode a concept and its background prompts (default: the shipped vocabulary).
+
+        Args:
+            concept: The concept in plain words.
+            versus: Background prompts.
+            clip: CLIP model; default: the one ``cube`` names.
+            style: Prompt template style.
+            logit_scale: Softmax temperature; default: the CLIP model's.
+            calibration: Optional calibration (must match the query).
+            cube: The cube, to find its CLIP model when ``clip`` is ``None``.
+        """
+        if clip is None:
+            if cube is None:
+                raise BadInputError("give a CLIP model (clip=) or the cube that names one")
+            clip = clip_for_cube(cube)
+        vector = concept_embedding(clip, concept, style)
+        names = None if versus is None else tuple(v.strip() for v in versus)
+        background = background_embeddings(clip, concept, names, style)
+        scale = float(logit_scale if logit_scale is not None else clip.logit_scale)
+        query = QuerySettings(concept.strip(), names, style, scale, clip.id)
+        return cls(class_matrix(vector, background), query, calibration)
+
+    @classmethod
+    def of(
+        cls,
+        concept: str | ConceptScorer,
+        versus: Sequence[str] | None = None,
+        clip: ClipModel | None = None,
+        style: str = DEFAULT_STYLE,
+        logit_scale: float | None = None,
+        cube: xr.Dataset | None = None,
+    ) -> ConceptScorer:
+        """``concept`` itself if it is a scorer (other arguments unused), else :meth:`from_text`."""
+        if isinstance(concept, ConceptScorer):
+            return concept
+        return cls.from_text(concept, versus, clip, style, logit_scale, cube=cube)
+
+    def with_calibration(self, calibration: Calibration | None) -> ConceptScorer:
+        """The same scorer with another calibration."""
+        return ConceptScorer(self.classes, self.query, calibration)
+
+    def score(self, embeddings: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """Probabilities (float32, shape of ``embeddings`` without its last axis), NaN where not valid."""
+        p = concept_probability(embeddings, self.classes, self.query.logit_scale)
+        if valid is not None:
+            p[~np.asarray(valid, dtype=bool)] = np.nan
+        return self.calibration.apply(p) if self.calibration is not None else p
+
+    def iter_chunks(
+        self, ds: xr.Dataset, rows: slice | None = None, cols: slice | None = None
+    ) -> Iterator[tuple[ChunkWindow, np.ndarray]]:
+        """Stream a cube (or a window of it): each chunk window and its probabilities [h, w]."""
+        from landprompt.embedder.cube import iter_chunks
+
+        for window, embedding, valid in iter_chunks(ds, rows, cols):
+            yield window, self.score(embedding, valid)
+
+    def attrs(self) -> dict[str, Any]:
+        """Attributes describing the query, for maps and tables."""
+        attrs: dict[str, Any] = {
+            "concept": self.query.concept,
+            "logit_scale": self.query.logit_scale,
+            "style": self.query.style,
+            "n_background": int(self.classes.shape[0] - 1),
+        }
+        if self.query.clip:
+            attrs["clip"] = self.query.clip
+        if self.calibration is not None:
+            attrs["calibration"] = self.calibration.method
+        return attrs

@@ -1,0 +1,223 @@
+"""Change maps: where the probability of a concept rose or fell between two cubes of the same grid.
+
+:func:`change_map` scores both cubes chunk by chunk (the same window of each at a time) with one
+encoding of the concept and its background, and returns an :class:`xarray.Dataset` [y, x]:
+
+- ``p_a``, ``p_b``: float32 probabilities in cube A (earlier) and cube B (later), NaN where not valid;
+- ``diff``: float32 ``p_b - p_a`` in [-1, 1], NaN where either is not valid;
+- ``class``: uint8 codes :data:`STABLE` (0), :data:`GAIN` (1, ``diff > threshold``), :data:`LOSS`
+  (2, ``diff < -threshold``) and :data:`NODATA` (255, either cube not valid).
+
+:func:`write_change` writes ``diff`` as a float32 COG, ``class`` as a float32 COG (codes 0/1/2, NaN
+nodata) beside it, and a PNG quicklook of ``diff`` on a diverging scale (RdBu: red loss, blue gain).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+
+from landprompt.errors import BadInputError
+from landprompt.geo import BBox, Grid
+from landprompt.query.calibration import Calibration, ConceptScorer, resolve_calibration
+from landprompt.query.probability import DEFAULT_STYLE
+
+if TYPE_CHECKING:
+    from landprompt.embedder.clip import ClipModel
+
+STABLE, GAIN, LOSS, NODATA = 0, 1, 2, 255
+#: Meaning of each ``class`` code.
+CHANGE_CLASSES = {STABLE: "stable", GAIN: "gain", LOSS: "loss", NODATA: "nodata"}
+#: Outputs :func:`write_change` knows, and the suffix each adds to the stem of the ``.tif`` path.
+CHANGE_OUTPUTS = {"diff": ".tif", "class": "_class.tif", "png": ".png"}
+
+CalibrationArg = Calibration | str | os.PathLike[str] | bool | None
+
+
+def change_map(
+    cube_a: str | os.PathLike[str] | xr.Dataset,
+    cube_b: str | os.PathLike[str] | xr.Dataset,
+    concept: str | ConceptScorer,
+    versus: Sequence[str] | None = None,
+    clip: ClipModel | None = None,
+    threshold: float = 0.2,
+    bbox: BBox | str | Sequence[float] | None = None,
+    style: str = DEFAULT_STYLE,
+    logit_scale: float | None = None,
+    calibration: CalibrationArg = None,
+) -> xr.Dataset:
+    """Map the change in probability of a concept from cube A (earlier) to cube B (later).
+
+    Args:
+        cube_a: The earlier cube (path, or Dataset from ``open_cube``).
+        cube_b: The later cube, on the same grid (CRS, transform, shape) and in the same CLIP space.
+        concept: The concept in plain words, or a :class:`ConceptScorer` (then ``versus``, ``clip``,
+            ``style`` and ``logit_scale`` are unused).
+        versus: Background prompts (default: the shipped land-cover vocabulary).
+        clip: CLIP model; default: the one cube A names.
+        threshold: Change in probability above which a pixel is a gain (below minus it, a loss).
+        bbox: Optional lon/lat window.
+        style: Prompt template style.
+        logit_scale: Softmax temperature; default: the CLIP model's.
+        calibration: ``True`` applies each cube's own calibration of the concept
+            (``<cube>.calibration/<slug>.json``); a :class:`Calibration` or JSON path applies to both.
+
+    Returns:
+        Dataset with ``p_a``, ``p_b``, ``diff`` and ``class`` [y, x], the cubes' CRS and transform.
+
+    Raises:
+        BadInputError: if the cubes differ in grid or embedding space, or the threshold is not in [0, 1).
+    """
+    from landprompt.embedder.cube import open_cube, read_window
+
+    if not 0 <= threshold < 1:
+        raise BadInputError(f"the change threshold must be in [0, 1), got {threshold}")
+    ds_a, ds_b = (c if isinstance(c, xr.Dataset) else open_cube(c) for c in (cube_a, cube_b))
+    grid = check_same_grid(ds_a, ds_b)
+    scorer = ConceptScorer.of(concept, versus, clip, style, logit_scale, cube=ds_a)
+    scorer_a, scorer_b = (
+        scorer.with_calibration(resolve_calibration(calibration, c, scorer.query.concept))
+        for c in (cube_a, cube_b)
+    )
+    rows, cols = grid.slices_of_bbox(bbox) if bbox is not None else (slice(0, grid.rows), slice(0, grid.cols))
+    sub = grid.window(rows, cols)
+    p_a, p_b = (np.full(sub.shape, np.nan, dtype=np.float32) for _ in range(2))
+    for window, prob in scorer_a.iter_chunks(ds_a, rows, cols):
+        out = (slice(window.rows.start - rows.start, window.rows.stop - rows.start),
+               slice(window.cols.start - cols.start, window.cols.stop - cols.start))  # fmt: skip
+        p_a[out] = prob
+        p_b[out] = scorer_b.score(*read_window(ds_b, window.rows, window.cols))
+    attrs = {**scorer.attrs(), "cube_a": _name(cube_a), "cube_b": _name(cube_b)}
+    return change_from_maps(_map(p_a, sub), _map(p_b, sub), threshold, attrs)
+
+
+def change_from_maps(
+    p_a: xr.DataArray, p_b: xr.DataArray, threshold: float = 0.2, attrs: Mapping[str, Any] | None = None
+) -> xr.Dataset:
+    """The change Dataset of two probability maps on the same grid (e.g. two ``read_map`` COGs)."""
+    if p_a.shape != p_b.shape or p_a.rio.crs != p_b.rio.crs or p_a.rio.transform() != p_b.rio.transform():
+        raise BadInputError("the two maps are not on the same grid (CRS, transform and shape must match)")
+    diff = (p_b - p_a).astype(np.float32)
+    codes = classify_change(diff.values, threshold)
+    ds = xr.Dataset(
+        {
+            "p_a": p_a.astype(np.float32),
+            "p_b": p_b.astype(np.float32),
+            "diff": diff,
+            "class": (("y", "x"), codes),
+        }
+    )
+    ds["class"].attrs.update(
+        flag_values=list(CHANGE_CLASSES), flag_meanings=" ".join(CHANGE_CLASSES.values()), nodata=NODATA
+    )
+    ds.attrs.update({**dict(attrs or {}), "threshold": float(threshold)})
+    for name in ds.data_vars:
+        ds[name].attrs.update(ds.attrs)
+    return ds.rio.write_crs(p_a.rio.crs).rio.write_transform(p_a.rio.transform())
+
+
+def classify_change(diff: np.ndarray, threshold: float) -> np.ndarray:
+    """uint8 class codes of a probability difference: gain, loss, stable or nodata (NaN)."""
+    codes = np.full(diff.shape, STABLE, dtype=np.uint8)
+    with np.errstate(invalid="ignore"):
+        codes[diff > threshold] = GAIN
+        codes[diff < -threshold] = LOSS
+    codes[np.isnan(diff)] = NODATA
+    return codes
+
+
+def check_same_grid(ds_a: xr.Dataset, ds_b: xr.Dataset) -> Grid:
+    """The common grid of two cubes; :class:`BadInputError` says what differs if they have none."""
+    from landprompt.embedder.cube import cube_grid
+
+    a, b = cube_grid(ds_a), cube_grid(ds_b)
+    differ = []
+    if a.crs != b.crs:
+        differ.append(f"CRS {a.crs.to_string()} vs {b.crs.to_string()}")
+    if not a.transform.almost_equals(b.transform):
+        differ.append(f"transform {tuple(a.transform)[:6]} vs {tuple(b.transform)[:6]}")
+    if a.shape != b.shape:
+        differ.append(f"shape {a.shape} vs {b.shape}")
+    if ds_a.sizes["d"] != ds_b.sizes["d"]:
+        differ.append(f"embedding dimension {ds_a.sizes['d']} vs {ds_b.sizes['d']}")
+    clips = [ds.attrs.get("clip_model") for ds in (ds_a, ds_b)]
+    if all(clips) and clips[0] != clips[1]:
+        differ.append(f"CLIP model {clips[0]} vs {clips[1]}")
+    if differ:
+        raise BadInputError(
+            f"the two cubes are not on the same grid ({'; '.join(differ)}): embed both on one grid"
+        )
+    return a
+
+
+def change_paths(path: str | os.PathLike[str]) -> dict[str, Path]:
+    """The files of a change map written as ``path`` (``change.tif``): diff, class and PNG paths."""
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        raise BadInputError(f"a change map is written as a .tif file, got {path.name!r}")
+    return {name: path.with_name(path.stem + suffix) for name, suffix in CHANGE_OUTPUTS.items()}
+
+
+def write_change(
+    ds: xr.Dataset, outputs: Mapping[str, str | os.PathLike[str]], title: str = ""
+) -> list[Path]:
+    """Write the outputs of a change map, all or none.
+
+    Args:
+        ds: From :func:`change_map`.
+        outputs: Output name (``diff``, ``class``, ``png``; see :func:`change_paths`) -> path.
+        title: PNG title (default: ``change in P(<concept>)``).
+
+    Returns:
+        The written paths.
+    """
+    from landprompt.query.maps import atomic_path, write_cog, write_png
+
+    unknown = set(outputs) - set(CHANGE_OUTPUTS)
+    if unknown:
+        raise BadInputError(f"unknown change outputs {sorted(unknown)}; known: {', '.join(CHANGE_OUTPUTS)}")
+    title = title or f"change in P({ds.attrs.get('concept', '')})"
+    with ExitStack() as stack:
+        tmp = {name: stack.enter_context(atomic_path(Path(path))) for name, path in outputs.items()}
+        if "diff" in tmp:
+            write_cog(ds["diff"], tmp["diff"])
+        if "class" in tmp:
+            codes = ds["class"].where(ds["class"] != NODATA).astype(np.float32)
+            codes.attrs = {**ds.attrs, "classes": "0 stable, 1 gain, 2 loss; NaN nodata"}
+            write_cog(codes.rename("class"), tmp["class"])
+        if "png" in tmp:
+            label = "change in probability (B - A)"
+            write_png(ds["diff"], tmp["png"], title=title, cmap="RdBu", label=label, vmin=-1, vmax=1)
+    return [Path(path) for path in outputs.values()]
+
+
+def change_summary(ds: xr.Dataset) -> dict[str, Any]:
+    """Pixels and hectares of each class (hectares need a projected grid in metres)."""
+    codes, counts = np.unique(ds["class"].values, return_counts=True)
+    pixels = {CHANGE_CLASSES[int(c)]: int(n) for c, n in zip(codes, counts, strict=True)}
+    summary: dict[str, Any] = {"pixels": {name: pixels.get(name, 0) for name in CHANGE_CLASSES.values()}}
+    if ds.rio.crs is not None and ds.rio.crs.is_projected:
+        rx, ry = ds.rio.resolution()
+        hectares = abs(rx * ry) / 1e4
+        summary["hectares"] = {
+            name: n * hectares for name, n in summary["pixels"].items() if name != "nodata"
+        }
+    return summary
+
+
+def _map(values: np.ndarray, grid: Grid) -> xr.DataArray:
+    da = xr.DataArray(values, dims=("y", "x"), coords={"y": grid.y_coords(), "x": grid.x_coords()})
+    return da.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
+
+
+def _name(cube: str | os.PathLike[str] | xr.Dataset) -> str:
+    if isinstance(cube, xr.Dataset):
+        return str(cube.encoding.get("source", ""))
+    return str(cube)
