@@ -54,8 +54,16 @@ def matmul_flops_per_s(n: int = 2048) -> float:
 def write_stack(folder: Path, grid: Grid, dates: int) -> None:
     """A local GeoTIFF stack: ``dates`` S2 scenes (10 bands + SCL, a cloud in each) and as many S1."""
     rng = np.random.default_rng(0)
-    profile = {"driver": "GTiff", "height": grid.rows, "width": grid.cols, "crs": grid.crs,
-               "transform": grid.transform, "tiled": True, "blockxsize": 256, "blockysize": 256}  # fmt: skip
+    profile = {
+        "driver": "GTiff",
+        "height": grid.rows,
+        "width": grid.cols,
+        "crs": grid.crs,
+        "transform": grid.transform,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+    }
     for i in range(dates):
         day = f"{YEAR}{1 + i * 12 // dates:02d}{1 + (i * 7) % 27:02d}"
         s2 = rng.integers(300, 5000, (11, grid.rows, grid.cols), dtype=np.uint16)

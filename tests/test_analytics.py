@@ -193,9 +193,15 @@ def test_indicators_match_a_hand_computation(indicators, mixture_p, analytics_cu
     assert table.loc["A"].valid_share == pytest.approx(74 / 84)
     assert table.loc["OUT"].pixels == 0 and np.isnan(table.loc["OUT"].mean_probability)
     assert list(indicators.columns) == [
-        "code", "pixels", "area_ha", "valid_pixels", "valid_share", "mean_probability",
-        "expected_area_ha", "area_above_threshold_ha",
-    ]  # fmt: skip
+        "code",
+        "pixels",
+        "area_ha",
+        "valid_pixels",
+        "valid_share",
+        "mean_probability",
+        "expected_area_ha",
+        "area_above_threshold_ha",
+    ]
     assert indicators.attrs["threshold"] == 0.5 and indicators.attrs["pixel_area_m2"] == 100
 
 
@@ -227,14 +233,27 @@ def test_wgs84_geojson_and_geopackage_give_the_same_pixels(analytics_cubes, tiny
     geometries = [shapely.geometry.shape(f["geometry"]) for f in wgs84["features"]]
     codes = np.array([f["properties"]["code"] for f in wgs84["features"]], dtype=object)
     gpkg = tmp_path / "units.gpkg"
-    pyogrio.raw.write(gpkg, shapely.to_wkb(geometries), [codes], fields=["code"], crs="EPSG:4326",
-                      geometry_type="MultiPolygon", driver="GPKG")  # fmt: skip
+    pyogrio.raw.write(
+        gpkg,
+        shapely.to_wkb(geometries),
+        [codes],
+        fields=["code"],
+        crs="EPSG:4326",
+        geometry_type="MultiPolygon",
+        driver="GPKG",
+    )
     table = aggregate(c.mixture, c.concept, gpkg, "code", 0.5, c.versus, tiny_clip)
     pd.testing.assert_frame_equal(table, exact)
     nocrs = tmp_path / "nocrs.gpkg"
     with pytest.warns(UserWarning, match="'crs' was not provided"):
-        pyogrio.raw.write(nocrs, shapely.to_wkb(geometries), [codes], fields=["code"],
-                          geometry_type="MultiPolygon", driver="GPKG")  # fmt: skip
+        pyogrio.raw.write(
+            nocrs,
+            shapely.to_wkb(geometries),
+            [codes],
+            fields=["code"],
+            geometry_type="MultiPolygon",
+            driver="GPKG",
+        )
     with pytest.raises(BadInputError, match="has no CRS"):
         read_units(nocrs, "code")
     with pytest.raises(BadInputError, match=r"no field 'NUTS_ID'; its fields: code"):
@@ -257,13 +276,19 @@ def test_indicator_outputs(indicators, tmp_path) -> None:
 
 BAD_UNITS = {
     "missing id field": ({"id_field": "NUTS_ID"}, None, r"feature 0 has no property 'NUTS_ID'; .*code, name"),
-    "repeated ids": ({"id_field": "name"}, lambda d: d["features"][1]["properties"].update(name="unit A"),
-                     r"ids must be unique .*'unit A'"),
-    "a point": ({}, lambda d: d["features"][0].update(geometry={"type": "Point", "coordinates": [0, 0]}),
-                r"is a Point, not a Polygon"),
+    "repeated ids": (
+        {"id_field": "name"},
+        lambda d: d["features"][1]["properties"].update(name="unit A"),
+        r"ids must be unique .*'unit A'",
+    ),
+    "a point": (
+        {},
+        lambda d: d["features"][0].update(geometry={"type": "Point", "coordinates": [0, 0]}),
+        r"is a Point, not a Polygon",
+    ),
     "projected without crs": ({}, lambda d: d.pop("crs"), r"outside lon/lat range: GeoJSON is WGS84"),
     "unknown crs": ({}, lambda d: d["crs"]["properties"].update(name="EPSG:99999"), r"unknown CRS"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize(("kwargs", "change", "message"), BAD_UNITS.values(), ids=BAD_UNITS.keys())
@@ -312,8 +337,13 @@ def test_a_perfectly_separating_concept_scores_auc_one(analytics_cubes, tiny_cli
     m = report["metrics"]
     assert m["auc"] == 1.0 and m["average_precision"] == 1.0
     assert report["counts"] == {
-        "points": 257, "used": 240, "outside_cube": 1, "on_nodata": 16, "present": 15, "absent": 225,
-    }  # fmt: skip
+        "points": 257,
+        "used": 240,
+        "outside_cube": 1,
+        "on_nodata": 16,
+        "present": 15,
+        "absent": 225,
+    }
 
 
 def test_a_random_concept_scores_auc_near_half(analytics_cubes, tiny_clip, tmp_path) -> None:
@@ -343,8 +373,16 @@ def test_recalibration_lowers_the_held_out_calibration_error(
     c = analytics_cubes
     cube = tmp_path / "mixture.zarr"
     cube.symlink_to(c.mixture, target_is_directory=True)
-    report = evaluate_points(cube, c.concept, miscalibrated, fit=method, block_km=0.1, versus=c.versus,
-                             clip=tiny_clip, logit_scale=100)  # fmt: skip
+    report = evaluate_points(
+        cube,
+        c.concept,
+        miscalibrated,
+        fit=method,
+        block_km=0.1,
+        versus=c.versus,
+        clip=tiny_clip,
+        logit_scale=100,
+    )
     cv = report["cross_validation"]
     assert cv["blocks"] == 25 and cv["folds"] == 5
     assert cv["before"]["ece"] > 0.15
@@ -370,14 +408,28 @@ def test_recalibration_lowers_the_held_out_calibration_error(
     (tmp_path / "all.geojson").write_text(
         json.dumps({**units, "crs": {"type": "name", "properties": {"name": "EPSG:32632"}}})
     )
-    table = aggregate(cube, c.concept, tmp_path / "all.geojson", versus=c.versus, clip=tiny_clip,
-                      logit_scale=100, calibration=True)  # fmt: skip
+    table = aggregate(
+        cube,
+        c.concept,
+        tmp_path / "all.geojson",
+        versus=c.versus,
+        clip=tiny_clip,
+        logit_scale=100,
+        calibration=True,
+    )
     assert table.expected_area_ha[0] == pytest.approx(np.nansum(calibrated.values) * 0.01, rel=1e-5)
     with pytest.raises(BadInputError, match=r"fitted for another query \(logit_scale 100.0 vs 14.2857"):
         apply_calibration(probability_map(cube, c.concept, versus=c.versus, clip=tiny_clip), calibration)
     with pytest.raises(BadInputError, match=r"another query \(versus"):
-        aggregate(cube, c.concept, tmp_path / "all.geojson", versus=["sea"], clip=tiny_clip, logit_scale=100,
-                  calibration=True)  # fmt: skip
+        aggregate(
+            cube,
+            c.concept,
+            tmp_path / "all.geojson",
+            versus=["sea"],
+            clip=tiny_clip,
+            logit_scale=100,
+            calibration=True,
+        )
 
 
 def test_points_errors(analytics_cubes, tiny_clip, tmp_path) -> None:

@@ -90,8 +90,21 @@ def invoke(cli: typer.Typer, *args: Any) -> Any:
 def test_cli_change(cli, analytics_cubes, tmp_path) -> None:
     c = analytics_cubes
     out = tmp_path / "maps" / "change.tif"
-    result = invoke(cli, "query", "change", c.year1, c.year2, CONCEPT, "--versus", "sea", "--versus",
-                    "a forest", "-o", out, "--png")  # fmt: skip
+    result = invoke(
+        cli,
+        "query",
+        "change",
+        c.year1,
+        c.year2,
+        CONCEPT,
+        "--versus",
+        "sea",
+        "--versus",
+        "a forest",
+        "-o",
+        out,
+        "--png",
+    )
     assert result.exit_code == 0, result.output
     assert "gain" in result.output and "1.3" in result.output  # 128 px = 1.28 ha
     assert sorted(p.name for p in out.parent.iterdir()) == ["change.png", "change.tif", "change_class.tif"]
@@ -107,8 +120,9 @@ def test_cli_change_refuses_other_grids_in_one_line(cli, analytics_cubes, tmp_pa
 
     c = analytics_cubes
     grid = Grid("EPSG:32632", Affine(10.0, 0, 680_000.0, 0, -10.0, 4_800_000.0), (48, 40))
-    other = write_cube(tmp_path / "other.zarr", np.ones((48, 40, 32), np.float32), grid,
-                       attrs={"clip_model": tiny_clip.name})  # fmt: skip
+    other = write_cube(
+        tmp_path / "other.zarr", np.ones((48, 40, 32), np.float32), grid, attrs={"clip_model": tiny_clip.name}
+    )
     result = invoke(cli, "query", "change", c.year1, other, CONCEPT, "-o", tmp_path / "x.tif")
     assert result.exit_code == 2
     assert result.output.strip().startswith("error: the two cubes are not on the same grid (shape (48, 48)")
@@ -119,8 +133,20 @@ def test_cli_change_refuses_other_grids_in_one_line(cli, analytics_cubes, tmp_pa
 def test_cli_aggregate_then_points_fit_then_calibrated_aggregate(cli, own_mixture, analytics_cubes, tmp_path):
     units = units_file(tmp_path)
     out = tmp_path / "by_region.csv"
-    args = ("query", "aggregate", own_mixture, CONCEPT, "--units", units, "--id-field", "NUTS_ID",
-            "--versus", "sea", "--versus", "a forest")  # fmt: skip
+    args = (
+        "query",
+        "aggregate",
+        own_mixture,
+        CONCEPT,
+        "--units",
+        units,
+        "--id-field",
+        "NUTS_ID",
+        "--versus",
+        "sea",
+        "--versus",
+        "a forest",
+    )
     result = invoke(cli, *args, "-o", out)
     assert result.exit_code == 0, result.output
     raw = pd.read_csv(out)
@@ -128,8 +154,25 @@ def test_cli_aggregate_then_points_fit_then_calibrated_aggregate(cli, own_mixtur
 
     points = points_file(analytics_cubes, tmp_path)
     report = tmp_path / "report.json"
-    result = invoke(cli, "evaluate", "points", own_mixture, CONCEPT, "--points", points, "--fit", "isotonic",
-                    "--block-km", "0.1", "--versus", "sea", "--versus", "a forest", "-o", report)  # fmt: skip
+    result = invoke(
+        cli,
+        "evaluate",
+        "points",
+        own_mixture,
+        CONCEPT,
+        "--points",
+        points,
+        "--fit",
+        "isotonic",
+        "--block-km",
+        "0.1",
+        "--versus",
+        "sea",
+        "--versus",
+        "a forest",
+        "-o",
+        report,
+    )
     assert result.exit_code == 0, result.output
     assert "held out, isotonic" in result.output
     assert json.loads(report.read_text())["cross_validation"]["method"] == "isotonic"
@@ -179,8 +222,14 @@ def write_batch(folder: Path, data: dict[str, Any]) -> Path:
 
 def test_change_jobs(analytics_cubes, tmp_path) -> None:
     c = analytics_cubes
-    data = {"kind": "change", "cube": str(c.year1), "cube_b": str(c.year2), "out": "out",
-            "defaults": {"versus": VERSUS, "threshold": 0.3}, "concepts": [CONCEPT]}  # fmt: skip
+    data = {
+        "kind": "change",
+        "cube": str(c.year1),
+        "cube_b": str(c.year2),
+        "out": "out",
+        "defaults": {"versus": VERSUS, "threshold": 0.3},
+        "concepts": [CONCEPT],
+    }
     spec = load_jobs(write_batch(tmp_path, data))
     [job] = plan(spec)
     assert isinstance(job, ChangeJob) and job.threshold == 0.3 and job.key == "all/olive-groves"
@@ -196,9 +245,15 @@ def test_change_jobs(analytics_cubes, tmp_path) -> None:
 def test_aggregate_jobs_on_a_local_dask_cluster(analytics_cubes, tmp_path) -> None:
     c = analytics_cubes
     units_file(tmp_path)
-    data = {"kind": "aggregate", "cube": str(c.mixture), "units": "regions.geojson", "id_field": "NUTS_ID",
-            "out": "out", "defaults": {"versus": VERSUS, "formats": ["csv", "geojson"]},
-            "concepts": [CONCEPT, {"name": "sea", "prompt": "sea", "versus": ["a forest"]}]}  # fmt: skip
+    data = {
+        "kind": "aggregate",
+        "cube": str(c.mixture),
+        "units": "regions.geojson",
+        "id_field": "NUTS_ID",
+        "out": "out",
+        "defaults": {"versus": VERSUS, "formats": ["csv", "geojson"]},
+        "concepts": [CONCEPT, {"name": "sea", "prompt": "sea", "versus": ["a forest"]}],
+    }
     spec = load_jobs(write_batch(tmp_path, data))
     jobs = plan(spec)
     assert all(isinstance(job, AggregateJob) and job.threshold == 0.5 for job in jobs)
@@ -213,8 +268,14 @@ def test_aggregate_jobs_on_a_local_dask_cluster(analytics_cubes, tmp_path) -> No
 def test_points_jobs_then_calibrated_maps(analytics_cubes, own_mixture, tmp_path) -> None:
     points_file(analytics_cubes, tmp_path)
     defaults = {"versus": VERSUS, "fit": "platt", "block_km": 0.1}
-    data = {"kind": "points", "cube": str(own_mixture), "points": "obs.csv", "out": "out",
-            "defaults": defaults, "concepts": [CONCEPT]}  # fmt: skip
+    data = {
+        "kind": "points",
+        "cube": str(own_mixture),
+        "points": "obs.csv",
+        "out": "out",
+        "defaults": defaults,
+        "concepts": [CONCEPT],
+    }
     spec = load_jobs(write_batch(tmp_path, data))
     [job] = plan(spec)
     assert isinstance(job, PointsJob) and job.outputs["calibration"] == calibration_path(own_mixture, CONCEPT)
@@ -224,8 +285,12 @@ def test_points_jobs_then_calibrated_maps(analytics_cubes, own_mixture, tmp_path
     assert saved["cross_validation"]["after"]["ece"] < saved["cross_validation"]["before"]["ece"]
     assert (tmp_path / "out/obs/olive-groves_reliability.png").is_file()
 
-    maps = {"cube": str(own_mixture), "out": "maps", "concepts": [CONCEPT],
-            "defaults": {"versus": VERSUS, "formats": ["cog"], "calibrated": True}}  # fmt: skip
+    maps = {
+        "cube": str(own_mixture),
+        "out": "maps",
+        "concepts": [CONCEPT],
+        "defaults": {"versus": VERSUS, "formats": ["cog"], "calibrated": True},
+    }
     report = run_jobs(load_jobs(write_batch(tmp_path, maps)), progress=False)
     assert report.done == ["all/olive-groves"], report.failed
     calibrated = read_map(tmp_path / "maps/all/olive-groves.tif").values
@@ -246,8 +311,14 @@ def base(c: SimpleNamespace, folder: Path, kind: str) -> dict[str, Any]:
         "aggregate": {"units": "regions.geojson", "id_field": "NUTS_ID"},
         "points": {"points": "obs.csv"},
     }[kind]
-    return {"kind": kind, "cube": str(c.year1), "out": "out", **extra, "defaults": {"versus": VERSUS},
-            "concepts": [CONCEPT]}  # fmt: skip
+    return {
+        "kind": kind,
+        "cube": str(c.year1),
+        "out": "out",
+        **extra,
+        "defaults": {"versus": VERSUS},
+        "concepts": [CONCEPT],
+    }
 
 
 BAD = {
@@ -266,7 +337,7 @@ BAD = {
     "html table": ("aggregate", {"defaults": {"formats": ["html"]}}, r"formats\[0\]: unknown format 'html'"),
     "no calibration": ("map", {"defaults": {"calibrated": True}}, r"defaults.calibrated: no calibration at"),
     "calibrated yes": ("map", {"defaults": {"calibrated": "yes"}}, r"defaults.calibrated: must be true or"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize(("kind", "change", "message"), BAD.values(), ids=BAD.keys())

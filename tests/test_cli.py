@@ -59,8 +59,9 @@ def test_not_a_cube_is_one_line_and_exit_2(tmp_path):
 
 
 def test_query_topk_formats(demo_run, tmp_path):
-    result = invoke("query", "topk", str(demo_run.cube), "a lake", "-k", "3", "--format", "csv",
-                    "--min-distance", "200")  # fmt: skip
+    result = invoke(
+        "query", "topk", str(demo_run.cube), "a lake", "-k", "3", "--format", "csv", "--min-distance", "200"
+    )
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert lines[0] == "rank,row,col,lon,lat,x,y,score" and len(lines) == 4
@@ -73,8 +74,22 @@ def test_query_topk_formats(demo_run, tmp_path):
 
 def test_query_map_writes_cog_png_and_html(demo_run, tmp_path):
     out = tmp_path / "forest.tif"
-    result = invoke("query", "map", str(demo_run.cube), "a forest", "-o", str(out), "--png", "--html",
-                    "--versus", "a lake", "--versus", "grassland", "--dtype", "uint8")  # fmt: skip
+    result = invoke(
+        "query",
+        "map",
+        str(demo_run.cube),
+        "a forest",
+        "-o",
+        str(out),
+        "--png",
+        "--html",
+        "--versus",
+        "a lake",
+        "--versus",
+        "grassland",
+        "--dtype",
+        "uint8",
+    )
     assert result.exit_code == 0, result.output
     with rasterio.open(out) as src:
         assert src.dtypes[0] == "uint8" and src.nodata == 255
@@ -126,8 +141,18 @@ def test_evaluate_eurosat_sample_from_the_command_line(tmp_path):
     root = Path(__file__).parents[1].parent / "shared" / "data" / "eurosat-ms-sample"
     if not root.is_dir():
         pytest.skip(f"shared EuroSAT sample missing at {root}")
-    result = invoke("evaluate", "eurosat", "--root", str(root), "--model", "random", "--clip", "landprompt-tiny",
-                    "--out", str(tmp_path / "ev"))  # fmt: skip
+    result = invoke(
+        "evaluate",
+        "eurosat",
+        "--root",
+        str(root),
+        "--model",
+        "random",
+        "--clip",
+        "landprompt-tiny",
+        "--out",
+        str(tmp_path / "ev"),
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "ev" / "report.json").is_file() and (tmp_path / "ev" / "report.md").is_file()
     bad = invoke("evaluate", "eurosat", "--root", str(tmp_path / "nope"), "--model", "random")

@@ -488,12 +488,22 @@ def test_processes_writing_different_chunks_concurrently(
 
 
 def test_content_hash_follows_the_data(tmp_path: Path, emb16: np.ndarray, fp16_cube: Path) -> None:
-    same = write_cube(tmp_path / "same.zarr", emb16, GRID, chunk=128,
-                      attrs={"model": "sits-test", "time_range": ["2023-01", "2023-12"]})  # fmt: skip
+    same = write_cube(
+        tmp_path / "same.zarr",
+        emb16,
+        GRID,
+        chunk=128,
+        attrs={"model": "sits-test", "time_range": ["2023-01", "2023-12"]},
+    )
     changed_emb = emb16.copy()
     changed_emb[299, 169, 0] += 0.25  # one value in the last chunk
-    changed = write_cube(tmp_path / "changed.zarr", changed_emb, GRID, chunk=128,
-                         attrs={"model": "sits-test", "time_range": ["2023-01", "2023-12"]})  # fmt: skip
+    changed = write_cube(
+        tmp_path / "changed.zarr",
+        changed_emb,
+        GRID,
+        chunk=128,
+        attrs={"model": "sits-test", "time_range": ["2023-01", "2023-12"]},
+    )
     reference = content_hash(open_cube(fp16_cube))
     assert len(reference) == 64
     assert content_hash(open_cube(same)) == reference

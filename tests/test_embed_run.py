@@ -38,13 +38,22 @@ def embed(aoi, source, out, model, **kwargs):
 
 
 def test_stac_and_local_stack_give_the_same_cube(stac_fixture, tiny_sits, tmp_path):
-    stac = embed(stac_fixture.grid, StacSource(catalog=stac_fixture.catalog), tmp_path / "stac.zarr",
-                 tiny_sits, chunk=32)  # fmt: skip
-    local = embed(stac_fixture.grid, LocalSource(stac_fixture.stack), tmp_path / "local.zarr", tiny_sits, chunk=32)
+    stac = embed(
+        stac_fixture.grid,
+        StacSource(catalog=stac_fixture.catalog),
+        tmp_path / "stac.zarr",
+        tiny_sits,
+        chunk=32,
+    )
+    local = embed(
+        stac_fixture.grid, LocalSource(stac_fixture.stack), tmp_path / "local.zarr", tiny_sits, chunk=32
+    )
     a, b = open_cube(stac), open_cube(local)
     assert a.sizes["y"] == 64 and a.sizes["d"] == 16
     assert a.rio.crs == stac_fixture.grid.crs
-    for x, y in zip(read_window(a, slice(None), slice(None)), read_window(b, slice(None), slice(None)), strict=True):
+    for x, y in zip(
+        read_window(a, slice(None), slice(None)), read_window(b, slice(None), slice(None)), strict=True
+    ):
         np.testing.assert_array_equal(x, y)
     assert content_hash(a) == content_hash(b)
     emb, valid = read_window(a, slice(None), slice(None))
@@ -70,7 +79,9 @@ def test_pixels_without_any_observation_are_invalid_not_nan(stac_fixture, tiny_s
 
     from landprompt.geo import Grid
 
-    wider = Grid(grid.crs, grid.transform @ Affine.translation(-16, 0), (64, 80))  # 16 columns west of the data
+    wider = Grid(
+        grid.crs, grid.transform @ Affine.translation(-16, 0), (64, 80)
+    )  # 16 columns west of the data
     cube = embed(wider, LocalSource(stac_fixture.stack), tmp_path / "wide.zarr", tiny_sits, chunk=32)
     emb, valid = read_window(open_cube(cube), slice(None), slice(None))
     assert not valid[:, :16].any() and valid[:, 16:].all()
@@ -143,24 +154,64 @@ def test_cli_embed_run_and_eo_commands(stac_fixture, tiny_sits, tmp_path):
     lon0, lat0, lon1, lat1 = stac_fixture.grid.bbox
     inner = f"{lon0 + 0.001},{lat0 + 0.001},{lon1 - 0.001},{lat1 - 0.001}"
     out = tmp_path / "cli.zarr"
-    args = ["embed", "run", "--aoi", inner, "--year", "2022", "--out", str(out), "--model", str(tiny_sits),
-            "--source", str(stac_fixture.stack), "--chunk", "32"]  # fmt: skip
+    args = [
+        "embed",
+        "run",
+        "--aoi",
+        inner,
+        "--year",
+        "2022",
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_sits),
+        "--source",
+        str(stac_fixture.stack),
+        "--chunk",
+        "32",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert open_cube(out).sizes["d"] == 16
     again = runner.invoke(app, args)  # a finished run: nothing left to do, same cube
     assert again.exit_code == 0, again.output
 
-    result = runner.invoke(app, ["eo", "composite", "--aoi", inner, "--year", "2022", "--out",
-                                 str(tmp_path / "c.nc"), "--source", str(stac_fixture.catalog)])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "eo",
+            "composite",
+            "--aoi",
+            inner,
+            "--year",
+            "2022",
+            "--out",
+            str(tmp_path / "c.nc"),
+            "--source",
+            str(stac_fixture.catalog),
+        ],
+    )
     assert result.exit_code == 0, result.output
     import xarray as xr
 
     with xr.open_dataset(tmp_path / "c.nc") as composite:
         assert composite["s2"].shape[:2] == (12, 10)
     assert "B8A" in runner.invoke(app, ["eo", "bands"]).output
-    bad = runner.invoke(app, ["embed", "run", "--aoi", inner, "--year", "2022", "--out", str(tmp_path / "b.zarr"),
-                              "--source", "nowhere"])  # fmt: skip
+    bad = runner.invoke(
+        app,
+        [
+            "embed",
+            "run",
+            "--aoi",
+            inner,
+            "--year",
+            "2022",
+            "--out",
+            str(tmp_path / "b.zarr"),
+            "--source",
+            "nowhere",
+        ],
+    )
     assert bad.exit_code == 2 and "unknown source" in bad.output
     assert not (tmp_path / "b.zarr").exists()
 

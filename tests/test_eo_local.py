@@ -49,8 +49,12 @@ def test_fetched_stack_round_trip(stac_fixture, stac_composite, tmp_path):
     scenes = StacSource(stac_fixture.catalog).scenes(stac_fixture.grid, stac_fixture.year)
     files = write_geotiff_stack(scenes, tmp_path / "fetched")
     assert [f.name for f in files] == [
-        "s2_20220110.tif", "s2_20220128.tif", "s2_20220615.tif", "s1_20220115.tif", "s1_20220620.tif",
-    ]  # fmt: skip
+        "s2_20220110.tif",
+        "s2_20220128.tif",
+        "s2_20220615.tif",
+        "s1_20220115.tif",
+        "s1_20220620.tif",
+    ]
     with rasterio.open(files[0]) as src:
         assert src.descriptions[-1] == "SCL" and src.dtypes[0] == "uint16" and src.nodata == 0
     xr.testing.assert_identical(

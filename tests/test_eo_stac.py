@@ -88,9 +88,13 @@ def test_search_retries_connection_errors_when_opening(stac_fixture):
         return StaticCatalogClient(stac_fixture.catalog, modifier)
 
     items = search_items(
-        "https://stac.example.com/v1", "sentinel-1-rtc", stac_fixture.grid.bbox, YEAR_2022,
-        open_client=open_client, sleep=lambda s: None,
-    )  # fmt: skip
+        "https://stac.example.com/v1",
+        "sentinel-1-rtc",
+        stac_fixture.grid.bbox,
+        YEAR_2022,
+        open_client=open_client,
+        sleep=lambda s: None,
+    )
     assert len(items) == 2 and len(attempts) == 3
 
 

@@ -108,8 +108,20 @@ def test_oracle_scores_100_percent_and_writes_reports(
     assert 0.0 <= second["top1"] <= 1.0 and second["setting"] == "descriptive"
 
     document = json.loads((out / "report.json").read_text())
-    assert {"format", "created", "dataset", "model", "clip", "prompts", "protocol", "chance", "results",
-            "versions", "seconds", "files"} <= set(document)  # fmt: skip
+    assert {
+        "format",
+        "created",
+        "dataset",
+        "model",
+        "clip",
+        "prompts",
+        "protocol",
+        "chance",
+        "results",
+        "versions",
+        "seconds",
+        "files",
+    } <= set(document)
     assert document["dataset"]["samples_scored"] == 30 and document["dataset"]["settings"]["month"] == 7
     assert document["dataset"]["root"] == str(eurosat_root) and document["dataset"]["limit"] is None
     assert document["model"]["argument"] == "EuroSATOracle" and document["clip"]["id"] == tiny_clip.id

@@ -131,8 +131,13 @@ def test_run_writes_every_output(exported: tuple[JobSpec, jobs.JobReport]) -> No
     assert report.summary() == "4 done, 0 skipped, 0 failed"
     assert all(path.is_file() for path in outputs(spec))
     assert sorted(p.name for p in (spec.out / "east").iterdir()) == [
-        "a-lake.html", "a-lake.png", "a-lake.tif", "woods.html", "woods.png", "woods.tif"
-    ]  # fmt: skip
+        "a-lake.html",
+        "a-lake.png",
+        "a-lake.tif",
+        "woods.html",
+        "woods.png",
+        "woods.tif",
+    ]
 
 
 @pytest.mark.parametrize(("concept", "planted"), [("a-lake", True), ("woods", False)])

@@ -241,7 +241,9 @@ def test_top_k_across_shards_equals_one_cube(cube, query_vector, tmp_path):
     emb, valid = planted_embeddings(query_vector)
     shards = tmp_path / "shards"
     for name, cols in (("west", slice(0, 100)), ("east", slice(100, 180))):
-        write_cube(shards / f"{name}.zarr", emb[:, cols], GRID.window(slice(0, 200), cols), valid=valid[:, cols])
+        write_cube(
+            shards / f"{name}.zarr", emb[:, cols], GRID.window(slice(0, 200), cols), valid=valid[:, cols]
+        )
     assert [p.name for p in cube_paths(shards)] == ["east.zarr", "west.zarr"]
     assert cube_paths(cube) == [cube]
     merged = top_k_shards(cube_paths(shards), query_vector, k=5, min_distance_m=100)

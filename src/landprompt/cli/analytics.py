@@ -74,9 +74,17 @@ def query_change(
         del paths["png"]
     if calibrated and calibration is not None:
         raise BadInputError("give --calibrated (each cube's own calibration) or --calibration FILE, not both")
-    ds = change_map(cube_a, cube_b, prompt, versus=versus or None, clip=clip_or_none(clip, pretrained),
-                    threshold=threshold, bbox=bbox, style=style,
-                    calibration=calibration if calibration is not None else calibrated)  # fmt: skip
+    ds = change_map(
+        cube_a,
+        cube_b,
+        prompt,
+        versus=versus or None,
+        clip=clip_or_none(clip, pretrained),
+        threshold=threshold,
+        bbox=bbox,
+        style=style,
+        calibration=calibration if calibration is not None else calibrated,
+    )
     written = write_change(ds, paths, title=f"change in P({prompt})")
     summary = change_summary(ds)
     table = Table(title=f"change in P({prompt}), threshold {threshold:g}")
@@ -117,8 +125,16 @@ def query_aggregate(
     if out is not None and out.suffix.lower() not in (".csv", ".geojson", ".json"):
         raise BadInputError(f"--out must be a .csv or .geojson file, got {out.name!r}")
     polygons = read_units(units, id_field, layer)
-    table = aggregate(cube, prompt, polygons, threshold=threshold, versus=versus or None,
-                      clip=clip_or_none(clip, pretrained), style=style, calibration=calibrated)  # fmt: skip
+    table = aggregate(
+        cube,
+        prompt,
+        polygons,
+        threshold=threshold,
+        versus=versus or None,
+        clip=clip_or_none(clip, pretrained),
+        style=style,
+        calibration=calibrated,
+    )
     if out is not None:
         write_indicators(table, out, polygons)
         console.print(f"wrote indicators of {len(table)} polygons to {out}")
@@ -167,10 +183,19 @@ def evaluate_points_command(
         raise BadInputError("--folds must be at least 2 and --bins at least 1")
     plot = plot if plot is not None or out is None else out.with_name(f"{out.stem}_reliability.png")
     report = evaluate_points(
-        cube, prompt, points, label_field=label_field, fit=cast("Method | None", fit), block_km=block_km,
-        n_folds=folds, bins=bins, versus=versus or None, clip=clip_or_none(clip, pretrained), style=style,
+        cube,
+        prompt,
+        points,
+        label_field=label_field,
+        fit=cast("Method | None", fit),
+        block_km=block_km,
+        n_folds=folds,
+        bins=bins,
+        versus=versus or None,
+        clip=clip_or_none(clip, pretrained),
+        style=style,
         calibrated=calibrated,
-    )  # fmt: skip
+    )
     console.print(_metrics_table(report, prompt))
     counts = report["counts"]
     console.print(

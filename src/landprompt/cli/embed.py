@@ -39,8 +39,9 @@ def eo_bands() -> None:
     for column in ("band", "sensor", "resolution (m)", "units", "normalised as"):
         table.add_column(column)
     for spec in BANDS.values():
-        table.add_row(spec.name, spec.sensor, f"{spec.resolution:g}", spec.units,
-                      f"(x + {spec.shift:g}) / {spec.div:g}")  # fmt: skip
+        table.add_row(
+            spec.name, spec.sensor, f"{spec.resolution:g}", spec.units, f"(x + {spec.shift:g}) / {spec.div:g}"
+        )
     console.print(table)
 
 
@@ -121,7 +122,19 @@ def embed_run_command(
     from landprompt.embedder.run import embed_run
     from landprompt.eo.open import open_source
 
-    path = embed_run(aoi, year, model, open_source(source, dilate), out, resolution=resolution, crs=crs,
-                     chunk=chunk, dtype=dtype, batch_size=batch_size, device=device,  # type: ignore[arg-type]
-                     scheduler=scheduler, force=force)  # fmt: skip
+    path = embed_run(
+        aoi,
+        year,
+        model,
+        open_source(source, dilate),
+        out,
+        resolution=resolution,
+        crs=crs,
+        chunk=chunk,
+        dtype=dtype,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        device=device,
+        scheduler=scheduler,
+        force=force,
+    )
     console.print(f"wrote the embedding cube {path}")

@@ -73,10 +73,26 @@ def _benchmark_command(dataset: str) -> Callable[..., None]:
         from landprompt.evaluate.cli_support import evaluate_command, summary_table
 
         report = evaluate_command(
-            dataset, root, model, prompts, limit, out, clip=clip, pretrained=pretrained, cube=cube,
-            prompt_file=prompt_file, seed=seed, batch_size=batch_size, device=device, month=month, split=split,
-            s1_root=s1_root, coordinates=coordinates, window=window, score_norm=score_norm,
-        )  # fmt: skip
+            dataset,
+            root,
+            model,
+            prompts,
+            limit,
+            out,
+            clip=clip,
+            pretrained=pretrained,
+            cube=cube,
+            prompt_file=prompt_file,
+            seed=seed,
+            batch_size=batch_size,
+            device=device,
+            month=month,
+            split=split,
+            s1_root=s1_root,
+            coordinates=coordinates,
+            window=window,
+            score_norm=score_norm,
+        )
         console.print(summary_table(report))
         console.print(f"report: {Path(report['files']['folder']) / 'report.md'}")
 

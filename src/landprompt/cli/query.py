@@ -96,8 +96,9 @@ def query_map(
         from landprompt.errors import BadInputError
 
         raise BadInputError(f"--out must be a .tif file, got {out.name!r}")
-    prob = probability_map(cube, prompt, versus=versus or None, bbox=bbox,
-                           clip=clip_or_none(clip, pretrained), style=style)  # fmt: skip
+    prob = probability_map(
+        cube, prompt, versus=versus or None, bbox=bbox, clip=clip_or_none(clip, pretrained), style=style
+    )
     written = [write_cog(prob, out, dtype=dtype)]  # type: ignore[arg-type]
     if png:
         written.append(write_png(prob, out.with_suffix(".png"), title=f"P({prompt})"))

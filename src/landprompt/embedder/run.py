@@ -54,7 +54,7 @@ def plan_grid(aoi: AOI, resolution: float = 10.0, crs: Any = None, force: bool =
     """
     if isinstance(aoi, Grid):
         return check_grid(aoi, force=force)
-    box = aoi if isinstance(aoi, BBox) else parse_bbox(aoi)  # type: ignore[arg-type]
+    box = aoi if isinstance(aoi, BBox) else parse_bbox(aoi)
     return check_grid(Grid.from_bbox(box, resolution, None if crs is None else parse_crs(crs)), force=force)
 
 
@@ -113,8 +113,9 @@ def embed_run(
     grid = plan_grid(aoi, resolution, crs, force)
     task = EmbedTask(str(model), source, grid, year, batch_size, device)
     encoder = _encoder(task.model, device)
-    writer = CubeWriter(out, encoder.output_grid(grid), encoder.spec.embed_dim, dtype, chunk,
-                        run_attrs(encoder, source, year))  # fmt: skip
+    writer = CubeWriter(
+        out, encoder.output_grid(grid), encoder.spec.embed_dim, dtype, chunk, run_attrs(encoder, source, year)
+    )
     pending = writer.pending()
     stride = encoder.spec.output_stride
     with _ChunkProgress(len(writer.windows()), writer.n_done, stride, enabled=progress) as advance:

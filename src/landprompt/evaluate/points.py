@@ -443,8 +443,12 @@ def write_reliability_png(report: dict[str, Any], path: str | os.PathLike[str]) 
     for n, (name, metrics) in enumerate(curves.items()):
         table = pd.DataFrame(metrics["reliability"])
         filled = table["count"] > 0
-        top.plot(table["mean_probability"][filled], table["observed"][filled], marker="o",
-                 label=f"{name}: ECE {metrics['ece']:.3f}, AUC {metrics['auc']:.3f}")  # fmt: skip
+        top.plot(
+            table["mean_probability"][filled],
+            table["observed"][filled],
+            marker="o",
+            label=f"{name}: ECE {metrics['ece']:.3f}, AUC {metrics['auc']:.3f}",
+        )
         offset = (n - (len(curves) - 1) / 2) * width / len(curves)
         bottom.bar(table["lower"] + width / 2 + offset, table["count"], width=width / len(curves), label=name)
     top.set(xlim=(0, 1), ylim=(0, 1), ylabel="observed frequency of presence")

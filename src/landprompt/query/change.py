@@ -90,8 +90,10 @@ def change_map(
     sub = grid.window(rows, cols)
     p_a, p_b = (np.full(sub.shape, np.nan, dtype=np.float32) for _ in range(2))
     for window, prob in scorer_a.iter_chunks(ds_a, rows, cols):
-        out = (slice(window.rows.start - rows.start, window.rows.stop - rows.start),
-               slice(window.cols.start - cols.start, window.cols.stop - cols.start))  # fmt: skip
+        out = (
+            slice(window.rows.start - rows.start, window.rows.stop - rows.start),
+            slice(window.cols.start - cols.start, window.cols.stop - cols.start),
+        )
         p_a[out] = prob
         p_b[out] = scorer_b.score(*read_window(ds_b, window.rows, window.cols))
     attrs = {**scorer.attrs(), "cube_a": _name(cube_a), "cube_b": _name(cube_b)}

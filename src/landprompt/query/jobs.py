@@ -81,9 +81,19 @@ LOCAL_THREADS = min(4, os.cpu_count() or 1)
 
 _T = TypeVar("_T")
 _TOP_KEYS = (
-    "kind", "cube", "cube_b", "units", "id_field", "points", "label_field",
-    "out", "clip", "defaults", "concepts", "areas",
-)  # fmt: skip
+    "kind",
+    "cube",
+    "cube_b",
+    "units",
+    "id_field",
+    "points",
+    "label_field",
+    "out",
+    "clip",
+    "defaults",
+    "concepts",
+    "areas",
+)
 _CLIP_KEYS = ("model", "pretrained")
 _DEFAULT_KEYS = ("versus", "style", "formats", "dtype", "threshold", "calibrated", "fit", "block_km")
 #: Keys (top level or in defaults) that only some kinds take.
@@ -571,8 +581,9 @@ def _scorer(job: AnalyticsJob) -> ConceptScorer:
 def _run_change(job: ChangeJob, todo: dict[str, Path]) -> None:
     from landprompt.query.change import change_map, write_change
 
-    ds = change_map(job.cube, job.cube_b, _scorer(job), threshold=job.threshold, bbox=job.bbox,
-                    calibration=job.calibrated)  # fmt: skip
+    ds = change_map(
+        job.cube, job.cube_b, _scorer(job), threshold=job.threshold, bbox=job.bbox, calibration=job.calibrated
+    )
     with _PYPLOT_LOCK:
         write_change(ds, todo, title=job.title)
 
@@ -589,8 +600,15 @@ def _run_aggregate(job: AggregateJob, todo: dict[str, Path]) -> None:
 def _run_points(job: PointsJob, todo: dict[str, Path]) -> None:
     from landprompt.evaluate.points import evaluate_points, write_points_report, write_reliability_png
 
-    report = evaluate_points(job.cube, _scorer(job), job.points, job.label_field, fit=job.fit,
-                             block_km=job.block_km, save="calibration" in todo)  # fmt: skip
+    report = evaluate_points(
+        job.cube,
+        _scorer(job),
+        job.points,
+        job.label_field,
+        fit=job.fit,
+        block_km=job.block_km,
+        save="calibration" in todo,
+    )
     if "json" in todo:
         write_points_report(report, todo["json"])
     if "png" in todo:

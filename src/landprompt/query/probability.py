@@ -153,8 +153,10 @@ def probability_map(
     for window, embedding, valid in iter_chunks(ds, rows, cols):
         prob = concept_probability(embedding, classes, scale)
         prob[~valid] = np.nan
-        out[window.rows.start - rows.start : window.rows.stop - rows.start,
-            window.cols.start - cols.start : window.cols.stop - cols.start] = prob  # fmt: skip
+        out[
+            window.rows.start - rows.start : window.rows.stop - rows.start,
+            window.cols.start - cols.start : window.cols.stop - cols.start,
+        ] = prob
     sub = grid.window(rows, cols)
     da = xr.DataArray(
         out, dims=("y", "x"), coords={"y": sub.y_coords(), "x": sub.x_coords()}, name="probability"

@@ -187,8 +187,10 @@ def _nms_over_scan(
     for chunk, embedding, valid in iter_chunks(ds, rows_w, cols_w):
         chunk_scores = embedding @ vector
         chunk_scores[~valid] = -np.inf
-        scores[chunk.rows.start - rows_w.start : chunk.rows.stop - rows_w.start,
-               chunk.cols.start - cols_w.start : chunk.cols.stop - cols_w.start] = chunk_scores  # fmt: skip
+        scores[
+            chunk.rows.start - rows_w.start : chunk.rows.stop - rows_w.start,
+            chunk.cols.start - cols_w.start : chunk.cols.stop - cols_w.start,
+        ] = chunk_scores
     flat = scores.ravel()
     total = int(np.isfinite(flat).sum())
     n_candidates = min(total, max(64, 8 * k))

@@ -33,14 +33,32 @@ SEED = 0
 EPSG = 32632
 LEFT, TOP = 500_000.0, 5_000_000.0
 EUROSAT_CLASSES = (
-    "AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial",
-    "Pasture", "PermanentCrop", "Residential", "River", "SeaLake",
-)  # fmt: skip
+    "AnnualCrop",
+    "Forest",
+    "HerbaceousVegetation",
+    "Highway",
+    "Industrial",
+    "Pasture",
+    "PermanentCrop",
+    "Residential",
+    "River",
+    "SeaLake",
+)
 EUROSAT_BANDS = 13
 BEN_BANDS = {  # file band -> resolution in metres
-    "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20,
-    "B07": 20, "B08": 10, "B8A": 20, "B09": 60, "B11": 20, "B12": 20,
-}  # fmt: skip
+    "B01": 60,
+    "B02": 10,
+    "B03": 10,
+    "B04": 10,
+    "B05": 20,
+    "B06": 20,
+    "B07": 20,
+    "B08": 10,
+    "B8A": 20,
+    "B09": 60,
+    "B11": 20,
+    "B12": 20,
+}
 
 #: CORINE labels of the synthetic BigEarthNet patches (the last one has only a dropped class).
 BEN_LABELS: tuple[tuple[str, ...], ...] = (

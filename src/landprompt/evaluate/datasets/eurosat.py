@@ -46,8 +46,20 @@ EUROSAT_CLASSES: tuple[str, ...] = (
 """EuroSAT's class folder names, in class-index order."""
 
 EUROSAT_MS_BANDS: tuple[str, ...] = (
-    "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12", "B8A",
-)  # fmt: skip
+    "B1",
+    "B2",
+    "B3",
+    "B4",
+    "B5",
+    "B6",
+    "B7",
+    "B8",
+    "B9",
+    "B10",
+    "B11",
+    "B12",
+    "B8A",
+)
 """Band order of EuroSAT's multispectral GeoTIFFs."""
 
 DEFAULT_MONTH = 7
