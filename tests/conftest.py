@@ -127,9 +127,16 @@ def analytics_cubes(tmp_path_factory: pytest.TempPathFactory, tiny_clip: ClipMod
         )
     }
     return SimpleNamespace(
-        **cubes, grid=grid, concept=names[0], versus=list(names[1:]), gain_block=gain_block,
-        loss_block=loss_block, valid_a=valid_a, valid_b=valid_b, root=root,
-    )  # fmt: skip
+        **cubes,
+        grid=grid,
+        concept=names[0],
+        versus=list(names[1:]),
+        gain_block=gain_block,
+        loss_block=loss_block,
+        valid_a=valid_a,
+        valid_b=valid_b,
+        root=root,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -154,3 +161,14 @@ def lucas_sample() -> Path:
     if not table.is_file():
         pytest.skip(f"shared LUCAS sample not found at {table}")
     return table
+
+
+@pytest.fixture(scope="session")
+def planted_pairs_dataset(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A planted pairs dataset (catalog, sample store, photo embeddings) written through landprompt.pairs:
+    640 places in 16 latent classes, 3 x 3 chips, 16-d photo embeddings, spatial train/val splits.
+    Returns ``(PairsPaths, PlantedPairs)``. Do not modify the files."""
+    from landprompt.train.synthetic import planted_pairs, write_planted_pairs
+
+    pairs = planted_pairs(640, classes=16, window=3, dim=16, seed=0)
+    return write_planted_pairs(tmp_path_factory.mktemp("planted-pairs"), pairs), pairs

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from landprompt.errors import LandpromptError
 
@@ -18,17 +18,25 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-class LandpromptGroup(TyperGroup):
-    """Root command group: a :class:`LandpromptError` becomes one line on stderr and its exit code."""
+class _OneLineErrors:
+    """Mixin for click commands: a :class:`LandpromptError` becomes one line on stderr and its exit code."""
 
     def invoke(self, ctx: Any) -> Any:
         """Run the command; a user error ends it with one line and a non-zero exit code."""
         try:
-            return super().invoke(ctx)
+            return super().invoke(ctx)  # type: ignore[misc]
         except LandpromptError as exc:
             message = " ".join(str(exc).split())
             err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+
+
+class LandpromptGroup(_OneLineErrors, TyperGroup):
+    """Root command group whose user errors end in one line (see :class:`_OneLineErrors`)."""
+
+
+class LandpromptCommand(_OneLineErrors, TyperCommand):
+    """A stand-alone command (an app of one command) whose user errors end in one line."""
 
 
 def sub_app(help_text: str) -> typer.Typer:
