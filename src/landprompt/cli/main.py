@@ -19,7 +19,9 @@ from landprompt.cli.embed import app as embed_app
 from landprompt.cli.embed import eo_app
 from landprompt.cli.evaluate import app as evaluate_app
 from landprompt.cli.index import app as index_app
+from landprompt.cli.pairs import app as pairs_app
 from landprompt.cli.query import app as query_app
+from landprompt.cli.train import train
 
 app = typer.Typer(
     cls=LandpromptGroup,
@@ -29,6 +31,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(eo_app, name="eo")
+app.add_typer(pairs_app, name="pairs")
+app.command("train")(train)
 app.add_typer(embed_app, name="embed")
 app.add_typer(cube_app, name="cube")
 app.add_typer(index_app, name="index")
