@@ -215,7 +215,8 @@ def test_probability_map_bbox_and_default_vocabulary(concept_cube, tiny_clip):
     assert "olive groves" in vocabulary
     assert prob.attrs["n_background"] == len(vocabulary) - 1  # the concept itself is left out
     full = probability_map(concept_cube, "olive groves", clip=tiny_clip)
-    np.testing.assert_allclose(prob.values, full.sel(x=prob.x, y=prob.y).values)
+    # float32 matmuls over different block shapes round differently: equal to float32 precision
+    np.testing.assert_allclose(prob.values, full.sel(x=prob.x, y=prob.y).values, rtol=1e-5, atol=1e-7)
 
 
 def test_probability_is_a_softmax():
