@@ -195,3 +195,26 @@ def test_cli_trains_and_reports_errors_on_one_line(planted_pairs_dataset, tmp_pa
     with pytest.raises(BadInputError, match=r"model\.arguments\.clip_dim"):
         train(config_from_dict(other_dim))
     assert np.isfinite(losses(tmp_path / "cli")[4])
+
+
+def test_training_starts_from_the_official_presto_weights(planted_pairs_dataset, tmp_path: Path) -> None:
+    """model.presto_weights: the backbone starts as Presto, the checkpoint reloads without the file."""
+    from landprompt.embedder.models.presto import load_presto_encoder
+    from landprompt.train import Trainer
+
+    weights = Path(__file__).parents[1].parent / "shared" / "data" / "presto" / "default_model.pt"
+    if not weights.is_file():
+        pytest.skip(f"shared Presto weights not found at {weights}")
+    paths, _ = planted_pairs_dataset
+    raw = tiny_config(paths, tmp_path / "presto", run__steps=2, run__val_every=0, optim__warmup_steps=1)
+    raw["model"] = {"presto_weights": str(weights), "arguments": {"pool_size": 3}}
+    trainer = Trainer(config_from_dict(raw))
+    presto = load_presto_encoder(weights).state_dict()
+    backbone = trainer.model.encoder.backbone.state_dict()  # type: ignore[union-attr]
+    assert backbone.keys() == presto.keys() and all(torch.equal(backbone[k], presto[k]) for k in presto)
+    result = trainer.fit()
+    assert result.step == 2 and np.isfinite(result.metrics["loss"])
+    reloaded = load_checkpoint(result.checkpoint, device="cpu")  # type: ignore[arg-type]
+    trained = trainer.model.encoder.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in reloaded.state_dict().items())
+    assert not all(torch.equal(trained[f"backbone.{k}"], presto[k]) for k in presto)  # it learned
