@@ -352,6 +352,7 @@ def test_a_random_concept_scores_auc_near_half(analytics_cubes, tiny_clip, tmp_p
     rows, cols = rng.integers(1, 48, 400), rng.integers(0, 48, 400)
     path = points_csv(tmp_path / "obs.csv", c.grid, rows, cols, rng.integers(0, 2, 400))
     report = evaluate_points(c.mixture, c.concept, path, versus=c.versus, clip=tiny_clip)
+    print(f"\nrandom labels: AUC {report['metrics']['auc']:.3f} (chance 0.5)")  # the record (pytest -s)
     assert 0.4 < report["metrics"]["auc"] < 0.6
     assert report["counts"]["used"] == 400 and "cross_validation" not in report
 
@@ -384,6 +385,7 @@ def test_recalibration_lowers_the_held_out_calibration_error(
         logit_scale=100,
     )
     cv = report["cross_validation"]
+    print(f"\n{method}: held-out ECE {cv['before']['ece']:.3f} -> {cv['after']['ece']:.3f}")  # pytest -s
     assert cv["blocks"] == 25 and cv["folds"] == 5
     assert cv["before"]["ece"] > 0.15
     assert cv["after"]["ece"] < 0.5 * cv["before"]["ece"]
