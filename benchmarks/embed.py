@@ -90,7 +90,9 @@ def raw_reads(folder: Path) -> None:
 
 def bench_encoder(pixels: int, source: LocalSource, grid: Grid) -> dict:
     side = int(np.sqrt(pixels))
-    sub = grid.window(slice(0, side), slice(0, side))
+    # below the cloud band: pixels observed by S2 and S1 every month (85 tokens), as in a clear year
+    top = grid.rows // 4
+    sub = grid.window(slice(top, top + side), slice(0, side))
     composite = source.composite(sub, YEAR)
     latlon = pixel_latlon(sub)
     torch.manual_seed(0)
