@@ -169,7 +169,7 @@ def test_factory_choice_by_size():
     assert choose_factory(1_000_000, 512) == "IVF1024,SQfp16"  # 1 GB as float16
     assert choose_factory(10_000_000, 512) == "IVF4096,SQ8"  # 5 GB as bytes
     assert choose_factory(100_000_000, 512).endswith(",PQ128")
-    assert default_nprobe("IVF4096,SQ8") == 64 and default_nprobe("IVF64,Flat") == 8
+    assert default_nprobe("IVF4096,SQ8") == 32 and default_nprobe("IVF64,Flat") == 8
     assert default_nprobe("Flat") == 0
     assert nlist_for(1_000_000) == 1024 and nlist_for(10_000_000) == 4096
     assert make_index("Flat", 8).ntotal == 0

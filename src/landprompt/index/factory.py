@@ -44,9 +44,9 @@ def choose_factory(n: int, dim: int) -> str:
 
 
 def default_nprobe(factory: str) -> int:
-    """IVF lists probed per query by default: 1/64 of the lists, at least 8 (0 for non-IVF)."""
+    """IVF lists probed per query by default: 1/128 of the lists, at least 8 (0 for non-IVF)."""
     nlist = _ivf_lists(factory)
-    return 0 if nlist is None else min(nlist, max(8, nlist // 64))
+    return 0 if nlist is None else min(nlist, max(8, nlist // 128))
 
 
 def _ivf_lists(factory: str) -> int | None:
