@@ -118,3 +118,11 @@ def test_nanmedian_equals_numpy() -> None:
         expected = np.nanmedian(values, axis=0)
     np.testing.assert_array_equal(nanmedian(values, axis=0), expected)
     np.testing.assert_array_equal(nanmedian(values[:1], axis=0), values[0])
+    # a long axis (np.sort path) and another axis
+    long = rng.normal(size=(3, 20, 40)).astype(np.float32)
+    long[rng.random(long.shape) < 0.3] = np.nan
+    long[:, :, :2] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for axis in (0, 1, 2):  # 3 steps: sorting network; 20 and 40: np.sort
+            np.testing.assert_array_equal(nanmedian(long, axis=axis), np.nanmedian(long, axis=axis))

@@ -3,10 +3,13 @@ import pytest
 import rasterio
 import xarray as xr
 from affine import Affine
+from rasterio.windows import Window
 
 from landprompt.eo.local import (
     LocalSource,
+    aligned_window,
     list_geotiff_stack,
+    read_geotiff,
     read_geotiff_stack,
     write_geotiff_stack,
     write_scene_cube,
@@ -131,3 +134,23 @@ def test_cube_without_crs_is_refused(tmp_path, stac_fixture):
     cube.to_dataset().to_netcdf(tmp_path / "cube.nc")
     with pytest.raises(BadInputError, match="has no CRS"):
         LocalSource(tmp_path / "cube.nc").composite(stac_fixture.grid, 2022)
+
+
+def test_aligned_window_reads_without_warping(stac_fixture):
+    grid = stac_fixture.grid
+    path = sorted(stac_fixture.stack.glob("s2_*.tif"))[0]
+    with rasterio.open(path) as src:
+        assert aligned_window(src, grid) == Window(0, 0, grid.cols, grid.rows)
+        inner = grid.window(slice(3, 20), slice(5, 30))
+        assert aligned_window(src, inner) == Window(5, 3, 25, 17)
+        half = Grid(grid.crs, grid.transform @ Affine.translation(0.5, 0), grid.shape)
+        beyond = Grid(grid.crs, grid.transform @ Affine.translation(-1, 0), grid.shape)
+        other = Grid("EPSG:3035", grid.transform, grid.shape)
+        assert aligned_window(src, half) is None and aligned_window(src, beyond) is None
+        assert aligned_window(src, other) is None
+    # the window read and the warp (a grid one column west of the file) agree on every shared pixel
+    fast = read_geotiff(path, grid, "s2").isel(x=slice(0, -1))
+    warped = read_geotiff(path, beyond, "s2").isel(x=slice(1, None))
+    assert np.isnan(read_geotiff(path, beyond, "s2")["B4"].values[:, 0]).all()
+    for band in fast.data_vars:
+        np.testing.assert_array_equal(fast[band].values, warped[band].values)

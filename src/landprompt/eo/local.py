@@ -38,6 +38,7 @@ from odc.geo.xr import xr_reproject
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
 
 from landprompt.eo.aoi import check_grid, grid_geobox, on_grid
 from landprompt.eo.bands import S1_BAND_NAMES, S2_BAND_NAMES, SCL_BAND, SENSOR_BANDS, Sensor, band_spec
@@ -94,6 +95,23 @@ def _stack_band_names(path: Path, sensor: Sensor, descriptions: Sequence[str | N
     )
 
 
+def aligned_window(src: rasterio.io.DatasetReader, grid: Grid) -> Window | None:
+    """The window of ``src`` whose pixels are exactly ``grid``'s.
+
+    None for another CRS, pixel size or pixel phase, or a grid reaching beyond the file: those are warped.
+    """
+    a, b = src.transform, grid.transform
+    if src.crs != grid.crs or not np.allclose((a.a, a.b, a.d, a.e), (b.a, b.b, b.d, b.e), rtol=0, atol=1e-9):
+        return None
+    col, row = (b.c - a.c) / a.a, (b.f - a.f) / a.e
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        return None
+    col, row = round(col), round(row)
+    if col < 0 or row < 0 or col + grid.cols > src.width or row + grid.rows > src.height:
+        return None
+    return Window(col, row, grid.cols, grid.rows)
+
+
 def read_geotiff(path: str | Path, grid: Grid, sensor: Sensor, resampling: str = "nearest") -> xr.Dataset:
     """One stack GeoTIFF warped onto ``grid``: one float32 (y, x) variable per band, NaN = no data."""
     path = Path(path)
@@ -107,17 +125,21 @@ def read_geotiff(path: str | Path, grid: Grid, sensor: Sensor, resampling: str =
         names = _stack_band_names(path, sensor, src.descriptions)
         floating = np.issubdtype(np.dtype(src.dtypes[0]), np.floating)
         nodata = src.nodata if src.nodata is not None else (np.nan if floating else 0)
-        with WarpedVRT(
-            src,
-            crs=grid.crs.to_wkt(),
-            transform=grid.transform,
-            width=grid.cols,
-            height=grid.rows,
-            resampling=Resampling[resampling],
-            src_nodata=nodata,
-            nodata=nodata,
-        ) as vrt:
-            raw = vrt.read()
+        window = aligned_window(src, grid)
+        if window is not None:  # the grid is a window of the file's pixels: no warp needed
+            raw = src.read(window=window)
+        else:
+            with WarpedVRT(
+                src,
+                crs=grid.crs.to_wkt(),
+                transform=grid.transform,
+                width=grid.cols,
+                height=grid.rows,
+                resampling=Resampling[resampling],
+                src_nodata=nodata,
+                nodata=nodata,
+            ) as vrt:
+                raw = vrt.read()
     data = raw.astype(np.float32)
     invalid = ~np.isfinite(data) if np.isnan(nodata) else data == np.float32(nodata)
     if sensor == "s2":  # a reflectance of 0 is no data too
