@@ -226,9 +226,10 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         key = f"{prefix}{name}"
         if name not in raw:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                if dataclasses.is_dataclass(hints[name]):
-                    raise BadInputError(f"missing section {key}")
-                raise BadInputError(f"missing key {key}")
+                kind = "section" if dataclasses.is_dataclass(hints[name]) else "key"
+                raise BadInputError(
+                    f"missing {kind} {key} (required; see configs/train_example.yaml for every key)"
+                )
             continue
         kind = hints[name]
         if isinstance(kind, type) and dataclasses.is_dataclass(kind):
