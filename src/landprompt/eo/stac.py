@@ -46,6 +46,7 @@ from landprompt.eo.masks import mask_scenes
 from landprompt.eo.source import Scenes, SceneSource
 from landprompt.errors import BadInputError, LandpromptError
 from landprompt.geo import BBox, Grid
+from landprompt.retry import with_backoff
 
 PLANETARY_COMPUTER_URL = "https://planetarycomputer.microsoft.com/api/stac/v1"
 EARTH_SEARCH_URL = "https://earth-search.aws.element84.com/v1"
@@ -272,25 +273,28 @@ def search_items(
         "query": query,
         "max_items": max_items,
     }
-    retries = max(0, retries)
-    for attempt in range(retries + 1):
-        try:
-            client = open_client(catalog, modifier) if isinstance(catalog, str | Path) else catalog
-            items = list(client.search(**{k: v for k, v in search.items() if v is not None}).items())
-            break
-        except Exception as error:
-            if not is_transient(error):
-                if isinstance(error, APIError):
-                    raise BadInputError(
-                        f"STAC API {_name(catalog)} refused the search: {_one_line(error)}"
-                    ) from error
-                raise
-            if attempt == retries:
-                raise StacUnavailableError(
-                    f"STAC API {_name(catalog)} failed {retries + 1} times, last: {_one_line(error)}; "
-                    "check the network or try later"
-                ) from error
-            sleep(backoff * 2**attempt)
+
+    def run_search() -> list[pystac.Item]:
+        client = open_client(catalog, modifier) if isinstance(catalog, str | Path) else catalog
+        return list(client.search(**{k: v for k, v in search.items() if v is not None}).items())
+
+    def give_up(error: BaseException) -> Exception:
+        return StacUnavailableError(
+            f"STAC API {_name(catalog)} failed {max(0, retries) + 1} times, last: {_one_line(error)}; "
+            "check the network or try later"
+        )
+
+    try:
+        items = with_backoff(
+            run_search,
+            is_transient=is_transient,
+            give_up=give_up,
+            retries=retries,
+            backoff=backoff,
+            sleep=sleep,
+        )
+    except APIError as error:  # not transient: the API refused the request itself
+        raise BadInputError(f"STAC API {_name(catalog)} refused the search: {_one_line(error)}") from error
     if not items and not allow_empty:
         raise BadInputError(
             f"no STAC items in {', '.join(wanted)} for bbox {tuple(round(v, 5) for v in bbox)} and "

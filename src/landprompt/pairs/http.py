@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from landprompt.errors import LandpromptError
+from landprompt.retry import with_backoff
 
 FetchJson = Callable[[str, Mapping[str, str]], Any]
 """``(url, query parameters) -> parsed JSON``; raises on HTTP or network errors."""
@@ -101,14 +102,17 @@ def with_retries(
     Raises:
         SourceUnavailableError: after ``retries`` retries, naming ``what`` and the last failure.
     """
-    for attempt in range(retries + 1):
-        try:
-            return call()
-        except (TransientError, ConnectionError, TimeoutError) as exc:
-            if attempt == retries:
-                raise SourceUnavailableError(
-                    f"{what} failed {retries + 1} times, last: {exc}; check the network or try later "
-                    "(the run resumes where it stopped)"
-                ) from exc
-            sleep(backoff * 2**attempt)
-    raise AssertionError("unreachable")
+
+    def give_up(error: BaseException) -> Exception:
+        return SourceUnavailableError(
+            f"{what} failed {retries + 1} times, last: {error}; check the network or try later "
+            "(the run resumes where it stopped)"
+        )
+
+    return with_backoff(
+        call, is_transient=_is_transient, give_up=give_up, retries=retries, backoff=backoff, sleep=sleep
+    )
+
+
+def _is_transient(error: BaseException) -> bool:
+    return isinstance(error, TransientError | ConnectionError | TimeoutError)
