@@ -136,7 +136,7 @@ def test_oracle_scores_100_percent_and_writes_reports(
         assert (out / result["confusion_png"]).read_bytes()[:8] == PNG_SIGNATURE
     predictions = pd.read_csv(out / "predictions.csv")
     assert len(predictions) == 30 and (predictions["true"] == predictions["predicted[classname]"]).all()
-    assert not list(out.glob(".*.tmp"))
+    assert not list(out.glob(".*"))  # no temporary file left behind
 
 
 def test_random_encoder_scores_about_chance(eurosat_root: Path, tiny_clip: ClipModel) -> None:

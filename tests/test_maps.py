@@ -14,9 +14,10 @@ from PIL import Image
 from rio_cogeo.cogeo import cog_validate
 
 from landprompt.errors import BadInputError
+from landprompt.files import atomic_path
 from landprompt.geo import Grid
 from landprompt.query import maps
-from landprompt.query.maps import UINT8_SCALE, atomic_path, read_map, write_cog, write_html, write_png
+from landprompt.query.maps import UINT8_SCALE, read_map, write_cog, write_html, write_png
 
 GRID = Grid("EPSG:32632", Affine(10.0, 0, 680_000.0, 0, -10.0, 4_800_000.0), (600, 600))
 

@@ -60,7 +60,7 @@ def eo_composite(
     from landprompt.embedder.run import plan_grid
     from landprompt.eo.open import open_source
     from landprompt.errors import BadInputError
-    from landprompt.query.maps import atomic_path
+    from landprompt.files import atomic_path
 
     if out.suffix not in (".zarr", ".nc"):
         raise BadInputError(f"--out must end in .zarr or .nc, got {out.name!r}")

@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import difflib
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -32,6 +31,7 @@ from PIL import Image
 
 from landprompt.embedder.prompts import expand
 from landprompt.errors import BadInputError, MissingWeightsError
+from landprompt.files import file_sha256
 
 TINY_MODEL = "landprompt-tiny"
 """Name of the tiny architecture (32-d, one layer per tower) registered with open_clip at import."""
@@ -290,11 +290,7 @@ def _file_source(name: str, path: Path) -> _Source:
         raise MissingWeightsError(f"weights file not found: {path}")
     if not path.is_file():
         raise BadInputError(f"pretrained must be a weights file, got a directory: {path}")
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    sha = digest.hexdigest()
+    sha = file_sha256(path)
     tag_cfgs = [open_clip.get_pretrained_cfg(name, t) for t in open_clip.list_pretrained_tags_by_model(name)]
     shared = {k: tag_cfgs[0].get(k) for k in _PREPROCESS_KEYS} if tag_cfgs else {}
     agree = bool(shared) and all({k: c.get(k) for k in _PREPROCESS_KEYS} == shared for c in tag_cfgs)

@@ -430,7 +430,7 @@ def write_reliability_png(report: dict[str, Any], path: str | os.PathLike[str]) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from landprompt.query.maps import atomic_path
+    from landprompt.files import atomic_path
 
     curves = {"raw": report["metrics"]}
     if "cross_validation" in report:

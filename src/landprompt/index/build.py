@@ -21,8 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from landprompt.embedder.cube import content_hash, cube_grid, iter_chunks, open_cube
 from landprompt.errors import BadInputError
+from landprompt.files import atomic_path
 from landprompt.index.factory import choose_factory, default_nprobe, make_index, train_size_for
-from landprompt.query.maps import atomic_path
 
 INDEX_FORMAT = "landprompt-index"
 INDEX_FORMAT_VERSION = 1

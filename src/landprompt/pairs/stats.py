@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from landprompt.files import atomic_path
 from landprompt.geo import EUROPE_BBOX
 from landprompt.pairs.catalog import Catalog
 from landprompt.pairs.store import SampleStore
@@ -112,9 +113,9 @@ def plot_locations(catalog: Catalog, png: str | Path, max_points: int = 500_000)
     ax.grid(True, lw=0.3, alpha=0.5)
     ax.legend(loc="lower left", markerscale=3, fontsize=8)
     out = Path(png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out)
+    try:
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return out

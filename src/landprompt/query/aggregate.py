@@ -399,7 +399,7 @@ def write_indicators(table: pd.DataFrame, path: str | os.PathLike[str], units: U
         path: ``.csv`` or ``.geojson`` / ``.json`` file.
         units: The polygons the table was computed over (GeoJSON output only).
     """
-    from landprompt.query.maps import atomic_path
+    from landprompt.files import atomic_path
 
     path = Path(path)
     suffix = path.suffix.lower()

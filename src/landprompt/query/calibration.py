@@ -354,7 +354,7 @@ def calibration_path(cube: str | os.PathLike[str], concept: str) -> Path:
 
 def save_calibration(calibration: Calibration, path: str | os.PathLike[str]) -> Path:
     """Write a calibration as JSON, atomically."""
-    from landprompt.query.maps import atomic_path
+    from landprompt.files import atomic_path
 
     with atomic_path(Path(path)) as tmp:
         tmp.write_text(json.dumps(calibration.to_dict(), indent=2) + "\n")

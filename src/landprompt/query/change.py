@@ -180,7 +180,8 @@ def write_change(
     Returns:
         The written paths.
     """
-    from landprompt.query.maps import atomic_path, write_cog, write_png
+    from landprompt.files import atomic_path
+    from landprompt.query.maps import write_cog, write_png
 
     unknown = set(outputs) - set(CHANGE_OUTPUTS)
     if unknown:

@@ -11,10 +11,6 @@ import base64
 import html
 import io
 import math
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -27,6 +23,7 @@ from rio_cogeo.cogeo import cog_translate
 from rio_cogeo.profiles import cog_profiles
 
 from landprompt.errors import BadInputError
+from landprompt.files import atomic_path
 
 #: uint8 maps store round(p * 254); 255 is nodata.
 UINT8_SCALE = 254
@@ -39,21 +36,6 @@ _TITLE_HTML = (
     "<div style='position:absolute;top:10px;left:60px;z-index:1000;background:rgba(255,255,255,0.85);"
     "padding:2px 8px;border-radius:4px;font:bold 15px sans-serif'>{}</div>"
 )
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling path that replaces ``path`` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _check_map(da: xr.DataArray) -> None:

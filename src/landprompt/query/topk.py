@@ -19,9 +19,9 @@ import xarray as xr
 
 from landprompt.embedder.cube import cube_grid, iter_chunks, open_cube
 from landprompt.errors import BadInputError
+from landprompt.files import atomic_path
 from landprompt.geo import EUROPE_CRS, WGS84, BBox, Grid, transform_points
 from landprompt.index.search import CubeIndex
-from landprompt.query.maps import atomic_path
 from landprompt.query.probability import DEFAULT_STYLE, _as_unit_rows, clip_for_cube, concept_embedding
 
 if TYPE_CHECKING:

@@ -21,11 +21,8 @@ the JSON and against the names and shapes of the rebuilt architecture.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -38,6 +35,7 @@ from landprompt.embedder.models.base import Encoder, to_jsonable
 from landprompt.embedder.models.presto import state_dict_mismatch
 from landprompt.embedder.models.registry import create_encoder, encoder_factory, is_encoder, list_encoders
 from landprompt.errors import BadInputError, MissingWeightsError
+from landprompt.files import atomic_path, file_sha256
 
 CHECKPOINT_FORMAT = "landprompt-encoder-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -73,11 +71,7 @@ def checkpoint_hash(path: str | Path) -> str:
     weights, _ = checkpoint_paths(path)
     if not weights.is_file():
         raise MissingWeightsError(f"checkpoint weights not found: {weights}")
-    digest = hashlib.sha256()
-    with weights.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(weights)
 
 
 def save_checkpoint(
@@ -125,12 +119,13 @@ def save_checkpoint(
         json.dumps(document, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise BadInputError(f"checkpoint config or provenance is not JSON-serialisable: {err}") from err
-    weights.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"format": "pt", "landprompt_encoder": encoder.registry_name}
-    _atomic_write(weights, lambda tmp: save_file(state, tmp, metadata=metadata))
+    with atomic_path(weights) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
     document["weights"]["sha256"] = checkpoint_hash(weights)
     text = json.dumps(document, indent=2, allow_nan=False)
-    _atomic_write(config_path, lambda tmp: Path(tmp).write_text(text + "\n"))
+    with atomic_path(config_path) as tmp:
+        tmp.write_text(text + "\n")
     return config_path
 
 
@@ -250,18 +245,6 @@ def _device(device: str | torch.device | None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise BadInputError(f"device {device!r} asked for, but CUDA is not available here")
     return dev
-
-
-def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
-    """Write through a temporary file in the same folder, then rename it onto ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _version(package: str) -> str | None:

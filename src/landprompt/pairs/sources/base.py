@@ -29,7 +29,6 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,20 +54,8 @@ SOURCE_COLUMNS = (
     "labels",
     "country",
 )
-_TEXT = (
-    "source_id",
-    "path",
-    "url",
-    "licence",
-    "author",
-    "user_id",
-    "title",
-    "tags",
-    "sha256",
-    "direction",
-    "loc_key",
-    "country",
-)
+_TYPED = ("lat", "lon", "taken_at", "year", "metadata", "labels")
+_TEXT = tuple(c for c in SOURCE_COLUMNS if c not in _TYPED)
 
 
 @dataclass(frozen=True)
@@ -156,15 +143,6 @@ def _clean(value: Any) -> Any:
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, streamed."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def text_sha256(text: str) -> str:

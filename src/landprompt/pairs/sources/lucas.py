@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 
 from landprompt.errors import BadInputError
-from landprompt.pairs.sources.base import PhotoSource, SourceBatch, file_sha256, photo_frame
+from landprompt.files import file_sha256
+from landprompt.pairs.sources.base import PhotoSource, SourceBatch, photo_frame
 
 LICENCE = "EU-REUSE"
 LICENCE_NOTE = (

@@ -17,8 +17,9 @@ import duckdb
 import pandas as pd
 
 from landprompt.errors import BadInputError
+from landprompt.files import file_sha256
 from landprompt.pairs.licences import UNKNOWN, normalise_licence
-from landprompt.pairs.sources.base import PhotoSource, SourceBatch, file_sha256, photo_frame
+from landprompt.pairs.sources.base import PhotoSource, SourceBatch, photo_frame
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,9 @@ from urllib.parse import unquote_plus
 import pandas as pd
 
 from landprompt.errors import BadInputError
+from landprompt.files import file_sha256
 from landprompt.pairs.licences import normalise_licence
-from landprompt.pairs.sources.base import PhotoSource, SourceBatch, file_sha256, photo_frame
+from landprompt.pairs.sources.base import PhotoSource, SourceBatch, photo_frame
 
 N_COLUMNS = 25
 COLUMNS = {
