@@ -10,6 +10,7 @@ bitwise identical; chunks run in this process or as Dask tasks on a cluster.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from landprompt.embedder.cube import DEFAULT_CHUNK, ChunkWindow, CubeDtype, CubeWriter
-from landprompt.embedder.models import Encoder, load_encoder, pixel_latlon
+from landprompt.embedder.models import Encoder, pixel_latlon
+from landprompt.embedder.recipe import EncoderRecipe, weights_sha256
 from landprompt.eo.aoi import check_grid
 from landprompt.eo.source import SceneSource
 from landprompt.errors import BadInputError
@@ -31,12 +33,13 @@ from landprompt.geo import BBox, Grid, parse_bbox, parse_crs
 class EmbedTask:
     """Everything a worker needs to embed one chunk (picklable: paths and settings, no arrays)."""
 
-    model: str
+    recipe: EncoderRecipe
     source: SceneSource
     grid: Grid
     year: int
     batch_size: int = 1024
     device: str | None = None
+    weights_sha256: str = ""
 
 
 AOI = Grid | BBox | str | Sequence[float]
@@ -58,16 +61,28 @@ def plan_grid(aoi: AOI, resolution: float = 10.0, crs: Any = None, force: bool =
     return check_grid(Grid.from_bbox(box, resolution, None if crs is None else parse_crs(crs)), force=force)
 
 
-def run_attrs(encoder: Encoder, source: SceneSource, year: int) -> dict[str, Any]:
-    """Cube attrs recording what produced it (model, checkpoint hash, CLIP model, year, source)."""
+def run_attrs(
+    encoder: Encoder,
+    source: SceneSource,
+    year: int,
+    recipe: EncoderRecipe | None = None,
+    digest: str | None = None,
+) -> dict[str, Any]:
+    """Cube attrs recording what produced it.
+
+    The encoder (model, arguments, seed, weights hash), CLIP model, year, source and cloud mask.
+    """
     spec = encoder.spec
+    recipe = recipe or EncoderRecipe(encoder.registry_name or type(encoder).__name__)
     return {
         **encoder.describe(),
+        **recipe.attrs(digest or weights_sha256(encoder)),
         "clip_model": spec.clip_model or "",
         "clip_pretrained": spec.clip_pretrained or "",
         "time_range": [f"{year}-01-01", f"{year}-12-31"],
         "year": year,
         "source": repr(source),
+        "cloud_mask": source.cloud_mask(year),
     }
 
 
@@ -78,6 +93,9 @@ def embed_run(
     source: SceneSource,
     out: str | Path,
     resolution: float = 10.0,
+    encoder_args: dict[str, Any] | None = None,
+    seed: int = 0,
+    random_weights: bool = False,
     crs: Any = None,
     chunk: int = DEFAULT_CHUNK,
     dtype: CubeDtype = "fp16",
@@ -96,6 +114,11 @@ def embed_run(
         source: Where the Sentinel scenes come from (STAC or a local stack).
         out: Cube path (``.zarr``).
         resolution: Input pixel size in metres.
+        encoder_args: Factory arguments of a registry name (e.g. ``presto_weights``, ``clip_pretrained``),
+            or argument overrides of a checkpoint.
+        seed: Seed of whatever the encoder's weights leave random (the same weights in every process).
+        random_weights: Accept an encoder without trained weights (else refused, see
+            :mod:`landprompt.embedder.recipe`).
         crs: Grid CRS (default: the UTM zone of the AOI centre).
         chunk: Cube chunk size in output pixels.
         dtype: Cube storage, ``fp16`` or ``int8``.
@@ -111,11 +134,13 @@ def embed_run(
     if not 2015 <= year <= 2100:
         raise BadInputError(f"year {year} is outside the Sentinel era (2015 onwards)")
     grid = plan_grid(aoi, resolution, crs, force)
-    task = EmbedTask(str(model), source, grid, year, batch_size, device)
-    encoder = _encoder(task.model, device)
-    writer = CubeWriter(
-        out, encoder.output_grid(grid), encoder.spec.embed_dim, dtype, chunk, run_attrs(encoder, source, year)
-    )
+    recipe = EncoderRecipe.of(str(model), encoder_args, seed, random_weights)
+    encoder, digest = _encoder(recipe, device)
+    source.check_coverage(grid, year)
+    task = EmbedTask(recipe, source, grid, year, batch_size, device, digest)
+    attrs = run_attrs(encoder, source, year, recipe, digest)
+    check_same_encoder(out, attrs)
+    writer = CubeWriter(out, encoder.output_grid(grid), encoder.spec.embed_dim, dtype, chunk, attrs)
     pending = writer.pending()
     stride = encoder.spec.output_stride
     with _ChunkProgress(len(writer.windows()), writer.n_done, stride, enabled=progress) as advance:
@@ -130,7 +155,12 @@ def embed_window(task: EmbedTask, window: ChunkWindow) -> tuple[np.ndarray, np.n
     Returns:
         Embeddings [h, w, d] and the valid mask [h, w] of the chunk.
     """
-    encoder = _encoder(task.model, task.device)
+    encoder, digest = _encoder(task.recipe, task.device)
+    if task.weights_sha256 and digest != task.weights_sha256:
+        raise RuntimeError(
+            f"this process built {task.recipe.model!r} with weights {digest[:12]}..., not the run's "
+            f"{task.weights_sha256[:12]}...: the encoder's weights differ between processes"
+        )
     stride, halo = encoder.spec.output_stride, _halo(encoder)
     rows = _input_span(window.rows, stride, halo, task.grid.rows)
     cols = _input_span(window.cols, stride, halo, task.grid.cols)
@@ -167,10 +197,47 @@ def _embed_and_write(window: ChunkWindow, writer: CubeWriter, task: EmbedTask) -
     return window
 
 
+#: Cube attrs that say which encoder embedded a cube; a resume must match them.
+ENCODER_ATTRS = ("model", "arguments", "encoder_seed", "random_weights", "weights_sha256")
+
+
+def check_same_encoder(out: str | Path, attrs: dict[str, Any]) -> None:
+    """Refuse to resume the cube at ``out`` with another encoder than the one that started it.
+
+    Raises:
+        BadInputError: Naming what differs (seed, arguments, weights), if ``out`` is a cube begun with
+            other encoder attrs.
+    """
+    stored = _stored_attrs(Path(out))
+    if stored is None:
+        return
+    wanted = json.loads(json.dumps(attrs))
+    differ = [key for key in ENCODER_ATTRS if key in stored and stored[key] != wanted.get(key)]
+    if differ:
+        shown = "; ".join(f"{key} {stored[key]!r} there, {wanted.get(key)!r} now" for key in differ)
+        raise BadInputError(
+            f"{out} was begun with another encoder ({shown}): resume with the same --model, weights "
+            "options and --seed, or use a new --out"
+        )
+
+
+def _stored_attrs(path: Path) -> dict[str, Any] | None:
+    """The attrs of an existing Zarr group at ``path``, or None."""
+    if not path.exists():
+        return None
+    import zarr
+
+    try:
+        return dict(zarr.open_group(str(path), mode="r").attrs)
+    except Exception:  # not a Zarr group: the cube writer says so
+        return None
+
+
 @lru_cache(maxsize=4)
-def _encoder(model: str, device: str | None) -> Encoder:
-    """The encoder of a run, loaded once per process."""
-    return load_encoder(model, device=device)
+def _encoder(recipe: EncoderRecipe, device: str | None) -> tuple[Encoder, str]:
+    """The encoder of a run and its weights' sha256, built once per process."""
+    encoder = recipe.build(device)
+    return encoder, weights_sha256(encoder)
 
 
 def _halo(encoder: Encoder) -> int:

@@ -3,11 +3,17 @@
 **GeoTIFF stack**: a folder of ``<sensor>_<YYYYMMDD>[_<anything>].tif`` files, one per acquisition,
 ``<sensor>`` being ``s2`` or ``s1``.
 
-- ``s2_*``: bands B2, B3, B4, B5, B6, B7, B8, B8A, B11, B12 as reflectance x 1e4 with any processing
-  baseline offset already removed (0 or the file's nodata = no data), optionally followed by ``SCL``
-  (then clouds are masked like STAC data). Any dtype; :func:`write_geotiff_stack` writes uint16.
+- ``s2_*``: bands B2, B3, B4, B5, B6, B7, B8, B8A, B11, B12 as L2A reflectance x 1e4 (0 or the file's
+  nodata = no data), optionally with ``SCL`` (then clouds are masked like STAC data). Other Sentinel-2
+  bands (B1, B9, B10, AOT, WVP, TCI, CLD, SNW) may be there too and are ignored. The processing baseline
+  offset is removed as the file's tags say (:mod:`landprompt.eo.l2a`, ``--l2a-offset``). Any dtype;
+  :func:`write_geotiff_stack` writes uint16 tagged ``BOA_ADD_OFFSET=0``. Without SCL there is no cloud
+  mask: one warning line says so and composites and cubes record ``cloud_mask: none``.
 - ``s1_*``: VV, VH backscatter in dB (NaN or the file's nodata = no data), float32.
-- Band descriptions name the bands (any order); without descriptions the order above is assumed.
+- Band descriptions name the bands (any order). Without descriptions, or with descriptions that are
+  not band names (stackstac writes a hash into each), the order is taken from the band count, with a
+  note: 10 (B2 ... B12), 11 (B2 ... B12, SCL), 12 (the L2A product's B1 ... B8, B8A, B9, B11, B12), 13
+  (the L1C order with B10); S1: 2 (VV, VH).
 - Files of one sensor and date are tiles of one acquisition: they are fused, first valid pixel in
   file-name order. Any CRS and resolution: files are warped onto the grid (nearest by default).
 
@@ -36,13 +42,14 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from odc.geo.xr import xr_reproject
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from landprompt.eo.aoi import check_grid, grid_geobox, on_grid
-from landprompt.eo.bands import S1_BAND_NAMES, S2_BAND_NAMES, SCL_BAND, SENSOR_BANDS, Sensor, band_spec
-from landprompt.eo.source import Scenes, SceneSource
+from landprompt.eo.bands import S1_BAND_NAMES, S2_BAND_NAMES, SCL_BAND, Sensor, band_spec
+from landprompt.eo.l2a import dn_scale, parse_l2a_offset
+from landprompt.eo.source import Scenes, SceneSource, no_cloud_mask_note, note_once
 from landprompt.errors import BadInputError
 from landprompt.geo import Grid, parse_crs, reproject_bounds
 
@@ -51,6 +58,18 @@ STACK_FILE = re.compile(r"^(?P<sensor>s[12])_(?P<date>\d{8})(?:_[^/]*)?\.tiff?$"
 
 CUBE_SUFFIXES = (".zarr", ".nc", ".nc4", ".netcdf")
 S2_STACK_BANDS: tuple[str, ...] = (*S2_BAND_NAMES, SCL_BAND)
+S2_EXTRA_BANDS: frozenset[str] = frozenset(
+    {"B1", "B01", "B9", "B09", "B10", "AOT", "WVP", "TCI", "CLD", "SNW"}
+)
+"""Sentinel-2 bands a stack file may hold that landprompt does not read."""
+S2_ORDERS: dict[int, tuple[str, ...]] = {
+    10: S2_BAND_NAMES,
+    11: S2_STACK_BANDS,
+    12: ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12"),
+    13: ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"),
+}
+"""Band order of an S2 stack file without band names, by its band count."""
+S1_ORDERS: dict[int, tuple[str, ...]] = {2: S1_BAND_NAMES}
 
 
 @dataclass(frozen=True)
@@ -78,21 +97,49 @@ def list_geotiff_stack(folder: str | Path, year: int | None = None) -> list[Stac
     return files
 
 
-def _stack_band_names(path: Path, sensor: Sensor, descriptions: Sequence[str | None]) -> list[str]:
-    """Band names of a stack file: its descriptions, else the default order of its sensor."""
-    allowed = S2_STACK_BANDS if sensor == "s2" else S1_BAND_NAMES
-    if all(descriptions):
-        names = [SCL_BAND if str(d).upper() == SCL_BAND else band_spec(str(d)).name for d in descriptions]
-        wrong = [n for n in names if n not in allowed]
+def _stack_band_names(path: Path, sensor: Sensor, descriptions: Sequence[str | None]) -> list[str | None]:
+    """Band names of a stack file, None for a band landprompt does not read.
+
+    From its descriptions, else the documented order of its band count (see the module docstring).
+    """
+    read = S2_STACK_BANDS if sensor == "s2" else S1_BAND_NAMES
+    names = [_band_name(d) for d in descriptions] if all(descriptions) else None
+    if names is not None and "" not in names:
+        wrong = [n for n in names if n is not None and n not in read]
         if wrong:
-            raise BadInputError(f"{path.name}: band(s) {', '.join(wrong)} are not {sensor.upper()} bands")
+            raise BadInputError(f"{path}: band(s) {', '.join(wrong)} are not {sensor.upper()} bands")
         return names
-    if len(descriptions) in (len(SENSOR_BANDS[sensor]), len(allowed)):
-        return list(allowed[: len(descriptions)])
-    raise BadInputError(
-        f"{path.name} has {len(descriptions)} bands without descriptions: name them "
-        f"({', '.join(allowed)}) or store exactly {len(SENSOR_BANDS[sensor])} in that order"
-    )
+    orders = S2_ORDERS if sensor == "s2" else S1_ORDERS
+    order = orders.get(len(descriptions))
+    if order is None:
+        counts = ", ".join(f"{n} ({' '.join(o)})" for n, o in orders.items())
+        named = (
+            f"whose descriptions {tuple(descriptions)} are not all band names" if any(descriptions) else ""
+        )
+        raise BadInputError(
+            f"{path} has {len(descriptions)} bands {named or 'without band names'}: name them in the "
+            f"band descriptions, or store one of the documented orders: {counts}"
+        )
+    if any(descriptions):
+        shown = ", ".join(repr(d) for d in descriptions[:2])
+        note_once(
+            f"{path.parent}: band descriptions such as {shown} are not band names; reading "
+            f"{len(descriptions)}-band files in the documented order {' '.join(order)}"
+        )
+    return [n if n in read else None for n in order]
+
+
+def _band_name(description: str | None) -> str | None:
+    """The landprompt name of a band description; None for a known band it ignores, "" for no band."""
+    key = str(description).strip().upper()
+    if key == SCL_BAND:
+        return SCL_BAND
+    if key in S2_EXTRA_BANDS:
+        return None
+    try:
+        return band_spec(key).name
+    except BadInputError:
+        return ""
 
 
 def aligned_window(src: rasterio.io.DatasetReader, grid: Grid) -> Window | None:
@@ -112,45 +159,76 @@ def aligned_window(src: rasterio.io.DatasetReader, grid: Grid) -> Window | None:
     return Window(col, row, grid.cols, grid.rows)
 
 
-def read_geotiff(path: str | Path, grid: Grid, sensor: Sensor, resampling: str = "nearest") -> xr.Dataset:
-    """One stack GeoTIFF warped onto ``grid``: one float32 (y, x) variable per band, NaN = no data."""
+def read_geotiff(
+    path: str | Path,
+    grid: Grid,
+    sensor: Sensor,
+    resampling: str = "nearest",
+    l2a_offset: str | float | None = "auto",
+) -> xr.Dataset:
+    """One stack GeoTIFF warped onto ``grid``: one float32 (y, x) variable per band, NaN = no data.
+
+    Sentinel-2 reflectance comes out as reflectance x 1e4, the L2A offset removed as ``l2a_offset``
+    says (:mod:`landprompt.eo.l2a`); bands landprompt does not read are dropped.
+
+    Raises:
+        BadInputError: Naming the file, if it cannot be read or its bands or offset are unclear.
+    """
     path = Path(path)
     try:
-        src = rasterio.open(path)
-    except RasterioIOError as exc:
+        with rasterio.open(path) as src:
+            return _read_geotiff(src, path, grid, sensor, resampling, parse_l2a_offset(l2a_offset))
+    except RasterioError as exc:
         raise BadInputError(f"cannot read {path}: {exc}") from exc
-    with src:
-        if src.crs is None:
-            raise BadInputError(f"{path} has no CRS: write one (e.g. with rio.write_crs) before using it")
-        names = _stack_band_names(path, sensor, src.descriptions)
-        floating = np.issubdtype(np.dtype(src.dtypes[0]), np.floating)
-        nodata = src.nodata if src.nodata is not None else (np.nan if floating else 0)
-        window = aligned_window(src, grid)
-        if window is not None:  # the grid is a window of the file's pixels: no warp needed
-            raw = src.read(window=window)
-        else:
-            with WarpedVRT(
-                src,
-                crs=grid.crs.to_wkt(),
-                transform=grid.transform,
-                width=grid.cols,
-                height=grid.rows,
-                resampling=Resampling[resampling],
-                src_nodata=nodata,
-                nodata=nodata,
-            ) as vrt:
-                raw = vrt.read()
+
+
+def _read_geotiff(
+    src: rasterio.io.DatasetReader,
+    path: Path,
+    grid: Grid,
+    sensor: Sensor,
+    resampling: str,
+    l2a_offset: float | None,
+) -> xr.Dataset:
+    if src.crs is None:
+        raise BadInputError(f"{path} has no CRS: write one (e.g. with rio.write_crs) before using it")
+    names = _stack_band_names(path, sensor, src.descriptions)
+    indexes = [i + 1 for i, n in enumerate(names) if n is not None]
+    kept = [n for n in names if n is not None]
+    floating = np.issubdtype(np.dtype(src.dtypes[0]), np.floating)
+    nodata = src.nodata if src.nodata is not None else (np.nan if floating else 0)
+    window = aligned_window(src, grid)
+    if window is not None:  # the grid is a window of the file's pixels: no warp needed
+        raw = src.read(indexes, window=window)
+    else:
+        with WarpedVRT(
+            src,
+            crs=grid.crs.to_wkt(),
+            transform=grid.transform,
+            width=grid.cols,
+            height=grid.rows,
+            resampling=Resampling[resampling],
+            src_nodata=nodata,
+            nodata=nodata,
+        ) as vrt:
+            raw = vrt.read(indexes)
     data = raw.astype(np.float32)
     invalid = ~np.isfinite(data) if np.isnan(nodata) else data == np.float32(nodata)
     if sensor == "s2":  # a reflectance of 0 is no data too
-        reflectance = np.array([n != SCL_BAND for n in names])
+        reflectance = np.array([n != SCL_BAND for n in kept])
         invalid[reflectance] |= data[reflectance] == 0
+        scale = dn_scale(src, path, names, l2a_offset).pick([i - 1 for i in indexes])
+        data = scale.apply(data, invalid, reflectance.tolist())
     data[invalid] = np.nan
-    return xr.Dataset({name: (("y", "x"), band) for name, band in zip(names, data, strict=True)})
+    return xr.Dataset({name: (("y", "x"), band) for name, band in zip(kept, data, strict=True)})
 
 
 def read_geotiff_stack(
-    folder: str | Path, grid: Grid, year: int | None = None, resampling: str = "nearest"
+    folder: str | Path,
+    grid: Grid,
+    year: int | None = None,
+    resampling: str = "nearest",
+    l2a_offset: str | float | None = "auto",
 ) -> Scenes:
     """The GeoTIFF stack of a folder read onto ``grid`` (see the module docstring for the layout)."""
     files = list_geotiff_stack(folder, year)
@@ -158,7 +236,7 @@ def read_geotiff_stack(
     for sensor in ("s2", "s1"):
         by_time: dict[pd.Timestamp, xr.Dataset] = {}
         for f in (f for f in files if f.sensor == sensor):
-            scene = read_geotiff(f.path, grid, f.sensor, resampling)
+            scene = read_geotiff(f.path, grid, f.sensor, resampling, l2a_offset)
             by_time[f.time] = by_time[f.time].combine_first(scene) if f.time in by_time else scene
         if by_time:
             times = sorted(by_time)
@@ -167,18 +245,31 @@ def read_geotiff_stack(
     return Scenes(out["s2"], out["s1"])
 
 
-def read_scene_cube(
-    path: str | Path, grid: Grid, year: int | None = None, resampling: str = "nearest"
-) -> Scenes:
-    """A Zarr/NetCDF scene cube read onto ``grid`` (see the module docstring for the layout)."""
-    path = Path(path)
+def _open_cube(path: Path) -> xr.Dataset:
+    """A Zarr/NetCDF scene cube, opened lazily (CF scale/offset attributes decoded by xarray)."""
     try:
         if _is_zarr(path):
-            ds = xr.open_zarr(path, consolidated=False, decode_coords="all")
-        else:
-            ds = xr.open_dataset(path, decode_coords="all")
+            return xr.open_zarr(path, consolidated=False, decode_coords="all")
+        return xr.open_dataset(path, decode_coords="all")
     except (OSError, ValueError, KeyError) as exc:
         raise BadInputError(f"cannot open scene cube {path}: {exc}") from exc
+
+
+def read_scene_cube(
+    path: str | Path,
+    grid: Grid,
+    year: int | None = None,
+    resampling: str = "nearest",
+    l2a_offset: str | float | None = "auto",
+) -> Scenes:
+    """A Zarr/NetCDF scene cube read onto ``grid`` (see the module docstring for the layout).
+
+    ``l2a_offset`` ``0`` or ``-1000`` is added to the S2 reflectance bands; ``auto`` takes them as they
+    decode (a cube's CF ``add_offset`` / ``scale_factor`` are applied by xarray).
+    """
+    path = Path(path)
+    offset = parse_l2a_offset(l2a_offset)
+    ds = _open_cube(path)
     variables = [v for v in ds.data_vars if {"time", "band", "y", "x"} <= set(ds[v].dims)]
     if len(variables) != 1:
         raise BadInputError(
@@ -207,6 +298,8 @@ def read_scene_cube(
         observed = data.sel(band=[b for b in bands if b != SCL_BAND]).notnull().any(["band", "y", "x"])
         scenes = data.isel(time=observed.values).to_dataset(dim="band")  # drop the other sensor's dates
         scenes = scenes.drop_vars("spatial_ref", errors="ignore").transpose("time", "y", "x")
+        if sensor == "s2" and offset:
+            scenes = scenes.map(lambda v: v if v.name == SCL_BAND else (v + np.float32(offset)).clip(min=1))
         out[sensor] = on_grid(scenes, grid)
     return Scenes(out["s2"], out["s1"])
 
@@ -273,6 +366,8 @@ def _write_tif(path: Path, array: np.ndarray, like: xr.Dataset, names: Iterable[
         dst.write(array)
         for i, name in enumerate(names, start=1):
             dst.set_band_description(i, name)
+        if array.dtype == np.uint16:  # S2: the baseline offset is already removed
+            dst.update_tags(BOA_ADD_OFFSET="0")
 
 
 def write_scene_cube(scenes: Scenes, path: str | Path) -> Path:
@@ -307,11 +402,18 @@ class LocalSource(SceneSource):
     path: str | Path
     dilate: int = 0
     resampling: str = "nearest"
+    l2a_offset: str = "auto"
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
         if not self.path.exists():
             raise BadInputError(f"local stack {self.path} does not exist")
+        parse_l2a_offset(self.l2a_offset)
+
+    @property
+    def label(self) -> str:
+        """The stack's path."""
+        return str(self.path)
 
     @property
     def kind(self) -> str:
@@ -326,7 +428,90 @@ class LocalSource(SceneSource):
         )
 
     def scenes(self, grid: Grid, year: int, *, force: bool = False) -> Scenes:
-        """The year's scenes read onto ``grid``."""
+        """The year's scenes read onto ``grid``.
+
+        Raises:
+            BadInputError: If the stack holds no scene of ``year`` (naming the dates it holds).
+        """
         check_grid(grid, force=force)
-        reader = read_scene_cube if self.kind == "cube" else read_geotiff_stack
-        return reader(self.path, grid, year, self.resampling)
+        self._check_year(year)
+        if self.kind == "cube":
+            return read_scene_cube(self.path, grid, year, self.resampling, self.l2a_offset)
+        return read_geotiff_stack(self.path, grid, year, self.resampling, self.l2a_offset)
+
+    def dates(self) -> list[pd.Timestamp]:
+        """Acquisition dates of the stack, sorted."""
+        if self.kind == "cube":
+            with _open_cube(Path(self.path)) as ds:
+                return sorted(pd.DatetimeIndex(ds["time"].values))
+        return sorted({f.time for f in list_geotiff_stack(self.path)})
+
+    def cloud_mask(self, year: int) -> str:
+        """``"SCL"`` when the year's S2 files carry an SCL band, else ``"none"`` (with one warning line)."""
+        if self.kind == "cube":
+            with _open_cube(Path(self.path)) as ds:
+                names = {str(b) for b in ds["band"].values} if "band" in ds.coords else set()
+            has_scl = SCL_BAND in names
+        else:
+            has_scl = any(
+                SCL_BAND in _file_band_names(f)
+                for f in list_geotiff_stack(self.path, year)
+                if f.sensor == "s2"
+            )
+        if not has_scl:
+            no_cloud_mask_note(self.label, year)
+        return "SCL" if has_scl else "none"
+
+    def check_coverage(self, grid: Grid, year: int) -> None:
+        """Raise if no scene of ``year`` overlaps ``grid``, naming the dates found."""
+        self._check_year(year)
+        if self.kind == "cube":
+            with _open_cube(Path(self.path)) as ds:
+                crs = ds.rio.crs
+                x, y = ds["x"].values, ds["y"].values
+                spans = [(float(x.min()), float(y.min()), float(x.max()), float(y.max()), crs)]
+        else:
+            spans = []
+            for f in list_geotiff_stack(self.path, year):
+                try:
+                    with rasterio.open(f.path) as src:
+                        spans.append((*src.bounds, src.crs))
+                except RasterioError as exc:
+                    raise BadInputError(f"cannot read {f.path}: {exc}") from exc
+        left, bottom, right, top = grid.bounds
+        for x0, y0, x1, y1, crs in spans:
+            if crs is None:
+                continue
+            a, b, c, d = reproject_bounds((x0, y0, x1, y1), crs, grid.crs)
+            if a < right and c > left and b < top and d > bottom:
+                return
+        dates = [t for t in self.dates() if t.year == year]
+        raise BadInputError(
+            f"no scene of {self.path} overlaps the area {tuple(round(v, 4) for v in grid.bbox)}: its scenes "
+            f"of {year} ({_dates_text(dates)}) lie elsewhere"
+        )
+
+    def _check_year(self, year: int) -> None:
+        dates = self.dates()
+        if not any(t.year == year for t in dates):
+            raise BadInputError(
+                f"{self.path} holds no scene of {year}; the dates found are {_dates_text(dates)}: "
+                "pick a --year it covers"
+            )
+
+
+def _dates_text(dates: Sequence[pd.Timestamp], shown: int = 8) -> str:
+    """Dates as ``2021-01-10, 2021-02-03 (+5 more)``, or ``none``."""
+    if not dates:
+        return "none"
+    text = ", ".join(f"{t:%Y-%m-%d}" for t in dates[:shown])
+    return text + (f" (+{len(dates) - shown} more)" if len(dates) > shown else "")
+
+
+def _file_band_names(f: StackFile) -> list[str | None]:
+    """The band names of a stack file (header only)."""
+    try:
+        with rasterio.open(f.path) as src:
+            return _stack_band_names(f.path, f.sensor, src.descriptions)
+    except RasterioError as exc:
+        raise BadInputError(f"cannot read {f.path}: {exc}") from exc

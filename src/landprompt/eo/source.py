@@ -7,15 +7,35 @@ holding the same data give identical composites.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from typing import NamedTuple
 
 import xarray as xr
 
 from landprompt.eo.aoi import check_grid
+from landprompt.eo.bands import SCL_BAND
 from landprompt.eo.composite import monthly_composites
 from landprompt.eo.masks import mask_scenes
 from landprompt.geo import Grid
+
+log = logging.getLogger(__name__)
+_noted: set[str] = set()
+
+
+def note_once(message: str) -> None:
+    """Log ``warning: message`` once per process (a run's chunks read the same files again and again)."""
+    if message not in _noted:
+        _noted.add(message)
+        log.warning("warning: %s", message)
+
+
+def no_cloud_mask_note(label: str, year: int) -> None:
+    """The one warning line of a source whose Sentinel-2 scenes have no SCL band."""
+    note_once(
+        f"{label}: the Sentinel-2 scenes of {year} have no SCL band, so clouds are not masked "
+        "(recorded as cloud_mask: none)"
+    )
 
 
 class Scenes(NamedTuple):
@@ -40,6 +60,22 @@ class SceneSource(ABC):
 
     dilate: int = 0
 
+    @property
+    def label(self) -> str:
+        """How messages name this source."""
+        return type(self).__name__
+
+    def cloud_mask(self, year: int) -> str:
+        """``"SCL"`` when the year's Sentinel-2 scenes carry SCL classes, else ``"none"`` (with a warning)."""
+        return "SCL"
+
+    def check_coverage(self, grid: Grid, year: int) -> None:
+        """Raise a :class:`~landprompt.errors.BadInputError` if no scene of ``year`` touches ``grid``.
+
+        The default checks nothing (a STAC search with no items is an error of its own).
+        """
+        return None
+
     @abstractmethod
     def scenes(self, grid: Grid, year: int, *, force: bool = False) -> Scenes:
         """The scenes of ``year`` read onto ``grid`` (see :class:`Scenes`)."""
@@ -54,6 +90,11 @@ class SceneSource(ABC):
         """
         check_grid(grid, force=force)
         s2, s1 = self.scenes(grid, year, force=force)
+        mask = "SCL" if s2 is not None and SCL_BAND in s2.data_vars else "none"
+        if mask == "none":
+            no_cloud_mask_note(self.label, year)
         if s2 is not None:
             s2 = mask_scenes(s2, dilate=self.dilate)
-        return monthly_composites(s2, s1, year, grid)
+        composite = monthly_composites(s2, s1, year, grid)
+        composite.attrs["cloud_mask"] = mask
+        return composite
