@@ -172,3 +172,19 @@ def planted_pairs_dataset(tmp_path_factory: pytest.TempPathFactory):  # type: ig
 
     pairs = planted_pairs(640, classes=16, window=3, dim=16, seed=0)
     return write_planted_pairs(tmp_path_factory.mktemp("planted-pairs"), pairs), pairs
+
+
+@pytest.fixture(scope="session")
+def l2a_fixture(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """tests/data/l2a/data.py run once: one L2A reflectance set as 12-band stacks stored five ways
+    (offset-free, GDAL offset tag, baseline 04.00 with STAC items, stackstac descriptions, scale tag)."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).parent / "data" / "l2a" / "data.py"
+    spec = importlib.util.spec_from_file_location("landprompt_test_l2a_data", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module.generate(tmp_path_factory.mktemp("l2a"))

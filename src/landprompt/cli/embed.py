@@ -28,6 +28,34 @@ ResolutionOption = Annotated[float, typer.Option("--resolution", help="Pixel siz
 CrsOption = Annotated[str | None, typer.Option("--crs", help="Grid CRS, e.g. EPSG:3035 (default: UTM zone).")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Allow an area beyond 10^8 pixels.")]
 DilateOption = Annotated[int, typer.Option("--dilate", help="Grow cloud/shadow masks by N pixels.")]
+L2aOffsetOption = Annotated[
+    str,
+    typer.Option(
+        "--l2a-offset",
+        help="Local stacks: DN offset of Sentinel-2 L2A files, auto (tags, processing baseline, else "
+        "refuse files never below 1000), 0 or -1000.",
+    ),
+]
+EncoderClipOption = Annotated[
+    str | None, typer.Option("--clip", help="clip_rgb: open_clip model name (default ViT-B-32).")
+]
+EncoderPretrainedOption = Annotated[
+    str | None,
+    typer.Option(
+        "--pretrained", help="clip_rgb: open_clip pretrained tag (e.g. laion2b_s34b_b79k) or weights file."
+    ),
+]
+PrestoWeightsOption = Annotated[
+    Path | None,
+    typer.Option("--presto-weights", help="sits: the official Presto weights (default_model.pt)."),
+]
+SeedOption = Annotated[
+    int,
+    typer.Option("--seed", help="Seed of whatever the encoder's weights leave random (e.g. the sits head)."),
+]
+RandomWeightsOption = Annotated[
+    bool, typer.Option("--random-weights", help="Embed with seeded random weights (for tests: no concept).")
+]
 
 
 @eo_app.command("bands")
@@ -54,6 +82,7 @@ def eo_composite(
     resolution: ResolutionOption = 10.0,
     crs: CrsOption = None,
     dilate: DilateOption = 0,
+    l2a_offset: L2aOffsetOption = "auto",
     force: ForceOption = False,
 ) -> None:
     """Monthly median S1/S2 composites of one year over an area (s2, s1: [time, band, y, x])."""
@@ -65,7 +94,9 @@ def eo_composite(
     if out.suffix not in (".zarr", ".nc"):
         raise BadInputError(f"--out must end in .zarr or .nc, got {out.name!r}")
     grid = plan_grid(aoi, resolution, crs, force)
-    composite = open_source(source, dilate).composite(grid, year, force=force)
+    scenes = open_source(source, dilate, l2a_offset)
+    scenes.check_coverage(grid, year)
+    composite = scenes.composite(grid, year, force=force)
     if out.suffix == ".nc":
         with atomic_path(out) as tmp:
             composite.to_netcdf(tmp)
@@ -82,6 +113,7 @@ def eo_fetch(
     source: SourceOption = "pc",
     resolution: ResolutionOption = 10.0,
     crs: CrsOption = None,
+    l2a_offset: L2aOffsetOption = "auto",
     force: ForceOption = False,
 ) -> None:
     """Download a year of scenes once into a local stack, for offline runs (--source PATH later)."""
@@ -90,7 +122,7 @@ def eo_fetch(
     from landprompt.eo.open import open_source
 
     grid = plan_grid(aoi, resolution, crs, force)
-    scenes = open_source(source).scenes(grid, year, force=force)
+    scenes = open_source(source, l2a_offset=l2a_offset).scenes(grid, year, force=force)
     if out.suffix in (".zarr", ".nc"):
         console.print(f"wrote {write_scene_cube(scenes, out)}")
     else:
@@ -106,6 +138,11 @@ def embed_run_command(
         str, typer.Option("--model", help="Encoder name (sits, clip_rgb) or checkpoint.")
     ] = "clip_rgb",
     source: SourceOption = "pc",
+    clip: EncoderClipOption = None,
+    pretrained: EncoderPretrainedOption = None,
+    presto_weights: PrestoWeightsOption = None,
+    seed: SeedOption = 0,
+    random_weights: RandomWeightsOption = False,
     resolution: ResolutionOption = 10.0,
     crs: CrsOption = None,
     chunk: Annotated[int, typer.Option(help="Cube chunk size in output pixels.")] = 256,
@@ -116,6 +153,7 @@ def embed_run_command(
         str | None, typer.Option(help="Dask scheduler address, or 'local'; default: run here.")
     ] = None,
     dilate: DilateOption = 0,
+    l2a_offset: L2aOffsetOption = "auto",
     force: ForceOption = False,
 ) -> None:
     """Embed an area for one year into a cube; the same command resumes a killed run."""
@@ -126,9 +164,12 @@ def embed_run_command(
         aoi,
         year,
         model,
-        open_source(source, dilate),
+        open_source(source, dilate, l2a_offset),
         out,
         resolution=resolution,
+        encoder_args=encoder_arguments(model, clip, pretrained, presto_weights),
+        seed=seed,
+        random_weights=random_weights,
         crs=crs,
         chunk=chunk,
         dtype=dtype,  # type: ignore[arg-type]
@@ -138,3 +179,30 @@ def embed_run_command(
         force=force,
     )
     console.print(f"wrote the embedding cube {path}")
+
+
+def encoder_arguments(
+    model: str, clip: str | None, pretrained: str | None, presto_weights: Path | None
+) -> dict[str, object]:
+    """Factory arguments of ``--model`` from the weights options, refusing those it does not take.
+
+    Raises:
+        BadInputError: If an option does not apply to the model (``--clip``/``--pretrained`` are
+            ``clip_rgb``'s, ``--presto-weights`` is ``sits``').
+    """
+    from landprompt.errors import BadInputError
+
+    given = {"--clip": clip, "--pretrained": pretrained, "--presto-weights": presto_weights}
+    takes = {"clip_rgb": ("--clip", "--pretrained"), "sits": ("--presto-weights",)}.get(model, ())
+    stray = [flag for flag, value in given.items() if value is not None and flag not in takes]
+    if stray:
+        raise BadInputError(
+            f"{', '.join(stray)} do(es) not apply to --model {model}: --clip/--pretrained build clip_rgb, "
+            "--presto-weights builds sits (a checkpoint brings its own weights)"
+        )
+    if model == "clip_rgb":
+        return {"clip_model": clip, "clip_pretrained": pretrained}
+    if presto_weights is not None and not presto_weights.is_file():
+        raise BadInputError(f"--presto-weights {presto_weights} does not exist")
+    weights = None if presto_weights is None else presto_weights.resolve()
+    return {"presto_weights": weights} if model == "sits" else {}

@@ -15,22 +15,33 @@ SOURCE_HELP = (
 )
 
 
-def open_source(spec: str, dilate: int = 0) -> SceneSource:
+def open_source(spec: str, dilate: int = 0, l2a_offset: str = "auto") -> SceneSource:
     """The scene source a ``--source`` string names (see :data:`SOURCE_HELP`).
+
+    Args:
+        spec: The ``--source`` string.
+        dilate: Pixels by which SCL masks grow.
+        l2a_offset: ``auto``, ``0`` or ``-1000`` (:mod:`landprompt.eo.l2a`); STAC sources take ``auto``
+            only (their items state the processing baseline).
 
     Raises:
         BadInputError: for anything else, naming the accepted forms.
     """
     key = spec.strip()
+    path = Path(key).expanduser()
+    if path.exists() and not (path.is_file() and path.suffix == ".json"):
+        return LocalSource(path, dilate=dilate, l2a_offset=l2a_offset)
+    if str(l2a_offset).strip().lower() != "auto":
+        raise BadInputError(
+            f"--l2a-offset {l2a_offset} applies to local stacks; a STAC source ({spec!r}) states each "
+            "item's processing baseline, so leave it at auto"
+        )
     if key.lower() in ("pc", "planetary-computer"):
         return StacSource.planetary_computer(dilate=dilate)
     if key.lower() == "earth-search":
         return StacSource.earth_search(dilate=dilate)
     if key.lower().startswith("stac:"):
         return StacSource(catalog=key[5:], dilate=dilate)
-    path = Path(key).expanduser()
     if path.is_file() and path.suffix == ".json":
         return StacSource(catalog=path, dilate=dilate)
-    if path.exists():
-        return LocalSource(path, dilate=dilate)
     raise BadInputError(f"unknown source {spec!r}: give {SOURCE_HELP}")
