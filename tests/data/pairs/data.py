@@ -185,6 +185,45 @@ def write_photos(folder: Path) -> dict[str, Path]:
     return paths
 
 
+EUROSTAT_LUCAS_COLUMNS = (
+    "POINT_ID",
+    "NUTS0",
+    "TH_LAT",
+    "TH_LONG",
+    "GPS_LAT",
+    "GPS_LONG",
+    "GPS_EW",
+    "SURVEY_DATE",
+    "LC1",
+    "LU1",
+)
+
+
+def write_eurostat_lucas(folder: Path, year: int = 2015) -> Path:
+    """A LUCAS table as Eurostat's yearly files spell it (upper-case columns, no GISCO URL columns) and
+    its photos in the survey's ``LUCAS<year>/<NUTS0>/<id[:3]>/<id[3:6]>/<id><letter>.jpg`` layout.
+
+    Two points: 40100100 (ES, GPS west of Greenwich, N and P photos) and 50200200 (DE, no GPS fix:
+    88.888888, N photo). Returns the table's path.
+    """
+    rows = [
+        ("40100100", "ES", "40.4168", "-3.7038", "40.4170", "3.7040", "W", "21/06/15", "B11", "U111"),
+        ("50200200", "DE", "52.5200", "13.4050", "88.888888", "88.888888", "", "02/07/15", "C10", "U120"),
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    shade = 0
+    for point, country, *_ in rows:
+        for letter in ("N", "P") if point == "40100100" else ("N",):
+            shade += 60  # distinct files: identical bytes would be deduplicated
+            path = folder / f"LUCAS{year}" / country / point[:3] / point[3:6] / f"{point}{letter}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(jpeg_bytes((40, shade, 40)))
+    table = folder / f"EU_{year}_20200213.CSV"
+    lines = [",".join(EUROSTAT_LUCAS_COLUMNS), *(",".join(r) for r in rows)]
+    table.write_text("\n".join(lines) + "\n")
+    return table
+
+
 if __name__ == "__main__":
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "generated"
     write_yfcc_dump(out / "yfcc100m_dataset.tsv", [yfcc_line(1, 45.8, 8.1), yfcc_line(2, None, None)])

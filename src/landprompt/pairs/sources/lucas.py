@@ -12,9 +12,17 @@ fix is used when it is present, not LUCAS's placeholder (88.888888), inside vali
 ``labels.coordinates`` says which one was taken. (The shared 2018 sample: GPS 54.43836 N, 8.108829
 ``West`` -> -8.108829, 35 m from the theoretical point, as the table's ``th_gps_dist`` says.)
 
-**Photos.** For each direction the photo is looked for locally, first at the path of its
-``file_path_gisco_*`` URL below ``/photos/`` relative to ``photos_root`` (default: the table's folder,
-e.g. ``2018/UK/316/036/31603628N.jpg``), then as ``<photos_root>/<point_id><letter>.jpg``. A photo
+**Columns** are matched case-insensitively: Eurostat's yearly tables spell them ``POINT_ID``,
+``TH_LAT``, ``TH_LONG``, ``GPS_EW`` ...; the harmonised tables ``point_id``, ``th_lat``, ...
+
+**Photos.** For each direction the photo is looked for locally below ``photos_root`` (default: the
+table's folder), in the layouts the survey years use. The relative path is the ``file_path_gisco_*``
+URL's part below ``/photos/`` (e.g. ``2018/UK/316/036/31603628N.jpg``), or, for tables without URL
+columns (2006-2015), the same GISCO scheme built from the year, ``nuts0`` and the point id
+(``<year>/<nuts0>/<id[:3]>/<id[3:6]>/<id><letter>.jpg``). It is tried as it is, under ``LUCAS<year>/``
+in place of ``<year>/`` (the layout of the survey's ``filepaths`` tables and photo downloads, e.g.
+``LUCAS2018/UK/316/036/31603628N.jpg``), without the year (``UK/316/036/...``), and finally as
+``<photos_root>/<point_id><letter>.jpg`` and ``<photos_root>/<year>/<point_id><letter>.jpg``. A photo
 without a local file is kept with its URL when the table has one and its ``photo_*`` column does not
 say it was not taken; the cover photo has no URL column and is kept only when found locally.
 
@@ -156,6 +164,7 @@ class LucasSource(PhotoSource):
         self.table = Path(table)
         if not self.table.is_file():
             raise BadInputError(f"LUCAS table {self.table} does not exist: give the survey CSV")
+        self._check_table()
         self.photos_root = Path(photos_root) if photos_root is not None else self.table.parent
         self.max_gps_offset_m = max_gps_offset_m
         self.hash_files = hash_files
@@ -171,14 +180,31 @@ class LucasSource(PhotoSource):
 
     def batches(self, cursor: dict[str, Any] | None = None) -> Iterator[SourceBatch]:
         """One batch of photos per ``chunk_rows`` survey rows."""
-        chunks = pd.read_csv(self.table, dtype=str, keep_default_na=False, chunksize=self.chunk_rows)
+        for chunk in self._read(chunksize=self.chunk_rows):
+            yield self._batch(chunk)
+
+    def _read(self, **kwargs: Any) -> Iterator[pd.DataFrame]:
+        """The table in chunks, column names lower-cased and checked."""
+        try:
+            chunks = pd.read_csv(self.table, dtype=str, keep_default_na=False, **kwargs)
+        except pd.errors.EmptyDataError:
+            raise BadInputError(f"LUCAS table {self.table} is empty: no header, no rows") from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise BadInputError(f"LUCAS table {self.table} is not a readable CSV: {exc}") from None
         for chunk in chunks:
+            chunk.columns = [str(c).strip().lower() for c in chunk.columns]
             missing = [c for c in REQUIRED if c not in chunk]
             if missing:
                 raise BadInputError(
                     f"{self.table} lacks LUCAS column(s) {', '.join(missing)}: is it a LUCAS survey table?"
                 )
-            yield self._batch(chunk)
+            yield chunk
+
+    def _check_table(self) -> None:
+        """Refuse an empty table or one without the LUCAS columns before anything is written."""
+        first = next(self._read(chunksize=1), None)
+        if first is None or first.empty:
+            raise BadInputError(f"LUCAS table {self.table} has a header but no rows: nothing to ingest")
 
     def _batch(self, rows: pd.DataFrame) -> SourceBatch:
         coords = lucas_coordinates(rows, self.max_gps_offset_m)
@@ -191,7 +217,7 @@ class LucasSource(PhotoSource):
             point, year = str(row["point_id"]).strip(), years.iat[i]
             year_text = "" if pd.isna(year) else str(int(year))
             place = self._place(row, coords.iloc[i], year_text)
-            found = [p for p in (self._photo(row, letter, d, s) for letter, d, s in DIRECTIONS) if p]
+            found = [p for p in (self._photo(row, year_text, *d) for d in DIRECTIONS) if p]
             no_photo += len(DIRECTIONS) - len(found)
             for letter, direction, path, url in found:
                 records.append(
@@ -229,7 +255,7 @@ class LucasSource(PhotoSource):
         return {"loc_key": f"{labels['point_id']}-{year}", "labels": labels, "country": country}
 
     def _photo(
-        self, row: dict[str, Any], letter: str, direction: str, suffix: str | None
+        self, row: dict[str, Any], year: str, letter: str, direction: str, suffix: str | None
     ) -> tuple[str, str, str | None, str | None] | None:
         """(letter, direction, local path, URL) of one photo of a row, or None when there is none."""
         point = str(row["point_id"]).strip()
@@ -242,18 +268,33 @@ class LucasSource(PhotoSource):
             ),
             None,
         )
-        candidates = []
-        if template:
-            relative = urlparse(template).path.partition("/photos/")[2]
-            if relative:
-                relative = relative.rsplit("/", 1)[0] + f"/{point}{letter}.jpg"
-                candidates.append(self.photos_root / relative)
-        candidates.append(self.photos_root / f"{point}{letter}.jpg")
+        country = str(row.get("nuts0", "")).strip()
+        candidates = [self.photos_root / p for p in photo_paths(point, letter, year, country, template)]
         path = next((str(p) for p in candidates if p.is_file()), None)
         taken = str(row.get(f"photo_{suffix}", "")).strip().lower() if suffix else ""
         if path is None and (url is None or taken.startswith(("no", "not"))):
             return None
         return letter, direction, path, url
+
+
+def photo_paths(point: str, letter: str, year: str, country: str, template: str | None) -> list[str]:
+    """Paths relative to the photos root where a photo may lie, in the order tried (module docstring)."""
+    name = f"{point}{letter}.jpg"
+    relative = urlparse(template).path.partition("/photos/")[2] if template else ""
+    if relative:
+        relative = relative.rsplit("/", 1)[0] + f"/{name}"
+    elif year and country and len(point) >= 6:
+        relative = f"{year}/{country}/{point[:3]}/{point[3:6]}/{name}"
+    paths = []
+    if relative:
+        head, _, rest = relative.partition("/")
+        paths.append(relative)
+        if head.isdigit():
+            paths += [f"LUCAS{head}/{rest}", rest]
+    paths.append(name)
+    if year:
+        paths.append(f"{year}/{name}")
+    return paths
 
 
 def _float(value: Any) -> float | None:
