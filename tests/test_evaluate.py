@@ -132,6 +132,7 @@ def test_oracle_scores_100_percent_and_writes_reports(
     markdown = (out / "report.md").read_text()
     assert "| prompts | top1 (%) | balanced_accuracy (%) |" in markdown
     assert "| `classname` | 100.0 | 100.0 |" in markdown and "| AnnualCrop | 3 |" in markdown
+    assert "| chance | 10.0 | 10.0 |" in markdown  # 30 samples, 3 per class: majority top-1 10 %
     for result in document["results"]:
         assert (out / result["confusion_png"]).read_bytes()[:8] == PNG_SIGNATURE
     predictions = pd.read_csv(out / "predictions.csv")

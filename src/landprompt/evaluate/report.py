@@ -65,6 +65,10 @@ def write_markdown(report: dict[str, Any], path: Path) -> Path:
     return _atomic(path, lambda tmp: Path(tmp).write_text(markdown(report), encoding="utf-8"))
 
 
+CHANCE_KEYS = {"top1": "top1_majority"}
+"""Results columns whose chance level the report's ``chance`` stores under another key."""
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The Markdown text of a report."""
     dataset, results = report["dataset"], report["results"]
@@ -76,7 +80,8 @@ def markdown(report: dict[str, Any]) -> str:
     rows = [[f"`{r['setting']}`", *(_pct(r[c]) for c in columns)] for r in results]
     chance = report.get("chance", {})
     if chance:
-        rows.append(["chance", *(_pct(chance[c]) if c in chance else "" for c in columns)])
+        keys = [CHANCE_KEYS.get(c, c) for c in columns]
+        rows.append(["chance", *(_pct(chance[k]) if k in chance else "" for k in keys)])
     lines += _table(["prompts", *(f"{c} (%)" for c in columns)], rows)
     per_class = "per_class_ap" if multilabel else "per_class_recall"
     names = list(results[0][per_class]) if results else []
