@@ -1,7 +1,6 @@
 """Embedding runs from a registry name are reproducible: same arguments, same bytes, across processes."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

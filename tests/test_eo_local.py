@@ -112,7 +112,10 @@ def test_local_errors(stac_fixture, tmp_path):
     with rasterio.open(unknown / "s2_20220101.tif", "w", **georef, **profile) as dst:
         dst.write(np.ones((2, 8, 8), np.uint16))
         dst.descriptions = ("B2", "B13")
-    with pytest.raises(BadInputError, match=r"s2_20220101.tif has 2 bands whose descriptions \('B2', 'B13'\) are not all band names"):
+    with pytest.raises(
+        BadInputError,
+        match=r"s2_20220101.tif has 2 bands whose descriptions \(.B2., .B13.\) are not all band",
+    ):
         LocalSource(unknown).composite(grid, 2022)
 
     missing = tmp_path / "missing_band"

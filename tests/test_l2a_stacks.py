@@ -111,8 +111,9 @@ def test_a_year_or_area_without_scenes_is_an_error_naming_the_dates(l2a_fixture,
     ):
         source.composite(l2a_fixture.grid, 2021)
     far = l2a_fixture.grid.window(slice(0, 8), slice(0, 8))
-    from landprompt.geo import Grid
     from affine import Affine
+
+    from landprompt.geo import Grid
 
     elsewhere = Grid(far.crs, Affine(10.0, 0.0, 700_000.0, 0.0, -10.0, 5_100_000.0), (8, 8))
     with pytest.raises(BadInputError, match=r"overlaps the area .* its scenes of 2022 \(2022-01-10"):

@@ -44,7 +44,7 @@ def test_photo_paths_cover_every_layout():
 def test_an_empty_table_is_one_line_and_writes_nothing(tmp_path, content):
     table = tmp_path / "empty.csv"
     table.write_text(content)
-    with pytest.raises(BadInputError, match="empty|no rows"):
+    with pytest.raises(BadInputError, match=r"empty|no rows"):
         LucasSource(table)
     catalog = tmp_path / "pairs.duckdb"
     result = CliRunner().invoke(app, ["pairs", "ingest", "lucas", str(table), "--catalog", str(catalog)])

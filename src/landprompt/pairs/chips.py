@@ -432,7 +432,8 @@ class StackChipReader:
         for f in list_geotiff_stack(self.folder, year):
             with rasterio.open(f.path) as src:
                 names = _stack_band_names(f.path, f.sensor, src.descriptions)
-            layer = Layer(str(f.path), tuple(names), tuple(range(1, len(names) + 1)))
+            kept = [(name, i) for i, name in enumerate(names, start=1) if name is not None]  # extras dropped
+            layer = Layer(str(f.path), tuple(n for n, _ in kept), tuple(i for _, i in kept))
             scenes.append(Scene(f.sensor, f.time, (layer,), "stack"))
         return read_scene_chips(scenes, chips, year, self.dilate, self.dilate, self.resampling)
 
