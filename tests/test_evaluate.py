@@ -329,3 +329,26 @@ def test_evaluate_command_and_summary(eurosat_root: Path, tmp_path: Path) -> Non
     assert report["dataset"]["settings"]["month"] == 5 and (tmp_path / "out" / "report.md").is_file()
     table = summary_table(report)
     assert table.row_count == 3 and [c.header for c in table.columns][:2] == ["prompts", "top1 (%)"]
+
+
+PRESTO = Path(__file__).parents[1].parent / "shared" / "data" / "presto" / "default_model.pt"
+
+
+@pytest.mark.skipif(
+    not PRESTO.is_file(), reason="the shared Presto weights (../shared/data/presto) are missing"
+)
+def test_presto_weights_option_builds_a_seeded_sits(eurosat_root: Path, tmp_path: Path) -> None:
+    from landprompt.embedder.clip import TINY_MODEL
+
+    reports = [
+        evaluate_command(
+            "eurosat", eurosat_root, "sits", clip=TINY_MODEL, presto_weights=PRESTO, out=tmp_path / name
+        )
+        for name in ("a", "b")
+    ]
+    model = reports[0]["model"]
+    assert model["encoder"] == "sits" and model["arguments"]["presto_weights"] == str(PRESTO.resolve())
+    assert model["arguments"]["clip_dim"] == 32
+    assert reports[0]["results"][0]["top1"] == reports[1]["results"][0]["top1"]  # same seeded head
+    with pytest.raises(BadInputError, match="builds --model sits"):
+        evaluate_command("eurosat", eurosat_root, "clip_rgb", presto_weights=PRESTO, out=tmp_path / "c")

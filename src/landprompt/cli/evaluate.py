@@ -69,6 +69,10 @@ def _benchmark_command(dataset: str) -> Callable[..., None]:
         device: Annotated[
             str | None, typer.Option(help="Torch device (default: CUDA when available).")
         ] = None,
+        presto_weights: Annotated[
+            Path | None,
+            typer.Option("--presto-weights", help="--model sits from the official Presto weights file."),
+        ] = None,
     ) -> None:
         from landprompt.evaluate.cli_support import evaluate_command, summary_table
 
@@ -92,6 +96,7 @@ def _benchmark_command(dataset: str) -> Callable[..., None]:
             coordinates=coordinates,
             window=window,
             score_norm=score_norm,
+            presto_weights=presto_weights,
         )
         console.print(summary_table(report))
         console.print(f"report: {Path(report['files']['folder']) / 'report.md'}")

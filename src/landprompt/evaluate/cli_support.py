@@ -12,6 +12,8 @@ from typing import Any
 from rich.table import Table
 
 from landprompt.embedder.clip import load_clip
+from landprompt.embedder.recipe import EncoderRecipe
+from landprompt.errors import BadInputError
 from landprompt.evaluate.harness import run_evaluation
 
 
@@ -36,21 +38,34 @@ def evaluate_command(
     coordinates: str | None = None,
     window: int = 1,
     score_norm: str = "none",
+    presto_weights: Path | None = None,
 ) -> dict[str, Any]:
     """Run ``landprompt evaluate DATASET``; options as the command's (see ``docs/evaluation.md``).
 
     ``clip`` / ``pretrained`` name the CLIP model of the prompts; without them, the one the model's spec
-    (or the cube) names. Reader options not given (None) are left to the reader's defaults.
+    (or the cube) names. ``presto_weights`` builds ``--model sits`` from the official Presto weights
+    (its head seeded by ``seed``, as in ``embed run``). Reader options not given (None) are left to the
+    reader's defaults.
 
     Returns:
         The report of :func:`~landprompt.evaluate.harness.run_evaluation`, written to ``out``
         (default ``evaluation/<dataset>``).
     """
     text_tower = load_clip(clip, pretrained, device) if clip is not None else None
+    encoder: Any = model
+    if presto_weights is not None:
+        if model not in (None, "sits"):
+            raise BadInputError(f"--presto-weights builds --model sits, not {model!r}")
+        if not presto_weights.is_file():
+            raise BadInputError(f"--presto-weights {presto_weights} does not exist")
+        options = {"presto_weights": presto_weights.resolve()}
+        if text_tower is not None:
+            options.update(clip_dim=text_tower.embed_dim, clip_model=text_tower.name)
+        encoder = EncoderRecipe.of("sits", options, seed).build(device)
     return run_evaluation(
         dataset,
         root,
-        model,
+        encoder,
         text_tower,
         prompts,
         limit,
