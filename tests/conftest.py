@@ -178,13 +178,18 @@ def planted_pairs_dataset(tmp_path_factory: pytest.TempPathFactory):  # type: ig
 def l2a_fixture(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """tests/data/l2a/data.py run once: one L2A reflectance set as 12-band stacks stored five ways
     (offset-free, GDAL offset tag, baseline 04.00 with STAC items, stackstac descriptions, scale tag)."""
+    return _generator("l2a").generate(tmp_path_factory.mktemp("l2a"))
+
+
+def _generator(name: str):  # type: ignore[no-untyped-def]
+    """The module tests/data/NAME/data.py, imported by path (it is no package)."""
     import importlib.util
     import sys
 
-    path = Path(__file__).parent / "data" / "l2a" / "data.py"
-    spec = importlib.util.spec_from_file_location("landprompt_test_l2a_data", path)
+    path = Path(__file__).parent / "data" / name / "data.py"
+    spec = importlib.util.spec_from_file_location(f"landprompt_test_{name}_data", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
-    return module.generate(tmp_path_factory.mktemp("l2a"))
+    return module
