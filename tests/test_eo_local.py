@@ -123,7 +123,7 @@ def test_local_errors(stac_fixture, tmp_path):
     with rasterio.open(missing / "s2_20220101.tif", "w", **georef, **profile) as dst:
         dst.write(np.ones((2, 8, 8), np.uint16))
         dst.descriptions = ("B2", "B3")
-    with pytest.raises(BadInputError, match=r"S2 data lacks band\(s\) B4, B5"):
+    with pytest.raises(BadInputError, match=r"missing_band/s2_20220101.tif lacks band\(s\) B4, B5"):
         LocalSource(missing).composite(grid, 2022)
 
     geographic = Grid("EPSG:4326", Affine(0.001, 0, 9, 0, -0.001, 45.2), (8, 8))

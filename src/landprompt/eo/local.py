@@ -47,7 +47,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from landprompt.eo.aoi import check_grid, grid_geobox, on_grid
-from landprompt.eo.bands import S1_BAND_NAMES, S2_BAND_NAMES, SCL_BAND, Sensor, band_spec
+from landprompt.eo.bands import S1_BAND_NAMES, S2_BAND_NAMES, SCL_BAND, SENSOR_BANDS, Sensor, band_spec
 from landprompt.eo.l2a import dn_scale, parse_l2a_offset
 from landprompt.eo.source import Scenes, SceneSource, no_cloud_mask_note, note_once
 from landprompt.errors import BadInputError
@@ -195,6 +195,12 @@ def _read_geotiff(
     names = _stack_band_names(path, sensor, src.descriptions)
     indexes = [i + 1 for i, n in enumerate(names) if n is not None]
     kept = [n for n in names if n is not None]
+    missing = [b for b in SENSOR_BANDS[sensor] if b not in kept]
+    if missing:
+        raise BadInputError(
+            f"{path} lacks band(s) {', '.join(missing)} (it has {', '.join(kept) or 'none'}): "
+            f"an {sensor}_ file holds {' '.join(SENSOR_BANDS[sensor])}"
+        )
     floating = np.issubdtype(np.dtype(src.dtypes[0]), np.floating)
     nodata = src.nodata if src.nodata is not None else (np.nan if floating else 0)
     window = aligned_window(src, grid)
