@@ -58,7 +58,7 @@ def evaluate_command(
             raise BadInputError(f"--presto-weights builds --model sits, not {model!r}")
         if not presto_weights.is_file():
             raise BadInputError(f"--presto-weights {presto_weights} does not exist")
-        options = {"presto_weights": presto_weights.resolve()}
+        options: dict[str, Any] = {"presto_weights": presto_weights.resolve()}
         if text_tower is not None:
             options.update(clip_dim=text_tower.embed_dim, clip_model=text_tower.name)
         encoder = EncoderRecipe.of("sits", options, seed).build(device)
