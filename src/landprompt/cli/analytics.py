@@ -67,25 +67,33 @@ def query_change(
     style: StyleOption = "ground",
 ) -> None:
     """Change map of a prompt between two cubes: OUT (p_b - p_a), OUT_class.tif (0 stable, 1 gain, 2 loss)."""
+    from landprompt.embedder.cube import open_cube
     from landprompt.query.change import change_map, change_paths, change_summary, write_change
+    from landprompt.query.probability import clip_for_cube
+    from landprompt.query.provenance import provenance_tags
 
     paths = change_paths(out)
     if not png:
         del paths["png"]
     if calibrated and calibration is not None:
         raise BadInputError("give --calibrated (each cube's own calibration) or --calibration FILE, not both")
+    clip_model = clip_or_none(clip, pretrained, cube_a) or clip_for_cube(open_cube(cube_a))
     ds = change_map(
         cube_a,
         cube_b,
         prompt,
         versus=versus or None,
-        clip=clip_or_none(clip, pretrained),
+        clip=clip_model,
         threshold=threshold,
         bbox=bbox,
         style=style,
         calibration=calibration if calibration is not None else calibrated,
     )
-    written = write_change(ds, paths, title=f"change in P({prompt})")
+    applied = str(calibration) if calibration is not None else ("cube" if calibrated else None)
+    tags = provenance_tags(cube_a, clip_model, prompt, versus, style, applied)
+    tags["landprompt_cube_b"] = str(cube_b.resolve())
+    tags["landprompt_cube_b_content_hash"] = str(open_cube(cube_b).attrs.get("content_hash", ""))
+    written = write_change(ds, paths, title=f"change in P({prompt})", tags=tags)
     summary = change_summary(ds)
     table = Table(title=f"change in P({prompt}), threshold {threshold:g}")
     table.add_column("class")
@@ -131,7 +139,7 @@ def query_aggregate(
         polygons,
         threshold=threshold,
         versus=versus or None,
-        clip=clip_or_none(clip, pretrained),
+        clip=clip_or_none(clip, pretrained, cube),
         style=style,
         calibration=calibrated,
     )
@@ -192,7 +200,7 @@ def evaluate_points_command(
         n_folds=folds,
         bins=bins,
         versus=versus or None,
-        clip=clip_or_none(clip, pretrained),
+        clip=clip_or_none(clip, pretrained, cube),
         style=style,
         calibrated=calibrated,
     )

@@ -46,7 +46,7 @@ def query_topk(
     if fmt not in ("table", "csv", "geojson"):
         raise BadInputError(f"--format must be table, csv or geojson, got {fmt!r}")
     shards = cube_paths(cube)
-    clip_model = clip_or_none(clip, pretrained)
+    clip_model = clip_or_none(clip, pretrained, cube)
     if len(shards) > 1:
         if bbox is not None:
             raise BadInputError("--bbox applies to one cube: give the shard's path instead of the folder")
@@ -89,17 +89,20 @@ def query_map(
     style: StyleOption = "ground",
 ) -> None:
     """Probability map of a prompt: a COG, optionally a PNG quicklook and an HTML map."""
+    from landprompt.embedder.cube import open_cube
     from landprompt.query.maps import write_cog, write_html, write_png
-    from landprompt.query.probability import probability_map
+    from landprompt.query.probability import clip_for_cube, probability_map
+    from landprompt.query.provenance import provenance_tags
 
     if out.suffix.lower() not in (".tif", ".tiff"):
         from landprompt.errors import BadInputError
 
         raise BadInputError(f"--out must be a .tif file, got {out.name!r}")
-    prob = probability_map(
-        cube, prompt, versus=versus or None, bbox=bbox, clip=clip_or_none(clip, pretrained), style=style
-    )
-    written = [write_cog(prob, out, dtype=dtype)]  # type: ignore[arg-type]
+    ds = open_cube(cube)
+    clip_model = clip_or_none(clip, pretrained, cube) or clip_for_cube(ds)
+    prob = probability_map(ds, prompt, versus=versus or None, bbox=bbox, clip=clip_model, style=style)
+    tags = provenance_tags(cube, clip_model, prompt, versus, style)
+    written = [write_cog(prob, out, dtype=dtype, tags=tags)]  # type: ignore[arg-type]
     if png:
         written.append(write_png(prob, out.with_suffix(".png"), title=f"P({prompt})"))
     if html:

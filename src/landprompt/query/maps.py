@@ -11,6 +11,7 @@ import base64
 import html
 import io
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -46,7 +47,11 @@ def _check_map(da: xr.DataArray) -> None:
 
 
 def write_cog(
-    da: xr.DataArray, path: str | Path, dtype: Literal["float32", "uint8"] = "float32", blocksize: int = 256
+    da: xr.DataArray,
+    path: str | Path,
+    dtype: Literal["float32", "uint8"] = "float32",
+    blocksize: int = 256,
+    tags: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a probability map as a Cloud-Optimised GeoTIFF with internal overviews.
 
@@ -55,6 +60,8 @@ def write_cog(
         path: Output ``.tif`` path.
         dtype: ``float32`` (nodata NaN) or ``uint8`` (``round(p * 254)``, nodata 255, GDAL scale 1/254).
         blocksize: Internal tile size.
+        tags: Extra GDAL metadata (e.g. :func:`~landprompt.query.provenance.provenance_tags`), added
+            to the DataArray's scalar attrs.
 
     Returns:
         The written path.
@@ -68,6 +75,71 @@ def write_cog(
         data, nodata = values, float("nan")
     else:
         raise BadInputError(f"map dtype must be float32 or uint8, got {dtype!r}")
+    _write_cog_array(
+        da,
+        data,
+        path,
+        nodata=nodata,
+        blocksize=blocksize,
+        tags=tags,
+        scale=1 / UINT8_SCALE if dtype == "uint8" else None,
+        resampling="average",
+    )
+    return Path(path)
+
+
+def write_class_cog(
+    da: xr.DataArray,
+    path: str | Path,
+    colours: Mapping[int, tuple[int, int, int, int]],
+    nodata: int = UINT8_NODATA,
+    blocksize: int = 256,
+    tags: Mapping[str, str] | None = None,
+) -> Path:
+    """Write a class map (uint8 codes) as a COG with a colour table and nearest-neighbour overviews.
+
+    Zoomed-out views then show real classes (never an average such as 0.5), in the table's colours.
+
+    Args:
+        da: Class codes [y, x] (any integer dtype, values 0-255), ``nodata`` where there is no data.
+        path: Output ``.tif`` path.
+        colours: Code -> RGBA colour of the GeoTIFF colour table.
+        nodata: The nodata code.
+        blocksize: Internal tile size.
+        tags: Extra GDAL metadata, added to the DataArray's scalar attrs.
+
+    Returns:
+        The written path.
+    """
+    _check_map(da)
+    data = np.asarray(da.values)
+    if data.size and (data.min() < 0 or data.max() > 255):
+        raise BadInputError("class codes must lie in 0-255 to be written as uint8")
+    _write_cog_array(
+        da,
+        data.astype(np.uint8),
+        path,
+        nodata=float(nodata),
+        blocksize=blocksize,
+        tags=tags,
+        colours=dict(colours),
+        resampling="nearest",
+    )
+    return Path(path)
+
+
+def _write_cog_array(
+    da: xr.DataArray,
+    data: np.ndarray,
+    path: str | Path,
+    nodata: float,
+    blocksize: int,
+    tags: Mapping[str, str] | None,
+    resampling: str,
+    scale: float | None = None,
+    colours: dict[int, tuple[int, int, int, int]] | None = None,
+) -> None:
+    """Write one band with ``da``'s georeferencing, name and tags as a COG, atomically."""
     profile = {
         "driver": "GTiff",
         "height": data.shape[0],
@@ -78,28 +150,32 @@ def write_cog(
         "transform": da.rio.transform(),
         "nodata": nodata,
     }
+    predictor = 3 if data.dtype == np.float32 else 2
     cog_profile = cog_profiles.get("deflate")
-    cog_profile.update(blockxsize=blocksize, blockysize=blocksize, predictor=3 if dtype == "float32" else 2)
+    cog_profile.update(blockxsize=blocksize, blockysize=blocksize, predictor=predictor)
+    metadata = {k: str(v) for k, v in da.attrs.items() if isinstance(v, str | int | float)}
+    metadata.update(tags or {})
     with MemoryFile() as memfile, atomic_path(path) as tmp:
         with memfile.open(**profile) as dst:
             dst.write(data, 1)
-            if dtype == "uint8":
-                dst.scales = (1 / UINT8_SCALE,)
+            if scale is not None:
+                dst.scales = (scale,)
+            if colours is not None:
+                dst.write_colormap(1, colours)
             if da.name:
                 dst.set_band_description(1, str(da.name))
-            dst.update_tags(**{k: str(v) for k, v in da.attrs.items() if isinstance(v, str | int | float)})
+            dst.update_tags(**metadata)
         with memfile.open() as src:
             cog_translate(
                 src,
                 str(tmp),
                 cog_profile,
                 nodata=nodata,
-                overview_resampling="average",
+                overview_resampling=resampling,
                 overview_level=_overview_levels(data.shape, blocksize),
                 in_memory=True,
                 quiet=True,
             )
-    return Path(path)
 
 
 def _overview_levels(shape: tuple[int, ...], blocksize: int) -> int:
@@ -108,12 +184,16 @@ def _overview_levels(shape: tuple[int, ...], blocksize: int) -> int:
 
 
 def read_map(path: str | Path) -> xr.DataArray:
-    """Read a map written by :func:`write_cog` back as probabilities [y, x] with NaN nodata."""
+    """Read a map written by :func:`write_cog` back as probabilities [y, x] with NaN nodata.
+
+    A uint8 class map (:func:`write_class_cog`, no scale) comes back as its codes, NaN for nodata.
+    """
     with rasterio.open(path) as src:
         data = src.read(1).astype(np.float32)
         if src.dtypes[0] == "uint8":
-            nodata = data == UINT8_NODATA
-            data = data / UINT8_SCALE
+            nodata = data == (UINT8_NODATA if src.nodata is None else src.nodata)
+            if not math.isclose(src.scales[0], 1.0):
+                data = data / UINT8_SCALE
             data[nodata] = np.nan
     da = cast(xr.DataArray, rioxarray.open_rasterio(path)).squeeze("band", drop=True)
     return da.copy(data=data)
