@@ -192,7 +192,7 @@ def test_cli_aggregate_then_points_fit_then_calibrated_aggregate(cli, own_mixtur
     ("args", "message"),
     [
         (("--id-field", "NUTS"), "feature 0 has no property 'NUTS'; its properties: NUTS_ID"),
-        (("-o", "x.xlsx"), r"--out must be a .csv or .geojson file"),
+        (("-o", "x.xlsx"), r"indicators are written as .csv, .geojson"),
         (("--calibrated",), "no calibration at"),
     ],
 )

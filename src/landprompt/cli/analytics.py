@@ -130,8 +130,10 @@ def query_aggregate(
     """Indicators of a prompt per polygon: mean probability, expected area, area above a threshold."""
     from landprompt.query.aggregate import aggregate, read_units, write_indicators
 
-    if out is not None and out.suffix.lower() not in (".csv", ".geojson", ".json"):
-        raise BadInputError(f"--out must be a .csv or .geojson file, got {out.name!r}")
+    from landprompt.query.vectors import vector_suffix
+
+    if out is not None:
+        vector_suffix(out, "indicators")
     polygons = read_units(units, id_field, layer)
     table = aggregate(
         cube,

@@ -391,29 +391,28 @@ def _table(units: Units, sums: _Sums, pixel_area_m2: float) -> pd.DataFrame:
 # --- output ----------------------------------------------------------------------------------------
 
 
-def write_indicators(table: pd.DataFrame, path: str | os.PathLike[str], units: Units | None = None) -> Path:
-    """Write indicators as CSV, or as GeoJSON (the polygons in WGS84 with the indicators as properties).
+def write_indicators(
+    table: pd.DataFrame,
+    path: str | os.PathLike[str],
+    units: Units | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write indicators in the format the suffix names: CSV, or polygons (WGS84) with the indicators.
 
     Args:
         table: From :func:`aggregate`.
-        path: ``.csv`` or ``.geojson`` / ``.json`` file.
-        units: The polygons the table was computed over (GeoJSON output only).
+        path: ``.csv``, or ``.geojson`` / ``.json``, ``.gpkg``, ``.fgb`` (see :mod:`~landprompt.query.vectors`).
+        units: The polygons the table was computed over (vector output only).
+        metadata: Layer metadata of a GeoPackage (e.g. provenance tags).
     """
-    from landprompt.files import atomic_path
+    from landprompt.query.vectors import vector_suffix, write_vector
 
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        text = table.to_csv(index=False)
-    elif suffix in _GEOJSON_SUFFIXES:
-        if units is None or len(units) != len(table):
-            raise BadInputError("GeoJSON output needs the polygons the table was computed over")
-        text = json.dumps(indicators_geojson(table, units))
-    else:
-        raise BadInputError(f"indicators are written as .csv or .geojson, got {path.name!r}")
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-    return path
+    if vector_suffix(path, "indicators") == ".csv":
+        return write_vector(table, [None] * len(table), WGS84.to_string(), path)
+    if units is None or len(units) != len(table):
+        raise BadInputError("vector output needs the polygons the table was computed over")
+    return write_vector(table, units.reprojected(WGS84), WGS84.to_string(), path, metadata=metadata)
 
 
 def indicators_geojson(table: pd.DataFrame, units: Units) -> dict[str, Any]:

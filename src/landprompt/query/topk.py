@@ -7,7 +7,6 @@ places. Candidates are drawn in growing batches until k places survive or the cu
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -225,21 +224,31 @@ def _places_table(grid: Grid, rows: np.ndarray, cols: np.ndarray, scores: np.nda
             "score": scores.astype(np.float32),
         },
         columns=PLACE_COLUMNS,
-    )
+    ).pipe(_with_crs, grid)
+
+
+def _with_crs(places: pd.DataFrame, grid: Grid) -> pd.DataFrame:
+    places.attrs["crs"] = grid.crs.to_string()  # the CRS of x, y, for writers
+    return places
 
 
 def write_places(places: pd.DataFrame, path: str | Path, fmt: str | None = None) -> Path:
-    """Write a places table as CSV or GeoJSON (points in lon/lat), chosen by ``fmt`` or the suffix."""
+    """Write a places table as points in lon/lat, in the format the suffix names (see :mod:`~landprompt.query.vectors`).
+
+    ``.csv``, ``.geojson``, ``.gpkg`` or ``.fgb``; ``fmt`` (``csv`` or ``geojson``) must agree with the
+    suffix. A CSV gets a ``.crs.json`` sidecar naming the CRS of ``lon``/``lat`` and ``x``/``y``.
+    """
+    from landprompt.query.vectors import vector_suffix, write_vector
+
     path = Path(path)
-    fmt = fmt or {".csv": "csv", ".geojson": "geojson", ".json": "geojson"}.get(path.suffix.lower(), "")
-    if fmt not in ("csv", "geojson"):
-        raise BadInputError(f"places are written as .csv or .geojson, got {path.name!r}")
-    with atomic_path(path) as tmp:
-        if fmt == "csv":
-            places.to_csv(tmp, index=False)
-        else:
-            tmp.write_text(json.dumps(places_geojson(places)))
-    return path
+    suffix = vector_suffix(path, "places")
+    if fmt is not None and fmt != {".csv": "csv", ".json": "geojson"}.get(suffix, suffix.lstrip(".")):
+        raise BadInputError(f"--format {fmt} does not match the file {path.name!r}: the extension chooses")
+    points = [{"type": "Point", "coordinates": [float(lon), float(lat)]} for lon, lat in zip(places["lon"], places["lat"], strict=True)]
+    csv_crs = {"lon,lat": "EPSG:4326"}
+    if "crs" in places.attrs:
+        csv_crs["x,y"] = str(places.attrs["crs"])
+    return write_vector(places, points, "EPSG:4326", path, csv_crs=csv_crs)
 
 
 def places_geojson(places: pd.DataFrame) -> dict:
