@@ -128,25 +128,30 @@ def query_aggregate(
     style: StyleOption = "ground",
 ) -> None:
     """Indicators of a prompt per polygon: mean probability, expected area, area above a threshold."""
+    from landprompt.embedder.cube import open_cube
     from landprompt.query.aggregate import aggregate, read_units, write_indicators
+    from landprompt.query.probability import clip_for_cube
+    from landprompt.query.provenance import provenance_tags
 
     from landprompt.query.vectors import vector_suffix
 
     if out is not None:
         vector_suffix(out, "indicators")
     polygons = read_units(units, id_field, layer)
+    clip_model = clip_or_none(clip, pretrained, cube) or clip_for_cube(open_cube(cube))
     table = aggregate(
         cube,
         prompt,
         polygons,
         threshold=threshold,
         versus=versus or None,
-        clip=clip_or_none(clip, pretrained, cube),
+        clip=clip_model,
         style=style,
         calibration=calibrated,
     )
     if out is not None:
-        write_indicators(table, out, polygons)
+        tags = provenance_tags(cube, clip_model, prompt, versus, style, "cube" if calibrated else None)
+        write_indicators(table, out, polygons, metadata=tags)
         console.print(f"wrote indicators of {len(table)} polygons to {out}")
         return
     view = Table(title=f"P({prompt}) per polygon of {units.name}, threshold {threshold:g}")

@@ -54,7 +54,7 @@ def provenance_tags(
     values = {
         "cube": os.path.abspath(source) if source else "",
         "cube_content_hash": str(ds.attrs.get("content_hash", "")),
-        "encoder": str(ds.attrs.get("model", "")),
+        "encoder": str(ds.attrs.get("model") or "unknown (the cube does not record it)"),
         "encoder_checkpoint_sha256": str(ds.attrs.get("checkpoint_sha256") or ""),
         "clip_model": clip.id,
         "clip_weights": clip.weights,

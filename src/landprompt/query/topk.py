@@ -244,7 +244,10 @@ def write_places(places: pd.DataFrame, path: str | Path, fmt: str | None = None)
     suffix = vector_suffix(path, "places")
     if fmt is not None and fmt != {".csv": "csv", ".json": "geojson"}.get(suffix, suffix.lstrip(".")):
         raise BadInputError(f"--format {fmt} does not match the file {path.name!r}: the extension chooses")
-    points = [{"type": "Point", "coordinates": [float(lon), float(lat)]} for lon, lat in zip(places["lon"], places["lat"], strict=True)]
+    points = [
+        {"type": "Point", "coordinates": [float(lon), float(lat)]}
+        for lon, lat in zip(places["lon"], places["lat"], strict=True)
+    ]
     csv_crs = {"lon,lat": "EPSG:4326"}
     if "crs" in places.attrs:
         csv_crs["x,y"] = str(places.attrs["crs"])
