@@ -132,7 +132,6 @@ def query_aggregate(
     from landprompt.query.aggregate import aggregate, read_units, write_indicators
     from landprompt.query.probability import clip_for_cube
     from landprompt.query.provenance import provenance_tags
-
     from landprompt.query.vectors import vector_suffix
 
     if out is not None:

@@ -401,7 +401,8 @@ def write_indicators(
 
     Args:
         table: From :func:`aggregate`.
-        path: ``.csv``, or ``.geojson`` / ``.json``, ``.gpkg``, ``.fgb`` (see :mod:`~landprompt.query.vectors`).
+        path: ``.csv``, or ``.geojson`` / ``.json``, ``.gpkg``, ``.fgb``
+            (see :mod:`~landprompt.query.vectors`).
         units: The polygons the table was computed over (vector output only).
         metadata: Layer metadata of a GeoPackage (e.g. provenance tags).
     """

@@ -9,7 +9,8 @@ encoding of the concept and its background, and returns an :class:`xarray.Datase
   (2, ``diff < -threshold``) and :data:`NODATA` (255, either cube not valid).
 
 :func:`write_change` writes ``diff`` as a float32 COG, ``class`` as a uint8 COG (codes 0/1/2, nodata
-255, a colour table and nearest-neighbour overviews) beside it, and a PNG quicklook of ``diff`` on a diverging scale (RdBu: red loss, blue gain).
+255, a colour table and nearest-neighbour overviews) beside it, and a PNG quicklook of ``diff`` on a
+diverging scale (RdBu: red loss, blue gain).
 """
 
 from __future__ import annotations

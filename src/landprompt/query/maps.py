@@ -135,7 +135,7 @@ def _write_cog_array(
     nodata: float,
     blocksize: int,
     tags: Mapping[str, str] | None,
-    resampling: str,
+    resampling: Literal["nearest", "average"],
     scale: float | None = None,
     colours: dict[int, tuple[int, int, int, int]] | None = None,
 ) -> None:

@@ -18,7 +18,6 @@ import xarray as xr
 
 from landprompt.embedder.cube import cube_grid, iter_chunks, open_cube
 from landprompt.errors import BadInputError
-from landprompt.files import atomic_path
 from landprompt.geo import EUROPE_CRS, WGS84, BBox, Grid, transform_points
 from landprompt.index.search import CubeIndex
 from landprompt.query.probability import DEFAULT_STYLE, _as_unit_rows, clip_for_cube, concept_embedding
@@ -233,7 +232,7 @@ def _with_crs(places: pd.DataFrame, grid: Grid) -> pd.DataFrame:
 
 
 def write_places(places: pd.DataFrame, path: str | Path, fmt: str | None = None) -> Path:
-    """Write a places table as points in lon/lat, in the format the suffix names (see :mod:`~landprompt.query.vectors`).
+    """Write a places table as points in lon/lat, in the format the suffix names.
 
     ``.csv``, ``.geojson``, ``.gpkg`` or ``.fgb``; ``fmt`` (``csv`` or ``geojson``) must agree with the
     suffix. A CSV gets a ``.crs.json`` sidecar naming the CRS of ``lon``/``lat`` and ``x``/``y``.

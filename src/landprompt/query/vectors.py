@@ -30,7 +30,8 @@ def vector_suffix(path: str | os.PathLike[str], what: str) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in VECTOR_SUFFIXES:
         raise BadInputError(
-            f"{what} are written as {', '.join(VECTOR_SUFFIXES)} (chosen by the extension), got {Path(path).name!r}"
+            f"{what} are written as {', '.join(VECTOR_SUFFIXES)} (chosen by the extension), "
+            f"got {Path(path).name!r}"
         )
     return suffix
 
