@@ -165,3 +165,37 @@ def test_atomic_path_mode_replaces_mkstemp_0600(tmp_path: Path) -> None:
         os.umask(previous)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o664
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_cube_export_opens_in_rasterio_gdal(analytics_cubes: SimpleNamespace, tmp_path: Path) -> None:
+    from landprompt.embedder.cube import open_cube, read_window
+
+    c = analytics_cubes
+    out = tmp_path / "cube.tif"
+    result = CliRunner().invoke(app, ["cube", "export", str(c.mixture), str(out)])
+    assert result.exit_code == 0, result.output
+    ds = open_cube(c.mixture)
+    embedding, valid = read_window(ds, slice(5, 6), slice(7, 8))
+    with rasterio.open(out) as src:
+        assert src.crs.to_string() == CUBE_CRS and src.transform == c.grid.transform
+        assert src.count == ds.sizes["d"] and src.descriptions[0] == "embedding_000"
+        assert src.tags()["landprompt_cube_content_hash"] == ds.attrs["content_hash"]
+        pixel = src.read(window=((5, 6), (7, 8)))[:, 0, 0]
+        assert np.isnan(src.read(1, window=((0, 1), (0, 4)))).all()  # row 0 is not valid
+    assert valid[0, 0]
+    np.testing.assert_allclose(pixel, embedding[0, 0], rtol=1e-6)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    assert not list(tmp_path.glob(".*"))  # no staging file left
+
+
+def test_cube_info_json(analytics_cubes: SimpleNamespace) -> None:
+    result = CliRunner().invoke(app, ["cube", "info", str(analytics_cubes.mixture), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["crs"] == CUBE_CRS and summary["shape"] == [48, 48]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
