@@ -8,12 +8,11 @@ renamed into place, so an interrupted export never leaves a half-written map.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 import numpy as np
 import rasterio
@@ -33,10 +32,6 @@ UINT8_NODATA = 255
 HTML_MAX_PIXELS = 4_000_000
 #: Web Mercator, the CRS of Leaflet maps: an image overlay is stretched linearly in it.
 WEB_MERCATOR = "EPSG:3857"
-_TITLE_HTML = (
-    "<div style='position:absolute;top:10px;left:60px;z-index:1000;background:rgba(255,255,255,0.85);"
-    "padding:2px 8px;border-radius:4px;font:bold 15px sans-serif'>{}</div>"
-)
 
 
 def _check_map(da: xr.DataArray) -> None:
@@ -263,11 +258,12 @@ def write_html(
     cmap: str = "magma",
     max_pixels: int = HTML_MAX_PIXELS,
 ) -> Path:
-    """Write a self-contained HTML map (folium) of a small area.
+    """Write a self-contained HTML map (Leaflet, inlined) of a small area that works offline.
 
-    The map is reprojected to Web Mercator and embedded as a PNG data URI in an image overlay, so
-    the overlay needs no tile server or side file; base map tiles load when online. The page has a
-    colour legend, a layer control and opens fitted to the map's bounds.
+    The map is reprojected to Web Mercator and embedded as a PNG data URI in an image overlay; the
+    page carries Leaflet's script and styles inline (see :mod:`~landprompt.query.html_page`), so the
+    overlay, colour legend, title, scale and layer control show without a network; base map tiles
+    load only when online. The page opens fitted to the map's bounds.
 
     Args:
         da: Probabilities [y, x] in [0, 1], NaN where there is no data (transparent).
@@ -282,26 +278,20 @@ def write_html(
     Raises:
         BadInputError: If the map is not a georeferenced 2-D map or has more than ``max_pixels``.
     """
-    import folium
-    from branca.element import Figure
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    from landprompt.query.html_page import leaflet_page
 
     _check_map(da)
     check_html_size(da.shape, max_pixels)
     mercator = _to_web_mercator(da)
-    (south, west), (north, east) = bounds = _latlon_bounds(mercator)
-    fmap = folium.Map(
-        location=((south + north) / 2, (west + east) / 2), tiles="OpenStreetMap", control_scale=True
-    )
+    bounds = _latlon_bounds(mercator)
     label = title or str(da.name or "probability")
-    folium.raster_layers.ImageOverlay(
-        _png_data_uri(_rgba(mercator.values, cmap)), bounds=bounds, name=label, opacity=0.8, pixelated=True
-    ).add_to(fmap)
-    _legend(cmap).add_to(fmap)
-    folium.LayerControl(collapsed=False).add_to(fmap)
-    fmap.fit_bounds(bounds)
-    cast(Figure, fmap.get_root()).html.add_child(folium.Element(_TITLE_HTML.format(html.escape(label))))
+    colours = [to_hex(colormaps[cmap](v)) for v in np.linspace(0, 1, 11)]
+    page = leaflet_page(label, _png_data_uri(_rgba(mercator.values, cmap)), bounds, colours)
     with atomic_path(path) as tmp:
-        fmap.save(str(tmp))
+        tmp.write_text(page, encoding="utf-8")
     return Path(path)
 
 
@@ -347,13 +337,3 @@ def _png_data_uri(rgba: np.ndarray) -> str:
     buffer = io.BytesIO()
     Image.fromarray(rgba, mode="RGBA").save(buffer, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _legend(cmap: str, caption: str = "probability", steps: int = 11) -> Any:
-    """A branca colour legend for probabilities 0-1."""
-    from branca.colormap import LinearColormap
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
-
-    colours = [to_hex(colormaps[cmap](v)) for v in np.linspace(0, 1, steps)]
-    return LinearColormap(colours, vmin=0, vmax=1, caption=caption)
