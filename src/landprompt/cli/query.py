@@ -53,7 +53,7 @@ def query_topk(
         places = top_k_shards(shards, prompt, k=k, min_distance_m=min_distance, clip=clip_model, style=style)
     else:
         places = top_k(
-            cube, prompt, k=k, min_distance_m=min_distance, bbox=bbox, clip=clip_model, style=style
+            shards[0], prompt, k=k, min_distance_m=min_distance, bbox=bbox, clip=clip_model, style=style
         )
     if out is not None:
         write_places(places, out, None if fmt == "table" else fmt)

@@ -109,7 +109,14 @@ def cube_paths(path: str | Path) -> list[Path]:
 
 def _query_vector(ds: xr.Dataset, query: str | np.ndarray, clip: ClipModel | None, style: str) -> np.ndarray:
     if isinstance(query, str):
-        return concept_embedding(clip or clip_for_cube(ds), query, style)
+        model = clip or clip_for_cube(ds)
+        if model.embed_dim != ds.sizes["d"]:
+            raise BadInputError(
+                f"CLIP {model.id} embeds text in {model.embed_dim} dimensions, but the cube holds "
+                f"{ds.sizes['d']}-dimensional embeddings made for CLIP {ds.attrs.get('clip_model') or '(unnamed)'}: "
+                "query with the cube's CLIP model (omit --clip)"
+            )
+        return concept_embedding(model, query, style)
     vector = _as_unit_rows(query)
     if vector.shape != (1, ds.sizes["d"]):
         raise BadInputError(f"query embedding must have shape ({ds.sizes['d']},), got {np.shape(query)}")
@@ -127,9 +134,18 @@ def _radius_pixels(grid: Grid, min_distance_m: float) -> float:
 def _resolve_index(cube: str | Path | xr.Dataset, index: str | Path | CubeIndex | None) -> CubeIndex | None:
     if index is None or isinstance(index, CubeIndex):
         return index
+    path = _cube_path(cube)
     if index == "auto":
-        return CubeIndex.for_cube(cube) if not isinstance(cube, xr.Dataset) else None
-    return CubeIndex.open(index, None if isinstance(cube, xr.Dataset) else cube)
+        return CubeIndex.for_cube(path) if path is not None else None
+    return CubeIndex.open(index, path)
+
+
+def _cube_path(cube: str | Path | xr.Dataset) -> str | Path | None:
+    """The cube's path; for an opened Dataset the store it was opened from, if known."""
+    if not isinstance(cube, xr.Dataset):
+        return cube
+    source = cube.encoding.get("source")
+    return Path(source) if source and Path(source).is_dir() else None
 
 
 def spatial_nms(rows: np.ndarray, cols: np.ndarray, k: int, radius: float) -> list[int]:
