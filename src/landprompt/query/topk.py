@@ -111,9 +111,10 @@ def _query_vector(ds: xr.Dataset, query: str | np.ndarray, clip: ClipModel | Non
     if isinstance(query, str):
         model = clip or clip_for_cube(ds)
         if model.embed_dim != ds.sizes["d"]:
+            made_for = ds.attrs.get("clip_model") or "(unnamed)"
             raise BadInputError(
                 f"CLIP {model.id} embeds text in {model.embed_dim} dimensions, but the cube holds "
-                f"{ds.sizes['d']}-dimensional embeddings made for CLIP {ds.attrs.get('clip_model') or '(unnamed)'}: "
+                f"{ds.sizes['d']}-dimensional embeddings made for CLIP {made_for}: "
                 "query with the cube's CLIP model (omit --clip)"
             )
         return concept_embedding(model, query, style)
