@@ -39,7 +39,7 @@ PROVENANCE = (
 RASTERS = ("map.tif", "map_u8.tif", "change.tif", "change_class.tif")
 VECTORS = ("places.geojson", "places.gpkg", "places.fgb", "regions.geojson", "regions.gpkg", "regions.fgb")
 TABLES = ("places.csv", "regions.csv")
-OTHERS = ("map.png", "map.html", "change.png")
+OTHERS = ("map.png", "map.html", "map.qml", "change.png")
 
 
 def units_file(folder: Path) -> Path:
@@ -70,7 +70,7 @@ def outputs(
     units = units_file(tmp_path_factory.mktemp("units"))
     runner = CliRunner()
     commands = [
-        ["query", "map", c.mixture, CONCEPT, "-o", out / "map.tif", "--png", "--html"],
+        ["query", "map", c.mixture, CONCEPT, "-o", out / "map.tif", "--png", "--html", "--qml"],
         ["query", "map", c.mixture, CONCEPT, "-o", out / "map_u8.tif", "--dtype", "uint8"],
         ["query", "change", c.year1, c.year2, CONCEPT, "-o", out / "change.tif", "--png"],
         *(
@@ -199,3 +199,14 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_qml_style_is_a_qgis_pseudocolour_ramp(outputs: SimpleNamespace) -> None:
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(outputs.folder / "map.qml").getroot()
+    renderer = root.find("pipe/rasterrenderer")
+    assert renderer is not None and renderer.get("type") == "singlebandpseudocolor"
+    items = root.findall(".//colorrampshader/item")
+    assert [float(i.get("value", "nan")) for i in items] == pytest.approx(np.linspace(0, 1, 11))
+    assert items[0].get("color") == "#000004" and items[-1].get("color") == "#fcfdbf"  # magma

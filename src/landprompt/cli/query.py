@@ -83,12 +83,21 @@ def query_map(
     ] = None,
     png: Annotated[bool, typer.Option("--png", help="Also write a PNG quicklook next to the COG.")] = False,
     html: Annotated[bool, typer.Option("--html", help="Also write a self-contained HTML map.")] = False,
+    qml: Annotated[
+        bool, typer.Option("--qml", help="Also write a QGIS style (.qml) beside the COG.")
+    ] = False,
     dtype: Annotated[str, typer.Option(help="COG data type: float32 or uint8.")] = "float32",
     clip: QueryClipOption = None,
     pretrained: PretrainedOption = None,
     style: StyleOption = "ground",
 ) -> None:
-    """Probability map of a prompt: a COG, optionally a PNG quicklook and an HTML map."""
+    """Probability map of a prompt: a COG, optionally a PNG quicklook, an HTML map and a QGIS style.
+
+    Examples:
+        landprompt query map cube.zarr "olive groves" -o olives.tif --png --html --qml
+
+        landprompt query map cube.zarr "vineyards" -o vines.tif --versus "olive groves" --dtype uint8
+    """
     from landprompt.embedder.cube import open_cube
     from landprompt.query.maps import write_cog, write_html, write_png
     from landprompt.query.probability import clip_for_cube, probability_map
@@ -103,6 +112,11 @@ def query_map(
     prob = probability_map(ds, prompt, versus=versus or None, bbox=bbox, clip=clip_model, style=style)
     tags = provenance_tags(cube, clip_model, prompt, versus, style)
     written = [write_cog(prob, out, dtype=dtype, tags=tags)]  # type: ignore[arg-type]
+    if qml:
+        from landprompt.query.maps import UINT8_SCALE
+        from landprompt.query.qml import write_qml
+
+        written.append(write_qml(out.with_suffix(".qml"), scale=UINT8_SCALE if dtype == "uint8" else 1.0))
     if png:
         written.append(write_png(prob, out.with_suffix(".png"), title=f"P({prompt})"))
     if html:
