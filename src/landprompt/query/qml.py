@@ -58,6 +58,6 @@ def write_qml(
         for t, v in zip(np.linspace(0, 1, steps), np.linspace(vmin, vmax, steps), strict=True)
     )
     text = _QML.format(vmin=f"{vmin * scale:g}", vmax=f"{vmax * scale:g}", items=items)
-    with atomic_path(path) as tmp:
+    with atomic_path(Path(path)) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
