@@ -57,3 +57,22 @@ def test_a_clip_of_the_wrong_width_names_both_models(tmp_path: Path, tiny_clip) 
         BadInputError, match=rf"CLIP {re.escape(tiny_clip.id)} embeds text in {tiny_clip.embed_dim}.*ViT-B-32"
     ):
         top_k(path, "a lake", clip=tiny_clip, index=None)
+
+
+@pytest.mark.parametrize(("command", "name"), [(["query", "export"], "batch"), (["train"], "train")])
+def test_example_files_ship_with_the_package(command: list[str], name: str) -> None:
+    import yaml
+
+    from landprompt.examples import example_text
+
+    result = CliRunner().invoke(app, [*command, "--example"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == example_text(name) and isinstance(yaml.safe_load(result.stdout), dict)
+    bare = CliRunner().invoke(app, command)
+    assert bare.exit_code != 0 and "--example" in bare.output
+
+
+def test_py_typed_is_shipped() -> None:
+    from importlib.resources import files
+
+    assert (files("landprompt") / "py.typed").is_file()

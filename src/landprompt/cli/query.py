@@ -126,15 +126,33 @@ def query_map(
 
 @app.command("export")
 def query_export(
-    jobs: Annotated[Path, typer.Argument(help="Batch YAML: concepts x areas x options (see examples/).")],
+    jobs: Annotated[
+        Path | None, typer.Argument(help="Batch YAML: concepts x areas x options (--example prints one).")
+    ] = None,
     scheduler: Annotated[
         str | None, typer.Option(help="Dask scheduler address, or 'local' for a local cluster.")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Rewrite maps that already exist.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    example: Annotated[bool, typer.Option("--example", help="Print an example batch file and exit.")] = False,
 ) -> None:
-    """Export every map of a batch YAML file, skipping maps already written."""
+    """Export every map of a batch YAML file, skipping maps already written.
+
+    Examples:
+        landprompt query export --example > batch.yaml
+
+        landprompt query export batch.yaml --scheduler local
+    """
+    from landprompt.errors import BadInputError
     from landprompt.query.jobs import load_jobs, run_jobs
+
+    if example:
+        from landprompt.examples import example_text
+
+        print(example_text("batch"), end="")
+        return
+    if jobs is None:
+        raise BadInputError("give a batch YAML file; 'landprompt query export --example' prints one")
 
     report = run_jobs(load_jobs(jobs), scheduler=scheduler, progress=progress, overwrite=overwrite)
     console.print(report.summary())
