@@ -24,6 +24,7 @@ from landprompt.cli.common import (
     clip_or_none,
     console,
     sub_app,
+    working,
 )
 from landprompt.errors import BadInputError
 
@@ -66,7 +67,11 @@ def query_change(
     pretrained: PretrainedOption = None,
     style: StyleOption = "ground",
 ) -> None:
-    """Change map of a prompt between two cubes: OUT (p_b - p_a), OUT_class.tif (0 stable, 1 gain, 2 loss)."""
+    """Change map of a prompt between two cubes: OUT (p_b - p_a), OUT_class.tif (0 stable, 1 gain, 2 loss).
+
+    Examples:
+        landprompt query change cube2019.zarr cube2024.zarr "olive groves" -o olives_change.tif --png
+    """
     from landprompt.embedder.cube import open_cube
     from landprompt.query.change import change_map, change_paths, change_summary, write_change
     from landprompt.query.probability import clip_for_cube
@@ -78,17 +83,18 @@ def query_change(
     if calibrated and calibration is not None:
         raise BadInputError("give --calibrated (each cube's own calibration) or --calibration FILE, not both")
     clip_model = clip_or_none(clip, pretrained, cube_a) or clip_for_cube(open_cube(cube_a))
-    ds = change_map(
-        cube_a,
-        cube_b,
-        prompt,
-        versus=versus or None,
-        clip=clip_model,
-        threshold=threshold,
-        bbox=bbox,
-        style=style,
-        calibration=calibration if calibration is not None else calibrated,
-    )
+    with working("scoring both cubes"):
+        ds = change_map(
+            cube_a,
+            cube_b,
+            prompt,
+            versus=versus or None,
+            clip=clip_model,
+            threshold=threshold,
+            bbox=bbox,
+            style=style,
+            calibration=calibration if calibration is not None else calibrated,
+        )
     applied = str(calibration) if calibration is not None else ("cube" if calibrated else None)
     tags = provenance_tags(cube_a, clip_model, prompt, versus, style, applied)
     tags["landprompt_cube_b"] = str(cube_b.resolve())
@@ -127,7 +133,11 @@ def query_aggregate(
     pretrained: PretrainedOption = None,
     style: StyleOption = "ground",
 ) -> None:
-    """Indicators of a prompt per polygon: mean probability, expected area, area above a threshold."""
+    """Indicators of a prompt per polygon: mean probability, expected area, area above a threshold.
+
+    Examples:
+        landprompt query aggregate cube.zarr "olive groves" --units nuts3.gpkg -o olives.gpkg
+    """
     from landprompt.embedder.cube import open_cube
     from landprompt.query.aggregate import aggregate, read_units, write_indicators
     from landprompt.query.probability import clip_for_cube
@@ -138,16 +148,17 @@ def query_aggregate(
         vector_suffix(out, "indicators")
     polygons = read_units(units, id_field, layer)
     clip_model = clip_or_none(clip, pretrained, cube) or clip_for_cube(open_cube(cube))
-    table = aggregate(
-        cube,
-        prompt,
-        polygons,
-        threshold=threshold,
-        versus=versus or None,
-        clip=clip_model,
-        style=style,
-        calibration=calibrated,
-    )
+    with working(f"aggregating over {len(polygons)} polygons"):
+        table = aggregate(
+            cube,
+            prompt,
+            polygons,
+            threshold=threshold,
+            versus=versus or None,
+            clip=clip_model,
+            style=style,
+            calibration=calibrated,
+        )
     if out is not None:
         tags = provenance_tags(cube, clip_model, prompt, versus, style, "cube" if calibrated else None)
         write_indicators(table, out, polygons, metadata=tags)

@@ -97,6 +97,11 @@ def clip_or_none(name: str | None, pretrained: str | None, cube: Path | None = N
     return load_clip(name, pretrained)
 
 
+def working(message: str) -> Any:
+    """A rich status spinner on stderr while a long step runs (stdout stays clean for CSV/JSON)."""
+    return err_console.status(message, spinner="dots")
+
+
 def warn_random(name: str) -> None:
     """Print the warning line of a command that runs CLIP with random weights."""
     err_console.print(

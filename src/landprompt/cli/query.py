@@ -19,6 +19,7 @@ from landprompt.cli.common import (
     console,
     err_console,
     sub_app,
+    working,
 )
 
 app = sub_app("Text prompts -> probability maps and top-k places.")
@@ -37,7 +38,13 @@ def query_topk(
     pretrained: PretrainedOption = None,
     style: StyleOption = "ground",
 ) -> None:
-    """The k best-matching distinct places for a prompt (CUBE may be a folder of cube shards)."""
+    """The k best-matching distinct places for a prompt (CUBE may be a folder of cube shards).
+
+    Examples:
+        landprompt query topk cube.zarr "olive groves" -k 20 --min-distance 500
+
+        landprompt query topk europe/ "wind turbines" -k 50 -o turbines.gpkg
+    """
     import json
 
     from landprompt.errors import BadInputError
@@ -46,15 +53,19 @@ def query_topk(
     if fmt not in ("table", "csv", "geojson"):
         raise BadInputError(f"--format must be table, csv or geojson, got {fmt!r}")
     shards = cube_paths(cube)
-    clip_model = clip_or_none(clip, pretrained, cube)
+    clip_model = clip_or_none(clip, pretrained, shards[0])
     if len(shards) > 1:
         if bbox is not None:
             raise BadInputError("--bbox applies to one cube: give the shard's path instead of the folder")
-        places = top_k_shards(shards, prompt, k=k, min_distance_m=min_distance, clip=clip_model, style=style)
+        with working(f"searching {len(shards)} shards"):
+            places = top_k_shards(
+                shards, prompt, k=k, min_distance_m=min_distance, clip=clip_model, style=style
+            )
     else:
-        places = top_k(
-            shards[0], prompt, k=k, min_distance_m=min_distance, bbox=bbox, clip=clip_model, style=style
-        )
+        with working("searching the cube"):
+            places = top_k(
+                shards[0], prompt, k=k, min_distance_m=min_distance, bbox=bbox, clip=clip_model, style=style
+            )
     if out is not None:
         write_places(places, out, None if fmt == "table" else fmt)
         console.print(f"wrote {len(places)} places to {out}")
@@ -109,7 +120,8 @@ def query_map(
         raise BadInputError(f"--out must be a .tif file, got {out.name!r}")
     ds = open_cube(cube)
     clip_model = clip_or_none(clip, pretrained, cube) or clip_for_cube(ds)
-    prob = probability_map(ds, prompt, versus=versus or None, bbox=bbox, clip=clip_model, style=style)
+    with working(f"scoring {ds.sizes['y'] * ds.sizes['x']:,} pixels"):
+        prob = probability_map(ds, prompt, versus=versus or None, bbox=bbox, clip=clip_model, style=style)
     tags = provenance_tags(cube, clip_model, prompt, versus, style)
     written = [write_cog(prob, out, dtype=dtype, tags=tags)]  # type: ignore[arg-type]
     if qml:
