@@ -51,7 +51,7 @@ def units_file(folder: Path) -> Path:
         return {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
 
     features = [
-        {"type": "Feature", "properties": {"NUTS_ID": name}, "geometry": square(v0)}
+        {"type": "Feature", "properties": {"NUTS_ID": name, "NAME": name.title()}, "geometry": square(v0)}
         for name, v0 in (("north", 3), ("south", 203))
     ]
     crs = {"type": "name", "properties": {"name": CUBE_CRS}}
@@ -210,3 +210,20 @@ def test_qml_style_is_a_qgis_pseudocolour_ramp(outputs: SimpleNamespace) -> None
     items = root.findall(".//colorrampshader/item")
     assert [float(i.get("value", "nan")) for i in items] == pytest.approx(np.linspace(0, 1, 11))
     assert items[0].get("color") == "#000004" and items[-1].get("color") == "#fcfdbf"  # magma
+
+
+def test_aggregate_keeps_the_polygon_fields_on_request(
+    analytics_cubes: SimpleNamespace, tmp_path: Path
+) -> None:
+    import pyogrio.raw
+
+    units = units_file(tmp_path)
+    args = ["query", "aggregate", str(analytics_cubes.mixture), CONCEPT, "--units", str(units)]
+    for name, extra in (("plain.gpkg", []), ("named.gpkg", ["--keep-fields"])):
+        result = CliRunner().invoke(app, [*args, "--id-field", "NUTS_ID", "-o", str(tmp_path / name), *extra])
+        assert result.exit_code == 0, result.output
+    assert "NAME" not in list(pyogrio.read_info(tmp_path / "plain.gpkg")["fields"])
+    meta, _, _, values = pyogrio.raw.read(tmp_path / "named.gpkg")
+    fields = list(meta["fields"])
+    assert values[fields.index("NAME")].tolist() == ["North", "South"]
+    assert values[fields.index("NUTS_ID")].tolist() == ["north", "south"]

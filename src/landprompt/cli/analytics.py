@@ -127,6 +127,10 @@ def query_aggregate(
         float, typer.Option(help="Probability above which a pixel counts as present.")
     ] = 0.5,
     layer: Annotated[str | None, typer.Option(help="Layer of a multi-layer polygon file.")] = None,
+    keep_fields: Annotated[
+        bool,
+        typer.Option("--keep-fields", help="Keep the polygons' other fields (names, codes) in the output."),
+    ] = False,
     versus: VersusOption = None,
     calibrated: CalibratedOption = False,
     clip: QueryClipOption = None,
@@ -139,7 +143,7 @@ def query_aggregate(
         landprompt query aggregate cube.zarr "olive groves" --units nuts3.gpkg -o olives.gpkg
     """
     from landprompt.embedder.cube import open_cube
-    from landprompt.query.aggregate import aggregate, read_units, write_indicators
+    from landprompt.query.aggregate import aggregate, read_units, with_unit_fields, write_indicators
     from landprompt.query.probability import clip_for_cube
     from landprompt.query.provenance import provenance_tags
     from landprompt.query.vectors import vector_suffix
@@ -159,6 +163,8 @@ def query_aggregate(
             style=style,
             calibration=calibrated,
         )
+    if keep_fields:
+        table = with_unit_fields(table, polygons)
     if out is not None:
         tags = provenance_tags(cube, clip_model, prompt, versus, style, "cube" if calibrated else None)
         write_indicators(table, out, polygons, metadata=tags)
