@@ -76,3 +76,15 @@ def test_py_typed_is_shipped() -> None:
     from importlib.resources import files
 
     assert (files("landprompt") / "py.typed").is_file()
+
+
+def test_random_clip_weights_only_when_asked_for(tmp_path: Path, tiny_clip) -> None:  # type: ignore[no-untyped-def]
+    cube = small_cube(tmp_path, tiny_clip.embed_dim, tiny_clip.name)  # records no pretrained tag
+    args = ["query", "topk", str(cube), "a lake", "-k", "2", "--format", "csv", "--clip", tiny_clip.name]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2
+    assert "needs --pretrained TAG" in refused.stderr and "--pretrained none" in refused.stderr
+    asked = CliRunner().invoke(app, [*args, "--pretrained", "none"])
+    assert asked.exit_code == 0, asked.output
+    assert asked.stderr.startswith(f"warning: CLIP {tiny_clip.name} has RANDOM weights")
+    assert len(asked.stdout.strip().splitlines()) == 3
