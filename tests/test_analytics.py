@@ -270,7 +270,7 @@ def test_indicator_outputs(indicators, tmp_path) -> None:
     assert collection["features"][-1]["properties"]["mean_probability"] is None  # NaN -> null
     lon, lat = first["geometry"]["coordinates"][0][0]
     assert 9 < lon < 12 and 43 < lat < 44  # written in WGS84
-    with pytest.raises(BadInputError, match=r"\.csv or \.geojson"):
+    with pytest.raises(BadInputError, match=r"written as \.csv, \.geojson"):
         write_indicators(indicators, tmp_path / "ind.xlsx")
 
 

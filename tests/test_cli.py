@@ -15,7 +15,7 @@ def invoke(*args: str):
 
 
 def error_line(result) -> str:
-    lines = [line for line in result.output.splitlines() if line.strip()]
+    lines = [line for line in result.output.splitlines() if line.strip() and not line.startswith("warning:")]
     assert len(lines) == 1, result.output
     return lines[0]
 
@@ -63,8 +63,9 @@ def test_query_topk_formats(demo_run, tmp_path):
         "query", "topk", str(demo_run.cube), "a lake", "-k", "3", "--format", "csv", "--min-distance", "200"
     )
     assert result.exit_code == 0, result.output
-    lines = result.output.strip().splitlines()
+    lines = result.stdout.strip().splitlines()
     assert lines[0] == "rank,row,col,lon,lat,x,y,score" and len(lines) == 4
+    assert result.stderr.startswith("warning: CLIP landprompt-tiny has RANDOM weights")
     out = tmp_path / "lake.geojson"
     result = invoke("query", "topk", str(demo_run.cube), "a lake", "-k", "2", "-o", str(out))
     assert result.exit_code == 0, result.output

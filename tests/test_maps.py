@@ -165,7 +165,7 @@ def test_writers_reject_a_map_without_crs(tmp_path: Path, writer) -> None:  # ty
 
 @pytest.mark.parametrize(
     ("writer", "target"),
-    [(write_cog, "cog_translate"), (write_html, "_png_data_uri"), (write_html, "folium.Map.save")],
+    [(write_cog, "cog_translate"), (write_html, "_png_data_uri"), (write_html, "html_page.leaflet_page")],
 )
 def test_an_error_while_writing_leaves_no_file_behind(
     tmp_path: Path,
@@ -176,10 +176,10 @@ def test_an_error_while_writing_leaves_no_file_behind(
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk on fire")
 
-    if target == "folium.Map.save":
-        import folium
+    if target == "html_page.leaflet_page":
+        from landprompt.query import html_page
 
-        monkeypatch.setattr(folium.Map, "save", boom)
+        monkeypatch.setattr(html_page, "leaflet_page", boom)
     else:
         monkeypatch.setattr(maps, target, boom)
     with pytest.raises(RuntimeError, match="disk on fire"):

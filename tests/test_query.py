@@ -160,7 +160,7 @@ def test_write_places(cube, query_vector, tmp_path):
     geojson = json.loads(write_places(places, tmp_path / "p.geojson").read_text())
     assert len(geojson["features"]) == 3
     assert geojson["features"][0]["geometry"]["coordinates"] == [places.lon[0], places.lat[0]]
-    with pytest.raises(BadInputError, match=r"csv or \.geojson"):
+    with pytest.raises(BadInputError, match=r"written as \.csv, \.geojson"):
         write_places(places, tmp_path / "p.txt")
 
 

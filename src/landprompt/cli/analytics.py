@@ -24,6 +24,7 @@ from landprompt.cli.common import (
     clip_or_none,
     console,
     sub_app,
+    working,
 )
 from landprompt.errors import BadInputError
 
@@ -66,26 +67,39 @@ def query_change(
     pretrained: PretrainedOption = None,
     style: StyleOption = "ground",
 ) -> None:
-    """Change map of a prompt between two cubes: OUT (p_b - p_a), OUT_class.tif (0 stable, 1 gain, 2 loss)."""
+    """Change map of a prompt between two cubes: OUT (p_b - p_a), OUT_class.tif (0 stable, 1 gain, 2 loss).
+
+    Examples:
+        landprompt query change cube2019.zarr cube2024.zarr "olive groves" -o olives_change.tif --png
+    """
+    from landprompt.embedder.cube import open_cube
     from landprompt.query.change import change_map, change_paths, change_summary, write_change
+    from landprompt.query.probability import clip_for_cube
+    from landprompt.query.provenance import provenance_tags
 
     paths = change_paths(out)
     if not png:
         del paths["png"]
     if calibrated and calibration is not None:
         raise BadInputError("give --calibrated (each cube's own calibration) or --calibration FILE, not both")
-    ds = change_map(
-        cube_a,
-        cube_b,
-        prompt,
-        versus=versus or None,
-        clip=clip_or_none(clip, pretrained),
-        threshold=threshold,
-        bbox=bbox,
-        style=style,
-        calibration=calibration if calibration is not None else calibrated,
-    )
-    written = write_change(ds, paths, title=f"change in P({prompt})")
+    clip_model = clip_or_none(clip, pretrained, cube_a) or clip_for_cube(open_cube(cube_a))
+    with working("scoring both cubes"):
+        ds = change_map(
+            cube_a,
+            cube_b,
+            prompt,
+            versus=versus or None,
+            clip=clip_model,
+            threshold=threshold,
+            bbox=bbox,
+            style=style,
+            calibration=calibration if calibration is not None else calibrated,
+        )
+    applied = str(calibration) if calibration is not None else ("cube" if calibrated else None)
+    tags = provenance_tags(cube_a, clip_model, prompt, versus, style, applied)
+    tags["landprompt_cube_b"] = str(cube_b.resolve())
+    tags["landprompt_cube_b_content_hash"] = str(open_cube(cube_b).attrs.get("content_hash", ""))
+    written = write_change(ds, paths, title=f"change in P({prompt})", tags=tags)
     summary = change_summary(ds)
     table = Table(title=f"change in P({prompt}), threshold {threshold:g}")
     table.add_column("class")
@@ -113,30 +127,47 @@ def query_aggregate(
         float, typer.Option(help="Probability above which a pixel counts as present.")
     ] = 0.5,
     layer: Annotated[str | None, typer.Option(help="Layer of a multi-layer polygon file.")] = None,
+    keep_fields: Annotated[
+        bool,
+        typer.Option("--keep-fields", help="Keep the polygons' other fields (names, codes) in the output."),
+    ] = False,
     versus: VersusOption = None,
     calibrated: CalibratedOption = False,
     clip: QueryClipOption = None,
     pretrained: PretrainedOption = None,
     style: StyleOption = "ground",
 ) -> None:
-    """Indicators of a prompt per polygon: mean probability, expected area, area above a threshold."""
-    from landprompt.query.aggregate import aggregate, read_units, write_indicators
+    """Indicators of a prompt per polygon: mean probability, expected area, area above a threshold.
 
-    if out is not None and out.suffix.lower() not in (".csv", ".geojson", ".json"):
-        raise BadInputError(f"--out must be a .csv or .geojson file, got {out.name!r}")
-    polygons = read_units(units, id_field, layer)
-    table = aggregate(
-        cube,
-        prompt,
-        polygons,
-        threshold=threshold,
-        versus=versus or None,
-        clip=clip_or_none(clip, pretrained),
-        style=style,
-        calibration=calibrated,
-    )
+    Examples:
+        landprompt query aggregate cube.zarr "olive groves" --units nuts3.gpkg -o olives.gpkg
+    """
+    from landprompt.embedder.cube import open_cube
+    from landprompt.query.aggregate import aggregate, read_units, with_unit_fields, write_indicators
+    from landprompt.query.probability import clip_for_cube
+    from landprompt.query.provenance import provenance_tags
+    from landprompt.query.vectors import vector_suffix
+
     if out is not None:
-        write_indicators(table, out, polygons)
+        vector_suffix(out, "indicators")
+    polygons = read_units(units, id_field, layer)
+    clip_model = clip_or_none(clip, pretrained, cube) or clip_for_cube(open_cube(cube))
+    with working(f"aggregating over {len(polygons)} polygons"):
+        table = aggregate(
+            cube,
+            prompt,
+            polygons,
+            threshold=threshold,
+            versus=versus or None,
+            clip=clip_model,
+            style=style,
+            calibration=calibrated,
+        )
+    if keep_fields:
+        table = with_unit_fields(table, polygons)
+    if out is not None:
+        tags = provenance_tags(cube, clip_model, prompt, versus, style, "cube" if calibrated else None)
+        write_indicators(table, out, polygons, metadata=tags)
         console.print(f"wrote indicators of {len(table)} polygons to {out}")
         return
     view = Table(title=f"P({prompt}) per polygon of {units.name}, threshold {threshold:g}")
@@ -192,7 +223,7 @@ def evaluate_points_command(
         n_folds=folds,
         bins=bins,
         versus=versus or None,
-        clip=clip_or_none(clip, pretrained),
+        clip=clip_or_none(clip, pretrained, cube),
         style=style,
         calibrated=calibrated,
     )

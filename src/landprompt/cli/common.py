@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 
-from landprompt.errors import LandpromptError
+from landprompt.errors import BadInputError, LandpromptError
 
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
@@ -59,15 +59,64 @@ PretrainedOption = Annotated[
     typer.Option(
         "--pretrained",
         help="open_clip pretrained tag (e.g. laion2b_s34b_b79k) or a local weights file; "
-        "omit for random weights.",
+        "'none' for random weights (testing only); default: the tag the cube records.",
     ),
 ]
+#: ``--pretrained`` value that asks for a seeded random initialisation.
+RANDOM_WEIGHTS = "none"
 
 
-def clip_or_none(name: str | None, pretrained: str | None) -> ClipModel | None:
-    """Load the CLIP model named on the command line, or None to use the cube's."""
-    if name is None:
-        return None
+def clip_or_none(name: str | None, pretrained: str | None, cube: Path | None = None) -> ClipModel | None:
+    """Load the CLIP model named on the command line, or None to use the cube's.
+
+    Random weights only when asked for (``--pretrained none``); ``--clip NAME`` without
+    ``--pretrained`` takes the tag the cube records for that model, or is an error. Every command
+    that ends up with random weights prints a warning line.
+
+    Raises:
+        BadInputError: If ``--clip`` names a model without weights and the cube records none for it.
+    """
     from landprompt.embedder.clip import load_clip
 
+    if name is None:
+        recorded = _recorded_clip(cube)
+        if recorded is not None and not recorded[1]:
+            warn_random(recorded[0])
+        return None
+    if pretrained is None:
+        recorded = _recorded_clip(cube)
+        if recorded is None or recorded[0] != name or not recorded[1]:
+            raise BadInputError(
+                f"--clip {name} needs --pretrained TAG or a weights file (the cube records none for it); "
+                f"--pretrained {RANDOM_WEIGHTS} gives random weights, for tests only"
+            )
+        pretrained = recorded[1]
+    if pretrained.lower() == RANDOM_WEIGHTS:
+        warn_random(name)
+        return load_clip(name, None)
     return load_clip(name, pretrained)
+
+
+def working(message: str) -> Any:
+    """A rich status spinner on stderr while a long step runs (stdout stays clean for CSV/JSON)."""
+    return err_console.status(message, spinner="dots")
+
+
+def warn_random(name: str) -> None:
+    """Print the warning line of a command that runs CLIP with random weights."""
+    err_console.print(
+        f"[bold yellow]warning:[/bold yellow] CLIP {name} has RANDOM weights: maps and rankings mean nothing",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _recorded_clip(cube: Path | None) -> tuple[str, str] | None:
+    """(model, pretrained tag) a cube records, or None when there is no readable single cube."""
+    if cube is None or not (cube / "zarr.json").is_file():
+        return None
+    import json
+
+    attrs = json.loads((cube / "zarr.json").read_text()).get("attributes", {})
+    model = attrs.get("clip_model")
+    return (str(model), str(attrs.get("clip_pretrained") or "")) if model else None

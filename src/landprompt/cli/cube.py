@@ -2,24 +2,61 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from landprompt.cli.common import console, sub_app
+from landprompt.cli.common import console, err_console, sub_app
 
 app = sub_app("Inspect embedding cubes.")
 
 
 @app.command("info")
-def cube_info(path: Annotated[Path, typer.Argument(help="Embedding cube (.zarr).")]) -> None:
-    """Summarise an embedding cube: grid, CRS, dtype, valid fraction, provenance."""
+def cube_info(
+    path: Annotated[Path, typer.Argument(help="Embedding cube (.zarr).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+) -> None:
+    """Summarise an embedding cube: grid, CRS, dtype, valid fraction, provenance.
+
+    Examples:
+        landprompt cube info cube.zarr
+
+        landprompt cube info cube.zarr --json | jq .crs
+    """
     from landprompt.embedder.cube import describe, open_cube
 
     summary = describe(open_cube(path))
+    if as_json:
+        print(json.dumps(summary, default=str))
+        return
     table = Table(title=str(path), show_header=False)
     for key, value in summary.items():
         table.add_row(key, str(value))
     console.print(table)
+
+
+@app.command("export")
+def cube_export(
+    path: Annotated[Path, typer.Argument(help="Embedding cube (.zarr).")],
+    out: Annotated[Path, typer.Argument(help="Output multi-band COG (.tif).")],
+) -> None:
+    """Export a cube as a multi-band COG (one float32 band per dimension) for GDAL and QGIS.
+
+    Examples:
+        landprompt cube export cube.zarr cube.tif
+
+        gdalinfo cube.tif   # band descriptions embedding_000 ..., cube attrs in the metadata
+    """
+    from rich.progress import Progress
+
+    from landprompt.embedder.cube import open_cube
+    from landprompt.embedder.export import export_cube
+
+    ds = open_cube(path)
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("exporting", total=int(ds.sizes["y"] * ds.sizes["x"]))
+        export_cube(ds, out, progress=lambda n: bar.advance(task, n))
+    console.print(f"wrote {int(ds.sizes['d'])} bands of {path} to {out}")

@@ -19,6 +19,7 @@ from landprompt.cli.common import (
     console,
     err_console,
     sub_app,
+    working,
 )
 
 app = sub_app("Text prompts -> probability maps and top-k places.")
@@ -37,7 +38,13 @@ def query_topk(
     pretrained: PretrainedOption = None,
     style: StyleOption = "ground",
 ) -> None:
-    """The k best-matching distinct places for a prompt (CUBE may be a folder of cube shards)."""
+    """The k best-matching distinct places for a prompt (CUBE may be a folder of cube shards).
+
+    Examples:
+        landprompt query topk cube.zarr "olive groves" -k 20 --min-distance 500
+
+        landprompt query topk europe/ "wind turbines" -k 50 -o turbines.gpkg
+    """
     import json
 
     from landprompt.errors import BadInputError
@@ -46,15 +53,19 @@ def query_topk(
     if fmt not in ("table", "csv", "geojson"):
         raise BadInputError(f"--format must be table, csv or geojson, got {fmt!r}")
     shards = cube_paths(cube)
-    clip_model = clip_or_none(clip, pretrained)
+    clip_model = clip_or_none(clip, pretrained, shards[0])
     if len(shards) > 1:
         if bbox is not None:
             raise BadInputError("--bbox applies to one cube: give the shard's path instead of the folder")
-        places = top_k_shards(shards, prompt, k=k, min_distance_m=min_distance, clip=clip_model, style=style)
+        with working(f"searching {len(shards)} shards"):
+            places = top_k_shards(
+                shards, prompt, k=k, min_distance_m=min_distance, clip=clip_model, style=style
+            )
     else:
-        places = top_k(
-            cube, prompt, k=k, min_distance_m=min_distance, bbox=bbox, clip=clip_model, style=style
-        )
+        with working("searching the cube"):
+            places = top_k(
+                shards[0], prompt, k=k, min_distance_m=min_distance, bbox=bbox, clip=clip_model, style=style
+            )
     if out is not None:
         write_places(places, out, None if fmt == "table" else fmt)
         console.print(f"wrote {len(places)} places to {out}")
@@ -83,23 +94,41 @@ def query_map(
     ] = None,
     png: Annotated[bool, typer.Option("--png", help="Also write a PNG quicklook next to the COG.")] = False,
     html: Annotated[bool, typer.Option("--html", help="Also write a self-contained HTML map.")] = False,
+    qml: Annotated[
+        bool, typer.Option("--qml", help="Also write a QGIS style (.qml) beside the COG.")
+    ] = False,
     dtype: Annotated[str, typer.Option(help="COG data type: float32 or uint8.")] = "float32",
     clip: QueryClipOption = None,
     pretrained: PretrainedOption = None,
     style: StyleOption = "ground",
 ) -> None:
-    """Probability map of a prompt: a COG, optionally a PNG quicklook and an HTML map."""
+    """Probability map of a prompt: a COG, optionally a PNG quicklook, an HTML map and a QGIS style.
+
+    Examples:
+        landprompt query map cube.zarr "olive groves" -o olives.tif --png --html --qml
+
+        landprompt query map cube.zarr "vineyards" -o vines.tif --versus "olive groves" --dtype uint8
+    """
+    from landprompt.embedder.cube import open_cube
     from landprompt.query.maps import write_cog, write_html, write_png
-    from landprompt.query.probability import probability_map
+    from landprompt.query.probability import clip_for_cube, probability_map
+    from landprompt.query.provenance import provenance_tags
 
     if out.suffix.lower() not in (".tif", ".tiff"):
         from landprompt.errors import BadInputError
 
         raise BadInputError(f"--out must be a .tif file, got {out.name!r}")
-    prob = probability_map(
-        cube, prompt, versus=versus or None, bbox=bbox, clip=clip_or_none(clip, pretrained), style=style
-    )
-    written = [write_cog(prob, out, dtype=dtype)]  # type: ignore[arg-type]
+    ds = open_cube(cube)
+    clip_model = clip_or_none(clip, pretrained, cube) or clip_for_cube(ds)
+    with working(f"scoring {ds.sizes['y'] * ds.sizes['x']:,} pixels"):
+        prob = probability_map(ds, prompt, versus=versus or None, bbox=bbox, clip=clip_model, style=style)
+    tags = provenance_tags(cube, clip_model, prompt, versus, style)
+    written = [write_cog(prob, out, dtype=dtype, tags=tags)]  # type: ignore[arg-type]
+    if qml:
+        from landprompt.query.maps import UINT8_SCALE
+        from landprompt.query.qml import write_qml
+
+        written.append(write_qml(out.with_suffix(".qml"), scale=UINT8_SCALE if dtype == "uint8" else 1.0))
     if png:
         written.append(write_png(prob, out.with_suffix(".png"), title=f"P({prompt})"))
     if html:
@@ -109,15 +138,33 @@ def query_map(
 
 @app.command("export")
 def query_export(
-    jobs: Annotated[Path, typer.Argument(help="Batch YAML: concepts x areas x options (see examples/).")],
+    jobs: Annotated[
+        Path | None, typer.Argument(help="Batch YAML: concepts x areas x options (--example prints one).")
+    ] = None,
     scheduler: Annotated[
         str | None, typer.Option(help="Dask scheduler address, or 'local' for a local cluster.")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Rewrite maps that already exist.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    example: Annotated[bool, typer.Option("--example", help="Print an example batch file and exit.")] = False,
 ) -> None:
-    """Export every map of a batch YAML file, skipping maps already written."""
+    """Export every map of a batch YAML file, skipping maps already written.
+
+    Examples:
+        landprompt query export --example > batch.yaml
+
+        landprompt query export batch.yaml --scheduler local
+    """
+    from landprompt.errors import BadInputError
     from landprompt.query.jobs import load_jobs, run_jobs
+
+    if example:
+        from landprompt.examples import example_text
+
+        print(example_text("batch"), end="")
+        return
+    if jobs is None:
+        raise BadInputError("give a batch YAML file; 'landprompt query export --example' prints one")
 
     report = run_jobs(load_jobs(jobs), scheduler=scheduler, progress=progress, overwrite=overwrite)
     console.print(report.summary())

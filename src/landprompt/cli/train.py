@@ -20,8 +20,8 @@ from landprompt.cli.common import LandpromptCommand, LandpromptGroup, console
 
 def train(
     config: Annotated[
-        Path, typer.Argument(help="Training configuration (YAML, see configs/train_example.yaml).")
-    ],
+        Path | None, typer.Argument(help="Training configuration (YAML; --example prints a documented one).")
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a key, e.g. --set optim.lr=1e-3 (repeatable; values are YAML)."),
@@ -36,8 +36,27 @@ def train(
             "--stop-at", help="Stop with a checkpoint after this step; the schedule still spans run.steps."
         ),
     ] = None,
+    example: Annotated[
+        bool,
+        typer.Option("--example", help="Print the example configuration (every key documented) and exit."),
+    ] = False,
 ) -> None:
-    """Train a satellite encoder into CLIP's image space (one process, or one per GPU under torchrun)."""
+    """Train a satellite encoder into CLIP's image space (one process, or one per GPU under torchrun).
+
+    Examples:
+        landprompt train --example > train.yaml
+
+        landprompt train train.yaml --set optim.lr=1e-3 --resume auto
+    """
+    from landprompt.errors import BadInputError
+
+    if example:
+        from landprompt.examples import example_text
+
+        print(example_text("train"), end="")
+        return
+    if config is None:
+        raise BadInputError("give a training configuration (YAML); 'landprompt train --example' prints one")
     from landprompt.train import load_config
     from landprompt.train import train as run_training
 

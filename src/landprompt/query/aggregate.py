@@ -30,7 +30,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +75,7 @@ class Units:
         crs: CRS of the coordinates.
         id_field: Name of the id column of the results.
         source: The file read.
+        properties: The polygons' other fields, one mapping per polygon (empty when not read).
     """
 
     ids: list[Any]
@@ -82,6 +83,7 @@ class Units:
     crs: CRS
     id_field: str = "id"
     source: Path | None = None
+    properties: list[dict[str, Any]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -114,9 +116,9 @@ def read_units(path: str | os.PathLike[str], id_field: str | None = None, layer:
     if not path.is_file():
         raise BadInputError(f"polygon file {path} does not exist")
     if path.suffix.lower() in _GEOJSON_SUFFIXES:
-        ids, geometries, crs = _read_geojson(path, id_field)
+        ids, geometries, crs, properties = _read_geojson(path, id_field)
     else:
-        ids, geometries, crs = _read_ogr(path, id_field, layer)
+        ids, geometries, crs, properties = _read_ogr(path, id_field, layer)
     if not ids:
         raise BadInputError(f"{path} holds no features")
     _check_unique_ids(ids, path)
@@ -125,10 +127,12 @@ def read_units(path: str | os.PathLike[str], id_field: str | None = None, layer:
             raise BadInputError(
                 f"{path}: feature {ids[i]!r} is a {geometry.get('type')}, not a Polygon or MultiPolygon"
             )
-    return Units(ids, geometries, crs, id_field or "id", path)
+    return Units(ids, geometries, crs, id_field or "id", path, properties)
 
 
-def _read_geojson(path: Path, id_field: str | None) -> tuple[list[Any], list[GeoJSONGeometry | None], CRS]:
+def _read_geojson(
+    path: Path, id_field: str | None
+) -> tuple[list[Any], list[GeoJSONGeometry | None], CRS, list[dict[str, Any]]]:
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -151,7 +155,7 @@ def _read_geojson(path: Path, id_field: str | None) -> tuple[list[Any], list[Geo
         ids = list(range(len(features)))
     if crs == WGS84:
         _check_lonlat(geometries, path)
-    return ids, geometries, crs
+    return ids, geometries, crs, [dict(f.get("properties") or {}) for f in features]
 
 
 def _geojson_crs(data: dict[str, Any], path: Path) -> CRS:
@@ -179,7 +183,7 @@ def _check_lonlat(geometries: list[GeoJSONGeometry | None], path: Path) -> None:
 
 def _read_ogr(
     path: Path, id_field: str | None, layer: str | None
-) -> tuple[list[Any], list[GeoJSONGeometry | None], CRS]:
+) -> tuple[list[Any], list[GeoJSONGeometry | None], CRS, list[dict[str, Any]]]:
     try:
         import pyogrio
         import pyogrio.raw
@@ -210,7 +214,9 @@ def _read_ogr(
         raise BadInputError(f"{path} has no field {id_field!r}; its fields: {', '.join(fields) or 'none'}")
     shapes = shapely.from_wkb(wkb)
     geometries = [None if s is None or s.is_empty else dict(shapely.geometry.mapping(s)) for s in shapes]
-    return ids, geometries, parse_crs(meta["crs"])
+    columns = [list(values[i].tolist()) for i in range(len(fields))]
+    properties = [dict(zip(fields, row, strict=True)) for row in zip(*columns, strict=True)] if fields else []
+    return ids, geometries, parse_crs(meta["crs"]), properties or [{} for _ in ids]
 
 
 def _property(properties: dict[str, Any], field: str, path: Path, index: int) -> Any:
@@ -391,29 +397,44 @@ def _table(units: Units, sums: _Sums, pixel_area_m2: float) -> pd.DataFrame:
 # --- output ----------------------------------------------------------------------------------------
 
 
-def write_indicators(table: pd.DataFrame, path: str | os.PathLike[str], units: Units | None = None) -> Path:
-    """Write indicators as CSV, or as GeoJSON (the polygons in WGS84 with the indicators as properties).
+def write_indicators(
+    table: pd.DataFrame,
+    path: str | os.PathLike[str],
+    units: Units | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write indicators in the format the suffix names: CSV, or polygons (WGS84) with the indicators.
 
     Args:
         table: From :func:`aggregate`.
-        path: ``.csv`` or ``.geojson`` / ``.json`` file.
-        units: The polygons the table was computed over (GeoJSON output only).
+        path: ``.csv``, or ``.geojson`` / ``.json``, ``.gpkg``, ``.fgb``
+            (see :mod:`~landprompt.query.vectors`).
+        units: The polygons the table was computed over (vector output only).
+        metadata: Layer metadata of a GeoPackage (e.g. provenance tags).
     """
-    from landprompt.files import atomic_path
+    from landprompt.query.vectors import vector_suffix, write_vector
 
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        text = table.to_csv(index=False)
-    elif suffix in _GEOJSON_SUFFIXES:
-        if units is None or len(units) != len(table):
-            raise BadInputError("GeoJSON output needs the polygons the table was computed over")
-        text = json.dumps(indicators_geojson(table, units))
-    else:
-        raise BadInputError(f"indicators are written as .csv or .geojson, got {path.name!r}")
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-    return path
+    if vector_suffix(path, "indicators") == ".csv":
+        return write_vector(table, [None] * len(table), WGS84.to_string(), path)
+    if units is None or len(units) != len(table):
+        raise BadInputError("vector output needs the polygons the table was computed over")
+    return write_vector(table, units.reprojected(WGS84), WGS84.to_string(), path, metadata=metadata)
+
+
+def with_unit_fields(table: pd.DataFrame, units: Units) -> pd.DataFrame:
+    """The indicators with the polygons' other fields (from the polygon file) as extra columns.
+
+    Raises:
+        BadInputError: If a field's name clashes with an indicator column.
+    """
+    fields = pd.DataFrame(units.properties or [{} for _ in units.ids]).drop(
+        columns=[units.id_field], errors="ignore"
+    )
+    clash = sorted(set(fields.columns) & set(table.columns))
+    if clash:
+        raise BadInputError(f"polygon fields {clash} have the names of indicator columns: rename them")
+    return pd.concat([table.reset_index(drop=True), fields.reset_index(drop=True)], axis=1)
 
 
 def indicators_geojson(table: pd.DataFrame, units: Units) -> dict[str, Any]:

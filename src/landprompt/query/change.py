@@ -8,8 +8,9 @@ encoding of the concept and its background, and returns an :class:`xarray.Datase
 - ``class``: uint8 codes :data:`STABLE` (0), :data:`GAIN` (1, ``diff > threshold``), :data:`LOSS`
   (2, ``diff < -threshold``) and :data:`NODATA` (255, either cube not valid).
 
-:func:`write_change` writes ``diff`` as a float32 COG, ``class`` as a float32 COG (codes 0/1/2, NaN
-nodata) beside it, and a PNG quicklook of ``diff`` on a diverging scale (RdBu: red loss, blue gain).
+:func:`write_change` writes ``diff`` as a float32 COG, ``class`` as a uint8 COG (codes 0/1/2, nodata
+255, a colour table and nearest-neighbour overviews) beside it, and a PNG quicklook of ``diff`` on a
+diverging scale (RdBu: red loss, blue gain).
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ STABLE, GAIN, LOSS, NODATA = 0, 1, 2, 255
 CHANGE_CLASSES = {STABLE: "stable", GAIN: "gain", LOSS: "loss", NODATA: "nodata"}
 #: Outputs :func:`write_change` knows, and the suffix each adds to the stem of the ``.tif`` path.
 CHANGE_OUTPUTS = {"diff": ".tif", "class": "_class.tif", "png": ".png"}
+#: Colour-table entry (RGBA) of each class code in the class COG: grey stable, blue gain, red loss.
+CLASS_COLOURS = {
+    STABLE: (200, 200, 200, 255),
+    GAIN: (33, 102, 172, 255),
+    LOSS: (178, 24, 43, 255),
+    NODATA: (0, 0, 0, 0),
+}
 
 CalibrationArg = Calibration | str | os.PathLike[str] | bool | None
 
@@ -168,7 +176,10 @@ def change_paths(path: str | os.PathLike[str]) -> dict[str, Path]:
 
 
 def write_change(
-    ds: xr.Dataset, outputs: Mapping[str, str | os.PathLike[str]], title: str = ""
+    ds: xr.Dataset,
+    outputs: Mapping[str, str | os.PathLike[str]],
+    title: str = "",
+    tags: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Write the outputs of a change map, all or none.
 
@@ -176,12 +187,13 @@ def write_change(
         ds: From :func:`change_map`.
         outputs: Output name (``diff``, ``class``, ``png``; see :func:`change_paths`) -> path.
         title: PNG title (default: ``change in P(<concept>)``).
+        tags: Extra GDAL metadata of both COGs (e.g. provenance).
 
     Returns:
         The written paths.
     """
     from landprompt.files import atomic_path
-    from landprompt.query.maps import write_cog, write_png
+    from landprompt.query.maps import write_class_cog, write_cog, write_png
 
     unknown = set(outputs) - set(CHANGE_OUTPUTS)
     if unknown:
@@ -190,11 +202,11 @@ def write_change(
     with ExitStack() as stack:
         tmp = {name: stack.enter_context(atomic_path(Path(path))) for name, path in outputs.items()}
         if "diff" in tmp:
-            write_cog(ds["diff"], tmp["diff"])
+            write_cog(ds["diff"], tmp["diff"], tags=tags)
         if "class" in tmp:
-            codes = ds["class"].where(ds["class"] != NODATA).astype(np.float32)
-            codes.attrs = {**ds.attrs, "classes": "0 stable, 1 gain, 2 loss; NaN nodata"}
-            write_cog(codes.rename("class"), tmp["class"])
+            codes = ds["class"].copy()
+            codes.attrs = {**ds.attrs, "classes": "0 stable, 1 gain, 2 loss; 255 nodata"}
+            write_class_cog(codes.rename("class"), tmp["class"], CLASS_COLOURS, nodata=NODATA, tags=tags)
         if "png" in tmp:
             label = "change in probability (B - A)"
             write_png(ds["diff"], tmp["png"], title=title, cmap="RdBu", label=label, vmin=-1, vmax=1)

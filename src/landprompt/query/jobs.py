@@ -554,6 +554,11 @@ def _probability(job: MapJob) -> xr.DataArray:
         calibration = load_calibration(calibration_path(job.cube, job.prompt))
         calibration.check(_query(job.prompt, job.versus, job.style, clip))
         da = apply_calibration(da, calibration)
+    from landprompt.query.provenance import provenance_tags
+
+    calibrated = str(calibration_path(job.cube, job.prompt)) if job.calibrated else None
+    background = [name for name, kept in zip(names, keep, strict=True) if kept]
+    da.attrs.update(provenance_tags(job.cube, clip, job.prompt, background, job.style, calibrated))
     return da
 
 

@@ -8,11 +8,11 @@ renamed into place, so an interrupted export never leaves a half-written map.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 import numpy as np
 import rasterio
@@ -32,10 +32,6 @@ UINT8_NODATA = 255
 HTML_MAX_PIXELS = 4_000_000
 #: Web Mercator, the CRS of Leaflet maps: an image overlay is stretched linearly in it.
 WEB_MERCATOR = "EPSG:3857"
-_TITLE_HTML = (
-    "<div style='position:absolute;top:10px;left:60px;z-index:1000;background:rgba(255,255,255,0.85);"
-    "padding:2px 8px;border-radius:4px;font:bold 15px sans-serif'>{}</div>"
-)
 
 
 def _check_map(da: xr.DataArray) -> None:
@@ -46,7 +42,11 @@ def _check_map(da: xr.DataArray) -> None:
 
 
 def write_cog(
-    da: xr.DataArray, path: str | Path, dtype: Literal["float32", "uint8"] = "float32", blocksize: int = 256
+    da: xr.DataArray,
+    path: str | Path,
+    dtype: Literal["float32", "uint8"] = "float32",
+    blocksize: int = 256,
+    tags: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a probability map as a Cloud-Optimised GeoTIFF with internal overviews.
 
@@ -55,6 +55,8 @@ def write_cog(
         path: Output ``.tif`` path.
         dtype: ``float32`` (nodata NaN) or ``uint8`` (``round(p * 254)``, nodata 255, GDAL scale 1/254).
         blocksize: Internal tile size.
+        tags: Extra GDAL metadata (e.g. :func:`~landprompt.query.provenance.provenance_tags`), added
+            to the DataArray's scalar attrs.
 
     Returns:
         The written path.
@@ -68,6 +70,71 @@ def write_cog(
         data, nodata = values, float("nan")
     else:
         raise BadInputError(f"map dtype must be float32 or uint8, got {dtype!r}")
+    _write_cog_array(
+        da,
+        data,
+        path,
+        nodata=nodata,
+        blocksize=blocksize,
+        tags=tags,
+        scale=1 / UINT8_SCALE if dtype == "uint8" else None,
+        resampling="average",
+    )
+    return Path(path)
+
+
+def write_class_cog(
+    da: xr.DataArray,
+    path: str | Path,
+    colours: Mapping[int, tuple[int, int, int, int]],
+    nodata: int = UINT8_NODATA,
+    blocksize: int = 256,
+    tags: Mapping[str, str] | None = None,
+) -> Path:
+    """Write a class map (uint8 codes) as a COG with a colour table and nearest-neighbour overviews.
+
+    Zoomed-out views then show real classes (never an average such as 0.5), in the table's colours.
+
+    Args:
+        da: Class codes [y, x] (any integer dtype, values 0-255), ``nodata`` where there is no data.
+        path: Output ``.tif`` path.
+        colours: Code -> RGBA colour of the GeoTIFF colour table.
+        nodata: The nodata code.
+        blocksize: Internal tile size.
+        tags: Extra GDAL metadata, added to the DataArray's scalar attrs.
+
+    Returns:
+        The written path.
+    """
+    _check_map(da)
+    data = np.asarray(da.values)
+    if data.size and (data.min() < 0 or data.max() > 255):
+        raise BadInputError("class codes must lie in 0-255 to be written as uint8")
+    _write_cog_array(
+        da,
+        data.astype(np.uint8),
+        path,
+        nodata=float(nodata),
+        blocksize=blocksize,
+        tags=tags,
+        colours=dict(colours),
+        resampling="nearest",
+    )
+    return Path(path)
+
+
+def _write_cog_array(
+    da: xr.DataArray,
+    data: np.ndarray,
+    path: str | Path,
+    nodata: float,
+    blocksize: int,
+    tags: Mapping[str, str] | None,
+    resampling: Literal["nearest", "average"],
+    scale: float | None = None,
+    colours: dict[int, tuple[int, int, int, int]] | None = None,
+) -> None:
+    """Write one band with ``da``'s georeferencing, name and tags as a COG, atomically."""
     profile = {
         "driver": "GTiff",
         "height": data.shape[0],
@@ -78,28 +145,32 @@ def write_cog(
         "transform": da.rio.transform(),
         "nodata": nodata,
     }
+    predictor = 3 if data.dtype == np.float32 else 2
     cog_profile = cog_profiles.get("deflate")
-    cog_profile.update(blockxsize=blocksize, blockysize=blocksize, predictor=3 if dtype == "float32" else 2)
+    cog_profile.update(blockxsize=blocksize, blockysize=blocksize, predictor=predictor)
+    metadata = {k: str(v) for k, v in da.attrs.items() if isinstance(v, str | int | float)}
+    metadata.update(tags or {})
     with MemoryFile() as memfile, atomic_path(path) as tmp:
         with memfile.open(**profile) as dst:
             dst.write(data, 1)
-            if dtype == "uint8":
-                dst.scales = (1 / UINT8_SCALE,)
+            if scale is not None:
+                dst.scales = (scale,)
+            if colours is not None:
+                dst.write_colormap(1, colours)
             if da.name:
                 dst.set_band_description(1, str(da.name))
-            dst.update_tags(**{k: str(v) for k, v in da.attrs.items() if isinstance(v, str | int | float)})
+            dst.update_tags(**metadata)
         with memfile.open() as src:
             cog_translate(
                 src,
                 str(tmp),
                 cog_profile,
                 nodata=nodata,
-                overview_resampling="average",
+                overview_resampling=resampling,
                 overview_level=_overview_levels(data.shape, blocksize),
                 in_memory=True,
                 quiet=True,
             )
-    return Path(path)
 
 
 def _overview_levels(shape: tuple[int, ...], blocksize: int) -> int:
@@ -108,12 +179,16 @@ def _overview_levels(shape: tuple[int, ...], blocksize: int) -> int:
 
 
 def read_map(path: str | Path) -> xr.DataArray:
-    """Read a map written by :func:`write_cog` back as probabilities [y, x] with NaN nodata."""
+    """Read a map written by :func:`write_cog` back as probabilities [y, x] with NaN nodata.
+
+    A uint8 class map (:func:`write_class_cog`, no scale) comes back as its codes, NaN for nodata.
+    """
     with rasterio.open(path) as src:
         data = src.read(1).astype(np.float32)
         if src.dtypes[0] == "uint8":
-            nodata = data == UINT8_NODATA
-            data = data / UINT8_SCALE
+            nodata = data == (UINT8_NODATA if src.nodata is None else src.nodata)
+            if not math.isclose(src.scales[0], 1.0):
+                data = data / UINT8_SCALE
             data[nodata] = np.nan
     da = cast(xr.DataArray, rioxarray.open_rasterio(path)).squeeze("band", drop=True)
     return da.copy(data=data)
@@ -183,11 +258,12 @@ def write_html(
     cmap: str = "magma",
     max_pixels: int = HTML_MAX_PIXELS,
 ) -> Path:
-    """Write a self-contained HTML map (folium) of a small area.
+    """Write a self-contained HTML map (Leaflet, inlined) of a small area that works offline.
 
-    The map is reprojected to Web Mercator and embedded as a PNG data URI in an image overlay, so
-    the overlay needs no tile server or side file; base map tiles load when online. The page has a
-    colour legend, a layer control and opens fitted to the map's bounds.
+    The map is reprojected to Web Mercator and embedded as a PNG data URI in an image overlay; the
+    page carries Leaflet's script and styles inline (see :mod:`~landprompt.query.html_page`), so the
+    overlay, colour legend, title, scale and layer control show without a network; base map tiles
+    load only when online. The page opens fitted to the map's bounds.
 
     Args:
         da: Probabilities [y, x] in [0, 1], NaN where there is no data (transparent).
@@ -202,26 +278,20 @@ def write_html(
     Raises:
         BadInputError: If the map is not a georeferenced 2-D map or has more than ``max_pixels``.
     """
-    import folium
-    from branca.element import Figure
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    from landprompt.query.html_page import leaflet_page
 
     _check_map(da)
     check_html_size(da.shape, max_pixels)
     mercator = _to_web_mercator(da)
-    (south, west), (north, east) = bounds = _latlon_bounds(mercator)
-    fmap = folium.Map(
-        location=((south + north) / 2, (west + east) / 2), tiles="OpenStreetMap", control_scale=True
-    )
+    bounds = _latlon_bounds(mercator)
     label = title or str(da.name or "probability")
-    folium.raster_layers.ImageOverlay(
-        _png_data_uri(_rgba(mercator.values, cmap)), bounds=bounds, name=label, opacity=0.8, pixelated=True
-    ).add_to(fmap)
-    _legend(cmap).add_to(fmap)
-    folium.LayerControl(collapsed=False).add_to(fmap)
-    fmap.fit_bounds(bounds)
-    cast(Figure, fmap.get_root()).html.add_child(folium.Element(_TITLE_HTML.format(html.escape(label))))
+    colours = [to_hex(colormaps[cmap](v)) for v in np.linspace(0, 1, 11)]
+    page = leaflet_page(label, _png_data_uri(_rgba(mercator.values, cmap)), bounds, colours)
     with atomic_path(path) as tmp:
-        fmap.save(str(tmp))
+        tmp.write_text(page, encoding="utf-8")
     return Path(path)
 
 
@@ -267,13 +337,3 @@ def _png_data_uri(rgba: np.ndarray) -> str:
     buffer = io.BytesIO()
     Image.fromarray(rgba, mode="RGBA").save(buffer, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _legend(cmap: str, caption: str = "probability", steps: int = 11) -> Any:
-    """A branca colour legend for probabilities 0-1."""
-    from branca.colormap import LinearColormap
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
-
-    colours = [to_hex(colormaps[cmap](v)) for v in np.linspace(0, 1, steps)]
-    return LinearColormap(colours, vmin=0, vmax=1, caption=caption)

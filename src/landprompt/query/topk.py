@@ -7,7 +7,6 @@ places. Candidates are drawn in growing batches until k places survive or the cu
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +18,6 @@ import xarray as xr
 
 from landprompt.embedder.cube import cube_grid, iter_chunks, open_cube
 from landprompt.errors import BadInputError
-from landprompt.files import atomic_path
 from landprompt.geo import EUROPE_CRS, WGS84, BBox, Grid, transform_points
 from landprompt.index.search import CubeIndex
 from landprompt.query.probability import DEFAULT_STYLE, _as_unit_rows, clip_for_cube, concept_embedding
@@ -111,7 +109,15 @@ def cube_paths(path: str | Path) -> list[Path]:
 
 def _query_vector(ds: xr.Dataset, query: str | np.ndarray, clip: ClipModel | None, style: str) -> np.ndarray:
     if isinstance(query, str):
-        return concept_embedding(clip or clip_for_cube(ds), query, style)
+        model = clip or clip_for_cube(ds)
+        if model.embed_dim != ds.sizes["d"]:
+            made_for = ds.attrs.get("clip_model") or "(unnamed)"
+            raise BadInputError(
+                f"CLIP {model.id} embeds text in {model.embed_dim} dimensions, but the cube holds "
+                f"{ds.sizes['d']}-dimensional embeddings made for CLIP {made_for}: "
+                "query with the cube's CLIP model (omit --clip)"
+            )
+        return concept_embedding(model, query, style)
     vector = _as_unit_rows(query)
     if vector.shape != (1, ds.sizes["d"]):
         raise BadInputError(f"query embedding must have shape ({ds.sizes['d']},), got {np.shape(query)}")
@@ -129,9 +135,18 @@ def _radius_pixels(grid: Grid, min_distance_m: float) -> float:
 def _resolve_index(cube: str | Path | xr.Dataset, index: str | Path | CubeIndex | None) -> CubeIndex | None:
     if index is None or isinstance(index, CubeIndex):
         return index
+    path = _cube_path(cube)
     if index == "auto":
-        return CubeIndex.for_cube(cube) if not isinstance(cube, xr.Dataset) else None
-    return CubeIndex.open(index, None if isinstance(cube, xr.Dataset) else cube)
+        return CubeIndex.for_cube(path) if path is not None else None
+    return CubeIndex.open(index, path)
+
+
+def _cube_path(cube: str | Path | xr.Dataset) -> str | Path | None:
+    """The cube's path; for an opened Dataset the store it was opened from, if known."""
+    if not isinstance(cube, xr.Dataset):
+        return cube
+    source = cube.encoding.get("source")
+    return Path(source) if source and Path(source).is_dir() else None
 
 
 def spatial_nms(rows: np.ndarray, cols: np.ndarray, k: int, radius: float) -> list[int]:
@@ -225,21 +240,34 @@ def _places_table(grid: Grid, rows: np.ndarray, cols: np.ndarray, scores: np.nda
             "score": scores.astype(np.float32),
         },
         columns=PLACE_COLUMNS,
-    )
+    ).pipe(_with_crs, grid)
+
+
+def _with_crs(places: pd.DataFrame, grid: Grid) -> pd.DataFrame:
+    places.attrs["crs"] = grid.crs.to_string()  # the CRS of x, y, for writers
+    return places
 
 
 def write_places(places: pd.DataFrame, path: str | Path, fmt: str | None = None) -> Path:
-    """Write a places table as CSV or GeoJSON (points in lon/lat), chosen by ``fmt`` or the suffix."""
+    """Write a places table as points in lon/lat, in the format the suffix names.
+
+    ``.csv``, ``.geojson``, ``.gpkg`` or ``.fgb``; ``fmt`` (``csv`` or ``geojson``) must agree with the
+    suffix. A CSV gets a ``.crs.json`` sidecar naming the CRS of ``lon``/``lat`` and ``x``/``y``.
+    """
+    from landprompt.query.vectors import vector_suffix, write_vector
+
     path = Path(path)
-    fmt = fmt or {".csv": "csv", ".geojson": "geojson", ".json": "geojson"}.get(path.suffix.lower(), "")
-    if fmt not in ("csv", "geojson"):
-        raise BadInputError(f"places are written as .csv or .geojson, got {path.name!r}")
-    with atomic_path(path) as tmp:
-        if fmt == "csv":
-            places.to_csv(tmp, index=False)
-        else:
-            tmp.write_text(json.dumps(places_geojson(places)))
-    return path
+    suffix = vector_suffix(path, "places")
+    if fmt is not None and fmt != {".csv": "csv", ".json": "geojson"}.get(suffix, suffix.lstrip(".")):
+        raise BadInputError(f"--format {fmt} does not match the file {path.name!r}: the extension chooses")
+    points = [
+        {"type": "Point", "coordinates": [float(lon), float(lat)]}
+        for lon, lat in zip(places["lon"], places["lat"], strict=True)
+    ]
+    csv_crs = {"lon,lat": "EPSG:4326"}
+    if "crs" in places.attrs:
+        csv_crs["x,y"] = str(places.attrs["crs"])
+    return write_vector(places, points, "EPSG:4326", path, csv_crs=csv_crs)
 
 
 def places_geojson(places: pd.DataFrame) -> dict:

@@ -1,0 +1,229 @@
+"""Every kind of output x (mode from the umask, opens in GDAL with the right CRS, provenance tags)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pyogrio
+import pytest
+import rasterio
+from typer.testing import CliRunner
+
+from landprompt.cli import app
+from landprompt.files import atomic_path
+from landprompt.query.change import CLASS_COLOURS, GAIN, LOSS, NODATA
+
+CONCEPT = "olive groves"
+CUBE_CRS = "EPSG:32632"
+#: Provenance tags every COG carries (GDAL metadata) and every GeoPackage's layer metadata.
+PROVENANCE = (
+    "landprompt_cube",
+    "landprompt_cube_content_hash",
+    "landprompt_encoder",
+    "landprompt_clip_model",
+    "landprompt_clip_weights",
+    "landprompt_concept",
+    "landprompt_background",
+    "landprompt_style",
+    "landprompt_calibration",
+    "landprompt_version",
+    "landprompt_created_utc",
+)
+#: Output kind -> (command builder, file it writes, how it is georeferenced).
+RASTERS = ("map.tif", "map_u8.tif", "change.tif", "change_class.tif")
+VECTORS = ("places.geojson", "places.gpkg", "places.fgb", "regions.geojson", "regions.gpkg", "regions.fgb")
+TABLES = ("places.csv", "regions.csv")
+OTHERS = ("map.png", "map.html", "map.qml", "change.png")
+
+
+def units_file(folder: Path) -> Path:
+    """Two squares in UTM 32N inside the planted cubes."""
+    x0, y0 = 680_000.0, 4_800_000.0
+
+    def square(v0: float) -> dict[str, Any]:
+        ring = [[x0 + 3, y0 - v0], [x0 + 97, y0 - v0], [x0 + 97, y0 - v0 - 94], [x0 + 3, y0 - v0 - 94]]
+        return {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
+
+    features = [
+        {"type": "Feature", "properties": {"NUTS_ID": name, "NAME": name.title()}, "geometry": square(v0)}
+        for name, v0 in (("north", 3), ("south", 203))
+    ]
+    crs = {"type": "name", "properties": {"name": CUBE_CRS}}
+    path = folder / "units.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "crs": crs, "features": features}))
+    return path
+
+
+@pytest.fixture(scope="module", params=[0o022, 0o027], ids=["umask022", "umask027"])
+def outputs(
+    request: pytest.FixtureRequest, analytics_cubes: SimpleNamespace, tmp_path_factory
+) -> Iterator[Any]:
+    """Every output kind written by the CLI under one umask."""
+    c = analytics_cubes
+    out = tmp_path_factory.mktemp(f"outputs{request.param:o}")
+    units = units_file(tmp_path_factory.mktemp("units"))
+    runner = CliRunner()
+    commands = [
+        ["query", "map", c.mixture, CONCEPT, "-o", out / "map.tif", "--png", "--html", "--qml"],
+        ["query", "map", c.mixture, CONCEPT, "-o", out / "map_u8.tif", "--dtype", "uint8"],
+        ["query", "change", c.year1, c.year2, CONCEPT, "-o", out / "change.tif", "--png"],
+        *(
+            ["query", "topk", c.mixture, CONCEPT, "-k", "3", "-o", out / name]
+            for name in (*VECTORS[:3], TABLES[0])
+        ),
+        *(
+            [
+                "query",
+                "aggregate",
+                c.mixture,
+                CONCEPT,
+                "--units",
+                units,
+                "--id-field",
+                "NUTS_ID",
+                "-o",
+                out / name,
+            ]
+            for name in (*VECTORS[3:], TABLES[1])
+        ),
+    ]
+    previous = os.umask(request.param)
+    try:
+        for args in commands:
+            result = runner.invoke(app, [str(a) for a in args])
+            assert result.exit_code == 0, result.output
+    finally:
+        os.umask(previous)
+    yield SimpleNamespace(folder=out, umask=request.param)
+
+
+@pytest.mark.parametrize("name", [*RASTERS, *VECTORS, *TABLES, *OTHERS, "places.csv.crs.json"])
+def test_mode_follows_the_umask(outputs: SimpleNamespace, name: str) -> None:
+    mode = (outputs.folder / name).stat().st_mode & 0o777
+    assert mode == 0o666 & ~outputs.umask, f"{name}: {mode:o}"
+
+
+@pytest.mark.parametrize("name", RASTERS)
+def test_cogs_open_in_gdal_with_crs_and_provenance(outputs: SimpleNamespace, name: str) -> None:
+    with rasterio.open(outputs.folder / name) as src:
+        assert src.crs.to_string() == CUBE_CRS and src.overviews(1)
+        tags = src.tags()
+    missing = [key for key in PROVENANCE if not tags.get(key)]
+    assert not missing, f"{name} lacks {missing}"
+    assert tags["landprompt_concept"] == CONCEPT
+    assert tags["landprompt_clip_model"].startswith("landprompt-tiny/")
+    assert len(tags["landprompt_cube_content_hash"]) == 64
+    assert json.loads(tags["landprompt_background"])  # the shipped vocabulary, a JSON list
+
+
+@pytest.mark.parametrize("name", VECTORS)
+def test_vectors_open_in_ogr_with_crs(outputs: SimpleNamespace, name: str) -> None:
+    path = outputs.folder / name
+    info = pyogrio.read_info(path)
+    assert info["crs"] == "EPSG:4326"
+    assert info["driver"] == {".geojson": "GeoJSON", ".gpkg": "GPKG", ".fgb": "FlatGeobuf"}[path.suffix]
+    assert info["features"] == (3 if name.startswith("places") else 2)
+    fields = list(info["fields"])
+    assert (
+        ("score" in fields)
+        if name.startswith("places")
+        else ("mean_probability" in fields and "NUTS_ID" in fields)
+    )
+    if path.suffix == ".gpkg" and name.startswith("regions"):
+        metadata = info["layer_metadata"] or {}
+        assert all(metadata.get(key) for key in PROVENANCE), metadata
+
+
+def test_csv_names_its_crs(outputs: SimpleNamespace) -> None:
+    sidecar = json.loads((outputs.folder / "places.csv.crs.json").read_text())
+    assert sidecar["columns"] == {"lon,lat": "EPSG:4326", "x,y": CUBE_CRS}
+
+
+def test_class_cog_is_uint8_with_colours_and_nearest_overviews(outputs: SimpleNamespace) -> None:
+    with rasterio.open(outputs.folder / "change_class.tif") as src:
+        assert src.dtypes[0] == "uint8" and src.nodata == NODATA
+        colours = src.colormap(1)
+        assert colours[GAIN] == CLASS_COLOURS[GAIN] and colours[LOSS] == CLASS_COLOURS[LOSS]
+        full = src.read(1)
+        factor = src.overviews(1)[0]
+        overview = src.read(1, out_shape=(src.height // factor, src.width // factor))
+    assert set(np.unique(overview)) <= set(np.unique(full)) <= {0, GAIN, LOSS, NODATA}
+
+
+def test_atomic_path_mode_replaces_mkstemp_0600(tmp_path: Path) -> None:
+    previous = os.umask(0o002)
+    try:
+        with atomic_path(tmp_path / "a.txt") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o664
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_cube_export_opens_in_rasterio_gdal(analytics_cubes: SimpleNamespace, tmp_path: Path) -> None:
+    from landprompt.embedder.cube import open_cube, read_window
+
+    c = analytics_cubes
+    out = tmp_path / "cube.tif"
+    result = CliRunner().invoke(app, ["cube", "export", str(c.mixture), str(out)])
+    assert result.exit_code == 0, result.output
+    ds = open_cube(c.mixture)
+    embedding, valid = read_window(ds, slice(5, 6), slice(7, 8))
+    with rasterio.open(out) as src:
+        assert src.crs.to_string() == CUBE_CRS and src.transform == c.grid.transform
+        assert src.count == ds.sizes["d"] and src.descriptions[0] == "embedding_000"
+        assert src.tags()["landprompt_cube_content_hash"] == ds.attrs["content_hash"]
+        pixel = src.read(window=((5, 6), (7, 8)))[:, 0, 0]
+        assert np.isnan(src.read(1, window=((0, 1), (0, 4)))).all()  # row 0 is not valid
+    assert valid[0, 0]
+    np.testing.assert_allclose(pixel, embedding[0, 0], rtol=1e-6)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    assert not list(tmp_path.glob(".*"))  # no staging file left
+
+
+def test_cube_info_json(analytics_cubes: SimpleNamespace) -> None:
+    result = CliRunner().invoke(app, ["cube", "info", str(analytics_cubes.mixture), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["crs"] == CUBE_CRS and summary["shape"] == [48, 48]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_qml_style_is_a_qgis_pseudocolour_ramp(outputs: SimpleNamespace) -> None:
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(outputs.folder / "map.qml").getroot()
+    renderer = root.find("pipe/rasterrenderer")
+    assert renderer is not None and renderer.get("type") == "singlebandpseudocolor"
+    items = root.findall(".//colorrampshader/item")
+    assert [float(i.get("value", "nan")) for i in items] == pytest.approx(np.linspace(0, 1, 11))
+    assert items[0].get("color") == "#000004" and items[-1].get("color") == "#fcfdbf"  # magma
+
+
+def test_aggregate_keeps_the_polygon_fields_on_request(
+    analytics_cubes: SimpleNamespace, tmp_path: Path
+) -> None:
+    import pyogrio.raw
+
+    units = units_file(tmp_path)
+    args = ["query", "aggregate", str(analytics_cubes.mixture), CONCEPT, "--units", str(units)]
+    for name, extra in (("plain.gpkg", []), ("named.gpkg", ["--keep-fields"])):
+        result = CliRunner().invoke(app, [*args, "--id-field", "NUTS_ID", "-o", str(tmp_path / name), *extra])
+        assert result.exit_code == 0, result.output
+    assert "NAME" not in list(pyogrio.read_info(tmp_path / "plain.gpkg")["fields"])
+    meta, _, _, values = pyogrio.raw.read(tmp_path / "named.gpkg")
+    fields = list(meta["fields"])
+    assert values[fields.index("NAME")].tolist() == ["North", "South"]
+    assert values[fields.index("NUTS_ID")].tolist() == ["north", "south"]
