@@ -550,6 +550,23 @@ def require_intact(path: str | os.PathLike[str], progress: bool = True) -> None:
         raise DamagedCubeError(report.summary())
 
 
+def mark_for_repair(path: str | os.PathLike[str], report: integrity.VerifyReport) -> list[tuple[int, int]]:
+    """Make a damaged cube a resumable run whose pending chunks are exactly those ``report`` lists.
+
+    ``embed run`` (or a :class:`CubeWriter`) with the same arguments then rewrites just those chunks.
+
+    Returns:
+        The chunk indices to rewrite.
+    """
+    path = Path(path)
+    layout = _layout(path, dict(_open_group(path).attrs), group=None)
+    if layout is None:
+        raise DamagedCubeError(f"cube {path} has no integrity records: it cannot be repaired chunk by chunk")
+    pending = integrity.mark_for_repair(report, layout, _PROGRESS)
+    zarr.open_group(str(path), mode="r+").attrs.update({"complete": False})
+    return pending
+
+
 def describe(ds: xr.Dataset) -> dict[str, Any]:
     """A JSON-able summary of a cube (for ``landprompt cube info``)."""
     grid = cube_grid(ds)

@@ -349,3 +349,39 @@ def _extra_chunks(layout: ChunkLayout) -> list[ChunkProblem]:
             index = located[1] if located is not None else (-1, -1)
             extra.append(ChunkProblem(index, "extra", f"{file} is no chunk of '{name}'", str(file)))
     return extra
+
+
+def mark_for_repair(report: VerifyReport, layout: ChunkLayout, progress_dir: str) -> list[tuple[int, int]]:
+    """Turn a damaged cube back into a resumable run whose pending chunks are exactly the damaged ones.
+
+    Intact chunks get progress markers holding their recorded digests; damaged and extra chunk files are
+    removed and the cube is marked unfinished, so ``embed run`` with the same arguments rewrites them.
+
+    Returns:
+        The chunk indices left to rewrite.
+    """
+    n_rows, n_cols = layout.n_chunks
+    recorded = read_digests(layout.path, n_rows * n_cols)
+    if recorded is None:
+        raise DamagedCubeError(
+            f"cube {layout.path} has no per-chunk digest records: it cannot be repaired chunk by chunk; rebuild it"
+        )
+    damaged = {p.index for p in report.problems if p.status != "extra"}
+    for problem in report.problems:
+        if problem.status == "extra":
+            Path(problem.where).unlink(missing_ok=True)
+    for k, (i, j) in enumerate((i, j) for i in range(n_rows) for j in range(n_cols)):
+        if (i, j) in damaged:
+            for name in layout.arrays:
+                for file in (layout.path / name / "c" / str(i)).glob(f"{j}*"):
+                    if file.is_dir():
+                        for inner in file.rglob("*"):
+                            if inner.is_file():
+                                inner.unlink()
+                    else:
+                        file.unlink()
+            continue
+        marker = layout.path / progress_dir / str(i) / str(j)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(recorded[k])
+    return sorted(damaged)
