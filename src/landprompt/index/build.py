@@ -69,7 +69,8 @@ class IndexInfo:
             data = None
         if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT or data.get("format_version") != INDEX_FORMAT_VERSION:
             raise BadInputError(
-                f"{path} is not a landprompt index sidecar of format version {INDEX_FORMAT_VERSION}"
+                f"{path} is not a landprompt index sidecar of format version {INDEX_FORMAT_VERSION} "
+                "(damaged, or written by another version): rebuild it with 'landprompt index build CUBE'"
             )
         try:
             return cls(**data)
