@@ -28,3 +28,9 @@ class MissingWeightsError(LandpromptError, FileNotFoundError):
 
 class NotACubeError(BadInputError):
     """A path given as an embedding cube is not one (or is an unsupported format version)."""
+
+
+class DamagedCubeError(NotACubeError):
+    """An embedding cube's chunk or metadata file is missing, truncated or altered."""
+
+    exit_code = 4

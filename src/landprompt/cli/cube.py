@@ -60,3 +60,38 @@ def cube_export(
         task = bar.add_task("exporting", total=int(ds.sizes["y"] * ds.sizes["x"]))
         export_cube(ds, out, progress=lambda n: bar.advance(task, n))
     console.print(f"wrote {int(ds.sizes['d'])} bands of {path} to {out}")
+
+
+@app.command("verify")
+def cube_verify(
+    path: Annotated[Path, typer.Argument(help="Embedding cube (.zarr).")],
+    repair_list: Annotated[
+        bool,
+        typer.Option(
+            "--repair-list",
+            help="Mark the damaged chunks for rewriting: 'embed run' with the same arguments rewrites them.",
+        ),
+    ] = False,
+) -> None:
+    """Recompute every chunk's digest against the recorded ones and the content hash; non-zero exit on damage."""
+    from landprompt.embedder.cube import mark_for_repair, verify
+    from landprompt.errors import DamagedCubeError
+
+    report = verify(path)
+    if report.problems:
+        table = Table(title=f"damaged chunks of {path}")
+        for column in ("chunk", "status", "where", "detail"):
+            table.add_column(column)
+        for problem in report.problems:
+            table.add_row(str(problem.index), problem.status, problem.where, problem.detail)
+        console.print(table)
+    if report.ok:
+        console.print(report.summary())
+        return
+    if repair_list:
+        pending = mark_for_repair(path, report)
+        console.print(
+            f"marked {len(pending)} chunks {pending} for rewriting: run 'landprompt embed run' with the "
+            "arguments that wrote the cube"
+        )
+    raise DamagedCubeError(report.summary())

@@ -25,11 +25,15 @@ def index_build(
     gpu: Annotated[
         bool | None, typer.Option("--gpu/--cpu", help="Use GPUs (default: when FAISS has them).")
     ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option("--verify/--no-verify", help="Verify the cube's chunks first (recorded in the sidecar)."),
+    ] = True,
 ) -> None:
     """Build a FAISS index over a cube's valid pixels (streamed chunk by chunk)."""
     from landprompt.index.build import build_index, default_index_path
 
-    info = build_index(cube, out, factory=factory, seed=seed, gpu=gpu)
+    info = build_index(cube, out, factory=factory, seed=seed, gpu=gpu, verify=verify)
     console.print(
         f"indexed {info.ntotal:,} pixels of {info.dim}-d with [bold]{info.factory}[/bold] "
         f"-> {out or default_index_path(cube)}"

@@ -38,8 +38,10 @@ import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from landprompt.errors import BadInputError, NotACubeError
+from landprompt.embedder import integrity
+from landprompt.errors import BadInputError, DamagedCubeError, NotACubeError
 from landprompt.geo import Grid
 
 FORMAT_NAME = "embedding-cube"
@@ -48,7 +50,9 @@ DEFAULT_CHUNK = 256
 CubeDtype = Literal["fp16", "int8"]
 
 _PROGRESS = ".landprompt_progress"
-_RESERVED = frozenset({"landprompt_format", "format_version", "dtype", "grid", "complete", "content_hash"})
+_RESERVED = frozenset(
+    {"landprompt_format", "format_version", "dtype", "grid", "complete", "content_hash", integrity.INTEGRITY_ATTR}
+)
 _FP16_MAX = float(np.finfo(np.float16).max)
 
 
@@ -230,7 +234,8 @@ class CubeWriter:
         if self._arrays is None:
             group = zarr.open_group(str(self.path), mode="r+")
             names = ["embedding", "valid"] + (["scale"] if self.dtype == "int8" else [])
-            self._arrays = {name: group[name] for name in names}
+            # every chunk is stored, so a missing chunk file is damage (see embedder.integrity)
+            self._arrays = {name: group[name].with_config({"write_empty_chunks": True}) for name in names}
         return self._arrays
 
     def _marker(self, window: ChunkWindow) -> Path:
@@ -244,11 +249,11 @@ class CubeWriter:
         os.replace(tmp, marker)
 
     def _combined_digest(self) -> str:
-        """sha256 over the chunk digests in row-major order: the cube's content hash."""
-        combined = hashlib.sha256()
-        for window in self._windows:
-            combined.update(self._marker(window).read_bytes())
-        return combined.hexdigest()
+        """sha256 over the chunk digests in row-major order: the cube's content hash.
+
+        The digests are kept in the cube (:func:`integrity.write_digests`) for ``cube verify``.
+        """
+        return integrity.write_digests(self.path, [self._marker(w).read_bytes() for w in self._windows])
 
     def _is_complete(self) -> bool:
         group = _open_group(self.path)
@@ -344,6 +349,7 @@ def open_cube(path: str | os.PathLike[str]) -> xr.Dataset:
     path = Path(path)
     if not path.exists():
         raise NotACubeError(f"{path} does not exist: give the path of an embedding cube (.zarr)")
+    integrity.check_metadata(path)  # a truncated zarr.json is damage, not "not a store"
     group = _open_group(path)
     if group is None:
         raise NotACubeError(f"{path} is not a Zarr store: give the path of an embedding cube (.zarr)")
@@ -359,7 +365,34 @@ def open_cube(path: str | os.PathLike[str]) -> xr.Dataset:
         )
     if attrs.get("complete") is not True:
         raise NotACubeError(f"{path} is an unfinished cube run: resume it by running the same command again")
-    return xr.open_zarr(str(path), chunks={}, zarr_format=3)
+    return _open_checked(path, attrs)
+
+
+def _open_checked(path: Path, attrs: Any) -> xr.Dataset:
+    """Open a cube through :class:`integrity.CheckedStore` when it has integrity records."""
+    layout = _layout(path, dict(attrs), group=None)
+    store: Any = str(path) if layout is None else integrity.CheckedStore(path, layout=layout)
+    try:
+        ds = xr.open_zarr(store, chunks={}, zarr_format=3)
+    except DamagedCubeError:
+        raise
+    except Exception as exc:  # metadata zarr itself cannot parse
+        raise DamagedCubeError(f"cube {path} is damaged: {exc}; rebuild the cube") from exc
+    ds.encoding["source"] = str(path)
+    grid = Grid.from_dict(ds.attrs["grid"])
+    if not (np.allclose(ds["x"].to_numpy(), grid.x_coords()) and np.allclose(ds["y"].to_numpy(), grid.y_coords())):
+        raise DamagedCubeError(f"cube {path} is damaged: its x/y coordinates disagree with its grid; rebuild it")
+    return ds
+
+
+def _layout(path: Path, attrs: dict[str, Any], group: Any) -> integrity.ChunkLayout | None:
+    """The integrity layout of a cube (None for a cube written without integrity records)."""
+    group = group if group is not None else _open_group(path)
+    try:
+        chunks = group["valid"].chunks
+    except (KeyError, TypeError):
+        return None
+    return integrity.layout_of(path, attrs, (int(chunks[0]), int(chunks[1])))
 
 
 def cube_grid(ds: xr.Dataset) -> Grid:
@@ -449,6 +482,9 @@ def _zarr_arrays(ds: xr.Dataset, names: list[str]) -> dict[str, Any] | None:
     group = _open_group(Path(source)) if source else None
     if group is None or any(name not in group for name in names):
         return None
+    layout = _layout(Path(source), dict(group.attrs), group)  # type: ignore[arg-type]
+    if layout is not None:
+        group = zarr.open_group(integrity.CheckedStore(Path(str(source)), layout=layout), mode="r")
     arrays = {name: group[name] for name in names}
     if arrays["valid"].shape != (ds.sizes["y"], ds.sizes["x"]):
         return None  # a window of a cube: positions differ from the store's
@@ -461,6 +497,74 @@ def content_hash(ds: xr.Dataset) -> str:
     if not isinstance(value, str):
         raise NotACubeError("the cube has no content_hash attr: open it with open_cube, or rewrite it")
     return value
+
+
+def verify(path: str | os.PathLike[str], progress: bool = True) -> integrity.VerifyReport:
+    """Recompute every chunk's digest of a cube against its records and content hash (``cube verify``).
+
+    Other stages (``index build``, ``cube convert``) call this before trusting a cube; see
+    :func:`require_intact`.
+
+    Raises:
+        NotACubeError: if ``path`` is no finished cube (a damaged metadata file raises DamagedCubeError).
+    """
+    from rich.progress import Progress
+
+    ds = open_cube(path)
+    path = Path(path)
+    layout = _layout(path, dict(ds.attrs), group=None)
+    if layout is None:  # a cube written before integrity records: its content hash is all there is
+        group = _open_group(path)
+        chunks = group["valid"].chunks
+        names = [n for n in ("embedding", "scale", "valid") if n in group]
+        layout = integrity.ChunkLayout(path, cube_grid(ds), (int(chunks[0]), int(chunks[1])), tuple(names))
+        plain = True
+    else:
+        plain = False
+    arrays: dict[str, Any] = {}
+
+    def read_raw(layout: integrity.ChunkLayout, index: tuple[int, int]) -> dict[str, np.ndarray]:
+        if not arrays:
+            store: Any = str(path) if plain else integrity.CheckedStore(path, layout=layout)
+            group = zarr.open_group(store, mode="r")
+            arrays.update({name: group[name] for name in layout.arrays})
+        rows, cols = layout.window(index)
+        try:
+            return {name: np.asarray(array[rows, cols]) for name, array in arrays.items()}
+        except DamagedCubeError:
+            raise
+        except Exception as exc:  # a codec failing on a damaged chunk
+            raise layout.damaged(layout.arrays[0], index, f"cannot be decoded ({exc})") from exc
+
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("verifying chunks", total=math.prod(layout.n_chunks))
+        return integrity.verify_cube(
+            path, _digest, read_raw, layout, ds.attrs.get("content_hash"), on_chunk=lambda: bar.advance(task)
+        )
+
+
+def require_intact(path: str | os.PathLike[str], progress: bool = True) -> None:
+    """Raise :class:`~landprompt.errors.DamagedCubeError` (one line) unless :func:`verify` finds the cube intact."""
+    report = verify(path, progress)
+    if not report.ok:
+        raise DamagedCubeError(report.summary())
+
+
+def mark_for_repair(path: str | os.PathLike[str], report: integrity.VerifyReport) -> list[tuple[int, int]]:
+    """Make a damaged cube a resumable run whose pending chunks are exactly those ``report`` lists.
+
+    ``embed run`` (or a :class:`CubeWriter`) with the same arguments then rewrites just those chunks.
+
+    Returns:
+        The chunk indices to rewrite.
+    """
+    path = Path(path)
+    layout = _layout(path, dict(_open_group(path).attrs), group=None)
+    if layout is None:
+        raise DamagedCubeError(f"cube {path} has no integrity records: it cannot be repaired chunk by chunk")
+    pending = integrity.mark_for_repair(report, layout, _PROGRESS)
+    zarr.open_group(str(path), mode="r+").attrs.update({"complete": False})
+    return pending
 
 
 def describe(ds: xr.Dataset) -> dict[str, Any]:
@@ -560,6 +664,7 @@ def _template(
         "dtype": dtype,
         "grid": grid.to_dict(),
         "complete": False,
+        integrity.INTEGRITY_ATTR: integrity.integrity_attr(data_vars),
         **attrs,
     }
     ds = xr.Dataset(data_vars, coords={"y": grid.y_coords(), "x": grid.x_coords()}, attrs=cube_attrs)
@@ -567,7 +672,12 @@ def _template(
     encoding: dict[str, dict[str, Any]] = {}
     for name, var in ds.data_vars.items():
         var.attrs["coordinates"] = "spatial_ref"  # so plain xr.open_zarr makes spatial_ref a coordinate
-        encoding[str(name)] = {**var.encoding, "chunks": var.data.chunksize, "fill_value": 0}
+        encoding[str(name)] = {
+            **var.encoding,
+            "chunks": var.data.chunksize,
+            "fill_value": 0,
+            "compressors": (ZstdCodec(), Crc32cCodec()),  # every chunk carries a CRC32C
+        }
         if var.dtype.kind == "f":
             encoding[str(name)]["_FillValue"] = None  # no CF masking: zeros are data
     return ds, encoding

@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from landprompt.embedder.cube import content_hash, cube_grid, iter_chunks, open_cube
+from landprompt.embedder.cube import content_hash, cube_grid, iter_chunks, open_cube, require_intact
 from landprompt.errors import BadInputError
 from landprompt.files import atomic_path
 from landprompt.index.factory import choose_factory, default_nprobe, make_index, train_size_for
@@ -45,6 +45,7 @@ class IndexInfo:
     nprobe: int
     train_size: int
     seed: int
+    cube_verified: bool = False
     id_rule: str = ID_RULE
     faiss_version: str = field(default_factory=lambda: faiss.__version__)
     format: str = INDEX_FORMAT
@@ -62,12 +63,19 @@ class IndexInfo:
             raise BadInputError(
                 f"{path} not found: the index is missing or unfinished; run 'landprompt index build'"
             )
-        data = json.loads(path.read_text())
-        if data.get("format") != INDEX_FORMAT or data.get("format_version") != INDEX_FORMAT_VERSION:
+        try:
+            data = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT or data.get("format_version") != INDEX_FORMAT_VERSION:
             raise BadInputError(
-                f"{path} is not a landprompt index sidecar of format version {INDEX_FORMAT_VERSION}"
+                f"{path} is not a landprompt index sidecar of format version {INDEX_FORMAT_VERSION} "
+                "(damaged, or written by another version): rebuild it with 'landprompt index build CUBE'"
             )
-        return cls(**data)
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise BadInputError(f"{path} is a damaged index sidecar ({exc}); rebuild the index") from exc
 
 
 def default_index_path(cube_path: str | Path) -> Path:
@@ -88,6 +96,7 @@ def build_index(
     train_size: int | None = None,
     gpu: bool | None = None,
     progress: bool = True,
+    verify: bool = True,
 ) -> IndexInfo:
     """Build a FAISS inner-product index over the valid pixels of a cube.
 
@@ -99,11 +108,15 @@ def build_index(
         train_size: Training vectors for IVF/PQ indexes (default by factory and memory).
         gpu: Train and add on GPUs (default: when FAISS sees one).
         progress: Show a progress bar.
+        verify: Check every chunk against its recorded digest first (:func:`require_intact`); the
+            sidecar records whether this was done.
 
     Returns:
         The sidecar's contents.
     """
     ds = open_cube(cube)
+    if verify:
+        require_intact(cube, progress)
     grid = cube_grid(ds)
     dim = int(ds.sizes["d"])
     n = int(ds["valid"].sum().compute())
@@ -131,6 +144,7 @@ def build_index(
         nprobe=default_nprobe(factory),
         train_size=n_train,
         seed=seed,
+        cube_verified=verify,
     )
     sidecar_path(out).unlink(missing_ok=True)
     with atomic_path(out) as tmp:

@@ -56,13 +56,30 @@ class CubeIndex:
                     f"index {path} is stale: its cube changed since it was built; "
                     f"rebuild it with 'landprompt index build {cube or info.cube}'"
                 )
-        return cls(faiss.read_index(str(path)), info)
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            raise BadInputError(
+                f"index {path} cannot be read (damaged or not a FAISS file: {str(exc).splitlines()[0][:80]}); "
+                f"rebuild it with 'landprompt index build {cube or info.cube}'"
+            ) from exc
+        if index.ntotal != info.ntotal or index.d != info.dim:
+            raise BadInputError(
+                f"index {path} disagrees with its sidecar ({index.ntotal} vectors of {index.d}-d, sidecar says "
+                f"{info.ntotal} of {info.dim}-d); rebuild it with 'landprompt index build {cube or info.cube}'"
+            )
+        return cls(index, info)
 
     @classmethod
     def for_cube(cls, cube: str | Path) -> CubeIndex | None:
         """The fresh default index of a cube, or None if it has none (a stale one raises)."""
         path = default_index_path(cube)
         if not sidecar_path(path).is_file():
+            if path.exists():
+                raise BadInputError(
+                    f"{path} has no sidecar {sidecar_path(path).name} (an unfinished build, or copied without "
+                    f"it): rebuild it with 'landprompt index build {cube}', or delete it to scan exactly"
+                )
             return None
         return cls.open(path, cube)
 
