@@ -714,6 +714,11 @@ def _template(
     return ds, encoding
 
 
+def user_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The caller's attrs of a cube: everything but the format's own."""
+    return {k: v for k, v in attrs.items() if k not in _RESERVED}
+
+
 def _stored_fingerprint(group: Any) -> dict[str, Any]:
     """The run fingerprint of an existing cube: its grid, dim, dtype, chunk and caller attrs."""
     attrs = dict(group.attrs)
@@ -724,7 +729,7 @@ def _stored_fingerprint(group: Any) -> dict[str, Any]:
             "dim": int(values.shape[2] if "embedding" in group else group["basis"].shape[0]),
             "dtype": attrs["dtype"],
             "chunk": (int(values.chunks[0]), int(values.chunks[1])),  # clipped to a small grid
-            "attrs": {k: v for k, v in attrs.items() if k not in _RESERVED},
+            "attrs": user_attrs(attrs),
             "basis": attrs.get("basis"),
         }
     except (KeyError, IndexError, TypeError, ValueError):
