@@ -35,12 +35,15 @@ class Basis:
         offset: float32 (d,).
         kind: ``"linear_head"`` (exact) or ``"pca"``.
         info: JSON-able provenance (explained variance, sample size, seed, ...).
+        feature_map: Optional (r, r) ``R`` with ``B z_in = B' (R z_in)`` for writers whose features
+            live in another coordinate system (a linear head's input); not stored in the cube.
     """
 
     matrix: np.ndarray
     offset: np.ndarray
     kind: str
     info: dict[str, Any] = field(default_factory=dict)
+    feature_map: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         matrix = np.asarray(self.matrix, dtype=np.float32)
@@ -74,6 +77,8 @@ class Basis:
         z = np.asarray(features, dtype=np.float32)
         if z.shape[-1] != self.rank:
             raise BadInputError(f"features must have {self.rank} values a pixel, got {z.shape[-1]}")
+        if self.feature_map is not None:
+            z = z @ self.feature_map.T
         norm = np.linalg.norm(z @ self.matrix.T + self.offset, axis=-1, keepdims=True)
         inv = np.divide(1.0, norm, out=np.zeros_like(norm), where=norm > 0)
         return np.concatenate([z * inv, inv], axis=-1).astype(np.float32)
@@ -146,7 +151,16 @@ def fit_pca(
 def linear_head_basis(
     weight: np.ndarray, bias: np.ndarray | None, info: dict[str, Any] | None = None
 ) -> Basis:
-    """The exact basis of a linear head ``e = W z + b`` (weight (d, r) as torch's ``Linear.weight``)."""
-    weight = np.asarray(weight, dtype=np.float32)
+    """The exact basis of a linear head ``e = W z + b`` (weight (d, r) as torch's ``Linear.weight``).
+
+    ``W = Q R`` is stored as its orthonormal factor ``Q`` and features ``z`` are written as ``R z``, so
+    code quantisation errors are not amplified by a badly conditioned head (cosines stay exact).
+    """
+    weight = np.asarray(weight, dtype=np.float64)
+    if weight.ndim != 2 or not 1 <= weight.shape[1] <= weight.shape[0] or not np.isfinite(weight).all():
+        raise BadInputError(
+            f"a linear head weight must be finite with shape (d, r), r <= d, got {weight.shape}"
+        )
+    q, r = np.linalg.qr(weight)
     offset = np.zeros(weight.shape[0], np.float32) if bias is None else np.asarray(bias, np.float32)
-    return Basis(weight, offset, "linear_head", dict(info or {}))
+    return Basis(q.astype(np.float32), offset, "linear_head", dict(info or {}), r.astype(np.float32))
