@@ -228,8 +228,8 @@ class CubeWriter:
             )
             if self.basis is not None:
                 group = zarr.open_group(str(tmp), mode="r+")
-                group["basis"][:] = self.basis.matrix
-                group["offset"][:] = self.basis.offset
+                group["basis"][...] = self.basis.matrix  # type: ignore[index]
+                group["offset"][...] = self.basis.offset  # type: ignore[index]
             try:
                 os.replace(tmp, self.path)  # an empty directory at path is replaced
             except OSError:

@@ -138,7 +138,8 @@ def probability_map(
     from landprompt.query.session import open_session
 
     session = None if isinstance(cube, xr.Dataset) else open_session(cube)
-    ds = cube if session is None else session.ds
+    ds = session.ds if session is not None else cube
+    assert isinstance(ds, xr.Dataset)
     grid = cube_grid(ds)
     rows, cols = grid.slices_of_bbox(bbox) if bbox is not None else (slice(0, grid.rows), slice(0, grid.cols))
     needs_text = isinstance(concept, str) or not isinstance(versus, np.ndarray)

@@ -64,7 +64,8 @@ def top_k(
     from landprompt.query.session import open_session
 
     session = None if isinstance(cube, xr.Dataset) else open_session(cube)
-    ds = cube if session is None else session.ds
+    ds = session.ds if session is not None else cube
+    assert isinstance(ds, xr.Dataset)
     grid = cube_grid(ds)
     if session is not None and isinstance(query, str) and clip is None:
         vector = session.encode(query, style)[0]  # the session's text tower and prompt cache
