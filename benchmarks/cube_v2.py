@@ -322,6 +322,7 @@ def topk(work: Path, side: int, rng, n_queries: int = 30) -> None:
         yardstick_numpy_scan_ms=round(scan * 1e3, 2),
         speedup=round(scan / api, 1),
         recall_at_10=round(float(np.mean(recalls)), 3),
+        index_bytes_per_cell=round(path.with_suffix(".faiss").stat().st_size / side**2, 1),
     )
 
 

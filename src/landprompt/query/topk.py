@@ -66,7 +66,7 @@ def top_k(
     session = None if isinstance(cube, xr.Dataset) else open_session(cube)
     ds = session.ds if session is not None else cube
     assert isinstance(ds, xr.Dataset)
-    grid = cube_grid(ds)
+    grid = session.grid if session is not None else cube_grid(ds)
     if session is not None and isinstance(query, str) and clip is None:
         vector = session.encode(query, style)[0]  # the session's text tower and prompt cache
     else:
