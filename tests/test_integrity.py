@@ -65,7 +65,11 @@ FAULTS: dict[str, Callable[[Path], None]] = {
 
 def _units(path: Path) -> Path:
     ring = [[X0, Y0], [X0 + 400, Y0], [X0 + 400, Y0 - 400], [X0, Y0 - 400], [X0, Y0]]
-    feature = {"type": "Feature", "properties": {"id": "all"}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+    feature = {
+        "type": "Feature",
+        "properties": {"id": "all"},
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+    }
     path.write_text(
         json.dumps(
             {
@@ -100,7 +104,16 @@ def _read(reader: str, cube: Path, other: Path, clip: Any, tmp: Path) -> Any:
     raise DamagedCubeError(report.summary())
 
 
-READERS = ["map", "top-k", "index build", "index build --no-verify", "change", "aggregate", "window", "verify"]
+READERS = [
+    "map",
+    "top-k",
+    "index build",
+    "index build --no-verify",
+    "change",
+    "aggregate",
+    "window",
+    "verify",
+]
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from landprompt.cli.common import console, err_console, sub_app
+from landprompt.embedder.basis import DEFAULT_RANK, DEFAULT_VARIANCE
 
 app = sub_app("Inspect embedding cubes.")
 
@@ -95,3 +96,23 @@ def cube_verify(
             "arguments that wrote the cube"
         )
     raise DamagedCubeError(report.summary())
+
+
+@app.command("convert")
+def cube_convert(
+    old: Annotated[Path, typer.Argument(help="A finished version-1 cube (.zarr).")],
+    new: Annotated[Path, typer.Argument(help="The version-2 cube to write (.zarr); re-run to resume.")],
+    rank: Annotated[
+        int, typer.Option(help="PCA basis rank (grown to keep 99.9 % of the variance).")
+    ] = DEFAULT_RANK,
+    dtype: Annotated[str | None, typer.Option(help="Code storage: int8 or fp16 (default: OLD's).")] = None,
+    exact_rank: Annotated[bool, typer.Option(help="Keep exactly --rank, whatever the variance.")] = False,
+) -> None:
+    """Rewrite a version-1 cube in a PCA basis (format version 2, r + 1 values a pixel)."""
+    from landprompt.embedder.convert import convert_cube
+    from landprompt.embedder.cube import describe, open_cube
+
+    path = convert_cube(old, new, rank, dtype, None if exact_rank else DEFAULT_VARIANCE)  # type: ignore[arg-type]
+    summary = describe(open_cube(path))
+    explained = summary["attrs"]["basis"]["info"]["explained_variance"]
+    console.print(f"wrote {path}: rank {summary['rank']}, explained variance {explained:.5f}")

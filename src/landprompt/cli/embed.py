@@ -155,6 +155,10 @@ def embed_run_command(
     dilate: DilateOption = 0,
     l2a_offset: L2aOffsetOption = "auto",
     force: ForceOption = False,
+    basis: Annotated[
+        str, typer.Option(help="'pca': store the cube in a PCA basis (format 2); 'none': version 1.")
+    ] = "none",
+    rank: Annotated[int, typer.Option(help="Rank of a PCA basis (grown to keep 99.9 % variance).")] = 64,
 ) -> None:
     """Embed an area for one year into a cube; the same command resumes a killed run."""
     from landprompt.embedder.run import embed_run
@@ -177,6 +181,8 @@ def embed_run_command(
         device=device,
         scheduler=scheduler,
         force=force,
+        basis=basis,
+        rank=rank,
     )
     console.print(f"wrote the embedding cube {path}")
 

@@ -27,7 +27,9 @@ def index_build(
     ] = None,
     verify: Annotated[
         bool,
-        typer.Option("--verify/--no-verify", help="Verify the cube's chunks first (recorded in the sidecar)."),
+        typer.Option(
+            "--verify/--no-verify", help="Verify the cube's chunks first (recorded in the sidecar)."
+        ),
     ] = True,
 ) -> None:
     """Build a FAISS index over a cube's valid pixels (streamed chunk by chunk)."""

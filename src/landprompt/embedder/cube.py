@@ -9,6 +9,13 @@ A cube is a Zarr v3 group that opens as an :class:`xarray.Dataset`:
 - attrs ``landprompt_format="embedding-cube"``, ``format_version``, ``dtype``, ``grid``
   (:meth:`Grid.to_dict`), ``complete`` and the caller's attrs (model id, checkpoint hash, CLIP model, ...).
 
+Format version 2 (written when the writer is given a :class:`~landprompt.embedder.basis.Basis`) stores,
+instead of ``embedding``, ``code`` [y, x, k] with ``k = r + 1`` values a pixel (int8 with a per-pixel
+float32 ``scale``, or float16), and once the basis ``basis`` [d, r] and ``offset`` [d] (float32) with the
+attr ``basis`` (kind, rank, provenance, sha256). A pixel's unit embedding is ``basis @ u + offset * t``
+with ``[u, t] = code * scale`` (see :mod:`landprompt.embedder.basis`). Readers decode either version to
+the same float32 embeddings; versions they do not know are refused.
+
 Arrays are chunked ``chunk x chunk x d``. A :class:`CubeWriter` writes one chunk at a time and marks it
 finished with a file ``.landprompt_progress/<i>/<j>`` inside the store holding the chunk's digest, so a
 killed run resumes where it stopped and ends bitwise identical to an uninterrupted one. Finishing combines
@@ -31,7 +38,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 import dask.array as da
 import numpy as np
@@ -41,19 +48,34 @@ import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from landprompt.embedder import integrity
+from landprompt.embedder.basis import Basis
 from landprompt.errors import BadInputError, DamagedCubeError, NotACubeError
 from landprompt.geo import Grid
 
 FORMAT_NAME = "embedding-cube"
 FORMAT_VERSION = 1
+#: Format version of cubes stored in a basis.
+BASIS_FORMAT_VERSION = 2
+#: Format versions this landprompt reads.
+READ_VERSIONS = (FORMAT_VERSION, BASIS_FORMAT_VERSION)
 DEFAULT_CHUNK = 256
 CubeDtype = Literal["fp16", "int8"]
 
 _PROGRESS = ".landprompt_progress"
 _RESERVED = frozenset(
-    {"landprompt_format", "format_version", "dtype", "grid", "complete", "content_hash", integrity.INTEGRITY_ATTR}
+    {
+        "landprompt_format",
+        "format_version",
+        "dtype",
+        "grid",
+        "complete",
+        "content_hash",
+        "basis",
+        integrity.INTEGRITY_ATTR,
+    }
 )
 _FP16_MAX = float(np.finfo(np.float16).max)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -85,6 +107,7 @@ class CubeWriter:
         dtype: ``"fp16"`` or ``"int8"`` (with a per-pixel scale).
         chunk: Chunk size in pixels along y and x.
         attrs: JSON-able attributes to store (model id, checkpoint hash, CLIP model, time range, ...).
+        basis: Store the cube in this basis (format version 2); ``dim`` must equal its d.
 
     Raises:
         BadInputError: if an argument is invalid or ``path`` holds something other than this run.
@@ -98,10 +121,15 @@ class CubeWriter:
         dtype: CubeDtype = "fp16",
         chunk: int = DEFAULT_CHUNK,
         attrs: dict[str, Any] | None = None,
+        basis: Basis | None = None,
     ) -> None:
         self.path = Path(path)
         self.grid, self.dim, self.dtype, self.chunk = grid, int(dim), dtype, int(chunk)
         self.attrs = _check_run_args(self.dim, dtype, self.chunk, attrs)
+        if basis is not None and basis.dim != self.dim:
+            raise BadInputError(f"the basis has d = {basis.dim} but the cube's embeddings have {self.dim}")
+        self.basis = basis
+        self.version = FORMAT_VERSION if basis is None else BASIS_FORMAT_VERSION
         self._windows = chunk_windows(grid.shape, self.chunk)
         self._arrays: dict[str, Any] | None = None
         if _is_empty_or_missing(self.path):
@@ -133,7 +161,12 @@ class CubeWriter:
 
     # --- writing -----------------------------------------------------------------------------------
     def write_chunk(
-        self, window: ChunkWindow, embedding: np.ndarray, valid: np.ndarray | None = None
+        self,
+        window: ChunkWindow,
+        embedding: np.ndarray,
+        valid: np.ndarray | None = None,
+        *,
+        features: bool = False,
     ) -> None:
         """Write one chunk, then mark it finished.
 
@@ -141,11 +174,17 @@ class CubeWriter:
             window: One of :meth:`windows`.
             embedding: float [h, w, dim]; pixels with a non-finite value become invalid.
             valid: Optional bool [h, w]; ``False`` marks a pixel invalid.
+            features: ``embedding`` holds the basis features ``z`` [h, w, r] (version 2 only; exact).
         """
         i, j = window.index
         if not (0 <= i < self._n_chunks[0] and 0 <= j < self._n_chunks[1]) or window != self._window(i, j):
             raise BadInputError(f"{window} is not a chunk window of this cube; use CubeWriter.windows()")
-        data = _encode(embedding, valid, window.shape, self.dim, self.dtype)
+        if self.basis is None:
+            if features:
+                raise BadInputError("features need a cube stored in a basis (format version 2)")
+            data = _encode(embedding, valid, window.shape, self.dim, self.dtype)
+        else:
+            data = _encode_codes(embedding, valid, window.shape, self.basis, self.dtype, features)
         arrays = self._open_arrays()
         for name, values in data.items():
             _remove_partials(self.path, name, window.index, values.ndim)
@@ -192,10 +231,16 @@ class CubeWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
         try:
-            template, encoding = _template(self.grid, self.dim, self.dtype, self.chunk, self.attrs)
+            template, encoding = _template(
+                self.grid, self.dim, self.dtype, self.chunk, self.attrs, self.basis
+            )
             template.to_zarr(
                 str(tmp), mode="w-", compute=False, zarr_format=3, consolidated=False, encoding=encoding
             )
+            if self.basis is not None:
+                group = zarr.open_group(str(tmp), mode="r+")
+                group["basis"][...] = self.basis.matrix  # type: ignore[index]
+                group["offset"][...] = self.basis.offset  # type: ignore[index]
             try:
                 os.replace(tmp, self.path)  # an empty directory at path is replaced
             except OSError:
@@ -211,10 +256,10 @@ class CubeWriter:
             raise BadInputError(
                 f"{self.path} exists and is not a landprompt embedding cube: use a new --out or delete it"
             )
-        if group.attrs.get("format_version") != FORMAT_VERSION:
+        if group.attrs.get("format_version") != self.version:
             raise BadInputError(
                 f"{self.path} holds a cube of format version {group.attrs.get('format_version')!r}, not "
-                f"{FORMAT_VERSION}: use a new --out or delete it"
+                f"{self.version}: use a new --out or delete it"
             )
         stored = _stored_fingerprint(group)
         wanted = {
@@ -223,6 +268,7 @@ class CubeWriter:
             "dtype": self.dtype,
             "chunk": (min(self.chunk, self.grid.rows), min(self.chunk, self.grid.cols)),
             "attrs": self.attrs,
+            "basis": None if self.basis is None else basis_attrs(self.basis),
         }
         differ = [k for k in wanted if stored.get(k) != wanted[k]]
         if differ:
@@ -233,7 +279,8 @@ class CubeWriter:
     def _open_arrays(self) -> dict[str, Any]:
         if self._arrays is None:
             group = zarr.open_group(str(self.path), mode="r+")
-            names = ["embedding", "valid"] + (["scale"] if self.dtype == "int8" else [])
+            values = "embedding" if self.basis is None else "code"
+            names = [values, "valid"] + (["scale"] if self.dtype == "int8" else [])
             # every chunk is stored, so a missing chunk file is damage (see embedder.integrity)
             self._arrays = {name: group[name].with_config({"write_empty_chunks": True}) for name in names}
         return self._arrays
@@ -283,6 +330,7 @@ def write_cube(
     chunk: int = DEFAULT_CHUNK,
     attrs: dict[str, Any] | None = None,
     overwrite: bool = False,
+    basis: Basis | None = None,
 ) -> Path:
     """Write a whole embedding array as a cube.
 
@@ -297,6 +345,7 @@ def write_cube(
         chunk: Chunk size in pixels along y and x.
         attrs: JSON-able attributes to store.
         overwrite: Replace an existing ``path``.
+        basis: Store the cube in this basis (format version 2).
 
     Returns:
         The cube path.
@@ -310,13 +359,13 @@ def write_cube(
     if valid is not None and np.shape(valid) != grid.shape:
         raise BadInputError(f"valid mask must have shape {grid.shape}, got {np.shape(valid)}")
     _check_run_args(embedding.shape[2], dtype, chunk, attrs)
-    if dtype == "fp16":
+    if dtype == "fp16" and basis is None:
         _check_fp16_range(embedding)
     if (path.exists() or path.is_symlink()) and not overwrite:
         raise BadInputError(f"{path} already exists: choose another path or overwrite it (overwrite=True)")
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        writer = CubeWriter(tmp, grid, embedding.shape[2], dtype, chunk, attrs)
+        writer = CubeWriter(tmp, grid, embedding.shape[2], dtype, chunk, attrs, basis)
         for w in writer.windows():
             writer.write_chunk(w, embedding[w.rows, w.cols], None if valid is None else valid[w.rows, w.cols])
         writer.finalize()
@@ -358,10 +407,15 @@ def open_cube(path: str | os.PathLike[str]) -> xr.Dataset:
         raise NotACubeError(
             f"{path} is a Zarr store but not a landprompt embedding cube (no landprompt_format attr)"
         )
-    if attrs.get("format_version") != FORMAT_VERSION:
+    version = attrs.get("format_version")
+    if version not in READ_VERSIONS:
         raise NotACubeError(
-            f"{path} has embedding-cube format version {attrs.get('format_version')!r}; this landprompt "
-            f"reads version {FORMAT_VERSION}: upgrade landprompt or rebuild the cube"
+            f"{path} has embedding-cube format version {version!r}; this landprompt "
+            f"reads versions {', '.join(map(str, READ_VERSIONS))}: upgrade landprompt or rebuild the cube"
+        )
+    if version == BASIS_FORMAT_VERSION and not all(name in group for name in ("code", "basis", "offset")):
+        raise NotACubeError(
+            f"{path} is a version-2 cube without its basis (basis, offset or code arrays missing): rebuild it"
         )
     if attrs.get("complete") is not True:
         raise NotACubeError(f"{path} is an unfinished cube run: resume it by running the same command again")
@@ -380,8 +434,12 @@ def _open_checked(path: Path, attrs: Any) -> xr.Dataset:
         raise DamagedCubeError(f"cube {path} is damaged: {exc}; rebuild the cube") from exc
     ds.encoding["source"] = str(path)
     grid = Grid.from_dict(ds.attrs["grid"])
-    if not (np.allclose(ds["x"].to_numpy(), grid.x_coords()) and np.allclose(ds["y"].to_numpy(), grid.y_coords())):
-        raise DamagedCubeError(f"cube {path} is damaged: its x/y coordinates disagree with its grid; rebuild it")
+    if not (
+        np.allclose(ds["x"].to_numpy(), grid.x_coords()) and np.allclose(ds["y"].to_numpy(), grid.y_coords())
+    ):
+        raise DamagedCubeError(
+            f"cube {path} is damaged: its x/y coordinates disagree with its grid; rebuild it"
+        )
     return ds
 
 
@@ -393,6 +451,23 @@ def _layout(path: Path, attrs: dict[str, Any], group: Any) -> integrity.ChunkLay
     except (KeyError, TypeError):
         return None
     return integrity.layout_of(path, attrs, (int(chunks[0]), int(chunks[1])))
+
+
+def cube_basis(ds: xr.Dataset) -> Basis | None:
+    """The stored basis of a version-2 cube, or None for a version-1 cube."""
+    if "basis" not in ds:
+        return None
+    info = ds.attrs.get("basis") or {}
+    return Basis(
+        ds["basis"].to_numpy(), ds["offset"].to_numpy(), str(info.get("kind", "")), dict(info.get("info", {}))
+    )
+
+
+def basis_attrs(basis: Basis) -> dict[str, Any]:
+    """The ``basis`` attr of a version-2 cube: kind, rank, provenance and the sha256 of B and b."""
+    digest = hashlib.sha256(basis.matrix.tobytes() + basis.offset.tobytes()).hexdigest()
+    attrs = {"kind": basis.kind, "rank": basis.rank, "dim": basis.dim, "info": basis.info, "sha256": digest}
+    return dict(json.loads(json.dumps(attrs)))
 
 
 def cube_grid(ds: xr.Dataset) -> Grid:
@@ -435,16 +510,41 @@ def iter_chunks(
         The chunk window (clipped to ``rows``/``cols``; positions in ``ds``), its float32 embeddings [h, w, d]
         and valid mask [h, w], as :func:`read_window` gives them.
     """
+    read = _reader(ds)
+    for window, data in _prefetched(_windows(ds, rows, cols), read):
+        yield window, *data
+
+
+def iter_raw_chunks(
+    ds: xr.Dataset, rows: slice | None = None, cols: slice | None = None
+) -> Iterator[tuple[ChunkWindow, dict[str, np.ndarray]]]:
+    """Stream a cube's stored arrays undecoded, chunk by chunk, the next chunk read in the background.
+
+    Yields:
+        The chunk window and its raw arrays: ``code`` (version 2) or ``embedding`` (version 1), ``valid``
+        and, for int8 cubes, ``scale``.
+    """
+    read = _raw_reader(ds)
+    yield from _prefetched(_windows(ds, rows, cols), read)
+
+
+def _windows(ds: xr.Dataset, rows: slice | None, cols: slice | None) -> list[ChunkWindow]:
+    """The cube's chunk windows clipped to ``rows`` and ``cols``."""
     r0, r1 = _span(rows, ds.sizes["y"])
     c0, c1 = _span(cols, ds.sizes["x"])
     row_edges, col_edges = (_chunk_edges(ds, dim) for dim in ("y", "x"))
-    windows = [
+    return [
         ChunkWindow((i, j), slice(max(a, r0), min(b, r1)), slice(max(c, c0), min(d, c1)))
         for i, (a, b) in enumerate(itertools.pairwise(row_edges))
         for j, (c, d) in enumerate(itertools.pairwise(col_edges))
         if max(a, r0) < min(b, r1) and max(c, c0) < min(d, c1)
     ]
-    read = _reader(ds)
+
+
+def _prefetched(
+    windows: list[ChunkWindow], read: Callable[[slice, slice], _T]
+) -> Iterator[tuple[ChunkWindow, _T]]:
+    """``(window, read(window))`` in order, reading the next window in a thread while the caller works."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(read, windows[0].rows, windows[0].cols) if windows else None
         for n, window in enumerate(windows):
@@ -452,24 +552,36 @@ def iter_chunks(
             data = pending.result()
             if n + 1 < len(windows):
                 pending = pool.submit(read, windows[n + 1].rows, windows[n + 1].cols)
-            yield window, *data
+            yield window, data
+
+
+def _raw_reader(ds: xr.Dataset) -> Callable[[slice, slice], dict[str, np.ndarray]]:
+    """A window reader of the stored arrays: straight from Zarr when ``ds`` is a whole cube, else xarray."""
+    values = "code" if "code" in ds else "embedding"
+    names = [values, "valid"] + (["scale"] if "scale" in ds else [])
+    arrays = _zarr_arrays(ds, names)
+
+    def read(rows: slice, cols: slice) -> dict[str, np.ndarray]:
+        if arrays is not None:
+            return {name: array[rows, cols] for name, array in arrays.items()}
+        sub = ds[names].isel(y=rows, x=cols).compute()
+        return {name: sub[name].to_numpy() for name in names}
+
+    return read
 
 
 def _reader(ds: xr.Dataset) -> Callable[[slice, slice], tuple[np.ndarray, np.ndarray]]:
-    """A window decoder: straight from the Zarr arrays when ``ds`` is a whole cube on disk, else xarray."""
-    names = ["embedding", "valid"] + (["scale"] if "scale" in ds else [])
-    arrays = _zarr_arrays(ds, names)
+    """A window decoder to float32 embeddings [h, w, d] (version 2: through the stored basis)."""
+    read_raw = _raw_reader(ds)
+    basis = cube_basis(ds)
 
     def read(rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray]:
-        if arrays is not None:
-            raw = {name: array[rows, cols] for name, array in arrays.items()}
-        else:
-            sub = ds[names].isel(y=rows, x=cols).compute()
-            raw = {name: sub[name].to_numpy() for name in names}
+        raw = read_raw(rows, cols)
         valid = raw["valid"].astype(bool)
-        embedding = raw["embedding"].astype(np.float32)
+        values = raw["embedding" if basis is None else "code"].astype(np.float32)
         if "scale" in raw:
-            embedding *= raw["scale"].astype(np.float32)[..., None]
+            values *= raw["scale"].astype(np.float32)[..., None]
+        embedding = values if basis is None else basis.decode(values)
         embedding[~valid] = 0
         return embedding, valid
 
@@ -571,14 +683,17 @@ def describe(ds: xr.Dataset) -> dict[str, Any]:
     """A JSON-able summary of a cube (for ``landprompt cube info``)."""
     grid = cube_grid(ds)
     chunks = [int(_chunk_edges(ds, dim)[1]) for dim in ("y", "x")]
+    basis = cube_basis(ds)
     return {
         "shape": list(grid.shape),
         "dim": int(ds.sizes["d"]),
+        "format_version": int(ds.attrs["format_version"]),
+        "rank": None if basis is None else basis.rank,
         "dtype": ds.attrs["dtype"],
         "crs": grid.crs.to_string(),
         "bounds": list(grid.bounds),
         "resolution": list(grid.resolution),
-        "chunk": [*chunks, int(ds.sizes["d"])],
+        "chunk": [*chunks, int(ds.sizes["d"] if basis is None else ds.sizes["k"])],
         "valid_fraction": float(ds["valid"].mean().compute()),  # dask: chunk by chunk
         "attrs": {k: v for k, v in ds.attrs.items() if k != "grid"},
     }
@@ -626,25 +741,54 @@ def _encode(
     embedding: np.ndarray, valid: np.ndarray | None, shape: tuple[int, int], dim: int, dtype: CubeDtype
 ) -> dict[str, np.ndarray]:
     """Encode one window: zero invalid pixels, quantise; deterministic for the same input."""
-    emb = np.asarray(embedding, dtype=np.float32)
-    if emb.shape != (*shape, dim):
-        raise BadInputError(f"chunk embedding must have shape {(*shape, dim)}, got {emb.shape}")
-    ok = np.asarray(np.isfinite(emb).all(axis=-1))
+    emb, ok = _checked_window(embedding, valid, (*shape, dim), "embedding")
+    return {**_quantise(emb, dtype, "embedding"), "valid": ok}
+
+
+def _checked_window(
+    values: np.ndarray, valid: np.ndarray | None, shape: tuple[int, int, int], what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """float32 values with invalid (or non-finite) pixels zeroed, and the valid mask."""
+    arr = np.asarray(values, dtype=np.float32)
+    if arr.shape != shape:
+        raise BadInputError(f"chunk {what} must have shape {shape}, got {arr.shape}")
+    ok = np.asarray(np.isfinite(arr).all(axis=-1))
     if valid is not None:
-        if np.shape(valid) != shape:
-            raise BadInputError(f"chunk valid mask must have shape {shape}, got {np.shape(valid)}")
+        if np.shape(valid) != shape[:2]:
+            raise BadInputError(f"chunk valid mask must have shape {shape[:2]}, got {np.shape(valid)}")
         ok &= np.asarray(valid, dtype=bool)
-    emb = np.where(ok[..., None], emb, np.float32(0))
+    return np.where(ok[..., None], arr, np.float32(0)), ok
+
+
+def _quantise(values: np.ndarray, dtype: CubeDtype, name: str) -> dict[str, np.ndarray]:
+    """float16 values, or int8 with a per-pixel scale ``max|v| / 127`` (scale 0 for a zero vector)."""
     if dtype == "fp16":
-        _check_fp16_range(emb)
-        return {"embedding": emb.astype(np.float16), "valid": ok}
-    scale = (np.abs(emb).max(axis=-1) / np.float32(127)).astype(np.float32)
-    q = np.rint(emb / np.where(scale > 0, scale, np.float32(1))[..., None])
-    return {"embedding": np.clip(q, -127, 127).astype(np.int8), "scale": scale, "valid": ok}
+        _check_fp16_range(values)
+        return {name: values.astype(np.float16)}
+    scale = (np.abs(values).max(axis=-1) / np.float32(127)).astype(np.float32)
+    q = np.rint(values / np.where(scale > 0, scale, np.float32(1))[..., None])
+    return {name: np.clip(q, -127, 127).astype(np.int8), "scale": scale}
+
+
+def _encode_codes(
+    values: np.ndarray,
+    valid: np.ndarray | None,
+    shape: tuple[int, int],
+    basis: Basis,
+    dtype: CubeDtype,
+    features: bool,
+) -> dict[str, np.ndarray]:
+    """Encode one window of a version-2 cube from embeddings [h, w, d] or features [h, w, r]."""
+    width = basis.rank if features else basis.dim
+    arr, ok = _checked_window(values, valid, (*shape, width), "features" if features else "embedding")
+    codes = basis.codes_from_features(arr) if features else basis.codes_from_embeddings(arr)
+    codes[~ok] = 0
+    ok &= np.any(codes != 0, axis=-1)  # B z + b = 0 has no direction
+    return {**_quantise(codes, dtype, "code"), "valid": ok}
 
 
 def _template(
-    grid: Grid, dim: int, dtype: CubeDtype, chunk: int, attrs: dict[str, Any]
+    grid: Grid, dim: int, dtype: CubeDtype, chunk: int, attrs: dict[str, Any], basis: Basis | None = None
 ) -> tuple[xr.Dataset, dict[str, dict[str, Any]]]:
     """A lazy (all-zero) dataset with the cube's layout, and its Zarr encoding."""
     rows, cols = grid.shape
@@ -652,25 +796,35 @@ def _template(
     def lazy(np_dtype: Any, *extra: int) -> Any:
         return da.zeros((rows, cols, *extra), dtype=np_dtype, chunks=(chunk, chunk, *extra))
 
-    data_vars = {
-        "embedding": (("y", "x", "d"), lazy(np.float16 if dtype == "fp16" else np.int8, dim)),
-        "valid": (("y", "x"), lazy(bool)),
-    }
+    values_dtype = np.float16 if dtype == "fp16" else np.int8
+    data_vars: dict[str, Any] = {"valid": (("y", "x"), lazy(bool))}
+    if basis is None:
+        data_vars["embedding"] = (("y", "x", "d"), lazy(values_dtype, dim))
+    else:
+        data_vars["code"] = (("y", "x", "k"), lazy(values_dtype, basis.code_size))
+        data_vars["basis"] = (("d", "r"), da.zeros(basis.matrix.shape, dtype=np.float32))
+        data_vars["offset"] = (("d",), da.zeros(basis.offset.shape, dtype=np.float32))
     if dtype == "int8":
         data_vars["scale"] = (("y", "x"), lazy(np.float32))
     cube_attrs = {
         "landprompt_format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if basis is None else BASIS_FORMAT_VERSION,
         "dtype": dtype,
         "grid": grid.to_dict(),
         "complete": False,
-        integrity.INTEGRITY_ATTR: integrity.integrity_attr(data_vars),
+        integrity.INTEGRITY_ATTR: integrity.integrity_attr(
+            n for n in data_vars if n not in ("basis", "offset")
+        ),
+        **({} if basis is None else {"basis": basis_attrs(basis)}),
         **attrs,
     }
     ds = xr.Dataset(data_vars, coords={"y": grid.y_coords(), "x": grid.x_coords()}, attrs=cube_attrs)
     ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
     encoding: dict[str, dict[str, Any]] = {}
     for name, var in ds.data_vars.items():
+        if name in ("basis", "offset"):
+            encoding[str(name)] = {"chunks": var.shape, "fill_value": 0, "_FillValue": None}
+            continue
         var.attrs["coordinates"] = "spatial_ref"  # so plain xr.open_zarr makes spatial_ref a coordinate
         encoding[str(name)] = {
             **var.encoding,
@@ -683,17 +837,23 @@ def _template(
     return ds, encoding
 
 
+def user_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The caller's attrs of a cube: everything but the format's own."""
+    return {k: v for k, v in attrs.items() if k not in _RESERVED}
+
+
 def _stored_fingerprint(group: Any) -> dict[str, Any]:
     """The run fingerprint of an existing cube: its grid, dim, dtype, chunk and caller attrs."""
     attrs = dict(group.attrs)
     try:
-        embedding = group["embedding"]
+        values = group["embedding"] if "embedding" in group else group["code"]
         return {
             "grid": Grid.from_dict(attrs["grid"]),
-            "dim": int(embedding.shape[2]),
+            "dim": int(values.shape[2] if "embedding" in group else group["basis"].shape[0]),
             "dtype": attrs["dtype"],
-            "chunk": (int(embedding.chunks[0]), int(embedding.chunks[1])),  # clipped to a small grid
-            "attrs": {k: v for k, v in attrs.items() if k not in _RESERVED},
+            "chunk": (int(values.chunks[0]), int(values.chunks[1])),  # clipped to a small grid
+            "attrs": user_attrs(attrs),
+            "basis": attrs.get("basis"),
         }
     except (KeyError, IndexError, TypeError, ValueError):
         return {}

@@ -84,9 +84,7 @@ class ChunkLayout:
             lonlat = f"lon {box.minlon:.5f}..{box.maxlon:.5f}, lat {box.minlat:.5f}..{box.maxlat:.5f}"
         except Exception:  # a chunk index beyond the grid (an extra chunk) has no box
             lonlat = "outside the grid"
-        return (
-            f"chunk {index} (rows {rows.start}:{rows.stop}, cols {cols.start}:{cols.stop}; {lonlat})"
-        )
+        return f"chunk {index} (rows {rows.start}:{rows.stop}, cols {cols.start}:{cols.stop}; {lonlat})"
 
     def damaged(self, name: str, index: tuple[int, int], what: str) -> DamagedCubeError:
         """The error for a damaged chunk of array ``name``."""
@@ -316,7 +314,9 @@ def verify_cube(
         found.append(value.encode())
         if recorded is not None and value != recorded[k]:
             report.problems.append(
-                ChunkProblem(index, "changed", "its content differs from the recorded digest", layout.where(index))
+                ChunkProblem(
+                    index, "changed", "its content differs from the recorded digest", layout.where(index)
+                )
             )
     report.problems.extend(_extra_chunks(layout))
     if recorded is None:

@@ -11,6 +11,7 @@ bitwise identical; chunks run in this process or as Dask tasks on a cluster.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -104,6 +105,8 @@ def embed_run(
     scheduler: str | None = None,
     force: bool = False,
     progress: bool = True,
+    basis: str = "none",
+    rank: int = 64,
 ) -> Path:
     """Embed an AOI for one year into a cube at ``out``; re-running the same command resumes it.
 
@@ -127,10 +130,27 @@ def embed_run(
         scheduler: None to run here, ``"local"`` or a Dask scheduler address to run chunks as tasks.
         force: Allow an AOI beyond the sane size.
         progress: Show a progress bar with pixels/s.
+        basis: ``"none"`` (format version 1, d values a pixel) or ``"pca"``: the run is embedded into a
+            version-1 staging cube next to ``out``, then rewritten in a PCA basis of ``rank`` fitted on its
+            own embeddings (:func:`~landprompt.embedder.convert.convert_cube`) and the staging cube removed;
+            both steps resume.
+        rank: Requested rank of a PCA basis.
 
     Returns:
         The finished cube's path.
     """
+    if basis not in ("none", "pca"):
+        raise BadInputError(f"--basis must be 'none' or 'pca', got {basis!r}")
+    if basis == "pca":
+        from landprompt.embedder.convert import convert_cube
+
+        out = Path(out)
+        staging = out.with_name(f".{out.name}.v1-staging")
+        embed_run(aoi, year, model, source, staging, resolution, crs, chunk, dtype, batch_size, device,
+                  scheduler, force, progress)  # fmt: skip
+        convert_cube(staging, out, rank, dtype, progress=progress)
+        shutil.rmtree(staging, ignore_errors=True)
+        return out
     if not 2015 <= year <= 2100:
         raise BadInputError(f"year {year} is outside the Sentinel era (2015 onwards)")
     grid = plan_grid(aoi, resolution, crs, force)

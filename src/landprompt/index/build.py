@@ -19,7 +19,15 @@ import numpy as np
 import xarray as xr
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from landprompt.embedder.cube import content_hash, cube_grid, iter_chunks, open_cube, require_intact
+from landprompt.embedder.cube import (
+    ChunkWindow,
+    content_hash,
+    cube_grid,
+    iter_chunks,
+    iter_raw_chunks,
+    open_cube,
+    require_intact,
+)
 from landprompt.errors import BadInputError
 from landprompt.files import atomic_path
 from landprompt.index.factory import choose_factory, default_nprobe, make_index, train_size_for
@@ -47,6 +55,9 @@ class IndexInfo:
     seed: int
     cube_verified: bool = False
     id_rule: str = ID_RULE
+    #: ``"embedding"`` (d-dim vectors) or ``"code"`` (a version-2 cube's r + 1 code values; queries are
+    #: projected into the cube's basis before searching).
+    space: str = "embedding"
     faiss_version: str = field(default_factory=lambda: faiss.__version__)
     format: str = INDEX_FORMAT
     format_version: int = INDEX_FORMAT_VERSION
@@ -67,7 +78,11 @@ class IndexInfo:
             data = json.loads(path.read_text())
         except (ValueError, UnicodeDecodeError):
             data = None
-        if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT or data.get("format_version") != INDEX_FORMAT_VERSION:
+        if (
+            not isinstance(data, dict)
+            or data.get("format") != INDEX_FORMAT
+            or data.get("format_version") != INDEX_FORMAT_VERSION
+        ):
             raise BadInputError(
                 f"{path} is not a landprompt index sidecar of format version {INDEX_FORMAT_VERSION} "
                 "(damaged, or written by another version): rebuild it with 'landprompt index build CUBE'"
@@ -118,7 +133,8 @@ def build_index(
     if verify:
         require_intact(cube, progress)
     grid = cube_grid(ds)
-    dim = int(ds.sizes["d"])
+    space = "code" if "code" in ds else "embedding"
+    dim = int(ds.sizes["k"] if space == "code" else ds.sizes["d"])
     n = int(ds["valid"].sum().compute())
     if n == 0:
         raise BadInputError(f"cube {cube} has no valid pixel to index")
@@ -128,9 +144,9 @@ def build_index(
     n_train = 0
     if not index.is_trained:
         n_train = min(train_size or train_size_for(factory, n), TRAIN_BYTES_MAX // (4 * dim), n)
-        sample = training_sample(ds, n_train, seed, progress)
+        sample = training_sample(ds, n_train, seed, progress, codes=space == "code")
         _on_device(index, use_gpu).train(sample)
-    for ids, vectors in _valid_vectors(ds, grid.cols, progress, "adding to the index"):
+    for ids, vectors in _valid_vectors(ds, grid.cols, progress, "adding to the index", space == "code"):
         index.add_with_ids(vectors, ids)
     out = Path(out) if out is not None else default_index_path(cube)
     info = IndexInfo(
@@ -145,6 +161,7 @@ def build_index(
         train_size=n_train,
         seed=seed,
         cube_verified=verify,
+        space=space,
     )
     sidecar_path(out).unlink(missing_ok=True)
     with atomic_path(out) as tmp:
@@ -153,8 +170,12 @@ def build_index(
     return info
 
 
-def training_sample(ds: xr.Dataset, size: int, seed: int, progress: bool = True) -> np.ndarray:
+def training_sample(
+    ds: xr.Dataset, size: int, seed: int, progress: bool = True, codes: bool = False
+) -> np.ndarray:
     """A reproducible uniform sample of ``size`` valid vectors, drawn in one streaming pass.
+
+    With ``codes``, the vectors are a version-2 cube's code values (r + 1), else embeddings (d).
 
     Each valid pixel gets a random key from a generator seeded by (seed, chunk); the ``size`` smallest
     keys win, so the sample does not depend on how the cube is chunked in memory or on the order of
@@ -162,9 +183,9 @@ def training_sample(ds: xr.Dataset, size: int, seed: int, progress: bool = True)
     """
     keys = np.empty(0)
     ids = np.empty(0, dtype=np.int64)
-    vectors = np.empty((0, int(ds.sizes["d"])), dtype=np.float32)
+    vectors = np.empty((0, int(ds.sizes["k" if codes else "d"])), dtype=np.float32)
     cols = int(ds.sizes["x"])
-    for chunk_ids, chunk_vectors in _valid_vectors(ds, cols, progress, "sampling training vectors"):
+    for chunk_ids, chunk_vectors in _valid_vectors(ds, cols, progress, "sampling training vectors", codes):
         chunk_keys = np.random.default_rng([seed, int(chunk_ids[0])]).random(len(chunk_ids))
         keys = np.concatenate([keys, chunk_keys])
         ids = np.concatenate([ids, chunk_ids])
@@ -176,10 +197,10 @@ def training_sample(ds: xr.Dataset, size: int, seed: int, progress: bool = True)
 
 
 def _valid_vectors(
-    ds: xr.Dataset, cols: int, progress: bool, label: str
+    ds: xr.Dataset, cols: int, progress: bool, label: str, codes: bool = False
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (ids, vectors) of the valid pixels of each chunk, in chunk order."""
-    chunks = iter_chunks(ds)
+    """Yield (ids, vectors) of the valid pixels of each chunk, in chunk order (codes: r + 1 values)."""
+    chunks = iter_chunks(ds) if not codes else _code_chunks(ds)
     with _progress(progress) as bar:
         task = bar.add_task(label, total=_n_chunks(ds))
         for window, embedding, valid in chunks:
@@ -188,6 +209,15 @@ def _valid_vectors(
                 ids = (rows + window.rows.start).astype(np.int64) * cols + (cols_ + window.cols.start)
                 yield ids, np.ascontiguousarray(embedding[rows, cols_], dtype=np.float32)
             bar.advance(task)
+
+
+def _code_chunks(ds: xr.Dataset) -> Iterator[tuple[ChunkWindow, np.ndarray, np.ndarray]]:
+    """A version-2 cube's chunks as (window, float32 codes [h, w, r + 1], valid)."""
+    for window, raw in iter_raw_chunks(ds):
+        values = raw["code"].astype(np.float32)
+        if "scale" in raw:
+            values *= raw["scale"][..., None]
+        yield window, values, raw["valid"].astype(bool)
 
 
 def _n_chunks(ds: xr.Dataset) -> int:

@@ -8,7 +8,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from landprompt.embedder.cube import content_hash, open_cube
+from landprompt.embedder.basis import Basis
+from landprompt.embedder.cube import content_hash, cube_basis, open_cube
 from landprompt.errors import BadInputError
 from landprompt.geo import Grid
 from landprompt.index.build import IndexInfo, default_index_path, sidecar_path
@@ -29,9 +30,12 @@ class Hits:
 class CubeIndex:
     """A FAISS index over one cube, with its sidecar."""
 
-    def __init__(self, index: faiss.Index, info: IndexInfo) -> None:
+    def __init__(self, index: faiss.Index, info: IndexInfo, basis: Basis | None = None) -> None:
+        if info.space == "code" and basis is None:
+            raise BadInputError("an index over a cube's codes needs the cube's basis to project queries")
         self.index = index
         self.info = info
+        self.basis = basis if info.space == "code" else None
         self.grid = Grid.from_dict(info.grid)
         self.nprobe = info.nprobe
         self.ef_search = HNSW_EF_SEARCH
@@ -49,13 +53,12 @@ class CubeIndex:
         info = IndexInfo.load(sidecar_path(path))
         if not path.is_file():
             raise BadInputError(f"index file {path} is missing: run 'landprompt index build'")
-        if check:
-            current = content_hash(open_cube(cube or info.cube))
-            if current != info.cube_hash:
-                raise BadInputError(
-                    f"index {path} is stale: its cube changed since it was built; "
-                    f"rebuild it with 'landprompt index build {cube or info.cube}'"
-                )
+        ds = open_cube(cube or info.cube) if check or info.space == "code" else None
+        if check and ds is not None and content_hash(ds) != info.cube_hash:
+            raise BadInputError(
+                f"index {path} is stale: its cube changed since it was built; "
+                f"rebuild it with 'landprompt index build {cube or info.cube}'"
+            )
         try:
             index = faiss.read_index(str(path))
         except RuntimeError as exc:
@@ -68,7 +71,7 @@ class CubeIndex:
                 f"index {path} disagrees with its sidecar ({index.ntotal} vectors of {index.d}-d, sidecar says "
                 f"{info.ntotal} of {info.dim}-d); rebuild it with 'landprompt index build {cube or info.cube}'"
             )
-        return cls(index, info)
+        return cls(index, info, None if ds is None else cube_basis(ds))
 
     @classmethod
     def for_cube(cls, cube: str | Path) -> CubeIndex | None:
@@ -84,8 +87,14 @@ class CubeIndex:
         return cls.open(path, cube)
 
     def search(self, queries: np.ndarray, k: int) -> Hits:
-        """The ``k`` best pixels for each query vector (m, d) by inner product."""
-        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        """The ``k`` best pixels for each query vector (m, d) by inner product.
+
+        For an index over a version-2 cube's codes the queries are projected into its basis first.
+        """
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        if self.basis is not None:
+            queries = self.basis.project(queries)
+        queries = np.ascontiguousarray(queries)
         if queries.shape[1] != self.info.dim:
             raise BadInputError(f"query has dimension {queries.shape[1]}, the index {self.info.dim}")
         params = None

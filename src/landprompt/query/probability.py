@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 #: Prompt style used to encode concepts for a cube in CLIP image space (ground photos).
 DEFAULT_STYLE = "ground"
+#: CLIP's logit scale (exp of its learned temperature, clamped to 100 in training).
+CLIP_LOGIT_SCALE = 100.0
 
 
 def default_vocabulary() -> list[str]:
@@ -122,20 +124,27 @@ def probability_map(
         bbox: Optional lon/lat window ("minlon,minlat,maxlon,maxlat", a GeoJSON file or 4 numbers).
         clip: CLIP model for the text tower; default: the model named in the cube's attrs.
         style: Prompt template style of the ensembles.
-        logit_scale: Softmax temperature; default: the CLIP model's logit scale.
+        logit_scale: Softmax temperature; default: the CLIP model's logit scale when a text tower is
+            used, else the ``logit_scale`` recorded in the cube's attrs, else CLIP's 100
+            (:data:`CLIP_LOGIT_SCALE`). With both ``concept`` and ``versus`` given as embeddings no text
+            tower is loaded.
 
     Returns:
         float32 DataArray [y, x] named ``probability`` with NaN where the cube is not valid, carrying
         the cube's CRS (rioxarray) and the query settings in its attrs.
     """
-    from landprompt.embedder.cube import cube_grid, iter_chunks, open_cube
+    from landprompt.embedder.cube import cube_grid
+    from landprompt.query.scoring import iter_probabilities
+    from landprompt.query.session import open_session
 
-    ds = cube if isinstance(cube, xr.Dataset) else open_cube(cube)
+    session = None if isinstance(cube, xr.Dataset) else open_session(cube)
+    ds = session.ds if session is not None else cube
+    assert isinstance(ds, xr.Dataset)
     grid = cube_grid(ds)
     rows, cols = grid.slices_of_bbox(bbox) if bbox is not None else (slice(0, grid.rows), slice(0, grid.cols))
     needs_text = isinstance(concept, str) or not isinstance(versus, np.ndarray)
     if needs_text and clip is None:
-        clip = clip_for_cube(ds)
+        clip = clip_for_cube(ds) if session is None else session.clip
     if isinstance(concept, str):
         concept_vector = concept_embedding(clip, concept, style)  # type: ignore[arg-type]
         concept_name = concept.strip()
@@ -147,22 +156,33 @@ def probability_map(
         else background_embeddings(clip, concept_name, versus, style)  # type: ignore[arg-type]
     )
     classes = class_matrix(concept_vector, background)
-    scale = float(logit_scale if logit_scale is not None else clip.logit_scale)  # type: ignore[union-attr]
+    scale = resolve_logit_scale(ds, clip, logit_scale)
 
     out = np.full((rows.stop - rows.start, cols.stop - cols.start), np.nan, dtype=np.float32)
-    for window, embedding, valid in iter_chunks(ds, rows, cols):
-        prob = concept_probability(embedding, classes, scale)
-        prob[~valid] = np.nan
+    for window, prob in iter_probabilities(ds, classes[:1], classes[1:], scale, rows, cols):
         out[
             window.rows.start - rows.start : window.rows.stop - rows.start,
             window.cols.start - cols.start : window.cols.stop - cols.start,
-        ] = prob
+        ] = prob[..., 0]
     sub = grid.window(rows, cols)
     da = xr.DataArray(
         out, dims=("y", "x"), coords={"y": sub.y_coords(), "x": sub.x_coords()}, name="probability"
     )
     da.attrs.update(concept=concept_name, logit_scale=scale, n_background=len(background), style=style)
     return da.rio.write_crs(grid.crs).rio.write_transform(sub.transform)
+
+
+def resolve_logit_scale(ds: xr.Dataset, clip: ClipModel | None, logit_scale: float | None) -> float:
+    """The softmax temperature: ``logit_scale``, else the text tower's, else the cube's attr, else 100."""
+    if logit_scale is not None:
+        value = float(logit_scale)
+    elif clip is not None:
+        value = float(clip.logit_scale)
+    else:
+        value = float(ds.attrs.get("logit_scale", CLIP_LOGIT_SCALE))
+    if not np.isfinite(value) or value <= 0:
+        raise BadInputError(f"the logit scale must be a positive number, got {value}")
+    return value
 
 
 def clip_for_cube(ds: xr.Dataset) -> ClipModel:

@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from landprompt.embedder.cube import cube_grid, iter_chunks, open_cube
+from landprompt.embedder.cube import cube_grid, open_cube
 from landprompt.errors import BadInputError
 from landprompt.geo import EUROPE_CRS, WGS84, BBox, Grid, transform_points
 from landprompt.index.search import CubeIndex
 from landprompt.query.probability import DEFAULT_STYLE, _as_unit_rows, clip_for_cube, concept_embedding
+from landprompt.query.scoring import iter_scores
 
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
@@ -58,11 +59,20 @@ def top_k(
         raise BadInputError(f"k must be at least 1, got {k}")
     if min_distance_m < 0:
         raise BadInputError(f"min distance must be >= 0 metres, got {min_distance_m}")
-    ds = cube if isinstance(cube, xr.Dataset) else open_cube(cube)
-    grid = cube_grid(ds)
-    vector = _query_vector(ds, query, clip, style)
+    from landprompt.query.session import open_session
+
+    session = None if isinstance(cube, xr.Dataset) else open_session(cube)
+    ds = session.ds if session is not None else cube
+    assert isinstance(ds, xr.Dataset)
+    grid = session.grid if session is not None else cube_grid(ds)
+    if session is not None and isinstance(query, str) and clip is None:
+        vector = session.encode(query, style)[0]  # the session's text tower and prompt cache
+    else:
+        vector = _query_vector(ds, query, clip, style)
     radius = _radius_pixels(grid, min_distance_m)
-    searcher = _resolve_index(cube, index) if bbox is None else None
+    searcher = None
+    if bbox is None:
+        searcher = session.index if session is not None and index == "auto" else _resolve_index(cube, index)
     if searcher is not None:
         rows, cols, scores = _nms_over_index(searcher, vector, k, radius)
     else:
@@ -199,8 +209,8 @@ def _nms_over_scan(
     """Exact scan of a window, streamed by chunk into one score raster, then NMS."""
     rows_w, cols_w = window
     scores = np.full((rows_w.stop - rows_w.start, cols_w.stop - cols_w.start), -np.inf, dtype=np.float32)
-    for chunk, embedding, valid in iter_chunks(ds, rows_w, cols_w):
-        chunk_scores = embedding @ vector
+    for chunk, chunk_scores_m, valid in iter_scores(ds, vector[None], rows_w, cols_w):
+        chunk_scores = chunk_scores_m[..., 0]
         chunk_scores[~valid] = -np.inf
         scores[
             chunk.rows.start - rows_w.start : chunk.rows.stop - rows_w.start,

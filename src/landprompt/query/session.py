@@ -1,0 +1,240 @@
+"""A query session: a cube kept open with its index, CLIP text tower and encoded prompts.
+
+``open_session(path)`` returns the cached session of a cube path, reopened when the cube or its default
+index changes on disk (their metadata files' size and modification time), so repeated queries through the
+module-level functions (:func:`~landprompt.query.topk.top_k`,
+:func:`~landprompt.query.probability.probability_map`) pay for opening, hashing and loading once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from landprompt.embedder.cube import cube_basis, cube_grid, open_cube
+from landprompt.errors import BadInputError
+from landprompt.geo import BBox
+from landprompt.index.build import default_index_path, sidecar_path
+from landprompt.query.probability import (
+    DEFAULT_STYLE,
+    _as_unit_rows,
+    clip_for_cube,
+    default_vocabulary,
+    resolve_logit_scale,
+)
+
+if TYPE_CHECKING:
+    from landprompt.embedder.clip import ClipModel
+    from landprompt.index.search import CubeIndex
+
+_UNSET = object()
+_SESSIONS: dict[Path, QuerySession] = {}
+_LOCK = threading.Lock()
+
+
+class QuerySession:
+    """One cube, opened once, with its default index, text tower and a cache of encoded prompts.
+
+    Args:
+        cube: Embedding cube path.
+        clip: CLIP model for text prompts (default: the one named in the cube's attrs, loaded on first use).
+    """
+
+    def __init__(self, cube: str | Path, clip: ClipModel | None = None) -> None:
+        self.path = Path(cube).resolve()
+        self.stamp = _stamp(self.path)
+        self.ds = open_cube(self.path)
+        self.grid = cube_grid(self.ds)
+        self.basis = cube_basis(self.ds)
+        self._clip = clip
+        self._index: object = _UNSET
+        self._prompts: dict[tuple[str, str], np.ndarray] = {}
+
+    # --- loaded pieces -------------------------------------------------------------------------
+    @property
+    def clip(self) -> ClipModel:
+        """The CLIP text tower, loaded on first use."""
+        if self._clip is None:
+            self._clip = clip_for_cube(self.ds)
+        return self._clip
+
+    @property
+    def index(self) -> CubeIndex | None:
+        """The cube's fresh default index (checked against the cube once), or None without one."""
+        if self._index is _UNSET:
+            from landprompt.index.search import CubeIndex
+
+            self._index = CubeIndex.for_cube(self.path)
+        return self._index  # type: ignore[return-value]
+
+    @property
+    def stale(self) -> bool:
+        """Whether the cube or its index changed on disk since the session opened."""
+        return _stamp(self.path) != self.stamp
+
+    def encode(self, prompts: str | Sequence[str], style: str = DEFAULT_STYLE) -> np.ndarray:
+        """Prompt-ensemble embeddings (n, d) of prompts, each encoded once per session."""
+        from landprompt.embedder.prompts import get_templates
+
+        names = [prompts] if isinstance(prompts, str) else list(prompts)
+        names = [n.strip() for n in names]
+        if not names or not all(names):
+            raise BadInputError("empty prompt: give the concept in plain words, e.g. 'olive groves'")
+        missing = [n for n in dict.fromkeys(names) if (n, style) not in self._prompts]
+        if missing:
+            for name, vector in zip(
+                missing, self.clip.encode_prompts(missing, get_templates(style)), strict=True
+            ):
+                self._prompts[(name, style)] = np.asarray(vector, np.float32)
+        return np.stack([self._prompts[(n, style)] for n in names])
+
+    # --- queries -------------------------------------------------------------------------------
+    def top_k(
+        self,
+        query: str | np.ndarray,
+        k: int = 20,
+        min_distance_m: float = 0.0,
+        bbox: BBox | str | Sequence[float] | None = None,
+        style: str = DEFAULT_STYLE,
+    ) -> pd.DataFrame:
+        """The ``k`` best distinct places (see :func:`landprompt.query.topk.top_k`), through the index."""
+        from landprompt.query.topk import top_k
+
+        vector = self.encode(query, style)[0] if isinstance(query, str) else query
+        return top_k(self.ds, vector, k, min_distance_m, bbox, index=self.index if bbox is None else None)
+
+    def probability_map(
+        self,
+        concept: str | np.ndarray,
+        versus: Sequence[str] | np.ndarray | None = None,
+        bbox: BBox | str | Sequence[float] | None = None,
+        style: str = DEFAULT_STYLE,
+        logit_scale: float | None = None,
+    ) -> xr.DataArray:
+        """Probability of one concept at every pixel, as :func:`.probability.probability_map` gives it."""
+        maps = self.probability_maps(
+            [concept] if isinstance(concept, str) else concept, versus, bbox, style, logit_scale
+        )
+        return maps.isel(concept=0, drop=True).rename("probability")
+
+    def probability_maps(
+        self,
+        concepts: Sequence[str] | np.ndarray,
+        versus: Sequence[str] | np.ndarray | None = None,
+        bbox: BBox | str | Sequence[float] | None = None,
+        style: str = DEFAULT_STYLE,
+        logit_scale: float | None = None,
+    ) -> xr.DataArray:
+        """Probabilities of many concepts in one pass over the cube: DataArray [concept, y, x].
+
+        Each concept competes with the same background (``versus``, default the shipped vocabulary
+        without the concepts themselves).
+        """
+        rows, cols = (
+            self.grid.slices_of_bbox(bbox)
+            if bbox is not None
+            else (slice(0, self.grid.rows), slice(0, self.grid.cols))
+        )
+        names, vectors, background, scale = self._classes(concepts, versus, style, logit_scale)
+        values = self.probability_window(rows, cols, vectors, background, scale)
+        sub = self.grid.window(rows, cols)
+        da = xr.DataArray(
+            np.moveaxis(values, -1, 0),
+            dims=("concept", "y", "x"),
+            coords={"concept": names, "y": sub.y_coords(), "x": sub.x_coords()},
+            name="probability",
+        )
+        da.attrs.update(logit_scale=scale, n_background=len(background), style=style)
+        return da.rio.write_crs(self.grid.crs).rio.write_transform(sub.transform)
+
+    def probability_window(
+        self,
+        rows: slice,
+        cols: slice,
+        concepts: np.ndarray,
+        background: np.ndarray,
+        logit_scale: float,
+        step: int = 1,
+    ) -> np.ndarray:
+        """Probabilities (h, w, m) of concepts (m, d) against a background (k, d) over a pixel window.
+
+        Every ``step``-th pixel is kept (an overview: ``step = 2**level``). The building block of maps
+        and tiles: no text tower, no georeferencing; NaN where not valid.
+        """
+        from landprompt.query.scoring import iter_probabilities
+
+        if step < 1:
+            raise BadInputError(f"overview step must be a positive number of pixels, got {step}")
+        concepts, background = _as_unit_rows(concepts), _as_unit_rows(background)
+        h, w = rows.stop - rows.start, cols.stop - cols.start
+        out = np.full((h, w, len(concepts)), np.nan, dtype=np.float32)
+        for window, prob in iter_probabilities(self.ds, concepts, background, logit_scale, rows, cols):
+            out[
+                window.rows.start - rows.start : window.rows.stop - rows.start,
+                window.cols.start - cols.start : window.cols.stop - cols.start,
+            ] = prob
+        return out[::step, ::step]
+
+    def _classes(
+        self,
+        concepts: Sequence[str] | np.ndarray,
+        versus: Sequence[str] | np.ndarray | None,
+        style: str,
+        logit_scale: float | None,
+    ) -> tuple[list[str], np.ndarray, np.ndarray, float]:
+        if isinstance(concepts, np.ndarray):
+            vectors = _as_unit_rows(concepts)
+            names = [f"embedding {i}" for i in range(len(vectors))]
+        else:
+            names = [c.strip() for c in concepts]
+            vectors = self.encode(names, style)
+        if isinstance(versus, np.ndarray):
+            background = _as_unit_rows(versus)
+        else:
+            lowered = {n.lower() for n in names}
+            prompts = [
+                v.strip() for v in (versus if versus is not None else default_vocabulary()) if v.strip()
+            ]
+            prompts = [v for v in prompts if v.lower() not in lowered]
+            if not prompts:
+                raise BadInputError("the background (--versus) is empty: give at least one other prompt")
+            background = self.encode(prompts, style)
+        uses_text = not (isinstance(concepts, np.ndarray) and isinstance(versus, np.ndarray))
+        scale = resolve_logit_scale(self.ds, self.clip if uses_text else self._clip, logit_scale)
+        return names, vectors, background, scale
+
+
+def open_session(cube: str | Path, clip: ClipModel | None = None) -> QuerySession:
+    """The query session of a cube path: cached per path, reopened when the cube or its index changed.
+
+    Args:
+        cube: Embedding cube path.
+        clip: A CLIP model to use instead of the one named in the cube (a new session is opened).
+    """
+    path = Path(cube).resolve()
+    with _LOCK:
+        session = _SESSIONS.get(path)
+        if session is None or session.stale or (clip is not None and session._clip is not clip):
+            session = QuerySession(path, clip)
+            _SESSIONS[path] = session
+        return session
+
+
+def _stamp(path: Path) -> tuple[tuple[int, int] | None, ...]:
+    """Size and mtime of the cube's metadata and of its default index file and sidecar."""
+    index = default_index_path(path)
+    return tuple(_file_stamp(p) for p in (path / "zarr.json", index, sidecar_path(index)))
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
