@@ -78,7 +78,8 @@ def test_change_probabilities_equal_probability_maps(change, analytics_cubes, ti
     c = analytics_cubes
     for name, cube in (("p_a", c.year1), ("p_b", c.year2)):
         prob = probability_map(cube, c.concept, versus=c.versus, clip=tiny_clip, logit_scale=100)
-        np.testing.assert_array_equal(change[name].values, prob.values)
+        # the same probabilities to float32 precision (the map scores in blocks through torch)
+        np.testing.assert_allclose(change[name].values, prob.values, rtol=1e-4, atol=1e-7)
 
 
 def test_change_in_a_bbox_and_written_outputs(analytics_cubes, tiny_clip, tmp_path) -> None:

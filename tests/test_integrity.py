@@ -146,7 +146,7 @@ def test_every_fault_is_an_error_naming_the_chunk(intact, tiny_clip, tmp_path, d
         assert "embedding/zarr.json" in message and "truncated or not JSON" in message
     elif reader != "verify" and reader != "index build":
         part = "'valid'" if "valid" in fault else "'embedding'"
-        assert f"chunk (1, 1) (rows 16:32, cols 16:32; lon " in message and part in message
+        assert "chunk (1, 1) (rows 16:32, cols 16:32; lon " in message and part in message
     else:
         assert ("1 missing" if "missing" in fault else "1 unreadable") in message
     assert not (tmp_path / "i.faiss").exists()

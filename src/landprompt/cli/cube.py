@@ -74,7 +74,10 @@ def cube_verify(
         ),
     ] = False,
 ) -> None:
-    """Recompute every chunk's digest against the recorded ones and the content hash; non-zero exit on damage."""
+    """Recompute every chunk's digest against the recorded ones and the content hash.
+
+    Exits non-zero on any missing, changed or extra chunk.
+    """
     from landprompt.embedder.cube import mark_for_repair, verify
     from landprompt.errors import DamagedCubeError
 

@@ -656,7 +656,7 @@ def verify(path: str | os.PathLike[str], progress: bool = True) -> integrity.Ver
 
 
 def require_intact(path: str | os.PathLike[str], progress: bool = True) -> None:
-    """Raise :class:`~landprompt.errors.DamagedCubeError` (one line) unless :func:`verify` finds the cube intact."""
+    """Raise :class:`~landprompt.errors.DamagedCubeError` (one line) unless :func:`verify` finds it intact."""
     report = verify(path, progress)
     if not report.ok:
         raise DamagedCubeError(report.summary())

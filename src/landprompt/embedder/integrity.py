@@ -364,7 +364,8 @@ def mark_for_repair(report: VerifyReport, layout: ChunkLayout, progress_dir: str
     recorded = read_digests(layout.path, n_rows * n_cols)
     if recorded is None:
         raise DamagedCubeError(
-            f"cube {layout.path} has no per-chunk digest records: it cannot be repaired chunk by chunk; rebuild it"
+            f"cube {layout.path} has no per-chunk digest records: it cannot be repaired chunk by chunk; "
+            "rebuild it"
         )
     damaged = {p.index for p in report.problems if p.status != "extra"}
     for problem in report.problems:

@@ -63,13 +63,15 @@ class CubeIndex:
             index = faiss.read_index(str(path))
         except RuntimeError as exc:
             raise BadInputError(
-                f"index {path} cannot be read (damaged or not a FAISS file: {str(exc).splitlines()[0][:80]}); "
-                f"rebuild it with 'landprompt index build {cube or info.cube}'"
+                f"index {path} cannot be read (damaged or not a FAISS file: "
+                f"{str(exc).splitlines()[0][:80]}); rebuild it with "
+                f"'landprompt index build {cube or info.cube}'"
             ) from exc
         if index.ntotal != info.ntotal or index.d != info.dim:
             raise BadInputError(
-                f"index {path} disagrees with its sidecar ({index.ntotal} vectors of {index.d}-d, sidecar says "
-                f"{info.ntotal} of {info.dim}-d); rebuild it with 'landprompt index build {cube or info.cube}'"
+                f"index {path} disagrees with its sidecar ({index.ntotal} vectors of {index.d}-d, sidecar "
+                f"says {info.ntotal} of {info.dim}-d); rebuild it with "
+                f"'landprompt index build {cube or info.cube}'"
             )
         return cls(index, info, None if ds is None else cube_basis(ds))
 
@@ -80,8 +82,9 @@ class CubeIndex:
         if not sidecar_path(path).is_file():
             if path.exists():
                 raise BadInputError(
-                    f"{path} has no sidecar {sidecar_path(path).name} (an unfinished build, or copied without "
-                    f"it): rebuild it with 'landprompt index build {cube}', or delete it to scan exactly"
+                    f"{path} has no sidecar {sidecar_path(path).name} (an unfinished build, or copied "
+                    f"without it): rebuild it with 'landprompt index build {cube}', "
+                    "or delete it to scan exactly"
                 )
             return None
         return cls.open(path, cube)
