@@ -72,6 +72,28 @@ def test_chunked_run_equals_one_pass(stac_fixture, tiny_sits, tmp_path):
     np.testing.assert_allclose(a, b, atol=2e-3)  # fp16 storage; the halo makes pooled borders agree
 
 
+def test_pca_basis_run_equals_the_full_run_in_its_basis(stac_fixture, tiny_sits, tmp_path):
+    source = LocalSource(stac_fixture.stack)
+    full = embed(stac_fixture.grid, source, tmp_path / "full.zarr", tiny_sits, chunk=32, dtype="fp16")
+    pca = embed(
+        stac_fixture.grid,
+        source,
+        tmp_path / "pca.zarr",
+        tiny_sits,
+        chunk=32,
+        dtype="fp16",
+        basis="pca",
+        rank=16,
+    )
+    a, b = open_cube(full), open_cube(pca)
+    assert "code" in b and b.attrs["format_version"] == 2 and "embedding" not in b
+    assert not (tmp_path / ".pca.zarr.v1-staging").exists()
+    ea, va = read_window(a, slice(None), slice(None))
+    eb, vb = read_window(b, slice(None), slice(None))
+    np.testing.assert_array_equal(va, vb)
+    np.testing.assert_allclose(eb[vb], ea[va], atol=5e-3)  # rank 16 = d: the basis is exact up to fp16
+
+
 def test_pixels_without_any_observation_are_invalid_not_nan(stac_fixture, tiny_sits, tmp_path):
     grid = stac_fixture.grid
     wider = grid.window(slice(0, 64), slice(0, 64))

@@ -282,7 +282,7 @@ class CubeWriter:
             values = "embedding" if self.basis is None else "code"
             names = [values, "valid"] + (["scale"] if self.dtype == "int8" else [])
             # every chunk is stored, so a missing chunk file is damage (see embedder.integrity)
-            self._arrays = {name: group[name].with_config({"write_empty_chunks": True}) for name in names}
+            self._arrays = {name: group[name].with_config({"write_empty_chunks": True}) for name in names}  # type: ignore[union-attr]
         return self._arrays
 
     def _marker(self, window: ChunkWindow) -> Path:
@@ -598,7 +598,7 @@ def _zarr_arrays(ds: xr.Dataset, names: list[str]) -> dict[str, Any] | None:
     if layout is not None:
         group = zarr.open_group(integrity.CheckedStore(Path(str(source)), layout=layout), mode="r")
     arrays = {name: group[name] for name in names}
-    if arrays["valid"].shape != (ds.sizes["y"], ds.sizes["x"]):
+    if arrays["valid"].shape != (ds.sizes["y"], ds.sizes["x"]):  # type: ignore[union-attr]
         return None  # a window of a cube: positions differ from the store's
     return arrays
 

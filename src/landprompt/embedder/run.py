@@ -146,8 +146,11 @@ def embed_run(
 
         out = Path(out)
         staging = out.with_name(f".{out.name}.v1-staging")
-        embed_run(aoi, year, model, source, staging, resolution, crs, chunk, dtype, batch_size, device,
-                  scheduler, force, progress)  # fmt: skip
+        embed_run(
+            aoi, year, model, source, staging, resolution=resolution, encoder_args=encoder_args, seed=seed,
+            random_weights=random_weights, crs=crs, chunk=chunk, dtype=dtype, batch_size=batch_size,
+            device=device, scheduler=scheduler, force=force, progress=progress,
+        )  # fmt: skip
         convert_cube(staging, out, rank, dtype, progress=progress)
         shutil.rmtree(staging, ignore_errors=True)
         return out
