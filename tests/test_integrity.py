@@ -14,6 +14,7 @@ from affine import Affine
 from typer.testing import CliRunner
 
 from landprompt.cli import app
+from landprompt.embedder.basis import fit_pca
 from landprompt.embedder.cube import (
     CubeWriter,
     content_hash,
@@ -36,12 +37,22 @@ GRID = Grid("EPSG:32632", Affine(10.0, 0, X0, 0, -10.0, Y0), (40, 40))
 CHUNK = 16  # 3 x 3 chunks; (1, 1) is the damaged one, (2, 2) is all no-data
 
 
-def make_cube(path: Path, dtype: str) -> Path:
+FORMATS = ["fp16", "int8", "v2-int8"]  # v2: codes in a stored PCA basis (format version 2)
+
+
+def make_cube(path: Path, fmt: str) -> Path:
     rng = np.random.default_rng(0)
     embedding = rng.normal(size=(*GRID.shape, 32)).astype(np.float32)
     valid = np.ones(GRID.shape, bool)
     valid[32:, 32:] = False  # a whole chunk without data: stored too, so it is not mistaken for damage
-    return write_cube(path, embedding, GRID, valid=valid, dtype=dtype, chunk=CHUNK)  # type: ignore[arg-type]
+    basis = fit_pca(embedding.reshape(-1, 32), 8) if fmt.startswith("v2-") else None
+    dtype = fmt.removeprefix("v2-")
+    return write_cube(path, embedding, GRID, valid=valid, dtype=dtype, chunk=CHUNK, basis=basis)  # type: ignore[arg-type]
+
+
+def _values(cube: Path) -> str:
+    """The per-pixel values array: ``embedding`` (version 1) or ``code`` (version 2)."""
+    return "code" if (cube / "code").is_dir() else "embedding"
 
 
 def _flip(file: Path) -> None:
@@ -55,11 +66,11 @@ def _truncate(file: Path) -> None:
 
 
 FAULTS: dict[str, Callable[[Path], None]] = {
-    "missing chunk": lambda cube: (cube / "embedding/c/1/1/0").unlink(),
-    "truncated chunk": lambda cube: _truncate(cube / "embedding/c/1/1/0"),
-    "flipped bytes": lambda cube: _flip(cube / "embedding/c/1/1/0"),
+    "missing chunk": lambda cube: (cube / _values(cube) / "c/1/1/0").unlink(),
+    "truncated chunk": lambda cube: _truncate(cube / _values(cube) / "c/1/1/0"),
+    "flipped bytes": lambda cube: _flip(cube / _values(cube) / "c/1/1/0"),
     "missing valid chunk": lambda cube: (cube / "valid/c/1/1").unlink(),
-    "truncated array zarr.json": lambda cube: _truncate(cube / "embedding/zarr.json"),
+    "truncated array zarr.json": lambda cube: _truncate(cube / _values(cube) / "zarr.json"),
 }
 
 
@@ -119,11 +130,11 @@ READERS = [
 @pytest.fixture(scope="module")
 def intact(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("intact")
-    return {dtype: make_cube(root / f"{dtype}.zarr", dtype) for dtype in ("fp16", "int8")}
+    return {dtype: make_cube(root / f"{dtype}.zarr", dtype) for dtype in FORMATS}
 
 
 @pytest.mark.parametrize("reader", READERS)
-@pytest.mark.parametrize("dtype", ["fp16", "int8"])
+@pytest.mark.parametrize("dtype", FORMATS)
 def test_intact_cubes_read_and_verify(intact, tiny_clip, tmp_path, dtype, reader) -> None:
     result = _read(reader, intact[dtype], intact[dtype], tiny_clip, tmp_path)
     if reader == "map":
@@ -134,7 +145,7 @@ def test_intact_cubes_read_and_verify(intact, tiny_clip, tmp_path, dtype, reader
 
 @pytest.mark.parametrize("reader", READERS)
 @pytest.mark.parametrize("fault", list(FAULTS))
-@pytest.mark.parametrize("dtype", ["fp16", "int8"])
+@pytest.mark.parametrize("dtype", FORMATS)
 def test_every_fault_is_an_error_naming_the_chunk(intact, tiny_clip, tmp_path, dtype, fault, reader) -> None:
     cube = make_cube(tmp_path / "damaged.zarr", dtype)
     FAULTS[fault](cube)
@@ -143,9 +154,9 @@ def test_every_fault_is_an_error_naming_the_chunk(intact, tiny_clip, tmp_path, d
     message = str(caught.value)
     assert f"cube {cube}" in message and "damaged" in message
     if fault == "truncated array zarr.json":
-        assert "embedding/zarr.json" in message and "truncated or not JSON" in message
+        assert f"{_values(cube)}/zarr.json" in message and "truncated or not JSON" in message
     elif reader != "verify" and reader != "index build":
-        part = "'valid'" if "valid" in fault else "'embedding'"
+        part = "'valid'" if "valid" in fault else f"'{_values(cube)}'"
         assert "chunk (1, 1) (rows 16:32, cols 16:32; lon " in message and part in message
     else:
         assert ("1 missing" if "missing" in fault else "1 unreadable") in message
