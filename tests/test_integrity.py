@@ -246,3 +246,13 @@ def test_an_unreadable_index_is_one_line(tmp_path, damage) -> None:
     assert "\n" not in message and "landprompt index build" in message
     result = CliRunner().invoke(app, ["query", "topk", str(cube), "x", "--k", "3"])
     assert result.exit_code != 0 and "Traceback" not in result.output
+
+
+def test_convert_verifies_its_input_first(tmp_path) -> None:
+    from landprompt.embedder.convert import convert_cube
+
+    cube = make_cube(tmp_path / "old.zarr", "int8")
+    FAULTS["flipped bytes"](cube)
+    with pytest.raises(DamagedCubeError, match="chunk"):
+        convert_cube(cube, tmp_path / "new.zarr", 8, progress=False)
+    assert not (tmp_path / "new.zarr").exists()

@@ -24,6 +24,7 @@ from landprompt.embedder.cube import (
     iter_chunks,
     open_cube,
     read_window,
+    require_intact,
     user_attrs,
 )
 from landprompt.errors import BadInputError
@@ -79,6 +80,7 @@ def convert_cube(
 
     Raises:
         NotACubeError: if ``src`` is not a finished cube.
+        DamagedCubeError: if a chunk of ``src`` is missing or differs from its recorded digest.
         BadInputError: if ``src`` is already version 2, the rank is out of range, or ``dst`` holds
             another run.
     """
@@ -87,6 +89,7 @@ def convert_cube(
         raise BadInputError(f"{src} is already a version-2 cube (stored in a basis): nothing to convert")
     if Path(src).resolve() == Path(dst).resolve():
         raise BadInputError("convert writes a new cube: give a NEW path different from OLD")
+    require_intact(src, progress)  # a damaged chunk must not be fitted or rewritten as data
     basis = cube_pca_basis(ds, rank, min_variance, seed)
     grid = cube_grid(ds)
     attrs = {**user_attrs(ds.attrs), "converted_from": {"path": str(src), "content_hash": content_hash(ds)}}
