@@ -181,6 +181,12 @@ def l2a_fixture(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-un
     return _generator("l2a").generate(tmp_path_factory.mktemp("l2a"))
 
 
+@pytest.fixture(scope="session")
+def units_file():  # type: ignore[no-untyped-def]
+    """``units_file(folder, name)``: the two aggregate test squares (tests/data/units/data.py)."""
+    return _generator("units").units_file
+
+
 def _generator(name: str):  # type: ignore[no-untyped-def]
     """The module tests/data/NAME/data.py, imported by path (it is no package)."""
     import importlib.util

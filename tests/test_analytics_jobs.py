@@ -34,24 +34,6 @@ def expected_classes(c: SimpleNamespace) -> np.ndarray:
     return codes
 
 
-def units_file(folder: Path) -> Path:
-    """Two squares in UTM 32N: 'north' rows 0-9 and 'south' rows 20-29, cols 0-9."""
-    x0, y0 = 680_000.0, 4_800_000.0
-
-    def square(v0: float) -> dict[str, Any]:
-        ring = [[x0 + 3, y0 - v0], [x0 + 97, y0 - v0], [x0 + 97, y0 - v0 - 94], [x0 + 3, y0 - v0 - 94]]
-        return {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
-
-    features = [
-        {"type": "Feature", "properties": {"NUTS_ID": name}, "geometry": square(v0)}
-        for name, v0 in (("north", 3), ("south", 203))
-    ]
-    crs = {"type": "name", "properties": {"name": "EPSG:32632"}}
-    path = folder / "regions.geojson"
-    path.write_text(json.dumps({"type": "FeatureCollection", "crs": crs, "features": features}))
-    return path
-
-
 def points_file(c: SimpleNamespace, folder: Path, n: int = 400) -> Path:
     """Points on the mixture cube with labels drawn from a flatter truth than the maps."""
     rng = np.random.default_rng(4)
@@ -131,7 +113,9 @@ def test_cli_change_refuses_other_grids_in_one_line(cli, analytics_cubes, tmp_pa
     assert not list(tmp_path.glob("x*"))
 
 
-def test_cli_aggregate_then_points_fit_then_calibrated_aggregate(cli, own_mixture, analytics_cubes, tmp_path):
+def test_cli_aggregate_then_points_fit_then_calibrated_aggregate(
+    cli, own_mixture, analytics_cubes, tmp_path, units_file
+):
     units = units_file(tmp_path)
     out = tmp_path / "by_region.csv"
     args = (
@@ -196,7 +180,7 @@ def test_cli_aggregate_then_points_fit_then_calibrated_aggregate(cli, own_mixtur
         (("--calibrated",), "no calibration at"),
     ],
 )
-def test_cli_aggregate_errors(cli, own_mixture, tmp_path, args, message) -> None:
+def test_cli_aggregate_errors(cli, own_mixture, tmp_path, args, message, units_file) -> None:
     result = invoke(cli, "query", "aggregate", own_mixture, CONCEPT, "--units", units_file(tmp_path), *args)
     assert result.exit_code == 2 and message in " ".join(result.output.split())
     assert result.output.split("\n")[-2].startswith("error:")
@@ -243,7 +227,7 @@ def test_change_jobs(analytics_cubes, tmp_path) -> None:
     assert run_jobs(spec, progress=False).skipped == ["all/olive-groves"]
 
 
-def test_aggregate_jobs_on_a_local_dask_cluster(analytics_cubes, tmp_path) -> None:
+def test_aggregate_jobs_on_a_local_dask_cluster(analytics_cubes, tmp_path, units_file) -> None:
     c = analytics_cubes
     units_file(tmp_path)
     data = {
@@ -303,7 +287,7 @@ def test_points_jobs_then_calibrated_maps(analytics_cubes, own_mixture, tmp_path
     assert np.array_equal(np.isnan(calibrated), np.isnan(raw))
 
 
-def base(c: SimpleNamespace, folder: Path, kind: str) -> dict[str, Any]:
+def base(c: SimpleNamespace, folder: Path, kind: str, units_file: Any) -> dict[str, Any]:
     units_file(folder)
     points_file(c, folder)
     extra = {
@@ -342,9 +326,11 @@ BAD = {
 
 
 @pytest.mark.parametrize(("kind", "change", "message"), BAD.values(), ids=BAD.keys())
-def test_bad_analytics_batches_name_the_key(analytics_cubes, tmp_path, kind, change, message) -> None:
+def test_bad_analytics_batches_name_the_key(
+    analytics_cubes, tmp_path, kind, change, message, units_file
+) -> None:
     c = analytics_cubes
-    data = base(c, tmp_path, kind)
+    data = base(c, tmp_path, kind, units_file)
     if change.get("cube_b") == "OTHER":
         change = {"cube_b": str(c.root / "other-grid.zarr")}
         if not (c.root / "other-grid.zarr").exists():

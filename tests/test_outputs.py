@@ -42,32 +42,14 @@ TABLES = ("places.csv", "regions.csv")
 OTHERS = ("map.png", "map.html", "map.qml", "change.png")
 
 
-def units_file(folder: Path) -> Path:
-    """Two squares in UTM 32N inside the planted cubes."""
-    x0, y0 = 680_000.0, 4_800_000.0
-
-    def square(v0: float) -> dict[str, Any]:
-        ring = [[x0 + 3, y0 - v0], [x0 + 97, y0 - v0], [x0 + 97, y0 - v0 - 94], [x0 + 3, y0 - v0 - 94]]
-        return {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
-
-    features = [
-        {"type": "Feature", "properties": {"NUTS_ID": name, "NAME": name.title()}, "geometry": square(v0)}
-        for name, v0 in (("north", 3), ("south", 203))
-    ]
-    crs = {"type": "name", "properties": {"name": CUBE_CRS}}
-    path = folder / "units.geojson"
-    path.write_text(json.dumps({"type": "FeatureCollection", "crs": crs, "features": features}))
-    return path
-
-
 @pytest.fixture(scope="module", params=[0o022, 0o027], ids=["umask022", "umask027"])
 def outputs(
-    request: pytest.FixtureRequest, analytics_cubes: SimpleNamespace, tmp_path_factory
+    request: pytest.FixtureRequest, analytics_cubes: SimpleNamespace, tmp_path_factory, units_file: Any
 ) -> Iterator[Any]:
     """Every output kind written by the CLI under one umask."""
     c = analytics_cubes
     out = tmp_path_factory.mktemp(f"outputs{request.param:o}")
-    units = units_file(tmp_path_factory.mktemp("units"))
+    units = units_file(tmp_path_factory.mktemp("units"), "units.geojson")
     runner = CliRunner()
     commands = [
         ["query", "map", c.mixture, CONCEPT, "-o", out / "map.tif", "--png", "--html", "--qml"],
@@ -213,11 +195,11 @@ def test_qml_style_is_a_qgis_pseudocolour_ramp(outputs: SimpleNamespace) -> None
 
 
 def test_aggregate_keeps_the_polygon_fields_on_request(
-    analytics_cubes: SimpleNamespace, tmp_path: Path
+    analytics_cubes: SimpleNamespace, tmp_path: Path, units_file: Any
 ) -> None:
     import pyogrio.raw
 
-    units = units_file(tmp_path)
+    units = units_file(tmp_path, "units.geojson")
     args = ["query", "aggregate", str(analytics_cubes.mixture), CONCEPT, "--units", str(units)]
     for name, extra in (("plain.gpkg", []), ("named.gpkg", ["--keep-fields"])):
         result = CliRunner().invoke(app, [*args, "--id-field", "NUTS_ID", "-o", str(tmp_path / name), *extra])
