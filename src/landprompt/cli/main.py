@@ -13,6 +13,7 @@ from rich.table import Table
 
 from landprompt import __version__
 from landprompt.cli.analytics import evaluate_extra, query_extra
+from landprompt.cli.concepts import concepts_extra
 from landprompt.cli.common import ClipOption, LandpromptGroup, PretrainedOption, console
 from landprompt.cli.cube import app as cube_app
 from landprompt.cli.embed import app as embed_app
@@ -40,6 +41,7 @@ app.add_typer(query_app, name="query")
 app.add_typer(evaluate_app, name="evaluate")
 query_app.registered_commands += query_extra.registered_commands  # change, aggregate
 evaluate_app.registered_commands += evaluate_extra.registered_commands  # points
+evaluate_app.registered_commands += concepts_extra.registered_commands  # concepts
 
 
 def _version(value: bool) -> None:

@@ -256,6 +256,9 @@ def concept_labels(frame: pd.DataFrame, concepts: Sequence[Concept]) -> pd.DataF
     con.register("lucas_input", frame.assign(__row=np.arange(len(frame))))
     selects = []
     for i, c in enumerate(concepts):
+        if c.columns() - set(frame.columns):  # not surveyed in the table's years (checked above)
+            selects.append(f"-1::TINYINT AS c{i}")
+            continue
         years = ", ".join(str(y) for y in c.years)
         selects.append(
             f"CASE WHEN survey_year NOT IN ({years}) THEN -1 WHEN coalesce(({c.presence}), false) THEN 1 "
