@@ -63,7 +63,7 @@ def test_every_rule_runs_on_the_documented_columns_of_each_year(
     year: int, suite: ConceptSuite, columns_data: ModuleType, tmp_path: Path
 ) -> None:
     header = read_lucas(columns_data.write_headers(tmp_path)[year])
-    assert len(header) == 0 and {"lc1", "lu1", "th_lat", "th_long"} <= set(header.columns)
+    assert len(header) == 0 and {"point_id", "lc1", "lu1", "th_lat", "th_long"} <= set(header.columns)
     check_columns(suite.concepts, header.columns, [year])  # no rule of the year names a missing column
     blank = pd.DataFrame([{**dict.fromkeys(header.columns), "survey_year": year}])
     labels = concept_labels(blank, suite.concepts)  # every rule of the year is bound and evaluated
@@ -75,7 +75,9 @@ def test_every_rule_runs_on_the_documented_columns_of_each_year(
     assert labels["olive_groves"] == 1 and labels["vineyards"] == 0 and labels["agriculture"] == 1
 
 
-def test_a_rule_naming_a_column_the_year_lacks_is_refused(suite: ConceptSuite, columns_data: ModuleType) -> None:
+def test_a_rule_naming_a_column_the_year_lacks_is_refused(
+    suite: ConceptSuite, columns_data: ModuleType
+) -> None:
     check_columns(suite.concepts, columns_data.columns(2009), [2009])
     with pytest.raises(BadInputError, match=r"'crop_residues'.*2018 LUCAS table lacks"):
         check_columns(suite.concepts, columns_data.columns(2015), [2018])
@@ -120,9 +122,15 @@ def planted(tmp_path_factory: pytest.TempPathFactory, tiny_clip: Any, suite: Con
     """
     from landprompt.embedder.cube import write_cube
 
-    small = ConceptSuite("test", tuple(c for c in suite.concepts if c.key in ("olive_groves", "vineyards", "grazed_land")), "test")
+    small = ConceptSuite(
+        "test",
+        tuple(c for c in suite.concepts if c.key in ("olive_groves", "vineyards", "grazed_land")),
+        "test",
+    )
     names = tiny_clip.encode_prompts(VERSUS, small.prompt_set().templates["classname"])
-    vectors = np.concatenate([class_embeddings(tiny_clip, small.prompt_set(), ["olive_groves", "vineyards"], "classname"), names])
+    vectors = np.concatenate(
+        [class_embeddings(tiny_clip, small.prompt_set(), ["olive_groves", "vineyards"], "classname"), names]
+    )
     dual = np.linalg.solve(vectors @ vectors.T, vectors)
     dual /= np.linalg.norm(dual, axis=1, keepdims=True)
     rng = np.random.default_rng(3)
@@ -136,8 +144,17 @@ def planted(tmp_path_factory: pytest.TempPathFactory, tiny_clip: Any, suite: Con
     lon, lat = transform_points(np.asarray(x), np.asarray(y), EUROPE_CRS, WGS84)
     codes = np.array(["B81", "B82", "E20", "C10"])[kind[rows, cols]]
     grazing = np.where(rng.random(900) < 0.5, "Signs of grazing", "No signs of grazing")
-    table = pd.DataFrame({"point_id": np.arange(900) + 40_000_000, "year": 2018, "th_lat": lat, "th_long": lon,
-                          "lc1": codes, "lu1": "U111", "grazing": grazing})
+    table = pd.DataFrame(
+        {
+            "point_id": np.arange(900) + 40_000_000,
+            "year": 2018,
+            "th_lat": lat,
+            "th_long": lon,
+            "lc1": codes,
+            "lu1": "U111",
+            "grazing": grazing,
+        }
+    )
     table.to_csv(root / "lucas.csv", index=False)
     return SimpleNamespace(cube=cube, lucas=root / "lucas.csv", suite=small, lat=lat, lon=lon, root=root)
 
@@ -147,7 +164,9 @@ def run(planted: SimpleNamespace, clip: Any, **kwargs: Any) -> dict[str, Any]:
     return evaluate_concepts(planted.lucas, planted.cube, planted.suite, **{**options, **kwargs})
 
 
-def test_planted_concepts_score_auc_one_and_the_others_chance(planted: SimpleNamespace, tiny_clip: Any) -> None:
+def test_planted_concepts_score_auc_one_and_the_others_chance(
+    planted: SimpleNamespace, tiny_clip: Any
+) -> None:
     report = run(planted, tiny_clip)
     results = {e["key"]: e for e in report["concepts"]}
     assert report["counts"]["used"] == 900 and report["counts"]["outside_cube"] == 0
@@ -159,13 +178,17 @@ def test_planted_concepts_score_auc_one_and_the_others_chance(planted: SimpleNam
     assert abs(chance["auc"] - 0.5) < 0.06
     low, high = chance["auc_interval"]
     assert low < 0.5 < high and high - low < 0.2
-    assert results["grazed_land"]["prevalence"] == pytest.approx(np.mean(pd.read_csv(planted.lucas)["grazing"] == "Signs of grazing"))
+    assert results["grazed_land"]["prevalence"] == pytest.approx(
+        np.mean(pd.read_csv(planted.lucas)["grazing"] == "Signs of grazing")
+    )
     assert report["mean_auc"]["classname"] == pytest.approx(np.mean([1.0, 1.0, chance["auc"]]))
 
 
 def test_too_few_positives_are_listed_not_scored(planted: SimpleNamespace, tiny_clip: Any) -> None:
     report = run(planted, tiny_clip, min_class=500, bootstrap=0)
-    assert all(e["status"] == "too few presences or absences" and "results" not in e for e in report["concepts"])
+    assert all(
+        e["status"] == "too few presences or absences" and "results" not in e for e in report["concepts"]
+    )
     assert report["mean_auc"]["classname"] is None
 
 
@@ -180,7 +203,8 @@ def test_the_leakage_guard_drops_and_counts_points_near_training_places(
     with Catalog.open(path) as catalog:
         for i, (lat, lon, block) in enumerate(places):
             catalog.execute(
-                "INSERT INTO locations VALUES (?, 'lucas', ?, ?, ?, 'c', ?, NULL, NULL, 0)", [i, f"k{i}", lat, lon, block]
+                "INSERT INTO locations VALUES (?, 'lucas', ?, ?, ?, 'c', ?, NULL, NULL, 0)",
+                [i, f"k{i}", lat, lon, block],
             )
         catalog.execute("INSERT INTO splits VALUES ('b1', 'train', 0.1), ('b2', 'val', 0.9)")
     report = run(planted, tiny_clip, exclude_catalog=path, exclude_km=0.25, bootstrap=0)
@@ -212,20 +236,48 @@ def suite_file(planted: SimpleNamespace) -> Path:
 
     path = planted.root / "suite.yaml"
     concepts = {
-        c.key: {"group": c.group, "name": c.name, "descriptive": list(c.descriptive), "presence": c.presence,
-                "absence": c.absence, "years": list(c.years), "source": c.source}
+        c.key: {
+            "group": c.group,
+            "name": c.name,
+            "descriptive": list(c.descriptive),
+            "presence": c.presence,
+            "absence": c.absence,
+            "years": list(c.years),
+            "source": c.source,
+        }
         for c in planted.suite.concepts
     }
-    path.write_text(yaml.safe_dump({"format": "landprompt-concept-suite", "version": "t1", "concepts": concepts}))
+    path.write_text(
+        yaml.safe_dump({"format": "landprompt-concept-suite", "version": "t1", "concepts": concepts})
+    )
     return path
 
 
 def test_the_command_writes_json_markdown_and_png(planted: SimpleNamespace, tmp_path: Path) -> None:
     out = tmp_path / "report"
     result = cli(
-        "--lucas", str(planted.lucas), "--cube", str(planted.cube), "--concepts", str(suite_file(planted)),
-        "--prompts", "classname,descriptive", "--versus", "sea", "--versus", "a forest", "--clip",
-        "landprompt-tiny", "--pretrained", "none", "--block-km", "0.5", "--bootstrap", "20", "-o", str(out),
+        "--lucas",
+        str(planted.lucas),
+        "--cube",
+        str(planted.cube),
+        "--concepts",
+        str(suite_file(planted)),
+        "--prompts",
+        "classname,descriptive",
+        "--versus",
+        "sea",
+        "--versus",
+        "a forest",
+        "--clip",
+        "landprompt-tiny",
+        "--pretrained",
+        "none",
+        "--block-km",
+        "0.5",
+        "--bootstrap",
+        "20",
+        "-o",
+        str(out),
     )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
@@ -238,7 +290,9 @@ def test_the_command_writes_json_markdown_and_png(planted: SimpleNamespace, tmp_
 
 
 @pytest.mark.parametrize("case", ["empty suite", "missing column", "no point in the cube"])
-def test_bad_input_gives_one_line_and_writes_nothing(case: str, planted: SimpleNamespace, tmp_path: Path) -> None:
+def test_bad_input_gives_one_line_and_writes_nothing(
+    case: str, planted: SimpleNamespace, tmp_path: Path
+) -> None:
     lucas, concepts = planted.lucas, suite_file(planted)
     if case == "empty suite":
         concepts = tmp_path / "empty.yaml"
@@ -253,9 +307,43 @@ def test_bad_input_gives_one_line_and_writes_nothing(case: str, planted: SimpleN
         pd.read_csv(planted.lucas).assign(th_lat=40.0, th_long=-3.7).to_csv(lucas, index=False)
         message = "none of the 900 LUCAS points falls on a valid pixel"
     out = tmp_path / "out"
-    result = cli("--lucas", str(lucas), "--cube", str(planted.cube), "--concepts", str(concepts), "--clip",
-                 "landprompt-tiny", "--pretrained", "none", "-o", str(out))
+    result = cli(
+        "--lucas",
+        str(lucas),
+        "--cube",
+        str(planted.cube),
+        "--concepts",
+        str(concepts),
+        "--clip",
+        "landprompt-tiny",
+        "--pretrained",
+        "none",
+        "-o",
+        str(out),
+    )
     assert result.exit_code != 0
     error = [line for line in result.output.splitlines() if "error:" in line]
     assert len(error) == 1 and message in " ".join(result.output.split()), result.output
     assert not out.exists()
+
+
+def test_parquet_and_2022_tables_read_like_the_harmonised_csv(
+    planted: SimpleNamespace, suite: ConceptSuite, tmp_path: Path
+) -> None:
+    import duckdb
+
+    parquet = tmp_path / "lucas.parquet"
+    duckdb.connect().execute(
+        f"COPY (SELECT * FROM read_csv('{planted.lucas}')) TO '{parquet}' (FORMAT parquet)"
+    )
+    from_csv, from_parquet = (evaluate_concepts(p, None, planted.suite) for p in (planted.lucas, parquet))
+    assert from_csv["concepts"] == from_parquet["concepts"]
+    table_2022 = tmp_path / "lucas_2022.csv"
+    table_2022.write_text(
+        "POINT_ID,POINT_LAT,POINT_LON,SURVEY_DATE,SURVEY_LC1,SURVEY_LU1\n"
+        "40001000,48.1,11.5,15/06/22,B81,U111\n"
+    )
+    frame = read_lucas(table_2022)
+    assert frame["survey_year"].tolist() == [2022] and frame["th_long"].tolist() == ["11.5"]
+    labels = concept_labels(frame, suite.concepts).iloc[0]
+    assert labels["olive_groves"] == 1 and labels["agriculture"] == 1 and labels["grazed_land"] == -1

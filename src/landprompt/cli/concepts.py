@@ -18,7 +18,9 @@ def evaluate_concepts_command(
     lucas: Annotated[Path, typer.Option("--lucas", help="LUCAS table (CSV or Parquet), any survey year.")],
     cube: Annotated[
         Path | None,
-        typer.Option("--cube", help="Embedding cube or folder of shards; without it only labels are counted."),
+        typer.Option(
+            "--cube", help="Embedding cube or folder of shards; without it only labels are counted."
+        ),
     ] = None,
     concepts: Annotated[
         Path | None, typer.Option("--concepts", help="Concept suite YAML (default: the shipped suite).")
@@ -75,7 +77,9 @@ def evaluate_concepts_command(
     counts = report["counts"]
     console.print(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
     if "mean_auc" in report:
-        table = Table(title=f"mean ROC AUC over {sum(e['status'] == 'scored' for e in report['concepts'])} concepts")
+        table = Table(
+            title=f"mean ROC AUC over {sum(e['status'] == 'scored' for e in report['concepts'])} concepts"
+        )
         table.add_column("prompts")
         table.add_column("mean AUC", justify="right")
         for setting, value in report["mean_auc"].items():

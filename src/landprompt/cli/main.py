@@ -13,8 +13,8 @@ from rich.table import Table
 
 from landprompt import __version__
 from landprompt.cli.analytics import evaluate_extra, query_extra
-from landprompt.cli.concepts import concepts_extra
 from landprompt.cli.common import ClipOption, LandpromptGroup, PretrainedOption, console
+from landprompt.cli.concepts import concepts_extra
 from landprompt.cli.cube import app as cube_app
 from landprompt.cli.embed import app as embed_app
 from landprompt.cli.embed import eo_app

@@ -19,9 +19,9 @@ is not, and unlabelled otherwise (NULL counts as false). Rules only see the poin
 
 **LUCAS tables.** CSV or Parquet, read by DuckDB with every column as text. Column names are
 lower-cased; the 2022 survey's ``SURVEY_*`` / ``POINT_*`` names are mapped to the harmonised ones
-(``SURVEY_LC1`` -> ``lc1``, ``POINT_LAT`` / ``POINT_LONG`` -> ``th_lat`` / ``th_long``,
-``POINT_NUTS0`` -> ``nuts0``). The survey year of a row is its ``year`` column, else the year of its
-``survey_date``.
+(``SURVEY_LC1`` -> ``lc1``, ``POINT_LAT`` / ``POINT_LON`` -> ``th_lat`` / ``th_long``,
+``POINT_NUTS0`` -> ``nuts0``; ``POINT_ID`` and ``SURVEY_DATE`` keep their names). The survey year
+of a row is its ``year`` column, else the year of its ``survey_date``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,8 @@ GROUPS: tuple[str, ...] = ("land cover", "land use", "land management", "structu
 #: The 2022 table's names of harmonised columns that its ``SURVEY_`` / ``POINT_`` rule does not give.
 ALIASES_2022 = {"point_lat": "th_lat", "point_long": "th_long", "point_lon": "th_long"}
 _PREFIXES = ("survey_", "point_")
+#: Harmonised names that start with one of those prefixes (kept as they are).
+_KEEP = frozenset({"point_id", "survey_date"})
 
 
 def shipped_suite_path() -> Path:
@@ -69,7 +72,7 @@ class Concept:
     years: tuple[int, ...]
     source: str
 
-    def columns(self) -> set[str]:
+    def columns(self) -> frozenset[str]:
         """The LUCAS columns the two rules name (lower case)."""
         return rule_columns(self.presence) | rule_columns(self.absence)
 
@@ -141,18 +144,24 @@ def _concept(key: str, entry: Any, path: Path) -> Concept:
     )
 
 
-def rule_columns(rule: str) -> set[str]:
+@cache
+def rule_columns(rule: str) -> frozenset[str]:
     """Columns a rule names, from DuckDB's parse tree of ``SELECT (rule)``.
 
     Raises:
         BadInputError: If the rule is not a single SQL expression.
     """
-    tree = json.loads(
-        duckdb.connect().execute("SELECT json_serialize_sql(?)", [f"SELECT ({rule})"]).fetchone()[0]
-    )
+    row = _parser().execute("SELECT json_serialize_sql(?)", [f"SELECT ({rule})"]).fetchone()
+    tree = json.loads(row[0] if row else '{"error": true}')
     if tree.get("error") or len(tree.get("statements", [])) != 1:
         raise BadInputError(f"{rule!r} is not one SQL expression ({tree.get('error_message', 'several')})")
-    return set(_column_refs(tree["statements"][0]))
+    return frozenset(_column_refs(tree["statements"][0]))
+
+
+@cache
+def _parser() -> duckdb.DuckDBPyConnection:
+    """One in-memory DuckDB connection for parsing rules."""
+    return duckdb.connect()
 
 
 def _column_refs(node: Any) -> Iterable[str]:
@@ -177,7 +186,7 @@ def normalised_columns(columns: Sequence[str]) -> dict[str, str]:
     for original, name in zip(columns, lower, strict=True):
         if name in ALIASES_2022:
             name = ALIASES_2022[name]
-        elif name.startswith(_PREFIXES):
+        elif name.startswith(_PREFIXES) and name not in _KEEP:
             stripped = name.split("_", 1)[1]
             name = stripped if stripped not in taken else name
         out[str(original)] = name
@@ -198,7 +207,9 @@ def read_lucas(path: str | os.PathLike[str]) -> pd.DataFrame:
     try:
         frame = duckdb.connect().execute(f"SELECT COLUMNS(*)::VARCHAR FROM {reader}", [str(path)]).df()
     except duckdb.Error as exc:
-        raise BadInputError(f"LUCAS table {path} is not readable: {' '.join(str(exc).split())[:200]}") from None
+        raise BadInputError(
+            f"LUCAS table {path} is not readable: {' '.join(str(exc).split())[:200]}"
+        ) from None
     frame = frame.astype(object).where(frame.notna(), None).copy()
     frame.columns = list(normalised_columns(list(frame.columns)).values())
     for column in ("th_lat", "th_long"):
@@ -286,4 +297,3 @@ def _rule_error(concepts: Sequence[Concept], con: duckdb.DuckDBPyConnection, exc
             except duckdb.Error as err:
                 return f"concept {c.key!r}: its {kind} rule fails: {' '.join(str(err).split())[:200]}"
     return f"a concept rule fails: {' '.join(str(exc).split())[:200]}"
-

@@ -1,4 +1,4 @@
-"""The LUCAS concept benchmark: how well concept maps rank LUCAS points that have a concept above those that lack it.
+"""The LUCAS concept benchmark: do concept maps rank the LUCAS points that have a concept first?
 
 :func:`evaluate_concepts` labels the points of a LUCAS table with a concept suite
 (:mod:`~landprompt.evaluate.concept_suite`), keeps the points on valid pixels of the cube(s), drops the
@@ -197,7 +197,7 @@ def training_places(catalog: str | os.PathLike[str]) -> np.ndarray:
     """(lat, lon) of the catalog's places in training blocks (and in blocks without a split)."""
     from landprompt.pairs.catalog import Catalog
 
-    with Catalog.open(catalog, read_only=True) as opened:
+    with Catalog.open(Path(catalog), read_only=True) as opened:
         places = opened.query_df(
             "SELECT l.lat, l.lon FROM locations l LEFT JOIN splits s USING (block_id) "
             "WHERE (s.split IS NULL OR s.split = 'train') AND l.lat IS NOT NULL AND l.lon IS NOT NULL"
@@ -219,7 +219,7 @@ def near_places(lat: np.ndarray, lon: np.ndarray, places: np.ndarray, km: float)
 def _cube_list(cube: str | os.PathLike[str]) -> list[Path]:
     from landprompt.query.topk import cube_paths
 
-    return cube_paths(cube)
+    return cube_paths(Path(cube))
 
 
 def _point_embeddings(
@@ -310,7 +310,9 @@ def _score(
             out[setting] = []
         concept = concepts[i]
         other = np.array([n.strip().lower() != concept.name.strip().lower() for n in names])
-        query = QuerySettings(concept.name, None if versus is None else tuple(versus), setting, clip.logit_scale, clip.id)
+        query = QuerySettings(
+            concept.name, None if versus is None else tuple(versus), setting, clip.logit_scale, clip.id
+        )
         scorer = ConceptScorer(class_matrix(vectors[setting][i], backgrounds[setting][other]), query)
         out[setting].append(scorer.score(embeddings).astype(np.float64))
     return out

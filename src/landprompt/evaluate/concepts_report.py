@@ -52,13 +52,19 @@ def markdown(report: dict[str, Any]) -> str:
             if result is None:
                 row += [entry["status"], ""]
             else:
-                row += [_ci(result["auc"], result["auc_interval"]), _ci(result["average_precision"], result["ap_interval"])]
+                row += [
+                    _ci(result["auc"], result["auc_interval"]),
+                    _ci(result["average_precision"], result["ap_interval"]),
+                ]
         rows.append(row)
     lines += _table(header, rows)
     if prompts:
         level = f"{100 * settings['confidence']:g} %"
-        lines += ["", f"Intervals: {level} spatial-block bootstrap ({settings['bootstrap']} replicates, "
-                  f"{settings['block_km']:g} km blocks). Chance AUC is 0.5; chance AP is the prevalence."]
+        lines += [
+            "",
+            f"Intervals: {level} spatial-block bootstrap ({settings['bootstrap']} replicates, "
+            f"{settings['block_km']:g} km blocks). Chance AUC is 0.5; chance AP is the prevalence.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -80,13 +86,25 @@ def plot_auc(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
         offset = (n - (len(prompts) - 1) / 2) * 0.18
         auc = np.array([e["results"][setting]["auc"] for e in scored])
         low, high = (
-            np.array([(e["results"][setting]["auc_interval"] or [np.nan, np.nan])[i] for e in scored]) for i in (0, 1)
+            np.array([(e["results"][setting]["auc_interval"] or [np.nan, np.nan])[i] for e in scored])
+            for i in (0, 1)
         )
-        ax.errorbar(auc, y + offset, xerr=[auc - low, high - auc] if len(scored) else None, fmt="o", ms=4,
-                    capsize=2, label=f"{setting} (mean {report['mean_auc'][setting]:.3f})")
+        ax.errorbar(
+            auc,
+            y + offset,
+            xerr=[auc - low, high - auc] if len(scored) else None,
+            fmt="o",
+            ms=4,
+            capsize=2,
+            label=f"{setting} (mean {report['mean_auc'][setting]:.3f})",
+        )
     ax.axvline(0.5, color="grey", linestyle="--", linewidth=1, label="chance")
     ax.set_yticks(y, [e["name"] for e in scored], fontsize=7)
-    ax.set(xlim=(0, 1), xlabel="ROC AUC", title=f"LUCAS concepts: ROC AUC per prompt style ({len(scored)} scored)")
+    ax.set(
+        xlim=(0, 1),
+        xlabel="ROC AUC",
+        title=f"LUCAS concepts: ROC AUC per prompt style ({len(scored)} scored)",
+    )
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     with atomic_path(Path(path)) as tmp:
