@@ -42,11 +42,11 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", "## Mean ROC AUC of the scored concepts", ""]
         lines += _table(["prompts", "mean AUC"], [(s, _num(report["mean_auc"][s])) for s in prompts])
     lines += ["", "## Concepts", ""]
-    header = ["group", "concept", "points", "prevalence"]
+    header = ["group", "concept", "points", "present", "prevalence"]
     header += [f"{s} {m}" for s in prompts for m in ("AUC", "AP")]
     rows = []
     for entry in report["concepts"]:
-        row = [entry["group"], entry["name"], entry["points"], _num(entry["prevalence"])]
+        row = [entry["group"], entry["name"], entry["points"], entry["present"], _num(entry["prevalence"])]
         for setting in prompts:
             result = entry.get("results", {}).get(setting)
             if result is None:
@@ -101,11 +101,11 @@ def plot_auc(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     ax.axvline(0.5, color="grey", linestyle="--", linewidth=1, label="chance")
     ax.set_yticks(y, [e["name"] for e in scored], fontsize=7)
     ax.set(
-        xlim=(0, 1),
+        xlim=(0, 1.02),
         xlabel="ROC AUC",
         title=f"LUCAS concepts: ROC AUC per prompt style ({len(scored)} scored)",
     )
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png")
