@@ -187,6 +187,12 @@ def units_file():  # type: ignore[no-untyped-def]
     return _generator("units").units_file
 
 
+@pytest.fixture(scope="session")
+def lucas_columns():  # type: ignore[no-untyped-def]
+    """tests/data/lucas_columns/data.py: the documented LUCAS columns of each survey year."""
+    return _generator("lucas_columns")
+
+
 def _generator(name: str):  # type: ignore[no-untyped-def]
     """The module tests/data/NAME/data.py, imported by path (it is no package)."""
     import importlib.util

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -30,18 +28,6 @@ from landprompt.geo import EUROPE_CRS, WGS84, Grid, transform_points
 
 
 @pytest.fixture(scope="module")
-def columns_data() -> ModuleType:
-    """tests/data/lucas_columns/data.py as a module."""
-    path = Path(__file__).parent / "data" / "lucas_columns" / "data.py"
-    spec = importlib.util.spec_from_file_location("landprompt_test_lucas_columns", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
 def suite() -> ConceptSuite:
     return load_suite()
 
@@ -60,9 +46,9 @@ def test_the_shipped_suite(suite: ConceptSuite) -> None:
 
 @pytest.mark.parametrize("year", [2006, 2009, 2012, 2015, 2018, 2022])
 def test_every_rule_runs_on_the_documented_columns_of_each_year(
-    year: int, suite: ConceptSuite, columns_data: ModuleType, tmp_path: Path
+    year: int, suite: ConceptSuite, lucas_columns: ModuleType, tmp_path: Path
 ) -> None:
-    header = read_lucas(columns_data.write_headers(tmp_path)[year])
+    header = read_lucas(lucas_columns.write_headers(tmp_path)[year])
     assert len(header) == 0 and {"point_id", "lc1", "lu1", "th_lat", "th_long"} <= set(header.columns)
     check_columns(suite.concepts, header.columns, [year])  # no rule of the year names a missing column
     blank = pd.DataFrame([{**dict.fromkeys(header.columns), "survey_year": year}])
@@ -76,11 +62,11 @@ def test_every_rule_runs_on_the_documented_columns_of_each_year(
 
 
 def test_a_rule_naming_a_column_the_year_lacks_is_refused(
-    suite: ConceptSuite, columns_data: ModuleType
+    suite: ConceptSuite, lucas_columns: ModuleType
 ) -> None:
-    check_columns(suite.concepts, columns_data.columns(2009), [2009])
+    check_columns(suite.concepts, lucas_columns.columns(2009), [2009])
     with pytest.raises(BadInputError, match=r"'crop_residues'.*2018 LUCAS table lacks"):
-        check_columns(suite.concepts, columns_data.columns(2015), [2018])
+        check_columns(suite.concepts, lucas_columns.columns(2015), [2018])
 
 
 def test_the_shared_2018_row_gets_the_hand_read_labels(suite: ConceptSuite, lucas_sample: Path) -> None:
@@ -215,10 +201,15 @@ def test_the_leakage_guard_drops_and_counts_points_near_training_places(
     assert report["settings"]["exclude_km"] == 0.25
 
 
-def test_labels_only_without_a_cube(planted: SimpleNamespace) -> None:
+def test_labels_only_without_a_cube(planted: SimpleNamespace, lucas_sample: Path) -> None:
     report = evaluate_concepts(planted.lucas, None, planted.suite)
     assert "mean_auc" not in report and report["counts"]["used"] == 900
     olive = next(e for e in report["concepts"] if e["key"] == "olive_groves")
+    shipped = evaluate_concepts(lucas_sample, None, None)  # the 2018 row: 2018-only fields are surveyed
+    status = {e["key"]: e["status"] for e in shipped["concepts"]}
+    assert status["crop_residues"] == "too few presences or absences" and shipped["settings"]["years"] == [
+        2018
+    ]
     assert olive["present"] == int((pd.read_csv(planted.lucas)["lc1"] == "B81").sum())
 
 
@@ -347,3 +338,8 @@ def test_parquet_and_2022_tables_read_like_the_harmonised_csv(
     assert frame["survey_year"].tolist() == [2022] and frame["th_long"].tolist() == ["11.5"]
     labels = concept_labels(frame, suite.concepts).iloc[0]
     assert labels["olive_groves"] == 1 and labels["agriculture"] == 1 and labels["grazed_land"] == -1
+    status = {
+        e["key"]: e["status"] for e in evaluate_concepts(table_2022, None, suite, min_class=1)["concepts"]
+    }
+    assert status["crop_residues"] == status["grazed_land"] == "not surveyed in the table's years"
+    assert status["olive_groves"] == "too few presences or absences"  # present once, never absent

@@ -85,6 +85,7 @@ def evaluate_concepts(
     frame = read_lucas(lucas)
     labels = concept_labels(frame, suite.concepts)
     lat, lon = _coordinates(frame, coordinates)
+    years = sorted(int(y) for y in np.unique(frame["survey_year"]))
     counts: dict[str, int] = {"rows": len(frame), "no_coordinates": int((~np.isfinite(lat)).sum())}
     keep = np.isfinite(lat)
     if exclude_catalog is not None:
@@ -110,13 +111,13 @@ def evaluate_concepts(
             "confidence": confidence,
             "min_class": min_class,
             "seed": seed,
-            "years": sorted(int(y) for y in np.unique(frame["survey_year"])),
+            "years": years,
         },
         "counts": counts,
     }
     if cube is None:
         counts["used"] = int(keep.sum())
-        entries = [_entry(c, labels[c.key].to_numpy()[keep], min_class) for c in suite.concepts]
+        entries = [_entry(c, labels[c.key].to_numpy()[keep], min_class, years) for c in suite.concepts]
         report["concepts"] = [{k: v for k, v in e.items() if k != "_labels"} for e in entries]
         return report
     embeddings, used = _point_embeddings(cube, lon, lat, keep, counts)
@@ -129,7 +130,7 @@ def evaluate_concepts(
     report["settings"]["clip"] = clip.id
     x, y = _europe_xy(lon[used], lat[used])
     blocks = _blocks(x, y, block_km * 1000.0)
-    entries = [_entry(c, labels[c.key].to_numpy()[used], min_class) for c in suite.concepts]
+    entries = [_entry(c, labels[c.key].to_numpy()[used], min_class, years) for c in suite.concepts]
     scored = [(c, e) for c, e in zip(suite.concepts, entries, strict=True) if e["status"] == "scored"]
     scores = _score(clip, suite.prompt_set(), [c for c, _ in scored], settings, versus, embeddings, progress)
     for i, (concept, entry) in enumerate(scored):
@@ -171,10 +172,13 @@ def _coordinates(frame: pd.DataFrame, coordinates: str) -> tuple[np.ndarray, np.
     return coords["lat"].to_numpy(float), coords["lon"].to_numpy(float)
 
 
-def _entry(concept: Concept, labels: np.ndarray, min_class: int) -> dict[str, Any]:
+def _entry(concept: Concept, labels: np.ndarray, min_class: int, years: Sequence[int]) -> dict[str, Any]:
     """A concept's counts and whether it has enough of both classes to be scored."""
     present, absent = int((labels == 1).sum()), int((labels == 0).sum())
     n = present + absent
+    status = "scored" if min(present, absent) >= min_class else "too few presences or absences"
+    if not set(concept.years) & set(years):
+        status = "not surveyed in the table's years"
     entry: dict[str, Any] = {
         "key": concept.key,
         "name": concept.name,
@@ -184,7 +188,7 @@ def _entry(concept: Concept, labels: np.ndarray, min_class: int) -> dict[str, An
         "present": present,
         "absent": absent,
         "prevalence": present / n if n else None,
-        "status": "scored" if min(present, absent) >= min_class else "too few presences or absences",
+        "status": status,
         "_labels": labels,
     }
     return entry
