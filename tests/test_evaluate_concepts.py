@@ -56,7 +56,7 @@ def test_every_rule_runs_on_the_documented_columns_of_each_year(
     assert labels.shape == (1, len(suite.concepts)) and (labels.to_numpy() == -1).all()
     surveyed = [c for c in suite.concepts if year in c.years]
     assert len(surveyed) >= 40 if year != 2006 else len(surveyed) >= 30
-    filled = blank.assign(lc1="B81", lu1="U111")
+    filled = blank.assign(lc1="B81", lu1="U110")
     labels = concept_labels(filled, suite.concepts).iloc[0]
     assert labels["olive_groves"] == 1 and labels["vineyards"] == 0 and labels["agriculture"] == 1
 
@@ -137,7 +137,7 @@ def planted(tmp_path_factory: pytest.TempPathFactory, tiny_clip: Any, suite: Con
             "th_lat": lat,
             "th_long": lon,
             "lc1": codes,
-            "lu1": "U111",
+            "lu1": "U110",
             "grazing": grazing,
         }
     )
@@ -332,7 +332,7 @@ def test_parquet_and_2022_tables_read_like_the_harmonised_csv(
     table_2022 = tmp_path / "lucas_2022.csv"
     table_2022.write_text(
         "POINT_ID,POINT_LAT,POINT_LON,SURVEY_DATE,SURVEY_LC1,SURVEY_LU1\n"
-        "40001000,48.1,11.5,15/06/22,B81,U111\n"
+        "40001000,48.1,11.5,15/06/22,B81,U110\n"
     )
     frame = read_lucas(table_2022)
     assert frame["survey_year"].tolist() == [2022] and frame["th_long"].tolist() == ["11.5"]
