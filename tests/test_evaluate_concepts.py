@@ -94,6 +94,21 @@ def test_bad_suites_are_refused(tmp_path: Path) -> None:
         load_suite(bad)
 
 
+def test_replicate_metrics_equal_scikit_learns_with_sample_weights() -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from landprompt.evaluate.concepts import RankedScores
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        y = rng.random(300) < 0.3
+        p = np.round(rng.random(300) + 0.3 * y, 1)  # many ties
+        w = rng.integers(0, 4, 300)
+        auc, ap = RankedScores(y, p).weighted_metrics(w)
+        assert auc == pytest.approx(roc_auc_score(y, p, sample_weight=w), abs=1e-12)
+        assert ap == pytest.approx(average_precision_score(y, p, sample_weight=w), abs=1e-12)
+
+
 # --- a planted cube --------------------------------------------------------------------------------
 
 VERSUS = ["sea", "a forest"]
