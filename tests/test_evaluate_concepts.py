@@ -358,3 +358,32 @@ def test_parquet_and_2022_tables_read_like_the_harmonised_csv(
     }
     assert status["crop_residues"] == status["grazed_land"] == "not surveyed in the table's years"
     assert status["olive_groves"] == "too few presences or absences"  # present once, never absent
+
+
+def test_gps_coordinates_follow_the_pairs_rule(
+    planted: SimpleNamespace, tiny_clip: Any, tmp_path: Path
+) -> None:
+    table = pd.read_csv(planted.lucas)
+    x, y = transform_points(table["th_long"].to_numpy(), table["th_lat"].to_numpy(), WGS84, EUROPE_CRS)
+    lon_n, lat_n = transform_points(x, y + 300.0, EUROPE_CRS, WGS84)  # theoretical points 300 m north
+    shifted = table.assign(
+        th_lat=lat_n, th_long=lon_n, gps_lat=table["th_lat"], gps_long=table["th_long"].abs(), gps_ew="East"
+    )
+    path = tmp_path / "gps.csv"
+    shifted.to_csv(path, index=False)
+    by_th = evaluate_concepts(
+        path, planted.cube, planted.suite, "classname", versus=VERSUS, clip=tiny_clip, bootstrap=0
+    )
+    by_gps = evaluate_concepts(
+        path,
+        planted.cube,
+        planted.suite,
+        "classname",
+        coordinates="gps",
+        versus=VERSUS,
+        clip=tiny_clip,
+        bootstrap=0,
+    )
+    assert by_th["counts"]["outside_cube"] == 90 and by_gps["counts"]["used"] == 900
+    olive = next(e for e in by_gps["concepts"] if e["key"] == "olive_groves")
+    assert olive["results"]["classname"]["auc"] == 1.0
