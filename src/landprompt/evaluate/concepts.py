@@ -18,7 +18,7 @@ Concepts with fewer than ``min_class`` presences or absences are listed, not sco
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -133,8 +133,13 @@ def evaluate_concepts(
     blocks = _blocks(x, y, block_km * 1000.0)
     entries = [_entry(c, labels[c.key].to_numpy()[used], min_class, years) for c in suite.concepts]
     scored = [(c, e) for c, e in zip(suite.concepts, entries, strict=True) if e["status"] == "scored"]
-    scores = _score(clip, suite.prompt_set(), [c for c, _ in scored], settings, versus, embeddings, progress)
-    for i, (concept, entry) in enumerate(scored):
+    scores = _score(clip, suite.prompt_set(), [c for c, _ in scored], settings, versus, embeddings)
+    steps: Iterable[tuple[int, tuple[Concept, dict[str, Any]]]] = enumerate(scored)
+    if progress:
+        from rich.progress import track
+
+        steps = track(steps, total=len(scored), description="scoring concepts", transient=True)
+    for i, (concept, entry) in steps:
         labelled = entry.pop("_labels")
         mask = labelled >= 0
         rng_seed = [seed, suite.concepts.index(concept)]
@@ -292,7 +297,6 @@ def _score(
     settings: Sequence[str],
     versus: Sequence[str] | None,
     embeddings: np.ndarray,
-    progress: bool,
 ) -> dict[str, list[np.ndarray]]:
     """Probability of every concept at every point, per setting: setting -> [concept] -> [points]."""
     from landprompt.query.calibration import ConceptScorer, QuerySettings
@@ -302,10 +306,6 @@ def _score(
     keys = [c.key for c in concepts]
     out: dict[str, list[np.ndarray]] = {}
     steps = [(s, i) for s in settings for i in range(len(concepts))]
-    if progress:
-        from rich.progress import track
-
-        steps = list(track(steps, description="scoring concepts", transient=True))
     vectors: dict[str, np.ndarray] = {}
     backgrounds: dict[str, np.ndarray] = {}
     for setting, i in steps:
