@@ -157,7 +157,16 @@ def planted(tmp_path_factory: pytest.TempPathFactory, tiny_clip: Any, suite: Con
         }
     )
     table.to_csv(root / "lucas.csv", index=False)
-    return SimpleNamespace(cube=cube, lucas=root / "lucas.csv", suite=small, lat=lat, lon=lon, root=root)
+    return SimpleNamespace(
+        cube=cube,
+        lucas=root / "lucas.csv",
+        suite=small,
+        lat=lat,
+        lon=lon,
+        root=root,
+        grid=grid,
+        emb=dual[kind],
+    )
 
 
 def run(planted: SimpleNamespace, clip: Any, **kwargs: Any) -> dict[str, Any]:
@@ -183,6 +192,33 @@ def test_planted_concepts_score_auc_one_and_the_others_chance(
         np.mean(pd.read_csv(planted.lucas)["grazing"] == "Signs of grazing")
     )
     assert report["mean_auc"]["classname"] == pytest.approx(np.mean([1.0, 1.0, chance["auc"]]))
+
+
+def test_a_folder_of_shards_scores_like_one_cube(
+    planted: SimpleNamespace, tiny_clip: Any, tmp_path: Path
+) -> None:
+    from landprompt.embedder.cube import write_cube
+
+    attrs = {"clip_model": tiny_clip.name, "clip_pretrained": ""}
+    for name, cols in (("west", slice(0, 15)), ("east", slice(15, 30))):
+        grid = Grid(EUROPE_CRS, planted.grid.transform * Affine.translation(cols.start, 0), (30, 15))
+        emb = planted.emb[:, cols].astype(np.float32)
+        write_cube(tmp_path / "shards" / f"{name}.zarr", emb, grid, chunk=16, attrs=attrs)
+    one, shards = (
+        run(planted, tiny_clip),
+        evaluate_concepts(
+            planted.lucas,
+            tmp_path / "shards",
+            planted.suite,
+            "classname",
+            versus=VERSUS,
+            clip=tiny_clip,
+            block_km=0.5,
+            bootstrap=100,
+        ),
+    )
+    assert shards["counts"] == one["counts"] and len(shards["settings"]["cubes"]) == 2
+    assert shards["concepts"] == one["concepts"]
 
 
 def test_too_few_positives_are_listed_not_scored(planted: SimpleNamespace, tiny_clip: Any) -> None:
