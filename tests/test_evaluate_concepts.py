@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -325,6 +326,7 @@ def test_the_command_writes_json_markdown_and_png(planted: SimpleNamespace, tmp_
     report = json.loads((out / "report.json").read_text())
     assert report["format"] == "landprompt-concepts-report" and report["settings"]["suite_version"] == "t1"
     assert report["settings"]["prompts"] == ["classname", "descriptive"]
+    assert report["settings"]["lucas_sha256"] == hashlib.sha256(planted.lucas.read_bytes()).hexdigest()
     assert set(report["mean_auc"]) == {"classname", "descriptive"}
     text = (out / "report.md").read_text()
     assert "Mean ROC AUC" in text and "olive groves" in text and "1.000 [1.000, 1.000]" in text

@@ -29,6 +29,7 @@ from landprompt import __version__
 from landprompt.errors import BadInputError
 from landprompt.evaluate.concept_suite import Concept, ConceptSuite, concept_labels, load_suite, read_lucas
 from landprompt.evaluate.prompts import PromptSet, class_embeddings, parse_setting, parse_settings
+from landprompt.files import file_sha256
 
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
@@ -99,6 +100,7 @@ def evaluate_concepts(
         "landprompt_version": __version__,
         "settings": {
             "lucas": str(lucas),
+            "lucas_sha256": file_sha256(lucas),
             "suite": suite.source,
             "suite_version": suite.version,
             "cube": None if cube is None else str(cube),
