@@ -100,7 +100,7 @@ def evaluate_concepts(
         "landprompt_version": __version__,
         "settings": {
             "lucas": str(lucas),
-            "lucas_sha256": file_sha256(lucas),
+            "lucas_sha256": file_sha256(Path(lucas)),
             "suite": suite.source,
             "suite_version": suite.version,
             "cube": None if cube is None else str(cube),
