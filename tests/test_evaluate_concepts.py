@@ -228,6 +228,8 @@ def test_too_few_positives_are_listed_not_scored(planted: SimpleNamespace, tiny_
         e["status"] == "too few presences or absences" and "results" not in e for e in report["concepts"]
     )
     assert report["mean_auc"]["classname"] is None
+    with pytest.raises(BadInputError, match=r"unknown prompt style.*sideways"):
+        run(planted, tiny_clip, prompts="classname,sideways")
 
 
 def test_the_leakage_guard_drops_and_counts_points_near_training_places(

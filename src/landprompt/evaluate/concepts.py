@@ -84,6 +84,10 @@ def evaluate_concepts(
     _check_options(coordinates, exclude_km, block_km, bootstrap, confidence, min_class)
     suite = concepts if isinstance(concepts, ConceptSuite) else load_suite(concepts)
     settings = parse_settings(prompts)
+    styles = suite.prompt_set().styles
+    unknown = sorted({style for s in settings for style in parse_setting(s)} - set(styles))
+    if unknown:
+        raise BadInputError(f"unknown prompt style(s) {', '.join(unknown)}; known: {', '.join(styles)}")
     frame = read_lucas(lucas)
     labels = concept_labels(frame, suite.concepts)
     lat, lon = _coordinates(frame, coordinates)
