@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from typer._click.exceptions import ClickException
 from typer.core import TyperCommand, TyperGroup
 
-from landprompt.errors import BadInputError, LandpromptError
+from landprompt.cli.boundary import debug_enabled, user_error
+from landprompt.errors import BadInputError
 
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
@@ -19,16 +21,25 @@ err_console = Console(stderr=True)
 
 
 class _OneLineErrors:
-    """Mixin for click commands: a :class:`LandpromptError` becomes one line on stderr and its exit code."""
+    """Mixin for click commands: a user error becomes one line on stderr and an exit code."""
 
     def invoke(self, ctx: Any) -> Any:
-        """Run the command; a user error ends it with one line and a non-zero exit code."""
+        """Run the command; a user error ends it with one line and a non-zero exit code.
+
+        The one error boundary of the command line (:mod:`landprompt.cli.boundary`): project errors and
+        the I/O and format errors a user can cause become one line; a bug keeps its traceback, and
+        ``--debug`` (or ``LANDPROMPT_DEBUG=1``) shows the traceback of every error.
+        """
         try:
             return super().invoke(ctx)  # type: ignore[misc]
-        except LandpromptError as exc:
-            message = " ".join(str(exc).split())
-            err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:
+            if isinstance(exc, ClickException | typer.Exit | typer.Abort):
+                raise
+            mapped = user_error(exc)
+            if mapped is None or debug_enabled(ctx):
+                raise
+            err_console.print(f"[bold red]error:[/bold red] {mapped[0]}", highlight=False, soft_wrap=True)
+            raise typer.Exit(mapped[1]) from None
 
 
 class LandpromptGroup(_OneLineErrors, TyperGroup):
