@@ -51,6 +51,7 @@ from landprompt.embedder import integrity
 from landprompt.embedder.basis import Basis
 from landprompt.errors import BadInputError, DamagedCubeError, NotACubeError
 from landprompt.geo import Grid
+from landprompt.files import part_path, remove_stale_parts
 
 FORMAT_NAME = "embedding-cube"
 FORMAT_VERSION = 1
@@ -229,7 +230,8 @@ class CubeWriter:
     def _create(self) -> None:
         """Lay out the store (metadata, coords, spatial_ref) in a temp sibling and rename it into place."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        remove_stale_parts(self.path.parent)
+        tmp = part_path(self.path)
         try:
             template, encoding = _template(
                 self.grid, self.dim, self.dtype, self.chunk, self.attrs, self.basis
@@ -363,13 +365,16 @@ def write_cube(
         _check_fp16_range(embedding)
     if (path.exists() or path.is_symlink()) and not overwrite:
         raise BadInputError(f"{path} already exists: choose another path or overwrite it (overwrite=True)")
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = part_path(path)
     try:
         writer = CubeWriter(tmp, grid, embedding.shape[2], dtype, chunk, attrs, basis)
         for w in writer.windows():
             writer.write_chunk(w, embedding[w.rows, w.cols], None if valid is None else valid[w.rows, w.cols])
         writer.finalize()
-        _replace(tmp, path)
+        if overwrite:
+            _replace(tmp, path)
+        else:
+            _place_exclusively(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
@@ -883,12 +888,25 @@ def _remove_partials(root: Path, name: str, index: tuple[int, int], ndim: int) -
             stray.unlink(missing_ok=True)
 
 
+def _place_exclusively(src: Path, dst: Path) -> None:
+    """Rename the finished store ``src`` to ``dst`` unless another writer put something there first."""
+    try:
+        if dst.exists() or dst.is_symlink():
+            raise FileExistsError(dst)
+        os.rename(src, dst)  # fails on a non-empty folder: of two writers, one wins
+    except OSError as exc:
+        raise BadInputError(
+            f"{dst} was created by another writer while this one ran: its cube was kept, this one dropped; "
+            "choose another path or overwrite it (overwrite=True)"
+        ) from exc
+
+
 def _replace(src: Path, dst: Path) -> None:
     """Move ``src`` to ``dst``, replacing whatever is at ``dst``."""
     if not (dst.exists() or dst.is_symlink()):
         os.replace(src, dst)
         return
-    old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
+    old = part_path(dst)
     os.replace(dst, old)
     os.replace(src, dst)
     if old.is_dir() and not old.is_symlink():
