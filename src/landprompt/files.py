@@ -58,8 +58,8 @@ def part_path(path: str | Path) -> Path:
 def remove_stale_parts(folder: str | Path) -> list[Path]:
     """Remove the ``.part`` files and stores that writers which are no longer running left in ``folder``.
 
-    Only names of the :func:`atomic_path` / :func:`part_path` form whose pid is not a live process on this machine are
-    removed; a live writer's file, and anything else, is left alone.
+    Only names of the :func:`atomic_path` / :func:`part_path` form whose pid is not a live process on
+    this machine are removed; a live writer's file, and anything else, is left alone.
 
     Returns:
         The paths removed.

@@ -25,7 +25,17 @@ EXIT_IO = 5
 #: Exit code of an input file that is damaged or not of the expected format.
 EXIT_DAMAGED = 4
 #: Modules whose RuntimeError/ValueError means "this stored data does not decode" (codecs, Zarr, FAISS).
-_FORMAT_MODULES = ("zarr", "numcodecs", "zstandard", "faiss", "crc32c", "blosc", "tifffile", "PIL", "rasterio")
+_FORMAT_MODULES = (
+    "zarr",
+    "numcodecs",
+    "zstandard",
+    "faiss",
+    "crc32c",
+    "blosc",
+    "tifffile",
+    "PIL",
+    "rasterio",
+)
 #: Names a reader gives the file it is reading; used to name the file when the error does not.
 _PATH_NAMES = ("path", "file", "filename", "fname", "src", "source", "store_path", "index_path", "key")
 
@@ -62,13 +72,19 @@ def user_error(exc: BaseException) -> tuple[str, int] | None:
     if isinstance(exc, UnicodeDecodeError):
         return f"{where}is not a UTF-8 text file ({_reason(exc)}): give the right file", EXIT_DAMAGED
     if isinstance(exc, json.JSONDecodeError):
-        return f"{where}is not valid JSON ({_reason(exc)}): it is damaged; restore or recreate it", EXIT_DAMAGED
+        return (
+            f"{where}is not valid JSON ({_reason(exc)}): it is damaged; restore or recreate it",
+            EXIT_DAMAGED,
+        )
     if isinstance(exc, OSError) and _from_format_library(exc):  # rasterio, PIL: unreadable content
-        return f"{where}cannot be read ({_reason(exc)}): it is damaged or not of the expected format", EXIT_DAMAGED
+        return (
+            f"{where}cannot be read ({_reason(exc)}): it is damaged or not of the expected format",
+            EXIT_DAMAGED,
+        )
     if isinstance(exc, OSError):
         advice = _OS_ADVICE.get(exc.errno or 0, "check the path and its permissions")
         return f"{where}{exc.strerror or _reason(exc)}: {advice}", EXIT_IO
-    if isinstance(exc, RuntimeError) and _raised_in_format_library(exc) or _is_zarr_error(exc):
+    if (isinstance(exc, RuntimeError) and _raised_in_format_library(exc)) or _is_zarr_error(exc):
         return (
             f"{where}stored data does not decode ({_reason(exc)}): it is damaged or of another format; "
             "restore or recreate it",

@@ -85,7 +85,8 @@ def clip_or_none(name: str | None, pretrained: str | None, cube: Path | None = N
     that ends up with random weights prints a warning line.
 
     Raises:
-        BadInputError: If ``--clip`` names a model without weights and the cube records none for it.
+        BadInputError: If ``--clip`` names a model without weights and the cube records none for it,
+            or a model of another embedding width than the cube.
     """
     from landprompt.embedder.clip import load_clip
 
@@ -104,8 +105,13 @@ def clip_or_none(name: str | None, pretrained: str | None, cube: Path | None = N
         pretrained = recorded[1]
     if pretrained.lower() == RANDOM_WEIGHTS:
         warn_random(name)
-        return load_clip(name, None)
-    return load_clip(name, pretrained)
+    model = load_clip(name, None if pretrained.lower() == RANDOM_WEIGHTS else pretrained)
+    if cube is not None and cube.is_dir():
+        from landprompt.checks import same_width
+        from landprompt.embedder.cube import open_cube
+
+        same_width(model, open_cube(cube), cube)  # before any scoring or output
+    return model
 
 
 def working(message: str) -> Any:

@@ -54,7 +54,8 @@ def main(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
     debug: Annotated[
-        bool, typer.Option("--debug", help="Show the full traceback of every error (or set LANDPROMPT_DEBUG=1).")
+        bool,
+        typer.Option("--debug", help="Show the full traceback of every error (or set LANDPROMPT_DEBUG=1)."),
     ] = False,
 ) -> None:
     """Map any concept in plain words from Sentinel-1/2 time series aligned with CLIP."""

@@ -50,8 +50,8 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 from landprompt.embedder import integrity
 from landprompt.embedder.basis import Basis
 from landprompt.errors import BadInputError, DamagedCubeError, NotACubeError
-from landprompt.geo import Grid
 from landprompt.files import part_path, remove_stale_parts
+from landprompt.geo import Grid
 
 FORMAT_NAME = "embedding-cube"
 FORMAT_VERSION = 1

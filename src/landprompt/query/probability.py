@@ -70,6 +70,8 @@ def background_embeddings(
 
 def _as_unit_rows(vectors: np.ndarray) -> np.ndarray:
     vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+    if vectors.ndim != 2 or 0 in vectors.shape:
+        raise BadInputError(f"an embedding array needs at least one row, got shape {vectors.shape}")
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     if not np.all(np.isfinite(vectors)) or np.any(norms == 0):
         raise BadInputError("embeddings must be finite and non-zero")
