@@ -55,6 +55,41 @@ def part_path(path: str | Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{PART}")
 
 
+def place_exclusively(src: Path, dst: Path) -> None:
+    """Rename the finished file or store ``src`` to ``dst`` unless something is there already.
+
+    Of two writers racing for one path, one wins; the other gets a :class:`BadInputError` (its
+    ``src`` is left for the caller to remove).
+    """
+    try:
+        if dst.exists() or dst.is_symlink():
+            raise FileExistsError(dst)
+        os.rename(src, dst)  # a store onto a non-empty folder fails: of two writers, one wins
+    except OSError as exc:
+        raise BadInputError(
+            f"{dst} already exists (another writer may have created it while this one ran): choose "
+            "another path or overwrite it"
+        ) from exc
+
+
+def swap_into_place(src: Path, dst: Path) -> None:
+    """Move the finished file or store ``src`` to ``dst``, replacing whatever is there.
+
+    The old ``dst`` is first renamed aside (a :func:`part_path` name, removed afterwards), so ``dst``
+    is at every moment either the old whole or the new whole, never a mixture.
+    """
+    if not (dst.exists() or dst.is_symlink()):
+        os.replace(src, dst)
+        return
+    old = part_path(dst)
+    os.replace(dst, old)
+    os.replace(src, dst)
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old)
+    else:
+        old.unlink()
+
+
 def remove_stale_parts(folder: str | Path) -> list[Path]:
     """Remove the ``.part`` files and stores that writers which are no longer running left in ``folder``.
 

@@ -114,6 +114,15 @@ def clip_or_none(name: str | None, pretrained: str | None, cube: Path | None = N
     return model
 
 
+def check_outputs(*paths: Path | None, folder: bool = False) -> None:
+    """Check, before any work, that each output path (None: not asked for) can be written."""
+    from landprompt.files import require_writable
+
+    for path in paths:
+        if path is not None:
+            require_writable(path, folder=folder)
+
+
 def working(message: str) -> Any:
     """A rich status spinner on stderr while a long step runs (stdout stays clean for CSV/JSON)."""
     return err_console.status(message, spinner="dots")

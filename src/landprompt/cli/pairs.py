@@ -63,9 +63,16 @@ def _ingest(
     from landprompt.pairs.licences import LicenceFilter
 
     options = IngestOptions(LicenceFilter.parse(licence), burst_metres, burst_minutes, max_per_cell)
-    with Catalog.open(catalog, split_seed=split_seed) as cat:
-        report = ingest(cat, source, options)
-        counts = cat.counts()
+    created = not catalog.exists()
+    try:
+        with Catalog.open(catalog, split_seed=split_seed) as cat:
+            report = ingest(cat, source, options)
+            counts = cat.counts()
+    except BaseException:
+        if created:  # a failed first ingest leaves no empty catalog behind to block the corrected run
+            for path in (catalog, catalog.with_name(catalog.name + ".wal")):
+                path.unlink(missing_ok=True)
+        raise
     _print_report(report, counts, as_json)
 
 

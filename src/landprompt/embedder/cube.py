@@ -50,7 +50,7 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 from landprompt.embedder import integrity
 from landprompt.embedder.basis import Basis
 from landprompt.errors import BadInputError, DamagedCubeError, NotACubeError
-from landprompt.files import part_path, remove_stale_parts
+from landprompt.files import part_path, place_exclusively, remove_stale_parts, swap_into_place
 from landprompt.geo import Grid
 
 FORMAT_NAME = "embedding-cube"
@@ -372,9 +372,9 @@ def write_cube(
             writer.write_chunk(w, embedding[w.rows, w.cols], None if valid is None else valid[w.rows, w.cols])
         writer.finalize()
         if overwrite:
-            _replace(tmp, path)
+            swap_into_place(tmp, path)
         else:
-            _place_exclusively(tmp, path)
+            place_exclusively(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
@@ -886,33 +886,6 @@ def _remove_partials(root: Path, name: str, index: tuple[int, int], ndim: int) -
     if key.parent.is_dir():
         for stray in key.parent.glob(f"{key.name}.*.partial"):
             stray.unlink(missing_ok=True)
-
-
-def _place_exclusively(src: Path, dst: Path) -> None:
-    """Rename the finished store ``src`` to ``dst`` unless another writer put something there first."""
-    try:
-        if dst.exists() or dst.is_symlink():
-            raise FileExistsError(dst)
-        os.rename(src, dst)  # fails on a non-empty folder: of two writers, one wins
-    except OSError as exc:
-        raise BadInputError(
-            f"{dst} was created by another writer while this one ran: its cube was kept, this one dropped; "
-            "choose another path or overwrite it (overwrite=True)"
-        ) from exc
-
-
-def _replace(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``, replacing whatever is at ``dst``."""
-    if not (dst.exists() or dst.is_symlink()):
-        os.replace(src, dst)
-        return
-    old = part_path(dst)
-    os.replace(dst, old)
-    os.replace(src, dst)
-    if old.is_dir() and not old.is_symlink():
-        shutil.rmtree(old)
-    else:
-        old.unlink()
 
 
 def _span(sel: slice | None, size: int) -> tuple[int, int]:
