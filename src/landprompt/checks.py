@@ -67,7 +67,8 @@ def same_width(model: ClipModel, ds: xr.Dataset, cube: str | Path) -> None:
     """Refuse a CLIP model whose embedding width differs from the cube's (e.g. 512 against 32)."""
     dim = int(ds.sizes["d"])
     if model.embed_dim != dim:
+        where = f"cube {cube}" if str(cube) else "the cube"
         raise BadInputError(
-            f"CLIP model {model.name} embeds in {model.embed_dim} dimensions but cube {cube} holds "
-            f"{dim}-d embeddings: use the model the cube was made with (cube info {cube} names it)"
+            f"CLIP model {model.name} embeds in {model.embed_dim} dimensions but {where} holds {dim}-d "
+            "embeddings: use a CLIP model of the cube's width (cube info CUBE names the one it was made with)"
         )

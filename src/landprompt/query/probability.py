@@ -16,6 +16,7 @@ import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
+from landprompt.checks import same_width
 from landprompt.errors import BadInputError
 from landprompt.geo import BBox
 
@@ -194,4 +195,6 @@ def clip_for_cube(ds: xr.Dataset) -> ClipModel:
     name = ds.attrs.get("clip_model")
     if not name:
         raise BadInputError("the cube does not name its CLIP model: pass clip= (or --clip) explicitly")
-    return load_clip(name, ds.attrs.get("clip_pretrained") or None)
+    model = load_clip(name, ds.attrs.get("clip_pretrained") or None)
+    same_width(model, ds, ds.encoding.get("source", ""))
+    return model

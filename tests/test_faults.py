@@ -1,0 +1,634 @@
+"""Fault matrix: every way a user can get a command wrong ends in one line, a non-zero exit, no traceback,
+and an output folder left as it was (categories of issue 18: outputs that cannot be written, corrupt and
+mismatched inputs, edge values, clobbering; the read-only folder runs in a subprocess without the
+override capability, since the tests run as root).
+
+Each case builds its arguments in a fresh output folder ``env.out`` (which may hold files the case puts
+there first), runs the command in-process and checks:
+
+* the exit code (and a phrase of the message);
+* stderr: exactly one ``error:`` line (warning lines aside), no ``Traceback``;
+* ``env.out`` unchanged: no new file, no ``.part`` left, nothing rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from affine import Affine
+from typer.testing import CliRunner
+
+from landprompt.cli import app
+from landprompt.geo import WGS84, Grid, transform_points
+
+EXIT_USER, EXIT_IO, EXIT_DAMAGED = 2, 5, 4
+
+
+@dataclass(frozen=True)
+class Case:
+    """One fault: ``argv(env)`` builds the command line (and any files the fault needs in ``env.out``)."""
+
+    id: str
+    argv: Callable[[SimpleNamespace], list[str]]
+    code: int = EXIT_USER
+    says: str = ""
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Relative path -> (size, mtime) of everything under a folder (folders as (-1, 0))."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else (-1, 0)
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def check_one_line(code: int, stderr: str, expected: Case) -> None:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert "Traceback" not in stderr, stderr
+    assert len(errors) == 1 and all(line.startswith(("error:", "warning:")) for line in lines), stderr
+    assert code == expected.code, (code, stderr)
+    assert expected.says.lower() in errors[0].lower(), errors[0]
+
+
+# --- the inputs every case may use (built once) -------------------------------------------------------
+@pytest.fixture(scope="module")
+def inputs(
+    analytics_cubes, stac_fixture, planted_pairs_dataset, units_file, tmp_path_factory
+) -> SimpleNamespace:  # type: ignore[no-untyped-def]
+    from landprompt.embedder.cube import write_cube
+    from landprompt.index.build import build_index
+
+    root = tmp_path_factory.mktemp("fault-inputs")
+    rng = np.random.default_rng(0)
+    attrs = {"clip_model": "landprompt-tiny", "clip_pretrained": ""}
+    narrow = write_cube(
+        root / "narrow.zarr",
+        rng.normal(size=(48, 48, 16)).astype(np.float32),
+        analytics_cubes.grid,
+        attrs=attrs,
+    )
+    small_grid = Grid("EPSG:32632", Affine(10.0, 0, 680_000.0, 0, -10.0, 4_800_000.0), (16, 16))
+    other_grid = write_cube(
+        root / "other.zarr", rng.normal(size=(16, 16, 32)).astype(np.float32), small_grid, attrs=attrs
+    )
+    not_cube = root / "folder.zarr"
+    not_cube.mkdir()
+    (not_cube / "notes.txt").write_text("not a cube")
+    damaged = root / "damaged.zarr"
+    shutil.copytree(analytics_cubes.mixture, damaged)
+    (damaged / "zarr.json").write_bytes((damaged / "zarr.json").read_bytes()[:40])
+    indexed = {}
+    for fault in ("garbage-sidecar", "list-sidecar", "garbage-faiss", "other-cube"):
+        cube = root / f"{fault}.zarr"
+        shutil.copytree(analytics_cubes.mixture, cube)
+        build_index(cube, progress=False, verify=False)
+        indexed[fault] = cube
+    (root / "garbage-sidecar.faiss.json").write_text("{not json")
+    (root / "list-sidecar.faiss.json").write_text("[1, 2, 3]")
+    (root / "garbage-faiss.faiss").write_bytes(b"\x00garbage" * 64)
+    build_index(other_grid, root / "small.faiss", progress=False, verify=False)
+    shutil.copy(root / "small.faiss", root / "other-cube.faiss")
+    garbage = root / "garbage.bin"
+    garbage.write_bytes(bytes(range(256)) * 8)
+    empty = root / "empty.txt"
+    empty.write_text("")
+    broken_json = root / "catalog.json"
+    broken_json.write_text('{"type": "Catalog", "links": [')
+    stack = root / "stack"
+    shutil.copytree(stac_fixture.stack, stack)
+    tif = sorted(stack.rglob("*.tif"))[0]
+    tif.write_bytes(tif.read_bytes()[:600])  # truncated GeoTIFF
+    lon0, lat0, lon1, lat1 = stac_fixture.grid.bbox
+    lon, lat = transform_points([680_100.0], [4_799_900.0], analytics_cubes.grid.crs, WGS84)
+    points = root / "points.csv"
+    points.write_text(f"lon,lat,present\n{lon[0]},{lat[0]},1\n")
+    config = root / "train.yaml"
+    config.write_text(CliRunner().invoke(app, ["train", "--example"]).stdout)
+    return SimpleNamespace(
+        cube=analytics_cubes.mixture,
+        cube_b=analytics_cubes.year2,
+        narrow=narrow,
+        other_grid=other_grid,
+        not_cube=not_cube,
+        damaged=damaged,
+        indexed=indexed,
+        units=units_file(root, "units.geojson"),
+        points=points,
+        garbage=garbage,
+        empty=empty,
+        broken_json=broken_json,
+        stack=stac_fixture.stack,
+        broken_stack=stack,
+        aoi=f"{lon0 + 0.001},{lat0 + 0.001},{lon1 - 0.001},{lat1 - 0.001}",
+        catalog=planted_pairs_dataset[0].catalog,
+        store=planted_pairs_dataset[0].store,
+        config=config,
+    )
+
+
+@pytest.fixture
+def env(inputs: SimpleNamespace, tmp_path: Path) -> SimpleNamespace:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("an earlier result")
+    return SimpleNamespace(**vars(inputs), out=out)
+
+
+# --- builders of output faults ---------------------------------------------------------------------------
+def folder_at(e: SimpleNamespace, name: str) -> str:
+    """An output path where a folder already is."""
+    (e.out / name).mkdir()
+    return str(e.out / name)
+
+
+def under_file(e: SimpleNamespace, name: str) -> str:
+    """An output path whose parent is a file."""
+    return str(e.out / "keep.txt" / name)
+
+
+def cube_copy(e: SimpleNamespace, name: str = "existing.zarr") -> str:
+    """A copy of the test cube in the output folder (something a command must not clobber)."""
+    shutil.copytree(e.cube, e.out / name)
+    return str(e.out / name)
+
+
+# Writing commands: name -> argv taking the output path (each gets the folder and parent-file faults).
+WRITERS: dict[str, Callable[[SimpleNamespace, str], list[str]]] = {
+    "map": lambda e, o: ["query", "map", str(e.cube), "sea", "-o", o],
+    "topk": lambda e, o: ["query", "topk", str(e.cube), "sea", "-k", "2", "-o", o],
+    "change": lambda e, o: ["query", "change", str(e.cube), str(e.cube_b), "sea", "-o", o],
+    "aggregate": lambda e, o: ["query", "aggregate", str(e.cube), "sea", "--units", str(e.units), "-o", o],
+    "points-out": lambda e, o: ["evaluate", "points", str(e.cube), "sea", "--points", str(e.points), "-o", o],
+    "points-plot": lambda e, o: [
+        "evaluate",
+        "points",
+        str(e.cube),
+        "sea",
+        "--points",
+        str(e.points),
+        "--plot",
+        o,
+    ],
+    "cube-export": lambda e, o: ["cube", "export", str(e.cube), o],
+    "index-build": lambda e, o: ["index", "build", str(e.cube), "-o", o],
+    "pairs-stats-png": lambda e, o: ["pairs", "stats", "--catalog", str(e.catalog), "--png", o],
+}
+FILE_NAMES = {
+    "map": "map.tif",
+    "topk": "places.csv",
+    "change": "change.tif",
+    "aggregate": "indicators.geojson",
+    "points-out": "report.json",
+    "points-plot": "plot.png",
+    "cube-export": "cube.tif",
+    "index-build": "cube.faiss",
+    "pairs-stats-png": "places.png",
+}
+# Commands that write a store or folder: name -> argv taking the output path.
+STORE_WRITERS: dict[str, Callable[[SimpleNamespace, str], list[str]]] = {
+    "embed-run": lambda e, o: [
+        "embed",
+        "run",
+        "--aoi",
+        e.aoi,
+        "--year",
+        "2022",
+        "--out",
+        o,
+        "--model",
+        "sits",
+        "--random-weights",
+        "--source",
+        str(e.stack),
+    ],
+    "eo-composite": lambda e, o: [
+        "eo",
+        "composite",
+        "--aoi",
+        e.aoi,
+        "--year",
+        "2022",
+        "--out",
+        o,
+        "--source",
+        str(e.stack),
+    ],
+    "cube-convert": lambda e, o: ["cube", "convert", str(e.cube), o, "--rank", "4"],
+    "demo": lambda e, o: ["demo", "--out", o],
+}
+
+
+def output_cases() -> list[Case]:
+    cases = []
+    for name, argv in WRITERS.items():
+        file = FILE_NAMES[name]
+        cases.append(
+            Case(f"{name}-out-is-folder", lambda e, a=argv, f=file: a(e, folder_at(e, f)), says="folder")
+        )
+        cases.append(
+            Case(f"{name}-parent-is-file", lambda e, a=argv, f=file: a(e, under_file(e, f)), says="file")
+        )
+
+    def beside(argv: Callable[[SimpleNamespace, str], list[str]], out: str, blocked: str, *flags: str) -> Any:
+        """The command writing ``out`` with ``flags``, where a folder sits at its side output ``blocked``."""
+        return lambda e: [*argv(e, str(e.out / out)), *flags] if folder_at(e, blocked) else []
+
+    extra = {
+        "map-png-is-folder": beside(WRITERS["map"], "m.tif", "m.png", "--png"),
+        "map-html-is-folder": beside(WRITERS["map"], "m.tif", "m.html", "--html"),
+        "map-qml-is-folder": beside(WRITERS["map"], "m.tif", "m.qml", "--qml"),
+        "change-png-is-folder": beside(WRITERS["change"], "c.tif", "c.png", "--png"),
+        "change-class-is-folder": beside(WRITERS["change"], "c.tif", "c_class.tif"),
+        "points-default-plot-is-folder": beside(WRITERS["points-out"], "r.json", "r_reliability.png"),
+    }
+    cases += [Case(name, argv, says="folder") for name, argv in extra.items()]
+    for name, argv in STORE_WRITERS.items():
+        if name != "demo":
+            cases.append(
+                Case(f"{name}-parent-is-file", lambda e, a=argv: a(e, under_file(e, "x.zarr")), says="file")
+            )
+        cases.append(Case(f"{name}-out-is-a-file", lambda e, a=argv: a(e, str(e.out / "keep.txt")), says=""))
+    return cases
+
+
+# --- inputs that are damaged, of the wrong kind or do not match ---------------------------------------------
+CUBE_READERS: dict[str, Callable[[SimpleNamespace, str], list[str]]] = {
+    "map": lambda e, c: ["query", "map", c, "sea", "-o", str(e.out / "m.tif")],
+    "topk": lambda e, c: ["query", "topk", c, "sea", "-k", "2"],
+    "change-a": lambda e, c: ["query", "change", c, str(e.cube_b), "sea", "-o", str(e.out / "c.tif")],
+    "change-b": lambda e, c: ["query", "change", str(e.cube), c, "sea", "-o", str(e.out / "c.tif")],
+    "aggregate": lambda e, c: ["query", "aggregate", c, "sea", "--units", str(e.units)],
+    "points": lambda e, c: ["evaluate", "points", c, "sea", "--points", str(e.points)],
+    "cube-info": lambda e, c: ["cube", "info", c],
+    "cube-export": lambda e, c: ["cube", "export", c, str(e.out / "x.tif")],
+    "cube-verify": lambda e, c: ["cube", "verify", c],
+    "cube-convert": lambda e, c: ["cube", "convert", c, str(e.out / "v2.zarr"), "--rank", "4"],
+    "index-build": lambda e, c: ["index", "build", c, "-o", str(e.out / "x.faiss")],
+}
+# Commands reading a cube with a CLIP text tower: the narrow (16-d) cube names a 32-d model.
+TEXT_READERS = ("map", "topk", "change-a", "aggregate", "points")
+
+
+def input_cases() -> list[Case]:
+    cases = []
+    for name, argv in CUBE_READERS.items():
+        cases.append(Case(f"{name}-not-a-cube", lambda e, a=argv: a(e, str(e.not_cube)), says="not"))
+        cases.append(Case(f"{name}-damaged-cube", lambda e, a=argv: a(e, str(e.damaged)), code=EXIT_DAMAGED))
+        cases.append(Case(f"{name}-missing-cube", lambda e, a=argv: a(e, str(e.out / "none.zarr"))))
+        cases.append(Case(f"{name}-file-as-cube", lambda e, a=argv: a(e, str(e.garbage))))
+    for name in TEXT_READERS:
+        argv = CUBE_READERS[name]
+        cases.append(
+            Case(f"{name}-model-narrower-than-cube", lambda e, a=argv: a(e, str(e.narrow)), says="dimension")
+        )
+        cases.append(
+            Case(
+                f"{name}-clip-of-another-width",
+                lambda e, a=argv: [*a(e, str(e.narrow)), "--clip", "landprompt-tiny", "--pretrained", "none"],
+                says="dimension",
+            )
+        )
+    for fault, says in (
+        ("garbage-sidecar", "sidecar"),
+        ("list-sidecar", "sidecar"),
+        ("garbage-faiss", "index"),
+        ("other-cube", "index"),
+    ):
+        cases.append(
+            Case(
+                f"topk-index-{fault}",
+                lambda e, f=fault: ["query", "topk", str(e.indexed[f]), "sea"],
+                says=says,
+            )
+        )
+    corrupt_files = {
+        "aggregate-units": lambda e, f: ["query", "aggregate", str(e.cube), "sea", "--units", f],
+        "points-csv": lambda e, f: ["evaluate", "points", str(e.cube), "sea", "--points", f],
+        "change-calibration": lambda e, f: [
+            "query",
+            "change",
+            str(e.cube),
+            str(e.cube_b),
+            "sea",
+            "-o",
+            str(e.out / "c.tif"),
+            "--calibration",
+            f,
+        ],
+        "export-jobs": lambda e, f: ["query", "export", f],
+        "train-config": lambda e, f: ["train", f],
+        "pairs-stats": lambda e, f: ["pairs", "stats", "--catalog", f],
+        "pairs-fetch": lambda e, f: ["pairs", "fetch", "--catalog", f, "--store", str(e.out / "s.zarr")],
+        "pairs-photos": lambda e, f: ["pairs", "photos", "--catalog", f, "--out", str(e.out / "p.zarr")],
+        "ingest-table": lambda e, f: [
+            "pairs",
+            "ingest",
+            "table",
+            f,
+            "--catalog",
+            str(e.out / "c.duckdb"),
+            "--lat",
+            "lat",
+            "--lon",
+            "lon",
+        ],
+        "ingest-yfcc": lambda e, f: ["pairs", "ingest", "yfcc", f, "--catalog", str(e.out / "c.duckdb")],
+        "ingest-lucas": lambda e, f: ["pairs", "ingest", "lucas", f, "--catalog", str(e.out / "c.duckdb")],
+    }
+    for name, argv in corrupt_files.items():
+        cases.append(Case(f"{name}-binary", lambda e, a=argv: a(e, str(e.garbage)), code=-1))
+        cases.append(Case(f"{name}-empty", lambda e, a=argv: a(e, str(e.empty)), code=-1))
+        cases.append(Case(f"{name}-missing", lambda e, a=argv: a(e, str(e.out / "missing.txt")), code=-1))
+    sources = {
+        "embed-run": STORE_WRITERS["embed-run"],
+        "eo-composite": STORE_WRITERS["eo-composite"],
+    }
+    for name, argv in sources.items():
+        out = "x.zarr"
+        cases.append(
+            Case(
+                f"{name}-truncated-geotiff",
+                lambda e, a=argv, o=out: _with_source(a(e, str(e.out / o)), str(e.broken_stack)),
+                code=-1,
+            )
+        )
+        cases.append(
+            Case(
+                f"{name}-broken-stac-catalog",
+                lambda e, a=argv, o=out: _with_source(a(e, str(e.out / o)), str(e.broken_json)),
+                code=-1,
+            )
+        )
+        cases.append(
+            Case(
+                f"{name}-empty-source",
+                lambda e, a=argv, o=out: _with_source(a(e, str(e.out / o)), folder_at(e, "nothing")),
+                code=-1,
+            )
+        )
+    for dataset in ("eurosat", "eurosat-rgb", "bigearthnet", "lucas"):
+        cases.append(
+            Case(
+                f"evaluate-{dataset}-missing-root",
+                lambda e, d=dataset: ["evaluate", d, "--root", str(e.out / "none")],
+                code=-1,
+            )
+        )
+        cases.append(
+            Case(
+                f"evaluate-{dataset}-binary-root",
+                lambda e, d=dataset: ["evaluate", d, "--root", str(e.garbage)],
+                code=-1,
+            )
+        )
+    cases.append(
+        Case(
+            "change-other-grid",
+            lambda e: ["query", "change", str(e.cube), str(e.other_grid), "sea", "-o", str(e.out / "c.tif")],
+        )
+    )
+    return cases
+
+
+def _with_source(argv: list[str], source: str) -> list[str]:
+    argv = list(argv)
+    argv[argv.index("--source") + 1] = source
+    return argv
+
+
+# --- edge values --------------------------------------------------------------------------------------------
+def edge_cases() -> list[Case]:
+    topk = CUBE_READERS["topk"]
+    points = CUBE_READERS["points"]
+    change = CUBE_READERS["change-a"]
+    run = STORE_WRITERS["embed-run"]
+    values = {
+        "topk-k-0": lambda e: [*topk(e, str(e.cube)), "-k", "0"],
+        "topk-k-negative": lambda e: [*topk(e, str(e.cube)), "-k", "-3"],
+        "topk-min-distance-nan": lambda e: [*topk(e, str(e.cube)), "--min-distance", "nan"],
+        "topk-min-distance-inf": lambda e: [*topk(e, str(e.cube)), "--min-distance", "inf"],
+        "topk-min-distance-negative": lambda e: [*topk(e, str(e.cube)), "--min-distance", "-1"],
+        "topk-bad-bbox": lambda e: [*topk(e, str(e.cube)), "--bbox", "1,2,3"],
+        "topk-empty-prompt": lambda e: ["query", "topk", str(e.cube), "  "],
+        "map-not-tif": lambda e: ["query", "map", str(e.cube), "sea", "-o", str(e.out / "m.png")],
+        "map-empty-versus": lambda e: [
+            "query",
+            "map",
+            str(e.cube),
+            "sea",
+            "-o",
+            str(e.out / "m.tif"),
+            "--versus",
+            " ",
+        ],
+        "change-threshold-nan": lambda e: [*change(e, str(e.cube)), "--threshold", "nan"],
+        "change-threshold-above-1": lambda e: [*change(e, str(e.cube)), "--threshold", "1.5"],
+        "aggregate-threshold-nan": lambda e: (
+            [*CUBE_READERS["aggregate"](e, str(e.cube)), "--threshold", "nan"]
+        ),
+        "points-block-km-nan": lambda e: [*points(e, str(e.cube)), "--block-km", "nan"],
+        "points-block-km-0": lambda e: [*points(e, str(e.cube)), "--block-km", "0"],
+        "points-block-km-negative": lambda e: [*points(e, str(e.cube)), "--block-km", "-5"],
+        "points-folds-1": lambda e: [*points(e, str(e.cube)), "--folds", "1"],
+        "points-bins-0": lambda e: [*points(e, str(e.cube)), "--bins", "0"],
+        "points-bad-fit": lambda e: [*points(e, str(e.cube)), "--fit", "magic"],
+        "embed-batch-size-0": lambda e: [*run(e, str(e.out / "x.zarr")), "--batch-size", "0"],
+        "embed-chunk-0": lambda e: [*run(e, str(e.out / "x.zarr")), "--chunk", "0"],
+        "embed-rank-0": lambda e: [*run(e, str(e.out / "x.zarr")), "--basis", "pca", "--rank", "0"],
+        "embed-year-1990": lambda e: _with_year(run(e, str(e.out / "x.zarr")), "1990"),
+        "embed-bad-dtype": lambda e: [*run(e, str(e.out / "x.zarr")), "--dtype", "fp8"],
+        "embed-bad-basis": lambda e: [*run(e, str(e.out / "x.zarr")), "--basis", "svd"],
+        "composite-year-1990": lambda e: _with_year(
+            STORE_WRITERS["eo-composite"](e, str(e.out / "c.zarr")), "1990"
+        ),
+        "composite-bad-suffix": lambda e: STORE_WRITERS["eo-composite"](e, str(e.out / "c.tif")),
+        "fetch-year-1990": lambda e: [*_fetch(e), "--year", "1990"],
+        "fetch-chip-0": lambda e: [*_fetch(e), "--chip", "0"],
+        "fetch-task-rows-0": lambda e: [*_fetch(e), "--task-rows", "0"],
+        "fetch-batch-rows-0": lambda e: [*_fetch(e), "--batch-rows", "0"],
+        "train-stop-at-negative": lambda e: ["train", str(e.config), "--stop-at", "-1"],
+        "train-stop-at-0": lambda e: ["train", str(e.config), "--stop-at", "0"],
+        "train-bad-set": lambda e: ["train", str(e.config), "--set", "optim.lr=-1"],
+        "index-factory-more-lists-than-vectors": lambda e: [
+            "index",
+            "build",
+            str(e.cube),
+            "-o",
+            str(e.out / "x.faiss"),
+            "--factory",
+            "IVF99999999,Flat",
+        ],
+        "index-factory-unknown": lambda e: [
+            "index",
+            "build",
+            str(e.cube),
+            "-o",
+            str(e.out / "x.faiss"),
+            "--factory",
+            "Bogus",
+        ],
+        "index-factory-pq-not-dividing": lambda e: [
+            "index",
+            "build",
+            str(e.cube),
+            "-o",
+            str(e.out / "x.faiss"),
+            "--factory",
+            "IVF8,PQ5",
+        ],
+        "convert-rank-0": lambda e: ["cube", "convert", str(e.cube), str(e.out / "v2.zarr"), "--rank", "0"],
+        "convert-bad-dtype": lambda e: [
+            "cube",
+            "convert",
+            str(e.cube),
+            str(e.out / "v2.zarr"),
+            "--dtype",
+            "fp8",
+        ],
+        "demo-unknown-concept": lambda e: ["demo", "--out", str(e.out / "d"), "--concept", "unicorns"],
+    }
+    return [Case(name, argv) for name, argv in values.items()]
+
+
+def _with_year(argv: list[str], year: str) -> list[str]:
+    argv = list(argv)
+    argv[argv.index("--year") + 1] = year
+    return argv
+
+
+def _fetch(e: SimpleNamespace) -> list[str]:
+    return [
+        "pairs",
+        "fetch",
+        "--catalog",
+        str(e.catalog),
+        "--store",
+        str(e.out / "s.zarr"),
+        "--source",
+        str(e.stack),
+    ]
+
+
+# --- clobbering ---------------------------------------------------------------------------------------------
+def clobber_cases() -> list[Case]:
+    composite = STORE_WRITERS["eo-composite"]
+    return [
+        Case("composite-onto-a-cube", lambda e: composite(e, cube_copy(e)), says="already exists"),
+        Case("composite-onto-a-netcdf", lambda e: composite(e, str(_file(e, "c.nc"))), says="already exists"),
+        Case(
+            "demo-onto-another-cube",
+            lambda e: ["demo", "--out", str(Path(cube_copy(e, "d/cube.zarr")).parent)],
+            says="not a demo cube",
+        ),
+        Case(
+            "convert-onto-a-cube",
+            lambda e: ["cube", "convert", str(e.cube), cube_copy(e), "--rank", "4"],
+            says="use a new --out",
+        ),
+        Case("embed-onto-another-cube", lambda e: STORE_WRITERS["embed-run"](e, cube_copy(e)), says=""),
+        Case(
+            "embed-onto-a-folder",
+            lambda e: STORE_WRITERS["embed-run"](e, str(_file(e, "x.zarr/a.txt").parent)),
+        ),
+    ]
+
+
+def _file(e: SimpleNamespace, name: str) -> Path:
+    path = e.out / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("someone's file")
+    return path
+
+
+CASES = output_cases() + input_cases() + edge_cases() + clobber_cases()
+
+
+def test_the_matrix_is_large_enough() -> None:
+    assert len(CASES) >= 150 and len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_fault(case: Case, env: SimpleNamespace) -> None:
+    argv = case.argv(env)
+    before = snapshot(env.out)
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code != 0, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    expected = case if case.code != -1 else Case(case.id, case.argv, result.exit_code, case.says)
+    check_one_line(result.exit_code, result.stderr, expected)
+    assert snapshot(env.out) == before, result.stderr
+
+
+# --- a folder that cannot be written, without the override capability (as root) ---------------------------
+READ_ONLY = {**{name: (argv, FILE_NAMES[name]) for name, argv in WRITERS.items()},
+             **{name: (argv, "x.zarr") for name, argv in STORE_WRITERS.items()}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def read_only_results(inputs: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Every writer aimed into a read-only folder, in one subprocess without CAP_DAC_OVERRIDE."""
+    root = tmp_path_factory.mktemp("read-only")
+    runs = {}
+    for name, (argv, target) in READ_ONLY.items():
+        folder = root / name
+        folder.mkdir()
+        (folder / "keep.txt").write_text("an earlier result")
+        target_path = folder / (target if name != "demo" else "d")
+        runs[name] = {
+            "argv": argv(SimpleNamespace(**vars(inputs), out=folder), str(target_path)),
+            "folder": str(folder),
+        }
+        folder.chmod(0o555)
+    script = root / "run.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import json, sys
+            from typer.testing import CliRunner
+            from landprompt.cli import app
+            runs = json.loads({json.dumps(json.dumps(runs))})
+            out = {{}}
+            for name, run in runs.items():
+                result = CliRunner().invoke(app, run["argv"])
+                out[name] = {{"code": result.exit_code, "stderr": result.stderr}}
+            print(json.dumps(out))
+            """
+        )
+    )
+    command = [sys.executable, str(script)]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: a read-only folder cannot be made")
+        command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all", *command]
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    finally:
+        for name in runs:
+            (root / name).chmod(0o755)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name, run in runs.items():
+        results[name]["before"] = {"keep.txt": (len("an earlier result"),)}
+        results[name]["after"] = sorted(p.name for p in Path(run["folder"]).iterdir())
+    return results
+
+
+@pytest.mark.parametrize("name", list(READ_ONLY))
+def test_read_only_folder(name: str, read_only_results: dict[str, Any]) -> None:
+    result = read_only_results[name]
+    check_one_line(result["code"], result["stderr"], Case(name, lambda e: [], result["code"], "writ"))
+    assert result["code"] in (EXIT_USER, EXIT_IO), result
+    assert result["after"] == ["keep.txt"], result
