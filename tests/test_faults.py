@@ -30,6 +30,7 @@ import pytest
 from affine import Affine
 from typer.testing import CliRunner
 
+from kill import run_killed
 from landprompt.cli import app
 from landprompt.geo import WGS84, Grid, transform_points
 
@@ -632,3 +633,82 @@ def test_read_only_folder(name: str, read_only_results: dict[str, Any]) -> None:
     check_one_line(result["code"], result["stderr"], Case(name, lambda e: [], result["code"], "writ"))
     assert result["code"] in (EXIT_USER, EXIT_IO), result
     assert result["after"] == ["keep.txt"], result
+
+
+# --- kills mid-write and racing writers ---------------------------------------------------------------------
+def parts_in(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if ".part" in p.name]
+
+
+def test_killed_index_build_keeps_the_old_pair_and_the_next_clears_its_part(
+    analytics_cubes, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from landprompt.index.build import build_index
+    from landprompt.index.search import CubeIndex
+
+    cube = tmp_path / "cube.zarr"
+    shutil.copytree(analytics_cubes.mixture, cube)
+    build_index(cube, progress=False, factory="Flat")
+    body = f"""
+        from landprompt.cli import app
+        app(["index", "build", {str(cube)!r}, "--factory", "IVF8,Flat"])
+    """
+    run_killed(tmp_path, "faiss:write_index", 1, body)  # the new index written aside, not swapped in
+    assert len(parts_in(tmp_path)) == 1
+    assert CubeIndex.open(tmp_path / "cube.faiss", cube).info.factory == "Flat"  # the old pair, whole
+    result = CliRunner().invoke(app, ["index", "build", str(cube), "--factory", "IVF8,Flat"])
+    assert result.exit_code == 0, result.output
+    assert parts_in(tmp_path) == []
+    assert CubeIndex.open(tmp_path / "cube.faiss", cube).info.factory == "IVF8,Flat"
+
+
+def test_killed_query_export_leaves_no_part_after_the_next_run(analytics_cubes: Any, tmp_path: Path) -> None:
+    import yaml
+
+    batch = tmp_path / "batch.yaml"
+    batch.write_text(
+        yaml.safe_dump(
+            {
+                "cube": str(analytics_cubes.mixture),
+                "out": str(tmp_path / "maps"),
+                "defaults": {"versus": ["a forest"], "formats": ["cog", "png"]},
+                "concepts": ["sea", "olive groves"],
+            }
+        )
+    )
+    body = f"""
+        from landprompt.cli import app
+        app(["query", "export", {str(batch)!r}, "--no-progress"])
+    """
+    run_killed(tmp_path, "os:replace", 3, body, before=True, match=".part")  # two outputs done, one pending
+    assert len(parts_in(tmp_path / "maps")) == 1
+    result = CliRunner().invoke(app, ["query", "export", str(batch), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert parts_in(tmp_path / "maps") == []
+    assert len([p for p in (tmp_path / "maps").rglob("*") if p.suffix in (".tif", ".png")]) == 4
+
+
+def test_two_writers_of_one_cube_one_wins_the_other_is_told(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from landprompt.embedder.cube import open_cube, write_cube
+    from landprompt.errors import BadInputError
+
+    grid = Grid("EPSG:32632", Affine(10.0, 0, 680_000.0, 0, -10.0, 4_800_000.0), (32, 32))
+    values = [np.full((32, 32, 8), v, np.float32) for v in (1.0, 2.0)]
+
+    def write(embedding: np.ndarray) -> str:
+        try:
+            write_cube(tmp_path / "cube.zarr", embedding, grid, chunk=8)
+        except BadInputError as exc:
+            return str(exc)
+        return "ok"
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(write, values))
+    assert sorted(o == "ok" for o in outcomes) == [False, True], outcomes
+    assert "already exists" in next(o for o in outcomes if o != "ok")
+    winner = values[outcomes.index("ok")]
+    stored = open_cube(tmp_path / "cube.zarr")["embedding"].values.astype(np.float32)
+    assert np.allclose(stored / np.linalg.norm(stored, axis=-1, keepdims=True), winner / np.sqrt(8))
+    assert parts_in(tmp_path) == []
