@@ -99,7 +99,7 @@ def remove_stale_parts(folder: str | Path) -> list[Path]:
     Returns:
         The paths removed.
     """
-    removed = []
+    removed: list[Path] = []
     try:
         candidates = list(Path(folder).glob(f".*{PART}*"))
     except OSError:
