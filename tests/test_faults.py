@@ -30,6 +30,7 @@ import pytest
 from affine import Affine
 from typer.testing import CliRunner
 
+import landprompt as lp
 from kill import run_killed
 from landprompt.cli import app
 from landprompt.geo import WGS84, Grid, transform_points
@@ -712,3 +713,131 @@ def test_two_writers_of_one_cube_one_wins_the_other_is_told(tmp_path: Path) -> N
     stored = open_cube(tmp_path / "cube.zarr")["embedding"].values.astype(np.float32)
     assert np.allclose(stored / np.linalg.norm(stored, axis=-1, keepdims=True), winner / np.sqrt(8))
     assert parts_in(tmp_path) == []
+
+
+# --- the boundary itself, stale parts, the Python API -----------------------------------------------------
+def _raise_in_reader(exc: BaseException, path: Path) -> None:
+    """Raise ``exc`` from a frame holding ``path``, as a reader would."""
+    raise exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "says"),
+    [
+        (PermissionError(13, "Permission denied"), EXIT_IO, "permissions"),
+        (IsADirectoryError(21, "Is a directory"), EXIT_IO, "folder"),
+        (OSError(28, "No space left on device"), EXIT_IO, "disk is full"),
+        (json.JSONDecodeError("Expecting value", "{", 1), EXIT_DAMAGED, "not valid JSON"),
+        (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), EXIT_DAMAGED, "UTF-8"),
+        (MemoryError(), 1, "out of memory"),
+    ],
+    ids=["permission", "is-a-folder", "disk-full", "json", "unicode", "memory"],
+)
+def test_the_boundary_names_the_file_and_what_to_do(exc: BaseException, code: int, says: str) -> None:
+    from landprompt.cli.boundary import user_error
+
+    try:
+        _raise_in_reader(exc, Path("/data/region/catalog.json"))
+    except BaseException as caught:
+        mapped = user_error(caught)
+    assert mapped is not None and mapped[1] == code
+    assert says in mapped[0] and ("/data/region/catalog.json" in mapped[0] or code == 1), mapped
+
+
+def test_format_errors_of_libraries_are_damage_and_bugs_are_not(tmp_path: Path) -> None:
+    import rasterio
+    from PIL import Image, UnidentifiedImageError
+
+    from landprompt.cli.boundary import user_error
+
+    tif, jpg = tmp_path / "a.tif", tmp_path / "a.jpg"
+    tif.write_bytes(b"II*\x00" + b"\x00" * 20)
+    jpg.write_bytes(b"\xff\xd8\xff" + b"\x00" * 20)
+    for path, opener in ((tif, rasterio.open), (jpg, Image.open)):
+        with pytest.raises((rasterio.errors.RasterioIOError, UnidentifiedImageError)) as info:
+            opener(path)
+        mapped = user_error(info.value)
+        assert mapped is not None and mapped[1] in (EXIT_DAMAGED, EXIT_IO) and str(path) in mapped[0], mapped
+    for bug in (
+        ZeroDivisionError(),
+        KeyError("x"),
+        ValueError("matmul"),
+        RuntimeError("oops"),
+        AttributeError(),
+    ):
+        assert user_error(bug) is None
+
+
+def test_a_bug_keeps_its_traceback_and_debug_shows_user_errors_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    import landprompt.embedder.cube as cube
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(cube, "open_cube", broken)
+    result = CliRunner().invoke(app, ["cube", "info", "x.zarr"])
+    assert isinstance(result.exception, ZeroDivisionError)
+    monkeypatch.undo()
+    from landprompt.errors import NotACubeError
+
+    assert isinstance(CliRunner().invoke(app, ["--debug", "cube", "info", "x.zarr"]).exception, NotACubeError)
+    quiet = CliRunner().invoke(app, ["cube", "info", "x.zarr"])
+    assert quiet.exit_code == EXIT_USER and isinstance(quiet.exception, SystemExit)
+    monkeypatch.setenv("LANDPROMPT_DEBUG", "1")
+    assert isinstance(CliRunner().invoke(app, ["cube", "info", "x.zarr"]).exception, NotACubeError)
+
+
+def test_only_parts_of_dead_writers_are_removed(tmp_path: Path) -> None:
+    from landprompt.files import atomic_path, remove_stale_parts
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".map.tif.{dead_pid}.abcd1234.part.tif"
+    stale_store = tmp_path / f".cube.zarr.{dead_pid}.0123abcd.part"
+    live = tmp_path / f".map.tif.{os.getpid()}.abcd1234.part.tif"
+    other = tmp_path / ".hidden.part"
+    for path in (stale, live, other):
+        path.write_text("x")
+    (stale_store / "c").mkdir(parents=True)
+    assert sorted(remove_stale_parts(tmp_path)) == sorted([stale, stale_store])
+    assert live.exists() and other.exists()
+    with atomic_path(tmp_path / "new.txt") as tmp:
+        assert f".{os.getpid()}." in tmp.name and tmp.name.endswith(".part.txt")
+        tmp.write_text("done")
+    assert (tmp_path / "new.txt").read_text() == "done"
+
+
+@pytest.mark.parametrize(
+    ("call", "says"),
+    [
+        (lambda c: lp.top_k(c, "sea", k=2.5), "whole number"),
+        (lambda c: lp.top_k(c, "sea", k=True), "whole number"),
+        (lambda c: lp.top_k(c, "sea", k=3, min_distance_m=float("nan")), "finite"),
+        (lambda c: lp.probability_map(c, "sea", versus=np.zeros((0, 32))), "one row"),
+        (
+            lambda c: lp.probability_map(c, np.zeros((0, 32)), versus=["a forest"]),
+            "one row",
+        ),
+        (lambda c: lp.probability_map(c, "sea", logit_scale=float("nan")), "logit"),
+    ],
+    ids=["k-fraction", "k-bool", "min-distance-nan", "versus-zero-rows", "concepts-zero-rows", "logit-nan"],
+)
+def test_edge_values_in_the_python_api(call: Callable[[Path], Any], says: str, analytics_cubes: Any) -> None:
+    from landprompt.errors import BadInputError
+
+    with pytest.raises(BadInputError, match=says):
+        call(analytics_cubes.mixture)
+
+
+def test_edge_values_of_evaluate_points_and_train(analytics_cubes: Any, tmp_path: Path) -> None:
+    from landprompt.errors import BadInputError
+    from landprompt.evaluate.points import evaluate_points
+    from landprompt.train.loop import train
+
+    for kwargs in ({"block_km": float("nan")}, {"n_folds": 1}, {"bins": 0}, {"n_folds": 2.5}):
+        with pytest.raises(BadInputError):
+            evaluate_points(analytics_cubes.mixture, "sea", tmp_path / "none.csv", **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(BadInputError, match="stop step"):
+        train(None, stop_at=-1)  # type: ignore[arg-type]

@@ -1,7 +1,7 @@
 """Edge-value checks at the entry of public functions: each refuses a bad value with one clear line.
 
 The same checks serve the Python API and the command line (whose options end in these functions), so a
-NaN, a zero-row array, a non-integer count or a CLIP model of another width than the cube is refused
+NaN, a non-integer or negative count or a CLIP model of another width than the cube is refused
 the same way everywhere, before any work.
 """
 
@@ -11,8 +11,6 @@ import math
 import numbers
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from landprompt.errors import BadInputError
 
@@ -47,20 +45,6 @@ def finite(
     if positive and value <= 0:
         raise BadInputError(f"{name} must be above 0, got {value:g}")
     return float(value)
-
-
-def vectors(name: str, value: Any, dim: int | None = None) -> np.ndarray:
-    """A non-empty 2-d array of finite numbers with ``dim`` columns (a 1-d vector counts as one row)."""
-    array = np.asarray(value, dtype=np.float32)
-    if array.ndim == 1:
-        array = array[None]
-    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
-        raise BadInputError(f"{name} needs at least one vector, got an array of shape {np.shape(value)}")
-    if dim is not None and array.shape[1] != dim:
-        raise BadInputError(f"{name} has vectors of dimension {array.shape[1]}, the cube {dim}")
-    if not np.isfinite(array).all():
-        raise BadInputError(f"{name} holds NaN or infinite values")
-    return array
 
 
 def same_width(model: ClipModel, ds: xr.Dataset, cube: str | Path) -> None:

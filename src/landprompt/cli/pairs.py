@@ -58,9 +58,9 @@ def _ingest(
     split_seed: int,
     as_json: bool,
 ) -> None:
+    from landprompt.errors import BadInputError
     from landprompt.pairs.catalog import Catalog
     from landprompt.pairs.ingest import IngestOptions, ingest
-    from landprompt.errors import BadInputError
     from landprompt.pairs.licences import LicenceFilter
 
     options = IngestOptions(LicenceFilter.parse(licence), burst_metres, burst_minutes, max_per_cell)
