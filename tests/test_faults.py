@@ -228,6 +228,18 @@ STORE_WRITERS: dict[str, Callable[[SimpleNamespace, str], list[str]]] = {
         "--source",
         str(e.stack),
     ],
+    "eo-fetch": lambda e, o: [
+        "eo",
+        "fetch",
+        "--aoi",
+        e.aoi,
+        "--year",
+        "2022",
+        "--out",
+        o,
+        "--source",
+        str(e.stack),
+    ],
     "cube-convert": lambda e, o: ["cube", "convert", str(e.cube), o, "--rank", "4"],
     "demo": lambda e, o: ["demo", "--out", o],
 }

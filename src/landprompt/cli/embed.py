@@ -135,6 +135,7 @@ def eo_fetch(
     from landprompt.eo.local import write_geotiff_stack, write_scene_cube
     from landprompt.eo.open import open_source
 
+    check_outputs(out, folder=out.suffix != ".nc")
     grid = plan_grid(aoi, resolution, crs, force)
     scenes = open_source(source, l2a_offset=l2a_offset).scenes(grid, year, force=force)
     if out.suffix in (".zarr", ".nc"):

@@ -136,14 +136,16 @@ def build_index(
     grid = cube_grid(ds)
     space = "code" if "code" in ds else "embedding"
     dim = int(ds.sizes["k"] if space == "code" else ds.sizes["d"])
+    if factory is not None:  # against the pixel count first: refused before the verify pass
+        check_factory(factory, grid.rows * grid.cols, dim)
+    if verify:
+        require_intact(cube, progress)
     n = int(ds["valid"].sum().compute())
     if n == 0:
         raise BadInputError(f"cube {cube} has no valid pixel to index")
     factory = factory or choose_factory(n, dim)
     check_factory(factory, n, dim)
     index = make_index(factory, dim)
-    if verify:
-        require_intact(cube, progress)
     use_gpu = faiss.get_num_gpus() > 0 if gpu is None else gpu
     n_train = 0
     if not index.is_trained:
