@@ -199,47 +199,18 @@ FILE_NAMES = {
     "index-build": "cube.faiss",
     "pairs-stats-png": "places.png",
 }
+
+
+def area_run(e: SimpleNamespace, out: str, *command: str, year: str = "2022") -> list[str]:
+    """A command over the test area and a year from the local stack, writing ``out``."""
+    return [*command, "--aoi", e.aoi, "--year", year, "--out", out, "--source", str(e.stack)]
+
+
 # Commands that write a store or folder: name -> argv taking the output path.
 STORE_WRITERS: dict[str, Callable[[SimpleNamespace, str], list[str]]] = {
-    "embed-run": lambda e, o: [
-        "embed",
-        "run",
-        "--aoi",
-        e.aoi,
-        "--year",
-        "2022",
-        "--out",
-        o,
-        "--model",
-        "sits",
-        "--random-weights",
-        "--source",
-        str(e.stack),
-    ],
-    "eo-composite": lambda e, o: [
-        "eo",
-        "composite",
-        "--aoi",
-        e.aoi,
-        "--year",
-        "2022",
-        "--out",
-        o,
-        "--source",
-        str(e.stack),
-    ],
-    "eo-fetch": lambda e, o: [
-        "eo",
-        "fetch",
-        "--aoi",
-        e.aoi,
-        "--year",
-        "2022",
-        "--out",
-        o,
-        "--source",
-        str(e.stack),
-    ],
+    "embed-run": lambda e, o: [*area_run(e, o, "embed", "run"), "--model", "sits", "--random-weights"],
+    "eo-composite": lambda e, o: area_run(e, o, "eo", "composite"),
+    "eo-fetch": lambda e, o: area_run(e, o, "eo", "fetch"),
     "cube-convert": lambda e, o: ["cube", "convert", str(e.cube), o, "--rank", "4"],
     "demo": lambda e, o: ["demo", "--out", o],
 }
@@ -424,94 +395,84 @@ def _with_source(argv: list[str], source: str) -> list[str]:
 
 
 # --- edge values --------------------------------------------------------------------------------------------
+Argv = Callable[[SimpleNamespace], list[str]]
+
+
+def on(base: Argv, *extra: str) -> Argv:
+    """The command ``base`` with ``extra`` arguments appended."""
+    return lambda e: [*base(e), *extra]
+
+
 def edge_cases() -> list[Case]:
-    topk = CUBE_READERS["topk"]
-    points = CUBE_READERS["points"]
-    change = CUBE_READERS["change-a"]
-    run = STORE_WRITERS["embed-run"]
+    def topk(e: SimpleNamespace) -> list[str]:
+        return CUBE_READERS["topk"](e, str(e.cube))
+
+    def points(e: SimpleNamespace) -> list[str]:
+        return CUBE_READERS["points"](e, str(e.cube))
+
+    def change(e: SimpleNamespace) -> list[str]:
+        return CUBE_READERS["change-a"](e, str(e.cube))
+
+    def run(e: SimpleNamespace) -> list[str]:
+        return STORE_WRITERS["embed-run"](e, str(e.out / "x.zarr"))
+
+    def index(e: SimpleNamespace) -> list[str]:
+        return ["index", "build", str(e.cube), "-o", str(e.out / "x.faiss")]
+
+    def convert(e: SimpleNamespace) -> list[str]:
+        return ["cube", "convert", str(e.cube), str(e.out / "v2.zarr")]
+
+    def train(e: SimpleNamespace) -> list[str]:
+        return ["train", str(e.config)]
+
+    def map_(e: SimpleNamespace) -> list[str]:
+        return ["query", "map", str(e.cube), "sea", "-o", str(e.out / "m.tif")]
+
     values = {
-        "topk-k-0": lambda e: [*topk(e, str(e.cube)), "-k", "0"],
-        "topk-k-negative": lambda e: [*topk(e, str(e.cube)), "-k", "-3"],
-        "topk-min-distance-nan": lambda e: [*topk(e, str(e.cube)), "--min-distance", "nan"],
-        "topk-min-distance-inf": lambda e: [*topk(e, str(e.cube)), "--min-distance", "inf"],
-        "topk-min-distance-negative": lambda e: [*topk(e, str(e.cube)), "--min-distance", "-1"],
-        "topk-bad-bbox": lambda e: [*topk(e, str(e.cube)), "--bbox", "1,2,3"],
+        "topk-k-0": on(topk, "-k", "0"),
+        "topk-k-negative": on(topk, "-k", "-3"),
+        "topk-min-distance-nan": on(topk, "--min-distance", "nan"),
+        "topk-min-distance-inf": on(topk, "--min-distance", "inf"),
+        "topk-min-distance-negative": on(topk, "--min-distance", "-1"),
+        "topk-bad-bbox": on(topk, "--bbox", "1,2,3"),
         "topk-empty-prompt": lambda e: ["query", "topk", str(e.cube), "  "],
         "map-not-tif": lambda e: ["query", "map", str(e.cube), "sea", "-o", str(e.out / "m.png")],
-        "map-empty-versus": lambda e: [
-            "query",
-            "map",
-            str(e.cube),
-            "sea",
-            "-o",
-            str(e.out / "m.tif"),
-            "--versus",
-            " ",
+        "map-empty-versus": on(map_, "--versus", " "),
+        "change-threshold-nan": on(change, "--threshold", "nan"),
+        "change-threshold-above-1": on(change, "--threshold", "1.5"),
+        "aggregate-threshold-nan": lambda e: [
+            *CUBE_READERS["aggregate"](e, str(e.cube)),
+            "--threshold",
+            "nan",
         ],
-        "change-threshold-nan": lambda e: [*change(e, str(e.cube)), "--threshold", "nan"],
-        "change-threshold-above-1": lambda e: [*change(e, str(e.cube)), "--threshold", "1.5"],
-        "aggregate-threshold-nan": lambda e: (
-            [*CUBE_READERS["aggregate"](e, str(e.cube)), "--threshold", "nan"]
-        ),
-        "points-block-km-nan": lambda e: [*points(e, str(e.cube)), "--block-km", "nan"],
-        "points-block-km-0": lambda e: [*points(e, str(e.cube)), "--block-km", "0"],
-        "points-block-km-negative": lambda e: [*points(e, str(e.cube)), "--block-km", "-5"],
-        "points-folds-1": lambda e: [*points(e, str(e.cube)), "--folds", "1"],
-        "points-bins-0": lambda e: [*points(e, str(e.cube)), "--bins", "0"],
-        "points-bad-fit": lambda e: [*points(e, str(e.cube)), "--fit", "magic"],
-        "embed-batch-size-0": lambda e: [*run(e, str(e.out / "x.zarr")), "--batch-size", "0"],
-        "embed-chunk-0": lambda e: [*run(e, str(e.out / "x.zarr")), "--chunk", "0"],
-        "embed-rank-0": lambda e: [*run(e, str(e.out / "x.zarr")), "--basis", "pca", "--rank", "0"],
-        "embed-year-1990": lambda e: _with_year(run(e, str(e.out / "x.zarr")), "1990"),
-        "embed-bad-dtype": lambda e: [*run(e, str(e.out / "x.zarr")), "--dtype", "fp8"],
-        "embed-bad-basis": lambda e: [*run(e, str(e.out / "x.zarr")), "--basis", "svd"],
+        "points-block-km-nan": on(points, "--block-km", "nan"),
+        "points-block-km-0": on(points, "--block-km", "0"),
+        "points-block-km-negative": on(points, "--block-km", "-5"),
+        "points-folds-1": on(points, "--folds", "1"),
+        "points-bins-0": on(points, "--bins", "0"),
+        "points-bad-fit": on(points, "--fit", "magic"),
+        "embed-batch-size-0": on(run, "--batch-size", "0"),
+        "embed-chunk-0": on(run, "--chunk", "0"),
+        "embed-rank-0": on(run, "--basis", "pca", "--rank", "0"),
+        "embed-year-1990": lambda e: _with_year(run(e), "1990"),
+        "embed-bad-dtype": on(run, "--dtype", "fp8"),
+        "embed-bad-basis": on(run, "--basis", "svd"),
         "composite-year-1990": lambda e: _with_year(
-            STORE_WRITERS["eo-composite"](e, str(e.out / "c.zarr")), "1990"
+            area_run(e, str(e.out / "c.zarr"), "eo", "composite"), "1990"
         ),
-        "composite-bad-suffix": lambda e: STORE_WRITERS["eo-composite"](e, str(e.out / "c.tif")),
-        "fetch-year-1990": lambda e: [*_fetch(e), "--year", "1990"],
-        "fetch-chip-0": lambda e: [*_fetch(e), "--chip", "0"],
-        "fetch-task-rows-0": lambda e: [*_fetch(e), "--task-rows", "0"],
-        "fetch-batch-rows-0": lambda e: [*_fetch(e), "--batch-rows", "0"],
-        "train-stop-at-negative": lambda e: ["train", str(e.config), "--stop-at", "-1"],
-        "train-stop-at-0": lambda e: ["train", str(e.config), "--stop-at", "0"],
-        "train-bad-set": lambda e: ["train", str(e.config), "--set", "optim.lr=-1"],
-        "index-factory-more-lists-than-vectors": lambda e: [
-            "index",
-            "build",
-            str(e.cube),
-            "-o",
-            str(e.out / "x.faiss"),
-            "--factory",
-            "IVF99999999,Flat",
-        ],
-        "index-factory-unknown": lambda e: [
-            "index",
-            "build",
-            str(e.cube),
-            "-o",
-            str(e.out / "x.faiss"),
-            "--factory",
-            "Bogus",
-        ],
-        "index-factory-pq-not-dividing": lambda e: [
-            "index",
-            "build",
-            str(e.cube),
-            "-o",
-            str(e.out / "x.faiss"),
-            "--factory",
-            "IVF8,PQ5",
-        ],
-        "convert-rank-0": lambda e: ["cube", "convert", str(e.cube), str(e.out / "v2.zarr"), "--rank", "0"],
-        "convert-bad-dtype": lambda e: [
-            "cube",
-            "convert",
-            str(e.cube),
-            str(e.out / "v2.zarr"),
-            "--dtype",
-            "fp8",
-        ],
+        "composite-bad-suffix": lambda e: area_run(e, str(e.out / "c.tif"), "eo", "composite"),
+        "fetch-year-1990": on(_fetch, "--year", "1990"),
+        "fetch-chip-0": on(_fetch, "--chip", "0"),
+        "fetch-task-rows-0": on(_fetch, "--task-rows", "0"),
+        "fetch-batch-rows-0": on(_fetch, "--batch-rows", "0"),
+        "train-stop-at-negative": on(train, "--stop-at", "-1"),
+        "train-stop-at-0": on(train, "--stop-at", "0"),
+        "train-bad-set": on(train, "--set", "optim.lr=-1"),
+        "index-factory-more-lists-than-vectors": on(index, "--factory", "IVF99999999,Flat"),
+        "index-factory-unknown": on(index, "--factory", "Bogus"),
+        "index-factory-pq-not-dividing": on(index, "--factory", "IVF8,PQ5"),
+        "convert-rank-0": on(convert, "--rank", "0"),
+        "convert-bad-dtype": on(convert, "--dtype", "fp8"),
         "demo-unknown-concept": lambda e: ["demo", "--out", str(e.out / "d"), "--concept", "unicorns"],
     }
     return [Case(name, argv) for name, argv in values.items()]
@@ -653,6 +614,7 @@ def parts_in(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if ".part" in p.name]
 
 
+@pytest.mark.slow  # a subprocess killed mid-write, then a rerun
 def test_killed_index_build_keeps_the_old_pair_and_the_next_clears_its_part(
     analytics_cubes, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -675,6 +637,7 @@ def test_killed_index_build_keeps_the_old_pair_and_the_next_clears_its_part(
     assert CubeIndex.open(tmp_path / "cube.faiss", cube).info.factory == "IVF8,Flat"
 
 
+@pytest.mark.slow  # a subprocess killed mid-write, then a rerun
 def test_killed_query_export_leaves_no_part_after_the_next_run(analytics_cubes: Any, tmp_path: Path) -> None:
     import yaml
 

@@ -16,7 +16,8 @@ from landprompt.errors import BadInputError
 
 #: Marker in the names of files being written (see :func:`atomic_path`).
 PART = ".part"
-_PART_NAME = re.compile(rf"\..+\.(?P<pid>\d+)\.[^.]+{re.escape(PART)}.*")
+#: ``.NAME.PID.RANDOM.part`` with an optional ``.SUFFIX``: RANDOM is mkstemp's or uuid's 8 characters.
+_PART_NAME = re.compile(rf"\..+\.(?P<pid>\d+)\.[a-z0-9_]{{8}}{re.escape(PART)}(\.[^.]*)?")
 
 
 @contextmanager

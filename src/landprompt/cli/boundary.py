@@ -37,7 +37,7 @@ _FORMAT_MODULES = (
     "rasterio",
 )
 #: Names a reader gives the file it is reading; used to name the file when the error does not.
-_PATH_NAMES = ("path", "file", "filename", "fname", "src", "source", "store_path", "index_path", "key")
+_PATH_NAMES = ("path", "file", "filename", "fname", "src", "source", "store_path", "index_path")
 
 _OS_ADVICE = {
     errno.EACCES: "check its permissions or choose another location",
@@ -81,6 +81,8 @@ def user_error(exc: BaseException) -> tuple[str, int] | None:
             f"{where}cannot be read ({_reason(exc)}): it is damaged or not of the expected format",
             EXIT_DAMAGED,
         )
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return f"{where}{_reason(exc)}: a service could not be reached; check the network and retry", EXIT_IO
     if isinstance(exc, OSError):
         advice = _OS_ADVICE.get(exc.errno or 0, "check the path and its permissions")
         return f"{where}{exc.strerror or _reason(exc)}: {advice}", EXIT_IO
