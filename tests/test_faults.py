@@ -367,6 +367,13 @@ def input_cases() -> list[Case]:
     for dataset in ("eurosat", "eurosat-rgb", "bigearthnet", "lucas"):
         cases.append(
             Case(
+                f"evaluate-{dataset}-out-is-a-file",
+                lambda e, d=dataset: ["evaluate", d, "--root", str(e.garbage), "-o", str(e.out / "keep.txt")],
+                says="not a folder",
+            )
+        )
+        cases.append(
+            Case(
                 f"evaluate-{dataset}-missing-root",
                 lambda e, d=dataset: ["evaluate", d, "--root", str(e.out / "none")],
                 code=-1,
