@@ -1,14 +1,13 @@
 """Embedding runs from a registry name are reproducible: same arguments, same bytes, across processes."""
 
 import json
-import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
+from kill import run_killed
 from landprompt.embedder.cube import open_cube
 from landprompt.embedder.recipe import EncoderRecipe, weights_sha256
 from landprompt.embedder.run import embed_run
@@ -96,28 +95,11 @@ def test_untrained_encoder_is_refused_unless_asked_for(l2a_fixture, tmp_path):
 
 def test_sigkilled_run_resumed_in_another_process_is_byte_identical(l2a_fixture, tmp_path):
     killed, reference = tmp_path / "killed.zarr", tmp_path / "reference.zarr"
-    script = tmp_path / "kill.py"
-    script.write_text(
-        textwrap.dedent(
-            f"""
-            import os, signal
-            from landprompt.embedder import cube
-            from landprompt.cli import app
-            real = cube.CubeWriter.write_chunk
-            count = 0
-            def write_chunk(self, window, *args):
-                global count
-                real(self, window, *args)
-                count += 1
-                if count == 4:
-                    os.kill(os.getpid(), signal.SIGKILL)
-            cube.CubeWriter.write_chunk = write_chunk
-            app({json.dumps(run_args(l2a_fixture, killed, "--random-weights", "--seed", "3"))})
-            """
-        )
-    )
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=600)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    body = f"""
+        from landprompt.cli import app
+        app({json.dumps(run_args(l2a_fixture, killed, "--random-weights", "--seed", "3"))})
+    """
+    run_killed(tmp_path, "landprompt.embedder.cube:CubeWriter.write_chunk", 4, body)
     import zarr
 
     assert zarr.open_group(str(killed), mode="r").attrs.get("complete") is not True  # killed half-way

@@ -1,12 +1,9 @@
-import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from kill import run_killed
 from landprompt.embedder.cube import content_hash, open_cube, read_window
 from landprompt.embedder.models import create_encoder, save_checkpoint
 from landprompt.embedder.run import embed_run, plan_grid
@@ -111,34 +108,16 @@ def test_pixels_without_any_observation_are_invalid_not_nan(stac_fixture, tiny_s
 
 
 def test_killed_run_resumes_bitwise_identical(stac_fixture, tiny_sits, tmp_path):
-    script = tmp_path / "run.py"
-    script.write_text(
-        textwrap.dedent(
-            f"""
-            import os, signal, sys
-            sys.path.insert(0, {str(Path(__file__).parent)!r})
-            from landprompt.embedder import cube
-            from landprompt.embedder.run import embed_run
-            from landprompt.eo.local import LocalSource
-            from landprompt.geo import Grid
-            import json
-            grid = Grid.from_dict(json.loads({json_grid(stac_fixture.grid)!r}))
-            real = cube.CubeWriter.write_chunk
-            count = 0
-            def write_chunk(self, window, *args):
-                global count
-                real(self, window, *args)
-                count += 1
-                if count == 3:
-                    os.kill(os.getpid(), signal.SIGKILL)
-            cube.CubeWriter.write_chunk = write_chunk
-            embed_run(grid, 2022, {str(tiny_sits)!r}, LocalSource({str(stac_fixture.stack)!r}),
-                      {str(tmp_path / "killed.zarr")!r}, chunk=16, progress=False)
-            """
-        )
-    )
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=300)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    body = f"""
+        import json
+        from landprompt.embedder.run import embed_run
+        from landprompt.eo.local import LocalSource
+        from landprompt.geo import Grid
+        grid = Grid.from_dict(json.loads({json_grid(stac_fixture.grid)!r}))
+        embed_run(grid, 2022, {str(tiny_sits)!r}, LocalSource({str(stac_fixture.stack)!r}),
+                  {str(tmp_path / "killed.zarr")!r}, chunk=16, progress=False)
+    """
+    run_killed(tmp_path, "landprompt.embedder.cube:CubeWriter.write_chunk", 3, body)
     source = LocalSource(stac_fixture.stack)
     resumed = embed(stac_fixture.grid, source, tmp_path / "killed.zarr", tiny_sits, chunk=16)
     reference = embed(stac_fixture.grid, source, tmp_path / "reference.zarr", tiny_sits, chunk=16)

@@ -19,6 +19,7 @@ from pyproj import CRS
 from landprompt.embedder.clip import ClipModel, load_clip
 from landprompt.embedder.cube import open_cube, write_cube
 from landprompt.errors import BadInputError
+from landprompt.files import require_writable
 from landprompt.geo import Grid
 from landprompt.query.maps import write_cog, write_png
 from landprompt.query.probability import probability_map
@@ -89,11 +90,20 @@ def run_demo(
     clip_name: str = "landprompt-tiny",
     pretrained: str | Path | None = None,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> DemoResult:
-    """Build the synthetic region, write its cube, map ``concept`` and compare with what was planted."""
+    """Build the synthetic region, write its cube, map ``concept`` and compare with what was planted.
+
+    An earlier demo's cube in ``out`` is replaced; any other ``out/cube.zarr`` only with ``overwrite``.
+    """
     if concept not in LAND_COVERS:
         raise BadInputError(f"the demo plants {', '.join(LAND_COVERS)}; pick one of them as the concept")
     out = Path(out)
+    require_writable(out, folder=True)
+    if not overwrite and not _replaceable(out / "cube.zarr"):
+        raise BadInputError(
+            f"{out / 'cube.zarr'} exists and is not a demo cube: choose another --out or add --overwrite"
+        )
     clip: ClipModel = load_clip(clip_name, pretrained)
     labels = planted_land_cover(*DEMO_GRID.shape)
     embeddings = planted_embeddings(clip.encode_prompts(list(LAND_COVERS), _templates()), labels, seed=seed)
@@ -148,3 +158,13 @@ def _picture_note(concept: str) -> str:
         "grassland": "bright everywhere but the lake, forest, parcels and village (hedge lines bright too)",
     }[concept]
     return f"the PNG should show {where}, the rest dark"
+
+
+def _replaceable(cube: Path) -> bool:
+    """Whether the demo may write ``cube``: nothing is there, or an earlier demo's cube."""
+    if not (cube.exists() or cube.is_symlink()):
+        return True
+    try:
+        return bool(open_cube(cube).attrs.get("model") == "synthetic-planted")
+    except BadInputError:
+        return False

@@ -1,25 +1,40 @@
-"""File helpers every stage shares: atomic writes and streamed content hashes."""
+"""File helpers every stage shares: output checks, atomic writes, stale-file clean-up, content hashes."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from landprompt.errors import BadInputError
+
+#: Marker in the names of files being written (see :func:`atomic_path`).
+PART = ".part"
+#: ``.NAME.PID.RANDOM.part`` with an optional ``.SUFFIX``: RANDOM is mkstemp's or uuid's 8 characters.
+_PART_NAME = re.compile(rf"\..+\.(?P<pid>\d+)\.[a-z0-9_]{{8}}{re.escape(PART)}(\.[^.]*)?")
 
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling path that replaces ``path`` only if the block succeeds.
 
+    The temporary name carries the writer's pid (``.NAME.PID.RANDOM.part.SUFFIX``) so that a later
+    writer into the same folder can remove it if this process was killed (:func:`remove_stale_parts`).
     The file gets the mode ``open()`` would give it (0o666 less the umask), not ``mkstemp``'s 0o600,
     so colleagues, web servers and shared folders can read what landprompt writes.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{path.suffix}", dir=path.parent)
+    remove_stale_parts(path.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=f"{PART}{path.suffix}", dir=path.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -29,6 +44,119 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def part_path(path: str | Path) -> Path:
+    """A fresh temporary sibling name for a store or file being written: ``.NAME.PID.RANDOM.part``.
+
+    Write a whole store there, then rename it into place; :func:`remove_stale_parts` removes it if
+    the writer is killed first.
+    """
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{PART}")
+
+
+def place_exclusively(src: Path, dst: Path) -> None:
+    """Rename the finished file or store ``src`` to ``dst`` unless something is there already.
+
+    Of two writers racing for one path, one wins; the other gets a :class:`BadInputError` (its
+    ``src`` is left for the caller to remove).
+    """
+    try:
+        if dst.exists() or dst.is_symlink():
+            raise FileExistsError(dst)
+        os.rename(src, dst)  # a store onto a non-empty folder fails: of two writers, one wins
+    except OSError as exc:
+        raise BadInputError(
+            f"{dst} already exists (another writer may have created it while this one ran): choose "
+            "another path or overwrite it"
+        ) from exc
+
+
+def swap_into_place(src: Path, dst: Path) -> None:
+    """Move the finished file or store ``src`` to ``dst``, replacing whatever is there.
+
+    The old ``dst`` is first renamed aside (a :func:`part_path` name, removed afterwards), so ``dst``
+    is at every moment either the old whole or the new whole, never a mixture.
+    """
+    if not (dst.exists() or dst.is_symlink()):
+        os.replace(src, dst)
+        return
+    old = part_path(dst)
+    os.replace(dst, old)
+    os.replace(src, dst)
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old)
+    else:
+        old.unlink()
+
+
+def remove_stale_parts(folder: str | Path) -> list[Path]:
+    """Remove the ``.part`` files and stores that writers which are no longer running left in ``folder``.
+
+    Only names of the :func:`atomic_path` / :func:`part_path` form whose pid is not a live process on
+    this machine are removed; a live writer's file, and anything else, is left alone.
+
+    Returns:
+        The paths removed.
+    """
+    removed: list[Path] = []
+    try:
+        candidates = list(Path(folder).glob(f".*{PART}*"))
+    except OSError:
+        return removed
+    for candidate in candidates:
+        match = _PART_NAME.fullmatch(candidate.name)
+        if match is None or _pid_alive(int(match["pid"])):
+            continue
+        try:
+            if candidate.is_dir() and not candidate.is_symlink():
+                shutil.rmtree(candidate)
+            else:
+                candidate.unlink()
+        except OSError:  # another cleaner was first, or the folder is read-only: not ours to fail on
+            continue
+        removed.append(candidate)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        return True
+    return True
+
+
+def require_writable(path: str | Path, *, folder: bool = False) -> Path:
+    """Check, before any work, that an output can be written at ``path``.
+
+    Args:
+        path: The output file (or folder, with ``folder=True``).
+        folder: The output is a folder or store; otherwise an existing folder at ``path`` is refused.
+
+    Raises:
+        BadInputError: If ``path`` is a folder where a file goes (or a file where a folder goes), or
+            its nearest existing parent is not a writable folder.
+    """
+    path = Path(path)
+    if not folder and path.is_dir():
+        raise BadInputError(f"output {path} is a folder: give a file path")
+    if folder and path.exists() and not path.is_dir():
+        raise BadInputError(f"output {path} is a file, not a folder: give another path or remove it")
+    parent = path.parent if not folder or not path.exists() else path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise BadInputError(f"cannot create {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BadInputError(f"cannot write {path}: folder {parent} is not writable; choose another location")
+    return path
 
 
 def _umask_mode() -> int:

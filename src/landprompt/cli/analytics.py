@@ -21,6 +21,7 @@ from landprompt.cli.common import (
     PromptArgument,
     QueryClipOption,
     StyleOption,
+    check_outputs,
     clip_or_none,
     console,
     sub_app,
@@ -80,6 +81,7 @@ def query_change(
     paths = change_paths(out)
     if not png:
         del paths["png"]
+    check_outputs(*paths.values())
     if calibrated and calibration is not None:
         raise BadInputError("give --calibrated (each cube's own calibration) or --calibration FILE, not both")
     clip_model = clip_or_none(clip, pretrained, cube_a) or clip_for_cube(open_cube(cube_a))
@@ -150,6 +152,7 @@ def query_aggregate(
 
     if out is not None:
         vector_suffix(out, "indicators")
+    check_outputs(out)
     polygons = read_units(units, id_field, layer)
     clip_model = clip_or_none(clip, pretrained, cube) or clip_for_cube(open_cube(cube))
     with working(f"aggregating over {len(polygons)} polygons"):
@@ -213,6 +216,7 @@ def evaluate_points_command(
     if folds < 2 or bins < 1:
         raise BadInputError("--folds must be at least 2 and --bins at least 1")
     plot = plot if plot is not None or out is None else out.with_name(f"{out.stem}_reliability.png")
+    check_outputs(out, plot)
     report = evaluate_points(
         cube,
         prompt,

@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from typer._click.exceptions import ClickException
 from typer.core import TyperCommand, TyperGroup
 
-from landprompt.errors import BadInputError, LandpromptError
+from landprompt.cli.boundary import debug_enabled, user_error
+from landprompt.errors import BadInputError
 
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
@@ -19,16 +21,25 @@ err_console = Console(stderr=True)
 
 
 class _OneLineErrors:
-    """Mixin for click commands: a :class:`LandpromptError` becomes one line on stderr and its exit code."""
+    """Mixin for click commands: a user error becomes one line on stderr and an exit code."""
 
     def invoke(self, ctx: Any) -> Any:
-        """Run the command; a user error ends it with one line and a non-zero exit code."""
+        """Run the command; a user error ends it with one line and a non-zero exit code.
+
+        The one error boundary of the command line (:mod:`landprompt.cli.boundary`): project errors and
+        the I/O and format errors a user can cause become one line; a bug keeps its traceback, and
+        ``--debug`` (or ``LANDPROMPT_DEBUG=1``) shows the traceback of every error.
+        """
         try:
             return super().invoke(ctx)  # type: ignore[misc]
-        except LandpromptError as exc:
-            message = " ".join(str(exc).split())
-            err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:
+            if isinstance(exc, ClickException | typer.Exit | typer.Abort):
+                raise
+            mapped = user_error(exc)
+            if mapped is None or debug_enabled(ctx):
+                raise
+            err_console.print(f"[bold red]error:[/bold red] {mapped[0]}", highlight=False, soft_wrap=True)
+            raise typer.Exit(mapped[1]) from None
 
 
 class LandpromptGroup(_OneLineErrors, TyperGroup):
@@ -74,7 +85,8 @@ def clip_or_none(name: str | None, pretrained: str | None, cube: Path | None = N
     that ends up with random weights prints a warning line.
 
     Raises:
-        BadInputError: If ``--clip`` names a model without weights and the cube records none for it.
+        BadInputError: If ``--clip`` names a model without weights and the cube records none for it,
+            or a model of another embedding width than the cube.
     """
     from landprompt.embedder.clip import load_clip
 
@@ -93,8 +105,22 @@ def clip_or_none(name: str | None, pretrained: str | None, cube: Path | None = N
         pretrained = recorded[1]
     if pretrained.lower() == RANDOM_WEIGHTS:
         warn_random(name)
-        return load_clip(name, None)
-    return load_clip(name, pretrained)
+    model = load_clip(name, None if pretrained.lower() == RANDOM_WEIGHTS else pretrained)
+    if cube is not None and cube.is_dir():
+        from landprompt.checks import same_width
+        from landprompt.embedder.cube import open_cube
+
+        same_width(model, open_cube(cube), cube)  # before any scoring or output
+    return model
+
+
+def check_outputs(*paths: Path | None, folder: bool = False) -> None:
+    """Check, before any work, that each output path (None: not asked for) can be written."""
+    from landprompt.files import require_writable
+
+    for path in paths:
+        if path is not None:
+            require_writable(path, folder=folder)
 
 
 def working(message: str) -> Any:

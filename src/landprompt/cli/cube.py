@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from landprompt.cli.common import console, err_console, sub_app
+from landprompt.cli.common import check_outputs, console, err_console, sub_app
 from landprompt.embedder.basis import DEFAULT_RANK, DEFAULT_VARIANCE
 
 app = sub_app("Inspect embedding cubes.")
@@ -57,6 +57,7 @@ def cube_export(
     from landprompt.embedder.export import export_cube
 
     ds = open_cube(path)
+    check_outputs(out)
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("exporting", total=int(ds.sizes["y"] * ds.sizes["x"]))
         export_cube(ds, out, progress=lambda n: bar.advance(task, n))
@@ -115,6 +116,7 @@ def cube_convert(
     from landprompt.embedder.convert import convert_cube
     from landprompt.embedder.cube import describe, open_cube
 
+    check_outputs(new, folder=True)
     path = convert_cube(old, new, rank, dtype, None if exact_rank else DEFAULT_VARIANCE)  # type: ignore[arg-type]
     summary = describe(open_cube(path))
     explained = summary["attrs"]["basis"]["info"]["explained_variance"]

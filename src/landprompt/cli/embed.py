@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from landprompt.cli.common import console, sub_app
+from landprompt.cli.common import check_outputs, console, sub_app
 
 eo_app = sub_app("Sentinel-1/2 inputs: band specs, monthly composites, offline stacks.")
 app = sub_app("Dense embedding runs: an encoder over an area -> an embedding cube.")
@@ -84,24 +85,37 @@ def eo_composite(
     dilate: DilateOption = 0,
     l2a_offset: L2aOffsetOption = "auto",
     force: ForceOption = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out (atomically).")] = False,
 ) -> None:
     """Monthly median S1/S2 composites of one year over an area (s2, s1: [time, band, y, x])."""
     from landprompt.embedder.run import plan_grid
     from landprompt.eo.open import open_source
     from landprompt.errors import BadInputError
-    from landprompt.files import atomic_path
+    from landprompt.files import part_path, place_exclusively, remove_stale_parts, swap_into_place
 
     if out.suffix not in (".zarr", ".nc"):
         raise BadInputError(f"--out must end in .zarr or .nc, got {out.name!r}")
+    if (out.exists() or out.is_symlink()) and not overwrite:
+        raise BadInputError(f"{out} already exists: choose another --out or add --overwrite")
+    check_outputs(out, folder=out.suffix == ".zarr")
     grid = plan_grid(aoi, resolution, crs, force)
     scenes = open_source(source, dilate, l2a_offset)
     scenes.check_coverage(grid, year)
     composite = scenes.composite(grid, year, force=force)
-    if out.suffix == ".nc":
-        with atomic_path(out) as tmp:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(out.parent)
+    tmp = part_path(out)
+    try:  # written aside, then swapped in whole: a kill never leaves a half store at --out
+        if out.suffix == ".nc":
             composite.to_netcdf(tmp)
-    else:
-        composite.to_zarr(out, mode="w", zarr_format=3)
+        else:
+            composite.to_zarr(tmp, mode="w-", zarr_format=3)
+        (swap_into_place if overwrite else place_exclusively)(tmp, out)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
     console.print(f"wrote {dict(composite.sizes)} composites of {year} to {out}")
 
 
@@ -121,6 +135,7 @@ def eo_fetch(
     from landprompt.eo.local import write_geotiff_stack, write_scene_cube
     from landprompt.eo.open import open_source
 
+    check_outputs(out, folder=out.suffix != ".nc")
     grid = plan_grid(aoi, resolution, crs, force)
     scenes = open_source(source, l2a_offset=l2a_offset).scenes(grid, year, force=force)
     if out.suffix in (".zarr", ".nc"):

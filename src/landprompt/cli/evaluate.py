@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from landprompt.cli.common import PretrainedOption, console, sub_app
+from landprompt.cli.common import PretrainedOption, check_outputs, console, sub_app
 
 app = sub_app("Zero-shot land-cover benchmarks, and maps against field observations.")
 
@@ -76,6 +76,7 @@ def _benchmark_command(dataset: str) -> Callable[..., None]:
     ) -> None:
         from landprompt.evaluate.cli_support import evaluate_command, summary_table
 
+        check_outputs(out, folder=True)
         report = evaluate_command(
             dataset,
             root,

@@ -55,6 +55,10 @@ def main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="Show the full traceback of every error (or set LANDPROMPT_DEBUG=1)."),
+    ] = False,
 ) -> None:
     """Map any concept in plain words from Sentinel-1/2 time series aligned with CLIP."""
 
@@ -66,12 +70,15 @@ def demo(
     clip: ClipOption = "landprompt-tiny",
     pretrained: PretrainedOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the planting noise.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace a cube.zarr in --out that no demo made.")] = False,
 ) -> None:
     """Offline demo: synthetic planted embeddings -> cube -> probability map (COG + PNG)."""
     from landprompt.demo import LAND_COVERS, run_demo
 
     with console.status("building the synthetic region, its cube and the map..."):
-        result = run_demo(out, concept=concept, clip_name=clip, pretrained=pretrained, seed=seed)
+        result = run_demo(
+            out, concept=concept, clip_name=clip, pretrained=pretrained, seed=seed, overwrite=overwrite
+        )
     console.print(
         "[bold yellow]Synthetic embeddings:[/bold yellow] each pixel is planted from the CLIP text "
         f"embedding of its land cover ({', '.join(LAND_COVERS)}) plus noise; no satellite data was read."

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from landprompt.cli.common import ClipOption, PretrainedOption, console, sub_app
+from landprompt.cli.common import ClipOption, PretrainedOption, check_outputs, console, sub_app
 
 if TYPE_CHECKING:
     from landprompt.eo.stac import StacSource
@@ -58,14 +58,28 @@ def _ingest(
     split_seed: int,
     as_json: bool,
 ) -> None:
+    from landprompt.errors import BadInputError
     from landprompt.pairs.catalog import Catalog
     from landprompt.pairs.ingest import IngestOptions, ingest
     from landprompt.pairs.licences import LicenceFilter
 
     options = IngestOptions(LicenceFilter.parse(licence), burst_metres, burst_minutes, max_per_cell)
-    with Catalog.open(catalog, split_seed=split_seed) as cat:
-        report = ingest(cat, source, options)
-        counts = cat.counts()
+    check_outputs(catalog)
+    created = not catalog.exists()
+    try:
+        with Catalog.open(catalog, split_seed=split_seed) as cat:
+            report = ingest(cat, source, options)
+            if report.read == report.skipped.get("bad_row", 0):
+                raise BadInputError(
+                    f"{report.input}: none of its {report.read} rows reads as {report.source} data "
+                    "(empty, or another kind of file): give the right file"
+                )
+            counts = cat.counts()
+    except BaseException:
+        if created:  # a failed first ingest leaves no empty catalog behind to block the corrected run
+            for path in (catalog, catalog.with_name(catalog.name + ".wal")):
+                path.unlink(missing_ok=True)
+        raise
     _print_report(report, counts, as_json)
 
 
@@ -236,6 +250,7 @@ def fetch(
     from landprompt.pairs.catalog import Catalog
     from landprompt.pairs.fetch import fetch_samples
 
+    check_outputs(store, folder=True)
     last_full_year = date.today().year - 1
     scenes = _item_source(items, sign, dilate) if items else open_source(source, dilate)
     with Catalog.open(catalog, create=False) as cat:
@@ -304,6 +319,7 @@ def photos(
     if sync_only:
         _print_dict(f"photo statuses <- {out}", sync_status(catalog, out), as_json)
         return
+    check_outputs(out, folder=True)
     rank, world = rank_and_world()
     if device is None and torch.cuda.is_available():
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
@@ -335,6 +351,8 @@ def stats(
     """Counts per source, country, split, status; month coverage; a map of the places."""
     from landprompt.pairs.catalog import Catalog
     from landprompt.pairs.stats import pair_stats, plot_locations
+
+    check_outputs(png)
 
     with Catalog.open(catalog, read_only=True) as cat:
         result = pair_stats(cat, store).to_dict()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -15,6 +15,7 @@ from landprompt.cli.common import (
     PromptArgument,
     QueryClipOption,
     StyleOption,
+    check_outputs,
     clip_or_none,
     console,
     err_console,
@@ -52,6 +53,7 @@ def query_topk(
 
     if fmt not in ("table", "csv", "geojson"):
         raise BadInputError(f"--format must be table, csv or geojson, got {fmt!r}")
+    check_outputs(out)
     shards = cube_paths(cube)
     clip_model = clip_or_none(clip, pretrained, shards[0])
     if len(shards) > 1:
@@ -110,7 +112,7 @@ def query_map(
         landprompt query map cube.zarr "vineyards" -o vines.tif --versus "olive groves" --dtype uint8
     """
     from landprompt.embedder.cube import open_cube
-    from landprompt.query.maps import write_cog, write_html, write_png
+    from landprompt.query.maps import check_html_size, write_cog, write_html, write_png
     from landprompt.query.probability import clip_for_cube, probability_map
     from landprompt.query.provenance import provenance_tags
 
@@ -119,6 +121,14 @@ def query_map(
 
         raise BadInputError(f"--out must be a .tif file, got {out.name!r}")
     ds = open_cube(cube)
+    check_outputs(
+        out,
+        out.with_suffix(".qml") if qml else None,
+        out.with_suffix(".png") if png else None,
+        out.with_suffix(".html") if html else None,
+    )
+    if html:
+        check_html_size(_map_shape(ds, bbox))
     clip_model = clip_or_none(clip, pretrained, cube) or clip_for_cube(ds)
     with working(f"scoring {ds.sizes['y'] * ds.sizes['x']:,} pixels"):
         prob = probability_map(ds, prompt, versus=versus or None, bbox=bbox, clip=clip_model, style=style)
@@ -172,3 +182,14 @@ def query_export(
         err_console.print(f"[red]failed[/red] {key}: {message}")
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _map_shape(ds: Any, bbox: str | None) -> tuple[int, int]:
+    """(rows, cols) of the map ``query map`` will write for a cube and an optional bbox."""
+    from landprompt.embedder.cube import cube_grid
+
+    grid = cube_grid(ds)
+    if bbox is None:
+        return grid.rows, grid.cols
+    rows, cols = grid.slices_of_bbox(bbox)
+    return rows.stop - rows.start, cols.stop - cols.start

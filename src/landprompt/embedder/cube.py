@@ -50,6 +50,7 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 from landprompt.embedder import integrity
 from landprompt.embedder.basis import Basis
 from landprompt.errors import BadInputError, DamagedCubeError, NotACubeError
+from landprompt.files import part_path, place_exclusively, remove_stale_parts, swap_into_place
 from landprompt.geo import Grid
 
 FORMAT_NAME = "embedding-cube"
@@ -229,7 +230,8 @@ class CubeWriter:
     def _create(self) -> None:
         """Lay out the store (metadata, coords, spatial_ref) in a temp sibling and rename it into place."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        remove_stale_parts(self.path.parent)
+        tmp = part_path(self.path)
         try:
             template, encoding = _template(
                 self.grid, self.dim, self.dtype, self.chunk, self.attrs, self.basis
@@ -363,13 +365,16 @@ def write_cube(
         _check_fp16_range(embedding)
     if (path.exists() or path.is_symlink()) and not overwrite:
         raise BadInputError(f"{path} already exists: choose another path or overwrite it (overwrite=True)")
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = part_path(path)
     try:
         writer = CubeWriter(tmp, grid, embedding.shape[2], dtype, chunk, attrs, basis)
         for w in writer.windows():
             writer.write_chunk(w, embedding[w.rows, w.cols], None if valid is None else valid[w.rows, w.cols])
         writer.finalize()
-        _replace(tmp, path)
+        if overwrite:
+            swap_into_place(tmp, path)
+        else:
+            place_exclusively(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
@@ -881,20 +886,6 @@ def _remove_partials(root: Path, name: str, index: tuple[int, int], ndim: int) -
     if key.parent.is_dir():
         for stray in key.parent.glob(f"{key.name}.*.partial"):
             stray.unlink(missing_ok=True)
-
-
-def _replace(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``, replacing whatever is at ``dst``."""
-    if not (dst.exists() or dst.is_symlink()):
-        os.replace(src, dst)
-        return
-    old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
-    os.replace(dst, old)
-    os.replace(src, dst)
-    if old.is_dir() and not old.is_symlink():
-        shutil.rmtree(old)
-    else:
-        old.unlink()
 
 
 def _span(sel: slice | None, size: int) -> tuple[int, int]:

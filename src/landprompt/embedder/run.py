@@ -21,12 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from landprompt import checks
 from landprompt.embedder.cube import DEFAULT_CHUNK, ChunkWindow, CubeDtype, CubeWriter
 from landprompt.embedder.models import Encoder, pixel_latlon
 from landprompt.embedder.recipe import EncoderRecipe, weights_sha256
 from landprompt.eo.aoi import check_grid
 from landprompt.eo.source import SceneSource
 from landprompt.errors import BadInputError
+from landprompt.files import require_writable
 from landprompt.geo import BBox, Grid, parse_bbox, parse_crs
 
 
@@ -141,6 +143,10 @@ def embed_run(
     """
     if basis not in ("none", "pca"):
         raise BadInputError(f"--basis must be 'none' or 'pca', got {basis!r}")
+    checks.count("--batch-size", batch_size)
+    checks.count("--chunk", chunk)
+    checks.count("--rank", rank)
+    require_writable(out, folder=True)
     if basis == "pca":
         from landprompt.embedder.convert import convert_cube
 
@@ -163,12 +169,18 @@ def embed_run(
     task = EmbedTask(recipe, source, grid, year, batch_size, device, digest)
     attrs = run_attrs(encoder, source, year, recipe, digest)
     check_same_encoder(out, attrs)
+    created = not Path(out).exists()
     writer = CubeWriter(out, encoder.output_grid(grid), encoder.spec.embed_dim, dtype, chunk, attrs)
     pending = writer.pending()
     stride = encoder.spec.output_stride
-    with _ChunkProgress(len(writer.windows()), writer.n_done, stride, enabled=progress) as advance:
-        for window in _embed_windows(writer, task, pending, scheduler):
-            advance(window)
+    try:
+        with _ChunkProgress(len(writer.windows()), writer.n_done, stride, enabled=progress) as advance:
+            for window in _embed_windows(writer, task, pending, scheduler):
+                advance(window)
+    except BaseException:
+        if created and writer.n_done == 0:  # failed before its first chunk: leave nothing behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return writer.finalize()
 
 

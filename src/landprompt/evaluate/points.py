@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from landprompt import checks
 from landprompt.errors import BadInputError
 from landprompt.evaluate.metrics import average_precision
 from landprompt.geo import WGS84, Grid, transform_points
@@ -323,6 +324,9 @@ def evaluate_points(
 
     if fit is not None and calibrated:
         raise BadInputError("--fit learns a calibration from raw probabilities: leave out --calibrated")
+    checks.finite("the block size (--block-km)", block_km, positive=True)
+    checks.count("the number of folds (--folds)", n_folds, 2)
+    checks.count("the number of bins (--bins)", bins, 1)
     table = points if isinstance(points, pd.DataFrame) else read_points(points, label_field)
     ds = cube if isinstance(cube, xr.Dataset) else open_cube(cube)
     scorer = ConceptScorer.of(concept, versus, clip, style, logit_scale, cube=ds)

@@ -29,8 +29,8 @@ from landprompt.embedder.cube import (
     require_intact,
 )
 from landprompt.errors import BadInputError
-from landprompt.files import atomic_path
-from landprompt.index.factory import choose_factory, default_nprobe, make_index, train_size_for
+from landprompt.files import atomic_path, require_writable
+from landprompt.index.factory import check_factory, choose_factory, default_nprobe, make_index, train_size_for
 
 INDEX_FORMAT = "landprompt-index"
 INDEX_FORMAT_VERSION = 1
@@ -130,15 +130,21 @@ def build_index(
         The sidecar's contents.
     """
     ds = open_cube(cube)
-    if verify:
-        require_intact(cube, progress)
+    out = Path(out) if out is not None else default_index_path(cube)
+    require_writable(out)
+    require_writable(sidecar_path(out))
     grid = cube_grid(ds)
     space = "code" if "code" in ds else "embedding"
     dim = int(ds.sizes["k"] if space == "code" else ds.sizes["d"])
+    if factory is not None:  # against the pixel count first: refused before the verify pass
+        check_factory(factory, grid.rows * grid.cols, dim)
+    if verify:
+        require_intact(cube, progress)
     n = int(ds["valid"].sum().compute())
     if n == 0:
         raise BadInputError(f"cube {cube} has no valid pixel to index")
     factory = factory or choose_factory(n, dim)
+    check_factory(factory, n, dim)
     index = make_index(factory, dim)
     use_gpu = faiss.get_num_gpus() > 0 if gpu is None else gpu
     n_train = 0
@@ -148,7 +154,6 @@ def build_index(
         _on_device(index, use_gpu).train(sample)
     for ids, vectors in _valid_vectors(ds, grid.cols, progress, "adding to the index", space == "code"):
         index.add_with_ids(vectors, ids)
-    out = Path(out) if out is not None else default_index_path(cube)
     info = IndexInfo(
         factory=factory,
         metric="inner_product",
@@ -163,9 +168,9 @@ def build_index(
         cube_verified=verify,
         space=space,
     )
-    sidecar_path(out).unlink(missing_ok=True)
-    with atomic_path(out) as tmp:
+    with atomic_path(out) as tmp:  # index and sidecar are replaced as one unit: never a mismatched pair
         faiss.write_index(index, str(tmp))
+        sidecar_path(out).unlink(missing_ok=True)  # the old pair stops counting just before the swap
     info.save(sidecar_path(out))
     return info
 

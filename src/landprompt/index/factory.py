@@ -74,6 +74,28 @@ def make_index(factory: str, dim: int) -> faiss.Index:
     return index
 
 
+def check_factory(factory: str, n: int, dim: int) -> None:
+    """Refuse, before any work, a factory string that cannot serve ``n`` vectors of dimension ``dim``.
+
+    Raises:
+        BadInputError: if the string does not parse, asks for more IVF lists than vectors, or a product
+            quantiser whose sub-vector count does not divide ``dim``.
+    """
+    make_index(factory, dim)
+    nlist = _ivf_lists(factory)
+    if nlist is not None and nlist > n:
+        raise BadInputError(
+            f"factory {factory!r} asks for {nlist:,} IVF lists but the cube has {n:,} vectors "
+            f"(at most one list per vector): use IVF{nlist_for(n)} or 'Flat'"
+        )
+    for part in factory.split(","):
+        m = part[2:].split("x")[0] if part.startswith("PQ") else ""
+        if m.isdigit() and (int(m) == 0 or dim % int(m)):
+            raise BadInputError(
+                f"factory {factory!r}: PQ{m} needs a sub-vector count dividing the dimension {dim}"
+            )
+
+
 def train_size_for(factory: str, n: int) -> int:
     """Training vectors for an index: 64 per IVF list (at most 1,000,000 and at most ``n``)."""
     nlist = _ivf_lists(factory)

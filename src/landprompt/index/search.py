@@ -67,10 +67,12 @@ class CubeIndex:
                 f"{str(exc).splitlines()[0][:80]}); rebuild it with "
                 f"'landprompt index build {cube or info.cube}'"
             ) from exc
-        if index.ntotal != info.ntotal or index.d != info.dim:
+        ip = index.metric_type == faiss.METRIC_INNER_PRODUCT
+        metric = "inner_product" if ip else f"metric {index.metric_type}"
+        if index.ntotal != info.ntotal or index.d != info.dim or metric != info.metric:
             raise BadInputError(
-                f"index {path} disagrees with its sidecar ({index.ntotal} vectors of {index.d}-d, sidecar "
-                f"says {info.ntotal} of {info.dim}-d); rebuild it with "
+                f"index {path} disagrees with its sidecar ({index.ntotal} vectors of {index.d}-d, {metric}; "
+                f"sidecar says {info.ntotal} of {info.dim}-d, {info.metric}); rebuild it with "
                 f"'landprompt index build {cube or info.cube}'"
             )
         return cls(index, info, None if ds is None else cube_basis(ds))

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from landprompt import checks
 from landprompt.eo.source import SceneSource
 from landprompt.errors import BadInputError
 from landprompt.pairs.catalog import Catalog
@@ -203,6 +204,10 @@ def fetch_samples(
         progress: Show a progress bar.
         on_batch: Called with the running report after each committed batch.
     """
+    if year is not None and year < MIN_YEAR:  # checked before the store is created
+        raise BadInputError(f"year {year} is before {MIN_YEAR}: Sentinel-1/2 composites start then")
+    for name, value in (("chip", chip), ("task_rows", task_rows), ("batch_rows", batch_rows)):
+        checks.count(name, value)
     started = time.perf_counter()
     report = FetchReport()
     sample_store = SampleStore.open_or_create(store, chip, catalog.catalog_id, chunk_rows)

@@ -16,6 +16,7 @@ import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
+from landprompt.checks import same_width
 from landprompt.errors import BadInputError
 from landprompt.geo import BBox
 
@@ -70,6 +71,8 @@ def background_embeddings(
 
 def _as_unit_rows(vectors: np.ndarray) -> np.ndarray:
     vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+    if vectors.ndim != 2 or 0 in vectors.shape:
+        raise BadInputError(f"an embedding array needs at least one row, got shape {vectors.shape}")
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     if not np.all(np.isfinite(vectors)) or np.any(norms == 0):
         raise BadInputError("embeddings must be finite and non-zero")
@@ -192,4 +195,6 @@ def clip_for_cube(ds: xr.Dataset) -> ClipModel:
     name = ds.attrs.get("clip_model")
     if not name:
         raise BadInputError("the cube does not name its CLIP model: pass clip= (or --clip) explicitly")
-    return load_clip(name, ds.attrs.get("clip_pretrained") or None)
+    model = load_clip(name, ds.attrs.get("clip_pretrained") or None)
+    same_width(model, ds, ds.encoding.get("source", ""))
+    return model

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from landprompt import checks
 from landprompt.embedder.cube import cube_basis, cube_grid, open_cube
 from landprompt.errors import BadInputError
 from landprompt.geo import BBox
@@ -62,6 +63,7 @@ class QuerySession:
         """The CLIP text tower, loaded on first use."""
         if self._clip is None:
             self._clip = clip_for_cube(self.ds)
+        checks.same_width(self._clip, self.ds, self.path)
         return self._clip
 
     @property

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from landprompt import checks
 from landprompt.embedder.cube import cube_grid, open_cube
 from landprompt.errors import BadInputError
 from landprompt.geo import EUROPE_CRS, WGS84, BBox, Grid, transform_points
@@ -55,10 +56,8 @@ def top_k(
     Returns:
         A DataFrame with columns rank, row, col, lon, lat, x, y, score (cosine), best first.
     """
-    if k < 1:
-        raise BadInputError(f"k must be at least 1, got {k}")
-    if min_distance_m < 0:
-        raise BadInputError(f"min distance must be >= 0 metres, got {min_distance_m}")
+    k = checks.count("k", k)
+    min_distance_m = checks.finite("min distance (metres)", min_distance_m, 0.0) or 0.0
     from landprompt.query.session import open_session
 
     session = None if isinstance(cube, xr.Dataset) else open_session(cube)
@@ -99,6 +98,8 @@ def top_k_shards(
     """
     if not cubes:
         raise BadInputError("no cubes to search: give at least one embedding cube")
+    k = checks.count("k", k)
+    min_distance_m = checks.finite("min distance (metres)", min_distance_m, 0.0) or 0.0
     vector = _query_vector(open_cube(cubes[0]), query, clip, style)
     tables = [top_k(cube, vector, k, min_distance_m).assign(cube=str(cube)) for cube in cubes]
     merged = pd.concat(tables, ignore_index=True).sort_values("score", ascending=False, kind="stable")

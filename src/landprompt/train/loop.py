@@ -29,6 +29,7 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import clip_grad_norm_
 
+from landprompt import checks
 from landprompt.embedder.models import load_checkpoint, save_checkpoint
 from landprompt.errors import BadInputError
 from landprompt.train.config import TrainConfig
@@ -416,6 +417,8 @@ def train(config: TrainConfig, stop_at: int | None = None) -> TrainResult:
     Returns:
         The run's :class:`TrainResult` (on every process).
     """
+    if stop_at is not None:
+        checks.count("the stop step (--stop-at)", stop_at, 1)
     env = init_distributed(config.run.device)
     try:
         trainer = Trainer(config, env)
