@@ -45,6 +45,16 @@ def sub_app(help_text: str) -> typer.Typer:
 
 
 ClipOption = Annotated[str, typer.Option("--clip", help="open_clip model name, e.g. ViT-B-32.")]
+ZarrFormatOption = Annotated[
+    int,
+    typer.Option(
+        "--zarr-format",
+        min=2,
+        max=3,
+        help="Cube layout: 3 (zstd, CRC32C-checked chunks) or 2 (zlib chunks that GDAL 3.10 and QGIS open "
+        "as ZARR:\"cube.zarr\":/embedding).",
+    ),
+]
 CubeArgument = Annotated[Path, typer.Argument(help="Embedding cube (.zarr).")]
 PromptArgument = Annotated[str, typer.Argument(help="The concept in plain words, e.g. 'olive groves'.")]
 BBoxOption = Annotated[

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from landprompt.cli.common import console, sub_app
+from landprompt.cli.common import ZarrFormatOption, console, sub_app
 
 eo_app = sub_app("Sentinel-1/2 inputs: band specs, monthly composites, offline stacks.")
 app = sub_app("Dense embedding runs: an encoder over an area -> an embedding cube.")
@@ -159,6 +159,7 @@ def embed_run_command(
         str, typer.Option(help="'pca': store the cube in a PCA basis (format 2); 'none': version 1.")
     ] = "none",
     rank: Annotated[int, typer.Option(help="Rank of a PCA basis (grown to keep 99.9 % variance).")] = 64,
+    zarr_format: ZarrFormatOption = 3,
 ) -> None:
     """Embed an area for one year into a cube; the same command resumes a killed run."""
     from landprompt.embedder.run import embed_run
@@ -183,6 +184,7 @@ def embed_run_command(
         force=force,
         basis=basis,
         rank=rank,
+        zarr_format=zarr_format,  # type: ignore[arg-type]
     )
     console.print(f"wrote the embedding cube {path}")
 
