@@ -209,3 +209,83 @@ def test_aggregate_keeps_the_polygon_fields_on_request(
     fields = list(meta["fields"])
     assert values[fields.index("NAME")].tolist() == ["North", "South"]
     assert values[fields.index("NUTS_ID")].tolist() == ["north", "south"]
+
+
+@pytest.fixture(scope="module")
+def gdal_cube(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """The same embeddings written as an int8 cube in the Zarr v2 (GDAL) layout and in the default one."""
+    from affine import Affine
+
+    from landprompt.embedder.cube import write_cube
+    from landprompt.geo import Grid
+
+    grid = Grid(CUBE_CRS, Affine(10.0, 0, 680_000.0, 0, -10.0, 4_800_000.0), (20, 24))
+    embedding = np.random.default_rng(5).normal(size=(*grid.shape, 8)).astype(np.float32)
+    valid = np.ones(grid.shape, bool)
+    valid[0] = False
+    root = tmp_path_factory.mktemp("gdal_cube")
+    paths = {
+        fmt: write_cube(
+            root / f"v{fmt}.zarr", embedding, grid, valid, "int8", chunk=16, attrs={"a": 1}, zarr_format=fmt
+        )
+        for fmt in (2, 3)
+    }
+    return SimpleNamespace(grid=grid, v2=paths[2], v3=paths[3], embedding=embedding)
+
+
+def test_zarr_v2_cube_opens_in_rasterio_gdal(gdal_cube: SimpleNamespace) -> None:
+    from landprompt.embedder.cube import open_cube, read_window
+
+    raw = open_cube(gdal_cube.v2)
+    with rasterio.open(f'ZARR:"{gdal_cube.v2}":/embedding') as src:  # the GDAL in rasterio's wheel
+        assert src.crs.to_string() == CUBE_CRS and src.transform == gdal_cube.grid.transform
+        assert (src.count, src.height, src.width) == (8, 20, 24)
+        codes = src.read(window=((5, 6), (7, 8)))[:, 0, 0]
+    with rasterio.open(f'ZARR:"{gdal_cube.v2}":/scale') as src:
+        scale = src.read(1, window=((5, 6), (7, 8)))[0, 0]
+    np.testing.assert_array_equal(codes, raw["embedding"][5, 7].to_numpy())  # the stored int8 codes
+    embedding, _ = read_window(raw, slice(5, 6), slice(7, 8))
+    np.testing.assert_allclose(codes * scale, embedding[0, 0], rtol=1e-6)
+    np.testing.assert_allclose(embedding[0, 0], gdal_cube.embedding[5, 7], atol=0.02)
+
+
+def test_zarr_v2_cube_reads_like_the_default_layout(gdal_cube: SimpleNamespace) -> None:
+    from landprompt.embedder.cube import open_cube, read_window, verify
+
+    v2, v3 = open_cube(gdal_cube.v2), open_cube(gdal_cube.v3)
+    assert v2.attrs["content_hash"] == v3.attrs["content_hash"]  # same chunk digests: same content
+    assert (
+        v2.attrs["integrity"]["checksum"] == "zlib-adler32" and v3.attrs["integrity"]["checksum"] == "crc32c"
+    )
+    whole = (slice(0, 20), slice(0, 24))
+    for a, b in zip(read_window(v2, *whole), read_window(v3, *whole), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert verify(gdal_cube.v2, progress=False).ok
+
+
+def test_zarr_v2_cube_damage_is_an_error(gdal_cube: SimpleNamespace, tmp_path: Path) -> None:
+    import shutil
+
+    from landprompt.embedder.cube import open_cube, read_window, verify
+    from landprompt.errors import DamagedCubeError
+
+    cube = shutil.copytree(gdal_cube.v2, tmp_path / "cube.zarr")
+    (cube / "embedding" / "1" / "0" / "0").unlink()
+    with pytest.raises(DamagedCubeError, match=r"chunk \(1, 0\) .* is missing"):
+        read_window(open_cube(cube), slice(16, 20), slice(0, 4))
+    chunk = cube / "embedding" / "0" / "1" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:-9])  # truncated: zlib's stream check fails, never data
+    with pytest.raises(DamagedCubeError, match=r"chunk \(0, 1\) .* fails its checksum"):
+        read_window(open_cube(cube), slice(0, 4), slice(16, 20))
+    assert verify(cube, progress=False).counts() == {"missing": 1, "unreadable": 1}
+
+
+def test_cli_writes_the_gdal_layout(analytics_cubes: SimpleNamespace, tmp_path: Path) -> None:
+    out = tmp_path / "v2.zarr"
+    args = ["cube", "convert", str(analytics_cubes.mixture), str(out), "--rank", "4", "--exact-rank"]
+    result = CliRunner().invoke(app, [*args, "--zarr-format", "2"])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(f'ZARR:"{out}":/code') as src:
+        assert src.crs.to_string() == CUBE_CRS and src.transform == analytics_cubes.grid.transform
+    result = CliRunner().invoke(app, ["query", "map", str(out), CONCEPT, "-o", str(tmp_path / "m.tif")])
+    assert result.exit_code == 0, result.output

@@ -52,7 +52,7 @@ ZarrFormatOption = Annotated[
         min=2,
         max=3,
         help="Cube layout: 3 (zstd, CRC32C-checked chunks) or 2 (zlib chunks that GDAL 3.10 and QGIS open "
-        "as ZARR:\"cube.zarr\":/embedding).",
+        'as ZARR:"cube.zarr":/embedding).',
     ),
 ]
 CubeArgument = Annotated[Path, typer.Argument(help="Embedding cube (.zarr).")]
@@ -123,10 +123,13 @@ def warn_random(name: str) -> None:
 
 def _recorded_clip(cube: Path | None) -> tuple[str, str] | None:
     """(model, pretrained tag) a cube records, or None when there is no readable single cube."""
-    if cube is None or not (cube / "zarr.json").is_file():
-        return None
     import json
 
-    attrs = json.loads((cube / "zarr.json").read_text()).get("attributes", {})
+    if cube is not None and (cube / ".zattrs").is_file():  # a cube in the Zarr v2 layout
+        attrs = json.loads((cube / ".zattrs").read_text())
+    elif cube is not None and (cube / "zarr.json").is_file():
+        attrs = json.loads((cube / "zarr.json").read_text()).get("attributes", {})
+    else:
+        return None
     model = attrs.get("clip_model")
     return (str(model), str(attrs.get("clip_pretrained") or "")) if model else None

@@ -79,7 +79,8 @@ def convert_cube(
         min_variance: Explained variance to keep, or None for exactly ``rank``.
         seed: Seed of the PCA sample.
         progress: Show a progress bar.
-        zarr_format: Zarr layout of ``dst``: 3, or 2 for GDAL (see :class:`~landprompt.embedder.cube.CubeWriter`).
+        zarr_format: Zarr layout of ``dst``: 3, or 2 for GDAL (see
+            :class:`~landprompt.embedder.cube.CubeWriter`).
 
     Raises:
         NotACubeError: if ``src`` is not a finished cube.

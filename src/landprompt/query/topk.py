@@ -110,7 +110,7 @@ def top_k_shards(
 def cube_paths(path: str | Path) -> list[Path]:
     """A cube, or the cubes (``*.zarr``) of a folder of shards."""
     path = Path(path)
-    if path.is_dir() and not (path / "zarr.json").exists():
+    if path.is_dir() and not any((path / name).exists() for name in ("zarr.json", ".zgroup")):  # Zarr v3, v2
         shards = sorted(p for p in path.glob("*.zarr") if p.is_dir())
         if shards:
             return shards
