@@ -39,7 +39,12 @@ PROVENANCE = (
 RASTERS = ("map.tif", "map_u8.tif", "change.tif", "change_class.tif")
 VECTORS = ("places.geojson", "places.gpkg", "places.fgb", "regions.geojson", "regions.gpkg", "regions.fgb")
 TABLES = ("places.csv", "regions.csv")
+PARQUET = (
+    "places.parquet",
+    "regions.parquet",
+)  # GeoParquet: geopandas/pyarrow (no Parquet driver in pyogrio)
 OTHERS = ("map.png", "map.html", "map.qml", "change.png")
+SIDECARS = ("places.csv.crs.json", "regions.csv.crs.json")
 
 
 @pytest.fixture(scope="module", params=[0o022, 0o027], ids=["umask022", "umask027"])
@@ -57,7 +62,7 @@ def outputs(
         ["query", "change", c.year1, c.year2, CONCEPT, "-o", out / "change.tif", "--png"],
         *(
             ["query", "topk", c.mixture, CONCEPT, "-k", "3", "-o", out / name]
-            for name in (*VECTORS[:3], TABLES[0])
+            for name in (*VECTORS[:3], TABLES[0], PARQUET[0])
         ),
         *(
             [
@@ -72,7 +77,7 @@ def outputs(
                 "-o",
                 out / name,
             ]
-            for name in (*VECTORS[3:], TABLES[1])
+            for name in (*VECTORS[3:], TABLES[1], PARQUET[1])
         ),
     ]
     previous = os.umask(request.param)
@@ -85,7 +90,7 @@ def outputs(
     yield SimpleNamespace(folder=out, umask=request.param)
 
 
-@pytest.mark.parametrize("name", [*RASTERS, *VECTORS, *TABLES, *OTHERS, "places.csv.crs.json"])
+@pytest.mark.parametrize("name", [*RASTERS, *VECTORS, *TABLES, *PARQUET, *OTHERS, *SIDECARS])
 def test_mode_follows_the_umask(outputs: SimpleNamespace, name: str) -> None:
     mode = (outputs.folder / name).stat().st_mode & 0o777
     assert mode == 0o666 & ~outputs.umask, f"{name}: {mode:o}"
@@ -120,6 +125,67 @@ def test_vectors_open_in_ogr_with_crs(outputs: SimpleNamespace, name: str) -> No
     if path.suffix == ".gpkg" and name.startswith("regions"):
         metadata = info["layer_metadata"] or {}
         assert all(metadata.get(key) for key in PROVENANCE), metadata
+
+
+def test_geoparquet_reads_back_with_crs_and_values(outputs: SimpleNamespace) -> None:
+    import geopandas as gpd
+    import pandas as pd
+
+    for name, table, columns in (
+        ("places.parquet", "places.csv", ["rank", "lon", "lat", "x", "y", "score"]),
+        ("regions.parquet", "regions.csv", ["NUTS_ID", "mean_probability", "pixels"]),
+    ):
+        frame = gpd.read_parquet(outputs.folder / name)
+        expected = pd.read_csv(outputs.folder / table)
+        assert frame.crs is not None and frame.crs.to_string() == "EPSG:4326", name
+        pd.testing.assert_frame_equal(
+            pd.DataFrame(frame[columns]), expected[columns], check_dtype=False, rtol=1e-6
+        )
+        assert frame.geometry.notna().all() and len(frame) == len(expected)
+    places = gpd.read_parquet(outputs.folder / "places.parquet")
+    np.testing.assert_allclose(places.geometry.x, places["lon"])
+    np.testing.assert_allclose(places.geometry.y, places["lat"])
+
+
+def _provenance(path: Path) -> dict[str, str]:
+    """The provenance tags an output carries, read the way its format keeps them."""
+    import re
+
+    if path.suffix == ".tif":
+        with rasterio.open(path) as src:
+            return dict(src.tags())
+    if path.suffix == ".png":
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return dict(image.text)  # type: ignore[attr-defined]
+    if path.suffix == ".html":
+        import html
+
+        pairs = re.findall(r'<meta name="(landprompt_[^"]+)" content="([^"]*)">', path.read_text())
+        return {key: html.unescape(value) for key, value in pairs}
+    if path.suffix == ".csv":
+        return dict(json.loads(path.with_name(path.name + ".crs.json").read_text())["provenance"])
+    if path.suffix == ".geojson":
+        return dict(json.loads(path.read_text())["landprompt"])
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return dict(json.loads(pq.read_schema(path).metadata[b"landprompt"]))
+    return dict(pyogrio.read_info(path)["layer_metadata"] or {})
+
+
+@pytest.mark.parametrize(
+    "name", [*RASTERS, *VECTORS, *TABLES, *PARQUET, *(n for n in OTHERS if not n.endswith(".qml"))]
+)
+def test_every_output_carries_provenance(outputs: SimpleNamespace, name: str) -> None:
+    tags = _provenance(outputs.folder / name)
+    missing = [key for key in PROVENANCE if not tags.get(key)]
+    assert not missing, f"{name} lacks {missing}"
+    assert tags["landprompt_concept"] == CONCEPT and len(tags["landprompt_cube_content_hash"]) == 64
+    assert tags["landprompt_cube"].endswith("mixture.zarr") != name.startswith("change")
+    background = json.loads(tags["landprompt_background"])
+    assert background == [] if name.startswith("places") else background  # a search has no background
 
 
 def test_csv_names_its_crs(outputs: SimpleNamespace) -> None:

@@ -67,7 +67,11 @@ def query_topk(
                 shards[0], prompt, k=k, min_distance_m=min_distance, bbox=bbox, clip=clip_model, style=style
             )
     if out is not None:
-        write_places(places, out, None if fmt == "table" else fmt)
+        from landprompt.query.provenance import search_tags
+        from landprompt.query.session import open_session
+
+        tags = search_tags(shards, clip_model or open_session(shards[0]).clip, prompt, style)
+        write_places(places, out, None if fmt == "table" else fmt, metadata=tags)
         console.print(f"wrote {len(places)} places to {out}")
     elif fmt == "csv":
         print(places.to_csv(index=False), end="")
@@ -123,6 +127,7 @@ def query_map(
     with working(f"scoring {ds.sizes['y'] * ds.sizes['x']:,} pixels"):
         prob = probability_map(ds, prompt, versus=versus or None, bbox=bbox, clip=clip_model, style=style)
     tags = provenance_tags(cube, clip_model, prompt, versus, style)
+    prob.attrs.update(tags)  # the PNG and HTML carry them too
     written = [write_cog(prob, out, dtype=dtype, tags=tags)]  # type: ignore[arg-type]
     if qml:
         from landprompt.query.maps import UINT8_SCALE

@@ -407,16 +407,16 @@ def write_indicators(
 
     Args:
         table: From :func:`aggregate`.
-        path: ``.csv``, or ``.geojson`` / ``.json``, ``.gpkg``, ``.fgb``
+        path: ``.csv``, or ``.geojson`` / ``.json``, ``.gpkg``, ``.fgb``, ``.parquet``
             (see :mod:`~landprompt.query.vectors`).
         units: The polygons the table was computed over (vector output only).
-        metadata: Layer metadata of a GeoPackage (e.g. provenance tags).
+        metadata: Metadata such as provenance tags, stored as :mod:`~landprompt.query.vectors` says.
     """
     from landprompt.query.vectors import vector_suffix, write_vector
 
     path = Path(path)
     if vector_suffix(path, "indicators") == ".csv":
-        return write_vector(table, [None] * len(table), WGS84.to_string(), path)
+        return write_vector(table, [None] * len(table), WGS84.to_string(), path, metadata=metadata)
     if units is None or len(units) != len(table):
         raise BadInputError("vector output needs the polygons the table was computed over")
     return write_vector(table, units.reprojected(WGS84), WGS84.to_string(), path, metadata=metadata)

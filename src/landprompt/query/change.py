@@ -209,7 +209,9 @@ def write_change(
             write_class_cog(codes.rename("class"), tmp["class"], CLASS_COLOURS, nodata=NODATA, tags=tags)
         if "png" in tmp:
             label = "change in probability (B - A)"
-            write_png(ds["diff"], tmp["png"], title=title, cmap="RdBu", label=label, vmin=-1, vmax=1)
+            write_png(
+                ds["diff"], tmp["png"], title=title, cmap="RdBu", label=label, vmin=-1, vmax=1, tags=tags
+            )
     return [Path(path) for path in outputs.values()]
 
 

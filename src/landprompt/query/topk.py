@@ -258,11 +258,14 @@ def _with_crs(places: pd.DataFrame, grid: Grid) -> pd.DataFrame:
     return places
 
 
-def write_places(places: pd.DataFrame, path: str | Path, fmt: str | None = None) -> Path:
+def write_places(
+    places: pd.DataFrame, path: str | Path, fmt: str | None = None, metadata: dict[str, str] | None = None
+) -> Path:
     """Write a places table as points in lon/lat, in the format the suffix names.
 
-    ``.csv``, ``.geojson``, ``.gpkg`` or ``.fgb``; ``fmt`` (``csv`` or ``geojson``) must agree with the
-    suffix. A CSV gets a ``.crs.json`` sidecar naming the CRS of ``lon``/``lat`` and ``x``/``y``.
+    ``.csv``, ``.geojson``, ``.gpkg``, ``.fgb`` or ``.parquet``; ``fmt`` (``csv`` or ``geojson``) must
+    agree with the suffix. A CSV gets a ``.crs.json`` sidecar naming the CRS of ``lon``/``lat`` and
+    ``x``/``y``. ``metadata`` (e.g. provenance tags) is stored as :mod:`~landprompt.query.vectors` says.
     """
     from landprompt.query.vectors import vector_suffix, write_vector
 
@@ -277,7 +280,7 @@ def write_places(places: pd.DataFrame, path: str | Path, fmt: str | None = None)
     csv_crs = {"lon,lat": "EPSG:4326"}
     if "crs" in places.attrs:
         csv_crs["x,y"] = str(places.attrs["crs"])
-    return write_vector(places, points, "EPSG:4326", path, csv_crs=csv_crs)
+    return write_vector(places, points, "EPSG:4326", path, csv_crs=csv_crs, metadata=metadata)
 
 
 def places_geojson(places: pd.DataFrame) -> dict:
