@@ -355,3 +355,39 @@ def test_cli_writes_the_gdal_layout(analytics_cubes: SimpleNamespace, tmp_path: 
         assert src.crs.to_string() == CUBE_CRS and src.transform == analytics_cubes.grid.transform
     result = CliRunner().invoke(app, ["query", "map", str(out), CONCEPT, "-o", str(tmp_path / "m.tif")])
     assert result.exit_code == 0, result.output
+
+
+def test_chunk_loops_report_progress(
+    analytics_cubes: SimpleNamespace, tiny_clip: Any, units_file: Any, tmp_path: Path
+) -> None:
+    from landprompt.query.aggregate import aggregate
+    from landprompt.query.change import change_map
+    from landprompt.query.probability import probability_map
+    from landprompt.query.topk import top_k, top_k_shards
+
+    c = analytics_cubes
+    calls: dict[str, list[tuple[int, int]]] = {
+        name: [] for name in ("map", "change", "aggregate", "topk", "shards")
+    }
+
+    def recorder(name: str) -> Any:
+        return lambda done, total: calls[name].append((done, total))
+
+    probability_map(c.mixture, CONCEPT, clip=tiny_clip, progress=recorder("map"))
+    change_map(c.year1, c.year2, CONCEPT, clip=tiny_clip, progress=recorder("change"))
+    aggregate(
+        c.mixture,
+        CONCEPT,
+        units_file(tmp_path, "u.geojson"),
+        "NUTS_ID",
+        clip=tiny_clip,
+        progress=recorder("aggregate"),
+    )
+    top_k(c.mixture, CONCEPT, k=3, clip=tiny_clip, index=None, progress=recorder("topk"))
+    top_k_shards([c.year1, c.year2], CONCEPT, k=3, clip=tiny_clip, progress=recorder("shards"))
+    for name in ("map", "change", "topk"):  # 48 x 48 pixels in chunks of 16: 9 chunks
+        assert [done for done, _ in calls[name]] == [256 * n for n in range(1, 10)], name
+        assert {total for _, total in calls[name]} == {48 * 48}, name
+    done, total = calls["aggregate"][-1]
+    assert done == total > 0 and len(calls["aggregate"]) > 1
+    assert calls["shards"] == [(1, 2), (2, 2)]

@@ -23,8 +23,8 @@ from landprompt.cli.common import (
     StyleOption,
     clip_or_none,
     console,
+    counting,
     sub_app,
-    working,
 )
 from landprompt.errors import BadInputError
 
@@ -83,7 +83,7 @@ def query_change(
     if calibrated and calibration is not None:
         raise BadInputError("give --calibrated (each cube's own calibration) or --calibration FILE, not both")
     clip_model = clip_or_none(clip, pretrained, cube_a) or clip_for_cube(open_cube(cube_a))
-    with working("scoring both cubes"):
+    with counting("scoring both cubes") as progress:
         ds = change_map(
             cube_a,
             cube_b,
@@ -94,6 +94,7 @@ def query_change(
             bbox=bbox,
             style=style,
             calibration=calibration if calibration is not None else calibrated,
+            progress=progress,
         )
     applied = str(calibration) if calibration is not None else ("cube" if calibrated else None)
     tags = provenance_tags(cube_a, clip_model, prompt, versus, style, applied)
@@ -152,7 +153,7 @@ def query_aggregate(
         vector_suffix(out, "indicators")
     polygons = read_units(units, id_field, layer)
     clip_model = clip_or_none(clip, pretrained, cube) or clip_for_cube(open_cube(cube))
-    with working(f"aggregating over {len(polygons)} polygons"):
+    with counting(f"aggregating over {len(polygons)} polygons") as progress:
         table = aggregate(
             cube,
             prompt,
@@ -162,6 +163,7 @@ def query_aggregate(
             clip=clip_model,
             style=style,
             calibration=calibrated,
+            progress=progress,
         )
     if keep_fields:
         table = with_unit_fields(table, polygons)

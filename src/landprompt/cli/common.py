@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -110,6 +112,31 @@ def clip_or_none(name: str | None, pretrained: str | None, cube: Path | None = N
 def working(message: str) -> Any:
     """A rich status spinner on stderr while a long step runs (stdout stays clean for CSV/JSON)."""
     return err_console.status(message, spinner="dots")
+
+
+@contextmanager
+def counting(label: str, unit: str = "pixels") -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar with counts on stderr; yields ``update(done, total)`` for the chunk loops."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def warn_random(name: str) -> None:

@@ -17,9 +17,9 @@ from landprompt.cli.common import (
     StyleOption,
     clip_or_none,
     console,
+    counting,
     err_console,
     sub_app,
-    working,
 )
 
 app = sub_app("Text prompts -> probability maps and top-k places.")
@@ -57,14 +57,27 @@ def query_topk(
     if len(shards) > 1:
         if bbox is not None:
             raise BadInputError("--bbox applies to one cube: give the shard's path instead of the folder")
-        with working(f"searching {len(shards)} shards"):
+        with counting("searching", "shards") as progress:
             places = top_k_shards(
-                shards, prompt, k=k, min_distance_m=min_distance, clip=clip_model, style=style
+                shards,
+                prompt,
+                k=k,
+                min_distance_m=min_distance,
+                clip=clip_model,
+                style=style,
+                progress=progress,
             )
     else:
-        with working("searching the cube"):
+        with counting("searching") as progress:
             places = top_k(
-                shards[0], prompt, k=k, min_distance_m=min_distance, bbox=bbox, clip=clip_model, style=style
+                shards[0],
+                prompt,
+                k=k,
+                min_distance_m=min_distance,
+                bbox=bbox,
+                clip=clip_model,
+                style=style,
+                progress=progress,
             )
     if out is not None:
         from landprompt.query.provenance import search_tags
@@ -124,8 +137,10 @@ def query_map(
         raise BadInputError(f"--out must be a .tif file, got {out.name!r}")
     ds = open_cube(cube)
     clip_model = clip_or_none(clip, pretrained, cube) or clip_for_cube(ds)
-    with working(f"scoring {ds.sizes['y'] * ds.sizes['x']:,} pixels"):
-        prob = probability_map(ds, prompt, versus=versus or None, bbox=bbox, clip=clip_model, style=style)
+    with counting("scoring") as progress:
+        prob = probability_map(
+            ds, prompt, versus=versus or None, bbox=bbox, clip=clip_model, style=style, progress=progress
+        )
     tags = provenance_tags(cube, clip_model, prompt, versus, style)
     prob.attrs.update(tags)  # the PNG and HTML carry them too
     written = [write_cog(prob, out, dtype=dtype, tags=tags)]  # type: ignore[arg-type]

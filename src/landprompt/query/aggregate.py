@@ -42,7 +42,7 @@ from pyproj import CRS
 from landprompt.errors import BadInputError
 from landprompt.geo import WGS84, Grid, parse_crs
 from landprompt.query.calibration import Calibration, ConceptScorer, resolve_calibration
-from landprompt.query.probability import DEFAULT_STYLE
+from landprompt.query.probability import DEFAULT_STYLE, ProgressFn
 
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
@@ -286,6 +286,7 @@ def aggregate(
     style: str = DEFAULT_STYLE,
     logit_scale: float | None = None,
     calibration: Calibration | str | os.PathLike[str] | bool | None = None,
+    progress: ProgressFn | None = None,
 ) -> pd.DataFrame:
     """Indicators of a concept per polygon: mean probability, expected area, area above a threshold.
 
@@ -302,6 +303,7 @@ def aggregate(
         logit_scale: Softmax temperature; default: the CLIP model's.
         calibration: ``True`` for the cube's own calibration of the concept, a :class:`Calibration`,
             or a calibration JSON file.
+        progress: Called with ``(pixels done, pixels in all)`` after each chunk.
 
     Returns:
         One row per polygon in file order: the id column then :data:`INDICATORS` (see the module
@@ -325,10 +327,14 @@ def aggregate(
     scorer = ConceptScorer.of(concept, versus, clip, style, logit_scale, cube=ds)
     scorer = scorer.with_calibration(resolve_calibration(calibration, cube, scorer.query.concept))
     sums = _Sums.zeros(len(units))
+    done, total = 0, (rows.stop - rows.start) * (cols.stop - cols.start)
     for window, embedding, valid in iter_chunks(ds, rows, cols):
         zones = _zones(geometries, bounds, grid.window(window.rows, window.cols))
         if zones.any():  # chunks between the polygons are not scored
             sums.add(zones, scorer.score(embedding, valid), threshold)
+        done += window.shape[0] * window.shape[1]
+        if progress is not None:
+            progress(done, total)
     table = _table(units, sums, pixel_area)
     table.attrs.update(
         scorer.attrs(), threshold=float(threshold), pixel_area_m2=pixel_area, crs=grid.crs.to_string()

@@ -25,7 +25,7 @@ from landprompt.files import atomic_path
 #: Suffix -> OGR driver of the vector formats landprompt writes.
 VECTOR_DRIVERS = {".geojson": "GeoJSON", ".json": "GeoJSON", ".gpkg": "GPKG", ".fgb": "FlatGeobuf"}
 #: Every suffix :func:`write_vector` accepts.
-VECTOR_SUFFIXES = (".csv", ".parquet", *VECTOR_DRIVERS)
+VECTOR_SUFFIXES = (".csv", *VECTOR_DRIVERS, ".parquet")
 #: Key of the metadata in a GeoParquet file's schema metadata and in a GeoJSON FeatureCollection.
 METADATA_KEY = "landprompt"
 
