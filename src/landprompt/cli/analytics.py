@@ -205,7 +205,11 @@ def evaluate_points_command(
     pretrained: PretrainedOption = None,
     style: StyleOption = "ground",
 ) -> None:
-    """Score a prompt's map at field points (AUC, AP, ECE); --fit learns and saves a recalibration."""
+    """Score a prompt's map at field points (AUC, AP, ECE); --fit learns and saves a recalibration.
+
+    Examples:
+        landprompt evaluate points cube.zarr "olive groves" --points survey.csv --fit platt
+    """
     from landprompt.evaluate.points import evaluate_points, write_points_report, write_reliability_png
 
     if fit not in (None, "platt", "isotonic"):

@@ -77,6 +77,11 @@ def cube_verify(
     """Recompute every chunk's digest against the recorded ones and the content hash.
 
     Exits non-zero on any missing, changed or extra chunk.
+
+    Examples:
+        landprompt cube verify tuscany.zarr
+
+        landprompt cube verify tuscany.zarr --repair-list
     """
     from landprompt.embedder.cube import mark_for_repair, verify
     from landprompt.errors import DamagedCubeError
@@ -112,7 +117,13 @@ def cube_convert(
     exact_rank: Annotated[bool, typer.Option(help="Keep exactly --rank, whatever the variance.")] = False,
     zarr_format: ZarrFormatOption = 3,
 ) -> None:
-    """Rewrite a version-1 cube in a PCA basis (format version 2, r + 1 values a pixel)."""
+    """Rewrite a version-1 cube in a PCA basis (format version 2, r + 1 values a pixel).
+
+    Examples:
+        landprompt cube convert tuscany.zarr tuscany_pca.zarr --rank 64
+
+        landprompt cube convert tuscany.zarr tuscany_gdal.zarr --zarr-format 2
+    """
     from landprompt.embedder.convert import convert_cube
     from landprompt.embedder.cube import describe, open_cube
 

@@ -60,7 +60,11 @@ RandomWeightsOption = Annotated[
 
 @eo_app.command("bands")
 def eo_bands() -> None:
-    """The Sentinel-1/2 bands landprompt reads, with their units and normalisation."""
+    """The Sentinel-1/2 bands landprompt reads, with their units and normalisation.
+
+    Examples:
+        landprompt eo bands
+    """
     from landprompt.eo.bands import BANDS
 
     table = Table(title="bands")
@@ -85,7 +89,11 @@ def eo_composite(
     l2a_offset: L2aOffsetOption = "auto",
     force: ForceOption = False,
 ) -> None:
-    """Monthly median S1/S2 composites of one year over an area (s2, s1: [time, band, y, x])."""
+    """Monthly median S1/S2 composites of one year over an area (s2, s1: [time, band, y, x]).
+
+    Examples:
+        landprompt eo composite --aoi 11.0,43.1,11.1,43.2 --year 2023 --source stack/ --out composites.nc
+    """
     from landprompt.embedder.run import plan_grid
     from landprompt.eo.open import open_source
     from landprompt.errors import BadInputError
@@ -116,7 +124,11 @@ def eo_fetch(
     l2a_offset: L2aOffsetOption = "auto",
     force: ForceOption = False,
 ) -> None:
-    """Download a year of scenes once into a local stack, for offline runs (--source PATH later)."""
+    """Download a year of scenes once into a local stack, for offline runs (--source PATH later).
+
+    Examples:
+        landprompt eo fetch --aoi 11.0,43.1,11.1,43.2 --year 2023 --source pc --out stack/
+    """
     from landprompt.embedder.run import plan_grid
     from landprompt.eo.local import write_geotiff_stack, write_scene_cube
     from landprompt.eo.open import open_source
@@ -161,7 +173,13 @@ def embed_run_command(
     rank: Annotated[int, typer.Option(help="Rank of a PCA basis (grown to keep 99.9 % variance).")] = 64,
     zarr_format: ZarrFormatOption = 3,
 ) -> None:
-    """Embed an area for one year into a cube; the same command resumes a killed run."""
+    """Embed an area for one year into a cube; the same command resumes a killed run.
+
+    Examples:
+        landprompt embed run --aoi 11.0,43.1,11.2,43.3 --year 2023 --model runs/sits.json -o tuscany.zarr
+
+        landprompt embed run --aoi area.geojson --year 2023 --source stack/ -o area.zarr --zarr-format 2
+    """
     from landprompt.embedder.run import embed_run
     from landprompt.eo.open import open_source
 
