@@ -75,7 +75,7 @@ def query_change(
     from landprompt.embedder.cube import open_cube
     from landprompt.query.change import change_map, change_paths, change_summary, write_change
     from landprompt.query.probability import clip_for_cube
-    from landprompt.query.provenance import provenance_tags
+    from landprompt.query.provenance import change_tags
 
     paths = change_paths(out)
     if not png:
@@ -97,9 +97,7 @@ def query_change(
             progress=progress,
         )
     applied = str(calibration) if calibration is not None else ("cube" if calibrated else None)
-    tags = provenance_tags(cube_a, clip_model, prompt, versus, style, applied)
-    tags["landprompt_cube_b"] = str(cube_b.resolve())
-    tags["landprompt_cube_b_content_hash"] = str(open_cube(cube_b).attrs.get("content_hash", ""))
+    tags = change_tags(cube_a, cube_b, clip_model, prompt, versus, style, applied)
     written = write_change(ds, paths, title=f"change in P({prompt})", tags=tags)
     summary = change_summary(ds)
     table = Table(title=f"change in P({prompt}), threshold {threshold:g}")
@@ -210,7 +208,10 @@ def evaluate_points_command(
     Examples:
         landprompt evaluate points cube.zarr "olive groves" --points survey.csv --fit platt
     """
+    from landprompt.embedder.cube import open_cube
     from landprompt.evaluate.points import evaluate_points, write_points_report, write_reliability_png
+    from landprompt.query.probability import clip_for_cube
+    from landprompt.query.provenance import provenance_tags
 
     if fit not in (None, "platt", "isotonic"):
         raise BadInputError(f"--fit must be platt or isotonic, got {fit!r}")
@@ -219,6 +220,7 @@ def evaluate_points_command(
     if folds < 2 or bins < 1:
         raise BadInputError("--folds must be at least 2 and --bins at least 1")
     plot = plot if plot is not None or out is None else out.with_name(f"{out.stem}_reliability.png")
+    clip_model = clip_or_none(clip, pretrained, cube) or clip_for_cube(open_cube(cube))
     report = evaluate_points(
         cube,
         prompt,
@@ -229,10 +231,12 @@ def evaluate_points_command(
         n_folds=folds,
         bins=bins,
         versus=versus or None,
-        clip=clip_or_none(clip, pretrained, cube),
+        clip=clip_model,
         style=style,
         calibrated=calibrated,
     )
+    applied = "cube" if calibrated else None
+    report["provenance"] = provenance_tags(cube, clip_model, prompt, versus, style, applied)
     console.print(_metrics_table(report, prompt))
     counts = report["counts"]
     console.print(

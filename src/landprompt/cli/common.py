@@ -134,7 +134,8 @@ def counting(label: str, unit: str = "pixels") -> Iterator[Callable[[int, int], 
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err_console, transient=True) as bar:
+    # on a terminal only: piped or captured stderr gets no bar (nor the blank line a finished one leaves)
+    with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task("", total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
