@@ -6,8 +6,8 @@ chunked data arrays it wrote window by window (``embedding``, ``valid``, ``scale
 - every chunk is stored (also all-zero ones), so a missing chunk file is damage, not fill;
 - every chunk ends in a CRC32C checksum (the Zarr v3 ``crc32c`` codec), so a truncated or altered chunk
   fails its check; cubes in the Zarr v2 layout (for GDAL, which knows no ``crc32c`` codec) have zlib
-  chunks instead, whose zlib stream and Adler-32 are checked the same way (at the cost of a second
-  inflate per chunk read);
+  chunks instead, whose Adler-32 zlib checks on every decode (the cube readers turn a failure into the
+  same named error);
 - the per-chunk sha256 digests are kept in ``.landprompt_digests`` (their sha256 is the ``content_hash``).
 
 Readers open cubes through :class:`CheckedStore`, which turns a missing or failing chunk into a
@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -122,19 +121,6 @@ def crc_ok(data: bytes | memoryview | np.ndarray) -> bool:
     return bytes(raw[-4:]) == np.uint32(google_crc32c.value(raw[:-4])).tobytes()
 
 
-def zlib_ok(data: np.ndarray) -> bool:
-    """Whether a stored chunk is a whole zlib stream whose Adler-32 matches (chunks of the Zarr v2 layout).
-
-    This decompresses the chunk once more: the check costs the v2 layout a second inflate per read.
-    """
-    try:
-        inflater = zlib.decompressobj()
-        inflater.decompress(data.reshape(-1).tobytes())
-        return inflater.eof and not inflater.unused_data
-    except zlib.error:
-        return False
-
-
 class CheckedStore(LocalStore):
     """A read-only local Zarr store in which a missing or failing chunk of a recorded array raises.
 
@@ -161,8 +147,7 @@ class CheckedStore(LocalStore):
             return buffer
         if buffer is None:
             raise self.layout.damaged(*located, "is missing")
-        checked = crc_ok if self.layout.zarr_format == 3 else zlib_ok
-        if byte_range is None and not checked(buffer.as_numpy_array()):
+        if byte_range is None and self.layout.zarr_format == 3 and not crc_ok(buffer.as_numpy_array()):
             raise self.layout.damaged(*located, "fails its checksum (truncated or altered)")
         return buffer
 
