@@ -75,7 +75,7 @@ def query_change(
     from landprompt.embedder.cube import open_cube
     from landprompt.query.change import change_map, change_paths, change_summary, write_change
     from landprompt.query.probability import clip_for_cube
-    from landprompt.query.provenance import change_tags
+    from landprompt.query.provenance import provenance_tags, with_cube_b
 
     paths = change_paths(out)
     if not png:
@@ -97,7 +97,7 @@ def query_change(
             progress=progress,
         )
     applied = str(calibration) if calibration is not None else ("cube" if calibrated else None)
-    tags = change_tags(cube_a, cube_b, clip_model, prompt, versus, style, applied)
+    tags = with_cube_b(provenance_tags(cube_a, clip_model, prompt, versus, style, applied), cube_b)
     written = write_change(ds, paths, title=f"change in P({prompt})", tags=tags)
     summary = change_summary(ds)
     table = Table(title=f"change in P({prompt}), threshold {threshold:g}")

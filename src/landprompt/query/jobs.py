@@ -561,14 +561,12 @@ def _probability(job: MapJob) -> xr.DataArray:
 
 def _provenance(job: MapJob | AnalyticsJob, calibration: str | None) -> dict[str, str]:
     """Provenance tags of a job's outputs (its background without the concept, as it was scored)."""
-    from landprompt.query.provenance import change_tags, provenance_tags
+    from landprompt.query.provenance import provenance_tags, with_cube_b
 
     names, _ = _background(job.clip, job.versus, job.style)
     background = [name for name in names if name.lower() != job.prompt.lower()]
-    args = (_clip(job.clip), job.prompt, background, job.style, calibration)
-    if isinstance(job, ChangeJob):
-        return change_tags(job.cube, job.cube_b, *args)
-    return provenance_tags(job.cube, *args)
+    tags = provenance_tags(job.cube, _clip(job.clip), job.prompt, background, job.style, calibration)
+    return with_cube_b(tags, job.cube_b) if isinstance(job, ChangeJob) else tags
 
 
 def _query(prompt: str, versus: tuple[str, ...] | None, style: str, clip: ClipModel) -> QuerySettings:

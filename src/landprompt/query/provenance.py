@@ -73,22 +73,15 @@ def provenance_tags(
     return {PREFIX + key: value for key, value in values.items()}
 
 
-def change_tags(
-    cube_a: str | os.PathLike[str],
-    cube_b: str | os.PathLike[str],
-    clip: ClipModel,
-    concept: str,
-    versus: Sequence[str] | None = None,
-    style: str = "ground",
-    calibration: str | None = None,
-) -> dict[str, str]:
-    """Provenance tags of a change map: those of cube A, plus cube B's path and content hash."""
+def with_cube_b(tags: Mapping[str, str], cube_b: str | os.PathLike[str]) -> dict[str, str]:
+    """The tags of a change map: cube A's ``tags`` plus cube B's path and content hash."""
     from landprompt.embedder.cube import open_cube
 
-    tags = provenance_tags(cube_a, clip, concept, versus, style, calibration)
-    tags[PREFIX + "cube_b"] = os.path.abspath(cube_b)
-    tags[PREFIX + "cube_b_content_hash"] = str(open_cube(cube_b).attrs.get("content_hash", ""))
-    return tags
+    return {
+        **tags,
+        PREFIX + "cube_b": os.path.abspath(cube_b),
+        PREFIX + "cube_b_content_hash": str(open_cube(cube_b).attrs.get("content_hash", "")),
+    }
 
 
 def search_tags(
