@@ -296,7 +296,7 @@ def gdal_cube(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         )
         for fmt in (2, 3)
     }
-    return SimpleNamespace(grid=grid, v2=paths[2], v3=paths[3], embedding=embedding)
+    return SimpleNamespace(grid=grid, v2=paths[2], v3=paths[3], embedding=embedding, valid=valid)
 
 
 def test_zarr_v2_cube_opens_in_rasterio_gdal(gdal_cube: SimpleNamespace) -> None:
@@ -391,3 +391,25 @@ def test_chunk_loops_report_progress(
     done, total = calls["aggregate"][-1]
     assert done == total > 0 and len(calls["aggregate"]) > 1
     assert calls["shards"] == [(1, 2), (2, 2)]
+
+
+def test_zarr_v2_cube_run_resumes_and_refuses_another_layout(
+    gdal_cube: SimpleNamespace, tmp_path: Path
+) -> None:
+    from landprompt.embedder.cube import CubeWriter, open_cube
+    from landprompt.errors import BadInputError
+
+    path, embedding = tmp_path / "run.zarr", gdal_cube.embedding
+    first = CubeWriter(path, gdal_cube.grid, 8, "int8", chunk=16, attrs={"a": 1}, zarr_format=2)
+    window = first.pending()[0]
+    valid = gdal_cube.valid
+    first.write_chunk(window, embedding[window.rows, window.cols], valid[window.rows, window.cols])  # killed
+    with pytest.raises(BadInputError, match="different zarr_format"):
+        CubeWriter(path, gdal_cube.grid, 8, "int8", chunk=16, attrs={"a": 1})
+    resumed = CubeWriter(path, gdal_cube.grid, 8, "int8", chunk=16, attrs={"a": 1}, zarr_format=2)
+    assert len(resumed.pending()) == len(resumed.windows()) - 1
+    for window in resumed.pending():
+        resumed.write_chunk(window, embedding[window.rows, window.cols], valid[window.rows, window.cols])
+    resumed.finalize()
+    assert open_cube(path).attrs["content_hash"] == open_cube(gdal_cube.v2).attrs["content_hash"]
+    assert open_cube(path).attrs["complete"] is True  # the consolidated .zmetadata says so too
