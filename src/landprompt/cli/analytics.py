@@ -120,7 +120,10 @@ def query_aggregate(
         str | None, typer.Option("--id-field", help="Property naming each polygon, e.g. NUTS_ID.")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write .csv or .geojson; default: print a table.")
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Write .csv, .geojson, .gpkg, .fgb or .parquet; default: print a table."
+        ),
     ] = None,
     threshold: Annotated[
         float, typer.Option(help="Probability above which a pixel counts as present.")

@@ -109,11 +109,6 @@ def clip_or_none(name: str | None, pretrained: str | None, cube: Path | None = N
     return load_clip(name, pretrained)
 
 
-def working(message: str) -> Any:
-    """A rich status spinner on stderr while a long step runs (stdout stays clean for CSV/JSON)."""
-    return err_console.status(message, spinner="dots")
-
-
 @contextmanager
 def counting(label: str, unit: str = "pixels") -> Iterator[Callable[[int, int], None]]:
     """A rich progress bar with counts on stderr; yields ``update(done, total)`` for the chunk loops."""

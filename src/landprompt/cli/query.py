@@ -33,7 +33,10 @@ def query_topk(
     min_distance: Annotated[float, typer.Option("--min-distance", help="Metres between two places.")] = 0.0,
     bbox: BBoxOption = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or geojson.")] = "table",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write csv/geojson to this file.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write .csv, .geojson, .gpkg, .fgb or .parquet (by extension)."),
+    ] = None,
     clip: QueryClipOption = None,
     pretrained: PretrainedOption = None,
     style: StyleOption = "ground",
