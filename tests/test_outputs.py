@@ -303,6 +303,8 @@ def test_zarr_v2_cube_opens_in_rasterio_gdal(gdal_cube: SimpleNamespace) -> None
     from landprompt.embedder.cube import open_cube, read_window
 
     raw = open_cube(gdal_cube.v2)
+    compressors = {json.loads(f.read_text())["compressor"]["id"] for f in gdal_cube.v2.rglob(".zarray")}
+    assert compressors == {"zlib"}  # every array, coordinates too: zlib is built into every GDAL
     with rasterio.open(f'ZARR:"{gdal_cube.v2}":/embedding') as src:  # the GDAL in rasterio's wheel
         assert src.crs.to_string() == CUBE_CRS and src.transform == gdal_cube.grid.transform
         assert (src.count, src.height, src.width) == (8, 20, 24)

@@ -885,13 +885,12 @@ def _template(
         }
         if var.dtype.kind == "f":
             encoding[str(name)]["_FillValue"] = None  # no CF masking: zeros are data
-    if zarr_format == 2:
-        for values in encoding.values():
+    if zarr_format == 2:  # every array, coordinates too, in zlib, which every GDAL reads
+        for name in [*ds.data_vars, *ds.coords]:
+            values = encoding.setdefault(str(name), {})
             values.pop("fill_value", None)  # v2: missing chunks read as 0 all the same; every chunk is stored
-            values["_FillValue"] = None
-            if "compressors" in values:
-                values["compressors"] = (GDAL_COMPRESSOR,)
-                values["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
+            values.update(_FillValue=None, compressors=(GDAL_COMPRESSOR,))
+            values["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
     return ds, encoding
 
 
