@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import typer
 import yaml
+from PIL import Image
 from typer.testing import CliRunner
 
 from landprompt.cli.analytics import evaluate_extra, query_extra
@@ -160,8 +161,12 @@ def test_cli_aggregate_then_points_fit_then_calibrated_aggregate(
     )
     assert result.exit_code == 0, result.output
     assert "held out, isotonic" in result.output
-    assert json.loads(report.read_text())["cross_validation"]["method"] == "isotonic"
-    assert (tmp_path / "report_reliability.png").is_file()
+    saved = json.loads(report.read_text())
+    assert saved["cross_validation"]["method"] == "isotonic"
+    assert saved["provenance"]["landprompt_concept"] == CONCEPT
+    assert json.loads(saved["provenance"]["landprompt_background"]) == ["sea", "a forest"]
+    with Image.open(tmp_path / "report_reliability.png") as png:  # provenance in its text chunks
+        assert png.text["landprompt_cube_content_hash"] == saved["provenance"]["landprompt_cube_content_hash"]
     assert calibration_path(own_mixture, CONCEPT).is_file()
 
     result = invoke(cli, *args, "-o", tmp_path / "calibrated.geojson", "--calibrated")
@@ -223,7 +228,9 @@ def test_change_jobs(analytics_cubes, tmp_path) -> None:
     assert report.done == ["all/olive-groves"], report.failed
     codes = np.nan_to_num(read_map(tmp_path / "out/all/olive-groves_class.tif").values, nan=NODATA)
     np.testing.assert_array_equal(codes, expected_classes(c))
-    assert (tmp_path / "out/all/olive-groves.png").is_file()
+    with Image.open(tmp_path / "out/all/olive-groves.png") as png:  # provenance in the PNG and the COGs
+        assert png.text["landprompt_cube_b"] == str(Path(c.year2).resolve())
+    assert read_map(tmp_path / "out/all/olive-groves.tif").attrs["landprompt_concept"] == CONCEPT
     assert run_jobs(spec, progress=False).skipped == ["all/olive-groves"]
 
 
@@ -247,7 +254,11 @@ def test_aggregate_jobs_on_a_local_dask_cluster(analytics_cubes, tmp_path, units
     assert sorted(report.done) == ["regions/olive-groves", "regions/sea"], report.failed
     table = pd.read_csv(tmp_path / "out/regions/olive-groves.csv")
     assert table.NUTS_ID.tolist() == ["north", "south"] and table.valid_pixels.tolist() == [90, 100]
-    assert (tmp_path / "out/regions/sea.geojson").is_file()
+    sea = json.loads((tmp_path / "out/regions/sea.geojson").read_text())
+    assert sea["landprompt"]["landprompt_concept"] == "sea"
+    assert json.loads(sea["landprompt"]["landprompt_background"]) == ["a forest"]
+    sidecar = json.loads((tmp_path / "out/regions/olive-groves.csv.crs.json").read_text())
+    assert sidecar["provenance"]["landprompt_concept"] == CONCEPT
 
 
 def test_points_jobs_then_calibrated_maps(analytics_cubes, own_mixture, tmp_path) -> None:
@@ -268,6 +279,7 @@ def test_points_jobs_then_calibrated_maps(analytics_cubes, own_mixture, tmp_path
     assert report.done == ["obs/olive-groves"], report.failed
     saved = json.loads((tmp_path / "out/obs/olive-groves.json").read_text())
     assert saved["cross_validation"]["after"]["ece"] < saved["cross_validation"]["before"]["ece"]
+    assert saved["provenance"]["landprompt_concept"] == CONCEPT and saved["provenance"]["landprompt_version"]
     assert (tmp_path / "out/obs/olive-groves_reliability.png").is_file()
 
     maps = {

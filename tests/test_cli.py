@@ -28,6 +28,28 @@ def test_version_and_help():
         assert command in result.output
 
 
+def _leaf_commands(command, path=()):
+    """(path, command) of every command of the app that runs something (not a group)."""
+    subcommands = getattr(command, "commands", None)
+    if not subcommands:
+        yield path, command
+        return
+    for name, sub in subcommands.items():
+        yield from _leaf_commands(sub, (*path, name))
+
+
+def test_every_command_help_has_examples():
+    import typer
+
+    commands = list(_leaf_commands(typer.main.get_command(app)))
+    assert len(commands) >= 28  # demo, eo, pairs, train, embed, cube, index, query, evaluate commands
+    for path, _ in commands:
+        result = runner.invoke(app, [*path, "--help"], terminal_width=200)
+        assert result.exit_code == 0, result.output
+        _, found, examples = result.output.partition("Examples:")
+        assert found and f"landprompt {' '.join(path)}" in examples, f"{' '.join(path)}: no example"
+
+
 def test_demo_command(tmp_path):
     result = invoke("demo", "--out", str(tmp_path / "d"), "--concept", "a forest")
     assert result.exit_code == 0, result.output

@@ -69,6 +69,20 @@ def test_chunked_run_equals_one_pass(stac_fixture, tiny_sits, tmp_path):
     np.testing.assert_allclose(a, b, atol=2e-3)  # fp16 storage; the halo makes pooled borders agree
 
 
+def test_zarr_v2_run_is_the_default_run_in_a_layout_gdal_reads(stac_fixture, tiny_sits, tmp_path):
+    import rasterio
+
+    source = LocalSource(stac_fixture.stack)
+    default = embed(stac_fixture.grid, source, tmp_path / "v3.zarr", tiny_sits, chunk=32)
+    gdal = embed(stac_fixture.grid, source, tmp_path / "v2.zarr", tiny_sits, chunk=32, zarr_format=2)
+    assert (gdal / ".zgroup").is_file() and not (gdal / "zarr.json").exists()
+    assert open_cube(gdal).attrs["content_hash"] == open_cube(default).attrs["content_hash"]
+    ds = open_cube(gdal)
+    with rasterio.open(f'ZARR:"{gdal}":/embedding') as src:
+        assert (src.count, src.height, src.width) == (ds.sizes["d"], ds.sizes["y"], ds.sizes["x"])
+        assert src.crs == stac_fixture.grid.crs and src.transform == stac_fixture.grid.transform
+
+
 def test_pca_basis_run_equals_the_full_run_in_its_basis(stac_fixture, tiny_sits, tmp_path):
     source = LocalSource(stac_fixture.stack)
     full = embed(stac_fixture.grid, source, tmp_path / "full.zarr", tiny_sits, chunk=32, dtype="fp16")

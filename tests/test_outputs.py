@@ -39,7 +39,12 @@ PROVENANCE = (
 RASTERS = ("map.tif", "map_u8.tif", "change.tif", "change_class.tif")
 VECTORS = ("places.geojson", "places.gpkg", "places.fgb", "regions.geojson", "regions.gpkg", "regions.fgb")
 TABLES = ("places.csv", "regions.csv")
+PARQUET = (
+    "places.parquet",
+    "regions.parquet",
+)  # GeoParquet: geopandas/pyarrow (no Parquet driver in pyogrio)
 OTHERS = ("map.png", "map.html", "map.qml", "change.png")
+SIDECARS = ("places.csv.crs.json", "regions.csv.crs.json")
 
 
 @pytest.fixture(scope="module", params=[0o022, 0o027], ids=["umask022", "umask027"])
@@ -57,7 +62,7 @@ def outputs(
         ["query", "change", c.year1, c.year2, CONCEPT, "-o", out / "change.tif", "--png"],
         *(
             ["query", "topk", c.mixture, CONCEPT, "-k", "3", "-o", out / name]
-            for name in (*VECTORS[:3], TABLES[0])
+            for name in (*VECTORS[:3], TABLES[0], PARQUET[0])
         ),
         *(
             [
@@ -72,7 +77,7 @@ def outputs(
                 "-o",
                 out / name,
             ]
-            for name in (*VECTORS[3:], TABLES[1])
+            for name in (*VECTORS[3:], TABLES[1], PARQUET[1])
         ),
     ]
     previous = os.umask(request.param)
@@ -85,7 +90,7 @@ def outputs(
     yield SimpleNamespace(folder=out, umask=request.param)
 
 
-@pytest.mark.parametrize("name", [*RASTERS, *VECTORS, *TABLES, *OTHERS, "places.csv.crs.json"])
+@pytest.mark.parametrize("name", [*RASTERS, *VECTORS, *TABLES, *PARQUET, *OTHERS, *SIDECARS])
 def test_mode_follows_the_umask(outputs: SimpleNamespace, name: str) -> None:
     mode = (outputs.folder / name).stat().st_mode & 0o777
     assert mode == 0o666 & ~outputs.umask, f"{name}: {mode:o}"
@@ -120,6 +125,67 @@ def test_vectors_open_in_ogr_with_crs(outputs: SimpleNamespace, name: str) -> No
     if path.suffix == ".gpkg" and name.startswith("regions"):
         metadata = info["layer_metadata"] or {}
         assert all(metadata.get(key) for key in PROVENANCE), metadata
+
+
+def test_geoparquet_reads_back_with_crs_and_values(outputs: SimpleNamespace) -> None:
+    import geopandas as gpd
+    import pandas as pd
+
+    for name, table, columns in (
+        ("places.parquet", "places.csv", ["rank", "lon", "lat", "x", "y", "score"]),
+        ("regions.parquet", "regions.csv", ["NUTS_ID", "mean_probability", "pixels"]),
+    ):
+        frame = gpd.read_parquet(outputs.folder / name)
+        expected = pd.read_csv(outputs.folder / table)
+        assert frame.crs is not None and frame.crs.to_string() == "EPSG:4326", name
+        pd.testing.assert_frame_equal(
+            pd.DataFrame(frame[columns]), expected[columns], check_dtype=False, rtol=1e-6
+        )
+        assert frame.geometry.notna().all() and len(frame) == len(expected)
+    places = gpd.read_parquet(outputs.folder / "places.parquet")
+    np.testing.assert_allclose(places.geometry.x, places["lon"])
+    np.testing.assert_allclose(places.geometry.y, places["lat"])
+
+
+def _provenance(path: Path) -> dict[str, str]:
+    """The provenance tags an output carries, read the way its format keeps them."""
+    import re
+
+    if path.suffix == ".tif":
+        with rasterio.open(path) as src:
+            return dict(src.tags())
+    if path.suffix == ".png":
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return dict(image.text)  # type: ignore[attr-defined]
+    if path.suffix == ".html":
+        import html
+
+        pairs = re.findall(r'<meta name="(landprompt_[^"]+)" content="([^"]*)">', path.read_text())
+        return {key: html.unescape(value) for key, value in pairs}
+    if path.suffix == ".csv":
+        return dict(json.loads(path.with_name(path.name + ".crs.json").read_text())["provenance"])
+    if path.suffix == ".geojson":
+        return dict(json.loads(path.read_text())["landprompt"])
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return dict(json.loads(pq.read_schema(path).metadata[b"landprompt"]))
+    return dict(pyogrio.read_info(path)["layer_metadata"] or {})
+
+
+@pytest.mark.parametrize(
+    "name", [*RASTERS, *VECTORS, *TABLES, *PARQUET, *(n for n in OTHERS if not n.endswith(".qml"))]
+)
+def test_every_output_carries_provenance(outputs: SimpleNamespace, name: str) -> None:
+    tags = _provenance(outputs.folder / name)
+    missing = [key for key in PROVENANCE if not tags.get(key)]
+    assert not missing, f"{name} lacks {missing}"
+    assert tags["landprompt_concept"] == CONCEPT and len(tags["landprompt_cube_content_hash"]) == 64
+    assert tags["landprompt_cube"].endswith("mixture.zarr") != name.startswith("change")
+    background = json.loads(tags["landprompt_background"])
+    assert background == [] if name.startswith("places") else background  # a search has no background
 
 
 def test_csv_names_its_crs(outputs: SimpleNamespace) -> None:
@@ -209,3 +275,143 @@ def test_aggregate_keeps_the_polygon_fields_on_request(
     fields = list(meta["fields"])
     assert values[fields.index("NAME")].tolist() == ["North", "South"]
     assert values[fields.index("NUTS_ID")].tolist() == ["north", "south"]
+
+
+@pytest.fixture(scope="module")
+def gdal_cube(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """The same embeddings written as an int8 cube in the Zarr v2 (GDAL) layout and in the default one."""
+    from affine import Affine
+
+    from landprompt.embedder.cube import write_cube
+    from landprompt.geo import Grid
+
+    grid = Grid(CUBE_CRS, Affine(10.0, 0, 680_000.0, 0, -10.0, 4_800_000.0), (20, 24))
+    embedding = np.random.default_rng(5).normal(size=(*grid.shape, 8)).astype(np.float32)
+    valid = np.ones(grid.shape, bool)
+    valid[0] = False
+    root = tmp_path_factory.mktemp("gdal_cube")
+    paths = {
+        fmt: write_cube(
+            root / f"v{fmt}.zarr", embedding, grid, valid, "int8", chunk=16, attrs={"a": 1}, zarr_format=fmt
+        )
+        for fmt in (2, 3)
+    }
+    return SimpleNamespace(grid=grid, v2=paths[2], v3=paths[3], embedding=embedding, valid=valid)
+
+
+def test_zarr_v2_cube_opens_in_rasterio_gdal(gdal_cube: SimpleNamespace) -> None:
+    from landprompt.embedder.cube import open_cube, read_window
+
+    raw = open_cube(gdal_cube.v2)
+    compressors = {json.loads(f.read_text())["compressor"]["id"] for f in gdal_cube.v2.rglob(".zarray")}
+    assert compressors == {"zlib"}  # every array, coordinates too: zlib is built into every GDAL
+    with rasterio.open(f'ZARR:"{gdal_cube.v2}":/embedding') as src:  # the GDAL in rasterio's wheel
+        assert src.crs.to_string() == CUBE_CRS and src.transform == gdal_cube.grid.transform
+        assert (src.count, src.height, src.width) == (8, 20, 24)
+        codes = src.read(window=((5, 6), (7, 8)))[:, 0, 0]
+    with rasterio.open(f'ZARR:"{gdal_cube.v2}":/scale') as src:
+        scale = src.read(1, window=((5, 6), (7, 8)))[0, 0]
+    np.testing.assert_array_equal(codes, raw["embedding"][5, 7].to_numpy())  # the stored int8 codes
+    embedding, _ = read_window(raw, slice(5, 6), slice(7, 8))
+    np.testing.assert_allclose(codes * scale, embedding[0, 0], rtol=1e-6)
+    np.testing.assert_allclose(embedding[0, 0], gdal_cube.embedding[5, 7], atol=0.02)
+
+
+def test_zarr_v2_cube_reads_like_the_default_layout(gdal_cube: SimpleNamespace) -> None:
+    from landprompt.embedder.cube import open_cube, read_window, verify
+
+    v2, v3 = open_cube(gdal_cube.v2), open_cube(gdal_cube.v3)
+    assert v2.attrs["content_hash"] == v3.attrs["content_hash"]  # same chunk digests: same content
+    assert (
+        v2.attrs["integrity"]["checksum"] == "zlib-adler32" and v3.attrs["integrity"]["checksum"] == "crc32c"
+    )
+    whole = (slice(0, 20), slice(0, 24))
+    for a, b in zip(read_window(v2, *whole), read_window(v3, *whole), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert verify(gdal_cube.v2, progress=False).ok
+
+
+def test_zarr_v2_cube_damage_is_an_error(gdal_cube: SimpleNamespace, tmp_path: Path) -> None:
+    import shutil
+
+    from landprompt.embedder.cube import open_cube, read_window, verify
+    from landprompt.errors import DamagedCubeError
+
+    cube = shutil.copytree(gdal_cube.v2, tmp_path / "cube.zarr")
+    (cube / "embedding" / "1" / "0" / "0").unlink()
+    with pytest.raises(DamagedCubeError, match=r"chunk \(1, 0\) .* is missing"):
+        read_window(open_cube(cube), slice(16, 20), slice(0, 4))
+    chunk = cube / "embedding" / "0" / "1" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:-9])  # truncated: zlib's stream check fails, never data
+    with pytest.raises(DamagedCubeError, match=r"chunk \(0, 1\) .* fails its zlib check"):
+        read_window(open_cube(cube), slice(0, 4), slice(16, 20))
+    assert verify(cube, progress=False).counts() == {"missing": 1, "unreadable": 1}
+
+
+def test_cli_writes_the_gdal_layout(analytics_cubes: SimpleNamespace, tmp_path: Path) -> None:
+    out = tmp_path / "v2.zarr"
+    args = ["cube", "convert", str(analytics_cubes.mixture), str(out), "--rank", "4", "--exact-rank"]
+    result = CliRunner().invoke(app, [*args, "--zarr-format", "2"])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(f'ZARR:"{out}":/code') as src:
+        assert src.crs.to_string() == CUBE_CRS and src.transform == analytics_cubes.grid.transform
+    result = CliRunner().invoke(app, ["query", "map", str(out), CONCEPT, "-o", str(tmp_path / "m.tif")])
+    assert result.exit_code == 0, result.output
+
+
+def test_chunk_loops_report_progress(
+    analytics_cubes: SimpleNamespace, tiny_clip: Any, units_file: Any, tmp_path: Path
+) -> None:
+    from landprompt.query.aggregate import aggregate
+    from landprompt.query.change import change_map
+    from landprompt.query.probability import probability_map
+    from landprompt.query.topk import top_k, top_k_shards
+
+    c = analytics_cubes
+    calls: dict[str, list[tuple[int, int]]] = {
+        name: [] for name in ("map", "change", "aggregate", "topk", "shards")
+    }
+
+    def recorder(name: str) -> Any:
+        return lambda done, total: calls[name].append((done, total))
+
+    probability_map(c.mixture, CONCEPT, clip=tiny_clip, progress=recorder("map"))
+    change_map(c.year1, c.year2, CONCEPT, clip=tiny_clip, progress=recorder("change"))
+    aggregate(
+        c.mixture,
+        CONCEPT,
+        units_file(tmp_path, "u.geojson"),
+        "NUTS_ID",
+        clip=tiny_clip,
+        progress=recorder("aggregate"),
+    )
+    top_k(c.mixture, CONCEPT, k=3, clip=tiny_clip, index=None, progress=recorder("topk"))
+    top_k_shards([c.year1, c.year2], CONCEPT, k=3, clip=tiny_clip, progress=recorder("shards"))
+    for name in ("map", "change", "topk"):  # 48 x 48 pixels in chunks of 16: 9 chunks
+        assert [done for done, _ in calls[name]] == [256 * n for n in range(1, 10)], name
+        assert {total for _, total in calls[name]} == {48 * 48}, name
+    done, total = calls["aggregate"][-1]
+    assert done == total > 0 and len(calls["aggregate"]) > 1
+    assert calls["shards"] == [(1, 2), (2, 2)]
+
+
+def test_zarr_v2_cube_run_resumes_and_refuses_another_layout(
+    gdal_cube: SimpleNamespace, tmp_path: Path
+) -> None:
+    from landprompt.embedder.cube import CubeWriter, open_cube
+    from landprompt.errors import BadInputError
+
+    path, embedding = tmp_path / "run.zarr", gdal_cube.embedding
+    first = CubeWriter(path, gdal_cube.grid, 8, "int8", chunk=16, attrs={"a": 1}, zarr_format=2)
+    window = first.pending()[0]
+    valid = gdal_cube.valid
+    first.write_chunk(window, embedding[window.rows, window.cols], valid[window.rows, window.cols])  # killed
+    with pytest.raises(BadInputError, match="different zarr_format"):
+        CubeWriter(path, gdal_cube.grid, 8, "int8", chunk=16, attrs={"a": 1})
+    resumed = CubeWriter(path, gdal_cube.grid, 8, "int8", chunk=16, attrs={"a": 1}, zarr_format=2)
+    assert len(resumed.pending()) == len(resumed.windows()) - 1
+    for window in resumed.pending():
+        resumed.write_chunk(window, embedding[window.rows, window.cols], valid[window.rows, window.cols])
+    resumed.finalize()
+    assert open_cube(path).attrs["content_hash"] == open_cube(gdal_cube.v2).attrs["content_hash"]
+    assert open_cube(path).attrs["complete"] is True  # the consolidated .zmetadata says so too

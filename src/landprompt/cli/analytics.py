@@ -24,8 +24,8 @@ from landprompt.cli.common import (
     check_outputs,
     clip_or_none,
     console,
+    counting,
     sub_app,
-    working,
 )
 from landprompt.errors import BadInputError
 
@@ -76,7 +76,7 @@ def query_change(
     from landprompt.embedder.cube import open_cube
     from landprompt.query.change import change_map, change_paths, change_summary, write_change
     from landprompt.query.probability import clip_for_cube
-    from landprompt.query.provenance import provenance_tags
+    from landprompt.query.provenance import provenance_tags, with_cube_b
 
     paths = change_paths(out)
     if not png:
@@ -85,7 +85,7 @@ def query_change(
     if calibrated and calibration is not None:
         raise BadInputError("give --calibrated (each cube's own calibration) or --calibration FILE, not both")
     clip_model = clip_or_none(clip, pretrained, cube_a) or clip_for_cube(open_cube(cube_a))
-    with working("scoring both cubes"):
+    with counting("scoring both cubes") as progress:
         ds = change_map(
             cube_a,
             cube_b,
@@ -96,11 +96,10 @@ def query_change(
             bbox=bbox,
             style=style,
             calibration=calibration if calibration is not None else calibrated,
+            progress=progress,
         )
     applied = str(calibration) if calibration is not None else ("cube" if calibrated else None)
-    tags = provenance_tags(cube_a, clip_model, prompt, versus, style, applied)
-    tags["landprompt_cube_b"] = str(cube_b.resolve())
-    tags["landprompt_cube_b_content_hash"] = str(open_cube(cube_b).attrs.get("content_hash", ""))
+    tags = with_cube_b(provenance_tags(cube_a, clip_model, prompt, versus, style, applied), cube_b)
     written = write_change(ds, paths, title=f"change in P({prompt})", tags=tags)
     summary = change_summary(ds)
     table = Table(title=f"change in P({prompt}), threshold {threshold:g}")
@@ -123,7 +122,10 @@ def query_aggregate(
         str | None, typer.Option("--id-field", help="Property naming each polygon, e.g. NUTS_ID.")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write .csv or .geojson; default: print a table.")
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Write .csv, .geojson, .gpkg, .fgb or .parquet; default: print a table."
+        ),
     ] = None,
     threshold: Annotated[
         float, typer.Option(help="Probability above which a pixel counts as present.")
@@ -155,7 +157,7 @@ def query_aggregate(
     check_outputs(out)
     polygons = read_units(units, id_field, layer)
     clip_model = clip_or_none(clip, pretrained, cube) or clip_for_cube(open_cube(cube))
-    with working(f"aggregating over {len(polygons)} polygons"):
+    with counting(f"aggregating over {len(polygons)} polygons") as progress:
         table = aggregate(
             cube,
             prompt,
@@ -165,6 +167,7 @@ def query_aggregate(
             clip=clip_model,
             style=style,
             calibration=calibrated,
+            progress=progress,
         )
     if keep_fields:
         table = with_unit_fields(table, polygons)
@@ -206,8 +209,15 @@ def evaluate_points_command(
     pretrained: PretrainedOption = None,
     style: StyleOption = "ground",
 ) -> None:
-    """Score a prompt's map at field points (AUC, AP, ECE); --fit learns and saves a recalibration."""
+    """Score a prompt's map at field points (AUC, AP, ECE); --fit learns and saves a recalibration.
+
+    Examples:
+        landprompt evaluate points cube.zarr "olive groves" --points survey.csv --fit platt
+    """
+    from landprompt.embedder.cube import open_cube
     from landprompt.evaluate.points import evaluate_points, write_points_report, write_reliability_png
+    from landprompt.query.probability import clip_for_cube
+    from landprompt.query.provenance import provenance_tags
 
     if fit not in (None, "platt", "isotonic"):
         raise BadInputError(f"--fit must be platt or isotonic, got {fit!r}")
@@ -217,6 +227,7 @@ def evaluate_points_command(
         raise BadInputError("--folds must be at least 2 and --bins at least 1")
     plot = plot if plot is not None or out is None else out.with_name(f"{out.stem}_reliability.png")
     check_outputs(out, plot)
+    clip_model = clip_or_none(clip, pretrained, cube) or clip_for_cube(open_cube(cube))
     report = evaluate_points(
         cube,
         prompt,
@@ -227,10 +238,12 @@ def evaluate_points_command(
         n_folds=folds,
         bins=bins,
         versus=versus or None,
-        clip=clip_or_none(clip, pretrained, cube),
+        clip=clip_model,
         style=style,
         calibrated=calibrated,
     )
+    applied = "cube" if calibrated else None
+    report["provenance"] = provenance_tags(cube, clip_model, prompt, versus, style, applied)
     console.print(_metrics_table(report, prompt))
     counts = report["counts"]
     console.print(

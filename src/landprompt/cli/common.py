@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -56,6 +58,16 @@ def sub_app(help_text: str) -> typer.Typer:
 
 
 ClipOption = Annotated[str, typer.Option("--clip", help="open_clip model name, e.g. ViT-B-32.")]
+ZarrFormatOption = Annotated[
+    int,
+    typer.Option(
+        "--zarr-format",
+        min=2,
+        max=3,
+        help="Cube layout: 3 (zstd, CRC32C-checked chunks) or 2 (zlib chunks that GDAL 3.10 and QGIS open "
+        'as ZARR:"cube.zarr":/embedding).',
+    ),
+]
 CubeArgument = Annotated[Path, typer.Argument(help="Embedding cube (.zarr).")]
 PromptArgument = Annotated[str, typer.Argument(help="The concept in plain words, e.g. 'olive groves'.")]
 BBoxOption = Annotated[
@@ -123,9 +135,30 @@ def check_outputs(*paths: Path | None, folder: bool = False) -> None:
             require_writable(path, folder=folder)
 
 
-def working(message: str) -> Any:
-    """A rich status spinner on stderr while a long step runs (stdout stays clean for CSV/JSON)."""
-    return err_console.status(message, spinner="dots")
+@contextmanager
+def counting(label: str, unit: str = "pixels") -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar with counts on stderr; yields ``update(done, total)`` for the chunk loops."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    # on a terminal only: piped or captured stderr gets no bar (nor the blank line a finished one leaves)
+    with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
+        task = bar.add_task("", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def warn_random(name: str) -> None:
@@ -139,10 +172,13 @@ def warn_random(name: str) -> None:
 
 def _recorded_clip(cube: Path | None) -> tuple[str, str] | None:
     """(model, pretrained tag) a cube records, or None when there is no readable single cube."""
-    if cube is None or not (cube / "zarr.json").is_file():
-        return None
     import json
 
-    attrs = json.loads((cube / "zarr.json").read_text()).get("attributes", {})
+    if cube is not None and (cube / ".zattrs").is_file():  # a cube in the Zarr v2 layout
+        attrs = json.loads((cube / ".zattrs").read_text())
+    elif cube is not None and (cube / "zarr.json").is_file():
+        attrs = json.loads((cube / "zarr.json").read_text()).get("attributes", {})
+    else:
+        return None
     model = attrs.get("clip_model")
     return (str(model), str(attrs.get("clip_pretrained") or "")) if model else None

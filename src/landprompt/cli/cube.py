@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from landprompt.cli.common import check_outputs, console, err_console, sub_app
+from landprompt.cli.common import ZarrFormatOption, check_outputs, console, err_console, sub_app
 from landprompt.embedder.basis import DEFAULT_RANK, DEFAULT_VARIANCE
 
 app = sub_app("Inspect embedding cubes.")
@@ -78,6 +78,11 @@ def cube_verify(
     """Recompute every chunk's digest against the recorded ones and the content hash.
 
     Exits non-zero on any missing, changed or extra chunk.
+
+    Examples:
+        landprompt cube verify tuscany.zarr
+
+        landprompt cube verify tuscany.zarr --repair-list
     """
     from landprompt.embedder.cube import mark_for_repair, verify
     from landprompt.errors import DamagedCubeError
@@ -111,13 +116,21 @@ def cube_convert(
     ] = DEFAULT_RANK,
     dtype: Annotated[str | None, typer.Option(help="Code storage: int8 or fp16 (default: OLD's).")] = None,
     exact_rank: Annotated[bool, typer.Option(help="Keep exactly --rank, whatever the variance.")] = False,
+    zarr_format: ZarrFormatOption = 3,
 ) -> None:
-    """Rewrite a version-1 cube in a PCA basis (format version 2, r + 1 values a pixel)."""
+    """Rewrite a version-1 cube in a PCA basis (format version 2, r + 1 values a pixel).
+
+    Examples:
+        landprompt cube convert tuscany.zarr tuscany_pca.zarr --rank 64
+
+        landprompt cube convert tuscany.zarr tuscany_gdal.zarr --zarr-format 2
+    """
     from landprompt.embedder.convert import convert_cube
     from landprompt.embedder.cube import describe, open_cube
 
     check_outputs(new, folder=True)
-    path = convert_cube(old, new, rank, dtype, None if exact_rank else DEFAULT_VARIANCE)  # type: ignore[arg-type]
+    variance = None if exact_rank else DEFAULT_VARIANCE
+    path = convert_cube(old, new, rank, dtype, variance, zarr_format=zarr_format)  # type: ignore[arg-type]
     summary = describe(open_cube(path))
     explained = summary["attrs"]["basis"]["info"]["explained_variance"]
     console.print(f"wrote {path}: rank {summary['rank']}, explained variance {explained:.5f}")

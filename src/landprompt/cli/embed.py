@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from landprompt.cli.common import check_outputs, console, sub_app
+from landprompt.cli.common import ZarrFormatOption, check_outputs, console, sub_app
 
 eo_app = sub_app("Sentinel-1/2 inputs: band specs, monthly composites, offline stacks.")
 app = sub_app("Dense embedding runs: an encoder over an area -> an embedding cube.")
@@ -61,7 +61,11 @@ RandomWeightsOption = Annotated[
 
 @eo_app.command("bands")
 def eo_bands() -> None:
-    """The Sentinel-1/2 bands landprompt reads, with their units and normalisation."""
+    """The Sentinel-1/2 bands landprompt reads, with their units and normalisation.
+
+    Examples:
+        landprompt eo bands
+    """
     from landprompt.eo.bands import BANDS
 
     table = Table(title="bands")
@@ -87,7 +91,11 @@ def eo_composite(
     force: ForceOption = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out (atomically).")] = False,
 ) -> None:
-    """Monthly median S1/S2 composites of one year over an area (s2, s1: [time, band, y, x])."""
+    """Monthly median S1/S2 composites of one year over an area (s2, s1: [time, band, y, x]).
+
+    Examples:
+        landprompt eo composite --aoi 11.0,43.1,11.1,43.2 --year 2023 --source stack/ --out composites.nc
+    """
     from landprompt.embedder.run import plan_grid
     from landprompt.eo.open import open_source
     from landprompt.errors import BadInputError
@@ -130,7 +138,11 @@ def eo_fetch(
     l2a_offset: L2aOffsetOption = "auto",
     force: ForceOption = False,
 ) -> None:
-    """Download a year of scenes once into a local stack, for offline runs (--source PATH later)."""
+    """Download a year of scenes once into a local stack, for offline runs (--source PATH later).
+
+    Examples:
+        landprompt eo fetch --aoi 11.0,43.1,11.1,43.2 --year 2023 --source pc --out stack/
+    """
     from landprompt.embedder.run import plan_grid
     from landprompt.eo.local import write_geotiff_stack, write_scene_cube
     from landprompt.eo.open import open_source
@@ -174,8 +186,15 @@ def embed_run_command(
         str, typer.Option(help="'pca': store the cube in a PCA basis (format 2); 'none': version 1.")
     ] = "none",
     rank: Annotated[int, typer.Option(help="Rank of a PCA basis (grown to keep 99.9 % variance).")] = 64,
+    zarr_format: ZarrFormatOption = 3,
 ) -> None:
-    """Embed an area for one year into a cube; the same command resumes a killed run."""
+    """Embed an area for one year into a cube; the same command resumes a killed run.
+
+    Examples:
+        landprompt embed run --aoi 11.0,43.1,11.2,43.3 --year 2023 --model runs/sits.json -o tuscany.zarr
+
+        landprompt embed run --aoi area.geojson --year 2023 --source stack/ -o area.zarr --zarr-format 2
+    """
     from landprompt.embedder.run import embed_run
     from landprompt.eo.open import open_source
 
@@ -198,6 +217,7 @@ def embed_run_command(
         force=force,
         basis=basis,
         rank=rank,
+        zarr_format=zarr_format,  # type: ignore[arg-type]
     )
     console.print(f"wrote the embedding cube {path}")
 

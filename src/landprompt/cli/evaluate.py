@@ -104,9 +104,18 @@ def _benchmark_command(dataset: str) -> Callable[..., None]:
 
     command.__doc__ = (
         f"Zero-shot classification of {dataset}: metrics, JSON + Markdown report, confusion matrix PNG."
+        f"\n\nExamples:\n    {_EXAMPLES[dataset]}\n"
     )
     return command
 
+
+#: An example command line of each benchmark (shown by its ``--help``).
+_EXAMPLES = {
+    "eurosat": "landprompt evaluate eurosat --root EuroSAT_MS/ --model runs/sits.json --prompts aerial",
+    "eurosat-rgb": "landprompt evaluate eurosat-rgb --root EuroSAT_RGB/ --model clip_rgb --clip ViT-B-32",
+    "bigearthnet": "landprompt evaluate bigearthnet --root BigEarthNet-S2/ --model random --limit 2000",
+    "lucas": "landprompt evaluate lucas --root lucas_2018.csv --cube region.zarr --prompts descriptive",
+}
 
 #: The benchmarks of ``landprompt.evaluate.datasets.BENCHMARKS``, named here so that the command line
 #: starts without importing torch (a test keeps the two in step).

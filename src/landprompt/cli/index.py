@@ -32,7 +32,13 @@ def index_build(
         ),
     ] = True,
 ) -> None:
-    """Build a FAISS index over a cube's valid pixels (streamed chunk by chunk)."""
+    """Build a FAISS index over a cube's valid pixels (streamed chunk by chunk).
+
+    Examples:
+        landprompt index build tuscany.zarr
+
+        landprompt index build tuscany.zarr --factory "IVF4096,SQ8" -o tuscany.faiss
+    """
     from landprompt.index.build import build_index, default_index_path
 
     info = build_index(cube, out, factory=factory, seed=seed, gpu=gpu, verify=verify)

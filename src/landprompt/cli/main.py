@@ -72,7 +72,13 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the planting noise.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace a cube.zarr in --out that no demo made.")] = False,
 ) -> None:
-    """Offline demo: synthetic planted embeddings -> cube -> probability map (COG + PNG)."""
+    """Offline demo: synthetic planted embeddings -> cube -> probability map (COG + PNG).
+
+    Examples:
+        landprompt demo
+
+        landprompt demo --out demo-output --concept "a forest"
+    """
     from landprompt.demo import LAND_COVERS, run_demo
 
     with console.status("building the synthetic region, its cube and the map..."):

@@ -114,7 +114,11 @@ def ingest_lucas(
     no_hash: NoHashOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """A LUCAS survey table (e.g. metadata_2018.csv) and its N/S/E/W/point/cover photos."""
+    """A LUCAS survey table (e.g. metadata_2018.csv) and its N/S/E/W/point/cover photos.
+
+    Examples:
+        landprompt pairs ingest lucas metadata_2018.csv --catalog pairs.duckdb
+    """
     from landprompt.pairs.sources import LucasSource
 
     source = LucasSource(path, photos_root, max_gps_offset, hash_files=not no_hash)
@@ -133,7 +137,11 @@ def ingest_yfcc(
     split_seed: SplitSeedOption = 0,
     as_json: JsonOption = False,
 ) -> None:
-    """A YFCC100M metadata dump (tab-separated, 25 columns; .bz2/.gz/.xz read as they are)."""
+    """A YFCC100M metadata dump (tab-separated, 25 columns; .bz2/.gz/.xz read as they are).
+
+    Examples:
+        landprompt pairs ingest yfcc yfcc100m_dataset.bz2 --catalog pairs.duckdb --licence CC-BY --licence CC0
+    """
     from landprompt.pairs.sources import YfccSource
 
     source = YfccSource(path, min_accuracy=min_accuracy)
@@ -160,7 +168,11 @@ def ingest_flickr(
     split_seed: SplitSeedOption = 0,
     as_json: JsonOption = False,
 ) -> None:
-    """Geotagged photos from the Flickr API (key in $FLICKR_API_KEY); rerun to resume."""
+    """Geotagged photos from the Flickr API (key in $FLICKR_API_KEY); rerun to resume.
+
+    Examples:
+        landprompt pairs ingest flickr 11.0,43.1,11.5,43.5 --catalog pairs.duckdb --licence CC-BY
+    """
     from landprompt.pairs.http import TokenBucket
     from landprompt.pairs.sources import FlickrSource
 
@@ -204,7 +216,11 @@ def ingest_table(
     no_hash: NoHashOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Any CSV/TSV/Parquet table with latitude and longitude (+ time, path/url, licence ...)."""
+    """Any CSV/TSV/Parquet table with latitude and longitude (+ time, path/url, licence ...).
+
+    Examples:
+        landprompt pairs ingest table my_photos.parquet --catalog pairs.duckdb
+    """
     from landprompt.pairs.sources import TableColumns, TableSource
 
     columns = TableColumns(
@@ -245,7 +261,13 @@ def fetch(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     as_json: JsonOption = False,
 ) -> None:
-    """Monthly S1/S2 chip time series at every place into the sample store; rerun to resume."""
+    """Monthly S1/S2 chip time series at every place into the sample store; rerun to resume.
+
+    Examples:
+        landprompt pairs fetch --catalog pairs.duckdb --store samples.zarr --source pc
+
+        landprompt pairs fetch --catalog pairs.duckdb --store samples.zarr --source pc --scheduler tcp://host:8786
+    """
     from landprompt.eo.open import open_source
     from landprompt.pairs.catalog import Catalog
     from landprompt.pairs.fetch import fetch_samples
@@ -308,7 +330,11 @@ def photos(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     as_json: JsonOption = False,
 ) -> None:
-    """CLIP image embeddings of the photos (sharded by $RANK/$WORLD_SIZE under torchrun)."""
+    """CLIP image embeddings of the photos (sharded by $RANK/$WORLD_SIZE under torchrun).
+
+    Examples:
+        landprompt pairs photos --catalog pairs.duckdb -o photos.zarr --pretrained laion2b_s34b_b79k
+    """
     import os
 
     import torch
@@ -348,7 +374,11 @@ def stats(
     png: Annotated[Path | None, typer.Option("--png", help="Write a map of the places (PNG).")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Counts per source, country, split, status; month coverage; a map of the places."""
+    """Counts per source, country, split, status; month coverage; a map of the places.
+
+    Examples:
+        landprompt pairs stats --catalog pairs.duckdb --store samples.zarr --png places.png
+    """
     from landprompt.pairs.catalog import Catalog
     from landprompt.pairs.stats import pair_stats, plot_locations
 

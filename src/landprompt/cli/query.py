@@ -18,9 +18,9 @@ from landprompt.cli.common import (
     check_outputs,
     clip_or_none,
     console,
+    counting,
     err_console,
     sub_app,
-    working,
 )
 
 app = sub_app("Text prompts -> probability maps and top-k places.")
@@ -34,7 +34,10 @@ def query_topk(
     min_distance: Annotated[float, typer.Option("--min-distance", help="Metres between two places.")] = 0.0,
     bbox: BBoxOption = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or geojson.")] = "table",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write csv/geojson to this file.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write .csv, .geojson, .gpkg, .fgb or .parquet (by extension)."),
+    ] = None,
     clip: QueryClipOption = None,
     pretrained: PretrainedOption = None,
     style: StyleOption = "ground",
@@ -59,17 +62,34 @@ def query_topk(
     if len(shards) > 1:
         if bbox is not None:
             raise BadInputError("--bbox applies to one cube: give the shard's path instead of the folder")
-        with working(f"searching {len(shards)} shards"):
+        with counting("searching", "shards") as progress:
             places = top_k_shards(
-                shards, prompt, k=k, min_distance_m=min_distance, clip=clip_model, style=style
+                shards,
+                prompt,
+                k=k,
+                min_distance_m=min_distance,
+                clip=clip_model,
+                style=style,
+                progress=progress,
             )
     else:
-        with working("searching the cube"):
+        with counting("searching") as progress:
             places = top_k(
-                shards[0], prompt, k=k, min_distance_m=min_distance, bbox=bbox, clip=clip_model, style=style
+                shards[0],
+                prompt,
+                k=k,
+                min_distance_m=min_distance,
+                bbox=bbox,
+                clip=clip_model,
+                style=style,
+                progress=progress,
             )
     if out is not None:
-        write_places(places, out, None if fmt == "table" else fmt)
+        from landprompt.query.provenance import search_tags
+        from landprompt.query.session import open_session
+
+        tags = search_tags(shards, clip_model or open_session(shards[0]).clip, prompt, style)
+        write_places(places, out, None if fmt == "table" else fmt, metadata=tags)
         console.print(f"wrote {len(places)} places to {out}")
     elif fmt == "csv":
         print(places.to_csv(index=False), end="")
@@ -130,9 +150,12 @@ def query_map(
     if html:
         check_html_size(_map_shape(ds, bbox))
     clip_model = clip_or_none(clip, pretrained, cube) or clip_for_cube(ds)
-    with working(f"scoring {ds.sizes['y'] * ds.sizes['x']:,} pixels"):
-        prob = probability_map(ds, prompt, versus=versus or None, bbox=bbox, clip=clip_model, style=style)
+    with counting("scoring") as progress:
+        prob = probability_map(
+            ds, prompt, versus=versus or None, bbox=bbox, clip=clip_model, style=style, progress=progress
+        )
     tags = provenance_tags(cube, clip_model, prompt, versus, style)
+    prob.attrs.update(tags)  # the PNG and HTML carry them too
     written = [write_cog(prob, out, dtype=dtype, tags=tags)]  # type: ignore[arg-type]
     if qml:
         from landprompt.query.maps import UINT8_SCALE

@@ -18,6 +18,7 @@ from landprompt.embedder.basis import DEFAULT_RANK, DEFAULT_VARIANCE, Basis, fit
 from landprompt.embedder.cube import (
     CubeDtype,
     CubeWriter,
+    ZarrFormat,
     content_hash,
     cube_basis,
     cube_grid,
@@ -66,6 +67,7 @@ def convert_cube(
     min_variance: float | None = DEFAULT_VARIANCE,
     seed: int = 0,
     progress: bool = True,
+    zarr_format: ZarrFormat = 3,
 ) -> Path:
     """Rewrite the finished version-1 cube ``src`` as a version-2 cube at ``dst``; re-running resumes.
 
@@ -77,6 +79,8 @@ def convert_cube(
         min_variance: Explained variance to keep, or None for exactly ``rank``.
         seed: Seed of the PCA sample.
         progress: Show a progress bar.
+        zarr_format: Zarr layout of ``dst``: 3, or 2 for GDAL (see
+            :class:`~landprompt.embedder.cube.CubeWriter`).
 
     Raises:
         NotACubeError: if ``src`` is not a finished cube.
@@ -94,7 +98,7 @@ def convert_cube(
     grid = cube_grid(ds)
     attrs = {**user_attrs(ds.attrs), "converted_from": {"path": str(src), "content_hash": content_hash(ds)}}
     chunk = int(ds["valid"].encoding.get("chunks", (grid.rows,))[0])
-    writer = CubeWriter(dst, grid, basis.dim, dtype or ds.attrs["dtype"], chunk, attrs, basis)
+    writer = CubeWriter(dst, grid, basis.dim, dtype or ds.attrs["dtype"], chunk, attrs, basis, zarr_format)
     columns = (TextColumn("converting chunks"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress, transient=True) as bar:
         task = bar.add_task("", total=len(writer.windows()), completed=writer.n_done)

@@ -34,6 +34,7 @@ import os
 import shutil
 import uuid
 import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 import zarr
+from numcodecs import Zlib
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from landprompt.embedder import integrity
@@ -61,6 +63,14 @@ BASIS_FORMAT_VERSION = 2
 READ_VERSIONS = (FORMAT_VERSION, BASIS_FORMAT_VERSION)
 DEFAULT_CHUNK = 256
 CubeDtype = Literal["fp16", "int8"]
+#: Zarr layouts a cube can be written in: 3 (default; zstd + CRC32C chunks) or 2 (zlib chunks, which the
+#: GDAL that rasterio ships reads, see :data:`GDAL_COMPRESSOR`).
+ZarrFormat = Literal[2, 3]
+#: Chunk compressor of the Zarr v2 (GDAL-readable) layout: zlib is built into every GDAL, and its stream
+#: ends in an Adler-32 of the chunk, so a damaged chunk fails to decode instead of reading as data. Level 0
+#: (stored blocks) keeps that check at the speed of the default layout, for ~10 % more disk than zstd
+#: (``benchmarks/gdal_layout.py``).
+GDAL_COMPRESSOR = Zlib(level=0)
 
 _PROGRESS = ".landprompt_progress"
 _RESERVED = frozenset(
@@ -109,6 +119,8 @@ class CubeWriter:
         chunk: Chunk size in pixels along y and x.
         attrs: JSON-able attributes to store (model id, checkpoint hash, CLIP model, time range, ...).
         basis: Store the cube in this basis (format version 2); ``dim`` must equal its d.
+        zarr_format: 3 (default) or 2, the layout the GDAL in rasterio's wheels (3.10) and QGIS read
+            (zlib chunks without the CRC32C codec; see :mod:`landprompt.embedder.integrity`).
 
     Raises:
         BadInputError: if an argument is invalid or ``path`` holds something other than this run.
@@ -123,6 +135,7 @@ class CubeWriter:
         chunk: int = DEFAULT_CHUNK,
         attrs: dict[str, Any] | None = None,
         basis: Basis | None = None,
+        zarr_format: ZarrFormat = 3,
     ) -> None:
         self.path = Path(path)
         self.grid, self.dim, self.dtype, self.chunk = grid, int(dim), dtype, int(chunk)
@@ -130,6 +143,9 @@ class CubeWriter:
         if basis is not None and basis.dim != self.dim:
             raise BadInputError(f"the basis has d = {basis.dim} but the cube's embeddings have {self.dim}")
         self.basis = basis
+        if zarr_format not in get_args(ZarrFormat):
+            raise BadInputError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
+        self.zarr_format = zarr_format
         self.version = FORMAT_VERSION if basis is None else BASIS_FORMAT_VERSION
         self._windows = chunk_windows(grid.shape, self.chunk)
         self._arrays: dict[str, Any] | None = None
@@ -188,7 +204,7 @@ class CubeWriter:
             data = _encode_codes(embedding, valid, window.shape, self.basis, self.dtype, features)
         arrays = self._open_arrays()
         for name, values in data.items():
-            _remove_partials(self.path, name, window.index, values.ndim)
+            _remove_partials(self.path, name, window.index, values.ndim, self.zarr_format)
             arrays[name][window.rows, window.cols] = values
         self._mark_done(window, _digest(data))
 
@@ -213,9 +229,7 @@ class CubeWriter:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # v3 consolidated metadata; the progress folder
                 zarr.consolidate_metadata(str(self.path))
-                zarr.open_group(str(self.path), mode="r+").attrs.update(
-                    {"content_hash": self._combined_digest(), "complete": True}
-                )
+                _update_attrs(self.path, {"content_hash": self._combined_digest(), "complete": True})
         shutil.rmtree(self.path / _PROGRESS, ignore_errors=True)
         return self.path
 
@@ -234,10 +248,15 @@ class CubeWriter:
         tmp = part_path(self.path)
         try:
             template, encoding = _template(
-                self.grid, self.dim, self.dtype, self.chunk, self.attrs, self.basis
+                self.grid, self.dim, self.dtype, self.chunk, self.attrs, self.basis, self.zarr_format
             )
             template.to_zarr(
-                str(tmp), mode="w-", compute=False, zarr_format=3, consolidated=False, encoding=encoding
+                str(tmp),
+                mode="w-",
+                compute=False,
+                zarr_format=self.zarr_format,
+                consolidated=False,
+                encoding=encoding,
             )
             if self.basis is not None:
                 group = zarr.open_group(str(tmp), mode="r+")
@@ -271,6 +290,7 @@ class CubeWriter:
             "chunk": (min(self.chunk, self.grid.rows), min(self.chunk, self.grid.cols)),
             "attrs": self.attrs,
             "basis": None if self.basis is None else basis_attrs(self.basis),
+            "zarr_format": self.zarr_format,
         }
         differ = [k for k in wanted if stored.get(k) != wanted[k]]
         if differ:
@@ -333,6 +353,7 @@ def write_cube(
     attrs: dict[str, Any] | None = None,
     overwrite: bool = False,
     basis: Basis | None = None,
+    zarr_format: ZarrFormat = 3,
 ) -> Path:
     """Write a whole embedding array as a cube.
 
@@ -348,6 +369,7 @@ def write_cube(
         attrs: JSON-able attributes to store.
         overwrite: Replace an existing ``path``.
         basis: Store the cube in this basis (format version 2).
+        zarr_format: 3 (default) or 2 (readable by the GDAL rasterio ships; see :class:`CubeWriter`).
 
     Returns:
         The cube path.
@@ -367,7 +389,7 @@ def write_cube(
         raise BadInputError(f"{path} already exists: choose another path or overwrite it (overwrite=True)")
     tmp = part_path(path)
     try:
-        writer = CubeWriter(tmp, grid, embedding.shape[2], dtype, chunk, attrs, basis)
+        writer = CubeWriter(tmp, grid, embedding.shape[2], dtype, chunk, attrs, basis, zarr_format)
         for w in writer.windows():
             writer.write_chunk(w, embedding[w.rows, w.cols], None if valid is None else valid[w.rows, w.cols])
         writer.finalize()
@@ -432,7 +454,7 @@ def _open_checked(path: Path, attrs: Any) -> xr.Dataset:
     layout = _layout(path, dict(attrs), group=None)
     store: Any = str(path) if layout is None else integrity.CheckedStore(path, layout=layout)
     try:
-        ds = xr.open_zarr(store, chunks={}, zarr_format=3)
+        ds = xr.open_zarr(store, chunks={}, zarr_format=_zarr_format(path))
     except DamagedCubeError:
         raise
     except Exception as exc:  # metadata zarr itself cannot parse
@@ -572,7 +594,28 @@ def _raw_reader(ds: xr.Dataset) -> Callable[[slice, slice], dict[str, np.ndarray
         sub = ds[names].isel(y=rows, x=cols).compute()
         return {name: sub[name].to_numpy() for name in names}
 
-    return read
+    source = ds.encoding.get("source")
+    return _zlib_checked(read, ds, names) if source and _zarr_format(Path(source)) == 2 else read
+
+
+def _zlib_checked(
+    read: Callable[[slice, slice], _T], ds: xr.Dataset, names: list[str]
+) -> Callable[[slice, slice], _T]:
+    """``read`` of a Zarr v2 cube, whose zlib chunks fail their Adler-32 on decode: damage, named."""
+
+    def checked(rows: slice, cols: slice) -> _T:
+        try:
+            return read(rows, cols)
+        except zlib.error as exc:
+            source = Path(ds.encoding["source"])
+            layout = _layout(source, dict(ds.attrs), group=None)
+            if layout is None:
+                raise DamagedCubeError(f"cube {source} is damaged: {exc}; rebuild it") from exc
+            index = (rows.start // layout.chunk[0], cols.start // layout.chunk[1])
+            what = f"fails its zlib check, truncated or altered ({exc})"
+            raise layout.damaged("/".join(names), index, what) from exc
+
+    return checked
 
 
 def _reader(ds: xr.Dataset) -> Callable[[slice, slice], tuple[np.ndarray, np.ndarray]]:
@@ -680,7 +723,7 @@ def mark_for_repair(path: str | os.PathLike[str], report: integrity.VerifyReport
     if layout is None:
         raise DamagedCubeError(f"cube {path} has no integrity records: it cannot be repaired chunk by chunk")
     pending = integrity.mark_for_repair(report, layout, _PROGRESS)
-    zarr.open_group(str(path), mode="r+").attrs.update({"complete": False})
+    _update_attrs(path, {"complete": False})
     return pending
 
 
@@ -793,7 +836,13 @@ def _encode_codes(
 
 
 def _template(
-    grid: Grid, dim: int, dtype: CubeDtype, chunk: int, attrs: dict[str, Any], basis: Basis | None = None
+    grid: Grid,
+    dim: int,
+    dtype: CubeDtype,
+    chunk: int,
+    attrs: dict[str, Any],
+    basis: Basis | None = None,
+    zarr_format: ZarrFormat = 3,
 ) -> tuple[xr.Dataset, dict[str, dict[str, Any]]]:
     """A lazy (all-zero) dataset with the cube's layout, and its Zarr encoding."""
     rows, cols = grid.shape
@@ -818,12 +867,14 @@ def _template(
         "grid": grid.to_dict(),
         "complete": False,
         integrity.INTEGRITY_ATTR: integrity.integrity_attr(
-            n for n in data_vars if n not in ("basis", "offset")
+            (n for n in data_vars if n not in ("basis", "offset")), zarr_format
         ),
         **({} if basis is None else {"basis": basis_attrs(basis)}),
         **attrs,
     }
     ds = xr.Dataset(data_vars, coords={"y": grid.y_coords(), "x": grid.x_coords()}, attrs=cube_attrs)
+    for axis in ("x", "y"):  # CF names: GDAL takes these dims as the raster's x and y
+        ds[axis].attrs.update(axis=axis.upper(), standard_name=f"projection_{axis}_coordinate")
     ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
     encoding: dict[str, dict[str, Any]] = {}
     for name, var in ds.data_vars.items():
@@ -839,6 +890,12 @@ def _template(
         }
         if var.dtype.kind == "f":
             encoding[str(name)]["_FillValue"] = None  # no CF masking: zeros are data
+    if zarr_format == 2:  # every array, coordinates too, in zlib, which every GDAL reads
+        for name in [*ds.data_vars, *ds.coords]:
+            values = encoding.setdefault(str(name), {})
+            values.pop("fill_value", None)  # v2: missing chunks read as 0 all the same; every chunk is stored
+            values.update(_FillValue=None, compressors=(GDAL_COMPRESSOR,))
+            values["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
     return ds, encoding
 
 
@@ -859,6 +916,7 @@ def _stored_fingerprint(group: Any) -> dict[str, Any]:
             "chunk": (int(values.chunks[0]), int(values.chunks[1])),  # clipped to a small grid
             "attrs": user_attrs(attrs),
             "basis": attrs.get("basis"),
+            "zarr_format": int(group.metadata.zarr_format),
         }
     except (KeyError, IndexError, TypeError, ValueError):
         return {}
@@ -874,13 +932,29 @@ def _open_group(path: Path) -> Any:
         return None
 
 
+def _zarr_format(path: Path) -> ZarrFormat:
+    """The Zarr layout of the store at ``path``: 2 when it has v2 metadata, else 3."""
+    return 2 if (path / ".zgroup").is_file() else 3
+
+
+def _update_attrs(path: Path, values: dict[str, Any]) -> None:
+    """Update a finished store's root attrs (a v2 store's consolidated copy, ``.zmetadata``, too)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.open_group(str(path), mode="r+").attrs.update(values)
+        if _zarr_format(path) == 2 and (path / ".zmetadata").is_file():
+            zarr.consolidate_metadata(str(path))
+
+
 def _is_empty_or_missing(path: Path) -> bool:
     return not path.exists() or (path.is_dir() and not any(path.iterdir()))
 
 
-def _remove_partials(root: Path, name: str, index: tuple[int, int], ndim: int) -> None:
+def _remove_partials(
+    root: Path, name: str, index: tuple[int, int], ndim: int, zarr_format: ZarrFormat = 3
+) -> None:
     """Remove temp files a killed Zarr write left for this chunk (the chunk is rewritten whole)."""
-    key = root / name / "c" / str(index[0]) / str(index[1])
+    key = root / name / ("c" if zarr_format == 3 else "") / str(index[0]) / str(index[1])
     if ndim == 3:
         key = key / "0"
     if key.parent.is_dir():

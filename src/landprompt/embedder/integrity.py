@@ -5,7 +5,9 @@ chunked data arrays it wrote window by window (``embedding``, ``valid``, ``scale
 
 - every chunk is stored (also all-zero ones), so a missing chunk file is damage, not fill;
 - every chunk ends in a CRC32C checksum (the Zarr v3 ``crc32c`` codec), so a truncated or altered chunk
-  fails its check;
+  fails its check; cubes in the Zarr v2 layout (for GDAL, which knows no ``crc32c`` codec) have zlib
+  chunks instead, whose Adler-32 zlib checks on every decode (the cube readers turn a failure into the
+  same named error);
 - the per-chunk sha256 digests are kept in ``.landprompt_digests`` (their sha256 is the ``content_hash``).
 
 Readers open cubes through :class:`CheckedStore`, which turns a missing or failing chunk into a
@@ -49,12 +51,19 @@ class ChunkLayout:
         grid: The cube's grid.
         chunk: Chunk size in pixels along y and x.
         arrays: Names of the chunked data arrays the writer recorded.
+        zarr_format: The store's Zarr layout: 3 (chunks under ``<array>/c/``, CRC32C) or 2 (for GDAL).
     """
 
     path: Path
     grid: Grid
     chunk: tuple[int, int]
     arrays: tuple[str, ...]
+    zarr_format: int = 3
+
+    @property
+    def chunk_prefix(self) -> tuple[str, ...]:
+        """Key parts between an array's name and a chunk's indices: ``("c",)`` in Zarr v3, none in v2."""
+        return ("c",) if self.zarr_format == 3 else ()
 
     @property
     def n_chunks(self) -> tuple[int, int]:
@@ -64,10 +73,11 @@ class ChunkLayout:
     def locate(self, key: str) -> tuple[str, tuple[int, int]] | None:
         """The (array, chunk index) of a store key, or None if it is no chunk of a recorded array."""
         parts = key.split("/")
-        if len(parts) < 4 or parts[0] not in self.arrays or parts[1] != "c":
+        n = len(self.chunk_prefix)
+        if len(parts) < 3 + n or parts[0] not in self.arrays or tuple(parts[1 : 1 + n]) != self.chunk_prefix:
             return None
         try:
-            return parts[0], (int(parts[2]), int(parts[3]))
+            return parts[0], (int(parts[1 + n]), int(parts[2 + n]))
         except ValueError:
             return None
 
@@ -95,8 +105,12 @@ class ChunkLayout:
         )
 
     def key(self, name: str, index: tuple[int, int], ndim: int) -> str:
-        """The store key of a chunk (default Zarr v3 chunk key encoding)."""
-        return "/".join([name, "c", str(index[0]), str(index[1]), *["0"] * (ndim - 2)])
+        """The store key of a chunk (default Zarr v3 chunk key encoding; v2 with ``/`` separators)."""
+        return "/".join([name, *self.chunk_prefix, str(index[0]), str(index[1]), *["0"] * (ndim - 2)])
+
+    def chunk_root(self, name: str) -> Path:
+        """The folder holding an array's chunk files."""
+        return self.path.joinpath(name, *self.chunk_prefix)
 
 
 def crc_ok(data: bytes | memoryview | np.ndarray) -> bool:
@@ -133,14 +147,17 @@ class CheckedStore(LocalStore):
             return buffer
         if buffer is None:
             raise self.layout.damaged(*located, "is missing")
-        if byte_range is None and not crc_ok(buffer.as_numpy_array()):
+        if byte_range is None and self.layout.zarr_format == 3 and not crc_ok(buffer.as_numpy_array()):
             raise self.layout.damaged(*located, "fails its checksum (truncated or altered)")
         return buffer
 
 
-def integrity_attr(arrays: Iterable[str]) -> dict[str, Any]:
-    """The ``integrity`` attr a writer records: the arrays it writes per chunk window."""
-    return {"version": INTEGRITY_VERSION, "arrays": sorted(arrays), "checksum": "crc32c", "all_chunks": True}
+def integrity_attr(arrays: Iterable[str], zarr_format: int = 3) -> dict[str, Any]:
+    """The ``integrity`` attr a writer records: the arrays it writes per chunk window and their check."""
+    record = {"version": INTEGRITY_VERSION, "arrays": sorted(arrays), "all_chunks": True}
+    if zarr_format == 3:
+        return {**record, "checksum": "crc32c"}
+    return {**record, "checksum": "zlib-adler32", "zarr_format": zarr_format}
 
 
 def layout_of(path: Path, attrs: dict[str, Any], chunk: tuple[int, int]) -> ChunkLayout | None:
@@ -148,7 +165,8 @@ def layout_of(path: Path, attrs: dict[str, Any], chunk: tuple[int, int]) -> Chun
     record = attrs.get(INTEGRITY_ATTR)
     if not isinstance(record, dict) or record.get("version") != INTEGRITY_VERSION:
         return None
-    return ChunkLayout(Path(path), Grid.from_dict(attrs["grid"]), chunk, tuple(record["arrays"]))
+    zarr_format = int(record.get("zarr_format", 3))
+    return ChunkLayout(Path(path), Grid.from_dict(attrs["grid"]), chunk, tuple(record["arrays"]), zarr_format)
 
 
 def check_metadata(path: Path) -> dict[str, Any] | None:
@@ -336,11 +354,11 @@ def _extra_chunks(layout: ChunkLayout) -> list[ChunkProblem]:
     n_rows, n_cols = layout.n_chunks
     extra = []
     for name in layout.arrays:
-        root = layout.path / name / "c"
+        root = layout.chunk_root(name)
         if not root.is_dir():
             continue
         for file in root.rglob("*"):
-            if not file.is_file():
+            if not file.is_file() or file.name.startswith(".z"):  # v2 metadata lives beside the chunks
                 continue
             located = layout.locate(f"{name}/{file.relative_to(layout.path / name).as_posix()}")
             inside = located is not None and located[1][0] < n_rows and located[1][1] < n_cols
@@ -374,7 +392,7 @@ def mark_for_repair(report: VerifyReport, layout: ChunkLayout, progress_dir: str
     for k, (i, j) in enumerate((i, j) for i in range(n_rows) for j in range(n_cols)):
         if (i, j) in damaged:
             for name in layout.arrays:
-                for file in (layout.path / name / "c" / str(i)).glob(f"{j}*"):
+                for file in (layout.chunk_root(name) / str(i)).glob(f"{j}*"):
                     if file.is_dir():
                         for inner in file.rglob("*"):
                             if inner.is_file():

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from landprompt import checks
-from landprompt.embedder.cube import DEFAULT_CHUNK, ChunkWindow, CubeDtype, CubeWriter
+from landprompt.embedder.cube import DEFAULT_CHUNK, ChunkWindow, CubeDtype, CubeWriter, ZarrFormat
 from landprompt.embedder.models import Encoder, pixel_latlon
 from landprompt.embedder.recipe import EncoderRecipe, weights_sha256
 from landprompt.eo.aoi import check_grid
@@ -109,6 +109,7 @@ def embed_run(
     progress: bool = True,
     basis: str = "none",
     rank: int = 64,
+    zarr_format: ZarrFormat = 3,
 ) -> Path:
     """Embed an AOI for one year into a cube at ``out``; re-running the same command resumes it.
 
@@ -137,6 +138,8 @@ def embed_run(
             own embeddings (:func:`~landprompt.embedder.convert.convert_cube`) and the staging cube removed;
             both steps resume.
         rank: Requested rank of a PCA basis.
+        zarr_format: Zarr layout of the cube: 3, or 2 for the GDAL in rasterio's wheels and QGIS
+            (see :class:`~landprompt.embedder.cube.CubeWriter`).
 
     Returns:
         The finished cube's path.
@@ -157,7 +160,7 @@ def embed_run(
             random_weights=random_weights, crs=crs, chunk=chunk, dtype=dtype, batch_size=batch_size,
             device=device, scheduler=scheduler, force=force, progress=progress,
         )  # fmt: skip
-        convert_cube(staging, out, rank, dtype, progress=progress)
+        convert_cube(staging, out, rank, dtype, progress=progress, zarr_format=zarr_format)
         shutil.rmtree(staging, ignore_errors=True)
         return out
     if not 2015 <= year <= 2100:
@@ -170,7 +173,9 @@ def embed_run(
     attrs = run_attrs(encoder, source, year, recipe, digest)
     check_same_encoder(out, attrs)
     created = not Path(out).exists()
-    writer = CubeWriter(out, encoder.output_grid(grid), encoder.spec.embed_dim, dtype, chunk, attrs)
+    writer = CubeWriter(
+        out, encoder.output_grid(grid), encoder.spec.embed_dim, dtype, chunk, attrs, zarr_format=zarr_format
+    )
     pending = writer.pending()
     stride = encoder.spec.output_stride
     try:

@@ -461,6 +461,6 @@ def write_reliability_png(report: dict[str, Any], path: str | os.PathLike[str]) 
     bottom.set(xlabel="predicted probability", ylabel="points")
     fig.tight_layout()
     with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", metadata=report.get("provenance"))  # PNG text chunks
     plt.close(fig)
     return Path(path)

@@ -42,7 +42,7 @@ from pyproj import CRS
 from landprompt.errors import BadInputError
 from landprompt.geo import WGS84, Grid, parse_crs
 from landprompt.query.calibration import Calibration, ConceptScorer, resolve_calibration
-from landprompt.query.probability import DEFAULT_STYLE
+from landprompt.query.probability import DEFAULT_STYLE, ProgressFn
 
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
@@ -286,6 +286,7 @@ def aggregate(
     style: str = DEFAULT_STYLE,
     logit_scale: float | None = None,
     calibration: Calibration | str | os.PathLike[str] | bool | None = None,
+    progress: ProgressFn | None = None,
 ) -> pd.DataFrame:
     """Indicators of a concept per polygon: mean probability, expected area, area above a threshold.
 
@@ -302,6 +303,7 @@ def aggregate(
         logit_scale: Softmax temperature; default: the CLIP model's.
         calibration: ``True`` for the cube's own calibration of the concept, a :class:`Calibration`,
             or a calibration JSON file.
+        progress: Called with ``(pixels done, pixels in all)`` after each chunk.
 
     Returns:
         One row per polygon in file order: the id column then :data:`INDICATORS` (see the module
@@ -325,10 +327,14 @@ def aggregate(
     scorer = ConceptScorer.of(concept, versus, clip, style, logit_scale, cube=ds)
     scorer = scorer.with_calibration(resolve_calibration(calibration, cube, scorer.query.concept))
     sums = _Sums.zeros(len(units))
+    done, total = 0, (rows.stop - rows.start) * (cols.stop - cols.start)
     for window, embedding, valid in iter_chunks(ds, rows, cols):
         zones = _zones(geometries, bounds, grid.window(window.rows, window.cols))
         if zones.any():  # chunks between the polygons are not scored
             sums.add(zones, scorer.score(embedding, valid), threshold)
+        done += window.shape[0] * window.shape[1]
+        if progress is not None:
+            progress(done, total)
     table = _table(units, sums, pixel_area)
     table.attrs.update(
         scorer.attrs(), threshold=float(threshold), pixel_area_m2=pixel_area, crs=grid.crs.to_string()
@@ -407,16 +413,16 @@ def write_indicators(
 
     Args:
         table: From :func:`aggregate`.
-        path: ``.csv``, or ``.geojson`` / ``.json``, ``.gpkg``, ``.fgb``
+        path: ``.csv``, or ``.geojson`` / ``.json``, ``.gpkg``, ``.fgb``, ``.parquet``
             (see :mod:`~landprompt.query.vectors`).
         units: The polygons the table was computed over (vector output only).
-        metadata: Layer metadata of a GeoPackage (e.g. provenance tags).
+        metadata: Metadata such as provenance tags, stored as :mod:`~landprompt.query.vectors` says.
     """
     from landprompt.query.vectors import vector_suffix, write_vector
 
     path = Path(path)
     if vector_suffix(path, "indicators") == ".csv":
-        return write_vector(table, [None] * len(table), WGS84.to_string(), path)
+        return write_vector(table, [None] * len(table), WGS84.to_string(), path, metadata=metadata)
     if units is None or len(units) != len(table):
         raise BadInputError("vector output needs the polygons the table was computed over")
     return write_vector(table, units.reprojected(WGS84), WGS84.to_string(), path, metadata=metadata)

@@ -28,7 +28,7 @@ import xarray as xr
 from landprompt.errors import BadInputError
 from landprompt.geo import BBox, Grid
 from landprompt.query.calibration import Calibration, ConceptScorer, resolve_calibration
-from landprompt.query.probability import DEFAULT_STYLE
+from landprompt.query.probability import DEFAULT_STYLE, ProgressFn
 
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
@@ -60,6 +60,7 @@ def change_map(
     style: str = DEFAULT_STYLE,
     logit_scale: float | None = None,
     calibration: CalibrationArg = None,
+    progress: ProgressFn | None = None,
 ) -> xr.Dataset:
     """Map the change in probability of a concept from cube A (earlier) to cube B (later).
 
@@ -76,6 +77,7 @@ def change_map(
         logit_scale: Softmax temperature; default: the CLIP model's.
         calibration: ``True`` applies each cube's own calibration of the concept
             (``<cube>.calibration/<slug>.json``); a :class:`Calibration` or JSON path applies to both.
+        progress: Called with ``(pixels done, pixels in all)`` after each chunk.
 
     Returns:
         Dataset with ``p_a``, ``p_b``, ``diff`` and ``class`` [y, x], the cubes' CRS and transform.
@@ -97,6 +99,7 @@ def change_map(
     rows, cols = grid.slices_of_bbox(bbox) if bbox is not None else (slice(0, grid.rows), slice(0, grid.cols))
     sub = grid.window(rows, cols)
     p_a, p_b = (np.full(sub.shape, np.nan, dtype=np.float32) for _ in range(2))
+    done, total = 0, p_a.size
     for window, prob in scorer_a.iter_chunks(ds_a, rows, cols):
         out = (
             slice(window.rows.start - rows.start, window.rows.stop - rows.start),
@@ -104,6 +107,9 @@ def change_map(
         )
         p_a[out] = prob
         p_b[out] = scorer_b.score(*read_window(ds_b, window.rows, window.cols))
+        done += window.shape[0] * window.shape[1]
+        if progress is not None:
+            progress(done, total)
     attrs = {**scorer.attrs(), "cube_a": _name(cube_a), "cube_b": _name(cube_b)}
     return change_from_maps(_map(p_a, sub), _map(p_b, sub), threshold, attrs)
 
@@ -209,7 +215,9 @@ def write_change(
             write_class_cog(codes.rename("class"), tmp["class"], CLASS_COLOURS, nodata=NODATA, tags=tags)
         if "png" in tmp:
             label = "change in probability (B - A)"
-            write_png(ds["diff"], tmp["png"], title=title, cmap="RdBu", label=label, vmin=-1, vmax=1)
+            write_png(
+                ds["diff"], tmp["png"], title=title, cmap="RdBu", label=label, vmin=-1, vmax=1, tags=tags
+            )
     return [Path(path) for path in outputs.values()]
 
 

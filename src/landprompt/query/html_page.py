@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping
 from importlib.resources import files
 
 #: Leaflet release vendored in ``assets/``.
@@ -22,7 +23,7 @@ _PAGE = """<!DOCTYPE html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="landprompt {version}">
-<title>{title}</title>
+{meta}<title>{title}</title>
 <style>{leaflet_css}</style>
 <style>
 html, body, #map {{ height: 100%; margin: 0; }}
@@ -66,7 +67,12 @@ def _asset(name: str) -> str:
 
 
 def leaflet_page(
-    title: str, image_uri: str, bounds: list[list[float]], colours: list[str], caption: str = "probability"
+    title: str,
+    image_uri: str,
+    bounds: list[list[float]],
+    colours: list[str],
+    caption: str = "probability",
+    meta: Mapping[str, str] | None = None,
 ) -> str:
     """The HTML of an offline map page.
 
@@ -76,6 +82,7 @@ def leaflet_page(
         bounds: Leaflet bounds ``[[south, west], [north, east]]`` of the overlay.
         colours: Colours (``#rrggbb``) of the legend, from 0 to 1.
         caption: Legend caption.
+        meta: ``<meta name=... content=...>`` tags of the page head (e.g. provenance).
 
     Returns:
         The page, with Leaflet inlined.
@@ -84,6 +91,9 @@ def leaflet_page(
 
     return _PAGE.format(
         version=__version__,
+        meta="".join(
+            f'<meta name="{html.escape(k)}" content="{html.escape(v)}">\n' for k, v in (meta or {}).items()
+        ),
         title=html.escape(title),
         leaflet_css=_asset("leaflet.css"),
         leaflet_js=_asset("leaflet.js").replace("</script", "<\\/script"),

@@ -554,12 +554,19 @@ def _probability(job: MapJob) -> xr.DataArray:
         calibration = load_calibration(calibration_path(job.cube, job.prompt))
         calibration.check(_query(job.prompt, job.versus, job.style, clip))
         da = apply_calibration(da, calibration)
-    from landprompt.query.provenance import provenance_tags
-
     calibrated = str(calibration_path(job.cube, job.prompt)) if job.calibrated else None
-    background = [name for name, kept in zip(names, keep, strict=True) if kept]
-    da.attrs.update(provenance_tags(job.cube, clip, job.prompt, background, job.style, calibrated))
+    da.attrs.update(_provenance(job, calibrated))
     return da
+
+
+def _provenance(job: MapJob | AnalyticsJob, calibration: str | None) -> dict[str, str]:
+    """Provenance tags of a job's outputs (its background without the concept, as it was scored)."""
+    from landprompt.query.provenance import provenance_tags, with_cube_b
+
+    names, _ = _background(job.clip, job.versus, job.style)
+    background = [name for name in names if name.lower() != job.prompt.lower()]
+    tags = provenance_tags(job.cube, _clip(job.clip), job.prompt, background, job.style, calibration)
+    return with_cube_b(tags, job.cube_b) if isinstance(job, ChangeJob) else tags
 
 
 def _query(prompt: str, versus: tuple[str, ...] | None, style: str, clip: ClipModel) -> QuerySettings:
@@ -589,8 +596,9 @@ def _run_change(job: ChangeJob, todo: dict[str, Path]) -> None:
     ds = change_map(
         job.cube, job.cube_b, _scorer(job), threshold=job.threshold, bbox=job.bbox, calibration=job.calibrated
     )
+    tags = _provenance(job, "cube" if job.calibrated else None)
     with _PYPLOT_LOCK:
-        write_change(ds, todo, title=job.title)
+        write_change(ds, todo, title=job.title, tags=tags)
 
 
 def _run_aggregate(job: AggregateJob, todo: dict[str, Path]) -> None:
@@ -598,8 +606,9 @@ def _run_aggregate(job: AggregateJob, todo: dict[str, Path]) -> None:
 
     units = read_units(job.units, job.id_field)
     table = aggregate(job.cube, _scorer(job), units, threshold=job.threshold, calibration=job.calibrated)
+    tags = _provenance(job, "cube" if job.calibrated else None)
     for path in todo.values():
-        write_indicators(table, path, units)
+        write_indicators(table, path, units, metadata=tags)
 
 
 def _run_points(job: PointsJob, todo: dict[str, Path]) -> None:
@@ -614,6 +623,7 @@ def _run_points(job: PointsJob, todo: dict[str, Path]) -> None:
         block_km=job.block_km,
         save="calibration" in todo,
     )
+    report["provenance"] = _provenance(job, None)
     if "json" in todo:
         write_points_report(report, todo["json"])
     if "png" in todo:

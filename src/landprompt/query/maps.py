@@ -202,12 +202,16 @@ def write_png(
     label: str = "probability",
     vmin: float = 0.0,
     vmax: float = 1.0,
+    tags: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a PNG quicklook: the map in map coordinates, a colour bar and a scale bar.
 
-    ``vmin``/``vmax`` set the colour range (e.g. -1, 1 with ``cmap="RdBu"`` for a change map).
+    ``vmin``/``vmax`` set the colour range (e.g. -1, 1 with ``cmap="RdBu"`` for a change map). The
+    provenance tags among the map's attrs, and ``tags``, are stored as PNG text chunks.
     """
     import matplotlib
+
+    from landprompt.query.provenance import provenance_of
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -240,7 +244,7 @@ def write_png(
     ax.set_title(title or str(da.name or ""))
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", metadata={**provenance_of(da.attrs), **(tags or {})})
     plt.close(fig)
     return Path(path)
 
@@ -257,6 +261,7 @@ def write_html(
     title: str = "",
     cmap: str = "magma",
     max_pixels: int = HTML_MAX_PIXELS,
+    tags: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a self-contained HTML map (Leaflet, inlined) of a small area that works offline.
 
@@ -271,6 +276,7 @@ def write_html(
         title: Title shown above the map (default: the DataArray's name).
         cmap: Matplotlib colormap name.
         max_pixels: Largest map accepted, in pixels.
+        tags: Provenance tags written as ``<meta>`` tags, with those among the map's attrs.
 
     Returns:
         The written path.
@@ -282,6 +288,7 @@ def write_html(
     from matplotlib.colors import to_hex
 
     from landprompt.query.html_page import leaflet_page
+    from landprompt.query.provenance import provenance_of
 
     _check_map(da)
     check_html_size(da.shape, max_pixels)
@@ -289,7 +296,8 @@ def write_html(
     bounds = _latlon_bounds(mercator)
     label = title or str(da.name or "probability")
     colours = [to_hex(colormaps[cmap](v)) for v in np.linspace(0, 1, 11)]
-    page = leaflet_page(label, _png_data_uri(_rgba(mercator.values, cmap)), bounds, colours)
+    meta = {**provenance_of(da.attrs), **(tags or {})}
+    page = leaflet_page(label, _png_data_uri(_rgba(mercator.values, cmap)), bounds, colours, meta=meta)
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return Path(path)

@@ -7,7 +7,7 @@ background set of prompts (the shipped land-cover vocabulary, or ``versus`` prom
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 DEFAULT_STYLE = "ground"
 #: CLIP's logit scale (exp of its learned temperature, clamped to 100 in training).
 CLIP_LOGIT_SCALE = 100.0
+#: A progress callback of the chunk loops: ``(pixels done, pixels in all)`` after each chunk.
+ProgressFn = Callable[[int, int], None]
 
 
 def default_vocabulary() -> list[str]:
@@ -115,6 +117,7 @@ def probability_map(
     clip: ClipModel | None = None,
     style: str = DEFAULT_STYLE,
     logit_scale: float | None = None,
+    progress: ProgressFn | None = None,
 ) -> xr.DataArray:
     """Probability of a concept at every pixel of a cube (or of a lon/lat ``bbox`` within it).
 
@@ -131,6 +134,7 @@ def probability_map(
             used, else the ``logit_scale`` recorded in the cube's attrs, else CLIP's 100
             (:data:`CLIP_LOGIT_SCALE`). With both ``concept`` and ``versus`` given as embeddings no text
             tower is loaded.
+        progress: Called with ``(pixels done, pixels in all)`` after each chunk.
 
     Returns:
         float32 DataArray [y, x] named ``probability`` with NaN where the cube is not valid, carrying
@@ -162,7 +166,11 @@ def probability_map(
     scale = resolve_logit_scale(ds, clip, logit_scale)
 
     out = np.full((rows.stop - rows.start, cols.stop - cols.start), np.nan, dtype=np.float32)
+    done, total = 0, out.size
     for window, prob in iter_probabilities(ds, classes[:1], classes[1:], scale, rows, cols):
+        done += window.shape[0] * window.shape[1]
+        if progress is not None:
+            progress(done, total)
         out[
             window.rows.start - rows.start : window.rows.stop - rows.start,
             window.cols.start - cols.start : window.cols.stop - cols.start,

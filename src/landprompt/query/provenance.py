@@ -1,15 +1,19 @@
-"""Provenance tags for map outputs: what cube, model, prompts and settings made a map, and when.
+"""Provenance tags for every output: what cube, model, prompts and settings made it, and when.
 
-:func:`provenance_tags` returns flat string tags that :func:`landprompt.query.maps.write_cog` stores as
-GDAL metadata (``gdalinfo`` and QGIS show them), so a map shared with a colleague says where it came from.
+:func:`provenance_tags` returns flat string tags, stored the way each format keeps metadata, so an output
+shared with a colleague says where it came from: GDAL metadata in COGs (``gdalinfo`` and QGIS show them),
+text chunks in PNGs, ``<meta>`` tags in HTML maps, layer metadata in GeoPackages and FlatGeobufs, a
+``landprompt`` member in GeoJSON, schema metadata in GeoParquet and a ``provenance`` key in the
+``.crs.json`` sidecar of a CSV.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import xarray as xr
@@ -67,3 +71,38 @@ def provenance_tags(
         "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     return {PREFIX + key: value for key, value in values.items()}
+
+
+def with_cube_b(tags: Mapping[str, str], cube_b: str | os.PathLike[str]) -> dict[str, str]:
+    """The tags of a change map: cube A's ``tags`` plus cube B's path and content hash."""
+    from landprompt.embedder.cube import open_cube
+
+    return {
+        **tags,
+        PREFIX + "cube_b": os.path.abspath(cube_b),
+        PREFIX + "cube_b_content_hash": str(open_cube(cube_b).attrs.get("content_hash", "")),
+    }
+
+
+def search_tags(
+    cubes: Sequence[str | os.PathLike[str]], clip: ClipModel, concept: str, style: str = "ground"
+) -> dict[str, str]:
+    """Provenance tags of a top-k search over one cube or the shards of a folder.
+
+    A search ranks by similarity, with no background: ``landprompt_background`` says so. For several
+    shards ``landprompt_cube`` names their folder and ``landprompt_cube_content_hash`` lists their hashes.
+    """
+    from landprompt.embedder.cube import open_cube
+
+    tags = provenance_tags(cubes[0], clip, concept, None, style)
+    tags[PREFIX + "background"] = json.dumps([])
+    if len(cubes) > 1:
+        tags[PREFIX + "cube"] = os.path.abspath(Path(cubes[0]).parent)
+        hashes = [str(open_cube(c).attrs.get("content_hash", "")) for c in cubes]
+        tags[PREFIX + "cube_content_hash"] = json.dumps(hashes)
+    return tags
+
+
+def provenance_of(attrs: Mapping[str, object]) -> dict[str, str]:
+    """The provenance tags among a map's attrs (those :func:`provenance_tags` added), as strings."""
+    return {key: str(value) for key, value in attrs.items() if key.startswith(PREFIX)}

@@ -229,9 +229,9 @@ def open_session(cube: str | Path, clip: ClipModel | None = None) -> QuerySessio
 
 
 def _stamp(path: Path) -> tuple[tuple[int, int] | None, ...]:
-    """Size and mtime of the cube's metadata and of its default index file and sidecar."""
+    """Size and mtime of the cube's metadata (Zarr v3 or v2) and of its default index file and sidecar."""
     index = default_index_path(path)
-    return tuple(_file_stamp(p) for p in (path / "zarr.json", index, sidecar_path(index)))
+    return tuple(_file_stamp(p) for p in (path / "zarr.json", path / ".zattrs", index, sidecar_path(index)))
 
 
 def _file_stamp(path: Path) -> tuple[int, int] | None:

@@ -21,7 +21,13 @@ from landprompt.embedder.cube import cube_grid, open_cube
 from landprompt.errors import BadInputError
 from landprompt.geo import EUROPE_CRS, WGS84, BBox, Grid, transform_points
 from landprompt.index.search import CubeIndex
-from landprompt.query.probability import DEFAULT_STYLE, _as_unit_rows, clip_for_cube, concept_embedding
+from landprompt.query.probability import (
+    DEFAULT_STYLE,
+    ProgressFn,
+    _as_unit_rows,
+    clip_for_cube,
+    concept_embedding,
+)
 from landprompt.query.scoring import iter_scores
 
 if TYPE_CHECKING:
@@ -39,6 +45,7 @@ def top_k(
     clip: ClipModel | None = None,
     style: str = DEFAULT_STYLE,
     index: str | Path | CubeIndex | None = "auto",
+    progress: ProgressFn | None = None,
 ) -> pd.DataFrame:
     """The ``k`` best-matching distinct places of a cube for a prompt or an embedding.
 
@@ -52,6 +59,8 @@ def top_k(
         style: Prompt template style.
         index: ``"auto"`` (the cube's default index if it has one, else an exact scan), an index path
             or :class:`~landprompt.index.search.CubeIndex`, or None (exact scan).
+        progress: Called with ``(pixels done, pixels in all)`` after each chunk of an exact scan (once,
+            at the end, of an index search).
 
     Returns:
         A DataFrame with columns rank, row, col, lon, lat, x, y, score (cosine), best first.
@@ -74,9 +83,11 @@ def top_k(
         searcher = session.index if session is not None and index == "auto" else _resolve_index(cube, index)
     if searcher is not None:
         rows, cols, scores = _nms_over_index(searcher, vector, k, radius)
+        if progress is not None:
+            progress(grid.rows * grid.cols, grid.rows * grid.cols)
     else:
         window = grid.slices_of_bbox(bbox) if bbox is not None else (slice(0, grid.rows), slice(0, grid.cols))
-        rows, cols, scores = _nms_over_scan(ds, window, vector, k, radius)
+        rows, cols, scores = _nms_over_scan(ds, window, vector, k, radius, progress)
     return _places_table(grid, rows, cols, scores)
 
 
@@ -87,11 +98,14 @@ def top_k_shards(
     min_distance_m: float = 0.0,
     clip: ClipModel | None = None,
     style: str = DEFAULT_STYLE,
+    progress: ProgressFn | None = None,
 ) -> pd.DataFrame:
     """Top-k over several cubes (shards of one region, e.g. Europe's tiles), merged into one list.
 
     Each shard is searched with its own index (or scanned), the query encoded once; the shards' results
     are merged by score and suppressed again across shard borders in EPSG:3035 metres.
+
+    ``progress`` is called with ``(shards done, shards in all)`` after each shard.
 
     Returns:
         The :func:`top_k` columns plus ``cube``, the shard each place comes from.
@@ -101,7 +115,11 @@ def top_k_shards(
     k = checks.count("k", k)
     min_distance_m = checks.finite("min distance (metres)", min_distance_m, 0.0) or 0.0
     vector = _query_vector(open_cube(cubes[0]), query, clip, style)
-    tables = [top_k(cube, vector, k, min_distance_m).assign(cube=str(cube)) for cube in cubes]
+    tables = []
+    for n, cube in enumerate(cubes, start=1):
+        tables.append(top_k(cube, vector, k, min_distance_m).assign(cube=str(cube)))
+        if progress is not None:
+            progress(n, len(cubes))
     merged = pd.concat(tables, ignore_index=True).sort_values("score", ascending=False, kind="stable")
     x, y = transform_points(merged["lon"].to_numpy(), merged["lat"].to_numpy(), WGS84, EUROPE_CRS)
     kept = merged.iloc[spatial_nms(y, x, k, min_distance_m)].reset_index(drop=True)
@@ -111,7 +129,7 @@ def top_k_shards(
 def cube_paths(path: str | Path) -> list[Path]:
     """A cube, or the cubes (``*.zarr``) of a folder of shards."""
     path = Path(path)
-    if path.is_dir() and not (path / "zarr.json").exists():
+    if path.is_dir() and not any((path / name).exists() for name in ("zarr.json", ".zgroup")):  # Zarr v3, v2
         shards = sorted(p for p in path.glob("*.zarr") if p.is_dir())
         if shards:
             return shards
@@ -205,12 +223,21 @@ def _nms_over_index(
 
 
 def _nms_over_scan(
-    ds: xr.Dataset, window: tuple[slice, slice], vector: np.ndarray, k: int, radius: float
+    ds: xr.Dataset,
+    window: tuple[slice, slice],
+    vector: np.ndarray,
+    k: int,
+    radius: float,
+    progress: ProgressFn | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact scan of a window, streamed by chunk into one score raster, then NMS."""
     rows_w, cols_w = window
     scores = np.full((rows_w.stop - rows_w.start, cols_w.stop - cols_w.start), -np.inf, dtype=np.float32)
+    done, total = 0, scores.size
     for chunk, chunk_scores_m, valid in iter_scores(ds, vector[None], rows_w, cols_w):
+        done += chunk.shape[0] * chunk.shape[1]
+        if progress is not None:
+            progress(done, total)
         chunk_scores = chunk_scores_m[..., 0]
         chunk_scores[~valid] = -np.inf
         scores[
@@ -259,11 +286,14 @@ def _with_crs(places: pd.DataFrame, grid: Grid) -> pd.DataFrame:
     return places
 
 
-def write_places(places: pd.DataFrame, path: str | Path, fmt: str | None = None) -> Path:
+def write_places(
+    places: pd.DataFrame, path: str | Path, fmt: str | None = None, metadata: dict[str, str] | None = None
+) -> Path:
     """Write a places table as points in lon/lat, in the format the suffix names.
 
-    ``.csv``, ``.geojson``, ``.gpkg`` or ``.fgb``; ``fmt`` (``csv`` or ``geojson``) must agree with the
-    suffix. A CSV gets a ``.crs.json`` sidecar naming the CRS of ``lon``/``lat`` and ``x``/``y``.
+    ``.csv``, ``.geojson``, ``.gpkg``, ``.fgb`` or ``.parquet``; ``fmt`` (``csv`` or ``geojson``) must
+    agree with the suffix. A CSV gets a ``.crs.json`` sidecar naming the CRS of ``lon``/``lat`` and
+    ``x``/``y``. ``metadata`` (e.g. provenance tags) is stored as :mod:`~landprompt.query.vectors` says.
     """
     from landprompt.query.vectors import vector_suffix, write_vector
 
@@ -278,7 +308,7 @@ def write_places(places: pd.DataFrame, path: str | Path, fmt: str | None = None)
     csv_crs = {"lon,lat": "EPSG:4326"}
     if "crs" in places.attrs:
         csv_crs["x,y"] = str(places.attrs["crs"])
-    return write_vector(places, points, "EPSG:4326", path, csv_crs=csv_crs)
+    return write_vector(places, points, "EPSG:4326", path, csv_crs=csv_crs, metadata=metadata)
 
 
 def places_geojson(places: pd.DataFrame) -> dict:
