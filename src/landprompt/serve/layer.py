@@ -65,6 +65,29 @@ class Query:
         return probabilities if self.calibration is None else self.calibration.apply(probabilities)
 
 
+@dataclass(frozen=True)
+class Footprint:
+    """What a tile reads.
+
+    Attributes:
+        tile: The tile.
+        level: Overview level (0: the cube itself).
+        session: That level's session.
+        window: Its pixel rows and columns the tile covers.
+        rows: Level row under each tile pixel centre (256, 256).
+        cols: Level column under each tile pixel centre.
+        inside: Whether that pixel lies inside the level's grid.
+    """
+
+    tile: morecantile.Tile
+    level: int
+    session: QuerySession
+    window: tuple[slice, slice]
+    rows: np.ndarray
+    cols: np.ndarray
+    inside: np.ndarray
+
+
 class ServedCube:
     """One cube served by ``landprompt serve``: its session, overviews and queries.
 
@@ -138,8 +161,8 @@ class ServedCube:
             calibration.check(settings)
         return Query(concept, versus, vectors, background, scale, calibration)
 
-    def tile(self, z: int, x: int, y: int, query: Query) -> tuple[np.ndarray, np.ndarray, morecantile.Tile]:
-        """Probabilities (256, 256) of a Web Mercator tile (NaN off the cube) and the valid fraction.
+    def footprint(self, z: int, x: int, y: int) -> Footprint:
+        """Which level, window and level pixels a Web Mercator tile reads (nearest pixel).
 
         Raises:
             TileOutOfRangeError: if ``z/x/y`` is no tile of WebMercatorQuad up to :attr:`maxzoom`.
@@ -151,39 +174,47 @@ class ServedCube:
             )
         tile = morecantile.Tile(x, y, z)
         left, _, right, top = TMS.xy_bounds(tile)
-        step = (right - left) / TILE_SIZE
-        centres = (np.arange(TILE_SIZE) + 0.5) * step
+        centres = (np.arange(TILE_SIZE) + 0.5) * (right - left) / TILE_SIZE
         mx, my = np.meshgrid(left + centres, top - centres)
         cx, cy = transform_points(mx, my, TMS.crs.to_wkt(), self.grid.crs)
-        spacing = float(
-            np.hypot(
-                cx[TILE_SIZE // 2, 1] - cx[TILE_SIZE // 2, 0], cy[TILE_SIZE // 2, 1] - cy[TILE_SIZE // 2, 0]
-            )
-        )
-        level = int(
-            np.clip(math.floor(math.log2(max(spacing / self.grid.resolution[0], 1))), 0, len(self.levels))
-        )
+        mid = TILE_SIZE // 2
+        spacing = float(np.hypot(cx[mid, 1] - cx[mid, 0], cy[mid, 1] - cy[mid, 0]))
+        ratio = max(spacing / self.grid.resolution[0], 1.0)
+        level = int(np.clip(math.floor(math.log2(ratio)), 0, len(self.levels)))
         session = self.session if level == 0 else self.levels[level - 1]
-        grid = session.grid
-        rows, cols = grid.xy_to_rowcol(cx, cy)
-        inside = grid.contains(rows, cols)
+        rows, cols = session.grid.xy_to_rowcol(cx, cy)
+        inside = session.grid.contains(rows, cols)
         if not inside.any():
             raise OutsideCubeError(f"tile {z}/{x}/{y} does not touch cube {self.name!r}")
-        r0, r1 = int(rows[inside].min()), int(rows[inside].max()) + 1
-        c0, c1 = int(cols[inside].min()), int(cols[inside].max()) + 1
-        window = session.probability_window(
-            slice(r0, r1), slice(c0, c1), query.vectors, query.background, query.logit_scale
+        window = (
+            slice(int(rows[inside].min()), int(rows[inside].max()) + 1),
+            slice(int(cols[inside].min()), int(cols[inside].max()) + 1),
+        )
+        return Footprint(tile, level, session, window, rows, cols, inside)
+
+    def tile(self, z: int, x: int, y: int, query: Query) -> tuple[np.ndarray, np.ndarray, morecantile.Tile]:
+        """Probabilities (256, 256) of a Web Mercator tile (NaN off the cube) and the valid fraction.
+
+        Raises:
+            TileOutOfRangeError: if ``z/x/y`` is no tile of WebMercatorQuad up to :attr:`maxzoom`.
+            OutsideCubeError: if the tile does not touch the cube.
+        """
+        where = self.footprint(z, x, y)
+        rows, cols = where.window
+        inside = where.inside
+        at = (where.rows[inside] - rows.start, where.cols[inside] - cols.start)
+        window = where.session.probability_window(
+            rows, cols, query.vectors, query.background, query.logit_scale
         )[..., 0]
         values = np.full((TILE_SIZE, TILE_SIZE), np.nan, np.float32)
-        values[inside] = window[rows[inside] - r0, cols[inside] - c0]
+        values[inside] = window[at]
         fraction = np.zeros((TILE_SIZE, TILE_SIZE), np.float32)
-        if level == 0:
+        if where.level == 0:
             fraction[inside] = np.isfinite(values[inside])
         else:
-            stored = session.ds["valid_fraction"][r0:r1, c0:c1].to_numpy()
-            fraction[inside] = stored[rows[inside] - r0, cols[inside] - c0]
+            fraction[inside] = where.session.ds["valid_fraction"][rows, cols].to_numpy()[at]
         fraction[~np.isfinite(values)] = 0
-        return query.finish(values), fraction, tile
+        return query.finish(values), fraction, where.tile
 
     def point(self, lon: float, lat: float, query: Query) -> dict[str, Any]:
         """Cosine score and probability of the base pixel at a lon/lat point.
