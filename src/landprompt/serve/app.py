@@ -248,7 +248,7 @@ def encode_tile(values: np.ndarray, fraction: np.ndarray, tile: Any, fmt: str) -
     if fmt == "png":
         index = np.rint(np.nan_to_num(np.clip(values, 0, 1)) * 255).astype(np.uint8)
         rgba = _LUT[index]
-        return render(np.moveaxis(rgba[..., :3], -1, 0), alpha, img_format=ImageType.png.driver)
+        return render(np.moveaxis(rgba[..., :3], -1, 0), alpha, img_format=ImageType.png.driver, ZLEVEL=1)
     options: dict[str, Any] = {}
     if fmt == "tif":
         options = {

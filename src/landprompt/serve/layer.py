@@ -30,6 +30,20 @@ from landprompt.query.session import QuerySession, open_session
 #: The tile matrix set of the map tiles (morecantile's WebMercatorQuad, 256 px tiles).
 TMS = morecantile.tms.get("WebMercatorQuad")
 TILE_SIZE = 256
+_KNOTS = 17
+
+
+def _interpolation_matrix() -> np.ndarray:
+    """(256, 17) weights of linear interpolation from the knots to every pixel centre."""
+    position = np.arange(TILE_SIZE) / (TILE_SIZE - 1) * (_KNOTS - 1)
+    left = np.minimum(position.astype(int), _KNOTS - 2)
+    weights = np.zeros((TILE_SIZE, _KNOTS))
+    weights[np.arange(TILE_SIZE), left] = 1 - (position - left)
+    weights[np.arange(TILE_SIZE), left + 1] = position - left
+    return weights
+
+
+_INTERPOLATION = _interpolation_matrix()
 
 
 class TileOutOfRangeError(BadInputError):
@@ -104,6 +118,8 @@ class ServedCube:
         self.levels: list[QuerySession] = [
             QuerySession(ds.encoding["source"], clip) for ds in open_overviews(self.path)
         ]
+        self._fractions = [_fraction_array(level.path) for level in self.levels]
+        self._mercator, self._crs = TMS.crs.to_wkt(), self.grid.crs.to_wkt()
         self._lock = threading.Lock()
         self._queries: dict[tuple[str, tuple[str, ...] | None, bool], Query] = {}
 
@@ -173,12 +189,8 @@ class ServedCube:
                 f"tile {z}/{x}/{y} is out of range: zoom 0..{self.maxzoom}, x and y 0..2^zoom - 1"
             )
         tile = morecantile.Tile(x, y, z)
-        left, _, right, top = TMS.xy_bounds(tile)
-        centres = (np.arange(TILE_SIZE) + 0.5) * (right - left) / TILE_SIZE
-        mx, my = np.meshgrid(left + centres, top - centres)
-        cx, cy = transform_points(mx, my, TMS.crs.to_wkt(), self.grid.crs)
-        mid = TILE_SIZE // 2
-        spacing = float(np.hypot(cx[mid, 1] - cx[mid, 0], cy[mid, 1] - cy[mid, 0]))
+        cx, cy = self._pixel_centres(tile)
+        spacing = float(np.hypot(cx[0, -1] - cx[0, 0], cy[0, -1] - cy[0, 0])) / (TILE_SIZE - 1)
         ratio = max(spacing / self.grid.resolution[0], 1.0)
         level = int(np.clip(math.floor(math.log2(ratio)), 0, len(self.levels)))
         session = self.session if level == 0 else self.levels[level - 1]
@@ -191,6 +203,20 @@ class ServedCube:
             slice(int(cols[inside].min()), int(cols[inside].max()) + 1),
         )
         return Footprint(tile, level, session, window, rows, cols, inside)
+
+    def _pixel_centres(self, tile: morecantile.Tile) -> tuple[np.ndarray, np.ndarray]:
+        """The tile's 256 x 256 pixel centres in the cube's CRS.
+
+        Exact at a 17 x 17 lattice of the tile's pixel centres and bilinear between them (the projection
+        is smooth at tile scale: the error is far below a pixel).
+        """
+        left, _, right, top = TMS.xy_bounds(tile)
+        step = (right - left) / TILE_SIZE
+        knots = np.linspace(0, TILE_SIZE - 1, _KNOTS)
+        mx, my = np.meshgrid(left + (knots + 0.5) * step, top - (knots + 0.5) * step)
+        kx, ky = transform_points(mx, my, self._mercator, self._crs)
+        weights = _INTERPOLATION
+        return weights @ kx @ weights.T, weights @ ky @ weights.T
 
     def tile(self, z: int, x: int, y: int, query: Query) -> tuple[np.ndarray, np.ndarray, morecantile.Tile]:
         """Probabilities (256, 256) of a Web Mercator tile (NaN off the cube) and the valid fraction.
@@ -212,7 +238,7 @@ class ServedCube:
         if where.level == 0:
             fraction[inside] = np.isfinite(values[inside])
         else:
-            fraction[inside] = where.session.ds["valid_fraction"][rows, cols].to_numpy()[at]
+            fraction[inside] = self._fractions[where.level - 1][rows, cols][at]
         fraction[~np.isfinite(values)] = 0
         return query.finish(values), fraction, where.tile
 
@@ -269,3 +295,12 @@ class ServedCube:
         da = da.copy(data=query.finish(da.values))
         da.attrs.update(concept=query.concept, logit_scale=query.logit_scale, style=DEFAULT_STYLE)
         return da
+
+
+def _fraction_array(level: Path) -> Any:
+    """The ``valid_fraction`` array of an overview level, read straight from Zarr (no dask per tile)."""
+    import zarr
+
+    from landprompt.embedder.overviews import FRACTION
+
+    return zarr.open_array(str(level / FRACTION), mode="r")
