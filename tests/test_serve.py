@@ -236,3 +236,20 @@ def test_serve_cli_refuses_a_non_cube(tmp_path: Path) -> None:
 
     result = CliRunner().invoke(app, ["serve", str(tmp_path / "missing.zarr")])
     assert result.exit_code != 0 and "does not exist" in result.output
+
+
+def test_calibrated_tiles_apply_the_cubes_calibration(planted, tiny_clip, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from landprompt.query.calibration import Calibration, calibration_path, save_calibration
+    from landprompt.serve.app import create_app
+    from landprompt.serve.layer import ServedCube
+
+    cube = shutil.copytree(planted.path, tmp_path / "planted.zarr")
+    calibration = Calibration("platt", {"a": 0.5, "b": -1.0})
+    save_calibration(calibration, calibration_path(cube, "olive groves"))
+    client = TestClient(create_app([ServedCube(cube, tiny_clip)]))
+    tile = tile_of(planted.grid, 96, 160, 14)
+    url = f"/tiles/WebMercatorQuad/14/{tile.x}/{tile.y}.npy"
+    raw = np.load(io.BytesIO(client.get(url, params=QUERY).content))[0]
+    calibrated = np.load(io.BytesIO(client.get(url, params={**QUERY, "calibrated": True}).content))[0]
+    assert np.allclose(calibrated, calibration.apply(raw), equal_nan=True)
+    assert not np.allclose(calibrated, raw, equal_nan=True)
