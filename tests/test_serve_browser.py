@@ -17,11 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER), reason="chromium and chromedriver are not installed (see .ci/run)"
-)
+from chromium import headless_chromium, requires_chromium
+
+pytestmark = requires_chromium
 
 
 @pytest.fixture(scope="module")
@@ -50,25 +48,15 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_clip):  # type: ignore
 
 
 def test_page_maps_a_typed_concept_over_the_planted_area(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    pytest.importorskip("selenium")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
     url, planted = server
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--window-size=900,700",
+    driver = headless_chromium(
+        "900,700",
         "--proxy-server=http://127.0.0.1:9",  # nothing listens there: the online base map cannot load
         "--proxy-bypass-list=127.0.0.1",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    )
     try:
         driver.get(url)
         driver.find_element(By.ID, "lp-versus").send_keys("sea, a forest")
