@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ from landprompt.query.session import QuerySession, open_session
 #: The tile matrix set of the map tiles (morecantile's WebMercatorQuad, 256 px tiles).
 TMS = morecantile.tms.get("WebMercatorQuad")
 TILE_SIZE = 256
+#: Queries (concept, versus, calibrated) kept scored per cube, least recently used dropped first.
+MAX_QUERIES = 256
 _KNOTS = 17
 
 
@@ -121,7 +124,7 @@ class ServedCube:
         self._fractions = [_fraction_array(level.path) for level in self.levels]
         self._mercator, self._crs = TMS.crs.to_wkt(), self.grid.crs.to_wkt()
         self._lock = threading.Lock()
-        self._queries: dict[tuple[str, tuple[str, ...] | None, bool], Query] = {}
+        self._queries: OrderedDict[tuple[str, tuple[str, ...] | None, bool], Query] = OrderedDict()
 
     # --- description -----------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -156,9 +159,15 @@ class ServedCube:
         wanted = tuple(v.strip() for v in versus if v.strip()) if versus else None
         key = (concept, wanted, calibrated)
         with self._lock:
-            if key not in self._queries:
-                self._queries[key] = self._make_query(concept, wanted, calibrated)
-            return self._queries[key]
+            if key in self._queries:
+                self._queries.move_to_end(key)
+                return self._queries[key]
+        made = self._make_query(concept, wanted, calibrated)  # outside the lock: warm queries go on
+        with self._lock:
+            self._queries[key] = made
+            while len(self._queries) > MAX_QUERIES:
+                self._queries.popitem(last=False)
+        return made
 
     def _make_query(self, concept: str, versus: tuple[str, ...] | None, calibrated: bool) -> Query:
         vectors = self.session.encode([concept], DEFAULT_STYLE)
