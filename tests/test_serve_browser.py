@@ -19,7 +19,7 @@ from PIL import Image
 
 from chromium import headless_chromium, requires_chromium
 
-pytestmark = requires_chromium
+pytestmark = [requires_chromium, pytest.mark.slow]  # ~15 s: a cube, a server and a browser
 
 
 @pytest.fixture(scope="module")
