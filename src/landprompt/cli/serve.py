@@ -27,6 +27,7 @@ def serve(
 
         landprompt serve cubes/ --port 8080
     """
+    import torch
     import uvicorn
 
     from landprompt.query.topk import cube_paths
@@ -37,5 +38,6 @@ def serve(
     model = clip_or_none(clip, pretrained, paths[0])
     with working(f"opening {len(paths)} cube(s)..."):
         app = create_app([ServedCube(path, model) for path in paths], Limits(workers=workers))
+    torch.set_num_threads(1)  # requests run in parallel threads: one torch thread each (measured 1.9x faster)
     console.print(f"serving {', '.join(p.name for p in paths)} at http://{host}:{port}/ (Ctrl-C stops)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

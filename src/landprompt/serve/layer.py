@@ -36,17 +36,16 @@ MAX_QUERIES = 256
 _KNOTS = 17
 
 
-def _interpolation_matrix() -> np.ndarray:
-    """(256, 17) weights of linear interpolation from the knots to every pixel centre."""
-    position = np.arange(TILE_SIZE) / (TILE_SIZE - 1) * (_KNOTS - 1)
-    left = np.minimum(position.astype(int), _KNOTS - 2)
-    weights = np.zeros((TILE_SIZE, _KNOTS))
-    weights[np.arange(TILE_SIZE), left] = 1 - (position - left)
-    weights[np.arange(TILE_SIZE), left + 1] = position - left
-    return weights
+#: Each pixel centre's left knot and its weight towards the next knot (linear interpolation).
+_POSITION = np.arange(TILE_SIZE) / (TILE_SIZE - 1) * (_KNOTS - 1)
+_LEFT = np.minimum(_POSITION.astype(int), _KNOTS - 2)
+_RIGHT_WEIGHT = _POSITION - _LEFT
 
 
-_INTERPOLATION = _interpolation_matrix()
+def _interpolate(knots: np.ndarray) -> np.ndarray:
+    """Bilinear interpolation of (17, 17) knot values to the (256, 256) pixel centres (no BLAS)."""
+    across = knots[:, _LEFT] * (1 - _RIGHT_WEIGHT) + knots[:, _LEFT + 1] * _RIGHT_WEIGHT
+    return across[_LEFT] * (1 - _RIGHT_WEIGHT)[:, None] + across[_LEFT + 1] * _RIGHT_WEIGHT[:, None]
 
 
 class TileOutOfRangeError(BadInputError):
@@ -224,8 +223,7 @@ class ServedCube:
         knots = np.linspace(0, TILE_SIZE - 1, _KNOTS)
         mx, my = np.meshgrid(left + (knots + 0.5) * step, top - (knots + 0.5) * step)
         kx, ky = transform_points(mx, my, self._mercator, self._crs)
-        weights = _INTERPOLATION
-        return weights @ kx @ weights.T, weights @ ky @ weights.T
+        return _interpolate(kx), _interpolate(ky)
 
     def tile(self, z: int, x: int, y: int, query: Query) -> tuple[np.ndarray, np.ndarray, morecantile.Tile]:
         """Probabilities (256, 256) of a Web Mercator tile (NaN off the cube) and the valid fraction.
