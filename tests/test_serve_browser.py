@@ -77,7 +77,7 @@ def test_page_maps_a_typed_concept_over_the_planted_area(server, tmp_path: Path)
                     const p = lpMap.latLngToContainerPoint(c); return [p.x, p.y];
                   }),
                   tiles: tiles.length, scores: scores.length,
-                  exportHref: document.getElementById("lp-export").href,
+                  exportHref: document.getElementById("lp-export").href, basemap: window.base !== null,
                   status: document.getElementById("lp-status").textContent}), 300);
               } else { setTimeout(check, 100); }
             };
@@ -96,6 +96,7 @@ def test_page_maps_a_typed_concept_over_the_planted_area(server, tmp_path: Path)
         driver.quit()
     assert "export.tif?" in state["exportHref"] and "bbox=" in state["exportHref"]
     assert state["status"] == "P(olive groves)"
+    assert state["basemap"] is False  # its tiles cannot load: dropped for the plain background
     rgb = np.asarray(Image.open(shot).convert("RGB")).astype(float)
     (x0, y0), (x1, y1) = state["corners"]  # top-left and bottom-right of the planted block
     w, h = x1 - x0, y1 - y0
