@@ -251,3 +251,22 @@ def test_calibrated_tiles_apply_the_cubes_calibration(planted, tiny_clip, tmp_pa
     calibrated = np.load(io.BytesIO(client.get(url, params={**QUERY, "calibrated": True}).content))[0]
     assert np.allclose(calibrated, calibration.apply(raw), equal_nan=True)
     assert not np.allclose(calibrated, raw, equal_nan=True)
+
+
+def test_without_overviews_coarse_tiles_are_refused(planted, tiny_clip, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from landprompt.serve import layer
+    from landprompt.serve.app import create_app
+
+    cube = shutil.copytree(
+        planted.path, tmp_path / "planted.zarr", ignore=shutil.ignore_patterns("overviews")
+    )
+    served = layer.ServedCube(cube, tiny_clip)
+    assert served.levels == [] and served.needs_overviews
+    # the 256 x 256 test cube stands in for a big one
+    monkeypatch.setattr(layer, "MAX_TILE_PIXELS", 200 * 200)
+    client = TestClient(create_app([served]), raise_server_exceptions=False)
+    coarse, fine = tile_of(planted.grid, 96, 160, 10), tile_of(planted.grid, 96, 160, 14)
+    response = client.get(f"/tiles/WebMercatorQuad/10/{coarse.x}/{coarse.y}.png", params=QUERY)
+    assert response.status_code == 400 and "landprompt cube overviews" in response.json()["detail"]
+    fine_response = client.get(f"/tiles/WebMercatorQuad/14/{fine.x}/{fine.y}.png", params=QUERY)
+    assert fine_response.status_code == 200, fine_response.text

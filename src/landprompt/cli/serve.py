@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from landprompt.cli.common import PretrainedOption, QueryClipOption, clip_or_none, console, working
+from landprompt.cli.common import (
+    PretrainedOption,
+    QueryClipOption,
+    clip_or_none,
+    console,
+    err_console,
+    working,
+)
 
 
 def serve(
@@ -37,7 +44,16 @@ def serve(
     paths = cube_paths(cube)
     model = clip_or_none(clip, pretrained, paths[0])
     with working(f"opening {len(paths)} cube(s)..."):
-        app = create_app([ServedCube(path, model) for path in paths], Limits(workers=workers))
+        cubes = [ServedCube(path, model) for path in paths]
+        app = create_app(cubes, Limits(workers=workers))
+    for served in cubes:
+        if served.needs_overviews:
+            err_console.print(
+                f"[bold yellow]warning:[/bold yellow] {served.path} has no overviews: zoomed-out tiles are "
+                f"refused; run `landprompt cube overviews {served.path}` for them",
+                highlight=False,
+                soft_wrap=True,
+            )
     torch.set_num_threads(1)  # requests run in parallel threads: one torch thread each (measured 1.9x faster)
     console.print(f"serving {', '.join(p.name for p in paths)} at http://{host}:{port}/ (Ctrl-C stops)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

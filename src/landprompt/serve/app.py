@@ -30,7 +30,14 @@ from starlette.background import BackgroundTask
 from titiler.core.resources.enums import ImageType
 
 from landprompt.errors import BadInputError, DamagedCubeError, LandpromptError
-from landprompt.serve.layer import TILE_SIZE, TMS, OutsideCubeError, ServedCube, TileOutOfRangeError
+from landprompt.serve.layer import (
+    TILE_SIZE,
+    TMS,
+    OutsideCubeError,
+    ServedCube,
+    TileOutOfRangeError,
+    TileTooCoarseError,
+)
 
 #: The colour map of the tiles: the one of the PNG quicklooks (:func:`landprompt.query.maps.write_png`).
 COLORMAP = "magma"
@@ -72,6 +79,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (NotServedError, 404),
     (OutsideCubeError, 404),
     (TileOutOfRangeError, 400),
+    (TileTooCoarseError, 400),
     (DamagedCubeError, 500),
     (BusyError, 503),
     (BadInputError, 400),

@@ -31,6 +31,8 @@ from landprompt.query.session import QuerySession, open_session
 #: The tile matrix set of the map tiles (morecantile's WebMercatorQuad, 256 px tiles).
 TMS = morecantile.tms.get("WebMercatorQuad")
 TILE_SIZE = 256
+#: Most cube pixels one tile may read (a tile far coarser than the cube's coarsest level is refused).
+MAX_TILE_PIXELS = 4 * 1024 * 1024
 #: Queries (concept, versus, calibrated) kept scored per cube, least recently used dropped first.
 MAX_QUERIES = 256
 _KNOTS = 17
@@ -50,6 +52,10 @@ def _interpolate(knots: np.ndarray) -> np.ndarray:
 
 class TileOutOfRangeError(BadInputError):
     """A tile index that is no tile of the tile matrix set."""
+
+
+class TileTooCoarseError(BadInputError):
+    """A tile whose pixels are far larger than the coarsest level the cube has."""
 
 
 class OutsideCubeError(BadInputError):
@@ -126,6 +132,12 @@ class ServedCube:
         self._queries: OrderedDict[tuple[str, tuple[str, ...] | None, bool], Query] = OrderedDict()
 
     # --- description -----------------------------------------------------------------------------
+    @property
+    def needs_overviews(self) -> bool:
+        """Whether the cube is larger than one chunk and has no overviews (low zooms are refused)."""
+        chunk = int(self.session.ds["valid"].chunksizes["y"][0])
+        return not self.levels and max(self.grid.shape) > chunk
+
     def info(self) -> dict[str, Any]:
         """What is served: name, lon/lat bounds, CRS, shape, resolution, CLIP model, dims, overviews."""
         attrs = self.session.ds.attrs
@@ -210,6 +222,12 @@ class ServedCube:
             slice(int(rows[inside].min()), int(rows[inside].max()) + 1),
             slice(int(cols[inside].min()), int(cols[inside].max()) + 1),
         )
+        pixels = (window[0].stop - window[0].start) * (window[1].stop - window[1].start)
+        if pixels > MAX_TILE_PIXELS:
+            raise TileTooCoarseError(
+                f"tile {z}/{x}/{y} would read {pixels:,} pixels of cube {self.name!r}: zoom in, or give the "
+                f"cube overviews with `landprompt cube overviews {self.path}` and restart the server"
+            )
         return Footprint(tile, level, session, window, rows, cols, inside)
 
     def _pixel_centres(self, tile: morecantile.Tile) -> tuple[np.ndarray, np.ndarray]:
