@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 import rioxarray  # noqa: F401
 import xarray as xr
 from affine import Affine
 from PIL import Image
 
+from chromium import headless_chromium, requires_chromium
 from landprompt.query.maps import write_html
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER), reason="chromium and chromedriver are not installed (see .ci/run)"
-)
+pytestmark = requires_chromium
 
 
 def half_map() -> xr.DataArray:
@@ -32,23 +27,12 @@ def half_map() -> xr.DataArray:
 
 
 def test_html_map_draws_its_overlay_offline(tmp_path: Path) -> None:
-    pytest.importorskip("selenium")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     page = write_html(half_map(), tmp_path / "map.html", title="P(olive groves)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--window-size=800,600",
+    driver = headless_chromium(
+        "800,600",
         "--proxy-server=http://127.0.0.1:9",  # nothing listens there: no request leaves the machine
         "--host-resolver-rules=MAP * ~NOTFOUND",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    )
     try:
         driver.execute_cdp_cmd("Network.enable", {})
         driver.execute_cdp_cmd(

@@ -134,3 +134,24 @@ def cube_convert(
     summary = describe(open_cube(path))
     explained = summary["attrs"]["basis"]["info"]["explained_variance"]
     console.print(f"wrote {path}: rank {summary['rank']}, explained variance {explained:.5f}")
+
+
+@app.command("overviews")
+def cube_overviews(
+    path: Annotated[Path, typer.Argument(help="A finished embedding cube (.zarr); re-run to resume.")],
+) -> None:
+    """Write the cube's overview pyramid (2x, 4x, ... coarser levels), used by tiles and `serve`.
+
+    Examples:
+        landprompt cube overviews cube.zarr
+    """
+    from rich.progress import Progress
+
+    from landprompt.embedder.overviews import build_overviews
+
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("writing overviews", total=None)
+        levels = build_overviews(
+            path, progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    console.print(f"wrote {len(levels)} overview levels of {path} in {path / 'overviews'}")

@@ -22,6 +22,7 @@ from landprompt.cli.evaluate import app as evaluate_app
 from landprompt.cli.index import app as index_app
 from landprompt.cli.pairs import app as pairs_app
 from landprompt.cli.query import app as query_app
+from landprompt.cli.serve import serve
 from landprompt.cli.train import train
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ app.add_typer(cube_app, name="cube")
 app.add_typer(index_app, name="index")
 app.add_typer(query_app, name="query")
 app.add_typer(evaluate_app, name="evaluate")
+app.command("serve")(serve)
 query_app.registered_commands += query_extra.registered_commands  # change, aggregate
 evaluate_app.registered_commands += evaluate_extra.registered_commands  # points
 evaluate_app.registered_commands += concepts_extra.registered_commands  # concepts

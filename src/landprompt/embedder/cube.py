@@ -460,6 +460,9 @@ def _open_checked(path: Path, attrs: Any) -> xr.Dataset:
     except Exception as exc:  # metadata zarr itself cannot parse
         raise DamagedCubeError(f"cube {path} is damaged: {exc}; rebuild the cube") from exc
     ds.encoding["source"] = str(path)
+    for name in ("basis", "offset"):  # small: kept in memory so queries do not read them again
+        if name in ds:
+            ds[name].load()
     grid = Grid.from_dict(ds.attrs["grid"])
     if not (
         np.allclose(ds["x"].to_numpy(), grid.x_coords()) and np.allclose(ds["y"].to_numpy(), grid.y_coords())
@@ -639,6 +642,14 @@ def _reader(ds: xr.Dataset) -> Callable[[slice, slice], tuple[np.ndarray, np.nda
 def _zarr_arrays(ds: xr.Dataset, names: list[str]) -> dict[str, Any] | None:
     """The cube's Zarr arrays if ``ds`` is a whole cube opened from ``ds.encoding['source']``."""
     source = ds.encoding.get("source")
+    cache = ds.encoding.setdefault("landprompt_arrays", {})  # opened once per Dataset, not per read
+    key = (tuple(names), ds.sizes["y"], ds.sizes["x"])
+    if key not in cache:
+        cache[key] = _open_zarr_arrays(ds, source, names)
+    return cache[key]
+
+
+def _open_zarr_arrays(ds: xr.Dataset, source: str | None, names: list[str]) -> dict[str, Any] | None:
     group = _open_group(Path(source)) if source else None
     if group is None or any(name not in group for name in names):
         return None

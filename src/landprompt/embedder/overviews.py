@@ -1,0 +1,233 @@
+"""Overviews of an embedding cube: a pyramid of coarser levels, so a map tile at any zoom reads ~one chunk.
+
+``CUBE/overviews`` is a Zarr v3 group (attrs ``landprompt_format="cube-overviews"``, ``format_version``,
+``source_content_hash``, ``levels``, ``complete``) holding one cube per level ``L = 1, 2, ...`` at
+``CUBE/overviews/<L>``: pixels ``2**L`` times the base pixel, the same format version, basis, dtype and
+chunk size as the base cube, written by :class:`~landprompt.embedder.cube.CubeWriter` (so every level
+is resumable and read through the checked store). A level pixel is the mean of the 2 x 2 pixels below it
+in the stored space (the codes ``[u, t]`` of a version-2 cube, the embeddings of a version-1 cube),
+weighted by their valid fraction, and renormalised; each level also stores ``valid_fraction`` float32
+[y, x], the share of base pixels under it that are valid. Levels stop at the first that fits one chunk.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import zarr
+from affine import Affine
+from zarr.codecs import Crc32cCodec, ZstdCodec
+
+from landprompt.embedder.cube import (
+    ChunkWindow,
+    CubeWriter,
+    content_hash,
+    cube_basis,
+    cube_grid,
+    iter_raw_chunks,
+    open_cube,
+    user_attrs,
+)
+from landprompt.errors import BadInputError, NotACubeError
+from landprompt.geo import Grid
+
+OVERVIEWS_FORMAT = "cube-overviews"
+OVERVIEWS_VERSION = 1
+OVERVIEWS_DIR = "overviews"
+FRACTION = "valid_fraction"
+
+
+def overviews_path(cube: str | os.PathLike[str]) -> Path:
+    """Where a cube keeps its overviews: ``CUBE/overviews``."""
+    return Path(cube) / OVERVIEWS_DIR
+
+
+def level_grid(grid: Grid, level: int) -> Grid:
+    """The grid of overview ``level``: pixels ``2**level`` times larger, covering the base grid."""
+    factor = 2**level
+    shape = (math.ceil(grid.rows / factor), math.ceil(grid.cols / factor))
+    return Grid(grid.crs, grid.transform * Affine.scale(factor), shape)
+
+
+def n_levels(shape: tuple[int, int], chunk: int) -> int:
+    """Number of overview levels of a base ``shape``: until a level fits in one ``chunk``."""
+    levels = 0
+    while max(math.ceil(s / 2**levels) for s in shape) > chunk:
+        levels += 1
+    return levels
+
+
+def build_overviews(
+    cube: str | os.PathLike[str], progress: Callable[[int, int], None] | None = None
+) -> list[Path]:
+    """Write (or resume) the overview pyramid of a finished cube.
+
+    Args:
+        cube: A finished embedding cube.
+        progress: Called with ``(chunks done, chunks in all)`` after every chunk.
+
+    Returns:
+        The level cube paths, finest first.
+
+    Raises:
+        NotACubeError: if ``cube`` is no finished cube, or holds overviews of another version.
+    """
+    path = Path(cube)
+    base = open_cube(path)
+    chunk = int(base["valid"].chunksizes["y"][0])
+    grid = cube_grid(base)
+    levels = n_levels(grid.shape, chunk)
+    group = _overviews_group(path, content_hash(base), levels)
+    writers = [
+        CubeWriter(
+            overviews_path(path) / str(level),
+            level_grid(grid, level),
+            int(base.sizes["d"]),
+            base.attrs["dtype"],
+            chunk,
+            {**user_attrs(dict(base.attrs)), "overview_level": level},
+            cube_basis(base),
+        )
+        for level in range(1, levels + 1)
+    ]
+    total = sum(len(w.windows()) for w in writers)
+    done = sum(w.n_done for w in writers)
+    below = base
+    for writer in writers:
+        fraction = _fraction_array(writer)
+        for window in writer.pending():
+            _write_level_chunk(writer, fraction, below, window)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        writer.finalize()
+        below = open_cube(writer.path)
+    group.attrs.update({"complete": True})
+    return [w.path for w in writers]
+
+
+def open_overviews(cube: str | os.PathLike[str]) -> list[xr.Dataset]:
+    """The overview levels of a cube (level 1 first), opened as cubes; empty when it has none.
+
+    Raises:
+        NotACubeError: if the overviews are of an unknown version, unfinished, or older than the cube.
+    """
+    path = Path(cube)
+    root = overviews_path(path)
+    if not (root / "zarr.json").is_file():
+        return []
+    attrs: dict[str, Any] = dict(zarr.open_group(str(root), mode="r").attrs)
+    _check_version(root, attrs)
+    if attrs.get("complete") is not True:
+        raise NotACubeError(f"the overviews of {path} are unfinished: run `landprompt cube overviews {path}`")
+    if attrs.get("source_content_hash") != content_hash(open_cube(path)):
+        raise NotACubeError(
+            f"the overviews of {path} were built from another version of the cube: "
+            f"run `landprompt cube overviews {path}` again"
+        )
+    return [open_cube(root / str(level)) for level in range(1, int(attrs["levels"]) + 1)]
+
+
+# --- internals -------------------------------------------------------------------------------------
+
+
+def _check_version(root: Path, attrs: dict[str, Any]) -> None:
+    if attrs.get("landprompt_format") != OVERVIEWS_FORMAT:
+        raise NotACubeError(f"{root} is not a landprompt overview pyramid: delete it and rebuild it")
+    if attrs.get("format_version") != OVERVIEWS_VERSION:
+        raise NotACubeError(
+            f"{root} has overview format version {attrs.get('format_version')!r}; this landprompt reads "
+            f"version {OVERVIEWS_VERSION}: upgrade landprompt or rebuild the overviews"
+        )
+
+
+def _overviews_group(path: Path, source_hash: str, levels: int) -> Any:
+    """The overviews group, created, or reopened when it belongs to this version of the cube."""
+    root = overviews_path(path)
+    wanted: dict[str, Any] = {
+        "landprompt_format": OVERVIEWS_FORMAT,
+        "format_version": OVERVIEWS_VERSION,
+        "source_content_hash": source_hash,
+        "levels": levels,
+    }
+    if (root / "zarr.json").is_file():
+        group = zarr.open_group(str(root), mode="r+")
+        attrs: dict[str, Any] = dict(group.attrs)
+        _check_version(root, attrs)
+        if attrs.get("source_content_hash") == source_hash:
+            return group
+        raise BadInputError(
+            f"{root} holds overviews of another version of the cube: delete that folder and run again"
+        )
+    group = zarr.open_group(str(root), mode="w-", zarr_format=3)
+    group.attrs.update({**wanted, "complete": False})
+    return group
+
+
+def _fraction_array(writer: CubeWriter) -> Any:
+    """The level's ``valid_fraction`` array (created beside the writer's arrays on first use)."""
+    group = zarr.open_group(str(writer.path), mode="r+")
+    if FRACTION in group:
+        return group[FRACTION]
+    array = group.create_array(
+        FRACTION,
+        shape=writer.grid.shape,
+        chunks=(writer.chunk, writer.chunk),
+        dtype="float32",
+        fill_value=0.0,
+        compressors=(ZstdCodec(), Crc32cCodec()),
+        dimension_names=("y", "x"),
+        attributes={"coordinates": "spatial_ref"},
+    )
+    return array.with_config({"write_empty_chunks": True})
+
+
+def _write_level_chunk(writer: CubeWriter, fraction: Any, below: xr.Dataset, window: ChunkWindow) -> None:
+    """One chunk of a level: the weighted 2 x 2 mean of the level below, renormalised."""
+    h, w = window.shape
+    rows = slice(2 * window.rows.start, min(2 * window.rows.stop, below.sizes["y"]))
+    cols = slice(2 * window.cols.start, min(2 * window.cols.stop, below.sizes["x"]))
+    values, weight = _read_below(below, rows, cols, (2 * h, 2 * w))
+    weighted = (values * weight[..., None]).reshape(h, 2, w, 2, -1).sum(axis=(1, 3))
+    total = weight.reshape(h, 2, w, 2).sum(axis=(1, 3))
+    mean = weighted / np.maximum(total, 1e-12)[..., None]
+    if writer.basis is not None:  # codes [u, t]: B u + b t = t (B (u / t) + b), features u / t
+        t = mean[..., -1]
+        ok = (total > 0) & (t > 0)
+        features = mean[..., :-1] / np.where(ok, t, 1)[..., None]
+        fraction[window.rows, window.cols] = np.where(ok, total / 4, 0).astype(np.float32)
+        writer.write_chunk(window, features, ok, features=True)
+        return
+    norm = np.linalg.norm(mean, axis=-1)
+    ok = (total > 0) & (norm > 0)
+    fraction[window.rows, window.cols] = np.where(ok, total / 4, 0).astype(np.float32)
+    writer.write_chunk(window, mean / np.where(ok, norm, 1)[..., None], ok)
+
+
+def _read_below(
+    ds: xr.Dataset, rows: slice, cols: slice, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stored values (scale applied) and valid weights of a window, zero-padded to ``shape``."""
+    width = int(ds.sizes["k"] if "code" in ds else ds.sizes["d"])
+    values = np.zeros((*shape, width), np.float32)
+    weight = np.zeros(shape, np.float32)
+    fractions = ds.get(FRACTION)
+    for window, raw in iter_raw_chunks(ds, rows, cols):
+        r = slice(window.rows.start - rows.start, window.rows.stop - rows.start)
+        c = slice(window.cols.start - cols.start, window.cols.stop - cols.start)
+        stored = raw["code" if "code" in raw else "embedding"].astype(np.float32)
+        if "scale" in raw:
+            stored *= raw["scale"][..., None]
+        valid = raw["valid"].astype(bool)
+        values[r, c] = np.where(valid[..., None], stored, 0)
+        if fractions is None:
+            weight[r, c] = valid
+        else:
+            weight[r, c] = np.where(valid, fractions[window.rows, window.cols].to_numpy(), 0)
+    return values, weight

@@ -1,0 +1,101 @@
+"""Cube overviews: the weighted mean of the level below in the stored space, resumable, versioned."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from affine import Affine
+
+from landprompt.embedder.basis import fit_pca
+from landprompt.embedder.cube import open_cube, read_window, write_cube
+from landprompt.embedder.overviews import build_overviews, level_grid, n_levels, open_overviews
+from landprompt.errors import NotACubeError
+from landprompt.geo import Grid
+
+GRID = Grid("EPSG:32632", Affine(10.0, 0, 680_000.0, 0, -10.0, 4_800_000.0), (70, 50))
+
+
+def cube(path: Path, version: int) -> Path:
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(3, 16))
+    emb = centres[rng.integers(0, 3, GRID.shape)] + rng.normal(0, 0.1, (*GRID.shape, 16))
+    emb = (emb / np.linalg.norm(emb, axis=-1, keepdims=True)).astype(np.float32)
+    valid = np.ones(GRID.shape, bool)
+    valid[:5] = False
+    valid[10, 11] = False
+    basis = fit_pca(emb.reshape(-1, 16), rank=16, min_variance=None) if version == 2 else None
+    return write_cube(path, emb, GRID, valid=valid, chunk=16, dtype="fp16", basis=basis)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_level_one_is_the_renormalised_valid_mean(tmp_path: Path, version: int) -> None:
+    path = cube(tmp_path / "cube.zarr", version)
+    paths = build_overviews(path)
+    assert [p.name for p in paths] == ["1", "2", "3"] and n_levels(GRID.shape, 16) == 3
+    levels = open_overviews(path)
+    assert levels[2].sizes["y"] == 9 and levels[2].sizes["x"] == 7
+    assert open_cube(paths[0]).attrs["format_version"] == version
+    base, valid = read_window(open_cube(path), slice(0, 70), slice(0, 50))
+    level, level_valid = read_window(levels[0], slice(0, 35), slice(0, 25))
+    weights = valid.reshape(35, 2, 25, 2)
+    mean = (base.reshape(35, 2, 25, 2, 16) * weights[..., None]).sum(axis=(1, 3))
+    mean /= np.maximum(np.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
+    fraction = levels[0]["valid_fraction"].to_numpy()
+    assert np.array_equal(fraction, weights.sum(axis=(1, 3)) / 4)
+    assert np.array_equal(level_valid, fraction > 0)
+    assert np.all((level * mean).sum(-1)[level_valid] > 0.999)
+    assert level_grid(GRID, 1).transform.a == 20 and level_grid(GRID, 1).bounds == GRID.bounds
+
+
+def test_overviews_resume_to_the_same_bytes(tmp_path: Path) -> None:
+    whole = cube(tmp_path / "whole.zarr", 2)
+    build_overviews(whole)
+    cut = cube(tmp_path / "cut.zarr", 2)
+
+    def stop(done: int, total: int) -> None:
+        if done == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_overviews(cut, progress=stop)
+    with pytest.raises(NotACubeError, match="unfinished"):
+        open_overviews(cut)
+    seen: list[int] = []
+    build_overviews(cut, progress=lambda done, total: seen.append(done))
+    assert seen[0] == 6  # the 5 finished chunks were not rewritten
+    for a, b in zip(open_overviews(whole), open_overviews(cut), strict=True):
+        assert a.attrs["content_hash"] == b.attrs["content_hash"]
+        assert np.array_equal(a["valid_fraction"].to_numpy(), b["valid_fraction"].to_numpy())
+
+
+def test_unknown_overview_versions_and_stale_overviews_are_refused(tmp_path: Path) -> None:
+    path = cube(tmp_path / "cube.zarr", 1)
+    assert open_overviews(path) == []
+    build_overviews(path)
+    meta = path / "overviews" / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["attributes"]["format_version"] = 99
+    meta.write_text(json.dumps(doc))
+    with pytest.raises(NotACubeError, match="overview format version 99"):
+        open_overviews(path)
+    doc["attributes"]["format_version"] = 1
+    doc["attributes"]["source_content_hash"] = "0" * 64
+    meta.write_text(json.dumps(doc))
+    with pytest.raises(NotACubeError, match="another version of the cube"):
+        open_overviews(path)
+
+
+def test_cli_writes_overviews(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from landprompt.cli.main import app
+
+    path = cube(tmp_path / "cube.zarr", 2)
+    result = CliRunner().invoke(app, ["cube", "overviews", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "3 overview levels" in result.output and len(open_overviews(path)) == 3
+    missing = CliRunner().invoke(app, ["cube", "overviews", str(tmp_path / "none.zarr")])
+    assert missing.exit_code != 0 and "does not exist" in missing.output
