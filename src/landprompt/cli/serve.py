@@ -13,7 +13,6 @@ from landprompt.cli.common import (
     clip_or_none,
     console,
     err_console,
-    working,
 )
 
 
@@ -43,7 +42,7 @@ def serve(
 
     paths = cube_paths(cube)
     model = clip_or_none(clip, pretrained, paths[0])
-    with working(f"opening {len(paths)} cube(s)..."):
+    with err_console.status(f"opening {len(paths)} cube(s)...", spinner="dots"):
         cubes = [ServedCube(path, model) for path in paths]
         app = create_app(cubes, Limits(workers=workers))
     for served in cubes:
