@@ -678,7 +678,9 @@ def test_two_writers_of_one_cube_one_wins_the_other_is_told(tmp_path: Path) -> N
     from landprompt.errors import BadInputError
 
     grid = Grid("EPSG:32632", Affine(10.0, 0, 680_000.0, 0, -10.0, 4_800_000.0), (32, 32))
-    values = [np.full((32, 32, 8), v, np.float32) for v in (1.0, 2.0)]
+    values = [np.zeros((32, 32, 8), np.float32) for _ in range(2)]
+    for axis, embedding in enumerate(values):  # unit vectors on different axes: the winner is readable
+        embedding[..., axis] = 1.0
 
     def write(embedding: np.ndarray) -> str:
         try:
@@ -693,7 +695,7 @@ def test_two_writers_of_one_cube_one_wins_the_other_is_told(tmp_path: Path) -> N
     assert "already exists" in next(o for o in outcomes if o != "ok")
     winner = values[outcomes.index("ok")]
     stored = open_cube(tmp_path / "cube.zarr")["embedding"].values.astype(np.float32)
-    assert np.allclose(stored / np.linalg.norm(stored, axis=-1, keepdims=True), winner / np.sqrt(8))
+    assert np.allclose(stored / np.linalg.norm(stored, axis=-1, keepdims=True), winner, atol=1e-2)
     assert parts_in(tmp_path) == []
 
 
