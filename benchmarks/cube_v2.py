@@ -229,6 +229,11 @@ def bandwidth(n_bytes: int) -> float:
     return best
 
 
+def _divisor_chunk(side: int, target: int = 1024) -> int:
+    """The chunk size nearest ``target`` that divides ``side`` (no padded edge chunks in the figures)."""
+    return min((c for c in range(256, 2049) if side % c == 0), key=lambda c: abs(c - target), default=target)
+
+
 def speed(work: Path, side: int, rng) -> None:
     z, weight, bias = planted(side * side, 64, 128, rng)
     v2 = write_features(
@@ -237,7 +242,7 @@ def speed(work: Path, side: int, rng) -> None:
         z.reshape(side, side, 64),
         linear_head_basis(weight, bias),
         "int8",
-        chunk=1024,
+        chunk=_divisor_chunk(side),
     )
     del z
     read_bytes = pixel_bytes(v2)

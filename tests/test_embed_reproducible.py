@@ -105,9 +105,9 @@ def test_sigkilled_run_resumed_in_another_process_is_byte_identical(l2a_fixture,
             from landprompt.cli import app
             real = cube.CubeWriter.write_chunk
             count = 0
-            def write_chunk(self, window, *args):
+            def write_chunk(self, window, *args, **kwargs):
                 global count
-                real(self, window, *args)
+                real(self, window, *args, **kwargs)
                 count += 1
                 if count == 4:
                     os.kill(os.getpid(), signal.SIGKILL)
