@@ -193,7 +193,8 @@ def test_int8_values_are_stored_raw_and_zstd_cubes_still_read_the_same(tmp_path,
     assert "zstd" in (old / name / "zarr.json").read_text()
 
     a, b = open_cube(new), open_cube(old)
-    for rows, cols in [(slice(None), slice(None)), (slice(3, 9), slice(17, 30)), (slice(16, 32), slice(0, 16))]:
+    windows = [(slice(None), slice(None)), (slice(3, 9), slice(17, 30)), (slice(16, 32), slice(0, 16))]
+    for rows, cols in windows:
         for got, want in zip(read_window(a, rows, cols), read_window(b, rows, cols), strict=True):
             np.testing.assert_array_equal(got, want)
     rng = np.random.default_rng(3)
