@@ -187,7 +187,9 @@ def head_basis(encoder: Encoder, basis: str) -> Basis | None:
     Raises:
         BadInputError: if ``basis`` is ``"head"`` and the encoder has no linear head.
     """
-    found = encoder.head_basis() if basis in ("auto", "head") and hasattr(encoder, "head_basis") else None
+    from landprompt.embedder.models.sits import SitsEncoder
+
+    found = encoder.head_basis() if basis in ("auto", "head") and isinstance(encoder, SitsEncoder) else None
     if basis == "head" and found is None:
         raise BadInputError("--basis head needs an encoder with a linear head (sits with head: linear)")
     if basis == "auto" and found is not None and found.info.get("features") != "bottleneck":

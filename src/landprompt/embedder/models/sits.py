@@ -358,7 +358,7 @@ class SitsEncoder(Encoder):
         month = torch.from_numpy(series.month).to(device)
         width = self.head_basis().rank if features else self.clip_dim  # type: ignore[union-attr]
         out = torch.zeros(h * w, width, device=device)
-        return_features, features = features, torch.zeros(h * w, self.backbone.embed_dim, device=device)
+        backbone_out = torch.zeros(h * w, self.backbone.embed_dim, device=device)
         per_pass = min(batch_size, CPU_PIXELS_PER_PASS) if device.type == "cpu" else batch_size
         with eval_mode(self):
             for batch in rows.split(per_pass):
@@ -370,11 +370,11 @@ class SitsEncoder(Encoder):
                         latlon=None if latlon is None else latlon[cpu].to(device),
                         month=month.expand(len(batch), steps),
                     )
-                features[batch] = f.float()
-            pooled = box_mean(features.view(h, w, -1), torch.from_numpy(valid).to(device), self.pool_size)
+                backbone_out[batch] = f.float()
+            pooled = box_mean(backbone_out.view(h, w, -1), torch.from_numpy(valid).to(device), self.pool_size)
             pooled = pooled.view(h * w, -1)
             for batch in rows.split(batch_size):
-                if return_features:  # float32: the cube stores them exactly
+                if features:  # float32: the cube stores them exactly
                     out[batch] = self.head_features(pooled[batch].float())
                     continue
                 with autocast(device):
