@@ -3,8 +3,8 @@
 Prints one JSON line a figure, every figure beside a yardstick measured in the same run:
 
 * ``size``: bytes a pixel on disk (all files of the store / pixels) of version-1 int8 and fp16 cubes at
-  d = 512, and version-2 cubes: the exact 128-d linear-head layout (r + 1 = 129 codes) and PCA-64 of the
-  512-d embeddings, int8 and fp16 codes;
+  d = 512, and version-2 cubes: the exact linear-head layout (``v2_head``: r + 1 codes; r = 128 on Presto
+  features, 64 on the planted cube) and PCA-64 of the 512-d embeddings, int8 and fp16 codes;
 * ``fidelity``: against exact float32 scores in the 512-d space, for 50 random query vectors and 50 pixel
   embeddings as queries: top-100 recall and the probability error at logit scale 100 against 16 background
   vectors (mean, 99th percentile, max), on (a) real pixels: the official Presto backbone
@@ -157,10 +157,10 @@ def fidelity(name: str, work: Path, z: np.ndarray, weight: np.ndarray, bias: np.
     truth_scores = exact @ queries.T
     layouts = {
         "v1_int8_d512": lambda p: write_cube(p, exact.reshape(side, side, -1), g, dtype="int8", chunk=512),
-        "v2_exact128_int8": lambda p: write_features(
+        "v2_head_int8": lambda p: write_features(
             p, g, z.reshape(side, side, -1), linear_head_basis(weight, bias), "int8"
         ),
-        "v2_exact128_fp16": lambda p: write_features(
+        "v2_head_fp16": lambda p: write_features(
             p, g, z.reshape(side, side, -1), linear_head_basis(weight, bias), "fp16"
         ),
         "v2_pca64_int8": lambda p: write_cube(
