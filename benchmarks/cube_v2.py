@@ -63,7 +63,7 @@ def fidelity_table(records: list[dict[str, object]]) -> str:
     )
     lines = [
         f"| {r['data']} | {r['layout']} | {r['rank'] or '-'} | "
-        f"{'-' if r['explained_variance'] is None else format(r['explained_variance'], '.4f')} | "
+        f"{'-' if r['explained_variance'] is None else format(r['explained_variance'], '.5f')} | "
         f"{r['pixel_array_bytes_per_pixel']} | {r['top100_recall']:.3f} | {r['prob_err_mean']:.5f} | "
         f"{r['prob_err_p99']:.4f} | {r['prob_err_max']:.3f} |"
         for r in rows
