@@ -152,7 +152,8 @@ def main() -> None:
             figure["with_checks_mpix_per_s"] = round(pixels / with_checks / 1e6, 2)
             figure["without_checks_mpix_per_s"] = round(pixels / without / 1e6, 2)
         print(json.dumps(figure))
-    recorded = json.loads((checked / "zarr.json").read_text())["attributes"][integrity.INTEGRITY_ATTR]["arrays"]
+    attrs = json.loads((checked / "zarr.json").read_text())["attributes"]
+    recorded = attrs[integrity.INTEGRITY_ATTR]["arrays"]
     files = [f for name in recorded for f in sorted((checked / name / "c").rglob("*")) if f.is_file()]
     chunks = [np.fromfile(f, dtype=np.uint8) for f in files]
     crc_s = median_time(lambda: all(integrity.crc_ok(c) for c in chunks), args.repeats)
