@@ -1,15 +1,23 @@
 """Cost of the cube integrity checks: open time and full-map throughput, with checks against without.
 
 One run writes a synthetic cube (``landprompt`` writer: every chunk stored, CRC32C per chunk, integrity
-records) and a copy of it with the checks stripped (no ``crc32c`` codec, the checksum bytes cut from each
-chunk, no ``integrity`` attr: what cubes were before), then measures on both, alternating:
+records) and measures it with its checks against without, alternating:
+
+* ``--layout fp16`` (version 1, zstd): against a copy with the checks stripped (no ``crc32c`` codec, the
+  checksum bytes cut from each chunk, no ``integrity`` attr: what cubes were before);
+* ``--layout v2-int8`` (version 2, int8 codes of a rank-64 basis stored raw, read straight from the chunk
+  files): against the same cube read with the CRC32C computation switched off (the only work the checks
+  add to that read path; a missing chunk file fails the read either way).
+
+The figures:
 
 * ``open_cube`` (metadata parse of every ``zarr.json``, coordinate check, store set-up), median of repeats;
 * a full probability map (``probability_map`` over every chunk), median of repeats;
+* the CRC32C of every chunk file (held in memory) against the full map with checks: the checks' own work;
 * ``cube verify`` (every chunk re-read and its sha256 recomputed) against the full map on the checked cube.
 
 Each figure is one JSON line with its yardstick and their ratio. Other work may share the CPU.
-Usage: ``python benchmarks/integrity.py [--size 1024] [--dim 64] [--repeats 5] [--workdir DIR]``.
+Usage: ``python benchmarks/integrity.py [--layout v2-int8] [--size 1024] [--dim 64] [--repeats 5]``.
 """
 
 from __future__ import annotations
@@ -20,13 +28,16 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from affine import Affine
 
 from landprompt.embedder import integrity
+from landprompt.embedder.basis import linear_head_basis
 from landprompt.embedder.cube import CubeWriter, open_cube, verify
 from landprompt.geo import Grid
 from landprompt.query.probability import probability_map
@@ -40,6 +51,29 @@ def make_cube(path: Path, size: int, dim: int) -> Path:
         vectors = rng.normal(size=(*window.shape, dim)).astype(np.float32)
         writer.write_chunk(window, vectors / np.linalg.norm(vectors, axis=-1, keepdims=True))
     return writer.finalize()
+
+
+def make_v2_cube(path: Path, size: int, dim: int, rank: int = 64) -> Path:
+    """A version-2 int8 cube of rank ``rank`` (a random linear head into ``dim``), chunk 256."""
+    grid = Grid("EPSG:3035", Affine(10.0, 0, 4_000_000.0, 0, -10.0, 3_000_000.0), (size, size))
+    rng = np.random.default_rng(1)
+    basis = linear_head_basis(rng.normal(size=(dim, rank)), 0.1 * rng.normal(size=dim))
+    writer = CubeWriter(path, grid, dim, "int8", chunk=256, basis=basis)
+    for window in writer.pending():
+        features = np.random.default_rng([2, *window.index]).normal(size=(*window.shape, rank))
+        writer.write_chunk(window, features.astype(np.float32), features=True)
+    return writer.finalize()
+
+
+@contextmanager
+def crc_off() -> Iterator[None]:
+    """Reads with the CRC32C computation switched off (every chunk passes)."""
+    real = integrity.crc_ok
+    integrity.crc_ok = lambda data: True  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        integrity.crc_ok = real
 
 
 def strip_checks(cube: Path, out: Path) -> Path:
@@ -70,32 +104,46 @@ def median_time(fn: Callable[[], object], repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--layout", choices=("v2-int8", "fp16"), default="v2-int8")
     parser.add_argument("--size", type=int, default=1024, help="Cube side in pixels.")
-    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--dim", type=int, default=64, help="Embedding dimension (v2-int8: d, rank 64).")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="landprompt-integrity-"))
-    checked = make_cube(workdir / "checked.zarr", args.size, args.dim)
-    plain = strip_checks(checked, workdir / "plain.zarr")
+    if args.layout == "fp16":
+        checked = make_cube(workdir / "checked.zarr", args.size, args.dim)
+        plain = strip_checks(checked, workdir / "plain.zarr")
+        variants: tuple[tuple[str, Path, Any], ...] = (
+            ("checked", checked, nullcontext),
+            ("plain", plain, nullcontext),
+        )
+        described = f"{args.size}x{args.size}x{args.dim} fp16, chunk 256"
+    else:
+        checked = make_v2_cube(workdir / "checked.zarr", args.size, args.dim)
+        variants = (("checked", checked, nullcontext), ("plain", checked, crc_off))
+        described = f"{args.size}x{args.size} v2 int8 codes (rank 64 of d = {args.dim}), chunk 256"
     rng = np.random.default_rng(0)
     concept, versus = rng.normal(size=args.dim), rng.normal(size=(8, args.dim))
 
     def full_map(cube: Path) -> None:
         probability_map(open_cube(cube), concept, versus=versus, logit_scale=100.0)
 
+    full_map(checked)  # warm-up: imports and first-call set-up are no part of either figure
     times: dict[str, dict[str, list[float]]] = {"open": {}, "map": {}}
     for _ in range(args.repeats):  # alternate, so both see the same machine load
-        for label, cube in (("checked", checked), ("plain", plain)):
-            times["open"].setdefault(label, []).append(median_time(lambda c=cube: open_cube(c), 5))
-            times["map"].setdefault(label, []).append(median_time(lambda c=cube: full_map(c), 1))
+        for label, cube, context in variants:
+            with context():
+                times["open"].setdefault(label, []).append(median_time(lambda c=cube: open_cube(c), 5))
+                times["map"].setdefault(label, []).append(median_time(lambda c=cube: full_map(c), 1))
     pixels = args.size * args.size
     for what, unit in (("open", "s"), ("map", "s")):
         with_checks = statistics.median(times[what]["checked"])
         without = statistics.median(times[what]["plain"])
         figure = {
             "benchmark": f"integrity.{what}",
-            "cube": f"{args.size}x{args.size}x{args.dim} fp16, chunk 256",
+            "cube": described,
+            "repeats": args.repeats,
             f"with_checks_{unit}": round(with_checks, 4),
             f"without_checks_{unit}": round(without, 4),
             "ratio": round(with_checks / without, 3),
@@ -104,6 +152,23 @@ def main() -> None:
             figure["with_checks_mpix_per_s"] = round(pixels / with_checks / 1e6, 2)
             figure["without_checks_mpix_per_s"] = round(pixels / without / 1e6, 2)
         print(json.dumps(figure))
+    attrs = json.loads((checked / "zarr.json").read_text())["attributes"]
+    recorded = attrs[integrity.INTEGRITY_ATTR]["arrays"]
+    files = [f for name in recorded for f in sorted((checked / name / "c").rglob("*")) if f.is_file()]
+    chunks = [np.fromfile(f, dtype=np.uint8) for f in files]
+    crc_s = median_time(lambda: all(integrity.crc_ok(c) for c in chunks), args.repeats)
+    print(
+        json.dumps(
+            {
+                "benchmark": "integrity.crc_share",
+                "what": "CRC32C of every chunk file held in memory, against a full map with checks",
+                "chunk_bytes": int(sum(c.size for c in chunks)),
+                "crc_s": round(crc_s, 4),
+                "full_map_s": round(statistics.median(times["map"]["checked"]), 4),
+                "ratio": round(crc_s / statistics.median(times["map"]["checked"]), 4),
+            }
+        )
+    )
     verify_s = median_time(lambda: verify(checked, progress=False), 1)
     map_s = median_time(lambda: full_map(checked), 1)
     print(

@@ -162,3 +162,45 @@ def test_convert_resumes_and_refuses_bad_input(tmp_path, monkeypatch):
         convert_cube(tmp_path / "unfinished.zarr", tmp_path / "y.zarr")
     with pytest.raises(BadInputError, match="already a version-2 cube"):
         convert_cube(fresh, tmp_path / "z.zarr")
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_int8_values_are_stored_raw_and_zstd_cubes_still_read_the_same(tmp_path, monkeypatch, version):
+    import json
+
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    from landprompt.embedder import cube as cube_module
+
+    z, weight, bias, embeddings = planted()
+    basis = linear_head_basis(weight, bias) if version == 2 else None
+
+    def write(path):
+        writer = CubeWriter(path, GRID, 32, "int8", chunk=16, basis=basis)
+        for w in writer.windows():
+            values = z[w.rows, w.cols] if basis is not None else embeddings[w.rows, w.cols]
+            writer.write_chunk(w, values, features=basis is not None)
+        return writer.finalize()
+
+    new = write(tmp_path / "new.zarr")
+    name = "code" if version == 2 else "embedding"
+    codecs = [c["name"] for c in json.loads((new / name / "zarr.json").read_text())["codecs"]]
+    assert codecs == ["bytes", "crc32c"]  # a chunk file is the int8 bytes and their CRC32C
+    chunk = (new / name / "c" / "1" / "2" / "0").read_bytes()
+    assert len(chunk) == 16 * 16 * (basis.code_size if basis is not None else 32) + 4
+    monkeypatch.setattr(cube_module, "_compressors", lambda name, dtype: (ZstdCodec(), Crc32cCodec()))
+    old = write(tmp_path / "old.zarr")  # as cubes were written before: zstd on every array
+    assert "zstd" in (old / name / "zarr.json").read_text()
+
+    a, b = open_cube(new), open_cube(old)
+    windows = [(slice(None), slice(None)), (slice(3, 9), slice(17, 30)), (slice(16, 32), slice(0, 16))]
+    for rows, cols in windows:
+        for got, want in zip(read_window(a, rows, cols), read_window(b, rows, cols), strict=True):
+            np.testing.assert_array_equal(got, want)
+    rng = np.random.default_rng(3)
+    concept, versus = unit(rng.normal(size=32)), unit(rng.normal(size=(4, 32)))
+    pa = probability_map(new, concept, versus=versus, logit_scale=10.0).to_numpy()
+    pb = probability_map(old, concept, versus=versus, logit_scale=10.0).to_numpy()
+    np.testing.assert_array_equal(pa, pb)
+    exact = concept_probability(embeddings, class_matrix(concept, versus), 10.0)
+    np.testing.assert_allclose(pa, exact, atol=0.02)

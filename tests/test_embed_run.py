@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from kill import run_killed
-from landprompt.embedder.cube import content_hash, open_cube, read_window
+from landprompt.embedder.cube import chunk_windows, content_hash, open_cube, read_window
 from landprompt.embedder.models import create_encoder, save_checkpoint
 from landprompt.embedder.run import embed_run, plan_grid
 from landprompt.eo.local import LocalSource
@@ -236,3 +236,67 @@ def test_run_on_a_local_dask_cluster_equals_a_run_here(stac_fixture, tiny_sits, 
     here = embed(stac_fixture.grid, source, tmp_path / "here.zarr", tiny_sits, chunk=32)
     dask = embed(stac_fixture.grid, source, tmp_path / "dask.zarr", tiny_sits, chunk=32, scheduler="local")
     assert content_hash(open_cube(here)) == content_hash(open_cube(dask))
+
+
+@pytest.fixture(scope="module")
+def bottleneck_sits(tmp_path_factory) -> Path:
+    """A small random sits encoder whose linear head goes through a 64-wide bottleneck (clip_dim 96)."""
+    import torch
+
+    torch.manual_seed(1)
+    encoder = create_encoder(
+        "sits", clip_dim=96, embed_dim=32, depth=1, num_heads=2, pool_size=3, head="linear", bottleneck=64
+    )
+    return save_checkpoint(encoder, tmp_path_factory.mktemp("ckpt") / "bottleneck_sits")
+
+
+@pytest.mark.parametrize("dtype, atol", [("int8", 0.02), ("fp16", 2e-3)])
+def test_bottleneck_checkpoint_writes_r64_codes_with_exact_scores(
+    stac_fixture, bottleneck_sits, tmp_path, dtype, atol
+):
+    from landprompt.embedder.recipe import EncoderRecipe
+    from landprompt.embedder.run import EmbedTask, embed_window
+    from landprompt.query.probability import concept_probability, probability_map
+    from landprompt.query.scoring import iter_scores
+
+    source = LocalSource(stac_fixture.stack)
+    cube = open_cube(embed(stac_fixture.grid, source, tmp_path / "c.zarr", bottleneck_sits, dtype=dtype))
+    assert cube.attrs["format_version"] == 2 and cube.attrs["basis"]["kind"] == "linear_head"
+    assert cube.sizes["r"] == 64 and cube.sizes["k"] == 65 and cube.sizes["d"] == 96
+    assert "embedding" not in cube and cube["code"].dtype == (np.int8 if dtype == "int8" else np.float16)
+
+    # the full-dimension float32 path: the same encoder's unit embeddings, one window for the whole grid
+    task = EmbedTask(EncoderRecipe.of(str(bottleneck_sits)), source, stac_fixture.grid, 2022)
+    rows, cols = stac_fixture.grid.shape
+    full, valid = embed_window(task, chunk_windows((rows, cols), max(rows, cols))[0])
+    rng = np.random.default_rng(0)
+    queries = rng.normal(size=(5, 96)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    scores = np.zeros((rows, cols, 5), np.float32)
+    for window, chunk_scores, chunk_valid in iter_scores(cube, queries):
+        scores[window.rows, window.cols] = chunk_scores
+        np.testing.assert_array_equal(chunk_valid, valid[window.rows, window.cols])
+    assert valid.any()
+    np.testing.assert_allclose(scores[valid], full[valid] @ queries.T, atol=atol)
+
+    got = probability_map(cube, queries[0], versus=queries[1:], logit_scale=10.0).to_numpy()
+    want = concept_probability(full, np.concatenate([queries[:1], queries[1:]]), 10.0)
+    np.testing.assert_allclose(got[valid], want[valid], atol=atol)
+    assert np.isnan(got[~valid]).all()
+
+
+def test_basis_head_needs_a_linear_head_and_none_keeps_version_1(stac_fixture, bottleneck_sits, tmp_path):
+    import torch
+
+    source = LocalSource(stac_fixture.stack)
+    v1 = open_cube(embed(stac_fixture.grid, source, tmp_path / "v1.zarr", bottleneck_sits, basis="none"))
+    assert v1.attrs["format_version"] == 1 and v1.sizes["d"] == 96
+    torch.manual_seed(0)
+    mlp = create_encoder("sits", clip_dim=16, embed_dim=32, depth=1, num_heads=2, pool_size=3, head="mlp")
+    ckpt = save_checkpoint(mlp, tmp_path / "mlp")
+    with pytest.raises(BadInputError, match="--basis head needs an encoder with a linear head"):
+        embed(stac_fixture.grid, source, tmp_path / "h.zarr", ckpt, basis="head")
+    with pytest.raises(BadInputError, match="bottleneck needs head 'linear'"):
+        create_encoder("sits", clip_dim=16, embed_dim=32, depth=1, num_heads=2, head="mlp", bottleneck=8)
+    with pytest.raises(BadInputError, match="--basis must be one of"):
+        embed(stac_fixture.grid, source, tmp_path / "b.zarr", ckpt, basis="bogus")

@@ -166,6 +166,7 @@ def test_write_places(cube, query_vector, tmp_path):
 
 def test_factory_choice_by_size():
     assert choose_factory(10_000, 512) == "Flat"
+    assert choose_factory(1_000_000, 65) == "IVF1024,Flat"  # version-2 codes: 260 MB as float32
     assert choose_factory(1_000_000, 512) == "IVF1024,SQfp16"  # 1 GB as float16
     assert choose_factory(10_000_000, 512) == "IVF4096,SQ8"  # 5 GB as bytes
     assert choose_factory(100_000_000, 512).endswith(",PQ128")

@@ -88,6 +88,8 @@ def test_overrides_and_numeric_strings(tmp_path: Path) -> None:
         (with_key("data.use_latlon", "yes"), r"data\.use_latlon must be true or false"),
         (with_key("model.arguments", [1, 2]), r"model\.arguments must be a mapping"),
         (with_key("model.arguments", {"pretrained": False}), r"model\.arguments must not set"),
+        (with_key("model.arguments", {"bottleneck": 0}), r"model\.arguments\.bottleneck must be a whole"),
+        (with_key("model.arguments", {"bottleneck": 64, "head": "mlp"}), r"bottleneck needs head: linear"),
         (with_key("optim.min_lr", 1.0), r"optim\.min_lr .* must not exceed optim\.lr"),
         (with_key("optim.warmup_steps", 10**6), r"optim\.warmup_steps .* must not exceed run\.steps"),
         (with_key("loss.max_logit_scale", 5.0), r"loss\.max_logit_scale .* below 1 / loss\.init_temperature"),
@@ -100,6 +102,15 @@ def test_overrides_and_numeric_strings(tmp_path: Path) -> None:
 def test_config_errors_name_the_key(raw: dict[str, Any], pattern: str) -> None:
     with pytest.raises(BadInputError, match=pattern):
         config_from_dict(raw)
+
+
+def test_bottleneck_config_builds_a_head_with_an_exact_64_basis() -> None:
+    from landprompt.embedder.models import create_encoder
+
+    config = config_from_dict(with_key("model.arguments", {"head": "linear", "bottleneck": 64}))
+    encoder = create_encoder(config.model.name, clip_dim=512, pretrained=False, **config.model.arguments)
+    basis = encoder.head_basis()
+    assert basis is not None and basis.rank == 64 and basis.dim == 512 and basis.kind == "linear_head"
 
 
 def test_config_file_errors(tmp_path: Path) -> None:

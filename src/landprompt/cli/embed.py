@@ -183,8 +183,13 @@ def embed_run_command(
     l2a_offset: L2aOffsetOption = "auto",
     force: ForceOption = False,
     basis: Annotated[
-        str, typer.Option(help="'pca': store the cube in a PCA basis (format 2); 'none': version 1.")
-    ] = "none",
+        str,
+        typer.Option(
+            help="'auto': the head's basis for a linear head with a bottleneck, else version 1; "
+            "'head': a linear head's basis (format 2, exact); 'pca': a PCA basis (format 2); "
+            "'none': version 1."
+        ),
+    ] = "auto",
     rank: Annotated[int, typer.Option(help="Rank of a PCA basis (grown to keep 99.9 % variance).")] = 64,
     zarr_format: ZarrFormatOption = 3,
 ) -> None:

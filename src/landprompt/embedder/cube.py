@@ -586,16 +586,28 @@ def _prefetched(
 
 
 def _raw_reader(ds: xr.Dataset) -> Callable[[slice, slice], dict[str, np.ndarray]]:
-    """A window reader of the stored arrays: straight from Zarr when ``ds`` is a whole cube, else xarray."""
+    """A window reader of the stored arrays: straight from Zarr when ``ds`` is a whole cube, else xarray.
+
+    A window inside one chunk of an uncompressed array is read from the chunk file itself (one read,
+    its CRC32C checked, no copy through Zarr's codec pipeline).
+    """
     values = "code" if "code" in ds else "embedding"
     names = [values, "valid"] + (["scale"] if "scale" in ds else [])
     arrays = _zarr_arrays(ds, names)
+    layout = _layout(Path(ds.encoding["source"]), dict(ds.attrs), None) if arrays is not None else None
+    raw_files = {
+        name: array for name, array in (arrays or {}).items() if layout is not None and _is_raw(array)
+    }
 
     def read(rows: slice, cols: slice) -> dict[str, np.ndarray]:
-        if arrays is not None:
-            return {name: array[rows, cols] for name, array in arrays.items()}
-        sub = ds[names].isel(y=rows, x=cols).compute()
-        return {name: sub[name].to_numpy() for name in names}
+        if arrays is None:
+            sub = ds[names].isel(y=rows, x=cols).compute()
+            return {name: sub[name].to_numpy() for name in names}
+        out = {}
+        for name, array in arrays.items():
+            direct = _read_in_chunk(layout, name, array, rows, cols) if name in raw_files else None
+            out[name] = array[rows, cols] if direct is None else direct
+        return out
 
     source = ds.encoding.get("source")
     return _zlib_checked(read, ds, names) if source and _zarr_format(Path(source)) == 2 else read
@@ -619,6 +631,36 @@ def _zlib_checked(
             raise layout.damaged("/".join(names), index, what) from exc
 
     return checked
+
+
+def _is_raw(array: Any) -> bool:
+    """Whether a Zarr array stores its chunks as plain little-endian bytes followed by a CRC32C."""
+    codecs = array.metadata.codecs
+    return (
+        len(codecs) == 2
+        and isinstance(codecs[1], Crc32cCodec)
+        and (array.dtype.itemsize == 1 or getattr(codecs[0], "endian", None) in (None, "little"))
+        and np.little_endian
+        and type(codecs[0]).__name__ == "BytesCodec"
+    )
+
+
+def _read_in_chunk(
+    layout: integrity.ChunkLayout | None, name: str, array: Any, rows: slice, cols: slice
+) -> np.ndarray | None:
+    """A window of an uncompressed array read from its chunk file, or None if it spans several chunks."""
+    (r0, r1, r_step), (c0, c1, c_step) = rows.indices(array.shape[0]), cols.indices(array.shape[1])
+    ch, cw = array.chunks[:2]
+    i, j = r0 // ch, c0 // cw
+    if layout is None or r_step != 1 or c_step != 1 or r1 <= r0 or c1 <= c0:
+        return None
+    if (r1 - 1) // ch != i or (c1 - 1) // cw != j:
+        return None
+    data = layout.read_chunk(name, (i, j), array.ndim)
+    if data.size != math.prod(array.chunks) * array.dtype.itemsize:
+        raise layout.damaged(name, (i, j), f"holds {data.size} bytes, not a whole chunk")
+    data = data.view(array.dtype).reshape(array.chunks)
+    return data[r0 - i * ch : r1 - i * ch, c0 - j * cw : c1 - j * cw]
 
 
 def _reader(ds: xr.Dataset) -> Callable[[slice, slice], tuple[np.ndarray, np.ndarray]]:
@@ -897,7 +939,7 @@ def _template(
             **var.encoding,
             "chunks": var.data.chunksize,
             "fill_value": 0,
-            "compressors": (ZstdCodec(), Crc32cCodec()),  # every chunk carries a CRC32C
+            "compressors": _compressors(str(name), var.dtype),
         }
         if var.dtype.kind == "f":
             encoding[str(name)]["_FillValue"] = None  # no CF masking: zeros are data
@@ -908,6 +950,17 @@ def _template(
             values.update(_FillValue=None, compressors=(GDAL_COMPRESSOR,))
             values["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
     return ds, encoding
+
+
+def _compressors(name: str, dtype: np.dtype[Any]) -> tuple[Any, ...]:
+    """Every chunk carries a CRC32C; only the mask and float16 values are worth compressing.
+
+    int8 values and float32 scales hardly compress (zstd keeps > 99 % of their bytes) but cost a
+    decompression on every read, so they are stored raw: a chunk file is the array's bytes and its CRC32C.
+    """
+    if name == "valid" or dtype == np.float16:
+        return (ZstdCodec(), Crc32cCodec())
+    return (Crc32cCodec(),)
 
 
 def user_attrs(attrs: dict[str, Any]) -> dict[str, Any]:

@@ -112,6 +112,20 @@ class ChunkLayout:
         """The folder holding an array's chunk files."""
         return self.path.joinpath(name, *self.chunk_prefix)
 
+    def read_chunk(self, name: str, index: tuple[int, int], ndim: int) -> np.ndarray:
+        """The bytes of an uncompressed chunk (bytes + CRC32C codecs) read from its file, checked.
+
+        Raises:
+            DamagedCubeError: if the chunk file is missing or fails its CRC32C.
+        """
+        try:
+            data = np.fromfile(self.path / self.key(name, index, ndim), dtype=np.uint8)
+        except FileNotFoundError:
+            raise self.damaged(name, index, "is missing") from None
+        if not crc_ok(data):
+            raise self.damaged(name, index, "fails its checksum (truncated or altered)")
+        return data[:-4]
+
 
 def crc_ok(data: bytes | memoryview | np.ndarray) -> bool:
     """Whether a stored chunk ends in the CRC32C of the bytes before it (the Zarr ``crc32c`` codec)."""

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from landprompt import checks
+from landprompt.embedder.basis import Basis
 from landprompt.embedder.cube import DEFAULT_CHUNK, ChunkWindow, CubeDtype, CubeWriter, ZarrFormat
 from landprompt.embedder.models import Encoder, pixel_latlon
 from landprompt.embedder.recipe import EncoderRecipe, weights_sha256
@@ -43,9 +44,12 @@ class EmbedTask:
     batch_size: int = 1024
     device: str | None = None
     weights_sha256: str = ""
+    features: bool = False
 
 
 AOI = Grid | BBox | str | Sequence[float]
+#: Values of ``embed_run(basis=...)``.
+BASES = ("auto", "none", "head", "pca")
 
 
 def plan_grid(aoi: AOI, resolution: float = 10.0, crs: Any = None, force: bool = False) -> Grid:
@@ -107,7 +111,7 @@ def embed_run(
     scheduler: str | None = None,
     force: bool = False,
     progress: bool = True,
-    basis: str = "none",
+    basis: str = "auto",
     rank: int = 64,
     zarr_format: ZarrFormat = 3,
 ) -> Path:
@@ -133,10 +137,13 @@ def embed_run(
         scheduler: None to run here, ``"local"`` or a Dask scheduler address to run chunks as tasks.
         force: Allow an AOI beyond the sane size.
         progress: Show a progress bar with pixels/s.
-        basis: ``"none"`` (format version 1, d values a pixel) or ``"pca"``: the run is embedded into a
-            version-1 staging cube next to ``out``, then rewritten in a PCA basis of ``rank`` fitted on its
-            own embeddings (:func:`~landprompt.embedder.convert.convert_cube`) and the staging cube removed;
-            both steps resume.
+        basis: ``"auto"``: the head's basis for an encoder with a linear head with a bottleneck, else
+            ``"none"``; ``"none"``: format version 1, d values a pixel; ``"head"``: format version 2 in the
+            basis of a linear head (exact: the head's input values a pixel, see
+            :meth:`~landprompt.embedder.models.sits.SitsEncoder.head_basis`); ``"pca"``: the run is embedded
+            into a version-1 staging cube next to ``out``, then rewritten in a PCA basis of ``rank`` fitted
+            on its own embeddings (:func:`~landprompt.embedder.convert.convert_cube`) and the staging cube
+            removed; both steps resume.
         rank: Requested rank of a PCA basis.
         zarr_format: Zarr layout of the cube: 3, or 2 for the GDAL in rasterio's wheels and QGIS
             (see :class:`~landprompt.embedder.cube.CubeWriter`).
@@ -144,8 +151,8 @@ def embed_run(
     Returns:
         The finished cube's path.
     """
-    if basis not in ("none", "pca"):
-        raise BadInputError(f"--basis must be 'none' or 'pca', got {basis!r}")
+    if basis not in BASES:
+        raise BadInputError(f"--basis must be one of {', '.join(BASES)}, got {basis!r}")
     checks.count("--batch-size", batch_size)
     checks.count("--chunk", chunk)
     checks.count("--rank", rank)
@@ -158,7 +165,7 @@ def embed_run(
         embed_run(
             aoi, year, model, source, staging, resolution=resolution, encoder_args=encoder_args, seed=seed,
             random_weights=random_weights, crs=crs, chunk=chunk, dtype=dtype, batch_size=batch_size,
-            device=device, scheduler=scheduler, force=force, progress=progress,
+            device=device, scheduler=scheduler, force=force, progress=progress, basis="none",
         )  # fmt: skip
         convert_cube(staging, out, rank, dtype, progress=progress, zarr_format=zarr_format)
         shutil.rmtree(staging, ignore_errors=True)
@@ -168,13 +175,15 @@ def embed_run(
     grid = plan_grid(aoi, resolution, crs, force)
     recipe = EncoderRecipe.of(str(model), encoder_args, seed, random_weights)
     encoder, digest = _encoder(recipe, device)
+    head = head_basis(encoder, basis)
     source.check_coverage(grid, year)
-    task = EmbedTask(recipe, source, grid, year, batch_size, device, digest)
+    task = EmbedTask(recipe, source, grid, year, batch_size, device, digest, features=head is not None)
     attrs = run_attrs(encoder, source, year, recipe, digest)
     check_same_encoder(out, attrs)
     created = not Path(out).exists()
+    out_grid = encoder.output_grid(grid)
     writer = CubeWriter(
-        out, encoder.output_grid(grid), encoder.spec.embed_dim, dtype, chunk, attrs, zarr_format=zarr_format
+        out, out_grid, encoder.spec.embed_dim, dtype, chunk, attrs, basis=head, zarr_format=zarr_format
     )
     pending = writer.pending()
     stride = encoder.spec.output_stride
@@ -189,11 +198,28 @@ def embed_run(
     return writer.finalize()
 
 
+def head_basis(encoder: Encoder, basis: str) -> Basis | None:
+    """The basis a run writes its cube in directly: the encoder's linear head, or None (version 1).
+
+    Raises:
+        BadInputError: if ``basis`` is ``"head"`` and the encoder has no linear head.
+    """
+    from landprompt.embedder.models.sits import SitsEncoder
+
+    found = encoder.head_basis() if basis in ("auto", "head") and isinstance(encoder, SitsEncoder) else None
+    if basis == "head" and found is None:
+        raise BadInputError("--basis head needs an encoder with a linear head (sits with head: linear)")
+    if basis == "auto" and found is not None and found.info.get("features") != "bottleneck":
+        return None  # a plain linear head: version 1 unless asked (--basis head)
+    return found
+
+
 def embed_window(task: EmbedTask, window: ChunkWindow) -> tuple[np.ndarray, np.ndarray]:
     """Embed one cube chunk: read its input window with a halo, embed, crop the halo away.
 
     Returns:
-        Embeddings [h, w, d] and the valid mask [h, w] of the chunk.
+        Embeddings [h, w, d] (or the head's features [h, w, r] when ``task.features``) and the valid
+        mask [h, w] of the chunk.
     """
     encoder, digest = _encoder(task.recipe, task.device)
     if task.weights_sha256 and digest != task.weights_sha256:
@@ -206,7 +232,8 @@ def embed_window(task: EmbedTask, window: ChunkWindow) -> tuple[np.ndarray, np.n
     cols = _input_span(window.cols, stride, halo, task.grid.cols)
     sub = task.grid.window(slice(*rows[:2]), slice(*cols[:2]))
     composite = task.source.composite(sub, task.year, force=True)
-    embedding, valid = encoder.embed_dense(composite, pixel_latlon(sub), batch_size=task.batch_size)
+    extra = {"features": True} if task.features else {}
+    embedding, valid = encoder.embed_dense(composite, pixel_latlon(sub), batch_size=task.batch_size, **extra)
     top, left = rows[2] // stride, cols[2] // stride
     crop = (slice(top, top + window.shape[0]), slice(left, left + window.shape[1]))
     return embedding[crop], valid[crop]
@@ -218,7 +245,7 @@ def _embed_windows(
     """Embed and write each window, here or on a Dask cluster; yield windows as they finish."""
     if scheduler is None:
         for window in windows:
-            writer.write_chunk(window, *embed_window(task, window))
+            writer.write_chunk(window, *embed_window(task, window), features=task.features)
             yield window
         return
     from distributed import as_completed
@@ -233,7 +260,7 @@ def _embed_windows(
 
 def _embed_and_write(window: ChunkWindow, writer: CubeWriter, task: EmbedTask) -> ChunkWindow:
     """The Dask task: embed one chunk and write it (chunks never share a Zarr chunk)."""
-    writer.write_chunk(window, *embed_window(task, window))
+    writer.write_chunk(window, *embed_window(task, window), features=task.features)
     return window
 
 

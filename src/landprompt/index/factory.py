@@ -10,6 +10,8 @@ from landprompt.errors import BadInputError
 
 #: Up to this many vectors an exact (flat) inner-product index is fast enough.
 EXACT_MAX = 200_000
+#: IVF lists keep float32 vectors (exact, the fastest lists to scan) while they fit in this many bytes ...
+FLAT_BYTES_MAX = 1 << 30
 #: IVF lists keep float16 vectors (near-exact) while they fit in this many bytes ...
 FP16_BYTES_MAX = 4 << 30
 #: ... then 8-bit scalar-quantised vectors up to this many bytes, then product quantisation.
@@ -29,12 +31,16 @@ def choose_factory(n: int, dim: int) -> str:
     """The FAISS factory string for ``n`` vectors of dimension ``dim``, chosen by size.
 
     * ``n <= EXACT_MAX``: ``Flat`` (exact inner product);
+    * vectors up to :data:`FLAT_BYTES_MAX` as float32 (e.g. 10^6 version-2 codes): ``IVF{nlist},Flat``,
+      whose lists scan about 3x faster than float16 ones;
     * vectors up to :data:`FP16_BYTES_MAX` as float16: ``IVF{nlist},SQfp16``;
     * up to :data:`SQ8_BYTES_MAX` at one byte per dimension: ``IVF{nlist},SQ8``;
     * larger: ``IVF{nlist},PQ{m}``, ``m = dim / 4`` bytes per vector (Europe-scale shards).
     """
     if n <= EXACT_MAX:
         return "Flat"
+    if n * dim * 4 <= FLAT_BYTES_MAX:
+        return f"IVF{nlist_for(n)},Flat"
     if n * dim * 2 <= FP16_BYTES_MAX:
         return f"IVF{nlist_for(n)},SQfp16"
     if n * dim <= SQ8_BYTES_MAX:

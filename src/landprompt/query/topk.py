@@ -276,8 +276,7 @@ def _places_table(grid: Grid, rows: np.ndarray, cols: np.ndarray, scores: np.nda
             "x": x,
             "y": y,
             "score": scores.astype(np.float32),
-        },
-        columns=PLACE_COLUMNS,
+        },  # in PLACE_COLUMNS order (faster than reindexing by columns=)
     ).pipe(_with_crs, grid)
 
 

@@ -148,6 +148,20 @@ class TrainConfig:
                 f"model.arguments must not set {sorted(reserved)}: "
                 "use model.presto_weights for initial weights"
             )
+        self._check_bottleneck()
+
+    def _check_bottleneck(self) -> None:
+        """``model.arguments.bottleneck``: a whole number >= 1 with ``head: linear`` (a compact cube)."""
+        arguments = self.model.arguments
+        if arguments.get("bottleneck") is None:
+            return
+        value = arguments["bottleneck"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BadInputError(f"model.arguments.bottleneck must be a whole number >= 1, got {value!r}")
+        if arguments.get("head", "linear") != "linear":
+            raise BadInputError(
+                f"model.arguments.bottleneck needs head: linear, got head: {arguments['head']!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON/YAML-serialisable copy (paths as strings, tuples as lists)."""

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import normalize as l2_normalize
 
+from landprompt.embedder.basis import Basis, linear_head_basis
 from landprompt.embedder.models.base import (
     S1_BANDS,
     S2_BANDS,
@@ -236,6 +237,30 @@ class SitsEncoder(Encoder):
         """Backbone embedding (B, D) of each pixel series; arguments as in :meth:`PrestoEncoder.forward`."""
         return self.backbone(x, mask, dynamic_world, latlon, month)
 
+    def head_basis(self) -> Basis | None:
+        """The exact basis of a linear head (with or without a bottleneck), or None for another head.
+
+        The head's last Linear layer ``e = W z + b`` is the basis; ``z`` (:meth:`head_features`) is the
+        pooled backbone feature (r = backbone width) or the bottleneck's output (r = bottleneck).
+        """
+        layers = list(self.head) if isinstance(self.head, nn.Sequential) else [self.head]
+        if not layers or not all(isinstance(layer, nn.Linear) for layer in layers):
+            return None
+        last = layers[-1]
+        assert isinstance(last, nn.Linear)
+        if last.in_features > last.out_features:
+            return None  # wider than the embedding: nothing to gain
+        bias = None if last.bias is None else last.bias.detach().cpu().numpy()
+        info = {"layers": len(layers), "features": "bottleneck" if len(layers) > 1 else "backbone"}
+        return linear_head_basis(last.weight.detach().cpu().numpy(), bias, info)
+
+    def head_features(self, pooled: Tensor) -> Tensor:
+        """The input ``z`` (B, r) of a linear head's last layer: the pooled features through the others."""
+        layers = list(self.head) if isinstance(self.head, nn.Sequential) else [self.head]
+        for layer in layers[:-1]:
+            pooled = layer(pooled)
+        return pooled
+
     def project(self, features: Tensor, normalize: bool = True) -> Tensor:
         """Map pooled features (B, D) into CLIP's space (B, clip_dim), L2-normalised unless told not to."""
         out = self.head(features)
@@ -286,24 +311,39 @@ class SitsEncoder(Encoder):
     forward = forward_window
 
     def embed_dense(
-        self, composite: xr.Dataset, latlon: np.ndarray | None = None, batch_size: int = 1024
+        self,
+        composite: xr.Dataset,
+        latlon: np.ndarray | None = None,
+        batch_size: int = 1024,
+        features: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Embed every pixel of a composite chunk (see :meth:`Encoder.embed_dense`).
 
         ``latlon`` [y, x, 2] gives each pixel's location token; None masks that token everywhere.
+        ``features`` returns the linear head's input ``z`` instead (see :meth:`head_basis`).
         """
-        return self.embed_series(series_from_composite(composite, latlon), batch_size)
+        return self.embed_series(series_from_composite(composite, latlon), batch_size, features)
 
     @torch.inference_mode()
-    def embed_series(self, series: PixelSeries, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    def embed_series(
+        self, series: PixelSeries, batch_size: int = 1024, features: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Embed prepared inputs: pixel features, box mean over ``pool_size``, head, L2 norm.
 
         ``batch_size`` pixels go through the backbone at a time, at most :data:`CPU_PIXELS_PER_PASS` on the
         CPU (the results do not depend on it beyond float rounding).
 
+        Args:
+            series: Prepared inputs.
+            batch_size: Pixels a forward pass.
+            features: Return the linear head's input ``z`` [H, W, r] (unnormalised) instead of the
+                embeddings: what a cube in the head's basis stores (:meth:`head_basis`).
+
         Returns:
             Embeddings float32 [H, W, clip_dim] (zero where invalid) and validity bool [H, W].
         """
+        if features and self.head_basis() is None:
+            raise BadInputError("head features need a linear head (head: linear)")
         if batch_size < 1:
             raise BadInputError(f"batch_size must be at least 1, got {batch_size}")
         (h, w), steps = series.shape, series.x.shape[2]
@@ -316,8 +356,9 @@ class SitsEncoder(Encoder):
             None if series.latlon is None else torch.as_tensor(series.latlon, dtype=torch.float32).view(-1, 2)
         )
         month = torch.from_numpy(series.month).to(device)
-        features = torch.zeros(h * w, self.backbone.embed_dim, device=device)
-        out = torch.zeros(h * w, self.clip_dim, device=device)
+        width = self.head_basis().rank if features else self.clip_dim  # type: ignore[union-attr]
+        out = torch.zeros(h * w, width, device=device)
+        backbone_out = torch.zeros(h * w, self.backbone.embed_dim, device=device)
         per_pass = min(batch_size, CPU_PIXELS_PER_PASS) if device.type == "cpu" else batch_size
         with eval_mode(self):
             for batch in rows.split(per_pass):
@@ -329,19 +370,38 @@ class SitsEncoder(Encoder):
                         latlon=None if latlon is None else latlon[cpu].to(device),
                         month=month.expand(len(batch), steps),
                     )
-                features[batch] = f.float()
-            pooled = box_mean(features.view(h, w, -1), torch.from_numpy(valid).to(device), self.pool_size)
+                backbone_out[batch] = f.float()
+            pooled = box_mean(backbone_out.view(h, w, -1), torch.from_numpy(valid).to(device), self.pool_size)
             pooled = pooled.view(h * w, -1)
             for batch in rows.split(batch_size):
+                if features:  # float32: the cube stores them exactly
+                    out[batch] = self.head_features(pooled[batch].float())
+                    continue
                 with autocast(device):
                     out[batch] = self.project(pooled[batch])
         return out.view(h, w, -1).cpu().numpy(), valid
 
 
 def build_head(
-    in_dim: int, out_dim: int, kind: Literal["linear", "mlp"] = "linear", hidden: int | None = None
+    in_dim: int,
+    out_dim: int,
+    kind: Literal["linear", "mlp"] = "linear",
+    hidden: int | None = None,
+    bottleneck: int | None = None,
 ) -> nn.Module:
-    """Projection head: a Linear layer, or Linear-GELU-Linear with ``hidden`` (default ``out_dim``) units."""
+    """Projection head: a Linear layer, or Linear-GELU-Linear with ``hidden`` (default ``out_dim``) units.
+
+    A linear head with a ``bottleneck`` is Linear(in, bottleneck) then Linear(bottleneck, out), trained end
+    to end: still linear, so a cube stores the ``bottleneck`` values a pixel exactly (format version 2).
+    """
+    if bottleneck is not None:
+        if kind != "linear":
+            raise BadInputError(f"a head bottleneck needs head 'linear', got {kind!r}")
+        if not isinstance(bottleneck, int) or not 1 <= bottleneck <= out_dim:
+            raise BadInputError(
+                f"bottleneck must be a whole number from 1 to clip_dim {out_dim}, got {bottleneck}"
+            )
+        return nn.Sequential(nn.Linear(in_dim, bottleneck), nn.Linear(bottleneck, out_dim))
     if kind == "linear":
         return nn.Sequential(nn.Linear(in_dim, out_dim))
     if kind == "mlp":
@@ -356,6 +416,7 @@ def sits(
     clip_dim: int = 512,
     head: Literal["linear", "mlp"] = "linear",
     head_hidden: int | None = None,
+    bottleneck: int | None = None,
     pool_size: int = 5,
     presto_weights: str | Path | None = None,
     embed_dim: int = 128,
@@ -372,6 +433,8 @@ def sits(
         clip_dim: Output width (CLIP's embedding dimension, e.g. 512 for ViT-B-32).
         head: ``"linear"`` or ``"mlp"`` projection head.
         head_hidden: Hidden width of the ``"mlp"`` head (default ``clip_dim``).
+        bottleneck: Width of a ``"linear"`` head's bottleneck (e.g. 64): the cube of such an encoder
+            stores ``bottleneck`` values a pixel exactly (see :meth:`SitsEncoder.head_basis`).
         pool_size: Odd side in pixels of the window whose pixel features are averaged.
         presto_weights: Official Presto weights (``default_model.pt`` or ``.safetensors``) to start the
             backbone from; needs the default backbone size.
@@ -395,7 +458,7 @@ def sits(
         backbone = PrestoEncoder(embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio)
     return SitsEncoder(
         backbone,
-        build_head(embed_dim, clip_dim, head, head_hidden),
+        build_head(embed_dim, clip_dim, head, head_hidden, bottleneck),
         pool_size=pool_size,
         clip_model=clip_model,
         clip_pretrained=clip_pretrained,
