@@ -13,10 +13,20 @@ import pytest
 import rasterio
 from affine import Affine
 
+from landprompt.calibration import (
+    Calibration,
+    QuerySettings,
+    apply_calibration,
+    calibration_path,
+    fit_calibration,
+    fit_isotonic,
+    fit_platt,
+    load_calibration,
+    save_calibration,
+)
 from landprompt.embedder.cube import open_cube, write_cube
 from landprompt.errors import BadInputError
 from landprompt.evaluate.points import (
-    average_ranks,
     evaluate_points,
     expected_calibration_error,
     read_points,
@@ -28,17 +38,6 @@ from landprompt.evaluate.points import (
 )
 from landprompt.geo import Grid
 from landprompt.query.aggregate import aggregate, read_units, write_indicators
-from landprompt.query.calibration import (
-    Calibration,
-    QuerySettings,
-    apply_calibration,
-    calibration_path,
-    fit_calibration,
-    fit_isotonic,
-    fit_platt,
-    load_calibration,
-    save_calibration,
-)
 from landprompt.query.change import GAIN, LOSS, NODATA, STABLE, change_map, change_paths, write_change
 from landprompt.query.maps import read_map
 from landprompt.query.probability import probability_map
@@ -467,14 +466,13 @@ def test_points_errors(analytics_cubes, tiny_clip, tmp_path) -> None:
 # --- metrics and calibration functions -----------------------------------------------------------------
 
 
-def test_auc_and_ranks_count_ties_half() -> None:
+def test_auc_counts_ties_half() -> None:
     rng = np.random.default_rng(0)
     y, s = rng.integers(0, 2, 300).astype(bool), rng.integers(0, 6, 300).astype(float)
     pairs = s[y][:, None] - s[~y][None, :]
     assert roc_auc(y, s) == pytest.approx(((pairs > 0) + 0.5 * (pairs == 0)).mean())
     assert roc_auc(y, np.zeros(300)) == 0.5
     assert np.isnan(roc_auc(np.ones(3, bool), np.arange(3.0)))
-    np.testing.assert_array_equal(average_ranks(np.array([3.0, 1.0, 3.0, 2.0])), [3.5, 1, 3.5, 2])
 
 
 def test_expected_calibration_error_by_hand() -> None:
@@ -543,3 +541,25 @@ def test_probability_maps_calibrate_like_the_scorer(analytics_cubes, tiny_clip) 
     expected = 1 / (1 + np.exp(-(0.5 * np.log(prob.values / (1 - prob.values)) + 0.1)))
     np.testing.assert_allclose(out.values, expected, rtol=1e-5)
     assert out.rio.crs == prob.rio.crs
+
+
+def test_calibration_file_of_format_version_1_loads_and_applies(tmp_path) -> None:
+    document = {
+        "format": "landprompt-calibration",
+        "format_version": 1,
+        "method": "platt",
+        "parameters": {"a": 2.0, "b": -1.0},
+        "query": {"concept": "olive groves", "versus": None, "style": "ground", "logit_scale": 100.0},
+        "n_points": 40,
+        "metrics": {},
+        "created": "2026-01-01T00:00:00+00:00",
+        "cube": "c.zarr",
+    }
+    path = tmp_path / "olive-groves.json"
+    path.write_text(json.dumps(document))
+    calibration = load_calibration(path)
+    # sigmoid(2 logit(p) - 1): p = 0.5 -> sigmoid(-1); p = 0.8 -> sigmoid(2 ln 4 - 1) = 16 / (16 + e)
+    np.testing.assert_allclose(
+        calibration.apply(np.array([0.5, 0.8, np.nan])), [1 / (1 + np.e), 16 / (16 + np.e), np.nan], rtol=1e-6
+    )
+    assert calibration.to_dict() == {**document, "query": {**document["query"], "clip": None}}

@@ -15,12 +15,12 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
+from landprompt.batch.jobs import AggregateJob, ChangeJob, PointsJob, load_jobs, plan, run_jobs
+from landprompt.calibration import calibration_path
 from landprompt.cli.analytics import evaluate_extra, query_extra
 from landprompt.cli.common import LandpromptGroup
 from landprompt.errors import BadInputError
-from landprompt.query.calibration import calibration_path
 from landprompt.query.change import GAIN, LOSS, NODATA, STABLE
-from landprompt.query.jobs import AggregateJob, ChangeJob, PointsJob, load_jobs, plan, run_jobs
 from landprompt.query.maps import read_map
 
 CONCEPT = "olive groves"

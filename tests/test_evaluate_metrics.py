@@ -26,7 +26,7 @@ def test_confusion_recall_and_balanced_accuracy() -> None:
     recall = per_class_recall(confusion)
     np.testing.assert_allclose(recall[:3], [2 / 3, 1 / 2, 1.0])
     assert np.isnan(recall[3])  # no sample of class 3: left out of the mean
-    assert balanced_accuracy(y_true, y_pred, 4) == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
+    assert balanced_accuracy(y_true, y_pred) == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
     assert accuracy(y_true, y_pred) == pytest.approx(4 / 6)
 
 

@@ -13,10 +13,10 @@ import rasterio
 import yaml
 from affine import Affine
 
+from landprompt.batch import jobs
+from landprompt.batch.jobs import JobSpec, load_jobs, plan, run_jobs
 from landprompt.errors import BadInputError
 from landprompt.geo import Grid
-from landprompt.query import jobs
-from landprompt.query.jobs import JobSpec, load_jobs, plan, run_jobs
 from landprompt.query.maps import read_map
 
 if TYPE_CHECKING:

@@ -237,7 +237,7 @@ def test_serve_cli_refuses_a_non_cube(tmp_path: Path) -> None:
 
 
 def test_calibrated_tiles_apply_the_cubes_calibration(planted, tiny_clip, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from landprompt.query.calibration import Calibration, calibration_path, save_calibration
+    from landprompt.calibration import Calibration, calibration_path, save_calibration
     from landprompt.serve.app import create_app
     from landprompt.serve.layer import ServedCube
 

@@ -10,14 +10,24 @@ from __future__ import annotations
 import math
 import numbers
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from landprompt.errors import BadInputError
 
 if TYPE_CHECKING:
     import xarray as xr
 
-    from landprompt.embedder.clip import ClipModel
+
+class EmbeddingModel(Protocol):
+    """What :func:`same_width` reads of a CLIP model (a structural type: this module imports no stage)."""
+
+    @property
+    def name(self) -> str:
+        """The model's name, for the message."""
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of its embeddings."""
 
 
 def count(name: str, value: Any, minimum: int = 1) -> int:
@@ -47,7 +57,7 @@ def finite(
     return float(value)
 
 
-def same_width(model: ClipModel, ds: xr.Dataset, cube: str | Path) -> None:
+def same_width(model: EmbeddingModel, ds: xr.Dataset, cube: str | Path) -> None:
     """Refuse a CLIP model whose embedding width differs from the cube's (e.g. 512 against 32)."""
     dim = int(ds.sizes["d"])
     if model.embed_dim != dim:

@@ -173,3 +173,8 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def slugify(name: str) -> str:
+    """Lower-case ``name`` and replace runs of characters other than a-z and 0-9 by ``-`` (for file names)."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")

@@ -30,7 +30,7 @@ from landprompt.cli.common import (
 from landprompt.errors import BadInputError
 
 if TYPE_CHECKING:
-    from landprompt.query.calibration import Method
+    from landprompt.calibration import Method
 
 query_extra = sub_app("Concept analytics: change maps, indicators per area.")
 evaluate_extra = sub_app("Validation of concept maps against field observations.")

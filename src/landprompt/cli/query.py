@@ -188,8 +188,8 @@ def query_export(
 
         landprompt query export batch.yaml --scheduler local
     """
+    from landprompt.batch.jobs import load_jobs, run_jobs
     from landprompt.errors import BadInputError
-    from landprompt.query.jobs import load_jobs, run_jobs
 
     if example:
         from landprompt.examples import example_text

@@ -3,7 +3,7 @@
 :func:`evaluate_concepts` labels the points of a LUCAS table with a concept suite
 (:mod:`~landprompt.evaluate.concept_suite`), keeps the points on valid pixels of the cube(s), drops the
 points within ``exclude_km`` of a place the pairs catalog trains on, and scores each concept at each
-point per prompt setting with :class:`~landprompt.query.calibration.ConceptScorer` (the concept's text
+point per prompt setting with :class:`~landprompt.query.scorer.ConceptScorer` (the concept's text
 embedding in that setting against the background vocabulary encoded in the same styles). Per concept and
 setting it reports points, prevalence, ROC AUC and average precision (scikit-learn) with spatial-block
 bootstrap intervals, and per setting the suite's mean AUC over the scored concepts.
@@ -305,8 +305,9 @@ def _score(
     embeddings: np.ndarray,
 ) -> dict[str, list[np.ndarray]]:
     """Probability of every concept at every point, per setting: setting -> [concept] -> [points]."""
-    from landprompt.query.calibration import ConceptScorer, QuerySettings
+    from landprompt.calibration import QuerySettings
     from landprompt.query.probability import class_matrix, default_vocabulary
+    from landprompt.query.scorer import ConceptScorer
 
     names = list(versus) if versus is not None else default_vocabulary()
     keys = [c.key for c in concepts]

@@ -1,11 +1,11 @@
-"""Classification metrics in NumPy: single-label (accuracy, balanced accuracy, confusion) and multi-label.
+"""Classification metrics from scikit-learn, with the project's conventions on top.
 
 Conventions:
 
 - classes without any true sample are left out of averages (their recall, AP and F1 are NaN): a
   subset of a benchmark may lack rare classes, and counting them as 0 would measure the subset;
-- average precision is the step-wise area under the precision-recall curve with tied scores taken
-  together, ``sum_n (R_n - R_{n-1}) P_n`` over distinct score thresholds (as scikit-learn computes it);
+- average precision is scikit-learn's ``average_precision_score``: the step-wise area under the
+  precision-recall curve with tied scores taken together, ``sum_n (R_n - R_{n-1}) P_n``;
 - multi-label predictions (:func:`multilabel_predictions`): a class is predicted when its softmax
   probability over the classes, at CLIP's logit scale, exceeds ``1 / num_classes`` (so the best class is
   always predicted, and more when several are about as likely); no label statistics are used.
@@ -13,58 +13,49 @@ Conventions:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
+from sklearn import metrics
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts int64 [true class, predicted class]."""
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(y_true), np.asarray(y_pred)), 1)
-    return matrix
+    """Counts int64 [true class, predicted class] over classes ``0 .. num_classes - 1``."""
+    if np.asarray(y_true).size == 0:
+        return np.zeros((num_classes, num_classes), dtype=np.int64)
+    return metrics.confusion_matrix(y_true, y_pred, labels=np.arange(num_classes)).astype(np.int64)
 
 
 def per_class_recall(confusion: np.ndarray) -> np.ndarray:
     """Recall of every class from a confusion matrix; NaN for classes without samples."""
     support = confusion.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(support > 0, np.diag(confusion) / support, np.nan)
+    return np.divide(np.diag(confusion), support, out=np.full(support.shape, np.nan), where=support > 0)
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Fraction of correct predictions (NaN without samples)."""
-    y_true = np.asarray(y_true)
-    return float(np.mean(y_true == np.asarray(y_pred))) if y_true.size else float("nan")
+    return float(metrics.accuracy_score(y_true, y_pred)) if np.asarray(y_true).size else float("nan")
 
 
-def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
-    """Mean recall over the classes that have samples."""
-    recall = per_class_recall(confusion_matrix(y_true, y_pred, num_classes))
-    return float(np.nanmean(recall)) if np.isfinite(recall).any() else float("nan")
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean recall over the classes that have samples (NaN without samples)."""
+    if np.asarray(y_true).size == 0:
+        return float("nan")
+    with warnings.catch_warnings():  # predicted classes without samples are left out, as intended
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")
+        return float(metrics.balanced_accuracy_score(y_true, y_pred))
 
 
 def average_precision(positive: np.ndarray, scores: np.ndarray) -> float:
-    """Average precision of one class: ``sum_n (R_n - R_{n-1}) P_n`` over distinct thresholds.
+    """Average precision of one class (tied scores one threshold); NaN when no sample has the class.
 
     Args:
         positive: Whether each sample has the class, bool [samples].
         scores: Scores, higher = more likely [samples].
-
-    Returns:
-        AP in [0, 1]; NaN when no sample has the class.
     """
     positive = np.asarray(positive, dtype=bool)
-    total = positive.sum()
-    if total == 0:
-        return float("nan")
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-    ranked, hits = np.asarray(scores, dtype=np.float64)[order], positive[order]
-    ends = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]  # last index of each tie group
-    tp = np.cumsum(hits)[ends]
-    precision = tp / (ends + 1)
-    recall = tp / total
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return float(metrics.average_precision_score(positive, scores)) if positive.any() else float("nan")
 
 
 def mean_average_precision(labels: np.ndarray, scores: np.ndarray) -> tuple[float, np.ndarray]:
@@ -93,13 +84,9 @@ def f1_scores(labels: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
         ``{"micro": float, "macro": float, "per_class": float array (NaN for classes without positives)}``.
     """
     labels, predicted = np.asarray(labels, dtype=bool), np.asarray(predicted, dtype=bool)
-    tp = (labels & predicted).sum(axis=0)
-    fp = (~labels & predicted).sum(axis=0)
-    fn = (labels & ~predicted).sum(axis=0)
-    denominator = 2 * tp.sum() + fp.sum() + fn.sum()
-    micro = float(2 * tp.sum() / denominator) if denominator else float("nan")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_class = np.where(labels.any(axis=0), 2 * tp / (2 * tp + fp + fn), np.nan)
+    micro = float(metrics.f1_score(labels, predicted, average="micro", zero_division=np.nan))
+    per_class = metrics.f1_score(labels, predicted, average=None, zero_division=np.nan)
+    per_class = np.where(labels.any(axis=0), per_class, np.nan)
     macro = float(np.nanmean(per_class)) if np.isfinite(per_class).any() else float("nan")
     return {"micro": micro, "macro": macro, "per_class": per_class}
 

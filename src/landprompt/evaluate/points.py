@@ -3,13 +3,13 @@
 :func:`evaluate_points` reads a CSV of lon/lat points (WGS84) with a presence label, takes the
 probability of the concept at the cube pixel containing each point, and reports:
 
-- ROC AUC (Mann-Whitney, tied scores counted half) and average precision (tied scores taken together);
+- ROC AUC (tied scores counted half) and average precision (tied scores taken together), by scikit-learn;
 - the Brier score and the expected calibration error: with ``bins`` equal-width bins of ``p`` over
   [0, 1] (bin ``i`` holds ``i/bins <= p < (i+1)/bins``, the last one includes 1),
   ``ECE = sum_b n_b / n * |mean(present in b) - mean(p in b)|``, and the reliability table behind it.
 
 With ``fit`` it learns a monotone recalibration (Platt or isotonic, see
-:mod:`landprompt.query.calibration`) and measures it by spatial-block cross-validation: points are
+:mod:`landprompt.calibration`) and measures it by spatial-block cross-validation: points are
 grouped in square blocks of ``block_km`` km in the cube's CRS, blocks are dealt to ``n_folds`` folds at
 random, and each fold's points are calibrated by a fit on the other folds only, so neighbouring points
 never sit on both sides. Metrics before and after are computed on these held-out predictions pooled.
@@ -28,11 +28,7 @@ import pandas as pd
 import xarray as xr
 
 from landprompt import checks
-from landprompt.errors import BadInputError
-from landprompt.evaluate.metrics import average_precision
-from landprompt.geo import WGS84, Grid, transform_points
-from landprompt.query.calibration import (
-    ConceptScorer,
+from landprompt.calibration import (
     Method,
     calibration_path,
     cube_path,
@@ -40,7 +36,11 @@ from landprompt.query.calibration import (
     resolve_calibration,
     save_calibration,
 )
+from landprompt.errors import BadInputError
+from landprompt.evaluate.metrics import average_precision
+from landprompt.geo import WGS84, Grid, transform_points
 from landprompt.query.probability import DEFAULT_STYLE
+from landprompt.query.scorer import ConceptScorer
 
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
@@ -168,23 +168,10 @@ def roc_auc(present: np.ndarray, scores: np.ndarray) -> float:
     Returns:
         AUC in [0, 1]; NaN unless there are both presences and absences.
     """
+    from sklearn.metrics import roc_auc_score
+
     y = np.asarray(present, dtype=bool)
-    n1, n0 = int(y.sum()), int((~y).sum())
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    ranks = average_ranks(np.asarray(scores, dtype=np.float64))
-    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks of values, tied values sharing the mean of their ranks."""
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(ordered)) + 1]
-    ends = np.r_[starts[1:], ordered.size]
-    ranks = np.empty(values.size, dtype=np.float64)
-    ranks[order] = np.repeat((starts + ends + 1) / 2, ends - starts)
-    return ranks
+    return float(roc_auc_score(y, scores)) if y.any() and not y.all() else float("nan")
 
 
 def reliability(present: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:

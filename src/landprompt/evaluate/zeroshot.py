@@ -149,7 +149,7 @@ def single_label_results(
     recall = per_class_recall(confusion)
     return {
         "top1": accuracy(targets, predicted),
-        "balanced_accuracy": balanced_accuracy(targets, predicted, len(class_names)),
+        "balanced_accuracy": balanced_accuracy(targets, predicted),
         "per_class_recall": dict(zip(class_names, recall.tolist(), strict=True)),
         "confusion_matrix": confusion.tolist(),
         "predicted": predicted,

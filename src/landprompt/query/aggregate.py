@@ -39,10 +39,11 @@ import pandas as pd
 import xarray as xr
 from pyproj import CRS
 
+from landprompt.calibration import Calibration, resolve_calibration
 from landprompt.errors import BadInputError
 from landprompt.geo import WGS84, Grid, parse_crs
-from landprompt.query.calibration import Calibration, ConceptScorer, resolve_calibration
 from landprompt.query.probability import DEFAULT_STYLE, ProgressFn
+from landprompt.query.scorer import ConceptScorer
 
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel

@@ -25,10 +25,11 @@ import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
+from landprompt.calibration import Calibration, resolve_calibration
 from landprompt.errors import BadInputError
 from landprompt.geo import BBox, Grid
-from landprompt.query.calibration import Calibration, ConceptScorer, resolve_calibration
 from landprompt.query.probability import DEFAULT_STYLE, ProgressFn
+from landprompt.query.scorer import ConceptScorer
 
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel

@@ -31,16 +31,16 @@ from titiler.core.resources.enums import ImageType
 
 from landprompt.errors import BadInputError, DamagedCubeError, LandpromptError
 from landprompt.serve.layer import (
+    COLORMAP,
     TILE_SIZE,
     TMS,
+    NotServedError,
     OutsideCubeError,
     ServedCube,
     TileOutOfRangeError,
     TileTooCoarseError,
 )
 
-#: The colour map of the tiles: the one of the PNG quicklooks (:func:`landprompt.query.maps.write_png`).
-COLORMAP = "magma"
 FORMATS = ("png", "tif", "npy")
 #: RGBA of probability x 255 in the colour map.
 _LUT = np.asarray([colormaps.get(COLORMAP)[i] for i in range(256)], np.uint8)
@@ -65,10 +65,6 @@ class Limits:
     workers: int = 4
     wait_s: float = 30.0
     export_pixels: int = 16_000_000
-
-
-class NotServedError(BadInputError):
-    """A cube or file the server was not started with."""
 
 
 class BusyError(LandpromptError):

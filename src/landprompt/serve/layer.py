@@ -21,12 +21,20 @@ import morecantile
 import numpy as np
 import pandas as pd
 
+from landprompt.calibration import QuerySettings, resolve_calibration
 from landprompt.embedder.overviews import open_overviews
 from landprompt.errors import BadInputError
 from landprompt.geo import Grid, transform_points
-from landprompt.query.calibration import QuerySettings, resolve_calibration
 from landprompt.query.probability import DEFAULT_STYLE, default_vocabulary, resolve_logit_scale
 from landprompt.query.session import QuerySession, open_session
+
+#: The colour map of the tiles: the one of the PNG quicklooks (:func:`landprompt.query.maps.write_png`).
+COLORMAP = "magma"
+
+
+class NotServedError(BadInputError):
+    """A cube or file the server was not started with."""
+
 
 #: The tile matrix set of the map tiles (morecantile's WebMercatorQuad, 256 px tiles).
 TMS = morecantile.tms.get("WebMercatorQuad")

@@ -10,15 +10,13 @@ import json
 from importlib.resources import files
 from typing import Any
 
-from landprompt.serve.app import COLORMAP
+from landprompt.serve.layer import COLORMAP, NotServedError
 
 _ASSETS = {"leaflet.js": "text/javascript", "leaflet.css": "text/css"}
 
 
 def asset(name: str) -> tuple[bytes, str]:
     """The bytes and media type of a page asset (only the vendored Leaflet files)."""
-    from landprompt.serve.app import NotServedError
-
     if name not in _ASSETS:
         raise NotServedError(f"no asset named {name!r}")
     return (files("landprompt.query") / "assets" / name).read_bytes(), _ASSETS[name]

@@ -1,20 +1,21 @@
-"""Calibrated concept probabilities: a chunk-wise scorer and monotone recalibration from field data.
+"""Monotone recalibration of concept probabilities from field data, and its files.
 
-:class:`ConceptScorer` is what the analytics (change maps, indicators per area, validation at points)
-stream cube chunks through: the concept's class matrix and logit scale, exactly as
-:func:`~landprompt.query.probability.probability_map` scores them, plus an optional :class:`Calibration`.
+A :class:`Calibration` maps a raw probability ``p`` to a calibrated one, monotonically, fitted with
+scikit-learn:
 
-A :class:`Calibration` maps a raw probability ``p`` to a calibrated one, monotonically:
-
-- ``platt``: ``sigmoid(a * logit(p) + b)`` with ``a >= 0``, fitted by logistic regression on
-  ``logit(p)`` with Platt's smoothed targets (``(n+ + 1) / (n+ + 2)`` and ``1 / (n- + 2)``), so
-  separable data gives finite parameters;
-- ``isotonic``: the non-decreasing step function fitted by pool-adjacent-violators (points with tied
-  ``p`` pooled first), linearly interpolated between the ends of its steps and flat beyond them.
+- ``platt``: ``sigmoid(a * logit(p) + b)`` with ``a >= 0``, a ``LogisticRegression`` on ``logit(p)``
+  against Platt's smoothed targets (``(n+ + 1) / (n+ + 2)`` and ``1 / (n- + 2)``, each point entered as
+  a presence and an absence weighted by its target), so separable data gives finite parameters;
+- ``isotonic``: the non-decreasing step function of ``IsotonicRegression`` (points with tied ``p``
+  pooled first), linearly interpolated between the ends of its steps and flat beyond them.
 
 A calibration is fitted for one query (concept, background prompts, prompt style, logit scale, CLIP
 model): applying it to probabilities of another query is refused. It is saved next to the cube as
 ``<cube>.calibration/<concept-slug>.json`` (see :meth:`Calibration.to_dict` for the format).
+
+This module sits below :mod:`landprompt.query` and :mod:`landprompt.evaluate` (both use it) and imports
+neither; the scorer that applies a calibration while streaming a cube is
+:class:`landprompt.query.scorer.ConceptScorer`.
 """
 
 from __future__ import annotations
@@ -23,27 +24,15 @@ import datetime as dt
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 import xarray as xr
 
 from landprompt.errors import BadInputError
-from landprompt.query.probability import (
-    DEFAULT_STYLE,
-    background_embeddings,
-    class_matrix,
-    clip_for_cube,
-    concept_embedding,
-    concept_probability,
-)
-
-if TYPE_CHECKING:
-    from landprompt.embedder.clip import ClipModel
-    from landprompt.embedder.cube import ChunkWindow
+from landprompt.files import atomic_path, slugify
 
 Method = Literal["platt", "isotonic"]
 
@@ -253,89 +242,38 @@ def fit_calibration(
     )
 
 
-def fit_platt(p: np.ndarray, present: np.ndarray, iterations: int = 100) -> dict[str, float]:
+def fit_platt(p: np.ndarray, present: np.ndarray) -> dict[str, float]:
     """Platt scaling on ``logit(p)``: ``{"a", "b"}`` of ``sigmoid(a * logit(p) + b)``, ``a >= 0``.
 
-    Newton's method on the cross-entropy against Platt's smoothed targets, halving steps that do not
-    lower it. A negative slope (a concept anti-correlated with the observations) is not a recalibration:
-    it is replaced by ``a = 0`` and the intercept of the base rate.
+    An unpenalised ``LogisticRegression`` fitted to Platt's smoothed targets. A negative slope (a concept
+    anti-correlated with the observations) is not a recalibration: it is replaced by ``a = 0`` and the
+    intercept of the base rate.
     """
+    from sklearn.linear_model import LogisticRegression
+
     y = np.asarray(present, dtype=bool)
     n1, n0 = int(y.sum()), int((~y).sum())
     target = np.where(y, (n1 + 1) / (n1 + 2), 1 / (n0 + 2))
-    design = np.stack([_logit(np.asarray(p, dtype=np.float64)), np.ones(y.size)], axis=1)
-    weights = _newton_logistic(design, target, iterations)
-    if weights[0] < 0:
+    x = np.tile(_logit(np.asarray(p, dtype=np.float64)), 2)[:, None]
+    labels = np.repeat([1, 0], y.size)
+    model = LogisticRegression(C=np.inf, tol=1e-10, max_iter=1000)
+    model.fit(x, labels, sample_weight=np.concatenate([target, 1 - target]))
+    a, b = float(model.coef_[0, 0]), float(model.intercept_[0])
+    if a < 0:
         base = float(target.mean())
-        weights = np.array([0.0, math.log(base / (1 - base))])
-    return {"a": float(weights[0]), "b": float(weights[1])}
-
-
-def _newton_logistic(
-    design: np.ndarray, target: np.ndarray, iterations: int, ridge: float = 1e-8
-) -> np.ndarray:
-    """Weights minimising the (barely ridged) cross-entropy of ``sigmoid(design @ w)`` to ``target``."""
-
-    def loss(w: np.ndarray) -> float:
-        s = design @ w
-        return float(np.sum(np.logaddexp(0.0, s) - target * s) + 0.5 * ridge * w @ w)
-
-    w = np.zeros(design.shape[1])
-    current = loss(w)
-    for _ in range(iterations):
-        q = _sigmoid(design @ w)
-        gradient = design.T @ (q - target) + ridge * w
-        hessian = design.T @ (design * (q * (1 - q))[:, None]) + ridge * np.eye(w.size)
-        step = np.linalg.lstsq(hessian, gradient, rcond=None)[0]
-        for _ in range(30):  # halve until the loss does not rise
-            trial = loss(w - step)
-            if trial <= current:
-                break
-            step /= 2
-        else:
-            return w  # no descent left
-        w, previous, current = w - step, current, trial
-        if previous - current < 1e-12 * max(1.0, abs(current)):
-            break
-    return w
+        a, b = 0.0, math.log(base / (1 - base))
+    return {"a": a, "b": b}
 
 
 def fit_isotonic(p: np.ndarray, present: np.ndarray) -> dict[str, list[float]]:
-    """Isotonic regression by pool-adjacent-violators: knots ``{"x", "y"}`` of a non-decreasing map.
+    """Isotonic regression: knots ``{"x", "y"}`` of a non-decreasing map (the ends of each step).
 
-    Observations with the same ``p`` are pooled before PAV (so ties get one value). Each pooled block
-    keeps its lowest and highest ``p`` as knots; :meth:`Calibration.apply` interpolates between knots.
+    :meth:`Calibration.apply` interpolates between the knots and is flat beyond them.
     """
-    x, inverse = np.unique(np.asarray(p, dtype=np.float64), return_inverse=True)
-    counts = np.bincount(inverse, minlength=x.size).astype(np.float64)
-    means = np.bincount(inverse, weights=np.asarray(present, dtype=np.float64), minlength=x.size) / counts
-    values, sizes = pool_adjacent_violators(means, counts)
-    ends = np.cumsum(sizes)
-    starts = ends - sizes
-    keep = np.unique(np.concatenate([starts, ends - 1]))
-    fitted = np.repeat(values, sizes)
-    return {"x": x[keep].tolist(), "y": fitted[keep].tolist()}
+    from sklearn.isotonic import IsotonicRegression
 
-
-def pool_adjacent_violators(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted least-squares non-decreasing fit of a sequence.
-
-    Returns:
-        The value of each pooled block and its number of input elements.
-    """
-    means: list[float] = []
-    totals: list[float] = []
-    sizes: list[int] = []
-    for value, weight in zip(values.tolist(), weights.tolist(), strict=True):
-        means.append(value)
-        totals.append(weight)
-        sizes.append(1)
-        while len(means) > 1 and means[-2] >= means[-1]:  # equal neighbours pooled: fewer knots
-            weight_sum = totals[-2] + totals[-1]
-            means[-2] = (means[-2] * totals[-2] + means[-1] * totals[-1]) / weight_sum
-            totals[-2], sizes[-2] = weight_sum, sizes[-2] + sizes[-1]
-            del means[-1], totals[-1], sizes[-1]
-    return np.array(means), np.array(sizes)
+    model = IsotonicRegression().fit(np.asarray(p, dtype=np.float64), np.asarray(present, dtype=np.float64))
+    return {"x": model.X_thresholds_.tolist(), "y": model.y_thresholds_.tolist()}
 
 
 # --- files -----------------------------------------------------------------------------------------
@@ -343,8 +281,6 @@ def pool_adjacent_violators(values: np.ndarray, weights: np.ndarray) -> tuple[np
 
 def calibration_path(cube: str | os.PathLike[str], concept: str) -> Path:
     """Where the calibration of a concept for a cube lives: ``<cube>.calibration/<concept-slug>.json``."""
-    from landprompt.query.jobs import slugify
-
     slug = slugify(concept)
     if not slug:
         raise BadInputError(f"{concept!r} has no letter or digit to name a calibration file by")
@@ -354,8 +290,6 @@ def calibration_path(cube: str | os.PathLike[str], concept: str) -> Path:
 
 def save_calibration(calibration: Calibration, path: str | os.PathLike[str]) -> Path:
     """Write a calibration as JSON, atomically."""
-    from landprompt.files import atomic_path
-
     with atomic_path(Path(path)) as tmp:
         tmp.write_text(json.dumps(calibration.to_dict(), indent=2) + "\n")
     return Path(path)
@@ -426,107 +360,3 @@ def apply_calibration(da: xr.DataArray, calibration: Calibration | str | os.Path
     out = da.copy(data=calibration.apply(da.values))
     out.attrs.update(calibration=calibration.method)
     return out
-
-
-# --- scoring ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class ConceptScorer:
-    """Scores embeddings for one concept: softmax against a background, then an optional calibration.
-
-    Attributes:
-        classes: Unit rows (1 + k, d): the concept, then the background (see ``class_matrix``).
-        query: The query settings these probabilities mean.
-        calibration: Applied after the softmax; checked against ``query`` when the scorer is made.
-    """
-
-    classes: np.ndarray
-    query: QuerySettings
-    calibration: Calibration | None = None
-
-    def __post_init__(self) -> None:
-        if self.calibration is not None:
-            self.calibration.check(self.query)
-
-    @classmethod
-    def from_text(
-        cls,
-        concept: str,
-        versus: Sequence[str] | None = None,
-        clip: ClipModel | None = None,
-        style: str = DEFAULT_STYLE,
-        logit_scale: float | None = None,
-        calibration: Calibration | None = None,
-        cube: xr.Dataset | None = None,
-    ) -> ConceptScorer:
-        """Encode a concept and its background prompts (default: the shipped vocabulary).
-
-        Args:
-            concept: The concept in plain words.
-            versus: Background prompts.
-            clip: CLIP model; default: the one ``cube`` names.
-            style: Prompt template style.
-            logit_scale: Softmax temperature; default: the CLIP model's.
-            calibration: Optional calibration (must match the query).
-            cube: The cube, to find its CLIP model when ``clip`` is ``None``.
-        """
-        if clip is None:
-            if cube is None:
-                raise BadInputError("give a CLIP model (clip=) or the cube that names one")
-            clip = clip_for_cube(cube)
-        vector = concept_embedding(clip, concept, style)
-        names = None if versus is None else tuple(v.strip() for v in versus)
-        background = background_embeddings(clip, concept, names, style)
-        scale = float(logit_scale if logit_scale is not None else clip.logit_scale)
-        query = QuerySettings(concept.strip(), names, style, scale, clip.id)
-        return cls(class_matrix(vector, background), query, calibration)
-
-    @classmethod
-    def of(
-        cls,
-        concept: str | ConceptScorer,
-        versus: Sequence[str] | None = None,
-        clip: ClipModel | None = None,
-        style: str = DEFAULT_STYLE,
-        logit_scale: float | None = None,
-        cube: xr.Dataset | None = None,
-    ) -> ConceptScorer:
-        """``concept`` itself if it is a scorer (other arguments unused), else :meth:`from_text`."""
-        if isinstance(concept, ConceptScorer):
-            return concept
-        return cls.from_text(concept, versus, clip, style, logit_scale, cube=cube)
-
-    def with_calibration(self, calibration: Calibration | None) -> ConceptScorer:
-        """The same scorer with another calibration."""
-        return ConceptScorer(self.classes, self.query, calibration)
-
-    def score(self, embeddings: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-        """Probabilities (float32, shape of ``embeddings`` without its last axis), NaN where not valid."""
-        p = concept_probability(embeddings, self.classes, self.query.logit_scale)
-        if valid is not None:
-            p[~np.asarray(valid, dtype=bool)] = np.nan
-        return self.calibration.apply(p) if self.calibration is not None else p
-
-    def iter_chunks(
-        self, ds: xr.Dataset, rows: slice | None = None, cols: slice | None = None
-    ) -> Iterator[tuple[ChunkWindow, np.ndarray]]:
-        """Stream a cube (or a window of it): each chunk window and its probabilities [h, w]."""
-        from landprompt.embedder.cube import iter_chunks
-
-        for window, embedding, valid in iter_chunks(ds, rows, cols):
-            yield window, self.score(embedding, valid)
-
-    def attrs(self) -> dict[str, Any]:
-        """Attributes describing the query, for maps and tables."""
-        attrs: dict[str, Any] = {
-            "concept": self.query.concept,
-            "logit_scale": self.query.logit_scale,
-            "style": self.query.style,
-            "n_background": int(self.classes.shape[0] - 1),
-        }
-        if self.query.clip:
-            attrs["clip"] = self.query.clip
-        if self.calibration is not None:
-            attrs["calibration"] = self.calibration.method
-        return attrs

@@ -32,7 +32,6 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -47,6 +46,7 @@ import yaml
 from landprompt.distributed import dask_client
 from landprompt.embedder.cube import open_cube
 from landprompt.errors import BadInputError, LandpromptError
+from landprompt.files import slugify
 from landprompt.geo import BBox, Grid, parse_bbox
 from landprompt.query.maps import HTML_MAX_PIXELS, check_html_size, write_cog, write_html, write_png
 from landprompt.query.probability import DEFAULT_STYLE, background_embeddings, probability_map
@@ -54,8 +54,9 @@ from landprompt.query.probability import DEFAULT_STYLE, background_embeddings, p
 if TYPE_CHECKING:
     import xarray as xr
 
+    from landprompt.calibration import QuerySettings
     from landprompt.embedder.clip import ClipModel
-    from landprompt.query.calibration import ConceptScorer, QuerySettings
+    from landprompt.query.scorer import ConceptScorer
 
 Kind = Literal["map", "change", "aggregate", "points"]
 Format = Literal["cog", "png", "html", "csv", "geojson", "json"]
@@ -297,11 +298,6 @@ class JobReport:
         return f"{len(self.done)} done, {len(self.skipped)} skipped, {len(self.failed)} failed"
 
 
-def slugify(name: str) -> str:
-    """Lower-case ``name`` and replace runs of characters other than a-z and 0-9 by ``-``."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-
-
 # --- loading and planning --------------------------------------------------------------------------
 
 
@@ -402,7 +398,7 @@ def _aggregate_job(spec: JobSpec, concept: Concept) -> AggregateJob:
 
 
 def _points_job(spec: JobSpec, concept: Concept) -> PointsJob:
-    from landprompt.query.calibration import calibration_path
+    from landprompt.calibration import calibration_path
 
     points = cast(Path, spec.points)
     group = slugify(points.stem) or "points"
@@ -549,7 +545,7 @@ def _probability(job: MapJob) -> xr.DataArray:
     )
     da.attrs.update(clip=clip.id, job=job.key)
     if job.calibrated:
-        from landprompt.query.calibration import apply_calibration, calibration_path, load_calibration
+        from landprompt.calibration import apply_calibration, calibration_path, load_calibration
 
         calibration = load_calibration(calibration_path(job.cube, job.prompt))
         calibration.check(_query(job.prompt, job.versus, job.style, clip))
@@ -570,15 +566,15 @@ def _provenance(job: MapJob | AnalyticsJob, calibration: str | None) -> dict[str
 
 
 def _query(prompt: str, versus: tuple[str, ...] | None, style: str, clip: ClipModel) -> QuerySettings:
-    from landprompt.query.calibration import QuerySettings
+    from landprompt.calibration import QuerySettings
 
     return QuerySettings(prompt, versus, style, clip.logit_scale, clip.id)
 
 
 def _scorer(job: AnalyticsJob) -> ConceptScorer:
     """The job's concept scorer; the background encoding is shared with the other concepts."""
-    from landprompt.query.calibration import ConceptScorer
     from landprompt.query.probability import class_matrix, concept_embedding
+    from landprompt.query.scorer import ConceptScorer
 
     clip = _clip(job.clip)
     names, vectors = _background(job.clip, job.versus, job.style)
@@ -808,7 +804,7 @@ def _number(value: Any, low: float, high: float, what: str) -> float:
 
 def _check_calibrations(spec: JobSpec) -> None:
     """Every concept of a calibrated batch has a calibration for each cube it reads."""
-    from landprompt.query.calibration import calibration_path, load_calibration
+    from landprompt.calibration import calibration_path, load_calibration
 
     cubes = [spec.cube] + ([spec.cube_b] if spec.cube_b is not None else [])
     for concept in spec.concepts:

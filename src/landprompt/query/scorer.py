@@ -1,0 +1,132 @@
+"""The chunk-wise scorer of a concept over a cube, with an optional calibration.
+
+:class:`ConceptScorer` is what the analytics (change maps, indicators per area, validation at points)
+stream cube chunks through: the concept's class matrix and logit scale, exactly as
+:func:`~landprompt.query.probability.probability_map` scores them, plus an optional
+:class:`~landprompt.calibration.Calibration`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+
+from landprompt.calibration import Calibration, QuerySettings
+from landprompt.errors import BadInputError
+from landprompt.query.probability import (
+    DEFAULT_STYLE,
+    background_embeddings,
+    class_matrix,
+    clip_for_cube,
+    concept_embedding,
+    concept_probability,
+)
+
+if TYPE_CHECKING:
+    from landprompt.embedder.clip import ClipModel
+    from landprompt.embedder.cube import ChunkWindow
+
+
+@dataclass(frozen=True, eq=False)
+class ConceptScorer:
+    """Scores embeddings for one concept: softmax against a background, then an optional calibration.
+
+    Attributes:
+        classes: Unit rows (1 + k, d): the concept, then the background (see ``class_matrix``).
+        query: The query settings these probabilities mean.
+        calibration: Applied after the softmax; checked against ``query`` when the scorer is made.
+    """
+
+    classes: np.ndarray
+    query: QuerySettings
+    calibration: Calibration | None = None
+
+    def __post_init__(self) -> None:
+        if self.calibration is not None:
+            self.calibration.check(self.query)
+
+    @classmethod
+    def from_text(
+        cls,
+        concept: str,
+        versus: Sequence[str] | None = None,
+        clip: ClipModel | None = None,
+        style: str = DEFAULT_STYLE,
+        logit_scale: float | None = None,
+        calibration: Calibration | None = None,
+        cube: xr.Dataset | None = None,
+    ) -> ConceptScorer:
+        """Encode a concept and its background prompts (default: the shipped vocabulary).
+
+        Args:
+            concept: The concept in plain words.
+            versus: Background prompts.
+            clip: CLIP model; default: the one ``cube`` names.
+            style: Prompt template style.
+            logit_scale: Softmax temperature; default: the CLIP model's.
+            calibration: Optional calibration (must match the query).
+            cube: The cube, to find its CLIP model when ``clip`` is ``None``.
+        """
+        if clip is None:
+            if cube is None:
+                raise BadInputError("give a CLIP model (clip=) or the cube that names one")
+            clip = clip_for_cube(cube)
+        vector = concept_embedding(clip, concept, style)
+        names = None if versus is None else tuple(v.strip() for v in versus)
+        background = background_embeddings(clip, concept, names, style)
+        scale = float(logit_scale if logit_scale is not None else clip.logit_scale)
+        query = QuerySettings(concept.strip(), names, style, scale, clip.id)
+        return cls(class_matrix(vector, background), query, calibration)
+
+    @classmethod
+    def of(
+        cls,
+        concept: str | ConceptScorer,
+        versus: Sequence[str] | None = None,
+        clip: ClipModel | None = None,
+        style: str = DEFAULT_STYLE,
+        logit_scale: float | None = None,
+        cube: xr.Dataset | None = None,
+    ) -> ConceptScorer:
+        """``concept`` itself if it is a scorer (other arguments unused), else :meth:`from_text`."""
+        if isinstance(concept, ConceptScorer):
+            return concept
+        return cls.from_text(concept, versus, clip, style, logit_scale, cube=cube)
+
+    def with_calibration(self, calibration: Calibration | None) -> ConceptScorer:
+        """The same scorer with another calibration."""
+        return ConceptScorer(self.classes, self.query, calibration)
+
+    def score(self, embeddings: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """Probabilities (float32, shape of ``embeddings`` without its last axis), NaN where not valid."""
+        p = concept_probability(embeddings, self.classes, self.query.logit_scale)
+        if valid is not None:
+            p[~np.asarray(valid, dtype=bool)] = np.nan
+        return self.calibration.apply(p) if self.calibration is not None else p
+
+    def iter_chunks(
+        self, ds: xr.Dataset, rows: slice | None = None, cols: slice | None = None
+    ) -> Iterator[tuple[ChunkWindow, np.ndarray]]:
+        """Stream a cube (or a window of it): each chunk window and its probabilities [h, w]."""
+        from landprompt.embedder.cube import iter_chunks
+
+        for window, embedding, valid in iter_chunks(ds, rows, cols):
+            yield window, self.score(embedding, valid)
+
+    def attrs(self) -> dict[str, Any]:
+        """Attributes describing the query, for maps and tables."""
+        attrs: dict[str, Any] = {
+            "concept": self.query.concept,
+            "logit_scale": self.query.logit_scale,
+            "style": self.query.style,
+            "n_background": int(self.classes.shape[0] - 1),
+        }
+        if self.query.clip:
+            attrs["clip"] = self.query.clip
+        if self.calibration is not None:
+            attrs["calibration"] = self.calibration.method
+        return attrs
