@@ -554,6 +554,19 @@ def test_fault(case: Case, env: SimpleNamespace) -> None:
     assert snapshot(env.out) == before, result.stderr
 
 
+def test_a_map_too_big_for_html_is_refused_before_any_file(
+    env: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``query map --html`` checks the HTML size limit before the COG and PNG are written."""
+    from landprompt.query import maps
+
+    monkeypatch.setattr(maps.check_html_size, "__defaults__", (100,))  # the cube's map is larger than this
+    before = snapshot(env.out)
+    result = CliRunner().invoke(app, [*WRITERS["map"](env, str(env.out / "m.tif")), "--png", "--html"])
+    check_one_line(result.exit_code, result.stderr, Case("html-size", lambda e: [], says="HTML map embeds"))
+    assert snapshot(env.out) == before
+
+
 # --- a folder that cannot be written, without the override capability (as root) ---------------------------
 READ_ONLY = {**{name: (argv, FILE_NAMES[name]) for name, argv in WRITERS.items()},
              **{name: (argv, "x.zarr") for name, argv in STORE_WRITERS.items()}}  # fmt: skip
