@@ -635,9 +635,10 @@ def _zlib_checked(
 
 def _is_raw(array: Any) -> bool:
     """Whether a Zarr array stores its chunks as plain little-endian bytes followed by a CRC32C."""
-    codecs = array.metadata.codecs
+    codecs = getattr(array.metadata, "codecs", None)  # Zarr v2 arrays have compressors, not codecs
     return (
-        len(codecs) == 2
+        codecs is not None
+        and len(codecs) == 2
         and isinstance(codecs[1], Crc32cCodec)
         and (array.dtype.itemsize == 1 or getattr(codecs[0], "endian", None) in (None, "little"))
         and np.little_endian
