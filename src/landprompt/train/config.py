@@ -229,8 +229,8 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
     """A copy of ``raw`` with ``dotted.key=value`` overrides applied (values parsed as YAML)."""
     out: dict[str, Any] = copy.deepcopy(dict(raw))
     for item in overrides:
-        key, sep, text = item.partition("=")
-        parts = key.strip().split(".")
+        dotted, sep, text = item.partition("=")
+        parts = dotted.strip().split(".")
         if not sep or not all(parts):
             raise BadInputError(f"override {item!r} must look like section.key=value")
         try:
