@@ -54,6 +54,7 @@ def key(default: Any = PydanticUndefined, description: str = "", **limits: Any) 
     return Field(default, description=description, **limits)
 
 
+_UNKNOWN = ("extra_forbidden", "unexpected_keyword_argument")
 #: How a pydantic error type reads after the key path (``{name}`` fields come from the error's context).
 _WORDING = {
     "int_type": "must be an integer",
@@ -75,39 +76,55 @@ _WORDING = {
 }
 
 
-def schema_error(err: ValidationError, model: Any, see: str = "") -> BadInputError:
+def schema_error(err: ValidationError, model: Any, see: str = "", *, where: str = "") -> BadInputError:
     """The first problem of a pydantic ``ValidationError`` as one line naming the key path.
 
-    An unknown key names the closest known one (``unknown key optim.lrr in optim; did you mean optim.lr?``);
-    a validator's own ``ValueError`` text is kept as written (it names its keys).
+    Two phrasings: by default ``optim.lr must be > 0.0, got -1`` and ``unknown key optim.lrr in optim;
+    did you mean optim.lr?`` (the training config); with ``where`` (what the root is called, e.g. "the
+    batch file") ``defaults.dtype: unknown dtype 'float64'; choose one of float32, uint8`` and
+    ``defaults: unknown key 'colour'; did you mean ...`` (the batch file). A validator's own ``ValueError``
+    text is kept as written (prefixed with its key path in the second phrasing).
 
     Args:
         err: What pydantic raised.
         model: The model (BaseModel or pydantic dataclass) that was validated, to list known keys.
         see: A file documenting every key, named after a missing one.
+        where: The name of the root for the ``path: message`` phrasing; empty for the first phrasing.
     """
-    first = err.errors(include_url=False)[0]
+    errors = err.errors(include_url=False)
+    first = next(
+        (e for e in errors if e["type"] in _UNKNOWN), errors[0]
+    )  # a misspelt key explains a missing one
     loc = tuple(first["loc"])
-    path, parent = _dotted(loc) or "the config", _dotted(loc[:-1])
+    path, parent = _dotted(loc) or where or "the config", _dotted(loc[:-1])
     kind, ctx, value = first["type"], dict(first.get("ctx") or {}), first.get("input")
-    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+    at = f"{path}: " if where else ""
+    if kind in _UNKNOWN:
         known = list(model_fields(model, loc[:-1]))
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        if where:
+            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+            return BadInputError(f"{f'{parent}: ' if parent else ''}unknown key {loc[-1]!r}; {hint}")
         prefix = f"{parent}." if parent else ""
         hint = f"did you mean {prefix}{close[0]}?" if close else f"known keys: {', '.join(known)}"
         return BadInputError(f"unknown key {path} in {parent or 'the config'}; {hint}")
     if kind == "missing":
+        if where:
+            return BadInputError(f"{path}: required key is missing")
         what = "section" if model_fields(model, loc) else "key"
         return BadInputError(f"missing {what} {path} (required{f'; see {see} for every key' if see else ''})")
     if kind in ("value_error", "assertion_error") and "error" in ctx:
-        return BadInputError(str(ctx["error"]))
+        return BadInputError(f"{at if loc else ''}{ctx['error']}")
     if "expected" in ctx:  # "'mean' or 'sample'" -> "mean, sample"
         ctx["expected"] = str(ctx["expected"]).replace("'", "").replace(" or ", ", ")
+        info = model_fields(model, loc[:-1]).get(str(loc[-1]))
+        if where and info is not None and info.title:
+            return BadInputError(f"{at}unknown {info.title} {value!r}; choose one of {ctx['expected']}")
     wording = (
         _WORDING[kind].format(**ctx) if kind in _WORDING else first["msg"][:1].lower() + first["msg"][1:]
     )
     sep = ";" if kind == "literal_error" else ","
-    return BadInputError(f"{path} {wording}{sep} got {value!r}")
+    return BadInputError(f"{at or f'{path} '}{wording}{sep} got {value!r}")
 
 
 def model_fields(model: Any, loc: tuple[int | str, ...] = ()) -> dict[str, Any]:
