@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import re
 from pathlib import Path
@@ -13,7 +15,6 @@ import torch
 import yaml
 
 from landprompt.errors import BadInputError
-from landprompt.train import config as config_module
 from landprompt.train.config import AugmentConfig, TrainConfig, config_from_dict, load_config
 from landprompt.train.data import (
     EVAL_EPOCH,
@@ -31,6 +32,7 @@ from landprompt.train.state import capture_rng, flatten, restore_rng, unflatten
 from landprompt.train.synthetic import planted_pairs
 
 EXAMPLE = Path(__file__).parents[1] / "configs" / "train_example.yaml"
+PACKAGED_EXAMPLE = Path(__file__).parents[1] / "src" / "landprompt" / "examples" / "train_example.yaml"
 MINIMAL = {"run": {"out": "runs/x"}, "data": {"store": "s", "catalog": "c", "photo_embeddings": "p"}}
 
 
@@ -50,7 +52,7 @@ def test_example_config_parses_and_lists_every_key() -> None:
     raw = yaml.safe_load(EXAMPLE.read_text())
     for section in ("run", "data", "augment", "model", "loss", "optim"):
         cls = type(getattr(config, section))
-        names = {f.name for f in config_module.dataclasses.fields(cls)}
+        names = {f.name for f in dataclasses.fields(cls)}
         assert names == set(raw[section]), f"{section}: example lists {set(raw[section])}, dataclass {names}"
         for name in names:  # every key is commented in the example
             assert re.search(rf"^\s+{name}:.*#", EXAMPLE.read_text(), re.MULTILINE), f"{section}.{name}"
@@ -124,6 +126,36 @@ def test_config_file_errors(tmp_path: Path) -> None:
         load_config(tmp_path / "ok.yaml", ["optim.lr"])
     with pytest.raises(BadInputError, match=r"run\.out is not a section"):
         load_config(tmp_path / "ok.yaml", ["run.out.x=1"])
+
+
+@pytest.mark.parametrize(
+    "path", [*sorted((EXAMPLE.parents[1] / "configs").glob("*.yaml")), PACKAGED_EXAMPLE], ids=lambda p: p.name
+)
+def test_shipped_configs_validate(path: Path) -> None:
+    config = load_config(path)
+    assert config.run.steps > config.optim.warmup_steps and config.model.arguments["head"] == "linear"
+
+
+def test_schema_command_describes_every_key_of_the_example() -> None:
+    from typer.testing import CliRunner
+
+    from landprompt.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--schema"])
+    assert result.exit_code == 0, result.output
+    schema = json.loads(result.stdout)
+    assert schema["required"] == ["run", "data"] and schema["additionalProperties"] is False
+    example, config = yaml.safe_load(EXAMPLE.read_text()), load_config(EXAMPLE)
+    for section, values in example.items():
+        model = schema["$defs"][type(getattr(config, section)).__name__]
+        assert model["additionalProperties"] is False and set(model["properties"]) == set(values)
+        for key, value in values.items():
+            spec = model["properties"][key]
+            assert spec["description"], f"{section}.{key} has no description"
+            if "default" in spec and key != "arguments":  # the example's values are the defaults
+                assert spec["default"] == value, f"{section}.{key}"
+    assert schema["$defs"]["OptimConfig"]["properties"]["lr"]["exclusiveMinimum"] == 0
+    assert schema["$defs"]["DataConfig"]["properties"]["target"]["enum"] == ["mean", "sample"]
 
 
 # -------------------------------------------------------------------------------------------------- loss

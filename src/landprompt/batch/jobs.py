@@ -30,7 +30,6 @@ Example:
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -38,11 +37,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import numpy as np
 import yaml
 
+from landprompt.batch.schema import (
+    AreaKeys,
+    BatchFile,
+    ClipKeys,
+    ConceptKeys,
+    FitMethod,
+    Kind,
+    MapDtype,
+    parse_batch,
+)
 from landprompt.distributed import dask_client
 from landprompt.embedder.cube import open_cube
 from landprompt.errors import BadInputError, LandpromptError
@@ -58,10 +67,7 @@ if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
     from landprompt.query.scorer import ConceptScorer
 
-Kind = Literal["map", "change", "aggregate", "points"]
 Format = Literal["cog", "png", "html", "csv", "geojson", "json"]
-MapDtype = Literal["float32", "uint8"]
-FitMethod = Literal["platt", "isotonic"]
 
 #: File suffix of each output format of a map.
 SUFFIXES: dict[str, str] = {"cog": ".tif", "png": ".png", "html": ".html"}
@@ -81,40 +87,6 @@ WHOLE_CUBE = "all"
 LOCAL_THREADS = min(4, os.cpu_count() or 1)
 
 _T = TypeVar("_T")
-_TOP_KEYS = (
-    "kind",
-    "cube",
-    "cube_b",
-    "units",
-    "id_field",
-    "points",
-    "label_field",
-    "out",
-    "clip",
-    "defaults",
-    "concepts",
-    "areas",
-)
-_CLIP_KEYS = ("model", "pretrained")
-_DEFAULT_KEYS = ("versus", "style", "formats", "dtype", "threshold", "calibrated", "fit", "block_km")
-#: Keys (top level or in defaults) that only some kinds take.
-_KIND_KEYS: dict[str, tuple[Kind, ...]] = {
-    "areas": ("map", "change"),
-    "cube_b": ("change",),
-    "units": ("aggregate",),
-    "id_field": ("aggregate",),
-    "points": ("points",),
-    "label_field": ("points",),
-    "dtype": ("map",),
-    "threshold": ("change", "aggregate"),
-    "calibrated": ("map", "change", "aggregate"),
-    "fit": ("points",),
-    "block_km": ("points",),
-}
-_CONCEPT_KEYS = ("name", "prompt", "versus")
-_AREA_KEYS = ("name", "bbox")
-
-
 # --- specification ---------------------------------------------------------------------------------
 
 
@@ -691,115 +663,67 @@ def _at(key: str | int) -> Iterator[None]:
 
 
 def _parse_spec(data: Any, base: Path) -> JobSpec:
+    """The batch's keys checked by :class:`~landprompt.batch.schema.BatchFile`, then against the data."""
     from landprompt.embedder.cube import cube_grid
 
-    data = _mapping(data, "the batch file", _TOP_KEYS)
-    with _at("kind"):
-        kind = cast(Kind, _parse_choice(data.get("kind", "map"), get_args(Kind), "job kind"))
-    _check_kind_keys(data, kind)
+    keys = parse_batch(data)
     with _at("cube"):
-        cube = _path(_required(data, "cube"), base)
+        cube = _path(keys.cube, base)
         ds = open_cube(cube)
         grid = cube_grid(ds)
-    inputs = _parse_inputs(data, kind, base, ds)
+    inputs = _parse_inputs(keys, base, ds)
     with _at("out"):
-        out = _path(_required(data, "out"), base)
+        out = _path(keys.out, base)
         if out.exists() and not out.is_dir():
             raise BadInputError(f"{out} exists and is not a folder")
     with _at("clip"):
-        clip = _parse_clip(data["clip"], base) if data.get("clip") is not None else _clip_of_cube(ds.attrs)
+        clip = _parse_clip(keys.clip, base) if keys.clip is not None else _clip_of_cube(ds.attrs)
+    defaults = keys.defaults
     with _at("defaults"):
-        defaults = _mapping(
-            {} if data.get("defaults") is None else data["defaults"], "defaults", _DEFAULT_KEYS
+        style = _parse_style(defaults.style or DEFAULT_STYLE)
+        formats = _parse_formats(
+            list(DEFAULT_FORMATS[keys.kind]) if defaults.formats is None else defaults.formats,
+            KIND_FORMATS[keys.kind],
         )
-        _check_kind_keys(defaults, kind)
-        versus = _parse_versus(defaults.get("versus"))
-        style = _parse_style(defaults.get("style", DEFAULT_STYLE))
-        formats = _parse_formats(defaults.get("formats", list(DEFAULT_FORMATS[kind])), KIND_FORMATS[kind])
-        with _at("dtype"):
-            dtype = cast(
-                MapDtype, _parse_choice(defaults.get("dtype", "float32"), get_args(MapDtype), "dtype")
-            )
-        options = _parse_options(defaults, kind)
+    versus = None if defaults.versus is None else tuple(defaults.versus)
     with _at("concepts"):
-        concepts = _parse_concepts(data.get("concepts"), versus)
+        concepts = _parse_concepts(keys.concepts, versus)
     with _at("areas"):
-        areas = _parse_areas(data.get("areas"), base, grid, "html" in formats)
-    spec = JobSpec(cube, out, clip, concepts, areas, style, formats, dtype, kind, **inputs, **options)
+        areas = _parse_areas(keys.areas, base, grid, "html" in formats)
+    options = {name: getattr(defaults, name) for name in ("threshold", "calibrated", "fit", "block_km")}
+    spec = JobSpec(
+        cube, out, clip, concepts, areas, style, formats, defaults.dtype, keys.kind, **inputs, **options
+    )
     if spec.calibrated:
         with _at("defaults"), _at("calibrated"):
             _check_calibrations(spec)
     return spec
 
 
-def _check_kind_keys(data: Mapping[str, Any], kind: Kind) -> None:
-    """Refuse keys that the batch's kind does not take."""
-    for key in data:
-        kinds = _KIND_KEYS.get(key)
-        if kinds is not None and kind not in kinds:
-            with _at(key):
-                raise BadInputError(
-                    f"applies to kind {' or '.join(kinds)} only, and this batch is kind {kind}"
-                )
-
-
-def _parse_inputs(data: Mapping[str, Any], kind: Kind, base: Path, ds: xr.Dataset) -> dict[str, Any]:
+def _parse_inputs(keys: BatchFile, base: Path, ds: xr.Dataset) -> dict[str, Any]:
     """The inputs a kind reads besides the cube, checked: the later cube, the polygons or the points."""
-    if kind == "change":
+    if keys.kind == "change":
         from landprompt.query.change import check_same_grid
 
         with _at("cube_b"):
-            cube_b = _path(_required(data, "cube_b"), base)
+            cube_b = _path(_required(keys.cube_b), base)
             check_same_grid(ds, open_cube(cube_b))
         return {"cube_b": cube_b}
-    if kind == "aggregate":
+    if keys.kind == "aggregate":
         from landprompt.query.aggregate import read_units
 
-        id_field = None if data.get("id_field") is None else _text(data["id_field"])
         with _at("units"):
-            units = _path(_required(data, "units"), base)
-            read_units(units, id_field)
-        return {"units": units, "id_field": id_field}
-    if kind == "points":
+            units = _path(_required(keys.units), base)
+            read_units(units, keys.id_field)
+        return {"units": units, "id_field": keys.id_field}
+    if keys.kind == "points":
         from landprompt.evaluate.points import read_points
 
-        with _at("label_field"):
-            label_field = _text(data.get("label_field", "present"))
         with _at("points"):
-            points = _path(_required(data, "points"), base)
-            read_points(points, label_field)
-        return {"points": points, "label_field": label_field}
+            points = _path(_required(keys.points), base)
+            read_points(points, keys.label_field)
+        return {"points": points, "label_field": keys.label_field}
     return {}
-
-
-def _parse_options(defaults: Mapping[str, Any], kind: Kind) -> dict[str, Any]:
-    """The kind-specific settings of ``defaults``: threshold, calibrated, fit, block_km."""
-    options: dict[str, Any] = {}
-    if "threshold" in defaults:
-        with _at("threshold"):
-            options["threshold"] = _number(defaults["threshold"], 0.0, 1.0, "a probability in [0, 1)")
-            if options["threshold"] >= 1:
-                raise BadInputError(f"must be a probability in [0, 1), got {defaults['threshold']!r}")
-    if "calibrated" in defaults:
-        with _at("calibrated"):
-            if not isinstance(defaults["calibrated"], bool):
-                raise BadInputError(f"must be true or false, got {defaults['calibrated']!r}")
-            options["calibrated"] = defaults["calibrated"]
-    if defaults.get("fit") is not None:
-        with _at("fit"):
-            options["fit"] = _parse_choice(defaults["fit"], get_args(FitMethod), "calibration method")
-    if "block_km" in defaults:
-        with _at("block_km"):
-            options["block_km"] = _number(defaults["block_km"], 0.0, math.inf, "a positive number of km")
-            if options["block_km"] <= 0:
-                raise BadInputError(f"must be a positive number of km, got {defaults['block_km']!r}")
-    return options
-
-
-def _number(value: Any, low: float, high: float, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise BadInputError(f"must be {what}, got {value!r}")
-    return float(value)
 
 
 def _check_calibrations(spec: JobSpec) -> None:
@@ -812,18 +736,13 @@ def _check_calibrations(spec: JobSpec) -> None:
             load_calibration(calibration_path(cube, concept.prompt))
 
 
-def _parse_clip(value: Any, base: Path) -> ClipSpec:
-    data = _mapping(value, "clip", _CLIP_KEYS)
+def _parse_clip(keys: ClipKeys, base: Path) -> ClipSpec:
     with _at("model"):
-        model = _text(_required(data, "model"))
-        _check_clip_name(model)
-    pretrained = data.get("pretrained")
-    if pretrained is not None:
-        with _at("pretrained"):
-            pretrained = _text(pretrained)
-            local = _path(pretrained, base)
-            pretrained = str(local) if local.is_file() else pretrained
-    return ClipSpec(model, pretrained)
+        _check_clip_name(keys.model)
+    pretrained = keys.pretrained
+    if pretrained is not None and _path(pretrained, base).is_file():
+        pretrained = str(_path(pretrained, base))
+    return ClipSpec(keys.model, pretrained)
 
 
 def _clip_of_cube(attrs: Mapping[str, Any]) -> ClipSpec:
@@ -846,63 +765,52 @@ def _check_clip_name(model: str) -> None:
     raise BadInputError(f"unknown CLIP model {model!r}{hint}")
 
 
-def _parse_concepts(value: Any, default_versus: tuple[str, ...] | None) -> tuple[Concept, ...]:
-    if not isinstance(value, list) or not value:
-        raise BadInputError("give a list of at least one concept (a prompt, or {name:, prompt:, versus:})")
-    concepts = [_item(i, _parse_concept, item, default_versus) for i, item in enumerate(value)]
+def _parse_concepts(items: list[ConceptKeys], default_versus: tuple[str, ...] | None) -> tuple[Concept, ...]:
+    concepts = [_item(i, _parse_concept, item, default_versus) for i, item in enumerate(items)]
     _check_unique([c.slug for c in concepts], "concept names")
     return tuple(concepts)
 
 
-def _parse_concept(item: Any, default_versus: tuple[str, ...] | None) -> Concept:
-    if isinstance(item, str):
-        entry: dict[str, Any] = {"prompt": item}
-    else:
-        entry = _mapping(item, "a concept", _CONCEPT_KEYS)
-    if entry.get("prompt") is None and entry.get("name") is None:
-        raise BadInputError("a concept needs a prompt (and optionally a name)")
-    with _at("prompt"):
-        prompt = _text(entry.get("prompt", entry.get("name")))
-    with _at("name"):
-        name = _text(entry.get("name", prompt))
-        if not slugify(name):
+def _parse_concept(keys: ConceptKeys, default_versus: tuple[str, ...] | None) -> Concept:
+    prompt = cast(str, keys.prompt or keys.name)  # the schema wants one of them
+    name = keys.name or prompt
+    if not slugify(name):
+        with _at("name"):
             raise BadInputError(f"{name!r} has no letter or digit to name its files by")
-    versus = _parse_versus(entry["versus"]) if "versus" in entry else default_versus
+    versus = default_versus
+    if "versus" in keys.model_fields_set:
+        versus = None if keys.versus is None else tuple(keys.versus)
     if versus is not None and all(v.lower() == prompt.lower() for v in versus):
         raise BadInputError(f"the background (versus) of {prompt!r} holds nothing but the concept itself")
     return Concept(name, prompt, versus)
 
 
-def _parse_areas(value: Any, base: Path, grid: Grid, html: bool) -> tuple[Area, ...]:
-    if value is None:
+def _parse_areas(items: list[AreaKeys] | None, base: Path, grid: Grid, html: bool) -> tuple[Area, ...]:
+    if items is None:
         areas = [Area(WHOLE_CUBE)]
-    elif not isinstance(value, list) or not value:
-        raise BadInputError("give a list of {name:, bbox:} areas, or leave areas out to map the whole cube")
     else:
-        areas = [_item(i, _parse_area, item, base, grid, html) for i, item in enumerate(value)]
+        areas = [_item(i, _parse_area, item, base, grid, html) for i, item in enumerate(items)]
     _check_unique([a.slug for a in areas], "area names")
-    if html and value is None:
+    if html and items is None:
         _check_html(grid.shape)
     return tuple(areas)
 
 
-def _parse_area(item: Any, base: Path, grid: Grid, html: bool) -> Area:
-    entry = _mapping(item, "an area", _AREA_KEYS)
-    with _at("name"):
-        name = _text(_required(entry, "name"))
-        if not slugify(name):
-            raise BadInputError(f"{name!r} has no letter or digit to name a folder by")
-    if entry.get("bbox") is None:
+def _parse_area(keys: AreaKeys, base: Path, grid: Grid, html: bool) -> Area:
+    if not slugify(keys.name):
+        with _at("name"):
+            raise BadInputError(f"{keys.name!r} has no letter or digit to name a folder by")
+    if keys.bbox is None:
         shape = grid.shape
         bbox = None
     else:
         with _at("bbox"):
-            bbox = _parse_bbox(entry["bbox"], base)
+            bbox = _parse_bbox(keys.bbox, base)
             rows, cols = grid.slices_of_bbox(bbox)
             shape = (rows.stop - rows.start, cols.stop - cols.start)
     if html:
         _check_html(shape)
-    return Area(name, bbox)
+    return Area(keys.name, bbox)
 
 
 def _parse_bbox(value: Any, base: Path) -> BBox:
@@ -922,22 +830,12 @@ def _check_html(shape: tuple[int, int]) -> None:
         raise BadInputError(f"{exc}; or drop html from defaults.formats") from None
 
 
-def _parse_versus(value: Any) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    with _at("versus"):
-        if not isinstance(value, list) or not value:
-            raise BadInputError("give a list of background prompts, or null for the shipped vocabulary")
-        return tuple(_item(i, _text, v) for i, v in enumerate(value))
-
-
 def _parse_style(value: Any) -> str:
     from landprompt.embedder.prompts import get_templates
 
     with _at("style"):
-        style = _text(value)
-        get_templates(style)
-    return style
+        get_templates(value)
+    return value
 
 
 def _parse_formats(value: Any, choices: tuple[Format, ...]) -> tuple[Format, ...]:
@@ -962,33 +860,14 @@ def _parse_choice(value: Any, choices: tuple[str, ...], what: str) -> str:
     return str(value)
 
 
-def _mapping(value: Any, what: str, keys: Sequence[str]) -> dict[str, Any]:
-    """Check that ``value`` is a mapping whose keys are all in ``keys``."""
-    if not isinstance(value, dict):
-        raise BadInputError(f"{what} must be a mapping with keys {', '.join(keys)}; got {value!r}")
-    for key in value:
-        if key not in keys:
-            close = difflib.get_close_matches(str(key), keys, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(keys)}"
-            raise BadInputError(f"unknown key {key!r}{hint}")
+def _required(value: str | None) -> str:
+    if value is None:
+        raise BadInputError("required key is missing")
     return value
 
 
-def _required(data: Mapping[str, Any], key: str) -> Any:
-    if data.get(key) is None:
-        raise BadInputError("required key is missing")
-    return data[key]
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise BadInputError(f"must be non-empty text, got {value!r}")
-    return value.strip()
-
-
-def _path(value: Any, base: Path) -> Path:
-    path = Path(_text(value)).expanduser()
-    return (base / path).absolute()
+def _path(value: str, base: Path) -> Path:
+    return (base / Path(value).expanduser()).absolute()
 
 
 def _check_unique(names: list[str], what: str) -> None:

@@ -180,11 +180,17 @@ def query_export(
     overwrite: Annotated[bool, typer.Option(help="Rewrite maps that already exist.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     example: Annotated[bool, typer.Option("--example", help="Print an example batch file and exit.")] = False,
+    schema: Annotated[
+        bool,
+        typer.Option("--schema", help="Print the batch file's JSON Schema (every key described) and exit."),
+    ] = False,
 ) -> None:
     """Export every map of a batch YAML file, skipping maps already written.
 
     Examples:
         landprompt query export --example > batch.yaml
+
+        landprompt query export --schema > batch.schema.json
 
         landprompt query export batch.yaml --scheduler local
     """
@@ -195,6 +201,13 @@ def query_export(
         from landprompt.examples import example_text
 
         print(example_text("batch"), end="")
+        return
+    if schema:
+        import json
+
+        from landprompt.batch.schema import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
         return
     if jobs is None:
         raise BadInputError("give a batch YAML file; 'landprompt query export --example' prints one")

@@ -40,11 +40,19 @@ def train(
         bool,
         typer.Option("--example", help="Print the example configuration (every key documented) and exit."),
     ] = False,
+    schema: Annotated[
+        bool,
+        typer.Option(
+            "--schema", help="Print the configuration's JSON Schema (every key described) and exit."
+        ),
+    ] = False,
 ) -> None:
     """Train a satellite encoder into CLIP's image space (one process, or one per GPU under torchrun).
 
     Examples:
         landprompt train --example > train.yaml
+
+        landprompt train --schema > train.schema.json
 
         landprompt train train.yaml --set optim.lr=1e-3 --resume auto
     """
@@ -54,6 +62,13 @@ def train(
         from landprompt.examples import example_text
 
         print(example_text("train"), end="")
+        return
+    if schema:
+        import json
+
+        from landprompt.train.config import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
         return
     if config is None:
         raise BadInputError("give a training configuration (YAML); 'landprompt train --example' prints one")

@@ -1,6 +1,6 @@
 """Contrastive training of a satellite time-series encoder into CLIP's image space.
 
-- :mod:`~landprompt.train.config`: the YAML configuration, parsed into checked dataclasses;
+- :mod:`~landprompt.train.config`: the YAML configuration, validated into pydantic dataclasses;
 - :mod:`~landprompt.train.pairs`: the catalog's splits, sample-store rows and photo embeddings;
 - :mod:`~landprompt.train.data`: batches of windows and targets, augmentations, deterministic sharding;
 - :mod:`~landprompt.train.loss`: symmetric InfoNCE, cross-rank gathered, with a queue of past targets;

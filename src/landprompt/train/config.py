@@ -1,8 +1,8 @@
-"""Training configuration: a YAML file parsed into frozen dataclasses, checked key by key.
+"""Training configuration: a YAML file validated into frozen pydantic dataclasses.
 
-Every key is documented in ``configs/train_example.yaml``. A bad value raises
-:class:`~landprompt.errors.BadInputError` naming the key (``optim.lr must be > 0, got -1``); an unknown key
-names the closest known one.
+Every key is documented in ``configs/train_example.yaml`` and in the JSON Schema (``landprompt train
+--schema``). A bad value raises :class:`~landprompt.errors.BadInputError` naming the key
+(``optim.lr must be > 0, got -1``); an unknown key names the closest known one.
 
 Example:
     >>> config = load_config("configs/train_example.yaml", overrides=["optim.lr=1e-3"])  # doctest: +SKIP
@@ -12,160 +12,195 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import types
-import typing
+import copy
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
 
 from landprompt.errors import BadInputError
+from landprompt.schema import FilePath, Flag, Int, Real, Text, key, schema_error
 
 Target = Literal["mean", "sample"]
 Precision = Literal["auto", "fp32", "bf16"]
 Device = Literal["auto", "cpu", "cuda"]
 Switch = Literal["auto", "on", "off"]
+EXAMPLE = "configs/train_example.yaml"
 
 
-def _key(default: Any = dataclasses.MISSING, **checks: Any) -> Any:
-    """A dataclass field with range checks (``gt``, ``ge``, ``le``, ``lt``) kept in its metadata."""
-    return field(default=default, metadata=checks)
+_SECTION = ConfigDict(extra="forbid")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SECTION)
 class RunConfig:
     """Where the run writes, how long it lasts, how often it logs, validates and checkpoints."""
 
-    out: Path
-    seed: int = _key(0, ge=0)
-    steps: int = _key(10_000, gt=0)
-    log_every: int = _key(10, gt=0)
-    val_every: int = _key(500, ge=0)
-    checkpoint_every: int = _key(1000, ge=0)
-    keep_checkpoints: int = _key(3, ge=0)
-    resume: str | None = "auto"
-    device: Device = "auto"
-    precision: Precision = "auto"
-    tensorboard: Switch = "auto"
-    threads: int | None = _key(None, gt=0)
-    progress: bool = True
+    out: FilePath = key(..., "Run folder: config.yaml, metrics.csv, tensorboard/, checkpoints/.")
+    seed: Int = key(0, "Seeds model init, data order, augmentations and photo draws.", ge=0)
+    steps: Int = key(10_000, "Optimisation steps in all (one step = one global batch).", gt=0)
+    log_every: Int = key(10, "Write a metrics row every N steps.", gt=0)
+    val_every: Int = key(500, "Validate every N steps and at the last (0: last only).", ge=0)
+    checkpoint_every: Int = key(1000, "Checkpoint every N steps and at the last step.", ge=0)
+    keep_checkpoints: Int = key(3, "Keep the newest N checkpoints (0: keep all).", ge=0)
+    resume: Text | None = key("auto", "auto, null (start afresh) or a checkpoint folder.")
+    device: Device = key("auto", "auto (CUDA if available), cpu or cuda.")
+    precision: Precision = key("auto", "auto (bf16 autocast on GPU), fp32 or bf16.")
+    tensorboard: Switch = key("auto", "auto (when installed), on (required) or off.")
+    threads: Int | None = key(None, "torch CPU threads per process (null: default).", gt=0)
+    progress: Flag = key(True, "Show a progress bar (rank 0).")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SECTION)
 class DataConfig:
     """Sample store, catalog, photo embeddings, splits and batching."""
 
-    store: Path
-    catalog: Path
-    photo_embeddings: Path
-    train_split: str = "train"
-    val_split: str = "val"
-    target: Target = "mean"
-    batch_size: int = _key(256, gt=0)
-    val_batch_size: int = _key(512, gt=0)
-    num_workers: int = _key(2, ge=0)
-    in_memory: bool = True
-    use_latlon: bool = True
-    max_val_samples: int | None = _key(None, gt=0)
-    max_year_gap: int | None = _key(None, ge=0)
+    store: FilePath = key(..., "Sample store: S1/S2 chip time series per sample (Zarr).")
+    catalog: FilePath = key(..., "Pairs catalog: photos, places, samples, splits (DuckDB).")
+    photo_embeddings: FilePath = key(..., "Photo embeddings; their CLIP model sets clip_dim.")
+    train_split: Text = key("train", "Catalog split to train on.")
+    val_split: Text = key("val", "Catalog split to validate on (retrieval R@1/R@10).")
+    target: Target = key("mean", "mean of a place's photos, or one sample drawn per visit.")
+    batch_size: Int = key(256, "GLOBAL batch over all processes (divisible by them).", gt=0)
+    val_batch_size: Int = key(512, "Samples per validation forward pass, per process.", gt=0)
+    num_workers: Int = key(2, "Data-loader workers per process (0: main process).", ge=0)
+    in_memory: Flag = key(True, "Read the splits into memory at start (false: from Zarr).")
+    use_latlon: Flag = key(True, "Feed the place's latitude/longitude token to the encoder.")
+    max_val_samples: Int | None = key(None, "Validate on at most N samples (null: all).", gt=0)
+    max_year_gap: Int | None = key(None, "Pair photos within N years only (null: any).", ge=0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SECTION)
 class AugmentConfig:
     """Probabilities of the training-time dropouts (0 turns one off)."""
 
-    month_dropout: float = _key(0.1, ge=0.0, lt=1.0)
-    sensor_dropout: float = _key(0.1, ge=0.0, le=1.0)
-    pixel_dropout: float = _key(0.1, ge=0.0, lt=1.0)
+    month_dropout: Real = key(0.1, "Drop each observed month (both sensors).", ge=0.0, lt=1.0)
+    sensor_dropout: Real = key(0.1, "Drop a whole sensor where both are.", ge=0.0, le=1.0)
+    pixel_dropout: Real = key(0.1, "Drop each observed pixel of the window.", ge=0.0, lt=1.0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SECTION)
 class ModelConfig:
     """The satellite encoder: a registry name, its arguments and optional Presto weights."""
 
-    name: str = "sits"
-    presto_weights: Path | None = None
-    arguments: dict[str, Any] = field(default_factory=dict)
+    name: Text = key("sits", "Registry encoder with forward_window.")
+    presto_weights: FilePath | None = key(None, "Start the backbone from Presto weights.")
+    arguments: dict[str, Any] = key(description="Encoder factory arguments.", default_factory=dict)
+
+    @field_validator("arguments")
+    @classmethod
+    def _arguments(cls, arguments: dict[str, Any]) -> dict[str, Any]:
+        """No reserved names; ``bottleneck``: a whole number >= 1 with ``head: linear`` (a compact cube)."""
+        reserved = {"pretrained", "presto_weights"} & set(arguments)
+        if reserved:
+            raise ValueError(
+                f"model.arguments must not set {sorted(reserved)}: "
+                "use model.presto_weights for initial weights"
+            )
+        value = arguments.get("bottleneck")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"model.arguments.bottleneck must be a whole number >= 1, got {value!r}")
+        if value is not None and arguments.get("head", "linear") != "linear":
+            raise ValueError(
+                f"model.arguments.bottleneck needs head: linear, got head: {arguments['head']!r}"
+            )
+        return arguments
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SECTION)
 class LossConfig:
     """Symmetric InfoNCE: temperature and the queue of past targets."""
 
-    init_temperature: float = _key(0.07, gt=0.0)
-    learn_temperature: bool = True
-    max_logit_scale: float = _key(100.0, gt=0.0)
-    queue_size: int = _key(0, ge=0)
+    init_temperature: Real = key(0.07, "Starting temperature (logit scale 1 / T).", gt=0.0)
+    learn_temperature: Flag = key(True, "Learn the logit scale.")
+    max_logit_scale: Real = key(100.0, "Clamp of the logit scale (CLIP's 100).", gt=0.0)
+    queue_size: Int = key(0, "Past targets kept as extra negatives (0: none).", ge=0)
+
+    @model_validator(mode="after")
+    def _scale_reachable(self) -> LossConfig:
+        if self.max_logit_scale < 1.0 / self.init_temperature:
+            raise ValueError(
+                f"loss.max_logit_scale ({self.max_logit_scale}) is below 1 / loss.init_temperature "
+                f"({1.0 / self.init_temperature:g})"
+            )
+        return self
 
 
-@dataclass(frozen=True)
+def _pair(value: Any) -> Any:
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise ValueError(f"optim.betas must be a list of 2 values, got {value!r}")
+    return value
+
+
+Betas = Annotated[tuple[Real, Real], BeforeValidator(_pair)]
+
+
+@dataclass(frozen=True, config=_SECTION)
 class OptimConfig:
     """AdamW, cosine schedule with linear warm-up, gradient clipping."""
 
-    lr: float = _key(5e-4, gt=0.0)
-    min_lr: float = _key(0.0, ge=0.0)
-    weight_decay: float = _key(0.05, ge=0.0)
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = _key(1e-6, gt=0.0)
-    warmup_steps: int = _key(500, ge=0)
-    grad_clip: float | None = _key(1.0, gt=0.0)
+    lr: Real = key(5e-4, "Peak learning rate (AdamW), for the global batch.", gt=0.0)
+    min_lr: Real = key(0.0, "Learning rate at the end of the cosine decay.", ge=0.0)
+    weight_decay: Real = key(0.05, "AdamW weight decay (not on biases, norms...).", ge=0.0)
+    betas: Betas = key((0.9, 0.98), "AdamW betas, both in [0, 1).")
+    eps: Real = key(1e-6, "AdamW epsilon.", gt=0.0)
+    warmup_steps: Int = key(500, "Linear warm-up steps, then cosine decay to min_lr.", ge=0)
+    grad_clip: Real | None = key(1.0, "Clip the global gradient norm (null: none).", gt=0.0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OptimConfig:
+        if self.min_lr > self.lr:
+            raise ValueError(f"optim.min_lr ({self.min_lr}) must not exceed optim.lr ({self.lr})")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"optim.betas must both lie in [0, 1), got {list(self.betas)}")
+        return self
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SECTION)
 class TrainConfig:
     """The whole training configuration (one section per dataclass)."""
 
     run: RunConfig
     data: DataConfig
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = key(default_factory=AugmentConfig)
+    model: ModelConfig = key(default_factory=ModelConfig)
+    loss: LossConfig = key(default_factory=LossConfig)
+    optim: OptimConfig = key(default_factory=OptimConfig)
 
-    def __post_init__(self) -> None:
-        if self.optim.min_lr > self.optim.lr:
-            raise BadInputError(
-                f"optim.min_lr ({self.optim.min_lr}) must not exceed optim.lr ({self.optim.lr})"
-            )
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, raw: Any) -> Any:
+        """An empty section (``augment:`` with no keys) takes every default."""
+        return {k: {} if v is None else v for k, v in raw.items()} if isinstance(raw, dict) else raw
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> TrainConfig:
         if self.optim.warmup_steps > self.run.steps:
-            raise BadInputError(
+            raise ValueError(
                 f"optim.warmup_steps ({self.optim.warmup_steps}) must not exceed run.steps ({self.run.steps})"
             )
-        if not all(0.0 <= b < 1.0 for b in self.optim.betas):
-            raise BadInputError(f"optim.betas must both lie in [0, 1), got {list(self.optim.betas)}")
-        if self.loss.max_logit_scale < 1.0 / self.loss.init_temperature:
-            raise BadInputError(
-                f"loss.max_logit_scale ({self.loss.max_logit_scale}) is below 1 / loss.init_temperature "
-                f"({1.0 / self.loss.init_temperature:g})"
-            )
-        reserved = {"pretrained", "presto_weights"} & set(self.model.arguments)
-        if reserved:
-            raise BadInputError(
-                f"model.arguments must not set {sorted(reserved)}: "
-                "use model.presto_weights for initial weights"
-            )
-        self._check_bottleneck()
-
-    def _check_bottleneck(self) -> None:
-        """``model.arguments.bottleneck``: a whole number >= 1 with ``head: linear`` (a compact cube)."""
-        arguments = self.model.arguments
-        if arguments.get("bottleneck") is None:
-            return
-        value = arguments["bottleneck"]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise BadInputError(f"model.arguments.bottleneck must be a whole number >= 1, got {value!r}")
-        if arguments.get("head", "linear") != "linear":
-            raise BadInputError(
-                f"model.arguments.bottleneck needs head: linear, got head: {arguments['head']!r}"
-            )
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON/YAML-serialisable copy (paths as strings, tuples as lists)."""
-        return _plain(dataclasses.asdict(self))
+        return _ADAPTER.dump_python(self, mode="json")
+
+
+_ADAPTER = TypeAdapter(TrainConfig)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the training configuration (``landprompt train --schema``)."""
+    return _ADAPTER.json_schema()
 
 
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> TrainConfig:
@@ -192,10 +227,10 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> TrainConfig:
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """A copy of ``raw`` with ``dotted.key=value`` overrides applied (values parsed as YAML)."""
-    out: dict[str, Any] = _deep_copy(raw)
+    out: dict[str, Any] = copy.deepcopy(dict(raw))
     for item in overrides:
-        key, sep, text = item.partition("=")
-        parts = key.strip().split(".")
+        dotted, sep, text = item.partition("=")
+        parts = dotted.strip().split(".")
         if not sep or not all(parts):
             raise BadInputError(f"override {item!r} must look like section.key=value")
         try:
@@ -218,122 +253,7 @@ def config_from_dict(raw: Mapping[str, Any]) -> TrainConfig:
     Raises:
         BadInputError: Naming the first missing, unknown or invalid key.
     """
-    return typing.cast(TrainConfig, _build(TrainConfig, raw, ""))
-
-
-def _build(cls: type, raw: Any, prefix: str) -> Any:
-    """Build dataclass ``cls`` from mapping ``raw``; ``prefix`` names the section in errors."""
-    where = prefix.rstrip(".") or "the config"
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise BadInputError(f"{where} must be a mapping of keys, got {type(raw).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    for key in raw:
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f"; did you mean {prefix}{close[0]}?" if close else f"; known keys: {', '.join(fields)}"
-            raise BadInputError(f"unknown key {prefix}{key} in {where}{hint}")
-    values = {}
-    for name, f in fields.items():
-        key = f"{prefix}{name}"
-        if name not in raw:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                kind = "section" if dataclasses.is_dataclass(hints[name]) else "key"
-                raise BadInputError(
-                    f"missing {kind} {key} (required; see configs/train_example.yaml for every key)"
-                )
-            continue
-        kind = hints[name]
-        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
-            values[name] = _build(kind, raw[name], f"{key}.")
-        else:
-            values[name] = _check_range(key, _convert(key, raw[name], kind), f.metadata)
-    return cls(**values)
-
-
-def _convert(key: str, value: Any, kind: Any) -> Any:
-    """``value`` converted to type ``kind`` (int, float, bool, str, Path, Literal, Optional, tuple, dict)."""
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = (a for a in args if a is not type(None))
-        return _convert(key, value, inner)
-    if origin is Literal:
-        if value not in args:
-            raise BadInputError(f"{key} must be one of {', '.join(map(str, args))}; got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, list | tuple) or len(value) != len(args):
-            raise BadInputError(f"{key} must be a list of {len(args)} values, got {value!r}")
-        return tuple(_convert(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args, strict=True)))
-    if origin is dict:
-        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-            raise BadInputError(f"{key} must be a mapping of names to values, got {value!r}")
-        return dict(value)
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise BadInputError(f"{key} must be true or false, got {value!r}")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise BadInputError(f"{key} must be an integer, got {value!r}")
-        return value
-    if kind is float:
-        return _float(key, value)
-    if kind in (str, Path):
-        if not isinstance(value, str) or not value:
-            raise BadInputError(f"{key} must be a non-empty string, got {value!r}")
-        return kind(value)
-    raise TypeError(f"unsupported config type {kind!r} for {key}")  # a bug in the dataclasses above
-
-
-def _float(key: str, value: Any) -> float:
-    """A float from a number or a numeric string (YAML 1.1 reads ``1e-3`` as a string)."""
-    if isinstance(value, bool):
-        raise BadInputError(f"{key} must be a number, got {value!r}")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    raise BadInputError(f"{key} must be a number, got {value!r}")
-
-
-_CHECKS = {
-    "gt": (lambda v, b: v > b, "> {}"),
-    "ge": (lambda v, b: v >= b, ">= {}"),
-    "lt": (lambda v, b: v < b, "< {}"),
-    "le": (lambda v, b: v <= b, "<= {}"),
-}
-
-
-def _check_range(key: str, value: Any, checks: Mapping[str, Any]) -> Any:
-    """``value`` if it passes every check of ``checks``; None passes."""
-    if value is None:
-        return value
-    for name, bound in checks.items():
-        test, text = _CHECKS[name]
-        if not test(value, bound):
-            raise BadInputError(f"{key} must be {text.format(bound)}, got {value!r}")
-    return value
-
-
-def _plain(value: Any) -> Any:
-    """Paths to strings and tuples to lists, recursively."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def _deep_copy(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Copy nested mappings (leaves are shared)."""
-    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
+    try:
+        return _ADAPTER.validate_python(raw)
+    except ValidationError as err:
+        raise schema_error(err, TrainConfig, see=EXAMPLE) from None
