@@ -6,7 +6,7 @@ a month: VV, VH dB, float32; ``--size`` pixels square at 10 m in UTM 32N, 512 x 
 ``--chips`` random places in it, then measures in the same run, best of ``--repeats``:
 
 * **landprompt**: the fetch path of ``landprompt pairs fetch`` without the store write:
-  :class:`~landprompt.pairs.chips.StackChipReader` over tasks of ``--task-rows`` chips (each file opened
+  :class:`~landprompt.eo.chips.StackChipReader` over tasks of ``--task-rows`` chips (each file opened
   once per task, each chip window read, SCL-masked, monthly medians) and the conversion to the store's
   dtypes (:class:`~landprompt.pairs.store.ChipArrays`);
 * **raw reads** (the yardstick): rasterio ``read(window=...)`` of the same P x P windows from every file,
@@ -35,8 +35,8 @@ from affine import Affine
 from rasterio.windows import Window
 
 from landprompt.eo.bands import S1_BAND_NAMES, S2_BAND_NAMES
+from landprompt.eo.chips import ChipSet, StackChipReader
 from landprompt.geo import Grid
-from landprompt.pairs.chips import ChipSet, StackChipReader
 from landprompt.pairs.store import ChipArrays, SampleStore
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bigearthnet-tiny"

@@ -10,14 +10,14 @@ import pandas as pd
 import pystac
 import pytest
 
+from landprompt.eo.chips import ChipSet, CompositeChipReader, StacChipReader, StackChipReader, chip_reader
+from landprompt.eo.items import ItemTable, write_item_table
 from landprompt.eo.local import LocalSource
 from landprompt.eo.stac import StacSource
 from landprompt.errors import BadInputError
 from landprompt.pairs.catalog import Catalog
-from landprompt.pairs.chips import ChipSet, CompositeChipReader, StacChipReader, StackChipReader, chip_reader
 from landprompt.pairs.fetch import fetch_samples, plan_samples
 from landprompt.pairs.ingest import ingest
-from landprompt.pairs.items import ItemTable, write_item_table
 from landprompt.pairs.sources import TableColumns, TableSource
 from landprompt.pairs.store import FORMAT_NAME, FORMAT_VERSION, SampleStore
 
@@ -204,7 +204,7 @@ def test_store_belongs_to_one_catalog_and_chip_size(tmp_path, stac_fixture, lonl
 KILLED_RUN = """
 import sys, time
 from landprompt.pairs.catalog import Catalog
-from landprompt.pairs.chips import StackChipReader
+from landprompt.eo.chips import StackChipReader
 from landprompt.pairs.fetch import fetch_samples
 
 class SlowReader(StackChipReader):

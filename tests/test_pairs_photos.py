@@ -7,10 +7,10 @@ import pytest
 import zarr
 from PIL import Image
 
+from landprompt.embedder.photos import STATUS, embed_photos, rank_and_world, sync_status
 from landprompt.errors import BadInputError
 from landprompt.pairs.catalog import Catalog
 from landprompt.pairs.ingest import IngestOptions, ingest
-from landprompt.pairs.photos import STATUS, embed_photos, rank_and_world, sync_status
 from landprompt.pairs.sources import TableColumns, TableSource
 
 

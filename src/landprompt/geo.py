@@ -159,6 +159,12 @@ def utm_crs(lon: float, lat: float) -> CRS:
     return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
 
+def utm_epsg(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """EPSG code of the WGS84 / UTM zone of each point (326xx north, 327xx south; no Norway exceptions)."""
+    zone = np.clip(np.floor((np.asarray(lon, float) + 180) / 6).astype(np.int64) + 1, 1, 60)
+    return np.where(np.asarray(lat) >= 0, 32600, 32700) + zone
+
+
 @dataclass(frozen=True)
 class Grid:
     """A north-up raster grid.

@@ -297,9 +297,9 @@ def fetch(
 
 def _item_source(items: list[Path], sign: str, dilate: int) -> StacSource:
     """A STAC source over stac-geoparquet tables, signing hrefs for the Planetary Computer if asked."""
+    from landprompt.eo.items import ItemTable
     from landprompt.eo.stac import StacSource
     from landprompt.errors import BadInputError
-    from landprompt.pairs.items import ItemTable
 
     if sign not in ("pc", "none"):
         raise BadInputError(f"--sign must be 'pc' or 'none', got {sign!r}")
@@ -340,7 +340,7 @@ def photos(
     import torch
 
     from landprompt.embedder.clip import load_clip
-    from landprompt.pairs.photos import embed_photos, rank_and_world, sync_status
+    from landprompt.embedder.photos import embed_photos, rank_and_world, sync_status
 
     if sync_only:
         _print_dict(f"photo statuses <- {out}", sync_status(catalog, out), as_json)

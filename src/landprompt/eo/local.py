@@ -97,7 +97,7 @@ def list_geotiff_stack(folder: str | Path, year: int | None = None) -> list[Stac
     return files
 
 
-def _stack_band_names(path: Path, sensor: Sensor, descriptions: Sequence[str | None]) -> list[str | None]:
+def stack_band_names(path: Path, sensor: Sensor, descriptions: Sequence[str | None]) -> list[str | None]:
     """Band names of a stack file, None for a band landprompt does not read.
 
     From its descriptions, else the documented order of its band count (see the module docstring).
@@ -192,7 +192,7 @@ def _read_geotiff(
 ) -> xr.Dataset:
     if src.crs is None:
         raise BadInputError(f"{path} has no CRS: write one (e.g. with rio.write_crs) before using it")
-    names = _stack_band_names(path, sensor, src.descriptions)
+    names = stack_band_names(path, sensor, src.descriptions)
     indexes = [i + 1 for i, n in enumerate(names) if n is not None]
     kept = [n for n in names if n is not None]
     missing = [b for b in SENSOR_BANDS[sensor] if b not in kept]
@@ -518,6 +518,6 @@ def _file_band_names(f: StackFile) -> list[str | None]:
     """The band names of a stack file (header only)."""
     try:
         with rasterio.open(f.path) as src:
-            return _stack_band_names(f.path, f.sensor, src.descriptions)
+            return stack_band_names(f.path, f.sensor, src.descriptions)
     except RasterioError as exc:
         raise BadInputError(f"cannot read {f.path}: {exc}") from exc

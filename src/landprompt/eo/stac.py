@@ -126,14 +126,14 @@ class StaticCatalogClient:
     ) -> _StaticSearch:
         """Items matching every given filter."""
         wanted = {collections} if isinstance(collections, str) else set(collections or ())
-        interval = _parse_interval(datetime)
+        interval = parse_interval(datetime)
         found: list[pystac.Item] = []
         for item in self.catalog.get_items(recursive=True):
             if wanted and item.collection_id not in wanted:
                 continue
             if bbox is not None and not _intersects(item.bbox, bbox):
                 continue
-            if not _in_interval(item, interval) or not _matches(item.properties, query or {}):
+            if not _in_interval(item, interval) or not matches_query(item.properties, query or {}):
                 continue
             found.append(item.clone())
             if max_items is not None and len(found) >= max_items:
@@ -152,7 +152,8 @@ class _StaticSearch:
         return iter(self.found)
 
 
-def _parse_interval(value: str | None) -> tuple[datetime | None, datetime | None]:
+def parse_interval(value: str | None) -> tuple[datetime | None, datetime | None]:
+    """Start and end of a STAC ``datetime`` search value (``a/b``, ``a/..`` or one instant); None is open."""
     if not value:
         return None, None
     start, _, end = value.partition("/") if "/" in value else (value, "", value)
@@ -205,7 +206,8 @@ _QUERY_OPS: Mapping[str, Callable[[Any, Any], bool]] = {
 }
 
 
-def _matches(properties: Mapping[str, Any], query: Mapping[str, Any]) -> bool:
+def matches_query(properties: Mapping[str, Any], query: Mapping[str, Any]) -> bool:
+    """Whether an item's properties pass a STAC API ``query`` (``{"eo:cloud_cover": {"lt": 20}}``)."""
     for key, condition in query.items():
         conditions = condition if isinstance(condition, Mapping) else {"eq": condition}
         for op, operand in conditions.items():

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from landprompt.evaluate.report import _table, write_json
+from landprompt.evaluate.report import markdown_table, write_json
 
 FILES = {"json": "report.json", "markdown": "report.md", "png": "auc.png"}
 
@@ -34,13 +34,13 @@ def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: settings, counts, mean AUC per setting, one row per concept."""
     settings = report["settings"]
     lines = ["# LUCAS concept benchmark", "", "## Settings", ""]
-    lines += _table(["setting", "value"], [(k, _text(v)) for k, v in settings.items()])
+    lines += markdown_table(["setting", "value"], [(k, _text(v)) for k, v in settings.items()])
     lines += ["", "## Points", ""]
-    lines += _table(["count", "points"], list(report["counts"].items()))
+    lines += markdown_table(["count", "points"], list(report["counts"].items()))
     prompts = settings["prompts"] if "mean_auc" in report else []
     if prompts:
         lines += ["", "## Mean ROC AUC of the scored concepts", ""]
-        lines += _table(["prompts", "mean AUC"], [(s, _num(report["mean_auc"][s])) for s in prompts])
+        lines += markdown_table(["prompts", "mean AUC"], [(s, _num(report["mean_auc"][s])) for s in prompts])
     lines += ["", "## Concepts", ""]
     header = ["group", "concept", "points", "present", "prevalence"]
     header += [f"{s} {m}" for s in prompts for m in ("AUC", "AP")]
@@ -57,7 +57,7 @@ def markdown(report: dict[str, Any]) -> str:
                     _ci(result["average_precision"], result["ap_interval"]),
                 ]
         rows.append(row)
-    lines += _table(header, rows)
+    lines += markdown_table(header, rows)
     if prompts:
         level = f"{100 * settings['confidence']:g} %"
         lines += [

@@ -74,7 +74,7 @@ def markdown(report: dict[str, Any]) -> str:
     dataset, results = report["dataset"], report["results"]
     multilabel = dataset["multilabel"]
     lines = [f"# Zero-shot evaluation: {dataset['name']}", "", "## Settings", ""]
-    lines += _table(["setting", "value"], [[k, f"`{v}`"] for k, v in _settings_rows(report)])
+    lines += markdown_table(["setting", "value"], [[k, f"`{v}`"] for k, v in _settings_rows(report)])
     columns = ["mAP", "micro_f1", "macro_f1"] if multilabel else ["top1", "balanced_accuracy"]
     lines += ["", "## Results", ""]
     rows = [[f"`{r['setting']}`", *(_pct(r[c]) for c in columns)] for r in results]
@@ -82,7 +82,7 @@ def markdown(report: dict[str, Any]) -> str:
     if chance:
         keys = [CHANCE_KEYS.get(c, c) for c in columns]
         rows.append(["chance", *(_pct(chance[k]) if k in chance else "" for k in keys)])
-    lines += _table(["prompts", *(f"{c} (%)" for c in columns)], rows)
+    lines += markdown_table(["prompts", *(f"{c} (%)" for c in columns)], rows)
     per_class = "per_class_ap" if multilabel else "per_class_recall"
     names = list(results[0][per_class]) if results else []
     counts = dataset.get("samples_per_class", {})
@@ -91,7 +91,7 @@ def markdown(report: dict[str, Any]) -> str:
         [n, str(counts.get(key, "")), *(_pct(r[per_class][n]) for r in results)]
         for key, n in zip(dataset["classes"], names, strict=True)
     ]
-    lines += _table(["class", "samples", *(f"`{r['setting']}`" for r in results)], body)
+    lines += markdown_table(["class", "samples", *(f"`{r['setting']}`" for r in results)], body)
     pngs = [r["confusion_png"] for r in results if r.get("confusion_png")]
     if pngs:
         lines += ["", "## Confusion matrices", ""] + [f"![{p}]({p})" for p in pngs]
@@ -173,7 +173,8 @@ def _pct(value: float | None) -> str:
     )
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """The lines of a Markdown table (``|`` in cells escaped)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return lines + ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from landprompt.errors import BadInputError
-from landprompt.geo import EUROPE_CRS, WGS84, transform_points
+from landprompt.geo import EUROPE_CRS, WGS84, transform_points, utm_epsg
 
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
 PARTITION_SIZE_M = 100_000.0
@@ -58,12 +58,6 @@ def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     if len(values) != 3 or min(values) < 0 or not np.isclose(sum(values), 1.0):
         raise BadInputError(f"split fractions must be 3 non-negative numbers summing to 1, got {values}")
     return values[0], values[1], values[2]
-
-
-def utm_epsg(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """EPSG code of the WGS84 / UTM zone of each point (326xx north, 327xx south; no Norway exceptions)."""
-    zone = np.clip(np.floor((np.asarray(lon, float) + 180) / 6).astype(np.int64) + 1, 1, 60)
-    return np.where(np.asarray(lat) >= 0, 32600, 32700) + zone
 
 
 def partition_keys(lon: np.ndarray, lat: np.ndarray, year: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@
    store grows to hold them and records their ``latlon``, ``year`` and ``months``.
 2. **Read**: pending samples are grouped into tasks: one partition each, split into pieces of at most
    ``task_rows`` samples. A task opens each file (COG) of its partition once and reads all its chips
-   (:mod:`landprompt.pairs.chips`); tasks run here one after the other, or on a Dask cluster
+   (:mod:`landprompt.eo.chips`); tasks run here one after the other, or on a Dask cluster
    (``scheduler="local"`` or an address), and return arrays, not files.
 3. **Write**: this process writes finished tasks to the store in batches of about ``batch_rows`` rows
    and only then marks them ``done`` (any valid month) or ``no_data`` in the catalog; a task that fails
@@ -28,11 +28,11 @@ import numpy as np
 import pandas as pd
 
 from landprompt import checks
+from landprompt.eo.chips import ChipReader, ChipSet, chip_reader
 from landprompt.eo.source import SceneSource
 from landprompt.errors import BadInputError
 from landprompt.pairs.catalog import Catalog
 from landprompt.pairs.cells import partition_epsg, partition_keys
-from landprompt.pairs.chips import ChipReader, ChipSet, chip_reader
 from landprompt.pairs.progress import progress_bar
 from landprompt.pairs.store import DEFAULT_CHIP, DEFAULT_CHUNK_ROWS, ChipArrays, SampleStore
 

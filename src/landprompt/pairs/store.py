@@ -16,7 +16,7 @@ array       shape                 dtype      values
 ==========  ====================  =========  =======================================================
 
 T = 12 (January to December of ``year``), P = the chip size (default 5 pixels of 10 m, centred on the
-place in its UTM zone, :mod:`landprompt.pairs.chips`). Arrays are chunked ``chunk_rows`` rows at a time
+place in its UTM zone, :mod:`landprompt.eo.chips`). Arrays are chunked ``chunk_rows`` rows at a time
 (whole rows), Blosc-zstd compressed with byte shuffle. Group attributes: ``landprompt_format``,
 ``format_version``, ``chip``, ``resolution_m``, ``months``, ``s2_bands``, ``s1_bands``, ``units``,
 ``catalog_id`` (the catalog the rows belong to) and ``created_at``.

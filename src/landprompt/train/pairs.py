@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import zarr
 
+from landprompt.embedder import photos as photo_format
 from landprompt.errors import BadInputError
-from landprompt.pairs import photos as photo_format
 from landprompt.pairs.catalog import Catalog
 from landprompt.pairs.store import SampleStore
 from landprompt.train.config import AugmentConfig, DataConfig
@@ -49,7 +49,7 @@ class TrainData:
 
 
 def open_photo_embeddings(path: str | Path) -> zarr.Group:
-    """Open a photo-embeddings group (format of :mod:`landprompt.pairs.photos`), checking its format.
+    """Open a photo-embeddings group (format of :mod:`landprompt.embedder.photos`), checking its format.
 
     Raises:
         BadInputError: If the path is missing or not photo embeddings of a known version.

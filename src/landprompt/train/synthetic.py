@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from landprompt.pairs import photos as photo_format
+from landprompt.embedder import photos as photo_format
 from landprompt.pairs.catalog import Catalog
 from landprompt.pairs.fetch import plan_samples
 from landprompt.pairs.ingest import ingest
@@ -133,7 +133,7 @@ def write_planted_pairs(
     Photos go through a CSV table and :func:`~landprompt.pairs.ingest.ingest`; samples are planned by
     :func:`~landprompt.pairs.fetch.plan_samples` (year 2022) and their chips written with
     :class:`~landprompt.pairs.store.SampleStore`; the embeddings are written in the
-    :mod:`landprompt.pairs.photos` format (:func:`write_photo_embeddings`) and synced into the catalog.
+    :mod:`landprompt.embedder.photos` format (:func:`write_photo_embeddings`) and synced into the catalog.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -190,8 +190,8 @@ def write_photo_embeddings(
 ) -> Path:
     """Write precomputed embeddings [N_photos, D] (row = photo id) in the photo-embeddings format, all done.
 
-    A thin writer for embeddings that were not computed by :func:`landprompt.pairs.photos.embed_photos`
-    (synthetic ones here); follow it with :func:`landprompt.pairs.photos.sync_status`.
+    A thin writer for embeddings that were not computed by :func:`landprompt.embedder.photos.embed_photos`
+    (synthetic ones here); follow it with :func:`landprompt.embedder.photos.sync_status`.
     """
     out = Path(out)
     rows, dim = embeddings.shape

@@ -35,7 +35,7 @@ import pystac
 import shapely
 from shapely.geometry import mapping, shape
 
-from landprompt.eo.stac import _matches, _parse_interval  # the static catalog's filter semantics
+from landprompt.eo.stac import matches_query, parse_interval  # the static catalog's filter semantics
 from landprompt.errors import BadInputError
 
 TOP_LEVEL = (
@@ -91,7 +91,7 @@ class ItemTable:
         if bbox is not None:
             where.append("bbox.xmin <= ? AND bbox.xmax >= ? AND bbox.ymin <= ? AND bbox.ymax >= ?")
             params += [bbox[2], bbox[0], bbox[3], bbox[1]]
-        start, end = _parse_interval(datetime)
+        start, end = parse_interval(datetime)
         if start is not None:
             where.append('"datetime" >= ?')
             params.append(start)
@@ -114,7 +114,7 @@ class ItemTable:
         found = []
         for row in rows:
             item = row_to_item(dict(zip(names, row, strict=True)))
-            if _matches(item.properties, query or {}):
+            if matches_query(item.properties, query or {}):
                 found.append(item)
                 if max_items is not None and len(found) >= max_items:
                     break

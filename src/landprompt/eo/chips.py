@@ -55,12 +55,12 @@ from landprompt.eo.bands import (
     s2_boa_offset,
 )
 from landprompt.eo.composite import MONTHS, monthly_composites
-from landprompt.eo.local import LocalSource, _stack_band_names, list_geotiff_stack
+from landprompt.eo.local import LocalSource, list_geotiff_stack, stack_band_names
 from landprompt.eo.masks import mask_scenes
 from landprompt.eo.source import SceneSource
 from landprompt.eo.stac import StacSource, default_modifier
 from landprompt.errors import BadInputError
-from landprompt.geo import WGS84, Grid, transform_points
+from landprompt.geo import WGS84, Grid, transform_points, utm_epsg
 
 RESOLUTION_M = 10.0
 GDAL_ENV = {
@@ -102,8 +102,6 @@ class ChipSet:
         if size < 1:
             raise BadInputError(f"chip size must be >= 1 pixel, got {size}")
         if epsg is None:
-            from landprompt.pairs.cells import utm_epsg
-
             epsg = int(utm_epsg(lon[:1], lat[:1])[0])
         x, y = transform_points(lon, lat, WGS84, f"EPSG:{epsg}")
         half = size // 2
@@ -431,7 +429,7 @@ class StackChipReader:
         scenes = []
         for f in list_geotiff_stack(self.folder, year):
             with rasterio.open(f.path) as src:
-                names = _stack_band_names(f.path, f.sensor, src.descriptions)
+                names = stack_band_names(f.path, f.sensor, src.descriptions)
             kept = [(name, i) for i, name in enumerate(names, start=1) if name is not None]  # extras dropped
             layer = Layer(str(f.path), tuple(n for n, _ in kept), tuple(i for _, i in kept))
             scenes.append(Scene(f.sensor, f.time, (layer,), "stack"))
