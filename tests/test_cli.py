@@ -1,4 +1,5 @@
 import json
+import typing
 
 import pytest
 import rasterio
@@ -180,3 +181,15 @@ def test_evaluate_eurosat_sample_from_the_command_line(tmp_path):
     assert (tmp_path / "ev" / "report.json").is_file() and (tmp_path / "ev" / "report.md").is_file()
     bad = invoke("evaluate", "eurosat", "--root", str(tmp_path / "nope"), "--model", "random")
     assert bad.exit_code != 0 and error_line(bad).startswith("error:")
+
+
+def test_the_command_line_choices_are_the_library_types() -> None:
+    from landprompt.calibration import Method
+    from landprompt.cli import common
+    from landprompt.embedder.cube import CubeDtype
+    from landprompt.query.maps import write_cog
+
+    map_dtype = typing.get_type_hints(write_cog)["dtype"]
+    assert typing.get_args(common.CubeDtype) == typing.get_args(CubeDtype)
+    assert typing.get_args(common.MapDtype) == typing.get_args(map_dtype)
+    assert typing.get_args(common.FitMethod) == typing.get_args(Method)

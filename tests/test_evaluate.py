@@ -14,12 +14,13 @@ import torch
 import xarray as xr
 from affine import Affine
 
+from landprompt.cli.evaluate import summary_table
 from landprompt.embedder.clip import ClipModel
 from landprompt.embedder.cube import write_cube
 from landprompt.embedder.models import create_encoder, save_checkpoint
 from landprompt.errors import BadInputError
 from landprompt.evaluate import class_embeddings, load_prompt_set, parse_settings, run_evaluation
-from landprompt.evaluate.cli_support import evaluate_command, summary_table
+from landprompt.evaluate.cli_support import evaluate_command
 from landprompt.evaluate.datasets import EUROSAT_CLASSES, BigEarthNet, bigearthnet19
 from landprompt.geo import Grid
 

@@ -1,15 +1,13 @@
 """Concept analytics commands: change maps and indicators per area, validation against field points.
 
-Two small Typer apps whose commands join existing groups:
-
-- :data:`query_extra`: ``change`` and ``aggregate`` (for ``landprompt query``);
-- :data:`evaluate_extra`: ``points`` (for ``landprompt evaluate``).
+The groups register them: ``landprompt query change`` and ``query aggregate``
+(:mod:`landprompt.cli.query`), ``landprompt evaluate points`` (:mod:`landprompt.cli.evaluate`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -17,6 +15,7 @@ from rich.table import Table
 from landprompt.cli.common import (
     BBoxOption,
     CubeArgument,
+    FitMethod,
     PretrainedOption,
     PromptArgument,
     QueryClipOption,
@@ -25,15 +24,8 @@ from landprompt.cli.common import (
     clip_or_none,
     console,
     counting,
-    sub_app,
 )
 from landprompt.errors import BadInputError
-
-if TYPE_CHECKING:
-    from landprompt.calibration import Method
-
-query_extra = sub_app("Concept analytics: change maps, indicators per area.")
-evaluate_extra = sub_app("Validation of concept maps against field observations.")
 
 VersusOption = Annotated[
     list[str] | None,
@@ -48,7 +40,6 @@ CalibratedOption = Annotated[
 ]
 
 
-@query_extra.command("change")
 def query_change(
     cube_a: Annotated[Path, typer.Argument(help="The earlier embedding cube (.zarr).")],
     cube_b: Annotated[Path, typer.Argument(help="The later embedding cube, on the same grid.")],
@@ -113,7 +104,6 @@ def query_change(
     console.print("wrote " + ", ".join(map(str, written)))
 
 
-@query_extra.command("aggregate")
 def query_aggregate(
     cube: CubeArgument,
     prompt: PromptArgument,
@@ -184,7 +174,6 @@ def query_aggregate(
     console.print(view)
 
 
-@evaluate_extra.command("points")
 def evaluate_points_command(
     cube: CubeArgument,
     prompt: PromptArgument,
@@ -193,11 +182,13 @@ def evaluate_points_command(
         str, typer.Option("--label-field", help="Label column: 1/0, true/false or yes/no.")
     ] = "present",
     fit: Annotated[
-        str | None, typer.Option("--fit", help="Learn a recalibration: platt or isotonic.")
+        FitMethod | None, typer.Option("--fit", help="Learn a recalibration: platt or isotonic.")
     ] = None,
     block_km: Annotated[float, typer.Option("--block-km", help="Spatial CV block side (km).")] = 10.0,
-    folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
-    bins: Annotated[int, typer.Option(help="Equal-width bins of the ECE and reliability diagram.")] = 10,
+    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = 5,
+    bins: Annotated[
+        int, typer.Option(min=1, help="Equal-width bins of the ECE and reliability diagram.")
+    ] = 10,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report as JSON.")] = None,
     plot: Annotated[
         Path | None,
@@ -219,12 +210,8 @@ def evaluate_points_command(
     from landprompt.query.probability import clip_for_cube
     from landprompt.query.provenance import provenance_tags
 
-    if fit not in (None, "platt", "isotonic"):
-        raise BadInputError(f"--fit must be platt or isotonic, got {fit!r}")
     if out is not None and out.suffix.lower() != ".json":
         raise BadInputError(f"--out must be a .json file, got {out.name!r}")
-    if folds < 2 or bins < 1:
-        raise BadInputError("--folds must be at least 2 and --bins at least 1")
     plot = plot if plot is not None or out is None else out.with_name(f"{out.stem}_reliability.png")
     check_outputs(out, plot)
     clip_model = clip_or_none(clip, pretrained, cube) or clip_for_cube(open_cube(cube))
@@ -233,7 +220,7 @@ def evaluate_points_command(
         prompt,
         points,
         label_field=label_field,
-        fit=cast("Method | None", fit),
+        fit=fit,
         block_km=block_km,
         n_folds=folds,
         bins=bins,

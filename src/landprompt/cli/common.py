@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
-from typer._click.exceptions import ClickException
+from typer._click.exceptions import BadParameter, ClickException, MissingParameter
 from typer.core import TyperCommand, TyperGroup
 
 from landprompt.cli.boundary import debug_enabled, user_error
@@ -35,6 +35,12 @@ class _OneLineErrors:
         try:
             return super().invoke(ctx)  # type: ignore[misc]
         except Exception as exc:
+            if isinstance(exc, BadParameter) and not isinstance(exc, MissingParameter):
+                # a value outside a Literal's choices or a min=/max= bound: one line, exit 2
+                err_console.print(
+                    f"[bold red]error:[/bold red] {exc.format_message()}", highlight=False, soft_wrap=True
+                )
+                raise typer.Exit(BadInputError.exit_code) from None
             if isinstance(exc, ClickException | typer.Exit | typer.Abort):
                 raise
             mapped = user_error(exc)
@@ -57,7 +63,36 @@ def sub_app(help_text: str) -> typer.Typer:
     return typer.Typer(help=help_text, no_args_is_help=True)
 
 
-ClipOption = Annotated[str, typer.Option("--clip", help="open_clip model name, e.g. ViT-B-32.")]
+def clip_option(note: str = "") -> Any:
+    """The ``--clip`` option (an open_clip model name); ``note`` (what is used without it) ends its help."""
+    return typer.Option(
+        "--clip", help="open_clip model name, e.g. ViT-B-32" + (f" ({note})." if note else ".")
+    )
+
+
+def pretrained_option(note: str = "", *, random: bool = True) -> Any:
+    """The ``--pretrained`` option (an open_clip tag or weights file); ``note`` ends its help.
+
+    Args:
+        note: What is used without it, or where it applies.
+        random: Whether the command takes ``none`` (:data:`RANDOM_WEIGHTS`) for random weights.
+    """
+    return typer.Option(
+        "--pretrained",
+        help="open_clip pretrained tag (e.g. laion2b_s34b_b79k) or a local weights file"
+        + ("; 'none' for random weights (testing only)" if random else "")
+        + (f"; {note}." if note else "."),
+    )
+
+
+def bbox_option(*aliases: str) -> Any:
+    """The ``--bbox`` option (``aliases`` such as ``--aoi`` name it too)."""
+    return typer.Option(
+        *aliases, "--bbox", help="Lon/lat window 'minlon,minlat,maxlon,maxlat' or a GeoJSON file."
+    )
+
+
+ClipOption = Annotated[str, clip_option()]
 ZarrFormatOption = Annotated[
     int,
     typer.Option(
@@ -70,21 +105,16 @@ ZarrFormatOption = Annotated[
 ]
 CubeArgument = Annotated[Path, typer.Argument(help="Embedding cube (.zarr).")]
 PromptArgument = Annotated[str, typer.Argument(help="The concept in plain words, e.g. 'olive groves'.")]
-BBoxOption = Annotated[
-    str | None, typer.Option("--bbox", help="Lon/lat window 'minlon,minlat,maxlon,maxlat' or a GeoJSON file.")
-]
-QueryClipOption = Annotated[
-    str | None, typer.Option("--clip", help="open_clip model name (default: the one named by the cube).")
-]
+BBoxOption = Annotated[str | None, bbox_option()]
+QueryClipOption = Annotated[str | None, clip_option("default: the one named by the cube")]
 StyleOption = Annotated[str, typer.Option("--style", help="Prompt template style: ground, satellite, ...")]
-PretrainedOption = Annotated[
-    str | None,
-    typer.Option(
-        "--pretrained",
-        help="open_clip pretrained tag (e.g. laion2b_s34b_b79k) or a local weights file; "
-        "'none' for random weights (testing only); default: the tag the cube records.",
-    ),
-]
+PretrainedOption = Annotated[str | None, pretrained_option("default: the tag the cube records")]
+#: The choices of the library's ``Literal`` types that options take (``embedder.cube.CubeDtype``,
+#: ``query.maps.write_cog``'s dtype, ``calibration.Method``), named here so that the command line starts
+#: without zarr or xarray; ``tests/test_cli.py`` keeps them equal.
+CubeDtype = Literal["fp16", "int8"]
+MapDtype = Literal["float32", "uint8"]
+FitMethod = Literal["platt", "isotonic"]
 #: ``--pretrained`` value that asks for a seeded random initialisation.
 RANDOM_WEIGHTS = "none"
 

@@ -1,4 +1,4 @@
-"""``landprompt evaluate concepts``: the LUCAS concept benchmark (joins the ``evaluate`` group)."""
+"""``landprompt evaluate concepts``: the LUCAS concept benchmark (the evaluate group registers it)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from landprompt.cli.common import PretrainedOption, QueryClipOption, clip_or_none, console, sub_app
-
-concepts_extra = sub_app("The LUCAS concept benchmark.")
+from landprompt.cli.common import PretrainedOption, QueryClipOption, clip_or_none, console
 
 
-@concepts_extra.command("concepts")
 def evaluate_concepts_command(
     lucas: Annotated[Path, typer.Option("--lucas", help="LUCAS table (CSV or Parquet), any survey year.")],
     cube: Annotated[

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from landprompt.cli.common import ZarrFormatOption, check_outputs, console, err_console, sub_app
+from landprompt.cli.common import CubeDtype, ZarrFormatOption, check_outputs, console, err_console, sub_app
 from landprompt.embedder.basis import DEFAULT_RANK, DEFAULT_VARIANCE
 
 app = sub_app("Inspect embedding cubes.")
@@ -114,7 +114,9 @@ def cube_convert(
     rank: Annotated[
         int, typer.Option(help="PCA basis rank (grown to keep 99.9 % of the variance).")
     ] = DEFAULT_RANK,
-    dtype: Annotated[str | None, typer.Option(help="Code storage: int8 or fp16 (default: OLD's).")] = None,
+    dtype: Annotated[
+        CubeDtype | None, typer.Option(help="Code storage: int8 or fp16 (default: OLD's).")
+    ] = None,
     exact_rank: Annotated[bool, typer.Option(help="Keep exactly --rank, whatever the variance.")] = False,
     zarr_format: ZarrFormatOption = 3,
 ) -> None:

@@ -9,14 +9,21 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from landprompt.cli.common import ZarrFormatOption, check_outputs, console, sub_app
+from landprompt.cli.common import (
+    CubeDtype,
+    ZarrFormatOption,
+    bbox_option,
+    check_outputs,
+    clip_option,
+    console,
+    pretrained_option,
+    sub_app,
+)
 
 eo_app = sub_app("Sentinel-1/2 inputs: band specs, monthly composites, offline stacks.")
 app = sub_app("Dense embedding runs: an encoder over an area -> an embedding cube.")
 
-AoiOption = Annotated[
-    str, typer.Option("--aoi", "--bbox", help="Lon/lat 'minlon,minlat,maxlon,maxlat' or a GeoJSON file.")
-]
+AoiOption = Annotated[str, bbox_option("--aoi")]
 YearOption = Annotated[int, typer.Option("--year", help="Calendar year of the monthly composites.")]
 SourceOption = Annotated[
     str,
@@ -37,15 +44,8 @@ L2aOffsetOption = Annotated[
         "refuse files never below 1000), 0 or -1000.",
     ),
 ]
-EncoderClipOption = Annotated[
-    str | None, typer.Option("--clip", help="clip_rgb: open_clip model name (default ViT-B-32).")
-]
-EncoderPretrainedOption = Annotated[
-    str | None,
-    typer.Option(
-        "--pretrained", help="clip_rgb: open_clip pretrained tag (e.g. laion2b_s34b_b79k) or weights file."
-    ),
-]
+EncoderClipOption = Annotated[str | None, clip_option("clip_rgb only; default ViT-B-32")]
+EncoderPretrainedOption = Annotated[str | None, pretrained_option("clip_rgb only", random=False)]
 PrestoWeightsOption = Annotated[
     Path | None,
     typer.Option("--presto-weights", help="sits: the official Presto weights (default_model.pt)."),
@@ -173,7 +173,7 @@ def embed_run_command(
     resolution: ResolutionOption = 10.0,
     crs: CrsOption = None,
     chunk: Annotated[int, typer.Option(help="Cube chunk size in output pixels.")] = 256,
-    dtype: Annotated[str, typer.Option(help="Cube storage: fp16 or int8.")] = "fp16",
+    dtype: Annotated[CubeDtype, typer.Option(help="Cube storage: fp16 or int8.")] = "fp16",
     batch_size: Annotated[int, typer.Option(help="Pixels (or patches) per forward pass.")] = 1024,
     device: Annotated[str | None, typer.Option(help="Torch device (default: cuda if available).")] = None,
     scheduler: Annotated[
@@ -215,7 +215,7 @@ def embed_run_command(
         random_weights=random_weights,
         crs=crs,
         chunk=chunk,
-        dtype=dtype,  # type: ignore[arg-type]
+        dtype=dtype,
         batch_size=batch_size,
         device=device,
         scheduler=scheduler,

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
-from landprompt.cli.common import PretrainedOption, check_outputs, console, sub_app
+from landprompt.cli.analytics import evaluate_points_command
+from landprompt.cli.common import PretrainedOption, check_outputs, clip_option, console, sub_app
+from landprompt.cli.concepts import evaluate_concepts_command
 
 app = sub_app("Zero-shot land-cover benchmarks, and maps against field observations.")
 
 EvalClipOption = Annotated[
-    str | None,
-    typer.Option(
-        "--clip", help="open_clip model of the prompts (default: the one the checkpoint or cube names)."
-    ),
+    str | None, clip_option("of the prompts; default: the one the checkpoint or cube names")
 ]
 
 
@@ -74,7 +74,7 @@ def _benchmark_command(dataset: str) -> Callable[..., None]:
             typer.Option("--presto-weights", help="--model sits from the official Presto weights file."),
         ] = None,
     ) -> None:
-        from landprompt.evaluate.cli_support import evaluate_command, summary_table
+        from landprompt.evaluate.cli_support import evaluate_command
 
         check_outputs(out, folder=True)
         report = evaluate_command(
@@ -109,6 +109,29 @@ def _benchmark_command(dataset: str) -> Callable[..., None]:
     return command
 
 
+def summary_table(report: dict[str, Any]) -> Table:
+    """One row per prompt setting with the headline metrics (percent), plus chance."""
+    dataset = report["dataset"]
+    columns = ["mAP", "micro_f1", "macro_f1"] if dataset["multilabel"] else ["top1", "balanced_accuracy"]
+    table = Table(
+        title=f"{dataset['name']}: {dataset['samples_scored']} samples, model {report['model']['argument']}, "
+        f"CLIP {report['clip']['id']}"
+    )
+    table.add_column("prompts")
+    for column in columns:
+        table.add_column(f"{column} (%)", justify="right")
+    for result in report["results"]:
+        table.add_row(result["setting"], *(_pct(result[c]) for c in columns))
+    chance = report.get("chance") or {}
+    if chance:
+        table.add_row("[dim]chance[/dim]", *(_pct(chance.get(c)) for c in columns))
+    return table
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None or value != value else f"{100 * value:.1f}"
+
+
 #: An example command line of each benchmark (shown by its ``--help``).
 _EXAMPLES = {
     "eurosat": "landprompt evaluate eurosat --root EuroSAT_MS/ --model runs/sits.json --prompts aerial",
@@ -123,3 +146,5 @@ BENCHMARK_NAMES = ("eurosat", "eurosat-rgb", "bigearthnet", "lucas")
 
 for _name in BENCHMARK_NAMES:
     app.command(_name)(_benchmark_command(_name))
+app.command("points")(evaluate_points_command)
+app.command("concepts")(evaluate_concepts_command)

@@ -12,9 +12,7 @@ import typer
 from rich.table import Table
 
 from landprompt import __version__
-from landprompt.cli.analytics import evaluate_extra, query_extra
 from landprompt.cli.common import ClipOption, LandpromptGroup, PretrainedOption, console
-from landprompt.cli.concepts import concepts_extra
 from landprompt.cli.cube import app as cube_app
 from landprompt.cli.embed import app as embed_app
 from landprompt.cli.embed import eo_app
@@ -41,9 +39,6 @@ app.add_typer(index_app, name="index")
 app.add_typer(query_app, name="query")
 app.add_typer(evaluate_app, name="evaluate")
 app.command("serve")(serve)
-query_app.registered_commands += query_extra.registered_commands  # change, aggregate
-evaluate_app.registered_commands += evaluate_extra.registered_commands  # points
-evaluate_app.registered_commands += concepts_extra.registered_commands  # concepts
 
 
 def _version(value: bool) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.table import Table
@@ -256,7 +256,9 @@ def fetch(
         list[Path] | None,
         typer.Option("--items", help="stac-geoparquet item tables (repeat), searched instead of --source."),
     ] = None,
-    sign: Annotated[str, typer.Option(help="Sign item hrefs: 'pc' (Planetary Computer) or 'none'.")] = "none",
+    sign: Annotated[
+        Literal["pc", "none"], typer.Option(help="Sign item hrefs: 'pc' (Planetary Computer) or 'none'.")
+    ] = "none",
     retry_failed: Annotated[bool, typer.Option(help="Fetch failed samples again.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     as_json: JsonOption = False,
@@ -299,10 +301,7 @@ def _item_source(items: list[Path], sign: str, dilate: int) -> StacSource:
     """A STAC source over stac-geoparquet tables, signing hrefs for the Planetary Computer if asked."""
     from landprompt.eo.items import ItemTable
     from landprompt.eo.stac import StacSource
-    from landprompt.errors import BadInputError
 
-    if sign not in ("pc", "none"):
-        raise BadInputError(f"--sign must be 'pc' or 'none', got {sign!r}")
     signer = None
     if sign == "pc":
         import planetary_computer

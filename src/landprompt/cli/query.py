@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
 
+from landprompt.cli.analytics import query_aggregate, query_change
 from landprompt.cli.common import (
     BBoxOption,
     CubeArgument,
+    MapDtype,
     PretrainedOption,
     PromptArgument,
     QueryClipOption,
@@ -33,7 +35,9 @@ def query_topk(
     k: Annotated[int, typer.Option("-k", help="Number of places.")] = 20,
     min_distance: Annotated[float, typer.Option("--min-distance", help="Metres between two places.")] = 0.0,
     bbox: BBoxOption = None,
-    fmt: Annotated[str, typer.Option("--format", help="table, csv or geojson.")] = "table",
+    fmt: Annotated[
+        Literal["table", "csv", "geojson"], typer.Option("--format", help="Printed as.")
+    ] = "table",
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Write .csv, .geojson, .gpkg, .fgb or .parquet (by extension)."),
@@ -54,8 +58,6 @@ def query_topk(
     from landprompt.errors import BadInputError
     from landprompt.query.topk import cube_paths, places_geojson, top_k, top_k_shards, write_places
 
-    if fmt not in ("table", "csv", "geojson"):
-        raise BadInputError(f"--format must be table, csv or geojson, got {fmt!r}")
     check_outputs(out)
     shards = cube_paths(cube)
     clip_model = clip_or_none(clip, pretrained, shards[0])
@@ -119,7 +121,7 @@ def query_map(
     qml: Annotated[
         bool, typer.Option("--qml", help="Also write a QGIS style (.qml) beside the COG.")
     ] = False,
-    dtype: Annotated[str, typer.Option(help="COG data type: float32 or uint8.")] = "float32",
+    dtype: Annotated[MapDtype, typer.Option(help="COG data type: float32 or uint8.")] = "float32",
     clip: QueryClipOption = None,
     pretrained: PretrainedOption = None,
     style: StyleOption = "ground",
@@ -156,7 +158,7 @@ def query_map(
         )
     tags = provenance_tags(cube, clip_model, prompt, versus, style)
     prob.attrs.update(tags)  # the PNG and HTML carry them too
-    written = [write_cog(prob, out, dtype=dtype, tags=tags)]  # type: ignore[arg-type]
+    written = [write_cog(prob, out, dtype=dtype, tags=tags)]
     if qml:
         from landprompt.query.maps import UINT8_SCALE
         from landprompt.query.qml import write_qml
@@ -229,3 +231,7 @@ def _map_shape(ds: Any, bbox: str | None) -> tuple[int, int]:
         return grid.rows, grid.cols
     rows, cols = grid.slices_of_bbox(bbox)
     return rows.stop - rows.start, cols.stop - cols.start
+
+
+app.command("change")(query_change)
+app.command("aggregate")(query_aggregate)

@@ -1,15 +1,13 @@
-"""The body of ``landprompt evaluate``: load what the options name, run the harness, summarise.
+"""The body of ``landprompt evaluate``: load what the options name, run the harness.
 
-The CLI module only parses options and prints; :func:`evaluate_command` does the rest and
-:func:`summary_table` turns the report into the table the command prints.
+The CLI module (:mod:`landprompt.cli.evaluate`) parses options and prints the summary;
+:func:`evaluate_command` does the rest.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-
-from rich.table import Table
 
 from landprompt.embedder.clip import load_clip
 from landprompt.embedder.recipe import EncoderRecipe
@@ -83,26 +81,3 @@ def evaluate_command(
         s1_root=s1_root,
         coordinates=coordinates,
     )
-
-
-def summary_table(report: dict[str, Any]) -> Table:
-    """One row per prompt setting with the headline metrics (percent), plus chance."""
-    dataset = report["dataset"]
-    columns = ["mAP", "micro_f1", "macro_f1"] if dataset["multilabel"] else ["top1", "balanced_accuracy"]
-    table = Table(
-        title=f"{dataset['name']}: {dataset['samples_scored']} samples, model {report['model']['argument']}, "
-        f"CLIP {report['clip']['id']}"
-    )
-    table.add_column("prompts")
-    for column in columns:
-        table.add_column(f"{column} (%)", justify="right")
-    for result in report["results"]:
-        table.add_row(result["setting"], *(_pct(result[c]) for c in columns))
-    chance = report.get("chance") or {}
-    if chance:
-        table.add_row("[dim]chance[/dim]", *(_pct(chance.get(c)) for c in columns))
-    return table
-
-
-def _pct(value: float | None) -> str:
-    return "" if value is None or value != value else f"{100 * value:.1f}"
