@@ -247,6 +247,29 @@ def read_digests(path: Path, n: int) -> list[str] | None:
     return [blob[k : k + _DIGEST_LEN].decode("ascii", "replace") for k in range(0, len(blob), _DIGEST_LEN)]
 
 
+def files_fingerprint(path: str | os.PathLike[str], skip: Iterable[str] = ("overviews",)) -> str:
+    """sha256 over the relative name, size and mtime (ns) of every file of a store, in name order.
+
+    Cheap (one directory listing, no file read): an index records it at build time, and a differing
+    fingerprint at open means a file was rewritten, added or removed since (or the cube was copied), so
+    its chunk digests must decide whether the cube still is the one indexed.
+
+    Args:
+        path: Cube directory.
+        skip: Top-level folders left out (the overview pyramid, which is built after the cube).
+    """
+    root = Path(path)
+    entries = []
+    for folder, dirs, files in os.walk(root):
+        if Path(folder) == root:
+            dirs[:] = [d for d in dirs if d not in set(skip)]
+        for name in files:
+            file = Path(folder) / name
+            stat = file.stat()
+            entries.append(f"{file.relative_to(root).as_posix()}\t{stat.st_size}\t{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()
+
+
 # --- verifying --------------------------------------------------------------------------------------
 
 
