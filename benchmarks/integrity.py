@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import numpy as np
 from affine import Affine
@@ -101,15 +102,9 @@ def strip_checks(cube: Path, out: Path) -> Path:
     return out
 
 
-@contextmanager
-def fingerprint_off(recorded: str) -> Iterator[None]:
+def fingerprint_off(recorded: str) -> Any:
     """Index opens with the file fingerprint check switched off (the fingerprint always matches)."""
-    real = search.files_fingerprint
-    search.files_fingerprint = lambda cube: recorded  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        search.files_fingerprint = real
+    return patch.object(search, "files_fingerprint", lambda cube: recorded)
 
 
 def index_open_figures(cube: Path, described: str, repeats: int) -> None:

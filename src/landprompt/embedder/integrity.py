@@ -39,6 +39,8 @@ from landprompt.geo import Grid
 INTEGRITY_ATTR = "integrity"
 INTEGRITY_VERSION = 1
 DIGESTS_FILE = ".landprompt_digests"
+#: Key of the ``integrity`` attr listing the arrays checked per chunk but not digested (:class:`ChunkLayout`).
+CRC_ONLY_KEY = "crc_only"
 _DIGEST_LEN = 64  # hex sha256
 
 
@@ -52,6 +54,8 @@ class ChunkLayout:
         chunk: Chunk size in pixels along y and x.
         arrays: Names of the chunked data arrays the writer recorded.
         zarr_format: The store's Zarr layout: 3 (chunks under ``<array>/c/``, CRC32C) or 2 (for GDAL).
+        crc_only: Arrays stored chunk by chunk with the same checks but outside the chunk digests (an
+            overview level's ``valid_fraction``).
     """
 
     path: Path
@@ -59,6 +63,7 @@ class ChunkLayout:
     chunk: tuple[int, int]
     arrays: tuple[str, ...]
     zarr_format: int = 3
+    crc_only: tuple[str, ...] = ()
 
     @property
     def chunk_prefix(self) -> tuple[str, ...]:
@@ -74,7 +79,8 @@ class ChunkLayout:
         """The (array, chunk index) of a store key, or None if it is no chunk of a recorded array."""
         parts = key.split("/")
         n = len(self.chunk_prefix)
-        if len(parts) < 3 + n or parts[0] not in self.arrays or tuple(parts[1 : 1 + n]) != self.chunk_prefix:
+        names = (*self.arrays, *self.crc_only)
+        if len(parts) < 3 + n or parts[0] not in names or tuple(parts[1 : 1 + n]) != self.chunk_prefix:
             return None
         try:
             return parts[0], (int(parts[1 + n]), int(parts[2 + n]))
@@ -180,7 +186,9 @@ def layout_of(path: Path, attrs: dict[str, Any], chunk: tuple[int, int]) -> Chun
     if not isinstance(record, dict) or record.get("version") != INTEGRITY_VERSION:
         return None
     zarr_format = int(record.get("zarr_format", 3))
-    return ChunkLayout(Path(path), Grid.from_dict(attrs["grid"]), chunk, tuple(record["arrays"]), zarr_format)
+    crc_only = tuple(record.get(CRC_ONLY_KEY, ()))
+    grid = Grid.from_dict(attrs["grid"])
+    return ChunkLayout(Path(path), grid, chunk, tuple(record["arrays"]), zarr_format, crc_only)
 
 
 def check_metadata(path: Path) -> dict[str, Any] | None:
@@ -390,7 +398,7 @@ def _extra_chunks(layout: ChunkLayout) -> list[ChunkProblem]:
     """Files under the recorded arrays' chunk folders that are no chunk of the grid."""
     n_rows, n_cols = layout.n_chunks
     extra = []
-    for name in layout.arrays:
+    for name in (*layout.arrays, *layout.crc_only):
         root = layout.chunk_root(name)
         if not root.is_dir():
             continue
