@@ -273,7 +273,10 @@ def files_fingerprint(path: str | os.PathLike[str], skip: Iterable[str] = ("over
             dirs[:] = [d for d in dirs if d not in set(skip)]
         for name in files:
             file = Path(folder) / name
-            stat = file.stat()
+            try:
+                stat = file.stat()
+            except FileNotFoundError:  # removed while listed: the fingerprint differs, the digests decide
+                continue
             entries.append(f"{file.relative_to(root).as_posix()}\t{stat.st_size}\t{stat.st_mtime_ns}")
     return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()
 
