@@ -14,16 +14,22 @@ The figures:
 * ``open_cube`` (metadata parse of every ``zarr.json``, coordinate check, store set-up), median of repeats;
 * a full probability map (``probability_map`` over every chunk), median of repeats;
 * the CRC32C of every chunk file (held in memory) against the full map with checks: the checks' own work;
-* ``cube verify`` (every chunk re-read and its sha256 recomputed) against the full map on the checked cube.
+* ``cube verify`` (every chunk re-read and its sha256 recomputed) against the full map on the checked cube;
+* ``CubeIndex.open`` of a Flat index over the cube with its freshness check (content hash and the file
+  fingerprint: names, sizes, mtimes of the cube's files) against the same open with the fingerprint check
+  switched off, and the open of a cube whose files were touched (the fingerprint differs, so every chunk's
+  digest is recomputed) against the same yardstick. ``--only index-open`` prints just these.
 
 Each figure is one JSON line with its yardstick and their ratio. Other work may share the CPU.
-Usage: ``python benchmarks/integrity.py [--layout v2-int8] [--size 1024] [--dim 64] [--repeats 5]``.
+Usage: ``python benchmarks/integrity.py [--layout v2-int8] [--size 1024] [--dim 64] [--repeats 5]
+[--only index-open]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import tempfile
@@ -32,6 +38,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import numpy as np
 from affine import Affine
@@ -40,6 +47,8 @@ from landprompt.embedder import integrity
 from landprompt.embedder.basis import linear_head_basis
 from landprompt.embedder.cube import CubeWriter, open_cube, verify
 from landprompt.geo import Grid
+from landprompt.index import search
+from landprompt.index.build import build_index
 from landprompt.query.probability import probability_map
 
 
@@ -93,6 +102,59 @@ def strip_checks(cube: Path, out: Path) -> Path:
     return out
 
 
+def fingerprint_off(recorded: str) -> Any:
+    """Index opens with the file fingerprint check switched off (the fingerprint always matches)."""
+    return patch.object(search, "files_fingerprint", lambda cube: recorded)
+
+
+def index_open_figures(cube: Path, described: str, repeats: int) -> None:
+    """Print the cost of the index freshness check at open, against an open without it."""
+    index = cube.with_suffix(".faiss")
+    info = build_index(cube, index, factory="Flat", progress=False, verify=False)
+    search.CubeIndex.open(index)  # warm-up
+    times: dict[str, list[float]] = {"checked": [], "plain": []}
+    for _ in range(repeats):  # alternate, so both see the same machine load
+        times["checked"].append(median_time(lambda: search.CubeIndex.open(index), 3))
+        with fingerprint_off(info.cube_files):
+            times["plain"].append(median_time(lambda: search.CubeIndex.open(index), 3))
+    fingerprint_s = median_time(lambda: integrity.files_fingerprint(cube), 5 * repeats)
+    checked, plain = statistics.median(times["checked"]), statistics.median(times["plain"])
+    base = {"cube": described, "index": f"Flat, {info.ntotal} vectors of {info.dim}-d", "repeats": repeats}
+    figure = {"with_fingerprint_s": round(checked, 4), "without_fingerprint_s": round(plain, 4)}
+    print(
+        json.dumps(
+            {"benchmark": "integrity.index_open", **base, **figure, "ratio": round(checked / plain, 3)}
+        )
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "integrity.index_fingerprint",
+                "what": "the file fingerprint alone, against an index open without it",
+                "files": sum(1 for f in cube.rglob("*") if f.is_file()),
+                "fingerprint_s": round(fingerprint_s, 5),
+                "open_without_s": round(plain, 4),
+                "ratio": round(fingerprint_s / plain, 4),
+            }
+        )
+    )
+    some_chunk = next(f for f in sorted((cube / "valid" / "c").rglob("*")) if f.is_file())
+    os.utime(some_chunk)  # same bytes, new mtime (as a copy): the chunk digests decide
+    touched_s = median_time(lambda: search.CubeIndex.open(index), 1)
+    print(
+        json.dumps(
+            {
+                "benchmark": "integrity.index_open_touched",
+                "what": "open after a cube file was touched (all digests recomputed), against a plain open",
+                **base,
+                "touched_open_s": round(touched_s, 3),
+                "without_fingerprint_s": round(plain, 4),
+                "ratio": round(touched_s / plain, 2),
+            }
+        )
+    )
+
+
 def median_time(fn: Callable[[], object], repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -109,6 +171,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=64, help="Embedding dimension (v2-int8: d, rank 64).")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--only", choices=("index-open",), default=None, help="Print only these figures.")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="landprompt-integrity-"))
     if args.layout == "fp16":
@@ -123,6 +186,11 @@ def main() -> None:
         checked = make_v2_cube(workdir / "checked.zarr", args.size, args.dim)
         variants = (("checked", checked, nullcontext), ("plain", checked, crc_off))
         described = f"{args.size}x{args.size} v2 int8 codes (rank 64 of d = {args.dim}), chunk 256"
+    if args.only == "index-open":
+        index_open_figures(checked, described, args.repeats)
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return
     rng = np.random.default_rng(0)
     concept, versus = rng.normal(size=args.dim), rng.normal(size=(8, args.dim))
 
@@ -181,6 +249,7 @@ def main() -> None:
             }
         )
     )
+    index_open_figures(checked, described, args.repeats)
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
 

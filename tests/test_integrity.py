@@ -227,6 +227,30 @@ def test_index_build_records_whether_it_verified(tmp_path) -> None:
     assert build_index(cube, progress=False, verify=False).cube_verified is False
 
 
+@pytest.mark.parametrize("edit", ["chunk rewritten in place", "file touched", "untouched"])
+def test_an_index_is_refused_once_its_cube_is_edited_in_place(tmp_path, edit) -> None:
+    from landprompt.index.search import CubeIndex
+
+    cube = make_cube(tmp_path / "c.zarr", "fp16")
+    build_index(cube, progress=False, verify=False)
+    chunks = cube / "embedding" / "c"
+    if edit == "chunk rewritten in place":  # another chunk's valid bytes (CRC passes, content hash attr kept)
+        (chunks / "0/1/0").write_bytes((chunks / "0/0/0").read_bytes())
+    elif edit == "file touched":  # same bytes, new mtime (a copy does this): the digests accept it
+        os.utime(chunks / "0/1/0", ns=(0, 10**18))
+    if edit == "chunk rewritten in place":
+        with pytest.raises(BadInputError) as caught:
+            CubeIndex.for_cube(cube)
+        message = str(caught.value)
+        assert "\n" not in message and "is stale" in message
+        assert message.endswith(f"rebuild it with 'landprompt index build {cube}'")
+        with pytest.raises(BadInputError, match="is stale"):  # the default index of a query too
+            top_k(cube, np.ones(32, np.float32), k=3)
+    else:
+        index = CubeIndex.for_cube(cube)
+        assert index is not None and index.index.ntotal == index.info.ntotal
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "no sidecar", "bad sidecar"])
 def test_an_unreadable_index_is_one_line(tmp_path, damage) -> None:
     cube = make_cube(tmp_path / "c.zarr", "fp16")

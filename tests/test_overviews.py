@@ -11,8 +11,16 @@ from affine import Affine
 
 from landprompt.embedder.basis import fit_pca
 from landprompt.embedder.cube import open_cube, read_window, write_cube
-from landprompt.embedder.overviews import build_overviews, level_grid, n_levels, open_overviews
-from landprompt.errors import NotACubeError
+from landprompt.embedder.overviews import (
+    build_overviews,
+    level_grid,
+    n_levels,
+    open_fraction,
+    open_overviews,
+    overviews_summary,
+    verify_overviews,
+)
+from landprompt.errors import DamagedCubeError, NotACubeError
 from landprompt.geo import Grid
 
 GRID = Grid("EPSG:32632", Affine(10.0, 0, 680_000.0, 0, -10.0, 4_800_000.0), (70, 50))
@@ -99,3 +107,76 @@ def test_cli_writes_overviews(tmp_path: Path) -> None:
     assert "3 overview levels" in result.output and len(open_overviews(path)) == 3
     missing = CliRunner().invoke(app, ["cube", "overviews", str(tmp_path / "none.zarr")])
     assert missing.exit_code != 0 and "does not exist" in missing.output
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_a_damaged_fraction_chunk_is_a_named_error(tmp_path: Path, damage: str) -> None:
+    path = cube(tmp_path / "cube.zarr", 1)
+    build_overviews(path)
+    chunk = path / "overviews" / "1" / "valid_fraction" / "c" / "1" / "0"  # rows 16:32, cols 0:16
+    if damage == "truncated":
+        chunk.write_bytes(chunk.read_bytes()[:-3])
+    else:
+        chunk.unlink()
+    what = "fails its checksum" if damage == "truncated" else "is missing"
+    for read in (
+        lambda: open_overviews(path)[0]["valid_fraction"].to_numpy(),
+        lambda: open_fraction(path / "overviews" / "1")[16:32, 0:16],
+    ):
+        with pytest.raises(DamagedCubeError) as caught:
+            read()
+        message = str(caught.value)
+        assert "chunk (1, 0) (rows 16:32, cols 0:16" in message and "of 'valid_fraction' " + what in message
+        assert "\n" not in message
+    assert open_fraction(path / "overviews" / "1")[:16].shape == (16, 25)  # other chunks still read
+
+
+def _values(level: Path) -> str:
+    return "code" if (level / "code").is_dir() else "embedding"
+
+
+def test_verify_checks_every_overview_level(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from landprompt.cli.main import app
+
+    path = cube(tmp_path / "cube.zarr", 2)
+    build_overviews(path)
+    intact = CliRunner().invoke(app, ["cube", "verify", str(path)])
+    assert intact.exit_code == 0, intact.output
+    assert "overviews of" in intact.output and "of 3 levels match their records" in intact.output
+    one, two, three = (path / "overviews" / str(level) for level in (1, 2, 3))
+    values = one / _values(one) / "c"
+    (values / "0" / "1" / "0").write_bytes((values / "0" / "0" / "0").read_bytes())  # valid bytes, moved
+    fraction = one / "valid_fraction" / "c" / "1" / "0"
+    fraction.write_bytes(fraction.read_bytes()[:-3])
+    (two / "valid" / "c" / "1" / "0").unlink()
+    (three / "valid_fraction" / "c" / "0" / "5").write_bytes(b"x")
+    (path / "overviews" / "junk").mkdir()
+    reports = verify_overviews(path, progress=False)
+    found = [[(p.index, p.status) for p in report.problems] for report in reports]
+    assert found == [
+        [((0, 1), "changed"), ((1, 0), "unreadable")],
+        [((1, 0), "missing")],
+        [((0, 5), "extra")],
+        [((-1, -1), "extra")],
+    ]
+    assert "'valid_fraction' fails its checksum" in reports[0].problems[1].detail
+    summary = overviews_summary(path, reports)
+    assert "level 1: 1 changed, 1 unreadable; level 2: 1 missing; level 3: 1 extra" in summary
+    assert summary.endswith(f"delete {path / 'overviews'} and run 'landprompt cube overviews {path}'")
+    result = CliRunner().invoke(app, ["cube", "verify", str(path)])
+    assert result.exit_code == 4 and "the overviews of" in result.output and "Traceback" not in result.output
+
+
+def test_verify_names_unfinished_overviews(tmp_path: Path) -> None:
+    path = cube(tmp_path / "cube.zarr", 1)
+    assert verify_overviews(path) == []
+
+    def stop(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_overviews(path, progress=stop)
+    (report,) = verify_overviews(path, progress=False)
+    assert not report.ok and "unfinished" in report.records

@@ -219,6 +219,22 @@ def test_a_damaged_chunk_is_a_json_error_naming_it(planted, tiny_clip, tmp_path:
     assert "damaged" in detail and "chunk (1, 2)" in detail and "'code'" in detail and "\n" not in detail
 
 
+def test_a_damaged_fraction_chunk_is_a_json_error_naming_it(planted, tiny_clip, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from landprompt.serve.app import create_app
+    from landprompt.serve.layer import ServedCube
+
+    cube = shutil.copytree(planted.path, tmp_path / "planted.zarr")
+    client = TestClient(create_app([ServedCube(cube, tiny_clip)]), raise_server_exceptions=False)
+    chunk = cube / "overviews" / "1" / "valid_fraction" / "c" / "0" / "1"  # level-1 rows 0:64, cols 64:128
+    chunk.write_bytes(chunk.read_bytes()[:-3])
+    tile = tile_of(planted.grid, 96, 160, 12)  # a level-1 tile over that chunk
+    response = client.get(f"/tiles/WebMercatorQuad/12/{tile.x}/{tile.y}.png", params=QUERY)
+    assert response.status_code == 500
+    detail = response.json()["detail"]
+    assert "damaged" in detail and "chunk (0, 1)" in detail and "'valid_fraction'" in detail
+    assert "\n" not in detail
+
+
 def test_served_cubes_come_only_from_the_start(planted, tiny_clip) -> None:  # type: ignore[no-untyped-def]
     from landprompt.errors import BadInputError
     from landprompt.serve.app import create_app

@@ -77,6 +77,7 @@ def cube_verify(
 ) -> None:
     """Recompute every chunk's digest against the recorded ones and the content hash.
 
+    Verifies the overview pyramid too when there is one (every level's chunks and valid fractions).
     Exits non-zero on any missing, changed or extra chunk.
 
     Examples:
@@ -85,16 +86,23 @@ def cube_verify(
         landprompt cube verify tuscany.zarr --repair-list
     """
     from landprompt.embedder.cube import mark_for_repair, verify
+    from landprompt.embedder.overviews import overviews_summary, verify_overviews
     from landprompt.errors import DamagedCubeError
 
     report = verify(path)
-    if report.problems:
-        table = Table(title=f"damaged chunks of {path}")
-        for column in ("chunk", "status", "where", "detail"):
-            table.add_column(column)
-        for problem in report.problems:
-            table.add_row(str(problem.index), problem.status, problem.where, problem.detail)
-        console.print(table)
+    levels = verify_overviews(path)
+    for checked in (report, *levels):
+        if checked.problems:
+            table = Table(title=f"damaged chunks of {checked.cube}")
+            for column in ("chunk", "status", "where", "detail"):
+                table.add_column(column)
+            for problem in checked.problems:
+                table.add_row(str(problem.index), problem.status, problem.where, problem.detail)
+            console.print(table)
+    if levels and report.ok and not all(level.ok for level in levels):
+        raise DamagedCubeError(overviews_summary(path, levels))
+    if levels:  # the cube's own damage is the error below
+        console.print(overviews_summary(path, levels))
     if report.ok:
         console.print(report.summary())
         return

@@ -39,6 +39,8 @@ from landprompt.geo import Grid
 INTEGRITY_ATTR = "integrity"
 INTEGRITY_VERSION = 1
 DIGESTS_FILE = ".landprompt_digests"
+#: Key of the ``integrity`` attr listing the arrays checked per chunk but not digested (:class:`ChunkLayout`).
+CRC_ONLY_KEY = "crc_only"
 _DIGEST_LEN = 64  # hex sha256
 
 
@@ -52,6 +54,8 @@ class ChunkLayout:
         chunk: Chunk size in pixels along y and x.
         arrays: Names of the chunked data arrays the writer recorded.
         zarr_format: The store's Zarr layout: 3 (chunks under ``<array>/c/``, CRC32C) or 2 (for GDAL).
+        crc_only: Arrays stored chunk by chunk with the same checks but outside the chunk digests (an
+            overview level's ``valid_fraction``).
     """
 
     path: Path
@@ -59,6 +63,7 @@ class ChunkLayout:
     chunk: tuple[int, int]
     arrays: tuple[str, ...]
     zarr_format: int = 3
+    crc_only: tuple[str, ...] = ()
 
     @property
     def chunk_prefix(self) -> tuple[str, ...]:
@@ -74,7 +79,8 @@ class ChunkLayout:
         """The (array, chunk index) of a store key, or None if it is no chunk of a recorded array."""
         parts = key.split("/")
         n = len(self.chunk_prefix)
-        if len(parts) < 3 + n or parts[0] not in self.arrays or tuple(parts[1 : 1 + n]) != self.chunk_prefix:
+        names = (*self.arrays, *self.crc_only)
+        if len(parts) < 3 + n or parts[0] not in names or tuple(parts[1 : 1 + n]) != self.chunk_prefix:
             return None
         try:
             return parts[0], (int(parts[1 + n]), int(parts[2 + n]))
@@ -180,7 +186,9 @@ def layout_of(path: Path, attrs: dict[str, Any], chunk: tuple[int, int]) -> Chun
     if not isinstance(record, dict) or record.get("version") != INTEGRITY_VERSION:
         return None
     zarr_format = int(record.get("zarr_format", 3))
-    return ChunkLayout(Path(path), Grid.from_dict(attrs["grid"]), chunk, tuple(record["arrays"]), zarr_format)
+    crc_only = tuple(record.get(CRC_ONLY_KEY, ()))
+    grid = Grid.from_dict(attrs["grid"])
+    return ChunkLayout(Path(path), grid, chunk, tuple(record["arrays"]), zarr_format, crc_only)
 
 
 def check_metadata(path: Path) -> dict[str, Any] | None:
@@ -245,6 +253,32 @@ def read_digests(path: Path, n: int) -> list[str] | None:
     if len(blob) != n * _DIGEST_LEN:
         return None
     return [blob[k : k + _DIGEST_LEN].decode("ascii", "replace") for k in range(0, len(blob), _DIGEST_LEN)]
+
+
+def files_fingerprint(path: str | os.PathLike[str], skip: Iterable[str] = ("overviews",)) -> str:
+    """sha256 over the relative name, size and mtime (ns) of every file of a store, in name order.
+
+    Cheap (one directory listing, no file read): an index records it at build time, and a differing
+    fingerprint at open means a file was rewritten, added or removed since (or the cube was copied), so
+    its chunk digests must decide whether the cube still is the one indexed.
+
+    Args:
+        path: Cube directory.
+        skip: Top-level folders left out (the overview pyramid, which is built after the cube).
+    """
+    root = Path(path)
+    entries = []
+    for folder, dirs, files in os.walk(root):
+        if Path(folder) == root:
+            dirs[:] = [d for d in dirs if d not in set(skip)]
+        for name in files:
+            file = Path(folder) / name
+            try:
+                stat = file.stat()
+            except FileNotFoundError:  # removed while listed: the fingerprint differs, the digests decide
+                continue
+            entries.append(f"{file.relative_to(root).as_posix()}\t{stat.st_size}\t{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()
 
 
 # --- verifying --------------------------------------------------------------------------------------
@@ -367,7 +401,7 @@ def _extra_chunks(layout: ChunkLayout) -> list[ChunkProblem]:
     """Files under the recorded arrays' chunk folders that are no chunk of the grid."""
     n_rows, n_cols = layout.n_chunks
     extra = []
-    for name in layout.arrays:
+    for name in (*layout.arrays, *layout.crc_only):
         root = layout.chunk_root(name)
         if not root.is_dir():
             continue

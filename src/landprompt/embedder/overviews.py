@@ -7,7 +7,10 @@ chunk size as the base cube, written by :class:`~landprompt.embedder.cube.CubeWr
 is resumable and read through the checked store). A level pixel is the mean of the 2 x 2 pixels below it
 in the stored space (the codes ``[u, t]`` of a version-2 cube, the embeddings of a version-1 cube),
 weighted by their valid fraction, and renormalised; each level also stores ``valid_fraction`` float32
-[y, x], the share of base pixels under it that are valid. Levels stop at the first that fits one chunk.
+[y, x], the share of base pixels under it that are valid, every chunk stored with a CRC32C and listed in
+the level's integrity records (``crc_only``), so a damaged fraction chunk is a named error like any other.
+Levels stop at the first that fits one chunk. :func:`verify_overviews` checks every level
+(``landprompt cube verify``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import zarr
 from affine import Affine
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
+from landprompt.embedder import integrity
 from landprompt.embedder.cube import (
     ChunkWindow,
     CubeWriter,
@@ -33,8 +37,10 @@ from landprompt.embedder.cube import (
     iter_raw_chunks,
     open_cube,
     user_attrs,
+    verify,
 )
-from landprompt.errors import BadInputError, NotACubeError
+from landprompt.embedder.integrity import ChunkProblem, VerifyReport
+from landprompt.errors import BadInputError, DamagedCubeError, LandpromptError, NotACubeError
 from landprompt.geo import Grid
 
 OVERVIEWS_FORMAT = "cube-overviews"
@@ -134,6 +140,69 @@ def open_overviews(cube: str | os.PathLike[str]) -> list[xr.Dataset]:
     return [open_cube(root / str(level)) for level in range(1, int(attrs["levels"]) + 1)]
 
 
+def open_fraction(level: str | os.PathLike[str]) -> Any:
+    """A level's ``valid_fraction`` Zarr array, read through the checked store (no dask per tile).
+
+    A missing or failing chunk raises :class:`~landprompt.errors.DamagedCubeError` naming it.
+    """
+    level = Path(level)
+    group = zarr.open_group(str(level), mode="r")
+    chunks = group["valid"].chunks  # type: ignore[union-attr]
+    layout = integrity.layout_of(level, dict(group.attrs), (int(chunks[0]), int(chunks[1])))
+    if layout is None or FRACTION not in layout.crc_only:  # overviews written before the records
+        return zarr.open_array(str(level / FRACTION), mode="r")
+    return zarr.open_group(integrity.CheckedStore(level, layout=layout), mode="r")[FRACTION]
+
+
+def verify_overviews(cube: str | os.PathLike[str], progress: bool = True) -> list[VerifyReport]:
+    """Verify a cube's overview pyramid: every level's chunks as ``cube verify``, and its fractions.
+
+    Each level gets :func:`~landprompt.embedder.cube.verify` (missing, changed and extra chunks against
+    its digests) plus the CRC32C of every ``valid_fraction`` chunk (missing, unreadable, extra).
+
+    Returns:
+        One report per level, finest first (a pyramid that cannot be opened, or folders that are no
+        level, add a report for the ``overviews`` folder itself); empty when the cube has no overviews.
+    """
+    path = Path(cube)
+    root = overviews_path(path)
+    if not (root / "zarr.json").is_file():
+        return []
+    try:
+        levels = len(open_overviews(path))
+    except LandpromptError as exc:  # unfinished, stale, another version, a level missing or damaged
+        return [VerifyReport(root, 0, records=str(exc))]
+    reports = [_verify_level(root / str(level), progress) for level in range(1, levels + 1)]
+    names = {"zarr.json", *(str(level) for level in range(1, levels + 1))}
+    extra = [
+        ChunkProblem((-1, -1), "extra", f"{entry} is no level of the pyramid", str(entry))
+        for entry in sorted(root.iterdir())
+        if entry.name not in names
+    ]
+    if extra:
+        reports.append(VerifyReport(root, 0, problems=extra))
+    return reports
+
+
+def overviews_summary(cube: str | os.PathLike[str], reports: list[VerifyReport]) -> str:
+    """One line on :func:`verify_overviews`' reports: intact, or what is damaged and how to rebuild."""
+    root = overviews_path(cube)
+    if all(report.ok for report in reports):
+        n = sum(report.n_chunks for report in reports)
+        return f"overviews of {cube}: all {n} chunks of {len(reports)} levels match their records"
+    damaged = []
+    for report in (r for r in reports if not r.ok):
+        parts = [f"{n} {status}" for status, n in sorted(report.counts().items())]
+        if report.records != "ok":
+            parts.append(report.records)
+        name = f"level {report.cube.name}" if report.cube != root else "the pyramid"
+        damaged.append(f"{name}: {', '.join(parts)}")
+    return (
+        f"the overviews of {cube} are damaged ({'; '.join(damaged)}): delete {root} and run "
+        f"'landprompt cube overviews {cube}'"
+    )
+
+
 # --- internals -------------------------------------------------------------------------------------
 
 
@@ -170,9 +239,37 @@ def _overviews_group(path: Path, source_hash: str, levels: int) -> Any:
     return group
 
 
+def _verify_level(level: Path, progress: bool) -> VerifyReport:
+    """:func:`verify` of one level, plus the CRC32C of each of its ``valid_fraction`` chunks."""
+    report = verify(level, progress)
+    group = zarr.open_group(str(level), mode="r")
+    chunks = group["valid"].chunks  # type: ignore[union-attr]
+    layout = integrity.layout_of(level, dict(group.attrs), (int(chunks[0]), int(chunks[1])))
+    if layout is None or FRACTION not in layout.crc_only:
+        return report
+    n_rows, n_cols = layout.n_chunks
+    for index in ((i, j) for i in range(n_rows) for j in range(n_cols)):
+        try:
+            layout.read_chunk(FRACTION, index, 2)
+        except DamagedCubeError as exc:
+            status = "missing" if "is missing" in str(exc) else "unreadable"
+            report.problems.append(
+                ChunkProblem(index, status, str(exc).split("; run")[0], layout.where(index))
+            )
+    report.problems.sort(key=lambda p: (p.index, p.status))
+    return report
+
+
 def _fraction_array(writer: CubeWriter) -> Any:
-    """The level's ``valid_fraction`` array (created beside the writer's arrays on first use)."""
+    """The level's ``valid_fraction`` array (created beside the writer's arrays on first use).
+
+    The level's integrity records list it (``crc_only``) before its first chunk is written.
+    """
     group = zarr.open_group(str(writer.path), mode="r+")
+    attrs: dict[str, Any] = dict(group.attrs)
+    record = dict(attrs.get(integrity.INTEGRITY_ATTR) or {})
+    if record and record.get(integrity.CRC_ONLY_KEY) != [FRACTION]:
+        group.attrs[integrity.INTEGRITY_ATTR] = {**record, integrity.CRC_ONLY_KEY: [FRACTION]}
     if FRACTION in group:
         return group[FRACTION]
     array = group.create_array(

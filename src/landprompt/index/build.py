@@ -2,7 +2,8 @@
 
 The cube is never held in memory: one pass draws a reproducible training sample (for IVF indexes) and
 one pass adds every valid pixel under its id ``row * cols + col``. The index file is written next to a
-JSON sidecar recording the factory string, the metric, the cube's path and content hash and the id rule;
+JSON sidecar recording the factory string, the metric, the cube's path, content hash and file fingerprint
+(names, sizes, mtimes of its files) and the id rule;
 the sidecar is written last, so an index without one is unfinished.
 """
 
@@ -28,6 +29,7 @@ from landprompt.embedder.cube import (
     open_cube,
     require_intact,
 )
+from landprompt.embedder.integrity import files_fingerprint
 from landprompt.errors import BadInputError
 from landprompt.files import atomic_path, require_writable
 from landprompt.index.factory import check_factory, choose_factory, default_nprobe, make_index, train_size_for
@@ -54,6 +56,8 @@ class IndexInfo:
     train_size: int
     seed: int
     cube_verified: bool = False
+    #: :func:`~landprompt.embedder.integrity.files_fingerprint` of the cube when the build began.
+    cube_files: str = ""
     id_rule: str = ID_RULE
     #: ``"embedding"`` (d-dim vectors) or ``"code"`` (a version-2 cube's r + 1 code values; queries are
     #: projected into the cube's basis before searching).
@@ -129,6 +133,7 @@ def build_index(
     Returns:
         The sidecar's contents.
     """
+    cube_files = files_fingerprint(cube)  # before any read: a cube edited during the build is stale
     ds = open_cube(cube)
     out = Path(out) if out is not None else default_index_path(cube)
     require_writable(out)
@@ -166,6 +171,7 @@ def build_index(
         train_size=n_train,
         seed=seed,
         cube_verified=verify,
+        cube_files=cube_files,
         space=space,
     )
     with atomic_path(out) as tmp:  # index and sidecar are replaced as one unit: never a mismatched pair

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import xarray as xr
 
 from landprompt.embedder.basis import Basis
-from landprompt.embedder.cube import content_hash, cube_basis, open_cube
+from landprompt.embedder.cube import content_hash, cube_basis, open_cube, verify
+from landprompt.embedder.integrity import files_fingerprint
 from landprompt.errors import BadInputError
 from landprompt.geo import Grid
 from landprompt.index.build import IndexInfo, default_index_path, sidecar_path
@@ -47,18 +49,15 @@ class CubeIndex:
         Args:
             path: Index file (``.faiss``); its sidecar is ``<path>.json``.
             cube: The cube it should belong to (default: the path recorded in the sidecar).
-            check: Compare the cube's content hash with the one recorded at build time.
+            check: Refuse the index if its cube changed since the build (:func:`_require_fresh`).
         """
         path = Path(path)
         info = IndexInfo.load(sidecar_path(path))
         if not path.is_file():
             raise BadInputError(f"index file {path} is missing: run 'landprompt index build'")
         ds = open_cube(cube or info.cube) if check or info.space == "code" else None
-        if check and ds is not None and content_hash(ds) != info.cube_hash:
-            raise BadInputError(
-                f"index {path} is stale: its cube changed since it was built; "
-                f"rebuild it with 'landprompt index build {cube or info.cube}'"
-            )
+        if check and ds is not None:
+            _require_fresh(path, info, ds, Path(cube or info.cube))
         try:
             index = faiss.read_index(str(path))
         except RuntimeError as exc:
@@ -112,3 +111,20 @@ class CubeIndex:
         rows = np.where(ids >= 0, ids // self.grid.cols, -1)
         cols = np.where(ids >= 0, ids % self.grid.cols, -1)
         return Hits(scores=scores, rows=rows, cols=cols)
+
+
+def _require_fresh(path: Path, info: IndexInfo, ds: xr.Dataset, cube: Path) -> None:
+    """Refuse an index whose cube changed since it was built.
+
+    The content hash catches a cube rewritten by landprompt; the file fingerprint (names, sizes, mtimes)
+    catches a chunk edited in place. A cube whose fingerprint differs (edited, or only copied) is
+    accepted only if every chunk still matches its recorded digest (a full :func:`verify`).
+    """
+    stale = content_hash(ds) != info.cube_hash
+    if not stale and files_fingerprint(cube) != info.cube_files:
+        stale = not verify(cube, progress=False).ok
+    if stale:
+        raise BadInputError(
+            f"index {path} is stale: its cube {cube} changed since it was built; "
+            f"rebuild it with 'landprompt index build {cube}'"
+        )

@@ -332,8 +332,6 @@ class ServedCube:
 
 def _fraction_array(level: Path) -> Any:
     """The ``valid_fraction`` array of an overview level, read straight from Zarr (no dask per tile)."""
-    import zarr
+    from landprompt.embedder.overviews import open_fraction
 
-    from landprompt.embedder.overviews import FRACTION
-
-    return zarr.open_array(str(level / FRACTION), mode="r")
+    return open_fraction(level)
