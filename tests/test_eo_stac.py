@@ -9,7 +9,6 @@ from landprompt.eo.stac import (
     EARTH_SEARCH_URL,
     PLANETARY_COMPUTER_URL,
     StacSource,
-    StacUnavailableError,
     StaticCatalogClient,
     default_modifier,
     load_s1,
@@ -17,7 +16,7 @@ from landprompt.eo.stac import (
     load_s2_scenes,
     search_items,
 )
-from landprompt.errors import BadInputError
+from landprompt.errors import BadInputError, ServiceUnavailableError
 
 YEAR_2022 = "2022-01-01/2022-12-31"
 
@@ -101,7 +100,7 @@ def test_search_retries_connection_errors_when_opening(stac_fixture):
 def test_search_gives_up_with_a_clear_error(stac_fixture):
     delays: list[float] = []
     client = FlakyClient(stac_fixture.catalog, failures=99, error=_api_error(502))
-    with pytest.raises(StacUnavailableError, match=r"failed 4 times, last: HTTP 502; check the network"):
+    with pytest.raises(ServiceUnavailableError, match=r"failed 4 times, last: HTTP 502; check the network"):
         search_items(
             client, "sentinel-2-l2a", stac_fixture.grid.bbox, YEAR_2022, retries=3, sleep=delays.append
         )
@@ -208,3 +207,35 @@ def test_missing_asset_and_no_items_errors(stac_fixture):
     assert (
         np.isnan(empty["s2"]).all() and np.isnan(empty["s1"]).all() and empty["s2"].shape == (12, 10, 64, 64)
     )
+
+
+@pytest.mark.parametrize("answer", ["503", "hang up"])
+def test_a_failing_stac_api_is_tried_retries_plus_one_times_in_all(answer):
+    """One retry layer: a failing server sees retries + 1 requests, not retries inside retries."""
+    import http.server
+    import threading
+
+    requests_seen = []
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests_seen.append(self.path)
+            if answer == "503":
+                self.send_response(503)
+                self.end_headers()
+            else:  # close the connection without an answer: a network error to the client
+                self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/stac"
+        with pytest.raises(ServiceUnavailableError, match="failed 3 times"):
+            search_items(url, "sentinel-2-l2a", [0, 0, 1, 1], YEAR_2022, retries=2, sleep=lambda s: None)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(requests_seen) == 3

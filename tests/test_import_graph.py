@@ -25,7 +25,9 @@ ROOT = Path(landprompt.__file__).parent
 #: Layer of each top-level package or module of ``landprompt``: a module may import its own layer's
 #: modules or lower ones. Shared helpers are layer 0.
 LAYERS = {
-    **dict.fromkeys(["errors", "files", "geo", "checks", "retry", "distributed", "examples", "schema"], 0),
+    **dict.fromkeys(
+        ["errors", "files", "geo", "checks", "retry", "distributed", "examples", "schema", "progress"], 0
+    ),
     "eo": 1,
     "pairs": 1,
     "embedder": 2,

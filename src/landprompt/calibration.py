@@ -32,7 +32,7 @@ import numpy as np
 import xarray as xr
 
 from landprompt.errors import BadInputError
-from landprompt.files import atomic_path, slugify
+from landprompt.files import slugify, write_json
 
 Method = Literal["platt", "isotonic"]
 
@@ -290,9 +290,7 @@ def calibration_path(cube: str | os.PathLike[str], concept: str) -> Path:
 
 def save_calibration(calibration: Calibration, path: str | os.PathLike[str]) -> Path:
     """Write a calibration as JSON, atomically."""
-    with atomic_path(Path(path)) as tmp:
-        tmp.write_text(json.dumps(calibration.to_dict(), indent=2) + "\n")
-    return Path(path)
+    return write_json(Path(path), calibration.to_dict())
 
 
 def load_calibration(path: str | os.PathLike[str]) -> Calibration:

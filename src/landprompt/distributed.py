@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from landprompt.errors import BadInputError
 
 if TYPE_CHECKING:
     from distributed import Client
+
+_I = TypeVar("_I")
+_R = TypeVar("_R")
 
 
 @contextmanager
@@ -48,3 +52,47 @@ def dask_client(scheduler: str, threads: int = 2) -> Iterator[Client]:
         ) from None
     with client:
         yield client
+
+
+def run_each(
+    func: Callable[..., _R],
+    items: Sequence[_I],
+    scheduler: str | None = None,
+    *,
+    threads: int = 2,
+    on_error: Callable[[_I, Exception], _R] | None = None,
+    **kwargs: Any,
+) -> Iterator[_R]:
+    """Run ``func(item, **kwargs)`` for each item, here in order or as Dask tasks; yield each result.
+
+    Args:
+        func: The task (importable and picklable for a Dask cluster).
+        items: One task per item.
+        scheduler: ``None`` runs here, one after the other, in order; ``"local"`` or a scheduler
+            address runs the tasks on :func:`dask_client` and yields them as they finish.
+        threads: Worker threads of a local cluster.
+        on_error: Turns an item's exception (e.g. a worker that died) into its result; default: raise.
+        **kwargs: Passed to every call of ``func``.
+    """
+    if scheduler is None:
+        for item in items:
+            yield _result(partial(func, item, **kwargs), item, on_error)
+        return
+    from distributed import as_completed
+
+    with dask_client(scheduler, threads=threads) as client:
+        futures = client.map(func, items, pure=False, **kwargs)
+        item_of = {future.key: item for future, item in zip(futures, items, strict=True)}
+        for future in as_completed(futures):
+            yield _result(future.result, item_of[future.key], on_error)
+            future.release()
+
+
+def _result(get: Callable[[], _R], item: _I, on_error: Callable[[_I, Exception], _R] | None) -> _R:
+    """``get()``, or ``on_error(item, exc)`` when it raises and there is such a handler."""
+    try:
+        return get()
+    except Exception as exc:
+        if on_error is None:
+            raise
+        return on_error(item, exc)

@@ -7,6 +7,9 @@ and exits with the error's ``exit_code``.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Callable, Iterable
+
 
 class LandpromptError(Exception):
     """Base class of errors a user can cause and fix."""
@@ -34,3 +37,34 @@ class DamagedCubeError(NotACubeError):
     """An embedding cube's chunk or metadata file is missing, truncated or altered."""
 
     exit_code = 4
+
+
+class ServiceUnavailableError(LandpromptError):
+    """A remote service (a STAC API, a photo source) kept failing after every retry."""
+
+    exit_code = 4
+
+
+def did_you_mean(
+    word: str,
+    known: Iterable[str],
+    *,
+    n: int = 1,
+    show: Callable[[str], str] = repr,
+    before: str = "; ",
+    sentence: bool = False,
+) -> str:
+    """The hint for a misspelt name: ``"; did you mean 'sits'?"``, or ``""`` when nothing is close.
+
+    Args:
+        word: What the user wrote.
+        known: The valid names.
+        n: Most suggestions.
+        show: How a suggestion is written (quoted by default).
+        before: Text before the hint.
+        sentence: Start the hint with a capital (it follows a full stop).
+    """
+    close = difflib.get_close_matches(word, list(known), n=n)
+    if not close:
+        return ""
+    return f"{before}{'Did' if sentence else 'did'} you mean {', '.join(map(show, close))}?"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from landprompt.errors import BadInputError
 
@@ -44,6 +46,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | Path, value: Any, *, indent: int = 2, allow_nan: bool = True) -> Path:
+    """Write ``value`` as indented JSON with a final newline, atomically (:func:`atomic_path`).
+
+    The value is serialised before anything is written, so a value JSON refuses leaves no file.
+    """
+    text = json.dumps(value, indent=indent, allow_nan=allow_nan) + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 def part_path(path: str | Path) -> Path:

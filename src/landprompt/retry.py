@@ -8,6 +8,9 @@ from typing import TypeVar
 
 _T = TypeVar("_T")
 
+#: HTTP statuses worth another try: timeout, rate limit, server errors.
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
 
 def with_backoff(
     call: Callable[[], _T],

@@ -7,7 +7,6 @@ YAML hands over plain values; these types refuse the lenient readings pydantic w
 
 from __future__ import annotations
 
-import difflib
 import typing
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, FiniteFloat, Strict, ValidationError
 from pydantic_core import PydanticKnownError, PydanticUndefined
 
-from landprompt.errors import BadInputError
+from landprompt.errors import BadInputError, did_you_mean
 
 
 def _number(value: Any) -> Any:
@@ -101,12 +100,12 @@ def schema_error(err: ValidationError, model: Any, see: str = "", *, where: str 
     at = f"{path}: " if where else ""
     if kind in _UNKNOWN:
         known = list(model_fields(model, loc[:-1]))
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        listed = f"known keys: {', '.join(known)}"
         if where:
-            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+            hint = did_you_mean(str(loc[-1]), known, before="") or listed
             return BadInputError(f"{f'{parent}: ' if parent else ''}unknown key {loc[-1]!r}; {hint}")
         prefix = f"{parent}." if parent else ""
-        hint = f"did you mean {prefix}{close[0]}?" if close else f"known keys: {', '.join(known)}"
+        hint = did_you_mean(str(loc[-1]), known, show=lambda key: prefix + key, before="") or listed
         return BadInputError(f"unknown key {path} in {parent or 'the config'}; {hint}")
     if kind == "missing":
         if where:

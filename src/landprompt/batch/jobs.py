@@ -29,10 +29,9 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -52,11 +51,13 @@ from landprompt.batch.schema import (
     MapDtype,
     parse_batch,
 )
-from landprompt.distributed import dask_client
+from landprompt.distributed import run_each
+from landprompt.embedder.clip import recorded_clip
 from landprompt.embedder.cube import open_cube
-from landprompt.errors import BadInputError, LandpromptError
+from landprompt.errors import BadInputError, LandpromptError, did_you_mean
 from landprompt.files import slugify
 from landprompt.geo import BBox, Grid, parse_bbox
+from landprompt.progress import progress_bar
 from landprompt.query.maps import HTML_MAX_PIXELS, check_html_size, write_cog, write_html, write_png
 from landprompt.query.probability import DEFAULT_STYLE, background_embeddings, probability_map
 
@@ -427,14 +428,19 @@ def run_jobs(
             report.skipped.append(job.key)
     if not pending:
         return report
-    with _progress_bar(len(pending), enabled=progress) as advance:
-        results = (
-            _run_distributed(pending, scheduler, overwrite) if scheduler else _run_here(pending, overwrite)
+    with progress_bar("maps", len(pending), enabled=progress) as advance:
+        results = run_each(
+            run_job, pending, scheduler, threads=LOCAL_THREADS, on_error=_died, overwrite=overwrite
         )
         for result in results:
             report.add(result)
-            advance(result)
+            advance(note=f"{result.key} {'[red]failed[/red]' if result.error else 'done'}")
     return report
+
+
+def _died(job: Job, exc: Exception) -> JobResult:
+    """The result of a job whose task itself died (e.g. its worker was killed)."""
+    return JobResult(job.key, error=_describe(exc))
 
 
 def run_job(job: Job, overwrite: bool = False) -> JobResult:
@@ -458,47 +464,6 @@ def run_job(job: Job, overwrite: bool = False) -> JobResult:
     except Exception as exc:  # reported per job, the batch goes on
         return JobResult(job.key, error=_describe(exc))
     return JobResult(job.key, written=tuple(todo))
-
-
-def _run_here(jobs: Iterable[Job], overwrite: bool) -> Iterator[JobResult]:
-    for job in jobs:
-        yield run_job(job, overwrite)
-
-
-def _run_distributed(jobs: Sequence[Job], scheduler: str, overwrite: bool) -> Iterator[JobResult]:
-    """Run jobs as Dask tasks (one task per job) and yield their results as they finish."""
-    from distributed import as_completed
-
-    with dask_client(scheduler, threads=LOCAL_THREADS) as client:
-        futures = client.map(run_job, jobs, overwrite=overwrite, pure=False)
-        keys = {future.key: job.key for future, job in zip(futures, jobs, strict=True)}
-        for future in as_completed(futures):
-            try:
-                yield future.result()
-            except Exception as exc:  # the task itself died (e.g. a worker was killed)
-                yield JobResult(keys[future.key], error=_describe(exc))
-
-
-@contextmanager
-def _progress_bar(total: int, enabled: bool) -> Iterator[Callable[[JobResult], None]]:
-    """A rich progress bar over ``total`` jobs; yields a callback advancing it by one result."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (
-        TextColumn("maps"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.description}"),
-    )
-    with Progress(*columns, disable=not enabled) as bar:
-        task = bar.add_task("", total=total)
-
-        def advance(result: JobResult) -> None:
-            status = "[red]failed[/red]" if result.error else "done"
-            bar.update(task, advance=1, description=f"{result.key} {status}")
-
-        yield advance
 
 
 # --- one job, in its worker ------------------------------------------------------------------------
@@ -746,10 +711,10 @@ def _parse_clip(keys: ClipKeys, base: Path) -> ClipSpec:
 
 
 def _clip_of_cube(attrs: Mapping[str, Any]) -> ClipSpec:
-    model = attrs.get("clip_model")
-    if not model:
+    named = recorded_clip(attrs)
+    if named is None:
         raise BadInputError("the cube does not name its CLIP model: add clip: {model: NAME, pretrained: TAG}")
-    return ClipSpec(str(model), attrs.get("clip_pretrained") or None)
+    return ClipSpec(*named)
 
 
 def _check_clip_name(model: str) -> None:
@@ -760,9 +725,9 @@ def _check_clip_name(model: str) -> None:
 
     if ":" in model or model in open_clip.list_models():
         return
-    close = difflib.get_close_matches(model, open_clip.list_models(), n=3)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise BadInputError(f"unknown CLIP model {model!r}{hint}")
+    raise BadInputError(
+        f"unknown CLIP model {model!r}{did_you_mean(model, open_clip.list_models(), n=3, show=str)}"
+    )
 
 
 def _parse_concepts(items: list[ConceptKeys], default_versus: tuple[str, ...] | None) -> tuple[Concept, ...]:

@@ -132,13 +132,12 @@ def clip_or_none(name: str | None, pretrained: str | None, cube: Path | None = N
     """
     from landprompt.embedder.clip import load_clip
 
+    recorded = _recorded_clip(cube)
     if name is None:
-        recorded = _recorded_clip(cube)
         if recorded is not None and not recorded[1]:
             warn_random(recorded[0])
         return None
     if pretrained is None:
-        recorded = _recorded_clip(cube)
         if recorded is None or recorded[0] != name or not recorded[1]:
             raise BadInputError(
                 f"--clip {name} needs --pretrained TAG or a weights file (the cube records none for it); "
@@ -200,7 +199,7 @@ def warn_random(name: str) -> None:
     )
 
 
-def _recorded_clip(cube: Path | None) -> tuple[str, str] | None:
+def _recorded_clip(cube: Path | None) -> tuple[str, str | None] | None:
     """(model, pretrained tag) a cube records, or None when there is no readable single cube."""
     import json
 
@@ -210,5 +209,6 @@ def _recorded_clip(cube: Path | None) -> tuple[str, str] | None:
         attrs = json.loads((cube / "zarr.json").read_text()).get("attributes", {})
     else:
         return None
-    model = attrs.get("clip_model")
-    return (str(model), str(attrs.get("clip_pretrained") or "")) if model else None
+    from landprompt.embedder.clip import recorded_clip
+
+    return recorded_clip(attrs)

@@ -336,9 +336,8 @@ def photos(
     """
     import os
 
-    import torch
-
     from landprompt.embedder.clip import load_clip
+    from landprompt.embedder.device import choose_device
     from landprompt.embedder.photos import embed_photos, rank_and_world, sync_status
 
     if sync_only:
@@ -346,9 +345,8 @@ def photos(
         return
     check_outputs(out, folder=True)
     rank, world = rank_and_world()
-    if device is None and torch.cuda.is_available():
-        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-    model = load_clip(clip, pretrained, device=device)
+    local = choose_device(device, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    model = load_clip(clip, pretrained, device=str(local))
     report = embed_photos(
         catalog,
         out,

@@ -13,10 +13,9 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +28,9 @@ from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 from open_clip.pretrained import download_pretrained_from_hf
 from PIL import Image
 
+from landprompt.embedder.device import choose_device
 from landprompt.embedder.prompts import expand
-from landprompt.errors import BadInputError, MissingWeightsError
+from landprompt.errors import BadInputError, MissingWeightsError, did_you_mean
 from landprompt.files import file_sha256
 
 TINY_MODEL = "landprompt-tiny"
@@ -172,6 +172,18 @@ class _Source:
     create_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
+def recorded_clip(attrs: Mapping[str, Any]) -> tuple[str, str | None] | None:
+    """The CLIP model a cube's (or photo group's) attrs name: ``(clip_model, clip_pretrained or None)``.
+
+    None when the attrs name no model.
+    """
+    name = attrs.get("clip_model")
+    if not name:
+        return None
+    pretrained = attrs.get("clip_pretrained")
+    return str(name), str(pretrained) if pretrained else None
+
+
 def load_clip(
     name: str,
     pretrained: str | Path | None = None,
@@ -202,12 +214,7 @@ def load_clip(
     """
     cache = None if cache_dir is None else str(cache_dir)
     source = _resolve_source(name, pretrained, cache, seed)
-    try:
-        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    except RuntimeError as e:
-        raise BadInputError(f"invalid device {device!r}: {e}") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BadInputError(f"device {device!r} asked for, but CUDA is not available here")
+    dev = choose_device(device)
     try:
         with torch.random.fork_rng(devices=[]), _quiet_random_init():
             torch.manual_seed(seed)
@@ -266,8 +273,7 @@ def _resolve_source(name: str, pretrained: str | Path | None, cache_dir: str | N
             raise BadInputError(f"{name} brings its own weights; leave pretrained unset (got {pretrained!r})")
         return _schema_source(name, cache_dir)
     if name not in open_clip.list_models():
-        close = difflib.get_close_matches(name, open_clip.list_models(), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, open_clip.list_models(), n=3, show=str, before=" ", sentence=True)
         raise BadInputError(
             f"unknown CLIP model {name!r}; list the names with python -c "
             f"'import open_clip; print(open_clip.list_models())'.{hint}"

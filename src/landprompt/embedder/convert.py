@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from landprompt.embedder.basis import DEFAULT_RANK, DEFAULT_VARIANCE, Basis, fit_pca
 from landprompt.embedder.cube import (
@@ -29,6 +28,7 @@ from landprompt.embedder.cube import (
     user_attrs,
 )
 from landprompt.errors import BadInputError
+from landprompt.progress import progress_bar
 
 #: Embeddings the PCA basis of a conversion is fitted on.
 SAMPLE_SIZE = 50_000
@@ -99,10 +99,11 @@ def convert_cube(
     attrs = {**user_attrs(ds.attrs), "converted_from": {"path": str(src), "content_hash": content_hash(ds)}}
     chunk = int(ds["valid"].encoding.get("chunks", (grid.rows,))[0])
     writer = CubeWriter(dst, grid, basis.dim, dtype or ds.attrs["dtype"], chunk, attrs, basis, zarr_format)
-    columns = (TextColumn("converting chunks"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress, transient=True) as bar:
-        task = bar.add_task("", total=len(writer.windows()), completed=writer.n_done)
+    bar = progress_bar(
+        "converting chunks", len(writer.windows()), progress, done=writer.n_done, transient=True
+    )
+    with bar as advance:
         for window in writer.pending():
             writer.write_chunk(window, *read_window(ds, window.rows, window.cols))
-            bar.advance(task)
+            advance()
     return writer.finalize()

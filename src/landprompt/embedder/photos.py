@@ -52,7 +52,7 @@ from landprompt.embedder.clip import ClipModel
 from landprompt.errors import BadInputError
 from landprompt.pairs.catalog import Catalog
 from landprompt.pairs.http import FetchBytes, http_get_bytes
-from landprompt.pairs.progress import progress_bar
+from landprompt.progress import progress_bar
 
 FORMAT_NAME = "photo-embeddings"
 FORMAT_VERSION = 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from landprompt import checks
+from landprompt.distributed import run_each
 from landprompt.embedder.basis import Basis
 from landprompt.embedder.cube import DEFAULT_CHUNK, ChunkWindow, CubeDtype, CubeWriter, ZarrFormat
 from landprompt.embedder.models import Encoder, pixel_latlon
@@ -31,6 +32,7 @@ from landprompt.eo.source import SceneSource
 from landprompt.errors import BadInputError
 from landprompt.files import require_writable
 from landprompt.geo import BBox, Grid, parse_bbox, parse_crs
+from landprompt.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -188,9 +190,12 @@ def embed_run(
     pending = writer.pending()
     stride = encoder.spec.output_stride
     try:
-        with _ChunkProgress(len(writer.windows()), writer.n_done, stride, enabled=progress) as advance:
-            for window in _embed_windows(writer, task, pending, scheduler):
-                advance(window)
+        bar = progress_bar("embedding chunks", len(writer.windows()), progress, done=writer.n_done)
+        with bar as advance:
+            pixels, start = 0, time.perf_counter()
+            for window in run_each(_embed_and_write, pending, scheduler, threads=1, writer=writer, task=task):
+                pixels += window.shape[0] * window.shape[1] * stride**2
+                advance(note=f"{pixels / max(time.perf_counter() - start, 1e-9):,.0f} px/s")
     except BaseException:
         if created and writer.n_done == 0:  # failed before its first chunk: leave nothing behind
             shutil.rmtree(out, ignore_errors=True)
@@ -239,27 +244,8 @@ def embed_window(task: EmbedTask, window: ChunkWindow) -> tuple[np.ndarray, np.n
     return embedding[crop], valid[crop]
 
 
-def _embed_windows(
-    writer: CubeWriter, task: EmbedTask, windows: list[ChunkWindow], scheduler: str | None
-) -> Iterator[ChunkWindow]:
-    """Embed and write each window, here or on a Dask cluster; yield windows as they finish."""
-    if scheduler is None:
-        for window in windows:
-            writer.write_chunk(window, *embed_window(task, window), features=task.features)
-            yield window
-        return
-    from distributed import as_completed
-
-    from landprompt.distributed import dask_client
-
-    with dask_client(scheduler, threads=1) as client:
-        futures = client.map(_embed_and_write, windows, writer=writer, task=task, pure=False)
-        for future in as_completed(futures):
-            yield future.result()
-
-
 def _embed_and_write(window: ChunkWindow, writer: CubeWriter, task: EmbedTask) -> ChunkWindow:
-    """The Dask task: embed one chunk and write it (chunks never share a Zarr chunk)."""
+    """One task: embed one chunk and write it (chunks never share a Zarr chunk)."""
     writer.write_chunk(window, *embed_window(task, window), features=task.features)
     return window
 
@@ -317,35 +303,3 @@ def _input_span(out: slice, stride: int, halo: int, size: int) -> tuple[int, int
     start, stop = out.start * stride, min(out.stop * stride, size)
     lo, hi = max(0, start - halo), min(size, stop + halo)
     return lo, hi, start - lo
-
-
-class _ChunkProgress:
-    """A rich progress bar over chunks showing input pixels per second (or nothing when disabled)."""
-
-    def __init__(self, total: int, done: int, stride: int, enabled: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(
-            TextColumn("embedding chunks"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[rate]}"),
-            disable=not enabled,
-        )
-        self._task = self._bar.add_task("", total=total, completed=done, rate="")
-        self._pixels = 0
-        self._stride = stride
-        self._start = time.perf_counter()
-
-    def __enter__(self) -> Callable[[ChunkWindow], None]:
-        self._bar.__enter__()
-        return self._advance
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.__exit__(*exc)  # type: ignore[arg-type]
-
-    def _advance(self, window: ChunkWindow) -> None:
-        self._pixels += window.shape[0] * window.shape[1] * self._stride**2
-        rate = self._pixels / max(time.perf_counter() - self._start, 1e-9)
-        self._bar.update(self._task, advance=1, rate=f"{rate:,.0f} px/s")

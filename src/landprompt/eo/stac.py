@@ -26,6 +26,7 @@ import xarray as xr
 from odc.stac import load as odc_load
 from pystac_client import Client
 from pystac_client.exceptions import APIError
+from pystac_client.stac_api_io import StacApiIO
 
 from landprompt.eo.aoi import check_grid, grid_geobox, on_grid
 from landprompt.eo.bands import (
@@ -44,22 +45,14 @@ from landprompt.eo.bands import (
 from landprompt.eo.composite import monthly_composites
 from landprompt.eo.masks import mask_scenes
 from landprompt.eo.source import Scenes, SceneSource
-from landprompt.errors import BadInputError, LandpromptError
+from landprompt.errors import BadInputError, ServiceUnavailableError
 from landprompt.geo import BBox, Grid
-from landprompt.retry import with_backoff
+from landprompt.retry import TRANSIENT_STATUS, with_backoff
 
 PLANETARY_COMPUTER_URL = "https://planetarycomputer.microsoft.com/api/stac/v1"
 EARTH_SEARCH_URL = "https://earth-search.aws.element84.com/v1"
 
 Modifier = Callable[[Any], Any]
-#: HTTP statuses worth another try: timeout, rate limit, server errors.
-TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-
-
-class StacUnavailableError(LandpromptError):
-    """A STAC API kept failing after every retry."""
-
-    exit_code = 4
 
 
 class ItemSource(Protocol):
@@ -91,7 +84,8 @@ def open_catalog(catalog: str | Path, modifier: Modifier | None = None) -> ItemS
     text = str(catalog)
     if "://" not in text or text.startswith("file://"):
         return StaticCatalogClient(text.removeprefix("file://"), modifier=modifier)
-    return Client.open(text, modifier=modifier)
+    # no retries in the session: search_items retries (with_backoff), so a request is tried retries + 1 times
+    return Client.open(text, modifier=modifier, stac_io=StacApiIO(max_retries=None))
 
 
 class StaticCatalogClient:
@@ -260,7 +254,7 @@ def search_items(
         allow_empty: Return ``[]`` instead of raising when nothing matches.
 
     Raises:
-        StacUnavailableError: if the catalog still fails after ``retries`` retries.
+        ServiceUnavailableError: if the catalog still fails after ``retries`` retries.
         BadInputError: if no item matches (unless ``allow_empty``), or on a non-transient API error.
     """
     if modifier == "auto":
@@ -281,7 +275,7 @@ def search_items(
         return list(client.search(**{k: v for k, v in search.items() if v is not None}).items())
 
     def give_up(error: BaseException) -> Exception:
-        return StacUnavailableError(
+        return ServiceUnavailableError(
             f"STAC API {_name(catalog)} failed {max(0, retries) + 1} times, last: {_one_line(error)}; "
             "check the network or try later"
         )
@@ -513,7 +507,6 @@ __all__ = [
     "PLANETARY_COMPUTER_URL",
     "ItemSource",
     "StacSource",
-    "StacUnavailableError",
     "StaticCatalogClient",
     "default_modifier",
     "is_planetary_computer",

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from landprompt.embedder.clip import ClipModel, load_clip
+from landprompt.embedder.clip import ClipModel, load_clip, recorded_clip
 from landprompt.embedder.cube import content_hash, open_cube
 from landprompt.errors import BadInputError
 from landprompt.evaluate.baselines import BASELINES, load_model
@@ -215,9 +215,8 @@ def _model(
         encoder = load_model(encoder, clip, sample_size=benchmark.sample_side(), seed=seed, device=device)
     spec = getattr(encoder, "spec", None)
     if clip is None:
-        clip = _named_clip(
-            getattr(spec, "clip_model", None), getattr(spec, "clip_pretrained", None), argument, device
-        )
+        named = recorded_clip({key: getattr(spec, key, None) for key in ("clip_model", "clip_pretrained")})
+        clip = _named_clip(named, argument, device)
     dim = getattr(spec, "embed_dim", clip.embed_dim)
     if dim != clip.embed_dim:  # checked again on the embeddings, for encoders without a spec
         raise BadInputError(
@@ -240,7 +239,7 @@ def _cube_embeddings(
     ds = open_cube(cube)
     attrs = {k: ds.attrs[k] for k in _CUBE_ATTRS if k in ds.attrs}
     if clip is None:
-        clip = _named_clip(attrs.get("clip_model"), attrs.get("clip_pretrained"), str(cube), device)
+        clip = _named_clip(recorded_clip(attrs), str(cube), device)
     embeddings, valid = point_embeddings(ds, benchmark.lonlat(), window)
     model = {
         "argument": str(cube),
@@ -252,12 +251,12 @@ def _cube_embeddings(
     return embeddings, valid, clip, model
 
 
-def _named_clip(name: Any, pretrained: Any, owner: str, device: str | None) -> ClipModel:
-    if not name:
+def _named_clip(named: tuple[str, str | None] | None, owner: str, device: str | None) -> ClipModel:
+    if named is None:
         raise BadInputError(
             f"{owner} names no CLIP model: give one (clip=load_clip(...), or --clip and --pretrained)"
         )
-    return load_clip(str(name), pretrained or None, device)
+    return load_clip(*named, device)
 
 
 def _score(

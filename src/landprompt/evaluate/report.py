@@ -12,7 +12,6 @@ Every file is written to a temporary sibling and renamed into place.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from landprompt import files
 from landprompt.files import atomic_path
 
 REPORT_FORMAT = "landprompt-zero-shot-report"
@@ -56,8 +56,7 @@ def jsonable(value: Any) -> Any:
 
 def write_json(report: dict[str, Any], path: Path) -> Path:
     """Write the report as JSON (indent 2, NaN as null)."""
-    text = json.dumps(jsonable(report), indent=2, allow_nan=False)
-    return _atomic(path, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+    return files.write_json(path, jsonable(report), allow_nan=False)
 
 
 def write_markdown(report: dict[str, Any], path: Path) -> Path:

@@ -18,7 +18,6 @@ from typing import Any
 import faiss
 import numpy as np
 import xarray as xr
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from landprompt.embedder.cube import (
     ChunkWindow,
@@ -31,8 +30,9 @@ from landprompt.embedder.cube import (
 )
 from landprompt.embedder.integrity import files_fingerprint
 from landprompt.errors import BadInputError
-from landprompt.files import atomic_path, require_writable
+from landprompt.files import atomic_path, require_writable, write_json
 from landprompt.index.factory import check_factory, choose_factory, default_nprobe, make_index, train_size_for
+from landprompt.progress import progress_bar
 
 INDEX_FORMAT = "landprompt-index"
 INDEX_FORMAT_VERSION = 1
@@ -68,8 +68,7 @@ class IndexInfo:
 
     def save(self, path: Path) -> None:
         """Write the sidecar atomically."""
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(asdict(self), indent=2))
+        write_json(path, asdict(self))
 
     @classmethod
     def load(cls, path: Path) -> IndexInfo:
@@ -212,14 +211,13 @@ def _valid_vectors(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (ids, vectors) of the valid pixels of each chunk, in chunk order (codes: r + 1 values)."""
     chunks = iter_chunks(ds) if not codes else _code_chunks(ds)
-    with _progress(progress) as bar:
-        task = bar.add_task(label, total=_n_chunks(ds))
+    with progress_bar(label, _n_chunks(ds), progress, transient=True) as advance:
         for window, embedding, valid in chunks:
             rows, cols_ = np.nonzero(valid)
             if len(rows):
                 ids = (rows + window.rows.start).astype(np.int64) * cols + (cols_ + window.cols.start)
                 yield ids, np.ascontiguousarray(embedding[rows, cols_], dtype=np.float32)
-            bar.advance(task)
+            advance()
 
 
 def _code_chunks(ds: xr.Dataset) -> Iterator[tuple[ChunkWindow, np.ndarray, np.ndarray]]:
@@ -234,17 +232,6 @@ def _code_chunks(ds: xr.Dataset) -> Iterator[tuple[ChunkWindow, np.ndarray, np.n
 def _n_chunks(ds: xr.Dataset) -> int:
     chunk_y, chunk_x = ds["valid"].encoding.get("chunks", (ds.sizes["y"], ds.sizes["x"]))[:2]
     return -(-int(ds.sizes["y"]) // int(chunk_y)) * -(-int(ds.sizes["x"]) // int(chunk_x))
-
-
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=True,
-    )
 
 
 def _on_device(index: faiss.Index, use_gpu: bool) -> faiss.Index:

@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +28,14 @@ import numpy as np
 import pandas as pd
 
 from landprompt import checks
+from landprompt.distributed import run_each
 from landprompt.eo.chips import ChipReader, ChipSet, chip_reader
 from landprompt.eo.source import SceneSource
 from landprompt.errors import BadInputError
 from landprompt.pairs.catalog import Catalog
 from landprompt.pairs.cells import partition_epsg, partition_keys
-from landprompt.pairs.progress import progress_bar
 from landprompt.pairs.store import DEFAULT_CHIP, DEFAULT_CHUNK_ROWS, ChipArrays, SampleStore
+from landprompt.progress import progress_bar
 
 MIN_YEAR = 2017
 """First full year with both Sentinel-1 (A+B) and Sentinel-2 (A+B) data."""
@@ -156,7 +157,7 @@ def make_tasks(pending: pd.DataFrame, chip: int, task_rows: int) -> list[FetchTa
     return tasks
 
 
-def run_task(reader: ChipReader, task: FetchTask) -> TaskResult:
+def run_task(task: FetchTask, reader: ChipReader) -> TaskResult:
     """Read one task's chips; any exception fails the task's samples with a one-line error."""
     start = time.perf_counter()
     try:
@@ -227,7 +228,7 @@ def fetch_samples(
     reader = chip_reader(source) if not isinstance(source, ChipReader) else source
     buffer: list[TaskResult] = []
     with progress_bar("fetching chips", report.pending, progress) as advance:
-        for result in _results(reader, tasks, scheduler):
+        for result in run_each(run_task, tasks, scheduler, reader=reader):
             buffer.append(result)
             advance(len(result.rows))
             if sum(len(r.rows) for r in buffer) >= batch_rows:
@@ -237,23 +238,6 @@ def fetch_samples(
             _commit(buffer, sample_store, catalog, report, on_batch)
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _results(reader: ChipReader, tasks: Sequence[FetchTask], scheduler: str | None) -> Iterator[TaskResult]:
-    """Run tasks here in order, or on Dask as they finish."""
-    if scheduler is None:
-        for task in tasks:
-            yield run_task(reader, task)
-        return
-    from distributed import as_completed
-
-    from landprompt.distributed import dask_client
-
-    with dask_client(scheduler) as client:
-        futures = client.map(run_task, [reader] * len(tasks), tasks, pure=False)
-        for future in as_completed(futures):
-            yield future.result()
-            future.release()
 
 
 def _commit(

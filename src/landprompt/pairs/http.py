@@ -13,23 +13,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from landprompt.errors import LandpromptError
-from landprompt.retry import with_backoff
+from landprompt.errors import ServiceUnavailableError
+from landprompt.retry import TRANSIENT_STATUS, with_backoff
 
 FetchJson = Callable[[str, Mapping[str, str]], Any]
 """``(url, query parameters) -> parsed JSON``; raises on HTTP or network errors."""
 FetchBytes = Callable[[str], bytes]
 """``url -> body bytes``; raises on HTTP or network errors."""
 
-TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 USER_AGENT = "landprompt (https://github.com/landprompt)"
 _T = TypeVar("_T")
-
-
-class SourceUnavailableError(LandpromptError):
-    """A remote source kept failing after every retry."""
-
-    exit_code = 4
 
 
 class TransientError(Exception):
@@ -100,11 +93,11 @@ def with_retries(
     """Run ``call``, retrying :class:`TransientError` with exponential backoff.
 
     Raises:
-        SourceUnavailableError: after ``retries`` retries, naming ``what`` and the last failure.
+        ServiceUnavailableError: after ``retries`` retries, naming ``what`` and the last failure.
     """
 
     def give_up(error: BaseException) -> Exception:
-        return SourceUnavailableError(
+        return ServiceUnavailableError(
             f"{what} failed {retries + 1} times, last: {error}; check the network or try later "
             "(the run resumes where it stopped)"
         )

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from landprompt.errors import BadInputError
-from landprompt.files import atomic_path
+from landprompt.files import atomic_path, write_json
 
 #: Suffix -> OGR driver of the vector formats landprompt writes.
 VECTOR_DRIVERS = {".geojson": "GeoJSON", ".json": "GeoJSON", ".gpkg": "GPKG", ".fgb": "FlatGeobuf"}
@@ -74,8 +74,7 @@ def write_vector(
             table.to_csv(tmp, index=False)
         if csv_crs or metadata:
             sidecar = {"columns": dict(csv_crs or {}), **({"provenance": dict(metadata)} if metadata else {})}
-            with atomic_path(path.with_name(path.name + ".crs.json")) as tmp:
-                tmp.write_text(json.dumps(sidecar, indent=1))
+            write_json(path.with_name(path.name + ".crs.json"), sidecar, indent=1)
         return path
     shapes = [None if g is None else shapely.geometry.shape(g) for g in geometries]
     if suffix == ".parquet":

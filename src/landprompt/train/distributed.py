@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from landprompt.errors import BadInputError
+from landprompt.embedder.device import choose_device
 
 
 @dataclass(frozen=True)
@@ -44,26 +44,11 @@ class DistEnv:
         return self.world_size > 1
 
 
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``; CUDA picks GPU ``local_rank``.
-
-    Raises:
-        BadInputError: If CUDA is asked for and not available.
-    """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise BadInputError("run.device is cuda, but CUDA is not available here; use auto or cpu")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device(device)
-
-
 def init_distributed(device: str = "auto", timeout_s: float = 1800.0) -> DistEnv:
     """Join torchrun's process group when launched by it; otherwise a single process.
 
     Args:
-        device: ``auto``, ``cpu`` or ``cuda`` (see :func:`resolve_device`).
+        device: ``auto``, ``cpu`` or ``cuda`` (see :func:`~landprompt.embedder.device.choose_device`).
         timeout_s: Collective timeout.
 
     Returns:
@@ -72,7 +57,7 @@ def init_distributed(device: str = "auto", timeout_s: float = 1800.0) -> DistEnv
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    resolved = resolve_device(device, local_rank)
+    resolved = choose_device(device, local_rank)
     if resolved.type == "cuda":
         torch.cuda.set_device(resolved)
     if world_size > 1 and not dist.is_initialized():

@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
@@ -32,6 +31,7 @@ from torch.nn.utils import clip_grad_norm_
 from landprompt import checks
 from landprompt.embedder.models import load_checkpoint, save_checkpoint
 from landprompt.errors import BadInputError
+from landprompt.progress import progress_bar
 from landprompt.train.config import TrainConfig
 from landprompt.train.data import (
     PairDataset,
@@ -236,7 +236,8 @@ class Trainer:
                             logger.log(self.step, metrics)
                     if (run.checkpoint_every and self.step % run.checkpoint_every == 0) or self.step == stop:
                         self.save()
-                    advance(self.last_metrics.get("loss"))
+                    last = self.last_metrics.get("loss")
+                    advance(note="" if last is None else f"loss {last:.4f}")
         finally:
             if logger is not None:
                 logger.close()
@@ -266,9 +267,7 @@ class Trainer:
         return MetricsLogger(self.out, self.config.run.tensorboard, resume_step=self.step)
 
     def _progress(self, stop: int) -> AbstractContextManager[Any]:
-        if not (self.config.run.progress and self.env.is_main):
-            return contextlib.nullcontext(lambda loss: None)
-        return _progress_bar(self.step, stop)
+        return progress_bar("training", stop, self.config.run.progress and self.env.is_main, done=self.step)
 
     # ------------------------------------------------------------------------------------------ validation
 
@@ -382,26 +381,6 @@ def _use_bf16(precision: str, device: torch.device) -> bool:
             "run.precision bf16 needs a GPU (bf16 autocast runs on CUDA only); use auto or fp32"
         )
     return precision == "bf16" or (precision == "auto" and device.type == "cuda")
-
-
-@contextlib.contextmanager
-def _progress_bar(start: int, stop: int) -> Iterator[Any]:
-    """A rich progress bar over steps; yields ``advance(loss)``."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(
-        TextColumn("training"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[loss]}"),
-    ) as progress:
-        task = progress.add_task("train", total=stop, completed=start, loss="")
-
-        def advance(loss: float | None) -> None:
-            progress.update(task, advance=1, loss="" if loss is None else f"loss {loss:.4f}")
-
-        yield advance
 
 
 def train(config: TrainConfig, stop_at: int | None = None) -> TrainResult:

@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from landprompt.errors import BadInputError, MissingWeightsError
+from landprompt.files import write_json
 
 STATE_FORMAT = "landprompt-training-state"
 STATE_VERSION = 1
@@ -115,7 +116,7 @@ def save_training_state(folder: Path, state: Mapping[str, Any]) -> None:
     tensors: dict[str, Tensor] = {}
     document = {"format": STATE_FORMAT, "format_version": STATE_VERSION, "state": flatten(state, tensors)}
     save_file(tensors, folder / f"{STATE_NAME}.safetensors", metadata={"format": "pt"})
-    (folder / f"{STATE_NAME}.json").write_text(json.dumps(document, indent=1) + "\n")
+    write_json(folder / f"{STATE_NAME}.json", document, indent=1)
 
 
 def load_training_state(folder: Path, device: str | torch.device = "cpu") -> dict[str, Any]:

@@ -31,11 +31,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from landprompt.embedder.device import choose_device
 from landprompt.embedder.models.base import Encoder, to_jsonable
 from landprompt.embedder.models.presto import state_dict_mismatch
 from landprompt.embedder.models.registry import create_encoder, encoder_factory, is_encoder, list_encoders
 from landprompt.errors import BadInputError, MissingWeightsError
-from landprompt.files import atomic_path, file_sha256
+from landprompt.files import atomic_path, file_sha256, write_json
 
 CHECKPOINT_FORMAT = "landprompt-encoder-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -123,10 +124,7 @@ def save_checkpoint(
     with atomic_path(weights) as tmp:
         save_file(state, str(tmp), metadata=metadata)
     document["weights"]["sha256"] = checkpoint_hash(weights)
-    text = json.dumps(document, indent=2, allow_nan=False)
-    with atomic_path(config_path) as tmp:
-        tmp.write_text(text + "\n")
-    return config_path
+    return write_json(config_path, document, allow_nan=False)
 
 
 def read_checkpoint_config(path: str | Path) -> dict[str, Any]:
@@ -199,7 +197,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device | None = None, 
         )
     encoder.load_state_dict(state)
     encoder.checkpoint = {"path": str(config_path), "sha256": digest}
-    return encoder.to(_device(device)).eval()
+    return encoder.to(choose_device(device)).eval()
 
 
 def load_encoder(
@@ -219,7 +217,7 @@ def load_encoder(
         BadInputError: If the value is neither a registered name nor an existing checkpoint.
     """
     if isinstance(name_or_checkpoint, str) and is_encoder(name_or_checkpoint):
-        return create_encoder(name_or_checkpoint, **kwargs).to(_device(device)).eval()
+        return create_encoder(name_or_checkpoint, **kwargs).to(choose_device(device)).eval()
     if not _exists(name_or_checkpoint):
         raise BadInputError(
             f"{str(name_or_checkpoint)!r} is neither a registered encoder ({', '.join(list_encoders())}) "
@@ -233,18 +231,6 @@ def _exists(path: str | Path) -> bool:
     return path.exists() or any(
         path.with_name(path.name + s).exists() for s in (WEIGHTS_SUFFIX, CONFIG_SUFFIX)
     )
-
-
-def _device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise BadInputError(f"invalid device {device!r}: {err}") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BadInputError(f"device {device!r} asked for, but CUDA is not available here")
-    return dev
 
 
 def _version(package: str) -> str | None:

@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import importlib
 import inspect
@@ -23,7 +22,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from landprompt.embedder.models.base import Encoder, to_jsonable
-from landprompt.errors import BadInputError
+from landprompt.errors import BadInputError, did_you_mean
 
 EncoderFactory = Callable[..., Encoder]
 _F = TypeVar("_F", bound=EncoderFactory)
@@ -73,8 +72,7 @@ def encoder_factory(name: str) -> EncoderFactory:
     """
     _import_builtins()
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, _REGISTRY, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, _REGISTRY, before=" ", sentence=True)
         raise BadInputError(
             f"unknown encoder {name!r}; registered encoders: {', '.join(sorted(_REGISTRY))}.{hint}"
         )

@@ -8,12 +8,11 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from pathlib import Path
 from typing import Any
 
-from landprompt.errors import BadInputError
+from landprompt.errors import BadInputError, did_you_mean
 from landprompt.evaluate.datasets.base import (
     Benchmark,
     RasterBenchmark,
@@ -43,8 +42,7 @@ def open_benchmark(name: str, root: str | Path, **options: Any) -> Benchmark:
         BadInputError: If the name is unknown or the reader takes no such option.
     """
     if name not in BENCHMARKS:
-        close = difflib.get_close_matches(name, BENCHMARKS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, BENCHMARKS, before=" ", sentence=True)
         raise BadInputError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}.{hint}")
     reader = BENCHMARKS[name]
     accepted = set(inspect.signature(reader.__init__).parameters) - {"self", "root"}

@@ -117,7 +117,7 @@ class FlickrSource(PhotoSource):
 
         Raises:
             BadInputError: on an API error that retrying cannot fix (e.g. 100, invalid key).
-            SourceUnavailableError: after the retries.
+            ServiceUnavailableError: after the retries.
         """
         full = {**params, "api_key": self.api_key, "format": "json", "nojsoncallback": "1"}
 
