@@ -1,6 +1,7 @@
 """Cube format version 2 benchmark: size, fidelity, map speed and public-API top-k, each with its yardstick.
 
-Prints one JSON line a figure, every figure beside a yardstick measured in the same run:
+Prints one JSON line a figure, every figure beside a yardstick measured in the same run (the ``v2_*``
+layouts are cubes in a basis, written in the current format, version 3):
 
 * ``size``: bytes a pixel on disk (all files of the store / pixels) of version-1 int8 and fp16 cubes at
   d = 512, and version-2 cubes: the exact linear-head layout (``v2_head``: r + 1 codes; r = 128 on Presto

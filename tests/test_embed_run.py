@@ -97,7 +97,7 @@ def test_pca_basis_run_equals_the_full_run_in_its_basis(stac_fixture, tiny_sits,
         rank=16,
     )
     a, b = open_cube(full), open_cube(pca)
-    assert "code" in b and b.attrs["format_version"] == 2 and "embedding" not in b
+    assert "code" in b and b.attrs["format_version"] == 3 and "embedding" not in b
     assert not (tmp_path / ".pca.zarr.v1-staging").exists()
     ea, va = read_window(a, slice(None), slice(None))
     eb, vb = read_window(b, slice(None), slice(None))
@@ -261,7 +261,7 @@ def test_bottleneck_checkpoint_writes_r64_codes_with_exact_scores(
 
     source = LocalSource(stac_fixture.stack)
     cube = open_cube(embed(stac_fixture.grid, source, tmp_path / "c.zarr", bottleneck_sits, dtype=dtype))
-    assert cube.attrs["format_version"] == 2 and cube.attrs["basis"]["kind"] == "linear_head"
+    assert cube.attrs["format_version"] == 3 and cube.attrs["basis"]["kind"] == "linear_head"
     assert cube.sizes["r"] == 64 and cube.sizes["k"] == 65 and cube.sizes["d"] == 96
     assert "embedding" not in cube and cube["code"].dtype == (np.int8 if dtype == "int8" else np.float16)
 

@@ -6,13 +6,17 @@ values ``v = [u, t]`` with ``u = z / n``, ``t = 1 / n`` and ``n = ||B z + b||``,
     e = B u + b t          and          cos(c, e) = [B^T c, b . c] . v     for a unit vector c.
 
 The per-pixel norm is folded into the codes: the cosine of any unit query is one inner product of
-``r + 1`` numbers, exact up to the codes' quantisation. ``B`` (d x r) and ``b`` (d,) are stored once.
+``r + 1`` numbers, exact up to the codes' quantisation. The last code value is stored as ``a t`` with a
+per-basis ``norm_scale`` ``a`` (the median of ``max|z|`` over the PCA sample), so that it is about as large
+as the largest ``u`` value: int8 codes share one per-pixel scale, and an unscaled ``t`` (about 1, while
+``u`` is about 0.1) would leave ``u`` a few quantisation levels. ``B`` (d x r) and ``b`` (d,) are stored once.
 They come from a linear head (``sits``: exact, ``z`` is the pooled backbone feature) or from a PCA of a
 reproducible sample of the run's own embeddings (any other encoder).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +41,7 @@ class Basis:
         info: JSON-able provenance (explained variance, sample size, seed, ...).
         feature_map: Optional (r, r) ``R`` with ``B z_in = B' (R z_in)`` for writers whose features
             live in another coordinate system (a linear head's input); not stored in the cube.
+        norm_scale: ``a`` > 0: the codes store ``a t`` in place of ``t`` (1 in version-2 cubes).
     """
 
     matrix: np.ndarray
@@ -44,6 +49,7 @@ class Basis:
     kind: str
     info: dict[str, Any] = field(default_factory=dict)
     feature_map: np.ndarray | None = None
+    norm_scale: float = 1.0
 
     def __post_init__(self) -> None:
         matrix = np.asarray(self.matrix, dtype=np.float32)
@@ -54,6 +60,8 @@ class Basis:
             raise BadInputError(f"the basis offset must have shape ({matrix.shape[0]},), got {offset.shape}")
         if not (np.isfinite(matrix).all() and np.isfinite(offset).all()):
             raise BadInputError("the basis or its offset holds NaN or infinite values")
+        if not (math.isfinite(self.norm_scale) and self.norm_scale > 0):
+            raise BadInputError(f"the basis norm scale must be finite and > 0, got {self.norm_scale!r}")
         object.__setattr__(self, "matrix", matrix)
         object.__setattr__(self, "offset", offset)
 
@@ -73,7 +81,7 @@ class Basis:
         return self.rank + 1
 
     def codes_from_features(self, features: np.ndarray) -> np.ndarray:
-        """Codes ``[z / n, 1 / n]`` (..., r + 1) of features ``z`` (..., r); zero where ``B z + b`` is 0."""
+        """Codes ``[z / n, a / n]`` (..., r + 1) of features ``z`` (..., r); zero where ``B z + b`` is 0."""
         z = np.asarray(features, dtype=np.float32)
         if z.shape[-1] != self.rank:
             raise BadInputError(f"features must have {self.rank} values a pixel, got {z.shape[-1]}")
@@ -81,7 +89,7 @@ class Basis:
             z = z @ self.feature_map.T
         norm = np.linalg.norm(z @ self.matrix.T + self.offset, axis=-1, keepdims=True)
         inv = np.divide(1.0, norm, out=np.zeros_like(norm), where=norm > 0)
-        return np.concatenate([z * inv, inv], axis=-1).astype(np.float32)
+        return np.concatenate([z * inv, inv * np.float32(self.norm_scale)], axis=-1).astype(np.float32)
 
     def codes_from_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
         """Codes (..., r + 1) of full embeddings (..., d), through the least-squares features."""
@@ -96,14 +104,15 @@ class Basis:
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """Unit embeddings (..., d) from codes (..., r + 1): ``B u + b t``."""
         codes = np.asarray(codes, dtype=np.float32)
-        return codes[..., :-1] @ self.matrix.T + codes[..., -1:] * self.offset
+        return codes[..., :-1] @ self.matrix.T + codes[..., -1:] * (self.offset / self.norm_scale)
 
     def project(self, vectors: np.ndarray) -> np.ndarray:
-        """Query vectors (m, d) into code space (m, r + 1): ``[B^T c, b . c]``."""
+        """Query vectors (m, d) into code space (m, r + 1): ``[B^T c, b . c / a]``."""
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         if vectors.shape[1] != self.dim:
             raise BadInputError(f"vectors have dimension {vectors.shape[1]}, the cube {self.dim}")
-        return np.concatenate([vectors @ self.matrix, (vectors @ self.offset)[:, None]], axis=1)
+        offset = (vectors @ self.offset)[:, None] / np.float32(self.norm_scale)
+        return np.concatenate([vectors @ self.matrix, offset], axis=1)
 
 
 def fit_pca(
@@ -138,6 +147,8 @@ def fit_pca(
         cap = min(dim, max_rank or 2 * rank, len(kept))
         r = int(min(cap, max(rank, np.searchsorted(kept, min_variance) + 1)))
     r = min(r, axes.shape[0])
+    features = (sample - mean) @ axes[:r].T
+    norm_scale = float(np.median(np.abs(features).max(axis=1)))
     info = {
         "explained_variance": float(kept[r - 1]),
         "requested_rank": int(rank),
@@ -145,7 +156,8 @@ def fit_pca(
         "sample_size": int(n),
         "seed": int(seed),
     }
-    return Basis(axes[:r].T.astype(np.float32), mean.astype(np.float32), "pca", info)
+    matrix, offset = axes[:r].T.astype(np.float32), mean.astype(np.float32)
+    return Basis(matrix, offset, "pca", info, norm_scale=norm_scale if norm_scale > 0 else 1.0)
 
 
 def linear_head_basis(

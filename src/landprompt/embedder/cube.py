@@ -9,12 +9,13 @@ A cube is a Zarr v3 group that opens as an :class:`xarray.Dataset`:
 - attrs ``landprompt_format="embedding-cube"``, ``format_version``, ``dtype``, ``grid``
   (:meth:`Grid.to_dict`), ``complete`` and the caller's attrs (model id, checkpoint hash, CLIP model, ...).
 
-Format version 2 (written when the writer is given a :class:`~landprompt.embedder.basis.Basis`) stores,
+Format version 3 (written when the writer is given a :class:`~landprompt.embedder.basis.Basis`) stores,
 instead of ``embedding``, ``code`` [y, x, k] with ``k = r + 1`` values a pixel (int8 with a per-pixel
-float32 ``scale``, or float16), and once the basis ``basis`` [d, r] and ``offset`` [d] (float32) with the
-attr ``basis`` (kind, rank, provenance, sha256). A pixel's unit embedding is ``basis @ u + offset * t``
-with ``[u, t] = code * scale`` (see :mod:`landprompt.embedder.basis`). Readers decode either version to
-the same float32 embeddings; versions they do not know are refused.
+float16 ``scale``, or float16), and once the basis ``basis`` [d, r] and ``offset`` [d] (float32) with the
+attr ``basis`` (kind, rank, provenance, sha256, ``norm_scale`` ``a``). A pixel's unit embedding is
+``basis @ u + offset * t`` with ``[u, a t] = code * scale`` (see :mod:`landprompt.embedder.basis`).
+Version 2 is the same with a float32 ``scale`` and ``a = 1``. Readers decode every version to the same
+float32 embeddings; versions they do not know are refused.
 
 Arrays are chunked ``chunk x chunk x d``. A :class:`CubeWriter` writes one chunk at a time and marks it
 finished with a file ``.landprompt_progress/<i>/<j>`` inside the store holding the chunk's digest, so a
@@ -57,10 +58,14 @@ from landprompt.geo import Grid
 
 FORMAT_NAME = "embedding-cube"
 FORMAT_VERSION = 1
-#: Format version of cubes stored in a basis.
-BASIS_FORMAT_VERSION = 2
+#: Format version of cubes written in a basis (3: float16 scale and a scaled norm code).
+BASIS_FORMAT_VERSION = 3
+#: dtype of the per-pixel scale of int8 codes (version 2: float32).
+BASIS_SCALE_DTYPE: Any = np.float16
+#: Format versions of cubes stored in a basis that this landprompt reads.
+BASIS_READ_VERSIONS = (2, BASIS_FORMAT_VERSION)
 #: Format versions this landprompt reads.
-READ_VERSIONS = (FORMAT_VERSION, BASIS_FORMAT_VERSION)
+READ_VERSIONS = (FORMAT_VERSION, *BASIS_READ_VERSIONS)
 DEFAULT_CHUNK = 256
 CubeDtype = Literal["fp16", "int8"]
 #: Zarr layouts a cube can be written in: 3 (default; zstd + CRC32C chunks) or 2 (zlib chunks, which the
@@ -440,9 +445,10 @@ def open_cube(path: str | os.PathLike[str]) -> xr.Dataset:
             f"{path} has embedding-cube format version {version!r}; this landprompt "
             f"reads versions {', '.join(map(str, READ_VERSIONS))}: upgrade landprompt or rebuild the cube"
         )
-    if version == BASIS_FORMAT_VERSION and not all(name in group for name in ("code", "basis", "offset")):
+    if version in BASIS_READ_VERSIONS and not all(name in group for name in ("code", "basis", "offset")):
         raise NotACubeError(
-            f"{path} is a version-2 cube without its basis (basis, offset or code arrays missing): rebuild it"
+            f"{path} is a version-{version} cube without its basis (basis, offset or code arrays "
+            "missing): rebuild it"
         )
     if attrs.get("complete") is not True:
         raise NotACubeError(f"{path} is an unfinished cube run: resume it by running the same command again")
@@ -489,14 +495,25 @@ def cube_basis(ds: xr.Dataset) -> Basis | None:
         return None
     info = ds.attrs.get("basis") or {}
     return Basis(
-        ds["basis"].to_numpy(), ds["offset"].to_numpy(), str(info.get("kind", "")), dict(info.get("info", {}))
+        ds["basis"].to_numpy(),
+        ds["offset"].to_numpy(),
+        str(info.get("kind", "")),
+        dict(info.get("info", {})),
+        norm_scale=float(info.get("norm_scale", 1.0)),
     )
 
 
 def basis_attrs(basis: Basis) -> dict[str, Any]:
     """The ``basis`` attr of a version-2 cube: kind, rank, provenance and the sha256 of B and b."""
     digest = hashlib.sha256(basis.matrix.tobytes() + basis.offset.tobytes()).hexdigest()
-    attrs = {"kind": basis.kind, "rank": basis.rank, "dim": basis.dim, "info": basis.info, "sha256": digest}
+    attrs = {
+        "kind": basis.kind,
+        "rank": basis.rank,
+        "dim": basis.dim,
+        "info": basis.info,
+        "sha256": digest,
+        "norm_scale": basis.norm_scale,
+    }
     return dict(json.loads(json.dumps(attrs)))
 
 
@@ -862,14 +879,16 @@ def _checked_window(
     return np.where(ok[..., None], arr, np.float32(0)), ok
 
 
-def _quantise(values: np.ndarray, dtype: CubeDtype, name: str) -> dict[str, np.ndarray]:
+def _quantise(
+    values: np.ndarray, dtype: CubeDtype, name: str, scale_dtype: Any = np.float32
+) -> dict[str, np.ndarray]:
     """float16 values, or int8 with a per-pixel scale ``max|v| / 127`` (scale 0 for a zero vector)."""
     if dtype == "fp16":
         _check_fp16_range(values)
         return {name: values.astype(np.float16)}
-    scale = (np.abs(values).max(axis=-1) / np.float32(127)).astype(np.float32)
+    scale = (np.abs(values).max(axis=-1) / np.float32(127)).astype(scale_dtype).astype(np.float32)
     q = np.rint(values / np.where(scale > 0, scale, np.float32(1))[..., None])
-    return {name: np.clip(q, -127, 127).astype(np.int8), "scale": scale}
+    return {name: np.clip(q, -127, 127).astype(np.int8), "scale": scale.astype(scale_dtype)}
 
 
 def _encode_codes(
@@ -886,7 +905,7 @@ def _encode_codes(
     codes = basis.codes_from_features(arr) if features else basis.codes_from_embeddings(arr)
     codes[~ok] = 0
     ok &= np.any(codes != 0, axis=-1)  # B z + b = 0 has no direction
-    return {**_quantise(codes, dtype, "code"), "valid": ok}
+    return {**_quantise(codes, dtype, "code", BASIS_SCALE_DTYPE), "valid": ok}
 
 
 def _template(
@@ -913,7 +932,7 @@ def _template(
         data_vars["basis"] = (("d", "r"), da.zeros(basis.matrix.shape, dtype=np.float32))
         data_vars["offset"] = (("d",), da.zeros(basis.offset.shape, dtype=np.float32))
     if dtype == "int8":
-        data_vars["scale"] = (("y", "x"), lazy(np.float32))
+        data_vars["scale"] = (("y", "x"), lazy(np.float32 if basis is None else BASIS_SCALE_DTYPE))
     cube_attrs = {
         "landprompt_format": FORMAT_NAME,
         "format_version": FORMAT_VERSION if basis is None else BASIS_FORMAT_VERSION,

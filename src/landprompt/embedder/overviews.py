@@ -294,8 +294,8 @@ def _write_level_chunk(writer: CubeWriter, fraction: Any, below: xr.Dataset, win
     weighted = (values * weight[..., None]).reshape(h, 2, w, 2, -1).sum(axis=(1, 3))
     total = weight.reshape(h, 2, w, 2).sum(axis=(1, 3))
     mean = weighted / np.maximum(total, 1e-12)[..., None]
-    if writer.basis is not None:  # codes [u, t]: B u + b t = t (B (u / t) + b), features u / t
-        t = mean[..., -1]
+    if writer.basis is not None:  # codes [u, a t]: B u + b t = t (B (u / t) + b), features u / t
+        t = mean[..., -1] / np.float32(writer.basis.norm_scale)
         ok = (total > 0) & (t > 0)
         features = mean[..., :-1] / np.where(ok, t, 1)[..., None]
         fraction[window.rows, window.cols] = np.where(ok, total / 4, 0).astype(np.float32)

@@ -131,7 +131,9 @@ def _chunk_scores(
     values = raw["code"] if "code" in raw else raw["embedding"]
     h, w, width = values.shape
     flat = torch.from_numpy(np.ascontiguousarray(values).reshape(-1, width))
-    scale = torch.from_numpy(np.ascontiguousarray(raw["scale"]).reshape(-1, 1)) if "scale" in raw else None
+    scale = None
+    if "scale" in raw:  # float32 (version 1, 2) or float16 (version 3)
+        scale = torch.from_numpy(np.ascontiguousarray(raw["scale"], np.float32).reshape(-1, 1))
 
     def block(start: int) -> torch.Tensor:
         stop = min(start + BLOCK_PIXELS, flat.shape[0])
