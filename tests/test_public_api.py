@@ -10,18 +10,19 @@ import pytest
 
 import landprompt
 
-#: Short name -> module that defines it (the long path the README used before).
-PUBLIC = {
-    "load_clip": "landprompt.embedder.clip",
-    "open_cube": "landprompt.embedder.cube",
-    "write_cube": "landprompt.embedder.cube",
-    "open_session": "landprompt.query.session",
-    "probability_map": "landprompt.query.probability",
-    "top_k": "landprompt.query.topk",
-    "write_cog": "landprompt.query.maps",
-    "write_png": "landprompt.query.maps",
-    "write_html": "landprompt.query.maps",
-}
+#: The long path of each short name (the one the README used before).
+LONG_PATHS = [
+    "landprompt.embedder.clip.load_clip",
+    "landprompt.embedder.cube.open_cube",
+    "landprompt.embedder.cube.write_cube",
+    "landprompt.query.session.open_session",
+    "landprompt.query.probability.probability_map",
+    "landprompt.query.topk.top_k",
+    "landprompt.query.maps.write_cog",
+    "landprompt.query.maps.write_png",
+    "landprompt.query.maps.write_html",
+]
+PUBLIC = dict(reversed(path.rsplit(".", 1)) for path in LONG_PATHS)
 
 
 @pytest.mark.parametrize(("name", "module"), sorted(PUBLIC.items()))
