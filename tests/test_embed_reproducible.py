@@ -57,6 +57,7 @@ def run_args(l2a_fixture, out: Path, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow  # two embedding runs in subprocesses
 def test_two_runs_in_two_processes_give_byte_identical_cubes(l2a_fixture, tmp_path):
     a, b = tmp_path / "a.zarr", tmp_path / "b.zarr"
     for out in (a, b):
@@ -93,6 +94,7 @@ def test_untrained_encoder_is_refused_unless_asked_for(l2a_fixture, tmp_path):
         EncoderRecipe.of("sits", {"presto_weights": "w.pt"}, random_weights=True).build("cpu")
 
 
+@pytest.mark.slow  # a subprocess killed mid-run, then reruns
 def test_sigkilled_run_resumed_in_another_process_is_byte_identical(l2a_fixture, tmp_path):
     killed, reference = tmp_path / "killed.zarr", tmp_path / "reference.zarr"
     body = f"""

@@ -121,6 +121,7 @@ def test_pixels_without_any_observation_are_invalid_not_nan(stac_fixture, tiny_s
     assert np.isfinite(emb).all() and not emb[:, :16].any()
 
 
+@pytest.mark.slow  # a run killed mid-write, then resumed and compared
 def test_killed_run_resumes_bitwise_identical(stac_fixture, tiny_sits, tmp_path):
     body = f"""
         import json

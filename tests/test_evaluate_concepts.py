@@ -116,7 +116,9 @@ VERSUS = ["sea", "a forest"]
 
 
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory: pytest.TempPathFactory, tiny_clip: Any, suite: ConceptSuite) -> SimpleNamespace:
+def planted(
+    tmp_path_factory: pytest.TempPathFactory, tiny_clip: Any, suite: ConceptSuite, cube_data: Any
+) -> SimpleNamespace:
     """A 30 x 30 cube of 100 m pixels (EPSG:3035) with one LUCAS 2018 point per pixel.
 
     Olive grove points (lc1 B81) carry the dual-basis vector of "olive groves", vineyard points (B82)
@@ -133,13 +135,12 @@ def planted(tmp_path_factory: pytest.TempPathFactory, tiny_clip: Any, suite: Con
     vectors = np.concatenate(
         [class_embeddings(tiny_clip, small.prompt_set(), ["olive_groves", "vineyards"], "classname"), names]
     )
-    dual = np.linalg.solve(vectors @ vectors.T, vectors)
-    dual /= np.linalg.norm(dual, axis=1, keepdims=True)
+    dual = cube_data.dual_basis(vectors)
     rng = np.random.default_rng(3)
     kind = rng.choice(4, size=(30, 30), p=[0.2, 0.2, 0.3, 0.3])
     grid = Grid(EUROPE_CRS, Affine(100.0, 0, 4_000_000.0, 0, -100.0, 3_000_000.0), (30, 30))
     root = tmp_path_factory.mktemp("concepts")
-    attrs = {"clip_model": tiny_clip.name, "clip_pretrained": ""}
+    attrs = cube_data.clip_attrs(tiny_clip)
     cube = write_cube(root / "cube.zarr", dual[kind].astype(np.float32), grid, chunk=16, attrs=attrs)
     rows, cols = np.divmod(np.arange(900), 30)
     x, y = grid.transform * (cols + 0.5, rows + 0.5)
@@ -196,11 +197,11 @@ def test_planted_concepts_score_auc_one_and_the_others_chance(
 
 
 def test_a_folder_of_shards_scores_like_one_cube(
-    planted: SimpleNamespace, tiny_clip: Any, tmp_path: Path
+    planted: SimpleNamespace, tiny_clip: Any, tmp_path: Path, cube_data: Any
 ) -> None:
     from landprompt.embedder.cube import write_cube
 
-    attrs = {"clip_model": tiny_clip.name, "clip_pretrained": ""}
+    attrs = cube_data.clip_attrs(tiny_clip)
     for name, cols in (("west", slice(0, 15)), ("east", slice(15, 30))):
         grid = Grid(EUROPE_CRS, planted.grid.transform * Affine.translation(cols.start, 0), (30, 15))
         emb = planted.emb[:, cols].astype(np.float32)

@@ -13,7 +13,6 @@ from landprompt.index.factory import choose_factory, default_nprobe, make_index,
 from landprompt.index.search import CubeIndex
 from landprompt.query.probability import (
     background_embeddings,
-    concept_embedding,
     concept_probability,
     default_vocabulary,
     probability_map,
@@ -180,15 +179,10 @@ def test_factory_choice_by_size():
 
 
 @pytest.fixture(scope="module")
-def concept_cube(tmp_path_factory, tiny_clip):
+def concept_cube(tmp_path_factory, tiny_clip, cube_data):
     """Left half planted as 'olive groves', right half as the vocabulary's 'sea'; top rows invalid."""
-    concept = concept_embedding(tiny_clip, "olive groves")
-    sea = concept_embedding(tiny_clip, "sea")
-    classes = np.stack([concept, sea])
-    dual = unit(np.linalg.solve(classes @ classes.T, classes))
-    rng = np.random.default_rng(3)
-    emb = np.where(np.arange(GRID.cols)[None, :, None] < 90, dual[0], dual[1])
-    emb = unit(emb + rng.normal(0, 0.02, (*GRID.shape, tiny_clip.embed_dim))).astype(np.float32)
+    dual = cube_data.concept_duals(tiny_clip, ["olive groves", "sea"])
+    emb = cube_data.plant(dual, cube_data.halves(GRID.shape, 90, 0, 1), np.random.default_rng(3))
     valid = np.ones(GRID.shape, bool)
     valid[:5] = False
     path = tmp_path_factory.mktemp("concept") / "concept.zarr"

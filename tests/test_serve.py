@@ -22,10 +22,8 @@ QUERY = {"concept": "olive groves", "versus": ["sea", "a forest"]}
 
 
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory: pytest.TempPathFactory, tiny_clip):  # type: ignore[no-untyped-def]
-    from conftest import _generator
-
-    return _generator("served").generate(tmp_path_factory.mktemp("served"), tiny_clip)
+def planted(tmp_path_factory: pytest.TempPathFactory, tiny_clip, cube_data):  # type: ignore[no-untyped-def]
+    return cube_data.served_cube(tmp_path_factory.mktemp("served"), tiny_clip)
 
 
 @pytest.fixture(scope="module")

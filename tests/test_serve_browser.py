@@ -23,14 +23,13 @@ pytestmark = [requires_chromium, pytest.mark.slow]  # ~15 s: a cube, a server an
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, tiny_clip):  # type: ignore[no-untyped-def]
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_clip, cube_data):  # type: ignore[no-untyped-def]
     import uvicorn
 
-    from conftest import _generator
     from landprompt.serve.app import create_app
     from landprompt.serve.layer import ServedCube
 
-    planted = _generator("served").generate(tmp_path_factory.mktemp("served-browser"), tiny_clip)
+    planted = cube_data.served_cube(tmp_path_factory.mktemp("served-browser"), tiny_clip)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -56,6 +56,7 @@ def losses(out: Path, column: str = "loss") -> dict[int, float]:
     return {int(row["step"]): row[column] for row in read_metrics(out) if column in row}
 
 
+@pytest.mark.slow  # 200 training steps (86 s on an idle 2-core machine)
 def test_training_lifts_validation_recall_far_above_chance(planted_pairs_dataset, tmp_path: Path) -> None:
     paths, _ = planted_pairs_dataset
     config = config_from_dict(
@@ -93,6 +94,7 @@ def test_training_lifts_validation_recall_far_above_chance(planted_pairs_dataset
     assert encoder.forward_window(x).shape == (2, 16)  # type: ignore[operator]
 
 
+@pytest.mark.slow  # a training run and its resumed copy
 def test_resume_continues_bit_identically(planted_pairs_dataset, tmp_path: Path) -> None:
     paths, _ = planted_pairs_dataset
     extra = {"data__target": "sample", "loss__queue_size": 64}
@@ -127,6 +129,7 @@ def test_resume_continues_bit_identically(planted_pairs_dataset, tmp_path: Path)
         train(config_from_dict(tiny_config(paths, tmp_path / "other", run__steps=20, run__resume=str(step6))))
 
 
+@pytest.mark.slow  # torchrun with two gloo processes
 def test_two_gloo_processes_match_one_process(planted_pairs_dataset, tmp_path: Path) -> None:
     """Same global batch of 32: 2 processes x 16 (torchrun, gloo) vs 1 x 32; losses agree to 1e-4."""
     paths, _ = planted_pairs_dataset

@@ -1,0 +1,151 @@
+"""Planted embedding cubes for the tests (fixed seeds): concepts planted along their dual-basis vectors.
+
+A pixel planted along the dual-basis vector of one of N prompt embeddings has a positive cosine with that
+prompt only and zero with the others, so it is won by exactly that concept in a probability map. The
+helpers build such embeddings (``dual_basis``, ``concept_duals``, ``halves``, ``plant``); ``analytics_cubes``
+and ``served_cube`` write the shared fixtures of the concept analytics and the tile server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+from affine import Affine
+
+#: The concept and the background prompts planted in the shared cubes.
+CONCEPT = "olive groves"
+VERSUS = ("sea", "a forest")
+#: 10 m pixels in UTM 32N near 43.3 N 11.2 E (Tuscany).
+TRANSFORM = Affine(10.0, 0, 680_000.0, 0, -10.0, 4_800_000.0)
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    """``x`` scaled to unit length along the last axis, as float32."""
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def dual_basis(vectors: np.ndarray) -> np.ndarray:
+    """Unit rows ``d_i`` with ``d_i . v_j = 0`` for ``i != j`` and ``> 0`` for ``i == j`` (float64)."""
+    dual = np.linalg.solve(vectors @ vectors.T, vectors)
+    return dual / np.linalg.norm(dual, axis=1, keepdims=True)
+
+
+def concept_duals(clip: Any, names: tuple[str, ...] | list[str]) -> np.ndarray:
+    """The dual basis of the concepts' prompt-ensemble embeddings (``concept_embedding``), one row each."""
+    from landprompt.query.probability import concept_embedding
+
+    return dual_basis(np.stack([concept_embedding(clip, name) for name in names]))
+
+
+def halves(shape: tuple[int, int], split: int, left: int = 1, right: int = 2) -> np.ndarray:
+    """Integer labels [h, w]: ``left`` in the columns before ``split``, ``right`` from it on."""
+    return np.where(np.arange(shape[1])[None, :] < split, left, right) * np.ones((shape[0], 1), int)
+
+
+def plant(dual: np.ndarray, labels: np.ndarray, rng: np.random.Generator, noise: float = 0.02) -> np.ndarray:
+    """Unit float32 embeddings [h, w, d]: each pixel's dual vector plus Gaussian noise of sd ``noise``."""
+    return unit(dual[labels] + rng.normal(0, noise, (*labels.shape, dual.shape[1])))
+
+
+def clip_attrs(clip: Any) -> dict[str, str]:
+    """The cube attributes naming the CLIP model the embeddings are aligned with."""
+    return {"clip_model": clip.name, "clip_pretrained": ""}
+
+
+def analytics_cubes(folder: Path, clip: Any) -> SimpleNamespace:
+    """Planted cubes for the concept analytics (tests/test_analytics*.py).
+
+    48 x 48 pixels of 10 m (UTM 32N), chunks of 16. "olive groves" competes with "sea" (left half) and
+    "a forest" (right half), each planted along its dual-basis vector: ``year1`` has olive groves in
+    ``loss_block``, ``year2`` in ``gain_block`` instead; ``mixture`` mixes olive groves and sea with a
+    random weight per pixel, so its probabilities spread over (0, 1). Row 0 of year1 and mixture and
+    column 47 of year2 are no-data. Returns a ``SimpleNamespace`` of the paths, grid, blocks and masks.
+    """
+    from landprompt.embedder.cube import write_cube
+    from landprompt.geo import Grid
+
+    grid = Grid("EPSG:32632", TRANSFORM, (48, 48))
+    dual = concept_duals(clip, (CONCEPT, *VERSUS))
+    rng = np.random.default_rng(11)
+    gain_block, loss_block = (slice(8, 16), slice(4, 20)), (slice(30, 36), slice(30, 40))
+
+    def planted(olive: tuple[slice, slice]) -> np.ndarray:
+        labels = halves(grid.shape, 24)
+        labels[olive] = 0
+        return plant(dual, labels, rng)
+
+    weight = rng.uniform(0, 1, (48, 48, 1))  # drawn first: the seeded stream fixes every test's numbers
+    year1, year2 = planted(loss_block), planted(gain_block)
+    mixture = unit(weight * dual[0] + (1 - weight) * dual[1])
+    valid_a, valid_b = np.ones((48, 48), bool), np.ones((48, 48), bool)
+    valid_a[0], valid_b[:, 47] = False, False
+    attrs = clip_attrs(clip)
+    layers = (("year1", year1, valid_a), ("year2", year2, valid_b), ("mixture", mixture, valid_a))
+    cubes = {
+        name: write_cube(folder / f"{name}.zarr", emb, grid, valid=valid, chunk=16, attrs=attrs)
+        for name, emb, valid in layers
+    }
+    return SimpleNamespace(
+        **cubes,
+        grid=grid,
+        concept=CONCEPT,
+        versus=list(VERSUS),
+        gain_block=gain_block,
+        loss_block=loss_block,
+        valid_a=valid_a,
+        valid_b=valid_b,
+        root=folder,
+    )
+
+
+#: The served cube: 256 x 256 pixels, chunks of 64, "olive groves" planted in ``BLOCK``.
+SERVED_SHAPE = (256, 256)
+SERVED_CHUNK = 64
+BLOCK = (slice(64, 128), slice(128, 192))
+
+
+@dataclass(frozen=True)
+class ServedCubeFixture:
+    path: Path
+    grid: object
+    planted: np.ndarray  # bool [256, 256]
+    valid: np.ndarray
+
+
+def served_cube(folder: Path, clip: Any, seed: int = 0) -> ServedCubeFixture:
+    """A planted version-2 cube for the tile server tests, with its overviews.
+
+    256 x 256 pixels of 10 m (UTM 32N), chunks of 64: "olive groves" planted in ``BLOCK`` (rows 64:128,
+    cols 128:192), "sea" on the left half and "a forest" on the right elsewhere; row 0 is no-data.
+    Stored in a PCA basis (format version 2, int8 codes) with the overview pyramid written.
+    """
+    from landprompt.embedder.basis import fit_pca
+    from landprompt.embedder.cube import write_cube
+    from landprompt.embedder.overviews import build_overviews
+    from landprompt.geo import Grid
+
+    grid = Grid("EPSG:32632", TRANSFORM, SERVED_SHAPE)
+    dual = concept_duals(clip, (CONCEPT, *VERSUS))
+    labels = halves(SERVED_SHAPE, SERVED_SHAPE[1] // 2)
+    labels[BLOCK] = 0
+    emb = plant(dual, labels, np.random.default_rng(seed))
+    valid = np.ones(SERVED_SHAPE, bool)
+    valid[0] = False
+    sample = emb[::4, ::4].reshape(-1, emb.shape[-1])
+    basis = fit_pca(sample, rank=8, min_variance=None, seed=seed)
+    path = write_cube(
+        folder / "planted.zarr",
+        emb,
+        grid,
+        valid=valid,
+        chunk=SERVED_CHUNK,
+        dtype="int8",
+        attrs=clip_attrs(clip),
+        basis=basis,
+    )
+    build_overviews(path)
+    return ServedCubeFixture(path, grid, labels == 0, valid)
