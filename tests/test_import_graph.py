@@ -51,9 +51,7 @@ KNOWN_CYCLES = [
 
 #: Private names still imported across modules (issue 15): ``module._name`` -> the importers. The query
 #: scoring modules are being merged into one scoring path (issue 15), which makes this one go.
-KNOWN_PRIVATE_IMPORTS = {
-    "landprompt.query.probability._as_unit_rows": {"landprompt.query.session", "landprompt.query.topk"},
-}
+KNOWN_PRIVATE_IMPORTS: dict[str, set[str]] = {}
 
 
 def module_name(path: Path) -> str:

@@ -63,7 +63,7 @@ def background_embeddings(
     from landprompt.embedder.prompts import get_templates
 
     if isinstance(versus, np.ndarray):
-        return _as_unit_rows(versus)
+        return unit_rows(versus)
     names = list(versus) if versus is not None else default_vocabulary()
     names = [n.strip() for n in names if n.strip() and n.strip().lower() != concept.strip().lower()]
     if not names:
@@ -71,7 +71,12 @@ def background_embeddings(
     return clip.encode_prompts(names, get_templates(style))
 
 
-def _as_unit_rows(vectors: np.ndarray) -> np.ndarray:
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Embeddings as L2-normalised float32 rows (k, d); one vector (d,) becomes one row.
+
+    Raises:
+        BadInputError: If there is no row, or a row is non-finite or zero.
+    """
     vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
     if vectors.ndim != 2 or 0 in vectors.shape:
         raise BadInputError(f"an embedding array needs at least one row, got shape {vectors.shape}")
@@ -83,8 +88,8 @@ def _as_unit_rows(vectors: np.ndarray) -> np.ndarray:
 
 def class_matrix(concept: np.ndarray, background: np.ndarray) -> np.ndarray:
     """Stack the concept (row 0) over the background rows, all L2-normalised: (1 + k, d)."""
-    concept = _as_unit_rows(concept)
-    background = _as_unit_rows(background)
+    concept = unit_rows(concept)
+    background = unit_rows(background)
     if concept.shape[1] != background.shape[1]:
         raise BadInputError(
             f"concept has dimension {concept.shape[1]} but the background has {background.shape[1]}"
@@ -158,7 +163,7 @@ def probability_map(
     else:
         concept_vector, concept_name = np.asarray(concept, np.float32), "embedding"
     background = (
-        _as_unit_rows(versus)
+        unit_rows(versus)
         if isinstance(versus, np.ndarray)
         else background_embeddings(clip, concept_name, versus, style)  # type: ignore[arg-type]
     )

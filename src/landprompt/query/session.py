@@ -24,10 +24,10 @@ from landprompt.geo import BBox
 from landprompt.index.build import default_index_path, sidecar_path
 from landprompt.query.probability import (
     DEFAULT_STYLE,
-    _as_unit_rows,
     clip_for_cube,
     default_vocabulary,
     resolve_logit_scale,
+    unit_rows,
 )
 
 if TYPE_CHECKING:
@@ -173,7 +173,7 @@ class QuerySession:
 
         if step < 1:
             raise BadInputError(f"overview step must be a positive number of pixels, got {step}")
-        concepts, background = _as_unit_rows(concepts), _as_unit_rows(background)
+        concepts, background = unit_rows(concepts), unit_rows(background)
         h, w = rows.stop - rows.start, cols.stop - cols.start
         out = np.full((h, w, len(concepts)), np.nan, dtype=np.float32)
         for window, prob in iter_probabilities(self.ds, concepts, background, logit_scale, rows, cols):
@@ -191,13 +191,13 @@ class QuerySession:
         logit_scale: float | None,
     ) -> tuple[list[str], np.ndarray, np.ndarray, float]:
         if isinstance(concepts, np.ndarray):
-            vectors = _as_unit_rows(concepts)
+            vectors = unit_rows(concepts)
             names = [f"embedding {i}" for i in range(len(vectors))]
         else:
             names = [c.strip() for c in concepts]
             vectors = self.encode(names, style)
         if isinstance(versus, np.ndarray):
-            background = _as_unit_rows(versus)
+            background = unit_rows(versus)
         else:
             lowered = {n.lower() for n in names}
             prompts = [

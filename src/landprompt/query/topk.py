@@ -24,9 +24,9 @@ from landprompt.index.search import CubeIndex
 from landprompt.query.probability import (
     DEFAULT_STYLE,
     ProgressFn,
-    _as_unit_rows,
     clip_for_cube,
     concept_embedding,
+    unit_rows,
 )
 from landprompt.query.scoring import iter_scores
 
@@ -147,7 +147,7 @@ def _query_vector(ds: xr.Dataset, query: str | np.ndarray, clip: ClipModel | Non
                 "query with the cube's CLIP model (omit --clip)"
             )
         return concept_embedding(model, query, style)
-    vector = _as_unit_rows(query)
+    vector = unit_rows(query)
     if vector.shape != (1, ds.sizes["d"]):
         raise BadInputError(f"query embedding must have shape ({ds.sizes['d']},), got {np.shape(query)}")
     return vector[0]
