@@ -314,16 +314,10 @@ def plan(spec: JobSpec) -> list[Job]:
 def _job(spec: JobSpec, area: Area, concept: Concept) -> MapJob:
     folder = spec.out / area.slug
     return MapJob(
-        key=f"{area.slug}/{concept.slug}",
-        cube=spec.cube,
-        clip=spec.clip,
-        prompt=concept.prompt,
-        versus=concept.versus,
+        **_common(spec, area.slug, concept, f"P({concept.prompt}) - {area.name}"),
         bbox=area.bbox,
-        style=spec.style,
         dtype=spec.dtype,
         outputs={fmt: folder / f"{concept.slug}{SUFFIXES[fmt]}" for fmt in spec.formats},
-        title=f"P({concept.prompt}) - {area.name}",
         calibrated=spec.calibrated,
     )
 

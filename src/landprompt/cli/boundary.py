@@ -13,7 +13,8 @@ import errno
 import json
 import os
 from pathlib import Path
-from types import TracebackType
+from traceback import walk_tb
+from types import FrameType, TracebackType
 from typing import Any
 
 from landprompt.errors import LandpromptError
@@ -115,7 +116,7 @@ def _raised_in_format_library(exc: BaseException) -> bool:
     """Whether the innermost frames of the traceback belong to a codec, Zarr, FAISS or image library."""
     if type(exc).__module__.split(".")[0] in _FORMAT_MODULES:
         return True
-    frames = list(_frames(exc.__traceback__))[-3:]
+    frames = _frames(exc.__traceback__)[-3:]
     return any(_module_of(frame) in _FORMAT_MODULES for frame in frames)
 
 
@@ -123,10 +124,9 @@ def _module_of(frame: Any) -> str:
     return str(frame.f_globals.get("__name__", "")).split(".")[0]
 
 
-def _frames(tb: TracebackType | None) -> Any:
-    while tb is not None:
-        yield tb.tb_frame
-        tb = tb.tb_next
+def _frames(tb: TracebackType | None) -> list[FrameType]:
+    """The frames of a traceback, outermost first."""
+    return [frame for frame, _ in walk_tb(tb)]
 
 
 def _file_named(exc: BaseException) -> str | None:
@@ -134,7 +134,7 @@ def _file_named(exc: BaseException) -> str | None:
     filename = getattr(exc, "filename", None)
     if filename:
         return str(filename)
-    for frame in reversed(list(_frames(exc.__traceback__))):
+    for frame in reversed(_frames(exc.__traceback__)):
         for key in _PATH_NAMES:
             value = frame.f_locals.get(key)
             if isinstance(value, Path) or (isinstance(value, str) and os.sep in value):
