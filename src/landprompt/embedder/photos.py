@@ -50,6 +50,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from landprompt.embedder.clip import ClipModel
 from landprompt.errors import BadInputError
+from landprompt.files import atomic_path
 from landprompt.pairs.catalog import Catalog
 from landprompt.pairs.http import FetchBytes, http_get_bytes
 from landprompt.progress import progress_bar
@@ -256,10 +257,8 @@ def cached_fetch(url: str, cache: Path, fetch: FetchBytes) -> bytes:
         data = fetch(url)
     except Exception as exc:
         raise PhotoError("missing", f"download of {url} failed: {type(exc).__name__}: {exc}") from exc
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{key}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
     return data
 
 

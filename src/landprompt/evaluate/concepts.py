@@ -134,9 +134,11 @@ def evaluate_concepts(
         from landprompt.query.probability import clip_for_cube
 
         clip = clip_for_cube(open_cube(_cube_list(cube)[0]))
+    from landprompt.evaluate.points import spatial_blocks
+
     report["settings"]["clip"] = clip.id
     x, y = _europe_xy(lon[used], lat[used])
-    blocks = _blocks(x, y, block_km * 1000.0)
+    blocks = spatial_blocks(x, y, block_km * 1000.0)
     entries = [_entry(c, labels[c.key].to_numpy()[used], min_class, years) for c in suite.concepts]
     scored = [(c, e) for c, e in zip(suite.concepts, entries, strict=True) if e["status"] == "scored"]
     scores = _score(clip, suite.prompt_set(), [c for c, _ in scored], settings, versus, embeddings)
@@ -285,12 +287,6 @@ def _europe_xy(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray
     from landprompt.geo import EUROPE_CRS, WGS84, transform_points
 
     return transform_points(lon, lat, WGS84, EUROPE_CRS)
-
-
-def _blocks(x: np.ndarray, y: np.ndarray, size_m: float) -> np.ndarray:
-    """Id of the square block of side ``size_m`` holding each point."""
-    cells = np.stack([np.floor(x / size_m), np.floor(y / size_m)], axis=1)
-    return np.unique(cells, axis=0, return_inverse=True)[1].ravel()
 
 
 # --- scoring and metrics ---------------------------------------------------------------------------

@@ -219,6 +219,12 @@ def binary_metrics(present: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[s
 # --- spatial cross-validation ----------------------------------------------------------------------
 
 
+def spatial_blocks(x: np.ndarray, y: np.ndarray, block_size: float) -> np.ndarray:
+    """Id (0 .. blocks - 1) of the square block of side ``block_size`` (map units) holding each point."""
+    cells = np.stack([np.floor(np.asarray(x) / block_size), np.floor(np.asarray(y) / block_size)], axis=1)
+    return np.unique(cells, axis=0, return_inverse=True)[1].ravel()
+
+
 def spatial_folds(
     x: np.ndarray, y: np.ndarray, block_size: float, n_folds: int = 5, seed: int = 0
 ) -> tuple[np.ndarray, int]:
@@ -236,9 +242,7 @@ def spatial_folds(
     """
     if block_size <= 0:
         raise BadInputError(f"the block size must be positive, got {block_size}")
-    cells = np.stack([np.floor(np.asarray(x) / block_size), np.floor(np.asarray(y) / block_size)], axis=1)
-    _, block = np.unique(cells, axis=0, return_inverse=True)
-    block = block.ravel()
+    block = spatial_blocks(x, y, block_size)
     n_blocks = int(block.max()) + 1
     if n_blocks < 2:
         raise BadInputError(
