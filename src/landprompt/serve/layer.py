@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from landprompt.calibration import QuerySettings, resolve_calibration
-from landprompt.embedder.overviews import open_overviews
+from landprompt.embedder.overviews import open_fraction, open_overviews
 from landprompt.errors import BadInputError
 from landprompt.geo import Grid, transform_points
 from landprompt.query.probability import DEFAULT_STYLE, default_vocabulary, resolve_logit_scale
@@ -134,7 +134,7 @@ class ServedCube:
         self.levels: list[QuerySession] = [
             QuerySession(ds.encoding["source"], clip) for ds in open_overviews(self.path)
         ]
-        self._fractions = [_fraction_array(level.path) for level in self.levels]
+        self._fractions = [open_fraction(level.path) for level in self.levels]
         self._mercator, self._crs = TMS.crs.to_wkt(), self.grid.crs.to_wkt()
         self._lock = threading.Lock()
         self._queries: OrderedDict[tuple[str, tuple[str, ...] | None, bool], Query] = OrderedDict()
@@ -328,10 +328,3 @@ class ServedCube:
         da = da.copy(data=query.finish(da.values))
         da.attrs.update(concept=query.concept, logit_scale=query.logit_scale, style=DEFAULT_STYLE)
         return da
-
-
-def _fraction_array(level: Path) -> Any:
-    """The ``valid_fraction`` array of an overview level, read straight from Zarr (no dask per tile)."""
-    from landprompt.embedder.overviews import open_fraction
-
-    return open_fraction(level)
