@@ -148,7 +148,10 @@ class ServedCube:
 
     def info(self) -> dict[str, Any]:
         """What is served: name, lon/lat bounds, CRS, shape, resolution, CLIP model, dims, overviews."""
+        from landprompt.embedder.clip import recorded_clip
+
         attrs = self.session.ds.attrs
+        clip_model, clip_pretrained = recorded_clip(attrs) or (None, None)
         box = self.grid.bbox
         return {
             "name": self.name,
@@ -156,8 +159,8 @@ class ServedCube:
             "crs": self.grid.crs.to_string(),
             "shape": list(self.grid.shape),
             "resolution": list(self.grid.resolution),
-            "clip_model": attrs.get("clip_model"),
-            "clip_pretrained": attrs.get("clip_pretrained"),
+            "clip_model": clip_model,
+            "clip_pretrained": clip_pretrained,
             "dim": int(self.session.ds.sizes["d"]),
             "format_version": int(attrs["format_version"]),
             "overview_levels": len(self.levels),
