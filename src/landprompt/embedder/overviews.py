@@ -146,10 +146,8 @@ def open_fraction(level: str | os.PathLike[str]) -> Any:
     A missing or failing chunk raises :class:`~landprompt.errors.DamagedCubeError` naming it.
     """
     level = Path(level)
-    group = zarr.open_group(str(level), mode="r")
-    chunks = group["valid"].chunks  # type: ignore[union-attr]
-    layout = integrity.layout_of(level, dict(group.attrs), (int(chunks[0]), int(chunks[1])))
-    if layout is None or FRACTION not in layout.crc_only:  # overviews written before the records
+    layout = _fraction_layout(level)
+    if layout is None:  # overviews written before the records
         return zarr.open_array(str(level / FRACTION), mode="r")
     return zarr.open_group(integrity.CheckedStore(level, layout=layout), mode="r")[FRACTION]
 
@@ -239,13 +237,19 @@ def _overviews_group(path: Path, source_hash: str, levels: int) -> Any:
     return group
 
 
-def _verify_level(level: Path, progress: bool) -> VerifyReport:
-    """:func:`verify` of one level, plus the CRC32C of each of its ``valid_fraction`` chunks."""
-    report = verify(level, progress)
+def _fraction_layout(level: Path) -> integrity.ChunkLayout | None:
+    """The level's integrity layout when its records list ``valid_fraction`` (``crc_only``), else None."""
     group = zarr.open_group(str(level), mode="r")
     chunks = group["valid"].chunks  # type: ignore[union-attr]
     layout = integrity.layout_of(level, dict(group.attrs), (int(chunks[0]), int(chunks[1])))
-    if layout is None or FRACTION not in layout.crc_only:
+    return None if layout is None or FRACTION not in layout.crc_only else layout
+
+
+def _verify_level(level: Path, progress: bool) -> VerifyReport:
+    """:func:`verify` of one level, plus the CRC32C of each of its ``valid_fraction`` chunks."""
+    report = verify(level, progress)
+    layout = _fraction_layout(level)
+    if layout is None:
         return report
     n_rows, n_cols = layout.n_chunks
     for index in ((i, j) for i in range(n_rows) for j in range(n_cols)):

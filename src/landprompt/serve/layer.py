@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from landprompt.calibration import QuerySettings, resolve_calibration
-from landprompt.embedder.overviews import open_overviews
+from landprompt.embedder.overviews import open_fraction, open_overviews
 from landprompt.errors import BadInputError
 from landprompt.geo import Grid, transform_points
 from landprompt.query.probability import DEFAULT_STYLE, default_vocabulary, resolve_logit_scale
@@ -134,7 +134,7 @@ class ServedCube:
         self.levels: list[QuerySession] = [
             QuerySession(ds.encoding["source"], clip) for ds in open_overviews(self.path)
         ]
-        self._fractions = [_fraction_array(level.path) for level in self.levels]
+        self._fractions = [open_fraction(level.path) for level in self.levels]
         self._mercator, self._crs = TMS.crs.to_wkt(), self.grid.crs.to_wkt()
         self._lock = threading.Lock()
         self._queries: OrderedDict[tuple[str, tuple[str, ...] | None, bool], Query] = OrderedDict()
@@ -148,7 +148,10 @@ class ServedCube:
 
     def info(self) -> dict[str, Any]:
         """What is served: name, lon/lat bounds, CRS, shape, resolution, CLIP model, dims, overviews."""
+        from landprompt.embedder.clip import recorded_clip
+
         attrs = self.session.ds.attrs
+        clip_model, clip_pretrained = recorded_clip(attrs) or (None, None)
         box = self.grid.bbox
         return {
             "name": self.name,
@@ -156,8 +159,8 @@ class ServedCube:
             "crs": self.grid.crs.to_string(),
             "shape": list(self.grid.shape),
             "resolution": list(self.grid.resolution),
-            "clip_model": attrs.get("clip_model"),
-            "clip_pretrained": attrs.get("clip_pretrained"),
+            "clip_model": clip_model,
+            "clip_pretrained": clip_pretrained,
             "dim": int(self.session.ds.sizes["d"]),
             "format_version": int(attrs["format_version"]),
             "overview_levels": len(self.levels),
@@ -328,10 +331,3 @@ class ServedCube:
         da = da.copy(data=query.finish(da.values))
         da.attrs.update(concept=query.concept, logit_scale=query.logit_scale, style=DEFAULT_STYLE)
         return da
-
-
-def _fraction_array(level: Path) -> Any:
-    """The ``valid_fraction`` array of an overview level, read straight from Zarr (no dask per tile)."""
-    from landprompt.embedder.overviews import open_fraction
-
-    return open_fraction(level)
