@@ -267,6 +267,26 @@ def test_calibrated_tiles_apply_the_cubes_calibration(planted, tiny_clip, tmp_pa
     assert not np.allclose(calibrated, raw, equal_nan=True)
 
 
+def test_a_calibration_fitted_for_the_served_query_is_accepted(planted, tiny_clip, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The served query names its CLIP model by id (model/weights), as every fitted calibration does."""
+    from landprompt.calibration import Calibration, QuerySettings, calibration_path, save_calibration
+    from landprompt.query.probability import DEFAULT_STYLE, resolve_logit_scale
+    from landprompt.serve.app import create_app
+    from landprompt.serve.layer import ServedCube
+
+    cube = shutil.copytree(planted.path, tmp_path / "planted.zarr")
+    served = ServedCube(cube, tiny_clip)
+    scale = resolve_logit_scale(served.session.ds, tiny_clip, None)
+    versus = tuple(QUERY["versus"])
+    for clip_id, status in ((tiny_clip.id, 200), ("another-model/its-weights", 400)):
+        query = QuerySettings("olive groves", versus, DEFAULT_STYLE, scale, clip_id)
+        fitted = Calibration("platt", {"a": 0.5, "b": -1.0}, query)
+        save_calibration(fitted, calibration_path(cube, "olive groves"))
+        client = TestClient(create_app([ServedCube(cube, tiny_clip)]), raise_server_exceptions=False)
+        response = client.get("/point", params={**QUERY, "lon": 11.23, "lat": 43.32, "calibrated": True})
+        assert response.status_code == status, response.text
+
+
 def test_without_overviews_coarse_tiles_are_refused(planted, tiny_clip, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from landprompt.serve import layer
     from landprompt.serve.app import create_app

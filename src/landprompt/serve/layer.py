@@ -201,9 +201,7 @@ class ServedCube:
         calibration = None
         if calibrated:
             calibration = resolve_calibration(True, self.path, concept)
-            settings = QuerySettings(
-                concept, versus, DEFAULT_STYLE, scale, self.session.ds.attrs.get("clip_model")
-            )
+            settings = QuerySettings(concept, versus, DEFAULT_STYLE, scale, self.session.clip.id)
             assert calibration is not None
             calibration.check(settings)
         return Query(concept, versus, vectors, background, scale, calibration)
