@@ -26,12 +26,10 @@ from landprompt.calibration import (
 )
 from landprompt.embedder.cube import open_cube, write_cube
 from landprompt.errors import BadInputError
+from landprompt.evaluate.metrics import binary_metrics, reliability, roc_auc
 from landprompt.evaluate.points import (
     evaluate_points,
-    expected_calibration_error,
     read_points,
-    reliability,
-    roc_auc,
     spatial_folds,
     write_points_report,
     write_reliability_png,
@@ -480,7 +478,7 @@ def test_expected_calibration_error_by_hand() -> None:
     y = np.array([0, 1, 1, 1, 0])
     # bin 0: mean p 0.05, observed 0.5 (2 points); bin 9 (holds 1.0): mean p 0.9667, observed 2/3 (3 points)
     expected = (2 * 0.45 + 3 * abs(2 / 3 - (0.95 + 0.95 + 1.0) / 3)) / 5
-    assert expected_calibration_error(y, p) == pytest.approx(expected)
+    assert binary_metrics(y, p)["ece"] == pytest.approx(expected)
     table = reliability(y, p, bins=10)
     assert table["count"].tolist() == [2, 0, 0, 0, 0, 0, 0, 0, 0, 3] and np.isnan(table.observed[1])
 

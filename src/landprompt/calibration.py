@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,33 +242,23 @@ def fit_calibration(
 
 
 def fit_platt(p: np.ndarray, present: np.ndarray) -> dict[str, float]:
-    """Platt scaling on ``logit(p)``: ``{"a", "b"}`` of ``sigmoid(a * logit(p) + b)``, ``a >= 0``.
+    """Platt scaling (see the module): ``{"a", "b"}``; a negative slope becomes ``a = 0`` and the base rate.
 
-    An unpenalised ``LogisticRegression`` fitted to Platt's smoothed targets. A negative slope (a concept
-    anti-correlated with the observations) is not a recalibration: it is replaced by ``a = 0`` and the
-    intercept of the base rate.
+    A concept anti-correlated with the observations has no monotone recalibration: it gets a flat one.
     """
     from sklearn.linear_model import LogisticRegression
 
     y = np.asarray(present, dtype=bool)
-    n1, n0 = int(y.sum()), int((~y).sum())
-    target = np.where(y, (n1 + 1) / (n1 + 2), 1 / (n0 + 2))
+    target = np.where(y, (y.sum() + 1) / (y.sum() + 2), 1 / ((~y).sum() + 2))
     x = np.tile(_logit(np.asarray(p, dtype=np.float64)), 2)[:, None]
-    labels = np.repeat([1, 0], y.size)
     model = LogisticRegression(C=np.inf, tol=1e-10, max_iter=1000)
-    model.fit(x, labels, sample_weight=np.concatenate([target, 1 - target]))
+    model.fit(x, np.repeat([1, 0], y.size), sample_weight=np.r_[target, 1 - target])
     a, b = float(model.coef_[0, 0]), float(model.intercept_[0])
-    if a < 0:
-        base = float(target.mean())
-        a, b = 0.0, math.log(base / (1 - base))
-    return {"a": a, "b": b}
+    return {"a": a, "b": b} if a >= 0 else {"a": 0.0, "b": float(_logit(target.mean()))}
 
 
 def fit_isotonic(p: np.ndarray, present: np.ndarray) -> dict[str, list[float]]:
-    """Isotonic regression: knots ``{"x", "y"}`` of a non-decreasing map (the ends of each step).
-
-    :meth:`Calibration.apply` interpolates between the knots and is flat beyond them.
-    """
+    """Isotonic regression (see the module): knots ``{"x", "y"}``, the ends of each step."""
     from sklearn.isotonic import IsotonicRegression
 
     model = IsotonicRegression().fit(np.asarray(p, dtype=np.float64), np.asarray(present, dtype=np.float64))

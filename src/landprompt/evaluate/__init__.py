@@ -12,14 +12,7 @@ Example:
 from landprompt.evaluate.baselines import BASELINES, load_model
 from landprompt.evaluate.datasets import BENCHMARKS, Benchmark, RasterBenchmark, Sample, open_benchmark
 from landprompt.evaluate.harness import run_evaluation
-from landprompt.evaluate.metrics import (
-    average_precision,
-    balanced_accuracy,
-    confusion_matrix,
-    f1_scores,
-    mean_average_precision,
-    multilabel_predictions,
-)
+from landprompt.evaluate.metrics import binary_metrics, multilabel_predictions
 from landprompt.evaluate.prompts import STYLES, PromptSet, class_embeddings, load_prompt_set, parse_settings
 from landprompt.evaluate.zeroshot import embed_samples
 
@@ -31,15 +24,11 @@ __all__ = [
     "PromptSet",
     "RasterBenchmark",
     "Sample",
-    "average_precision",
-    "balanced_accuracy",
+    "binary_metrics",
     "class_embeddings",
-    "confusion_matrix",
     "embed_samples",
-    "f1_scores",
     "load_model",
     "load_prompt_set",
-    "mean_average_precision",
     "multilabel_predictions",
     "open_benchmark",
     "parse_settings",

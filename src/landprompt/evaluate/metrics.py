@@ -1,102 +1,54 @@
-"""Classification metrics from scikit-learn, with the project's conventions on top.
+"""Evaluation statistics by scikit-learn, with the project's conventions on top.
 
-Conventions:
-
-- classes without any true sample are left out of averages (their recall, AP and F1 are NaN): a
-  subset of a benchmark may lack rare classes, and counting them as 0 would measure the subset;
-- average precision is scikit-learn's ``average_precision_score``: the step-wise area under the
-  precision-recall curve with tied scores taken together, ``sum_n (R_n - R_{n-1}) P_n``;
-- multi-label predictions (:func:`multilabel_predictions`): a class is predicted when its softmax
-  probability over the classes, at CLIP's logit scale, exceeds ``1 / num_classes`` (so the best class is
-  always predicted, and more when several are about as likely); no label statistics are used.
+- A score a sample leaves undefined is NaN: the AUC unless both classes occur, the AP and F1 of a class
+  without positives (macro means leave those out, so a benchmark subset lacking a class is measured fairly).
+- Reliability: ``bins`` equal-width bins of ``p`` (bin ``i`` holds ``i/bins <= p < (i+1)/bins``, the last
+  one 1 too); ``ECE = sum_b n_b / n * |observed_b - mean_p_b|``.
+- Multi-label predictions: the classes whose softmax probability at CLIP's logit scale exceeds
+  ``1 / classes`` (the best class always; more when several are about as likely).
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from scipy.special import softmax
 from sklearn import metrics
-
-
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts int64 [true class, predicted class] over classes ``0 .. num_classes - 1``."""
-    if np.asarray(y_true).size == 0:
-        return np.zeros((num_classes, num_classes), dtype=np.int64)
-    return metrics.confusion_matrix(y_true, y_pred, labels=np.arange(num_classes)).astype(np.int64)
-
-
-def per_class_recall(confusion: np.ndarray) -> np.ndarray:
-    """Recall of every class from a confusion matrix; NaN for classes without samples."""
-    support = confusion.sum(axis=1)
-    return np.divide(np.diag(confusion), support, out=np.full(support.shape, np.nan), where=support > 0)
-
-
-def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Fraction of correct predictions (NaN without samples)."""
-    return float(metrics.accuracy_score(y_true, y_pred)) if np.asarray(y_true).size else float("nan")
-
-
-def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Mean recall over the classes that have samples (NaN without samples)."""
-    if np.asarray(y_true).size == 0:
-        return float("nan")
-    with warnings.catch_warnings():  # predicted classes without samples are left out, as intended
-        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")
-        return float(metrics.balanced_accuracy_score(y_true, y_pred))
-
-
-def average_precision(positive: np.ndarray, scores: np.ndarray) -> float:
-    """Average precision of one class (tied scores one threshold); NaN when no sample has the class.
-
-    Args:
-        positive: Whether each sample has the class, bool [samples].
-        scores: Scores, higher = more likely [samples].
-    """
-    positive = np.asarray(positive, dtype=bool)
-    return float(metrics.average_precision_score(positive, scores)) if positive.any() else float("nan")
-
-
-def mean_average_precision(labels: np.ndarray, scores: np.ndarray) -> tuple[float, np.ndarray]:
-    """Macro mAP over the classes that have positives, and the AP of every class (NaN without any).
-
-    Args:
-        labels: bool [samples, classes].
-        scores: float [samples, classes].
-    """
-    per_class = np.array([average_precision(labels[:, k], scores[:, k]) for k in range(labels.shape[1])])
-    present = np.isfinite(per_class)
-    return (float(per_class[present].mean()) if present.any() else float("nan")), per_class
-
-
-def f1_scores(labels: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
-    """Micro and macro F1 of multi-label predictions.
-
-    Micro F1 pools every (sample, class) decision: ``2 TP / (2 TP + FP + FN)``. Macro F1 is the mean of
-    the per-class F1 over the classes that have positives.
-
-    Args:
-        labels: True labels, bool [samples, classes].
-        predicted: Predicted labels, bool [samples, classes].
-
-    Returns:
-        ``{"micro": float, "macro": float, "per_class": float array (NaN for classes without positives)}``.
-    """
-    labels, predicted = np.asarray(labels, dtype=bool), np.asarray(predicted, dtype=bool)
-    micro = float(metrics.f1_score(labels, predicted, average="micro", zero_division=np.nan))
-    per_class = metrics.f1_score(labels, predicted, average=None, zero_division=np.nan)
-    per_class = np.where(labels.any(axis=0), per_class, np.nan)
-    macro = float(np.nanmean(per_class)) if np.isfinite(per_class).any() else float("nan")
-    return {"micro": micro, "macro": macro, "per_class": per_class}
-
-
-def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Numerically stable softmax."""
-    shifted = np.exp(logits - logits.max(axis=axis, keepdims=True))
-    return shifted / shifted.sum(axis=axis, keepdims=True)
 
 
 def multilabel_predictions(scores: np.ndarray, logit_scale: float) -> np.ndarray:
     """Predicted labels bool [samples, classes]: softmax(logit_scale * cosine) > 1 / classes."""
-    return softmax(logit_scale * np.asarray(scores, dtype=np.float64)) > 1.0 / scores.shape[1]
+    return softmax(logit_scale * np.asarray(scores, dtype=np.float64), axis=-1) > 1.0 / scores.shape[1]
+
+
+def roc_auc(present: np.ndarray, scores: np.ndarray) -> float:
+    """``roc_auc_score`` (ties count half); NaN unless there are both presences and absences."""
+    y = np.asarray(present, dtype=bool)
+    return float(metrics.roc_auc_score(y, scores)) if y.any() and not y.all() else float("nan")
+
+
+def reliability(present: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Per equal-width bin of ``p``: its bounds, count, mean ``p`` and observed frequency (NaN if empty)."""
+    edges, p = np.linspace(0.0, 1.0, bins + 1), np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
+    count = np.histogram(p, edges)[0]
+    with np.errstate(invalid="ignore"):
+        mean_p, seen = (np.histogram(p, edges, weights=w)[0] / count for w in (p, np.asarray(present, float)))
+    table = {"lower": edges[:-1], "upper": edges[1:], "count": count, "mean_probability": mean_p}
+    return pd.DataFrame(table | {"observed": seen})
+
+
+def binary_metrics(present: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """AUC, average precision, ECE, Brier score, counts and the reliability table of predictions."""
+    y, p = np.asarray(present, dtype=bool), np.asarray(p, dtype=np.float64)
+    table = reliability(y, p, bins)
+    return {
+        "n": int(y.size),
+        "n_present": int(y.sum()),
+        "auc": roc_auc(y, p),
+        "average_precision": float(metrics.average_precision_score(y, p)) if y.any() else float("nan"),
+        "ece": float((table["count"] * (table["observed"] - table["mean_probability"]).abs()).sum() / y.size),
+        "brier": float(metrics.brier_score_loss(y, p)),
+        "reliability": table.to_dict(orient="list"),
+    }

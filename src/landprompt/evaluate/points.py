@@ -37,7 +37,7 @@ from landprompt.calibration import (
     save_calibration,
 )
 from landprompt.errors import BadInputError
-from landprompt.evaluate.metrics import average_precision
+from landprompt.evaluate.metrics import binary_metrics
 from landprompt.geo import WGS84, Grid, transform_points
 from landprompt.query.probability import DEFAULT_STYLE
 from landprompt.query.scorer import ConceptScorer
@@ -157,63 +157,6 @@ def _chunk_index(ds: xr.Dataset, grid: Grid, row: np.ndarray, col: np.ndarray) -
     i = np.searchsorted(row_edges, row, side="right")
     j = np.searchsorted(col_edges, col, side="right")
     return i * (len(col_edges) + 1) + j
-
-
-# --- metrics ---------------------------------------------------------------------------------------
-
-
-def roc_auc(present: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve: P(score of a presence > score of an absence), ties counting half.
-
-    Returns:
-        AUC in [0, 1]; NaN unless there are both presences and absences.
-    """
-    from sklearn.metrics import roc_auc_score
-
-    y = np.asarray(present, dtype=bool)
-    return float(roc_auc_score(y, scores)) if y.any() and not y.all() else float("nan")
-
-
-def reliability(present: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
-    """Per equal-width bin of ``p``: its bounds, count, mean ``p`` and observed frequency (NaN if empty)."""
-    y, p = np.asarray(present, dtype=np.float64), np.asarray(p, dtype=np.float64)
-    index = np.clip(np.floor(p * bins).astype(int), 0, bins - 1)
-    count = np.bincount(index, minlength=bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_p = np.bincount(index, weights=p, minlength=bins) / count
-        observed = np.bincount(index, weights=y, minlength=bins) / count
-    edges = np.linspace(0, 1, bins + 1)
-    return pd.DataFrame(
-        {
-            "lower": edges[:-1],
-            "upper": edges[1:],
-            "count": count,
-            "mean_probability": mean_p,
-            "observed": observed,
-        }
-    )
-
-
-def expected_calibration_error(present: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
-    """``sum_b n_b / n * |observed_b - mean_p_b|`` over equal-width bins (see :func:`reliability`)."""
-    table = reliability(present, p, bins)
-    filled = table["count"] > 0
-    gap = (table["observed"] - table["mean_probability"]).abs()[filled]
-    return float((table["count"][filled] * gap).sum() / table["count"].sum())
-
-
-def binary_metrics(present: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, Any]:
-    """AUC, average precision, ECE, Brier score, counts and the reliability table of predictions."""
-    y, p = np.asarray(present, dtype=bool), np.asarray(p, dtype=np.float64)
-    return {
-        "n": int(y.size),
-        "n_present": int(y.sum()),
-        "auc": roc_auc(y, p),
-        "average_precision": average_precision(y, p),
-        "ece": expected_calibration_error(y, p, bins),
-        "brier": float(np.mean((p - y) ** 2)),
-        "reliability": reliability(y, p, bins).to_dict(orient="list"),
-    }
 
 
 # --- spatial cross-validation ----------------------------------------------------------------------

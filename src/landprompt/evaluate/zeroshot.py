@@ -9,6 +9,7 @@ single-label benchmarks predict the best class, multi-label ones threshold softm
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -17,18 +18,11 @@ import torch
 import xarray as xr
 from PIL import Image
 from rich.progress import track
+from sklearn import metrics
 
 from landprompt.errors import BadInputError
 from landprompt.evaluate.datasets.base import RasterBenchmark
-from landprompt.evaluate.metrics import (
-    accuracy,
-    balanced_accuracy,
-    confusion_matrix,
-    f1_scores,
-    mean_average_precision,
-    multilabel_predictions,
-    per_class_recall,
-)
+from landprompt.evaluate.metrics import multilabel_predictions
 
 IMAGE_BATCH = 64
 SCORE_NORMS: tuple[str, ...] = ("none", "class-mean")
@@ -144,12 +138,12 @@ def single_label_results(
         targets: True class indices [samples].
         class_names: Names of the classes, in index order.
     """
-    predicted = scores.argmax(axis=1)
-    confusion = confusion_matrix(targets, predicted, len(class_names))
-    recall = per_class_recall(confusion)
+    predicted, classes = scores.argmax(axis=1), np.arange(len(class_names))
+    confusion = metrics.confusion_matrix(targets, predicted, labels=classes)
+    recall = metrics.recall_score(targets, predicted, labels=classes, average=None, zero_division=np.nan)
     return {
-        "top1": accuracy(targets, predicted),
-        "balanced_accuracy": balanced_accuracy(targets, predicted),
+        "top1": float(metrics.accuracy_score(targets, predicted)),
+        "balanced_accuracy": float(np.nanmean(recall)),  # balanced_accuracy_score: classes with samples
         "per_class_recall": dict(zip(class_names, recall.tolist(), strict=True)),
         "confusion_matrix": confusion.tolist(),
         "predicted": predicted,
@@ -167,15 +161,16 @@ def multilabel_results(
         class_names: Names of the classes, in index order.
         logit_scale: CLIP's temperature for the softmax.
     """
-    m_ap, per_class_ap = mean_average_precision(labels, scores)
-    predicted = multilabel_predictions(scores, logit_scale)
-    f1 = f1_scores(labels, predicted)
+    predicted, positive = multilabel_predictions(scores, logit_scale), labels.any(axis=0)
+    with warnings.catch_warnings(action="ignore"):  # AP of a class without positives: NaN below
+        ap = np.where(positive, metrics.average_precision_score(labels, scores, average=None), np.nan)
+    f1 = np.where(positive, metrics.f1_score(labels, predicted, average=None, zero_division=np.nan), np.nan)
     return {
-        "mAP": m_ap,
-        "micro_f1": f1["micro"],
-        "macro_f1": f1["macro"],
-        "per_class_ap": dict(zip(class_names, per_class_ap.tolist(), strict=True)),
-        "per_class_f1": dict(zip(class_names, f1["per_class"].tolist(), strict=True)),
+        "mAP": float(np.nanmean(ap)),
+        "micro_f1": float(metrics.f1_score(labels, predicted, average="micro", zero_division=np.nan)),
+        "macro_f1": float(np.nanmean(f1)),
+        "per_class_ap": dict(zip(class_names, ap.tolist(), strict=True)),
+        "per_class_f1": dict(zip(class_names, f1.tolist(), strict=True)),
         "labels_per_sample": {
             "true": float(labels.sum(axis=1).mean()),
             "predicted": float(predicted.sum(axis=1).mean()),
