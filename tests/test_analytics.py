@@ -481,6 +481,8 @@ def test_expected_calibration_error_by_hand() -> None:
     assert binary_metrics(y, p)["ece"] == pytest.approx(expected)
     table = reliability(y, p, bins=10)
     assert table["count"].tolist() == [2, 0, 0, 0, 0, 0, 0, 0, 0, 3] and np.isnan(table.observed[1])
+    edges = reliability(np.ones(3), np.array([0.3, 0.6, 0.7]), bins=10)  # i/bins <= p: 0.3 opens bin 3
+    assert np.flatnonzero(edges["count"]).tolist() == [3, 6, 7]
 
 
 def test_isotonic_pools_violators_and_ties() -> None:

@@ -31,10 +31,11 @@ def roc_auc(present: np.ndarray, scores: np.ndarray) -> float:
 
 def reliability(present: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
     """Per equal-width bin of ``p``: its bounds, count, mean ``p`` and observed frequency (NaN if empty)."""
-    edges, p = np.linspace(0.0, 1.0, bins + 1), np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
-    count = np.histogram(p, edges)[0]
+    y, p = np.asarray(present, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    index = np.clip(np.floor(p * bins).astype(int), 0, bins - 1)  # floor: 0.3 is in [0.3, 0.4)
+    count, edges = np.bincount(index, minlength=bins), np.linspace(0.0, 1.0, bins + 1)
     with np.errstate(invalid="ignore"):
-        mean_p, seen = (np.histogram(p, edges, weights=w)[0] / count for w in (p, np.asarray(present, float)))
+        mean_p, seen = (np.bincount(index, weights=w, minlength=bins) / count for w in (p, y))
     table = {"lower": edges[:-1], "upper": edges[1:], "count": count, "mean_probability": mean_p}
     return pd.DataFrame(table | {"observed": seen})
 

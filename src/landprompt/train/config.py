@@ -1,13 +1,8 @@
 """Training configuration: a YAML file validated into frozen pydantic dataclasses.
 
-Every key is documented in ``configs/train_example.yaml`` and in the JSON Schema (``landprompt train
---schema``). A bad value raises :class:`~landprompt.errors.BadInputError` naming the key
-(``optim.lr must be > 0, got -1``); an unknown key names the closest known one.
-
-Example:
-    >>> config = load_config("configs/train_example.yaml", overrides=["optim.lr=1e-3"])  # doctest: +SKIP
-    >>> config.optim.lr  # doctest: +SKIP
-    0.001
+Every key is described in ``configs/train_example.yaml`` and the JSON Schema (``landprompt train --schema``).
+A bad value raises a one-line :class:`~landprompt.errors.BadInputError` naming the key
+(``optim.lr must be > 0.0, got -1``); an unknown key names the closest known one.
 """
 
 from __future__ import annotations
@@ -15,29 +10,17 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import (
-    BeforeValidator,
-    ConfigDict,
-    TypeAdapter,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import ConfigDict, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
 from landprompt.errors import BadInputError
 from landprompt.schema import FilePath, Flag, Int, Real, Text, key, schema_error
 
 Target = Literal["mean", "sample"]
-Precision = Literal["auto", "fp32", "bf16"]
-Device = Literal["auto", "cpu", "cuda"]
-Switch = Literal["auto", "on", "off"]
 EXAMPLE = "configs/train_example.yaml"
-
-
 _SECTION = ConfigDict(extra="forbid")
 
 
@@ -53,9 +36,9 @@ class RunConfig:
     checkpoint_every: Int = key(1000, "Checkpoint every N steps and at the last step.", ge=0)
     keep_checkpoints: Int = key(3, "Keep the newest N checkpoints (0: keep all).", ge=0)
     resume: Text | None = key("auto", "auto, null (start afresh) or a checkpoint folder.")
-    device: Device = key("auto", "auto (CUDA if available), cpu or cuda.")
-    precision: Precision = key("auto", "auto (bf16 autocast on GPU), fp32 or bf16.")
-    tensorboard: Switch = key("auto", "auto (when installed), on (required) or off.")
+    device: Literal["auto", "cpu", "cuda"] = key("auto", "auto (CUDA if available), cpu or cuda.")
+    precision: Literal["auto", "fp32", "bf16"] = key("auto", "auto (bf16 autocast on GPU), fp32 or bf16.")
+    tensorboard: Literal["auto", "on", "off"] = key("auto", "auto (when installed), on (required) or off.")
     threads: Int | None = key(None, "torch CPU threads per process (null: default).", gt=0)
     progress: Flag = key(True, "Show a progress bar (rank 0).")
 
@@ -99,20 +82,14 @@ class ModelConfig:
     @field_validator("arguments")
     @classmethod
     def _arguments(cls, arguments: dict[str, Any]) -> dict[str, Any]:
-        """No reserved names; ``bottleneck``: a whole number >= 1 with ``head: linear`` (a compact cube)."""
-        reserved = {"pretrained", "presto_weights"} & set(arguments)
-        if reserved:
-            raise ValueError(
-                f"model.arguments must not set {sorted(reserved)}: "
-                "use model.presto_weights for initial weights"
-            )
-        value = arguments.get("bottleneck")
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"model.arguments.bottleneck must be a whole number >= 1, got {value!r}")
-        if value is not None and arguments.get("head", "linear") != "linear":
-            raise ValueError(
-                f"model.arguments.bottleneck needs head: linear, got head: {arguments['head']!r}"
-            )
+        """No reserved names; ``bottleneck`` (a compact cube): a whole number >= 1, with ``head: linear``."""
+        if reserved := sorted({"pretrained", "presto_weights"} & set(arguments)):
+            raise ValueError(f"model.arguments must not set {reserved}: use model.presto_weights for weights")
+        width, head = arguments.get("bottleneck"), arguments.get("head", "linear")
+        if width is not None and (type(width) is not int or width < 1):
+            raise ValueError(f"model.arguments.bottleneck must be a whole number >= 1, got {width!r}")
+        if width is not None and head != "linear":
+            raise ValueError(f"model.arguments.bottleneck needs head: linear, got head: {head!r}")
         return arguments
 
 
@@ -125,24 +102,6 @@ class LossConfig:
     max_logit_scale: Real = key(100.0, "Clamp of the logit scale (CLIP's 100).", gt=0.0)
     queue_size: Int = key(0, "Past targets kept as extra negatives (0: none).", ge=0)
 
-    @model_validator(mode="after")
-    def _scale_reachable(self) -> LossConfig:
-        if self.max_logit_scale < 1.0 / self.init_temperature:
-            raise ValueError(
-                f"loss.max_logit_scale ({self.max_logit_scale}) is below 1 / loss.init_temperature "
-                f"({1.0 / self.init_temperature:g})"
-            )
-        return self
-
-
-def _pair(value: Any) -> Any:
-    if not isinstance(value, list | tuple) or len(value) != 2:
-        raise ValueError(f"optim.betas must be a list of 2 values, got {value!r}")
-    return value
-
-
-Betas = Annotated[tuple[Real, Real], BeforeValidator(_pair)]
-
 
 @dataclass(frozen=True, config=_SECTION)
 class OptimConfig:
@@ -151,18 +110,17 @@ class OptimConfig:
     lr: Real = key(5e-4, "Peak learning rate (AdamW), for the global batch.", gt=0.0)
     min_lr: Real = key(0.0, "Learning rate at the end of the cosine decay.", ge=0.0)
     weight_decay: Real = key(0.05, "AdamW weight decay (not on biases, norms...).", ge=0.0)
-    betas: Betas = key((0.9, 0.98), "AdamW betas, both in [0, 1).")
+    betas: tuple[Real, Real] = key((0.9, 0.98), "AdamW betas, both in [0, 1).")
     eps: Real = key(1e-6, "AdamW epsilon.", gt=0.0)
     warmup_steps: Int = key(500, "Linear warm-up steps, then cosine decay to min_lr.", ge=0)
     grad_clip: Real | None = key(1.0, "Clip the global gradient norm (null: none).", gt=0.0)
 
-    @model_validator(mode="after")
-    def _consistent(self) -> OptimConfig:
-        if self.min_lr > self.lr:
-            raise ValueError(f"optim.min_lr ({self.min_lr}) must not exceed optim.lr ({self.lr})")
-        if not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"optim.betas must both lie in [0, 1), got {list(self.betas)}")
-        return self
+    @field_validator("betas", mode="before")
+    @classmethod
+    def _pair(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple) and len(value) == 2:
+            return value
+        raise ValueError(f"optim.betas must be a list of 2 values, got {value!r}")
 
 
 @dataclass(frozen=True, config=_SECTION)
@@ -183,11 +141,17 @@ class TrainConfig:
         return {k: {} if v is None else v for k, v in raw.items()} if isinstance(raw, dict) else raw
 
     @model_validator(mode="after")
-    def _warmup_fits(self) -> TrainConfig:
-        if self.optim.warmup_steps > self.run.steps:
-            raise ValueError(
-                f"optim.warmup_steps ({self.optim.warmup_steps}) must not exceed run.steps ({self.run.steps})"
-            )
+    def _consistent(self) -> TrainConfig:
+        """Keys that bound one another."""
+        optim, steps, scale = self.optim, self.run.steps, 1 / self.loss.init_temperature
+        if optim.min_lr > optim.lr:
+            raise ValueError(f"optim.min_lr ({optim.min_lr}) must not exceed optim.lr ({optim.lr})")
+        if not all(0 <= beta < 1 for beta in optim.betas):
+            raise ValueError(f"optim.betas must both lie in [0, 1), got {list(optim.betas)}")
+        if optim.warmup_steps > steps:
+            raise ValueError(f"optim.warmup_steps ({optim.warmup_steps}) must not exceed run.steps ({steps})")
+        if self.loss.max_logit_scale < scale:
+            raise ValueError(f"loss.max_logit_scale is below 1 / loss.init_temperature ({scale:g})")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -196,28 +160,20 @@ class TrainConfig:
 
 
 _ADAPTER = TypeAdapter(TrainConfig)
-
-
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema of the training configuration (``landprompt train --schema``)."""
-    return _ADAPTER.json_schema()
+json_schema = _ADAPTER.json_schema
+"""The JSON Schema of the training configuration (``landprompt train --schema``)."""
 
 
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> TrainConfig:
-    """Read a YAML training configuration and apply ``section.key=value`` overrides.
-
-    Args:
-        path: The YAML file.
-        overrides: Strings like ``optim.lr=1e-3``; the value is parsed as YAML.
+    """Read a YAML training configuration and apply ``section.key=value`` overrides (values read as YAML).
 
     Raises:
         BadInputError: If the file is missing or malformed, or a key or value is invalid.
     """
-    path = Path(path)
-    if not path.is_file():
+    if not Path(path).is_file():
         raise BadInputError(f"training config not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(Path(path).read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise BadInputError(f"{path} is not a readable YAML file: {err}") from err
     if not isinstance(raw, dict):
@@ -230,29 +186,23 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
     out: dict[str, Any] = copy.deepcopy(dict(raw))
     for item in overrides:
         dotted, sep, text = item.partition("=")
-        parts = dotted.strip().split(".")
+        *sections, name = parts = dotted.strip().split(".")
         if not sep or not all(parts):
             raise BadInputError(f"override {item!r} must look like section.key=value")
+        node = out
+        for i, part in enumerate(sections):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise BadInputError(f"override {item!r}: {'.'.join(parts[: i + 1])} is not a section")
         try:
-            value = yaml.safe_load(text)
+            node[name] = yaml.safe_load(text)
         except yaml.YAMLError as err:
             raise BadInputError(f"override {item!r}: the value is not valid YAML: {err}") from err
-        node = out
-        for i, part in enumerate(parts[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise BadInputError(f"override {item!r}: {'.'.join(parts[: i + 1])} is not a section")
-            node = child
-        node[parts[-1]] = value
     return out
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> TrainConfig:
-    """Build and check a :class:`TrainConfig` from nested mappings (a parsed YAML file).
-
-    Raises:
-        BadInputError: Naming the first missing, unknown or invalid key.
-    """
+    """A checked :class:`TrainConfig` from nested mappings (a parsed YAML file); raises ``BadInputError``."""
     try:
         return _ADAPTER.validate_python(raw)
     except ValidationError as err:
