@@ -3,6 +3,11 @@
 Every key is described in ``configs/train_example.yaml`` and the JSON Schema (``landprompt train --schema``).
 A bad value raises a one-line :class:`~landprompt.errors.BadInputError` naming the key
 (``optim.lr must be > 0.0, got -1``); an unknown key names the closest known one.
+
+Example:
+    >>> config = load_config("configs/train_example.yaml", overrides=["optim.lr=1e-3"])  # doctest: +SKIP
+    >>> config.optim.lr  # doctest: +SKIP
+    0.001
 """
 
 from __future__ import annotations
@@ -143,15 +148,17 @@ class TrainConfig:
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
         """Keys that bound one another."""
-        optim, steps, scale = self.optim, self.run.steps, 1 / self.loss.init_temperature
+        optim, loss, steps = self.optim, self.loss, self.run.steps
         if optim.min_lr > optim.lr:
             raise ValueError(f"optim.min_lr ({optim.min_lr}) must not exceed optim.lr ({optim.lr})")
         if not all(0 <= beta < 1 for beta in optim.betas):
             raise ValueError(f"optim.betas must both lie in [0, 1), got {list(optim.betas)}")
         if optim.warmup_steps > steps:
             raise ValueError(f"optim.warmup_steps ({optim.warmup_steps}) must not exceed run.steps ({steps})")
-        if self.loss.max_logit_scale < scale:
-            raise ValueError(f"loss.max_logit_scale is below 1 / loss.init_temperature ({scale:g})")
+        if loss.max_logit_scale < 1 / loss.init_temperature:
+            raise ValueError(
+                f"loss.max_logit_scale ({loss.max_logit_scale}) is below 1 / loss.init_temperature"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,7 +209,11 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> TrainConfig:
-    """A checked :class:`TrainConfig` from nested mappings (a parsed YAML file); raises ``BadInputError``."""
+    """Build and check a :class:`TrainConfig` from nested mappings (a parsed YAML file).
+
+    Raises:
+        BadInputError: Naming the first missing, unknown or invalid key.
+    """
     try:
         return _ADAPTER.validate_python(raw)
     except ValidationError as err:
