@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from landprompt.embedder.clip import ClipModel
 
-_LOCK = threading.Lock()  # one model load at a time per process (threaded workers)
+_LOCK = threading.Lock()  # one model load or text encoding at a time per process (threaded workers)
 _PYPLOT_LOCK = threading.Lock()  # the PNGs are drawn with pyplot, which is not thread-safe
 
 
@@ -253,7 +253,8 @@ def _scorer(job: Job) -> ConceptScorer:
     from landprompt.query.session import open_session
 
     clip, style = _clip(job.spec.clip), job.spec.defaults.style
-    vectors = open_session(job.spec.cube, clip).encode([job.prompt, *job.background], style)
+    with _LOCK:
+        vectors = open_session(job.spec.cube, clip).encode([job.prompt, *job.background], style)
     query = QuerySettings(job.prompt, job.versus, style, clip.logit_scale, clip.id)
     return ConceptScorer(class_matrix(vectors[0], vectors[1:]), query)
 

@@ -271,8 +271,8 @@ class JobSpec(_Keys):
     def checked(self, base: Path) -> JobSpec:
         """This batch checked against the data, its paths relative to ``base`` (the batch file's folder).
 
-        The relative paths become absolute, the areas' boxes :class:`~landprompt.geo.BBox` es and a left
-        out ``clip`` the model the cube names.
+        In the batch returned, paths are absolute, each area's box is a :class:`~landprompt.geo.BBox`, and
+        ``clip``, if the file leaves it out, is the model the cube names.
 
         Raises:
             BadInputError: One line naming the key (``areas[1].bbox: ...``).
@@ -292,11 +292,12 @@ class JobSpec(_Keys):
             "points": lambda path: read_points(path, spec.label_field),
         }
         for name, read in inputs.items():
+            if spec.kind not in KIND_KEYS[name]:
+                continue
             with _at(name):
-                if spec.kind in KIND_KEYS[name] and getattr(spec, name) is None:
+                if getattr(spec, name) is None:
                     raise BadInputError("required key is missing")
-                if spec.kind in KIND_KEYS[name]:
-                    read(getattr(spec, name))
+                read(getattr(spec, name))
         if spec.out.exists() and not spec.out.is_dir():
             raise BadInputError(f"out: {spec.out} exists and is not a folder")
         grid, areas = cube_grid(ds), []
@@ -323,7 +324,7 @@ def _at(path: str, hint: str = "") -> Iterator[None]:
     try:
         yield
     except BadInputError as exc:
-        raise BadInputError(f"{path}: {exc}{hint}") from None
+        raise type(exc)(f"{path}: {exc}{hint}") from None  # a damaged cube keeps its own exit code
 
 
 def _unique(path: str, what: str, names: list[str]) -> None:
@@ -355,7 +356,7 @@ def _checked_clip(keys: ClipKeys, base: Path) -> ClipKeys:
     if ":" not in keys.model and keys.model not in open_clip.list_models():
         hint = did_you_mean(keys.model, open_clip.list_models(), n=3, show=str)
         raise BadInputError(f"clip.model: unknown CLIP model {keys.model!r}{hint}")
-    weights = (base / keys.pretrained).absolute() if keys.pretrained else None
+    weights = (base / Path(keys.pretrained).expanduser()).absolute() if keys.pretrained else None
     return keys.model_copy(update={"pretrained": str(weights)}) if weights and weights.is_file() else keys
 
 
@@ -402,7 +403,7 @@ def load_jobs(path: str | Path) -> JobSpec:
     try:
         return parse_batch(data, path.parent)
     except BadInputError as exc:
-        raise BadInputError(f"{path}: {exc}") from None
+        raise type(exc)(f"{path}: {exc}") from None
 
 
 def json_schema() -> dict[str, Any]:
