@@ -187,6 +187,7 @@ class DefaultKeys(_Keys):
 class JobSpec(_Keys):
     """A batch file: a kind, a cube, an output folder, the concepts and what the kind needs."""
 
+    model_config = ConfigDict(title="BatchFile")
     kind: Kind = key("map", "What every job makes: map, change, aggregate or points.", title="job kind")
     cube: FilePath = key(..., "The embedding cube (.zarr), relative to the file's folder.")
     cube_b: FilePath | None = key(None, "[change] The later cube, on the same grid.")
