@@ -319,6 +319,19 @@ def test_a_bad_batch_file_names_the_key_and_writes_nothing(
     assert not (tmp_path / "maps").exists()
 
 
+def test_a_damaged_cube_keeps_its_error_and_exit_code(cube: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from landprompt.errors import DamagedCubeError
+
+    damaged = shutil.copytree(cube, tmp_path / "damaged.zarr")
+    (damaged / "zarr.json").write_text("{")
+    path = write_batch(tmp_path, {**batch(cube, tmp_path), "cube": str(damaged)})
+    with pytest.raises(DamagedCubeError, match=r"batch\.yaml: cube: cube .*damaged") as error:
+        load_jobs(path)
+    assert error.value.exit_code == 4
+
+
 def test_an_area_too_large_for_html_is_refused_up_front(
     cube: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
