@@ -368,5 +368,5 @@ def test_the_example_batch_file_is_valid(tmp_path: Path, cube: Path) -> None:
     data.pop("areas")  # the example's areas lie on the demo region, not on this cube
     spec = parse_batch({**data, "cube": str(cube), "out": str(tmp_path)}, example.parent)
     assert [c.slug for c in spec.concepts] == ["a-lake", "woods", "village"]
-    assert spec.formats == ["cog", "png", "html"] and spec.defaults.style == "ground"
+    assert spec.formats == ("cog", "png", "html") and spec.defaults.style == "ground"
     assert spec.defaults.dtype == "float32"

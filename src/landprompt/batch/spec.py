@@ -235,7 +235,7 @@ class JobSpec(_Keys):
                 raise ValueError(
                     f"defaults.formats[{i}]: unknown format {fmt!r}; choose one of {', '.join(choices)}"
                 )
-        _unique("defaults.formats", "formats", self.formats)
+        _unique("defaults.formats", "formats", list(self.formats))
         _unique("concepts", "concept names", [concept.slug for concept in self.concepts])
         _unique("areas", "area names", [area.slug for area in self.areas or []])
         for i, concept in enumerate(self.concepts):
@@ -248,10 +248,9 @@ class JobSpec(_Keys):
         return self
 
     @property
-    def formats(self) -> list[str]:
+    def formats(self) -> tuple[str, ...]:
         """The output formats: ``defaults.formats``, else the kind's default ones."""
-        formats = self.defaults.formats
-        return list(DEFAULT_FORMATS[self.kind]) if formats is None else formats
+        return tuple(self.defaults.formats or DEFAULT_FORMATS[self.kind])
 
     @property
     def threshold(self) -> float:
