@@ -153,13 +153,15 @@ class DefaultKeys(_Keys):
     )
     block_km: float = key(10.0, "[points] Side of the spatial cross-validation blocks, km.")
 
-    @field_validator("style")
+    @field_validator("style", mode="before")
     @classmethod
-    def _style(cls, style: str) -> str:
+    def _style(cls, style: Any) -> Any:
+        """A known template style; null is the default one."""
         from landprompt.embedder.prompts import get_templates
 
-        get_templates(style)
-        return style
+        if isinstance(style, str) and style.strip():
+            get_templates(style.strip())
+        return DEFAULT_STYLE if style is None else style
 
     @field_validator("formats", mode="before")
     @classmethod
