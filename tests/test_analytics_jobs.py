@@ -15,7 +15,9 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from landprompt.batch.jobs import AggregateJob, ChangeJob, PointsJob, load_jobs, plan, run_jobs
+from landprompt.batch.jobs import AggregateJob, ChangeJob, PointsJob
+from landprompt.batch.run import plan, run_jobs
+from landprompt.batch.spec import load_jobs
 from landprompt.calibration import calibration_path
 from landprompt.cli import app
 from landprompt.errors import BadInputError

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
-from landprompt.batch.schema import KIND_KEYS, BatchFile, parse_batch
+from landprompt.batch.spec import KIND_KEYS, JobSpec, parse_batch
 from landprompt.cli import app
 from landprompt.errors import BadInputError
 from landprompt.examples import example_text
@@ -20,7 +21,7 @@ MINIMAL = {"cube": "c.zarr", "out": "maps", "concepts": ["a lake"]}
 
 def test_the_example_batch_file_validates() -> None:
     keys = parse_batch(yaml.safe_load(example_text("batch")))
-    assert keys.kind == "map" and keys.cube == "../demo-output/cube.zarr" and keys.clip is None
+    assert keys.kind == "map" and keys.cube == Path("../demo-output/cube.zarr") and keys.clip is None
     assert [(c.name, c.prompt) for c in keys.concepts] == [
         (None, "a lake"),
         ("woods", "a forest"),
@@ -103,7 +104,7 @@ def test_schema_errors_are_one_line_naming_the_key(change: dict[str, Any], messa
 
 def test_null_defaults_and_a_bare_prompt_take_the_defaults() -> None:
     keys = parse_batch(MINIMAL | {"defaults": None})
-    assert keys.defaults == BatchFile.model_validate(MINIMAL).defaults
+    assert keys.defaults == JobSpec.model_validate(MINIMAL).defaults
     assert (
         keys.defaults.dtype == "float32" and keys.defaults.block_km == 10.0 and not keys.defaults.calibrated
     )

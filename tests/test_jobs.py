@@ -14,7 +14,9 @@ import yaml
 from affine import Affine
 
 from landprompt.batch import jobs
-from landprompt.batch.jobs import JobSpec, load_jobs, plan, run_jobs
+from landprompt.batch import spec as batch_spec
+from landprompt.batch.run import JobReport, plan, run_jobs
+from landprompt.batch.spec import ClipKeys, JobSpec, load_jobs, parse_batch
 from landprompt.errors import BadInputError
 from landprompt.geo import Grid
 from landprompt.query.maps import read_map
@@ -81,7 +83,7 @@ def mtimes(spec: JobSpec) -> dict[Path, int]:
 
 
 @pytest.fixture(scope="module")
-def exported(cube: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[JobSpec, jobs.JobReport]:
+def exported(cube: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[JobSpec, JobReport]:
     """The batch, run once in process."""
     folder = tmp_path_factory.mktemp("batch")
     spec = load_jobs(write_batch(folder, batch(cube, folder)))
@@ -94,7 +96,7 @@ def exported(cube: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[JobS
 def test_plan_makes_one_job_per_concept_and_area(cube: Path, tmp_path: Path) -> None:
     spec = load_jobs(write_batch(tmp_path, batch(cube, tmp_path)))
     assert spec.out == tmp_path / "maps"  # relative to the batch file
-    assert spec.clip == jobs.ClipSpec("landprompt-tiny", None)  # from the cube's attrs
+    assert spec.clip == ClipKeys(model="landprompt-tiny")  # from the cube's attrs
     planned = plan(spec)
     assert [job.key for job in planned] == KEYS
     assert dict(planned[1].outputs) == {
@@ -125,7 +127,7 @@ def test_areas_left_out_map_the_whole_cube(cube: Path, tmp_path: Path) -> None:
 # --- running ---------------------------------------------------------------------------------------
 
 
-def test_run_writes_every_output(exported: tuple[JobSpec, jobs.JobReport]) -> None:
+def test_run_writes_every_output(exported: tuple[JobSpec, JobReport]) -> None:
     spec, report = exported
     assert report.done == KEYS and report.skipped == [] and report.failed == {} and report.ok
     assert report.summary() == "4 done, 0 skipped, 0 failed"
@@ -143,7 +145,7 @@ def test_run_writes_every_output(exported: tuple[JobSpec, jobs.JobReport]) -> No
 @pytest.mark.parametrize(("concept", "planted"), [("a-lake", True), ("woods", False)])
 @pytest.mark.parametrize("area", ["west", "east"])
 def test_maps_are_high_exactly_on_the_planted_half(
-    exported: tuple[JobSpec, jobs.JobReport], area: str, concept: str, planted: bool
+    exported: tuple[JobSpec, JobReport], area: str, concept: str, planted: bool
 ) -> None:
     spec, _ = exported
     da = read_map(spec.out / area / f"{concept}.tif")
@@ -153,14 +155,14 @@ def test_maps_are_high_exactly_on_the_planted_half(
     assert da.rio.crs == GRID.crs
 
 
-def test_png_and_html_outputs_are_real(exported: tuple[JobSpec, jobs.JobReport]) -> None:
+def test_png_and_html_outputs_are_real(exported: tuple[JobSpec, JobReport]) -> None:
     spec, _ = exported
     assert (spec.out / "west/woods.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (spec.out / "west/woods.html").read_text()
     assert "data:image/png;base64," in html and "P(a forest) - west" in html
 
 
-def test_a_rerun_skips_every_job_and_touches_no_file(exported: tuple[JobSpec, jobs.JobReport]) -> None:
+def test_a_rerun_skips_every_job_and_touches_no_file(exported: tuple[JobSpec, JobReport]) -> None:
     spec, _ = exported
     before = mtimes(spec)
     report = run_jobs(spec, progress=False)
@@ -168,7 +170,7 @@ def test_a_rerun_skips_every_job_and_touches_no_file(exported: tuple[JobSpec, jo
     assert mtimes(spec) == before
 
 
-def test_deleting_one_output_remakes_only_that_one(exported: tuple[JobSpec, jobs.JobReport]) -> None:
+def test_deleting_one_output_remakes_only_that_one(exported: tuple[JobSpec, JobReport]) -> None:
     spec, _ = exported
     gone = spec.out / "east/woods.png"
     gone.unlink()
@@ -193,10 +195,10 @@ def test_overwrite_rewrites_every_output(cube: Path, tmp_path: Path) -> None:
 
 
 def test_a_local_dask_cluster_writes_identical_maps(
-    exported: tuple[JobSpec, jobs.JobReport], tmp_path: Path
+    exported: tuple[JobSpec, JobReport], tmp_path: Path
 ) -> None:
     spec, _ = exported
-    dask_spec = JobSpec(**{**vars(spec), "out": tmp_path / "maps"})
+    dask_spec = spec.model_copy(update={"out": tmp_path / "maps"})
     report = run_jobs(dask_spec, scheduler="local", progress=False)
     assert sorted(report.done) == sorted(KEYS) and report.ok
     for path in outputs(spec):
@@ -317,10 +319,23 @@ def test_a_bad_batch_file_names_the_key_and_writes_nothing(
     assert not (tmp_path / "maps").exists()
 
 
+def test_a_damaged_cube_keeps_its_error_and_exit_code(cube: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from landprompt.errors import DamagedCubeError
+
+    damaged = shutil.copytree(cube, tmp_path / "damaged.zarr")
+    (damaged / "zarr.json").write_text("{")
+    path = write_batch(tmp_path, {**batch(cube, tmp_path), "cube": str(damaged)})
+    with pytest.raises(DamagedCubeError, match=r"batch\.yaml: cube: cube .*damaged") as error:
+        load_jobs(path)
+    assert error.value.exit_code == 4
+
+
 def test_an_area_too_large_for_html_is_refused_up_front(
     cube: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jobs, "HTML_MAX_PIXELS", 1000)
+    monkeypatch.setattr(batch_spec, "HTML_MAX_PIXELS", 1000)
     with pytest.raises(BadInputError, match=r"areas\[0\]: the map is .* drop html from defaults.formats"):
         load_jobs(write_batch(tmp_path, batch(cube, tmp_path)))
 
@@ -344,13 +359,14 @@ def test_a_batch_file_that_is_not_a_mapping_is_refused(tmp_path: Path, text: str
 
 def test_an_explicit_clip_replaces_the_cubes(cube: Path, tmp_path: Path) -> None:
     data = {**batch(cube, tmp_path), "clip": {"model": "landprompt-tiny", "pretrained": None}}
-    assert load_jobs(write_batch(tmp_path, data)).clip == jobs.ClipSpec("landprompt-tiny", None)
+    assert load_jobs(write_batch(tmp_path, data)).clip == ClipKeys(model="landprompt-tiny")
 
 
 def test_the_example_batch_file_is_valid(tmp_path: Path, cube: Path) -> None:
     example = Path(__file__).parents[1] / "examples" / "batch_maps.yaml"
     data = yaml.safe_load(example.read_text())
     data.pop("areas")  # the example's areas lie on the demo region, not on this cube
-    spec = JobSpec.from_dict({**data, "cube": str(cube), "out": str(tmp_path)}, example.parent)
+    spec = parse_batch({**data, "cube": str(cube), "out": str(tmp_path)}, example.parent)
     assert [c.slug for c in spec.concepts] == ["a-lake", "woods", "village"]
-    assert spec.formats == ("cog", "png", "html") and spec.style == "ground" and spec.dtype == "float32"
+    assert spec.formats == ("cog", "png", "html") and spec.defaults.style == "ground"
+    assert spec.defaults.dtype == "float32"

@@ -1,6 +1,6 @@
-"""Batch runs of the query and evaluate stages from a YAML file (:mod:`landprompt.batch.jobs`).
+"""Batch runs of the query and evaluate stages from a YAML file.
 
-The batch runner sits above the stages it drives: only the command line and user code import it.
-Compatibility: it moved from ``landprompt.query.jobs``; import ``landprompt.batch.jobs`` instead (no
-alias is left in ``query``, which must not import the stages above it).
+:mod:`~landprompt.batch.spec` checks the file (pydantic models), :mod:`~landprompt.batch.jobs` holds one job
+class per kind and :mod:`~landprompt.batch.run` plans, runs and reports. The batch runner sits above the
+stages it drives: only the command line and user code import it (it moved from ``landprompt.query.jobs``).
 """

@@ -196,7 +196,8 @@ def query_export(
 
         landprompt query export batch.yaml --scheduler local
     """
-    from landprompt.batch.jobs import load_jobs, run_jobs
+    from landprompt.batch.run import run_jobs
+    from landprompt.batch.spec import load_jobs
     from landprompt.errors import BadInputError
 
     if example:
@@ -207,7 +208,7 @@ def query_export(
     if schema:
         import json
 
-        from landprompt.batch.schema import json_schema
+        from landprompt.batch.spec import json_schema
 
         print(json.dumps(json_schema(), indent=2))
         return
