@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -57,6 +58,24 @@ def test_progress_bar_counts_from_done_and_shows_the_note(monkeypatch: pytest.Mo
         advance()
     (task,) = bars[0].tasks
     assert (task.completed, task.total, task.fields["note"]) == (7, 10, "12 px/s")
+
+
+def test_progress_bar_takes_done_and_total_from_a_chunk_loop() -> None:
+    from rich.console import Console
+
+    terminal, piped = io.StringIO(), io.StringIO()
+    with progress_bar(
+        "scoring",
+        unit="pixels",
+        console=Console(file=terminal, force_terminal=True, color_system=None, width=100),
+    ) as bar:
+        bar.to(3, 12)
+        bar.to(12, 12)
+    assert "scoring" in terminal.getvalue() and "12/12 pixels" in terminal.getvalue()
+    # a transient bar off a terminal writes nothing at all (no blank line into a captured stream)
+    with progress_bar("scoring", transient=True, console=Console(file=piped)) as bar:
+        bar.to(12, 12)
+    assert piped.getvalue() == ""
 
 
 def test_choose_device(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -162,32 +160,6 @@ def check_outputs(*paths: Path | None, folder: bool = False) -> None:
     for path in paths:
         if path is not None:
             require_writable(path, folder=folder)
-
-
-@contextmanager
-def counting(label: str, unit: str = "pixels") -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar with counts on stderr; yields ``update(done, total)`` for the chunk loops."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn(unit),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    # on a terminal only: piped or captured stderr gets no bar (nor the blank line a finished one leaves)
-    with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
-        task = bar.add_task("", total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def warn_random(name: str) -> None:
