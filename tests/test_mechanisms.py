@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from landprompt.errors import did_you_mean
@@ -106,3 +107,15 @@ def test_recorded_clip_reads_the_model_a_cube_names() -> None:
     assert recorded_clip({"clip_model": "ViT-B-32", "clip_pretrained": ""}) == ("ViT-B-32", None)
     assert recorded_clip({"clip_model": "", "clip_pretrained": "x"}) is None
     assert recorded_clip({}) is None
+
+
+def test_clip_named_in_loads_the_recorded_model_or_names_the_owner() -> None:
+    from landprompt.embedder.clip import TINY_MODEL, clip_named_in, load_clip
+    from landprompt.errors import BadInputError
+
+    loaded = clip_named_in({"clip_model": TINY_MODEL, "clip_pretrained": ""}, "cube a.zarr", "cpu")
+    expected = load_clip(TINY_MODEL, device="cpu")  # seeded random weights: the same model
+    assert loaded.id == expected.id
+    np.testing.assert_array_equal(loaded.encode_prompts(["sea"]), expected.encode_prompts(["sea"]))
+    with pytest.raises(BadInputError, match=r"^cube a\.zarr does not name its CLIP model: pass clip="):
+        clip_named_in({"clip_model": ""}, "cube a.zarr")

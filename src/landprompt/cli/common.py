@@ -14,6 +14,8 @@ from landprompt.cli.boundary import debug_enabled, user_error
 from landprompt.errors import BadInputError
 
 if TYPE_CHECKING:
+    import xarray as xr
+
     from landprompt.embedder.clip import ClipModel
 
 console = Console()
@@ -128,9 +130,10 @@ def clip_or_none(name: str | None, pretrained: str | None, cube: Path | None = N
         BadInputError: If ``--clip`` names a model without weights and the cube records none for it,
             or a model of another embedding width than the cube.
     """
-    from landprompt.embedder.clip import load_clip
+    from landprompt.embedder.clip import load_clip, recorded_clip
 
-    recorded = _recorded_clip(cube)
+    ds = _single_cube(cube)
+    recorded = None if ds is None else recorded_clip(ds.attrs)
     if name is None:
         if recorded is not None and not recorded[1]:
             warn_random(recorded[0])
@@ -145,11 +148,10 @@ def clip_or_none(name: str | None, pretrained: str | None, cube: Path | None = N
     if pretrained.lower() == RANDOM_WEIGHTS:
         warn_random(name)
     model = load_clip(name, None if pretrained.lower() == RANDOM_WEIGHTS else pretrained)
-    if cube is not None and cube.is_dir():
+    if ds is not None:
         from landprompt.checks import same_width
-        from landprompt.embedder.cube import open_cube
 
-        same_width(model, open_cube(cube), cube)  # before any scoring or output
+        same_width(model, ds, cube or "")  # before any scoring or output
     return model
 
 
@@ -171,16 +173,20 @@ def warn_random(name: str) -> None:
     )
 
 
-def _recorded_clip(cube: Path | None) -> tuple[str, str | None] | None:
-    """(model, pretrained tag) a cube records, or None when there is no readable single cube."""
-    import json
+def _single_cube(cube: Path | None) -> xr.Dataset | None:
+    """The cube at ``cube``; None for no path or no cube (a folder of shards, checked when read).
 
-    if cube is not None and (cube / ".zattrs").is_file():  # a cube in the Zarr v2 layout
-        attrs = json.loads((cube / ".zattrs").read_text())
-    elif cube is not None and (cube / "zarr.json").is_file():
-        attrs = json.loads((cube / "zarr.json").read_text()).get("attributes", {})
-    else:
+    Raises:
+        DamagedCubeError: If it is a damaged cube.
+    """
+    if cube is None:
         return None
-    from landprompt.embedder.clip import recorded_clip
+    from landprompt.embedder.cube import open_cube
+    from landprompt.errors import DamagedCubeError, NotACubeError
 
-    return recorded_clip(attrs)
+    try:
+        return open_cube(cube)
+    except DamagedCubeError:
+        raise
+    except NotACubeError:
+        return None
