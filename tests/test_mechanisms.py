@@ -119,3 +119,17 @@ def test_clip_named_in_loads_the_recorded_model_or_names_the_owner() -> None:
     np.testing.assert_array_equal(loaded.encode_prompts(["sea"]), expected.encode_prompts(["sea"]))
     with pytest.raises(BadInputError, match=r"^cube a\.zarr does not name its CLIP model: pass clip="):
         clip_named_in({"clip_model": ""}, "cube a.zarr")
+
+
+def test_one_colour_source_for_maps_tiles_and_legends() -> None:
+    from matplotlib import colormaps
+
+    from landprompt.query.colours import colour_lut, legend_colours, probability_rgba
+
+    lut = colour_lut()
+    assert np.array_equal(lut, colormaps["magma"](np.arange(256), bytes=True))
+    rgba = probability_rgba(np.array([[0.0, 1.0], [np.nan, 0.5]]))
+    assert np.array_equal(rgba[0, 0], lut[0]) and np.array_equal(rgba[0, 1], lut[255])
+    assert np.array_equal(rgba[1, 0], [0, 0, 0, 0]) and np.array_equal(rgba[1, 1], lut[128])
+    assert legend_colours()[0] == "#000004" and legend_colours()[-1] == "#fcfdbf"
+    assert len(legend_colours(steps=5)) == 5 and legend_colours("RdBu", 2) == ["#67001f", "#053061"]
