@@ -16,21 +16,20 @@ Other work may share the CPU. Usage: ``python benchmarks/concepts.py [--points 1
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from affine import Affine
 
+from _common import emit, europe_grid, seconds
 from landprompt.embedder.clip import TINY_MODEL, load_clip
 from landprompt.embedder.cube import write_cube
 from landprompt.evaluate.concept_suite import ConceptSuite, load_suite
 from landprompt.evaluate.concepts import evaluate_concepts
 from landprompt.evaluate.points import evaluate_points
-from landprompt.geo import EUROPE_CRS, WGS84, Grid, transform_points
+from landprompt.geo import EUROPE_CRS, WGS84, transform_points
 
 LC_CODES = [
     "B11",
@@ -82,7 +81,7 @@ def main() -> None:
     clip = load_clip(TINY_MODEL, device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        grid = Grid(EUROPE_CRS, Affine(10.0, 0, 4_000_000.0, 0, -10.0, 3_000_000.0), (args.size, args.size))
+        grid = europe_grid(args.size)
         rng = np.random.default_rng(0)
         vectors = rng.normal(size=(args.size, args.size, clip.embed_dim)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=-1, keepdims=True)
@@ -113,31 +112,27 @@ def main() -> None:
             shipped.source,
         )
 
-        start = time.perf_counter()
-        evaluate_points(cube, "olive groves", work / "points.csv", clip=clip, save=False)
-        yardstick = time.perf_counter() - start
+        yardstick = seconds(
+            lambda: evaluate_points(cube, "olive groves", work / "points.csv", clip=clip, save=False)
+        )
         for bootstrap in (0, args.bootstrap):
             start = time.perf_counter()
             report = evaluate_concepts(
                 work / "lucas.csv", cube, suite, "classname", clip=clip, bootstrap=bootstrap
             )
-            seconds = time.perf_counter() - start
+            total = time.perf_counter() - start
             scored = sum(e["status"] == "scored" for e in report["concepts"])
-            per = seconds / scored
-            print(
-                json.dumps(
-                    {
-                        "benchmark": "evaluate concepts, per scored concept and style",
-                        "points": args.points,
-                        "concepts_scored": scored,
-                        "bootstrap": bootstrap,
-                        "seconds_total": round(seconds, 3),
-                        "seconds_per_concept": round(per, 4),
-                        "yardstick": "evaluate_points, one concept, same points",
-                        "yardstick_seconds": round(yardstick, 3),
-                        "ratio": round(per / yardstick, 3),
-                    }
-                )
+            per = total / scored
+            emit(
+                benchmark="evaluate concepts, per scored concept and style",
+                points=args.points,
+                concepts_scored=scored,
+                bootstrap=bootstrap,
+                seconds_total=round(total, 3),
+                seconds_per_concept=round(per, 4),
+                yardstick="evaluate_points, one concept, same points",
+                yardstick_seconds=round(yardstick, 3),
+                ratio=round(per / yardstick, 3),
             )
 
 

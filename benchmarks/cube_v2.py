@@ -24,7 +24,6 @@ The CPU is shared with other work on a small machine: read the ratios, not the t
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -32,9 +31,10 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
-from affine import Affine
 
+import _common
 import landprompt
+from _common import best_time, disk_bytes, europe_grid, seconds, unit
 from landprompt.embedder.basis import fit_pca, linear_head_basis
 from landprompt.embedder.cube import CubeWriter, read_window, write_cube
 from landprompt.geo import Grid
@@ -50,8 +50,7 @@ RECORDS: list[dict[str, object]] = []
 
 
 def emit(**record: object) -> None:
-    RECORDS.append(record)
-    print(json.dumps(record), flush=True)
+    RECORDS.append(_common.emit(**record))
 
 
 def fidelity_table(records: list[dict[str, object]]) -> str:
@@ -72,22 +71,10 @@ def fidelity_table(records: list[dict[str, object]]) -> str:
     return "\n".join([head, *lines])
 
 
-def unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
-
-
-def grid(rows: int, cols: int) -> Grid:
-    return Grid(3035, Affine(10.0, 0.0, 4_000_000.0, 0.0, -10.0, 3_000_000.0), (rows, cols))
-
-
-def store_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
 def pixel_bytes(path: Path) -> int:
     """Bytes of the per-pixel arrays (values, scale, valid): what a pixel costs at Europe scale."""
     return sum(
-        store_bytes(path / name) for name in ("embedding", "code", "scale", "valid") if (path / name).exists()
+        disk_bytes(path / name) for name in ("embedding", "code", "scale", "valid") if (path / name).exists()
     )
 
 
@@ -152,7 +139,7 @@ def fidelity(name: str, work: Path, z: np.ndarray, weight: np.ndarray, bias: np.
     side = int(np.floor(np.sqrt(n)))
     z = z[: side * side]
     exact = unit(z @ weight.T + bias)
-    g = grid(side, side)
+    g = europe_grid(side)
     queries = np.concatenate([unit(rng.normal(size=(50, exact.shape[1]))), exact[rng.choice(len(exact), 50)]])
     background = exact[rng.choice(len(exact), 16, replace=False)]
     truth_scores = exact @ queries.T
@@ -223,7 +210,7 @@ def fidelity(name: str, work: Path, z: np.ndarray, weight: np.ndarray, bias: np.
             prob_err_p99=round(float(np.percentile(err, 99)), 5),
             prob_err_max=round(float(err.max()), 4),
             yardstick="exact float32 scores in the 512-d space",
-            bytes_per_pixel=round(store_bytes(path) / side**2, 1),
+            bytes_per_pixel=round(disk_bytes(path) / side**2, 1),
             pixel_array_bytes_per_pixel=round(pixel_bytes(path) / side**2, 1),
         )
 
@@ -233,23 +220,17 @@ def fidelity(name: str, work: Path, z: np.ndarray, weight: np.ndarray, bias: np.
 
 def map_rate(path: Path, concept: np.ndarray, background: np.ndarray) -> float:
     """Pixels a second of probability_map (best of 2)."""
-    best = 0.0
-    for _ in range(2):
-        start = time.perf_counter()
-        out = landprompt.probability_map(path, concept, versus=background, logit_scale=100.0)
-        best = max(best, out.size / (time.perf_counter() - start))
-    return best
+    ds = landprompt.open_cube(path)
+    best = best_time(
+        lambda: landprompt.probability_map(path, concept, versus=background, logit_scale=100.0), 2
+    )
+    return ds.sizes["y"] * ds.sizes["x"] / best
 
 
 def bandwidth(n_bytes: int) -> float:
     """Bytes a second of a numpy streaming read (bitwise-or reduce over uint64) of an in-memory array."""
     arr = np.random.default_rng(0).integers(0, 255, size=n_bytes // 8 * 8, dtype=np.uint8).view(np.uint64)
-    best = 0.0
-    for _ in range(3):
-        start = time.perf_counter()
-        np.bitwise_or.reduce(arr)
-        best = max(best, arr.nbytes / (time.perf_counter() - start))
-    return best
+    return arr.nbytes / best_time(lambda: np.bitwise_or.reduce(arr), 3)
 
 
 def _divisor_chunk(side: int, target: int = 1024) -> int:
@@ -261,7 +242,7 @@ def speed(work: Path, side: int, rng) -> None:
     z, weight, bias = planted(side * side, 64, 128, rng)
     v2 = write_features(
         work / "speed_v2.zarr",
-        grid(side, side),
+        europe_grid(side),
         z.reshape(side, side, 64),
         linear_head_basis(weight, bias),
         "int8",
@@ -277,7 +258,7 @@ def speed(work: Path, side: int, rng) -> None:
     v1 = write_cube(
         work / "speed_v1.zarr",
         unit(z1 @ w1.T + b1).reshape(512, 512, 512),
-        grid(512, 512),
+        europe_grid(512),
         dtype="int8",
         chunk=256,
     )
@@ -298,9 +279,8 @@ def speed(work: Path, side: int, rng) -> None:
     rows, cols = slice(0, side), slice(0, side)
     times = {}
     for m in (1, 16):
-        start = time.perf_counter()
-        session.probability_window(rows, cols, unit(rng.normal(size=(m, 128))), background, 100.0)
-        times[m] = time.perf_counter() - start
+        concepts = unit(rng.normal(size=(m, 128)))
+        times[m] = seconds(lambda c=concepts: session.probability_window(rows, cols, c, background, 100.0))
     emit(
         figure="speed_16_concepts",
         seconds_1=round(times[1], 2),
@@ -326,7 +306,7 @@ def topk(work: Path, side: int, rng, n_queries: int = 30, dtypes: tuple[str, ...
     for dtype in dtypes:
         path = write_features(
             work / f"topk_{dtype}.zarr",
-            grid(side, side),
+            europe_grid(side),
             z.reshape(side, side, 64),
             linear_head_basis(weight, bias),
             dtype,

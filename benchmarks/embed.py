@@ -16,9 +16,7 @@ Each figure is one JSON line with its yardstick and their ratio. Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,7 @@ from affine import Affine
 from pyproj import CRS
 from torch.utils.flop_counter import FlopCounterMode
 
+from _common import best_time, emit
 from landprompt.embedder.models import create_encoder, pixel_latlon
 from landprompt.eo.bands import S1_BAND_NAMES, S2_BAND_NAMES
 from landprompt.eo.local import LocalSource
@@ -36,19 +35,10 @@ from landprompt.geo import Grid
 YEAR = 2022
 
 
-def best_of(fn, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
 def matmul_flops_per_s(n: int = 2048) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.matmul(a, b)  # warm-up
-    return 2 * n**3 / best_of(lambda: torch.matmul(a, b), repeat=5)
+    return 2 * n**3 / best_time(lambda: torch.matmul(a, b), 5)
 
 
 def write_stack(folder: Path, grid: Grid, dates: int) -> None:
@@ -98,7 +88,7 @@ def bench_encoder(pixels: int, source: LocalSource, grid: Grid) -> dict:
     torch.manual_seed(0)
     encoder = create_encoder("sits", clip_dim=512, pool_size=5)
     encoder.embed_dense(composite, latlon, batch_size=1024)  # warm-up
-    seconds = best_of(lambda: encoder.embed_dense(composite, latlon, batch_size=1024), repeat=2)
+    seconds = best_time(lambda: encoder.embed_dense(composite, latlon, batch_size=1024), 2)
     with FlopCounterMode(display=False) as counter:
         encoder.embed_dense(composite, latlon, batch_size=1024)
     flops = counter.get_total_flops()
@@ -119,8 +109,8 @@ def bench_encoder(pixels: int, source: LocalSource, grid: Grid) -> dict:
 
 def bench_reads(source: LocalSource, grid: Grid, folder: Path) -> dict:
     source.composite(grid, YEAR)  # warm the page cache for both
-    composite_s = best_of(lambda: source.composite(grid, YEAR), repeat=2)
-    raw_s = best_of(lambda: raw_reads(folder), repeat=2)
+    composite_s = best_time(lambda: source.composite(grid, YEAR), 2)
+    raw_s = best_time(lambda: raw_reads(folder), 2)
     n_bytes = sum(p.stat().st_size for p in folder.glob("*.tif"))
     return {
         "benchmark": "chunk_input_reads",
@@ -147,8 +137,8 @@ def main() -> None:
         folder = Path(tmp)
         write_stack(folder, grid, args.dates)
         source = LocalSource(folder)
-        print(json.dumps(bench_encoder(args.pixels, source, grid)), flush=True)
-        print(json.dumps(bench_reads(source, grid, folder)), flush=True)
+        emit(**bench_encoder(args.pixels, source, grid))
+        emit(**bench_reads(source, grid, folder))
 
 
 if __name__ == "__main__":

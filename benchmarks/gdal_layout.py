@@ -17,37 +17,22 @@ Other work may share the CPU. Usage: ``python benchmarks/gdal_layout.py [--size 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-from affine import Affine
 
-from landprompt.embedder.cube import CubeWriter, ZarrFormat, open_cube
-from landprompt.geo import Grid
+from _common import disk_bytes, emit, random_cube, seconds
+from landprompt.embedder.cube import ZarrFormat, open_cube
 from landprompt.query.probability import probability_map
 
 
 def write(path: Path, size: int, dim: int, zarr_format: ZarrFormat) -> float:
     """Write the synthetic cube at ``path``; returns the seconds it took."""
     shutil.rmtree(path, ignore_errors=True)
-    grid = Grid("EPSG:3035", Affine(10.0, 0, 4_000_000.0, 0, -10.0, 3_000_000.0), (size, size))
-    start = time.perf_counter()
-    writer = CubeWriter(path, grid, dim, chunk=256, zarr_format=zarr_format)
-    for window in writer.pending():
-        rng = np.random.default_rng([2, *window.index])
-        vectors = rng.normal(size=(*window.shape, dim)).astype(np.float32)
-        writer.write_chunk(window, vectors / np.linalg.norm(vectors, axis=-1, keepdims=True))
-    writer.finalize()
-    return time.perf_counter() - start
-
-
-def disk_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return seconds(lambda: random_cube(path, size, dim, zarr_format))
 
 
 def main() -> None:
@@ -69,35 +54,28 @@ def main() -> None:
             times["write"][fmt].append(write(cube, args.size, args.dim, fmt))
     for _ in range(args.repeats):
         for fmt, cube in cubes.items():
-            start = time.perf_counter()
-            probability_map(open_cube(cube), concept, versus=versus, logit_scale=100.0)
-            times["map"][fmt].append(time.perf_counter() - start)
+            run = seconds(
+                lambda c=cube: probability_map(open_cube(c), concept, versus=versus, logit_scale=100.0)
+            )
+            times["map"][fmt].append(run)
     shape = f"{args.size}x{args.size}x{args.dim} fp16, chunk 256"
     for what in ("write", "map"):
         v2, v3 = (statistics.median(times[what][fmt]) for fmt in (2, 3))
-        print(
-            json.dumps(
-                {
-                    "benchmark": f"gdal_layout.{what}",
-                    "cube": shape,
-                    "zarr_v2_s": round(v2, 3),
-                    "yardstick_zarr_v3_s": round(v3, 3),
-                    "ratio": round(v2 / v3, 3),
-                    "zarr_v2_mpix_per_s": round(args.size**2 / v2 / 1e6, 2),
-                }
-            )
+        emit(
+            benchmark=f"gdal_layout.{what}",
+            cube=shape,
+            zarr_v2_s=round(v2, 3),
+            yardstick_zarr_v3_s=round(v3, 3),
+            ratio=round(v2 / v3, 3),
+            zarr_v2_mpix_per_s=round(args.size**2 / v2 / 1e6, 2),
         )
     v2_bytes, v3_bytes = (disk_bytes(cubes[fmt]) for fmt in (2, 3))
-    print(
-        json.dumps(
-            {
-                "benchmark": "gdal_layout.disk",
-                "cube": shape,
-                "zarr_v2_bytes": v2_bytes,
-                "yardstick_zarr_v3_bytes": v3_bytes,
-                "ratio": round(v2_bytes / v3_bytes, 3),
-            }
-        )
+    emit(
+        benchmark="gdal_layout.disk",
+        cube=shape,
+        zarr_v2_bytes=v2_bytes,
+        yardstick_zarr_v3_bytes=v3_bytes,
+        ratio=round(v2_bytes / v3_bytes, 3),
     )
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)

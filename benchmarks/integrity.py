@@ -33,41 +33,28 @@ import os
 import shutil
 import statistics
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
 import numpy as np
-from affine import Affine
 
+from _common import emit, europe_grid, median_time, random_cube
 from landprompt.embedder import integrity
 from landprompt.embedder.basis import linear_head_basis
 from landprompt.embedder.cube import CubeWriter, open_cube, verify
-from landprompt.geo import Grid
 from landprompt.index import search
 from landprompt.index.build import build_index
 from landprompt.query.probability import probability_map
 
 
-def make_cube(path: Path, size: int, dim: int) -> Path:
-    grid = Grid("EPSG:3035", Affine(10.0, 0, 4_000_000.0, 0, -10.0, 3_000_000.0), (size, size))
-    writer = CubeWriter(path, grid, dim, chunk=256)
-    for window in writer.pending():
-        rng = np.random.default_rng([2, *window.index])
-        vectors = rng.normal(size=(*window.shape, dim)).astype(np.float32)
-        writer.write_chunk(window, vectors / np.linalg.norm(vectors, axis=-1, keepdims=True))
-    return writer.finalize()
-
-
 def make_v2_cube(path: Path, size: int, dim: int, rank: int = 64) -> Path:
     """A version-2 int8 cube of rank ``rank`` (a random linear head into ``dim``), chunk 256."""
-    grid = Grid("EPSG:3035", Affine(10.0, 0, 4_000_000.0, 0, -10.0, 3_000_000.0), (size, size))
     rng = np.random.default_rng(1)
     basis = linear_head_basis(rng.normal(size=(dim, rank)), 0.1 * rng.normal(size=dim))
-    writer = CubeWriter(path, grid, dim, "int8", chunk=256, basis=basis)
+    writer = CubeWriter(path, europe_grid(size), dim, "int8", chunk=256, basis=basis)
     for window in writer.pending():
         features = np.random.default_rng([2, *window.index]).normal(size=(*window.shape, rank))
         writer.write_chunk(window, features.astype(np.float32), features=True)
@@ -121,47 +108,26 @@ def index_open_figures(cube: Path, described: str, repeats: int) -> None:
     checked, plain = statistics.median(times["checked"]), statistics.median(times["plain"])
     base = {"cube": described, "index": f"Flat, {info.ntotal} vectors of {info.dim}-d", "repeats": repeats}
     figure = {"with_fingerprint_s": round(checked, 4), "without_fingerprint_s": round(plain, 4)}
-    print(
-        json.dumps(
-            {"benchmark": "integrity.index_open", **base, **figure, "ratio": round(checked / plain, 3)}
-        )
-    )
-    print(
-        json.dumps(
-            {
-                "benchmark": "integrity.index_fingerprint",
-                "what": "the file fingerprint alone, against an index open without it",
-                "files": sum(1 for f in cube.rglob("*") if f.is_file()),
-                "fingerprint_s": round(fingerprint_s, 5),
-                "open_without_s": round(plain, 4),
-                "ratio": round(fingerprint_s / plain, 4),
-            }
-        )
+    emit(benchmark="integrity.index_open", **base, **figure, ratio=round(checked / plain, 3))
+    emit(
+        benchmark="integrity.index_fingerprint",
+        what="the file fingerprint alone, against an index open without it",
+        files=sum(1 for f in cube.rglob("*") if f.is_file()),
+        fingerprint_s=round(fingerprint_s, 5),
+        open_without_s=round(plain, 4),
+        ratio=round(fingerprint_s / plain, 4),
     )
     some_chunk = next(f for f in sorted((cube / "valid" / "c").rglob("*")) if f.is_file())
     os.utime(some_chunk)  # same bytes, new mtime (as a copy): the chunk digests decide
     touched_s = median_time(lambda: search.CubeIndex.open(index), 1)
-    print(
-        json.dumps(
-            {
-                "benchmark": "integrity.index_open_touched",
-                "what": "open after a cube file was touched (all digests recomputed), against a plain open",
-                **base,
-                "touched_open_s": round(touched_s, 3),
-                "without_fingerprint_s": round(plain, 4),
-                "ratio": round(touched_s / plain, 2),
-            }
-        )
+    emit(
+        benchmark="integrity.index_open_touched",
+        what="open after a cube file was touched (all digests recomputed), against a plain open",
+        **base,
+        touched_open_s=round(touched_s, 3),
+        without_fingerprint_s=round(plain, 4),
+        ratio=round(touched_s / plain, 2),
     )
-
-
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -175,7 +141,7 @@ def main() -> None:
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="landprompt-integrity-"))
     if args.layout == "fp16":
-        checked = make_cube(workdir / "checked.zarr", args.size, args.dim)
+        checked = random_cube(workdir / "checked.zarr", args.size, args.dim)
         plain = strip_checks(checked, workdir / "plain.zarr")
         variants: tuple[tuple[str, Path, Any], ...] = (
             ("checked", checked, nullcontext),
@@ -219,35 +185,27 @@ def main() -> None:
         if what == "map":
             figure["with_checks_mpix_per_s"] = round(pixels / with_checks / 1e6, 2)
             figure["without_checks_mpix_per_s"] = round(pixels / without / 1e6, 2)
-        print(json.dumps(figure))
+        emit(**figure)
     attrs = json.loads((checked / "zarr.json").read_text())["attributes"]
     recorded = attrs[integrity.INTEGRITY_ATTR]["arrays"]
     files = [f for name in recorded for f in sorted((checked / name / "c").rglob("*")) if f.is_file()]
     chunks = [np.fromfile(f, dtype=np.uint8) for f in files]
     crc_s = median_time(lambda: all(integrity.crc_ok(c) for c in chunks), args.repeats)
-    print(
-        json.dumps(
-            {
-                "benchmark": "integrity.crc_share",
-                "what": "CRC32C of every chunk file held in memory, against a full map with checks",
-                "chunk_bytes": int(sum(c.size for c in chunks)),
-                "crc_s": round(crc_s, 4),
-                "full_map_s": round(statistics.median(times["map"]["checked"]), 4),
-                "ratio": round(crc_s / statistics.median(times["map"]["checked"]), 4),
-            }
-        )
+    emit(
+        benchmark="integrity.crc_share",
+        what="CRC32C of every chunk file held in memory, against a full map with checks",
+        chunk_bytes=int(sum(c.size for c in chunks)),
+        crc_s=round(crc_s, 4),
+        full_map_s=round(statistics.median(times["map"]["checked"]), 4),
+        ratio=round(crc_s / statistics.median(times["map"]["checked"]), 4),
     )
     verify_s = median_time(lambda: verify(checked, progress=False), 1)
     map_s = median_time(lambda: full_map(checked), 1)
-    print(
-        json.dumps(
-            {
-                "benchmark": "integrity.verify",
-                "verify_s": round(verify_s, 3),
-                "full_map_s": round(map_s, 3),
-                "ratio": round(verify_s / map_s, 3),
-            }
-        )
+    emit(
+        benchmark="integrity.verify",
+        verify_s=round(verify_s, 3),
+        full_map_s=round(map_s, 3),
+        ratio=round(verify_s / map_s, 3),
     )
     index_open_figures(checked, described, args.repeats)
     if args.workdir is None:

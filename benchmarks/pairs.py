@@ -24,7 +24,6 @@ Usage: ``python benchmarks/pairs.py [--size 1024] [--chips 1000] [--chip 5] [--w
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
+from _common import emit
 from landprompt.eo.bands import S1_BAND_NAMES, S2_BAND_NAMES
 from landprompt.eo.chips import ChipSet, StackChipReader
 from landprompt.geo import Grid
@@ -195,24 +195,20 @@ def main() -> None:
             raw.append(time.perf_counter() - start)
         sizes = store_bytes(Path(tmp), args.chip)
     ours_rate, raw_rate = args.chips / min(ours), args.chips / min(raw)
-    print(
-        json.dumps(
-            {
-                "benchmark": "pairs.chips",
-                "chips": args.chips,
-                "chip_px": args.chip,
-                "files": len(files),
-                "stack_px": args.size,
-                "landprompt_chips_per_s": round(ours_rate, 1),
-                "raw_rasterio_chips_per_s": round(raw_rate, 1),
-                "ratio": round(ours_rate / raw_rate, 3),
-                "goal": 0.8,
-                "valid_s2_months": valid,
-            }
-        )
+    emit(
+        benchmark="pairs.chips",
+        chips=args.chips,
+        chip_px=args.chip,
+        files=len(files),
+        stack_px=args.size,
+        landprompt_chips_per_s=round(ours_rate, 1),
+        raw_rasterio_chips_per_s=round(raw_rate, 1),
+        ratio=round(ours_rate / raw_rate, 3),
+        goal=0.8,
+        valid_s2_months=valid,
     )
     if sizes is not None:
-        print(json.dumps(sizes))
+        emit(**sizes)
 
 
 if __name__ == "__main__":

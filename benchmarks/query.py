@@ -17,7 +17,6 @@ Each figure is printed as one JSON line with its yardstick and their ratio. Usag
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import tempfile
 import time
@@ -25,10 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from affine import Affine
 
+from _common import emit, europe_grid, unit
 from landprompt.embedder.cube import CubeWriter, iter_chunks, open_cube
-from landprompt.geo import Grid
 from landprompt.index.build import build_index
 from landprompt.index.search import CubeIndex
 from landprompt.query.probability import probability_map
@@ -37,16 +35,11 @@ N_CLUSTERS = 256
 PATCH = 32  # pixels per side of one land-cover patch
 
 
-def unit(v: np.ndarray) -> np.ndarray:
-    return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
-
-
 def make_cube(path: Path, cells: int, dim: int, centres: np.ndarray) -> Path:
     """A square-ish cube of ``cells`` pixels: patches of one cluster each, plus per-pixel noise."""
     rows = int(math.sqrt(cells))
     cols = cells // rows
-    grid = Grid("EPSG:3035", Affine(10.0, 0, 4_000_000.0, 0, -10.0, 3_000_000.0), (rows, cols))
-    writer = CubeWriter(path, grid, dim, chunk=256)
+    writer = CubeWriter(path, europe_grid(rows, cols), dim, chunk=256)
     for window in writer.pending():
         rng = np.random.default_rng([1, *window.index])
         r = np.arange(window.rows.start, window.rows.stop) // PATCH
@@ -154,8 +147,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         for cells in args.cells:
             cube = make_cube(Path(tmp) / f"bench_{int(cells)}.zarr", int(cells), args.dim, centres)
-            print(json.dumps(bench_topk(cube, centres, args.queries)), flush=True)
-            print(json.dumps(bench_map(cube, centres)), flush=True)
+            emit(**bench_topk(cube, centres, args.queries))
+            emit(**bench_map(cube, centres))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ ratios, not the times. Usage: ``python benchmarks/serve.py [--side 10000] [--wor
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import socket
@@ -35,6 +34,7 @@ import morecantile
 import numpy as np
 from affine import Affine
 
+from _common import emit
 from landprompt.embedder.basis import fit_pca
 from landprompt.embedder.clip import TINY_MODEL, load_clip
 from landprompt.embedder.cube import CubeWriter, iter_raw_chunks
@@ -51,10 +51,6 @@ NEW_WORDS = [
     "peat bog", "sand dunes", "solar park", "hedgerows", "terraced fields", "ski slopes", "reservoir",
     "glacier", "heathland", "landfill", "airport", "harbour", "golf course",
 ]  # fmt: skip
-
-
-def emit(**record: object) -> None:
-    print(json.dumps(record), flush=True)
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

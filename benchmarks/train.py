@@ -19,12 +19,12 @@ Prints one JSON line: samples per second of each, their ratio, and the data-pipe
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 
 import torch
 
+from _common import emit
 from landprompt.train import Trainer, config_from_dict
 from landprompt.train.synthetic import planted_pairs, write_planted_pairs
 
@@ -88,22 +88,18 @@ def main() -> None:
             model.append(time_model(trainer, args.steps))
     ours = args.steps * args.batch / min(pipeline)
     yardstick = args.steps * args.batch / min(model)
-    print(
-        json.dumps(
-            {
-                "benchmark": "train.throughput",
-                "encoder": "sits (Presto-size backbone, window 5, linear head)",
-                "batch": args.batch,
-                "steps": args.steps,
-                "workers": args.workers,
-                "threads": torch.get_num_threads(),
-                "landprompt_samples_per_s": round(ours, 1),
-                "model_only_samples_per_s": round(yardstick, 1),
-                "ratio": round(ours / yardstick, 3),
-                "pipeline_overhead": round(1 - ours / yardstick, 3),
-                "goal_overhead": 0.10,
-            }
-        )
+    emit(
+        benchmark="train.throughput",
+        encoder="sits (Presto-size backbone, window 5, linear head)",
+        batch=args.batch,
+        steps=args.steps,
+        workers=args.workers,
+        threads=torch.get_num_threads(),
+        landprompt_samples_per_s=round(ours, 1),
+        model_only_samples_per_s=round(yardstick, 1),
+        ratio=round(ours / yardstick, 3),
+        pipeline_overhead=round(1 - ours / yardstick, 3),
+        goal_overhead=0.10,
     )
 
 

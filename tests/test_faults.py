@@ -716,8 +716,35 @@ def test_two_writers_of_one_cube_one_wins_the_other_is_told(tmp_path: Path) -> N
 
 # --- the boundary itself, stale parts, the Python API -----------------------------------------------------
 def _raise_in_reader(exc: BaseException, path: Path) -> None:
-    """Raise ``exc`` from a frame holding ``path``, as a reader would."""
-    raise exc
+    """Raise ``exc`` from a reader that names the file it reads (as ``exc.filename``)."""
+    from landprompt.errors import about_file
+
+    with about_file(path):
+        raise exc
+
+
+def test_the_boundary_never_guesses_the_file_from_a_readers_variables() -> None:
+    from landprompt.cli.boundary import user_error
+
+    def reader(path: Path) -> None:
+        json.loads("{")
+
+    with pytest.raises(json.JSONDecodeError) as info:
+        reader(Path("/data/region/other.json"))
+    mapped = user_error(info.value)
+    assert mapped is not None and mapped[0].startswith("is not valid JSON") and "other.json" not in mapped[0]
+
+
+def test_a_damaged_stac_catalog_is_named_by_its_reader(tmp_path: Path) -> None:
+    from landprompt.cli.boundary import user_error
+    from landprompt.eo.stac import StaticCatalogClient
+
+    (tmp_path / "catalog.json").write_text('{"type": "Catalog", "links": [')
+    with pytest.raises(json.JSONDecodeError) as info:
+        StaticCatalogClient(tmp_path)
+    mapped = user_error(info.value)
+    assert mapped is not None and mapped[1] == EXIT_DAMAGED
+    assert mapped[0].startswith(f"{tmp_path / 'catalog.json'}: is not valid JSON"), mapped
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from landprompt.errors import did_you_mean
@@ -59,6 +61,24 @@ def test_progress_bar_counts_from_done_and_shows_the_note(monkeypatch: pytest.Mo
     assert (task.completed, task.total, task.fields["note"]) == (7, 10, "12 px/s")
 
 
+def test_progress_bar_takes_done_and_total_from_a_chunk_loop() -> None:
+    from rich.console import Console
+
+    terminal, piped = io.StringIO(), io.StringIO()
+    with progress_bar(
+        "scoring",
+        unit="pixels",
+        console=Console(file=terminal, force_terminal=True, color_system=None, width=100),
+    ) as bar:
+        bar.to(3, 12)
+        bar.to(12, 12)
+    assert "scoring" in terminal.getvalue() and "12/12 pixels" in terminal.getvalue()
+    # a transient bar off a terminal writes nothing at all (no blank line into a captured stream)
+    with progress_bar("scoring", transient=True, console=Console(file=piped)) as bar:
+        bar.to(12, 12)
+    assert piped.getvalue() == ""
+
+
 def test_choose_device(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
@@ -87,3 +107,29 @@ def test_recorded_clip_reads_the_model_a_cube_names() -> None:
     assert recorded_clip({"clip_model": "ViT-B-32", "clip_pretrained": ""}) == ("ViT-B-32", None)
     assert recorded_clip({"clip_model": "", "clip_pretrained": "x"}) is None
     assert recorded_clip({}) is None
+
+
+def test_clip_named_in_loads_the_recorded_model_or_names_the_owner() -> None:
+    from landprompt.embedder.clip import TINY_MODEL, clip_named_in, load_clip
+    from landprompt.errors import BadInputError
+
+    loaded = clip_named_in({"clip_model": TINY_MODEL, "clip_pretrained": ""}, "cube a.zarr", "cpu")
+    expected = load_clip(TINY_MODEL, device="cpu")  # seeded random weights: the same model
+    assert loaded.id == expected.id
+    np.testing.assert_array_equal(loaded.encode_prompts(["sea"]), expected.encode_prompts(["sea"]))
+    with pytest.raises(BadInputError, match=r"^cube a\.zarr does not name its CLIP model: pass clip="):
+        clip_named_in({"clip_model": ""}, "cube a.zarr")
+
+
+def test_one_colour_source_for_maps_tiles_and_legends() -> None:
+    from matplotlib import colormaps
+
+    from landprompt.query.colours import colour_lut, legend_colours, probability_rgba
+
+    lut = colour_lut()
+    assert np.array_equal(lut, colormaps["magma"](np.arange(256), bytes=True))
+    rgba = probability_rgba(np.array([[0.0, 1.0], [np.nan, 0.5]]))
+    assert np.array_equal(rgba[0, 0], lut[0]) and np.array_equal(rgba[0, 1], lut[255])
+    assert np.array_equal(rgba[1, 0], [0, 0, 0, 0]) and np.array_equal(rgba[1, 1], lut[128])
+    assert legend_colours()[0] == "#000004" and legend_colours()[-1] == "#fcfdbf"
+    assert len(legend_colours(steps=5)) == 5 and legend_colours("RdBu", 2) == ["#67001f", "#053061"]

@@ -415,3 +415,17 @@ def test_zarr_v2_cube_run_resumes_and_refuses_another_layout(
     resumed.finalize()
     assert open_cube(path).attrs["content_hash"] == open_cube(gdal_cube.v2).attrs["content_hash"]
     assert open_cube(path).attrs["complete"] is True  # the consolidated .zmetadata says so too
+
+
+def test_change_and_shard_tags_name_each_cubes_content_hash(analytics_cubes, tiny_clip) -> None:  # type: ignore[no-untyped-def]
+    from landprompt.embedder.cube import open_cube
+    from landprompt.query.provenance import provenance_tags, search_tags, with_cube_b
+
+    c = analytics_cubes
+    hash_a, hash_b = (open_cube(p).attrs["content_hash"] for p in (c.year1, c.year2))
+    assert hash_a != hash_b
+    tags = with_cube_b(provenance_tags(c.year1, tiny_clip, CONCEPT), c.year2)
+    assert (tags["landprompt_cube_content_hash"], tags["landprompt_cube_b_content_hash"]) == (hash_a, hash_b)
+    shards = search_tags([c.year1, c.year2], tiny_clip, CONCEPT)
+    assert json.loads(shards["landprompt_cube_content_hash"]) == [hash_a, hash_b]
+    assert provenance_tags(open_cube(c.year2), tiny_clip, CONCEPT)["landprompt_cube_content_hash"] == hash_b

@@ -10,7 +10,7 @@ from landprompt.errors import BadInputError
 from landprompt.pairs.catalog import Catalog
 from landprompt.pairs.ingest import ingest
 from landprompt.pairs.sources import LucasSource
-from landprompt.pairs.sources.lucas import photo_paths
+from landprompt.pairs.sources.lucas import normalised_columns, photo_paths
 
 
 def test_upper_case_table_with_lucas_year_photo_layout(tmp_path, pairs_data):
@@ -51,3 +51,28 @@ def test_an_empty_table_is_one_line_and_writes_nothing(tmp_path, content):
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
     assert result.output.startswith("error:") and str(table) in result.output.replace("\n", "")
     assert not catalog.exists() and list(tmp_path.iterdir()) == [table]
+
+
+def test_a_2022_table_ingests_with_the_names_the_concept_benchmark_reads(tmp_path):
+    # the 2022 survey names its columns POINT_* / SURVEY_* (no TH_LAT, no year column): pairs ingest and
+    # evaluate concepts normalise them with the one normalised_columns
+    table = tmp_path / "lucas_2022.csv"
+    table.write_text(
+        "POINT_ID,POINT_NUTS0,POINT_LAT,POINT_LONG,SURVEY_DATE,SURVEY_LC1\n"
+        "40100100,ES,40.4170,-3.7040,2022-06-14,B81\n"
+    )
+    (tmp_path / "40100100N.jpg").write_bytes(b"not checked here")
+    with Catalog.open(tmp_path / "pairs.duckdb") as catalog:
+        report = ingest(catalog, LucasSource(table))
+        places = catalog.query_df("SELECT * FROM locations")
+    assert (report.added_photos, report.added_locations) == (1, 1)
+    assert list(places["loc_key"]) == ["40100100-2022"]
+    assert places["lat"].iat[0] == pytest.approx(40.4170) and places["lon"].iat[0] == pytest.approx(-3.7040)
+    labels = json.loads(places["labels"].iat[0])
+    assert (labels["lc1"], labels["nuts0"], labels["coordinates"]) == ("B81", "ES", "th")
+    assert normalised_columns(["POINT_ID", "SURVEY_LC1", "POINT_LON", "SURVEY_DATE"]) == {
+        "POINT_ID": "point_id",
+        "SURVEY_LC1": "lc1",
+        "POINT_LON": "th_long",
+        "SURVEY_DATE": "survey_date",
+    }

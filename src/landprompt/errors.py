@@ -8,7 +8,9 @@ and exits with the error's ``exit_code``.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 
 class LandpromptError(Exception):
@@ -68,3 +70,18 @@ def did_you_mean(
     if not close:
         return ""
     return f"{before}{'Did' if sentence else 'did'} you mean {', '.join(map(show, close))}?"
+
+
+@contextmanager
+def about_file(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Name ``path`` on an error raised while reading it: its ``filename``, where it has none.
+
+    For a library reader whose errors do not say which file they are about (a JSON or text decode error,
+    a codec failure): the command line's one-line message names the file from ``filename``.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if not isinstance(exc, LandpromptError) and not getattr(exc, "filename", None):
+            setattr(exc, "filename", os.fspath(path))  # noqa: B010  (not every exception declares it)
+        raise

@@ -23,9 +23,10 @@ from landprompt.cli.common import (
     check_outputs,
     clip_or_none,
     console,
-    counting,
+    err_console,
 )
 from landprompt.errors import BadInputError
+from landprompt.progress import progress_bar
 
 VersusOption = Annotated[
     list[str] | None,
@@ -76,7 +77,7 @@ def query_change(
     if calibrated and calibration is not None:
         raise BadInputError("give --calibrated (each cube's own calibration) or --calibration FILE, not both")
     clip_model = clip_or_none(clip, pretrained, cube_a) or clip_for_cube(open_cube(cube_a))
-    with counting("scoring both cubes") as progress:
+    with progress_bar("scoring both cubes", unit="pixels", transient=True, console=err_console) as bar:
         ds = change_map(
             cube_a,
             cube_b,
@@ -87,7 +88,7 @@ def query_change(
             bbox=bbox,
             style=style,
             calibration=calibration if calibration is not None else calibrated,
-            progress=progress,
+            progress=bar.to,
         )
     applied = str(calibration) if calibration is not None else ("cube" if calibrated else None)
     tags = with_cube_b(provenance_tags(cube_a, clip_model, prompt, versus, style, applied), cube_b)
@@ -147,7 +148,8 @@ def query_aggregate(
     check_outputs(out)
     polygons = read_units(units, id_field, layer)
     clip_model = clip_or_none(clip, pretrained, cube) or clip_for_cube(open_cube(cube))
-    with counting(f"aggregating over {len(polygons)} polygons") as progress:
+    label = f"aggregating over {len(polygons)} polygons"
+    with progress_bar(label, unit="pixels", transient=True, console=err_console) as bar:
         table = aggregate(
             cube,
             prompt,
@@ -157,7 +159,7 @@ def query_aggregate(
             clip=clip_model,
             style=style,
             calibration=calibrated,
-            progress=progress,
+            progress=bar.to,
         )
     if keep_fields:
         table = with_unit_fields(table, polygons)

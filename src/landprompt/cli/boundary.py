@@ -3,8 +3,11 @@
 Readers raise :class:`~landprompt.errors.LandpromptError` where they know the cause; this module maps
 what is left of the I/O and format errors a user can cause (a folder that cannot be written, a path that
 is a folder, a truncated GeoTIFF, a corrupt JPEG, a damaged Zarr chunk, a JSON or text file that does not
-decode, an unreadable FAISS index) to one line naming the file and what to do. Anything else is a bug:
-its traceback is shown (``--debug`` or ``LANDPROMPT_DEBUG=1`` also show the traceback of user errors).
+decode, an unreadable FAISS index) to one line naming the file and what to do. The file is the one the
+error's ``filename`` names (a reader whose library errors name none sets it with
+:func:`~landprompt.errors.about_file`), or the one the library's message names: it is never guessed.
+Anything else is a bug: its traceback is shown (``--debug`` or ``LANDPROMPT_DEBUG=1`` also show the
+traceback of user errors).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-from pathlib import Path
 from traceback import walk_tb
 from types import FrameType, TracebackType
 from typing import Any
@@ -37,8 +39,6 @@ _FORMAT_MODULES = (
     "PIL",
     "rasterio",
 )
-#: Names a reader gives the file it is reading; used to name the file when the error does not.
-_PATH_NAMES = ("path", "file", "filename", "fname", "src", "source", "store_path", "index_path")
 
 _OS_ADVICE = {
     errno.EACCES: "check its permissions or choose another location",
@@ -68,7 +68,7 @@ def user_error(exc: BaseException) -> tuple[str, int] | None:
         return " ".join(str(exc).split()), exc.exit_code
     if isinstance(exc, MemoryError):
         return "out of memory: use a smaller --bbox, chunk or batch size", 1
-    name = _file_named(exc)
+    name = getattr(exc, "filename", None)
     where = f"{name}: " if name else ""
     if isinstance(exc, UnicodeDecodeError):
         return f"{where}is not a UTF-8 text file ({_reason(exc)}): give the right file", EXIT_DAMAGED
@@ -127,16 +127,3 @@ def _module_of(frame: Any) -> str:
 def _frames(tb: TracebackType | None) -> list[FrameType]:
     """The frames of a traceback, outermost first."""
     return [frame for frame, _ in walk_tb(tb)]
-
-
-def _file_named(exc: BaseException) -> str | None:
-    """The file an error is about: its ``filename``, else the path a reader frame was working on."""
-    filename = getattr(exc, "filename", None)
-    if filename:
-        return str(filename)
-    for frame in reversed(_frames(exc.__traceback__)):
-        for key in _PATH_NAMES:
-            value = frame.f_locals.get(key)
-            if isinstance(value, Path) or (isinstance(value, str) and os.sep in value):
-                return str(value)
-    return None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -16,6 +14,8 @@ from landprompt.cli.boundary import debug_enabled, user_error
 from landprompt.errors import BadInputError
 
 if TYPE_CHECKING:
+    import xarray as xr
+
     from landprompt.embedder.clip import ClipModel
 
 console = Console()
@@ -130,9 +130,10 @@ def clip_or_none(name: str | None, pretrained: str | None, cube: Path | None = N
         BadInputError: If ``--clip`` names a model without weights and the cube records none for it,
             or a model of another embedding width than the cube.
     """
-    from landprompt.embedder.clip import load_clip
+    from landprompt.embedder.clip import load_clip, recorded_clip
 
-    recorded = _recorded_clip(cube)
+    ds = _single_cube(cube)
+    recorded = None if ds is None else recorded_clip(ds.attrs)
     if name is None:
         if recorded is not None and not recorded[1]:
             warn_random(recorded[0])
@@ -147,11 +148,10 @@ def clip_or_none(name: str | None, pretrained: str | None, cube: Path | None = N
     if pretrained.lower() == RANDOM_WEIGHTS:
         warn_random(name)
     model = load_clip(name, None if pretrained.lower() == RANDOM_WEIGHTS else pretrained)
-    if cube is not None and cube.is_dir():
+    if ds is not None:
         from landprompt.checks import same_width
-        from landprompt.embedder.cube import open_cube
 
-        same_width(model, open_cube(cube), cube)  # before any scoring or output
+        same_width(model, ds, cube or "")  # before any scoring or output
     return model
 
 
@@ -164,32 +164,6 @@ def check_outputs(*paths: Path | None, folder: bool = False) -> None:
             require_writable(path, folder=folder)
 
 
-@contextmanager
-def counting(label: str, unit: str = "pixels") -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar with counts on stderr; yields ``update(done, total)`` for the chunk loops."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn(unit),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    # on a terminal only: piped or captured stderr gets no bar (nor the blank line a finished one leaves)
-    with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
-        task = bar.add_task("", total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
 def warn_random(name: str) -> None:
     """Print the warning line of a command that runs CLIP with random weights."""
     err_console.print(
@@ -199,16 +173,20 @@ def warn_random(name: str) -> None:
     )
 
 
-def _recorded_clip(cube: Path | None) -> tuple[str, str | None] | None:
-    """(model, pretrained tag) a cube records, or None when there is no readable single cube."""
-    import json
+def _single_cube(cube: Path | None) -> xr.Dataset | None:
+    """The cube at ``cube``; None for no path or no cube (a folder of shards, checked when read).
 
-    if cube is not None and (cube / ".zattrs").is_file():  # a cube in the Zarr v2 layout
-        attrs = json.loads((cube / ".zattrs").read_text())
-    elif cube is not None and (cube / "zarr.json").is_file():
-        attrs = json.loads((cube / "zarr.json").read_text()).get("attributes", {})
-    else:
+    Raises:
+        DamagedCubeError: If it is a damaged cube.
+    """
+    if cube is None:
         return None
-    from landprompt.embedder.clip import recorded_clip
+    from landprompt.embedder.cube import open_cube
+    from landprompt.errors import DamagedCubeError, NotACubeError
 
-    return recorded_clip(attrs)
+    try:
+        return open_cube(cube)
+    except DamagedCubeError:
+        raise
+    except NotACubeError:
+        return None

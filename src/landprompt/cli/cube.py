@@ -11,6 +11,7 @@ from rich.table import Table
 
 from landprompt.cli.common import CubeDtype, ZarrFormatOption, check_outputs, console, err_console, sub_app
 from landprompt.embedder.basis import DEFAULT_RANK, DEFAULT_VARIANCE
+from landprompt.progress import progress_bar
 
 app = sub_app("Inspect embedding cubes.")
 
@@ -51,16 +52,14 @@ def cube_export(
 
         gdalinfo cube.tif   # band descriptions embedding_000 ..., cube attrs in the metadata
     """
-    from rich.progress import Progress
-
     from landprompt.embedder.cube import open_cube
     from landprompt.embedder.export import export_cube
 
     ds = open_cube(path)
     check_outputs(out)
-    with Progress(console=err_console, transient=True) as bar:
-        task = bar.add_task("exporting", total=int(ds.sizes["y"] * ds.sizes["x"]))
-        export_cube(ds, out, progress=lambda n: bar.advance(task, n))
+    pixels = int(ds.sizes["y"] * ds.sizes["x"])
+    with progress_bar("exporting", pixels, unit="pixels", transient=True, console=err_console) as advance:
+        export_cube(ds, out, progress=advance)
     console.print(f"wrote {int(ds.sizes['d'])} bands of {path} to {out}")
 
 
@@ -155,13 +154,8 @@ def cube_overviews(
     Examples:
         landprompt cube overviews cube.zarr
     """
-    from rich.progress import Progress
-
     from landprompt.embedder.overviews import build_overviews
 
-    with Progress(console=err_console, transient=True) as bar:
-        task = bar.add_task("writing overviews", total=None)
-        levels = build_overviews(
-            path, progress=lambda done, total: bar.update(task, completed=done, total=total)
-        )
+    with progress_bar("writing overviews", unit="chunks", transient=True, console=err_console) as bar:
+        levels = build_overviews(path, progress=bar.to)
     console.print(f"wrote {len(levels)} overview levels of {path} in {path / 'overviews'}")

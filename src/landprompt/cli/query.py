@@ -20,10 +20,10 @@ from landprompt.cli.common import (
     check_outputs,
     clip_or_none,
     console,
-    counting,
     err_console,
     sub_app,
 )
+from landprompt.progress import progress_bar
 
 app = sub_app("Text prompts -> probability maps and top-k places.")
 
@@ -64,7 +64,7 @@ def query_topk(
     if len(shards) > 1:
         if bbox is not None:
             raise BadInputError("--bbox applies to one cube: give the shard's path instead of the folder")
-        with counting("searching", "shards") as progress:
+        with progress_bar("searching", unit="shards", transient=True, console=err_console) as bar:
             places = top_k_shards(
                 shards,
                 prompt,
@@ -72,10 +72,10 @@ def query_topk(
                 min_distance_m=min_distance,
                 clip=clip_model,
                 style=style,
-                progress=progress,
+                progress=bar.to,
             )
     else:
-        with counting("searching") as progress:
+        with progress_bar("searching", unit="pixels", transient=True, console=err_console) as bar:
             places = top_k(
                 shards[0],
                 prompt,
@@ -84,7 +84,7 @@ def query_topk(
                 bbox=bbox,
                 clip=clip_model,
                 style=style,
-                progress=progress,
+                progress=bar.to,
             )
     if out is not None:
         from landprompt.query.provenance import search_tags
@@ -152,9 +152,9 @@ def query_map(
     if html:
         check_html_size(_map_shape(ds, bbox))
     clip_model = clip_or_none(clip, pretrained, cube) or clip_for_cube(ds)
-    with counting("scoring") as progress:
+    with progress_bar("scoring", unit="pixels", transient=True, console=err_console) as bar:
         prob = probability_map(
-            ds, prompt, versus=versus or None, bbox=bbox, clip=clip_model, style=style, progress=progress
+            ds, prompt, versus=versus or None, bbox=bbox, clip=clip_model, style=style, progress=bar.to
         )
     tags = provenance_tags(cube, clip_model, prompt, versus, style)
     prob.attrs.update(tags)  # the PNG and HTML carry them too

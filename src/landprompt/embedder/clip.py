@@ -184,6 +184,26 @@ def recorded_clip(attrs: Mapping[str, Any]) -> tuple[str, str | None] | None:
     return str(name), str(pretrained) if pretrained else None
 
 
+def clip_named_in(attrs: Mapping[str, Any], owner: str, device: str | None = None) -> ClipModel:
+    """Load the CLIP model that ``attrs`` (a cube's, a photo group's, an encoder spec's) name.
+
+    The one lookup of "the CLIP model this cube was made with": :func:`recorded_clip`, then
+    :func:`load_clip`.
+
+    Args:
+        attrs: Attributes with ``clip_model`` (and ``clip_pretrained``).
+        owner: What the attrs belong to, for the error (``"the cube"``, a path).
+        device: Torch device; defaults as in :func:`load_clip`.
+
+    Raises:
+        BadInputError: If the attrs name no CLIP model.
+    """
+    named = recorded_clip(attrs)
+    if named is None:
+        raise BadInputError(f"{owner} does not name its CLIP model: pass clip= (or --clip and --pretrained)")
+    return load_clip(*named, device)
+
+
 def load_clip(
     name: str,
     pretrained: str | Path | None = None,

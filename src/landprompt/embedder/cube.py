@@ -55,6 +55,7 @@ from landprompt.embedder.basis import Basis
 from landprompt.errors import BadInputError, DamagedCubeError, NotACubeError
 from landprompt.files import part_path, place_exclusively, remove_stale_parts, swap_into_place
 from landprompt.geo import Grid
+from landprompt.progress import progress_bar
 
 FORMAT_NAME = "embedding-cube"
 FORMAT_VERSION = 1
@@ -739,8 +740,6 @@ def verify(path: str | os.PathLike[str], progress: bool = True) -> integrity.Ver
     Raises:
         NotACubeError: if ``path`` is no finished cube (a damaged metadata file raises DamagedCubeError).
     """
-    from rich.progress import Progress
-
     ds = open_cube(path)
     path = Path(path)
     layout = _layout(path, dict(ds.attrs), group=None)
@@ -767,10 +766,9 @@ def verify(path: str | os.PathLike[str], progress: bool = True) -> integrity.Ver
         except Exception as exc:  # a codec failing on a damaged chunk
             raise layout.damaged(layout.arrays[0], index, f"cannot be decoded ({exc})") from exc
 
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("verifying chunks", total=math.prod(layout.n_chunks))
+    with progress_bar("verifying chunks", math.prod(layout.n_chunks), progress, transient=True) as advance:
         return integrity.verify_cube(
-            path, _digest, read_raw, layout, ds.attrs.get("content_hash"), on_chunk=lambda: bar.advance(task)
+            path, _digest, read_raw, layout, ds.attrs.get("content_hash"), on_chunk=advance
         )
 
 

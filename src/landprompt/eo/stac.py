@@ -45,7 +45,7 @@ from landprompt.eo.bands import (
 from landprompt.eo.composite import monthly_composites
 from landprompt.eo.masks import mask_scenes
 from landprompt.eo.source import Scenes, SceneSource
-from landprompt.errors import BadInputError, ServiceUnavailableError
+from landprompt.errors import BadInputError, ServiceUnavailableError, about_file
 from landprompt.geo import BBox, Grid
 from landprompt.retry import TRANSIENT_STATUS, with_backoff
 
@@ -105,7 +105,7 @@ class StaticCatalogClient:
                 path = path / "catalog.json"
             if not path.is_file():
                 raise BadInputError(f"STAC catalog {path} does not exist: give a catalog.json or an API URL")
-            self.catalog = pystac.Catalog.from_file(str(path))
+            self.catalog = pystac.Catalog.from_file(str(path), stac_io=_NamingStacIO())
         self.modifier = modifier
 
     def search(
@@ -136,6 +136,15 @@ class StaticCatalogClient:
             for item in found:
                 self.modifier(item)
         return _StaticSearch(found)
+
+
+class _NamingStacIO(pystac.stac_io.DefaultStacIO):
+    """pystac's file reader, naming the file (catalog, child or item) a read or decode error is about."""
+
+    def read_json(self, source: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Read a STAC JSON file; an error carries its path as ``filename``."""
+        with about_file(str(source)):
+            return super().read_json(source, *args, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,9 @@ A point is *present* where ``presence`` is true, *absent* where ``absence`` is t
 is not, and unlabelled otherwise (NULL counts as false). Rules only see the points of their ``years``.
 
 **LUCAS tables.** CSV or Parquet, read by DuckDB with every column as text. Column names are
-lower-cased; the 2022 survey's ``SURVEY_*`` / ``POINT_*`` names are mapped to the harmonised ones
-(``SURVEY_LC1`` -> ``lc1``, ``POINT_LAT`` / ``POINT_LON`` -> ``th_lat`` / ``th_long``,
-``POINT_NUTS0`` -> ``nuts0``; ``POINT_ID`` and ``SURVEY_DATE`` keep their names). The survey year
-of a row is its ``year`` column, else the year of its ``survey_date``.
+normalised as ``pairs ingest lucas`` does (:func:`landprompt.pairs.sources.lucas.normalised_columns`:
+lower case, and the 2022 survey's ``SURVEY_*`` / ``POINT_*`` names mapped to the harmonised ones).
+The survey year of a row is its ``year`` column, else the year of its ``survey_date``.
 """
 
 from __future__ import annotations
@@ -41,15 +40,11 @@ import pandas as pd
 from landprompt.errors import BadInputError
 from landprompt.evaluate.prompts import PromptSet, default_templates
 from landprompt.evaluate.resources import read_yaml
+from landprompt.pairs.sources.lucas import normalised_columns
 
 SUITE_FORMAT = "landprompt-concept-suite"
 SURVEY_YEARS: tuple[int, ...] = (2006, 2009, 2012, 2015, 2018, 2022)
 GROUPS: tuple[str, ...] = ("land cover", "land use", "land management", "structure and sealing")
-#: The 2022 table's names of harmonised columns that its ``SURVEY_`` / ``POINT_`` rule does not give.
-ALIASES_2022 = {"point_lat": "th_lat", "point_long": "th_long", "point_lon": "th_long"}
-_PREFIXES = ("survey_", "point_")
-#: Harmonised names that start with one of those prefixes (kept as they are).
-_KEEP = frozenset({"point_id", "survey_date"})
 
 
 def shipped_suite_path() -> Path:
@@ -176,21 +171,6 @@ def _column_refs(node: Any) -> Iterable[str]:
 
 
 # --- LUCAS tables ----------------------------------------------------------------------------------
-
-
-def normalised_columns(columns: Sequence[str]) -> dict[str, str]:
-    """Harmonised (lower-case) name of each column of a LUCAS table: original -> normalised."""
-    lower = [str(c).strip().lower() for c in columns]
-    taken = set(lower)
-    out = {}
-    for original, name in zip(columns, lower, strict=True):
-        if name in ALIASES_2022:
-            name = ALIASES_2022[name]
-        elif name.startswith(_PREFIXES) and name not in _KEEP:
-            stripped = name.split("_", 1)[1]
-            name = stripped if stripped not in taken else name
-        out[str(original)] = name
-    return out
 
 
 def read_lucas(path: str | os.PathLike[str]) -> pd.DataFrame:

@@ -18,7 +18,7 @@ Concepts with fewer than ``min_class`` presences or absences are listed, not sco
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ from landprompt.errors import BadInputError
 from landprompt.evaluate.concept_suite import Concept, ConceptSuite, concept_labels, load_suite, read_lucas
 from landprompt.evaluate.prompts import PromptSet, class_embeddings, parse_setting, parse_settings
 from landprompt.files import file_sha256
+from landprompt.progress import progress_bar
 
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
@@ -142,21 +143,23 @@ def evaluate_concepts(
     entries = [_entry(c, labels[c.key].to_numpy()[used], min_class, years) for c in suite.concepts]
     scored = [(c, e) for c, e in zip(suite.concepts, entries, strict=True) if e["status"] == "scored"]
     scores = _score(clip, suite.prompt_set(), [c for c, _ in scored], settings, versus, embeddings)
-    steps: Iterable[tuple[int, tuple[Concept, dict[str, Any]]]] = enumerate(scored)
-    if progress:
-        from rich.progress import track
-
-        steps = track(steps, total=len(scored), description="scoring concepts", transient=True)
-    for i, (concept, entry) in steps:
-        labelled = entry.pop("_labels")
-        mask = labelled >= 0
-        rng_seed = [seed, suite.concepts.index(concept)]
-        entry["results"] = {
-            setting: concept_metrics(
-                labelled[mask] == 1, scores[setting][i][mask], blocks[mask], bootstrap, confidence, rng_seed
-            )
-            for setting in settings
-        }
+    with progress_bar("scoring concepts", len(scored), progress, transient=True) as advance:
+        for i, (concept, entry) in enumerate(scored):
+            labelled = entry.pop("_labels")
+            mask = labelled >= 0
+            rng_seed = [seed, suite.concepts.index(concept)]
+            entry["results"] = {
+                setting: concept_metrics(
+                    labelled[mask] == 1,
+                    scores[setting][i][mask],
+                    blocks[mask],
+                    bootstrap,
+                    confidence,
+                    rng_seed,
+                )
+                for setting in settings
+            }
+            advance()
     for entry in entries:
         entry.pop("_labels", None)
     report["concepts"] = entries

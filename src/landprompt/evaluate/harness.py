@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from landprompt.embedder.clip import ClipModel, load_clip, recorded_clip
+from landprompt.embedder.clip import ClipModel, clip_named_in
 from landprompt.embedder.cube import content_hash, open_cube
 from landprompt.errors import BadInputError
 from landprompt.evaluate.baselines import BASELINES, load_model
@@ -215,8 +215,8 @@ def _model(
         encoder = load_model(encoder, clip, sample_size=benchmark.sample_side(), seed=seed, device=device)
     spec = getattr(encoder, "spec", None)
     if clip is None:
-        named = recorded_clip({key: getattr(spec, key, None) for key in ("clip_model", "clip_pretrained")})
-        clip = _named_clip(named, argument, device)
+        names = {key: getattr(spec, key, None) for key in ("clip_model", "clip_pretrained")}
+        clip = clip_named_in(names, argument, device)
     dim = getattr(spec, "embed_dim", clip.embed_dim)
     if dim != clip.embed_dim:  # checked again on the embeddings, for encoders without a spec
         raise BadInputError(
@@ -239,7 +239,7 @@ def _cube_embeddings(
     ds = open_cube(cube)
     attrs = {k: ds.attrs[k] for k in _CUBE_ATTRS if k in ds.attrs}
     if clip is None:
-        clip = _named_clip(recorded_clip(attrs), str(cube), device)
+        clip = clip_named_in(attrs, str(cube), device)
     embeddings, valid = point_embeddings(ds, benchmark.lonlat(), window)
     model = {
         "argument": str(cube),
@@ -249,14 +249,6 @@ def _cube_embeddings(
         **attrs,
     }
     return embeddings, valid, clip, model
-
-
-def _named_clip(named: tuple[str, str | None] | None, owner: str, device: str | None) -> ClipModel:
-    if named is None:
-        raise BadInputError(
-            f"{owner} names no CLIP model: give one (clip=load_clip(...), or --clip and --pretrained)"
-        )
-    return load_clip(*named, device)
 
 
 def _score(

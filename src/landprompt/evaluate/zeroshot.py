@@ -17,12 +17,12 @@ import numpy as np
 import torch
 import xarray as xr
 from PIL import Image
-from rich.progress import track
 from sklearn import metrics
 
 from landprompt.errors import BadInputError
 from landprompt.evaluate.datasets.base import RasterBenchmark
 from landprompt.evaluate.metrics import multilabel_predictions
+from landprompt.progress import progress_bar
 
 IMAGE_BATCH = 64
 SCORE_NORMS: tuple[str, ...] = ("none", "class-mean")
@@ -82,22 +82,25 @@ def embed_samples(
     """
     vectors: list[np.ndarray | None] = []
     images: list[Image.Image] = []
-    for sample in track(benchmark, f"embedding {benchmark.name}", disable=not progress):
-        data = benchmark.load(sample)
-        if data.image is not None:
-            if not isinstance(encoder, ImageEncoder):
-                raise BadInputError(
-                    f"{benchmark.name} holds RGB images only: use an image encoder such as clip_rgb "
-                    f"(got {type(encoder).__name__})"
-                )
-            images.append(data.image)
-            if len(images) == IMAGE_BATCH:
-                vectors += _embed_images(encoder, images)
-                images = []
-        else:
-            if data.composite is None or not isinstance(encoder, DenseEncoder):
-                raise BadInputError(f"{type(encoder).__name__} cannot embed the samples of {benchmark.name}")
-            vectors.append(pool(*encoder.embed_dense(data.composite, data.latlon, batch_size)))
+    with progress_bar(f"embedding {benchmark.name}", len(benchmark), progress) as advance:
+        for sample in benchmark:
+            data = benchmark.load(sample)
+            if data.image is not None:
+                if not isinstance(encoder, ImageEncoder):
+                    raise BadInputError(
+                        f"{benchmark.name} holds RGB images only: use an image encoder such as clip_rgb "
+                        f"(got {type(encoder).__name__})"
+                    )
+                images.append(data.image)
+                if len(images) == IMAGE_BATCH:
+                    vectors += _embed_images(encoder, images)
+                    images = []
+            else:
+                if data.composite is None or not isinstance(encoder, DenseEncoder):
+                    name = type(encoder).__name__
+                    raise BadInputError(f"{name} cannot embed the samples of {benchmark.name}")
+                vectors.append(pool(*encoder.embed_dense(data.composite, data.latlon, batch_size)))
+            advance()
     if images:
         vectors += _embed_images(encoder, images)  # type: ignore[arg-type]
     dim = next((len(v) for v in vectors if v is not None), 0)

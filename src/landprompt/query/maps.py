@@ -24,6 +24,7 @@ from rio_cogeo.profiles import cog_profiles
 
 from landprompt.errors import BadInputError
 from landprompt.files import atomic_path
+from landprompt.query.colours import COLORMAP, legend_colours, probability_rgba
 
 #: uint8 maps store round(p * 254); 255 is nodata.
 UINT8_SCALE = 254
@@ -198,7 +199,7 @@ def write_png(
     da: xr.DataArray,
     path: str | Path,
     title: str = "",
-    cmap: str = "magma",
+    cmap: str = COLORMAP,
     label: str = "probability",
     vmin: float = 0.0,
     vmax: float = 1.0,
@@ -259,7 +260,7 @@ def write_html(
     da: xr.DataArray,
     path: str | Path,
     title: str = "",
-    cmap: str = "magma",
+    cmap: str = COLORMAP,
     max_pixels: int = HTML_MAX_PIXELS,
     tags: Mapping[str, str] | None = None,
 ) -> Path:
@@ -284,9 +285,6 @@ def write_html(
     Raises:
         BadInputError: If the map is not a georeferenced 2-D map or has more than ``max_pixels``.
     """
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
-
     from landprompt.query.html_page import leaflet_page
     from landprompt.query.provenance import provenance_of
 
@@ -295,9 +293,9 @@ def write_html(
     mercator = _to_web_mercator(da)
     bounds = _latlon_bounds(mercator)
     label = title or str(da.name or "probability")
-    colours = [to_hex(colormaps[cmap](v)) for v in np.linspace(0, 1, 11)]
     meta = {**provenance_of(da.attrs), **(tags or {})}
-    page = leaflet_page(label, _png_data_uri(_rgba(mercator.values, cmap)), bounds, colours, meta=meta)
+    overlay = _png_data_uri(probability_rgba(mercator.values, cmap))
+    page = leaflet_page(label, overlay, bounds, legend_colours(cmap), meta=meta)
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return Path(path)
@@ -328,14 +326,6 @@ def _latlon_bounds(da: xr.DataArray) -> list[list[float]]:
     left, bottom, right, top = da.rio.bounds()
     lons, lats = transform_points([left, right], [bottom, top], WEB_MERCATOR, WGS84)
     return [[float(lats[0]), float(lons[0])], [float(lats[1]), float(lons[1])]]
-
-
-def _rgba(values: np.ndarray, cmap: str) -> np.ndarray:
-    """Colour probabilities with a colormap into uint8 RGBA; NaN becomes transparent."""
-    from matplotlib import colormaps
-
-    colormap = colormaps[cmap].with_extremes(bad=(0, 0, 0, 0))
-    return colormap(np.ma.masked_invalid(np.clip(values, 0, 1)), bytes=True)
 
 
 def _png_data_uri(rgba: np.ndarray) -> str:

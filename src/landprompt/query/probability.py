@@ -203,11 +203,8 @@ def resolve_logit_scale(ds: xr.Dataset, clip: ClipModel | None, logit_scale: flo
 
 def clip_for_cube(ds: xr.Dataset) -> ClipModel:
     """Load the CLIP model named in a cube's attrs (``clip_model``, ``clip_pretrained``)."""
-    from landprompt.embedder.clip import load_clip, recorded_clip
+    from landprompt.embedder.clip import clip_named_in
 
-    named = recorded_clip(ds.attrs)
-    if named is None:
-        raise BadInputError("the cube does not name its CLIP model: pass clip= (or --clip) explicitly")
-    model = load_clip(*named)
+    model = clip_named_in(ds.attrs, "the cube")
     same_width(model, ds, ds.encoding.get("source", ""))
     return model

@@ -57,7 +57,7 @@ def provenance_tags(
     background = list(versus) if versus else default_vocabulary()
     values = {
         "cube": os.path.abspath(source) if source else "",
-        "cube_content_hash": str(ds.attrs.get("content_hash", "")),
+        "cube_content_hash": _content_hash(ds),
         "encoder": str(ds.attrs.get("model") or "unknown (the cube does not record it)"),
         "encoder_checkpoint_sha256": str(ds.attrs.get("checkpoint_sha256") or ""),
         "clip_model": clip.id,
@@ -75,12 +75,10 @@ def provenance_tags(
 
 def with_cube_b(tags: Mapping[str, str], cube_b: str | os.PathLike[str]) -> dict[str, str]:
     """The tags of a change map: cube A's ``tags`` plus cube B's path and content hash."""
-    from landprompt.embedder.cube import open_cube
-
     return {
         **tags,
         PREFIX + "cube_b": os.path.abspath(cube_b),
-        PREFIX + "cube_b_content_hash": str(open_cube(cube_b).attrs.get("content_hash", "")),
+        PREFIX + "cube_b_content_hash": _content_hash(cube_b),
     }
 
 
@@ -92,17 +90,21 @@ def search_tags(
     A search ranks by similarity, with no background: ``landprompt_background`` says so. For several
     shards ``landprompt_cube`` names their folder and ``landprompt_cube_content_hash`` lists their hashes.
     """
-    from landprompt.embedder.cube import open_cube
-
     tags = provenance_tags(cubes[0], clip, concept, None, style)
     tags[PREFIX + "background"] = json.dumps([])
     if len(cubes) > 1:
         tags[PREFIX + "cube"] = os.path.abspath(Path(cubes[0]).parent)
-        hashes = [str(open_cube(c).attrs.get("content_hash", "")) for c in cubes]
-        tags[PREFIX + "cube_content_hash"] = json.dumps(hashes)
+        tags[PREFIX + "cube_content_hash"] = json.dumps([_content_hash(c) for c in cubes])
     return tags
 
 
 def provenance_of(attrs: Mapping[str, object]) -> dict[str, str]:
     """The provenance tags among a map's attrs (those :func:`provenance_tags` added), as strings."""
     return {key: str(value) for key, value in attrs.items() if key.startswith(PREFIX)}
+
+
+def _content_hash(cube: str | os.PathLike[str] | xr.Dataset) -> str:
+    """The content hash a cube (a path, or a Dataset from ``open_cube``) records; "" when none."""
+    from landprompt.embedder.cube import open_cube
+
+    return str((cube if isinstance(cube, xr.Dataset) else open_cube(cube)).attrs.get("content_hash", ""))

@@ -9,6 +9,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from landprompt.files import atomic_path
+from landprompt.query.colours import COLORMAP, legend_colours
 
 _QML = """<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <qgis version="3.22" styleCategories="Symbology">
@@ -29,7 +30,7 @@ _QML = """<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 
 def write_qml(
     path: str | os.PathLike[str],
-    cmap: str = "magma",
+    cmap: str = COLORMAP,
     vmin: float = 0.0,
     vmax: float = 1.0,
     steps: int = 11,
@@ -48,14 +49,10 @@ def write_qml(
     Returns:
         The written path.
     """
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
-
-    colormap = colormaps[cmap]
     items = "\n".join(
-        f"          <item value={quoteattr(f'{v * scale:g}')} color={quoteattr(to_hex(colormap(t)))}"
+        f"          <item value={quoteattr(f'{v * scale:g}')} color={quoteattr(colour)}"
         f' alpha="255" label={quoteattr(f"{v:.2f}")}/>'
-        for t, v in zip(np.linspace(0, 1, steps), np.linspace(vmin, vmax, steps), strict=True)
+        for colour, v in zip(legend_colours(cmap, steps), np.linspace(vmin, vmax, steps), strict=True)
     )
     text = _QML.format(vmin=f"{vmin * scale:g}", vmax=f"{vmax * scale:g}", items=items)
     with atomic_path(Path(path)) as tmp:

@@ -140,7 +140,9 @@ def _query_vector(ds: xr.Dataset, query: str | np.ndarray, clip: ClipModel | Non
     if isinstance(query, str):
         model = clip or clip_for_cube(ds)
         if model.embed_dim != ds.sizes["d"]:
-            made_for = ds.attrs.get("clip_model") or "(unnamed)"
+            from landprompt.embedder.clip import recorded_clip
+
+            made_for = (recorded_clip(ds.attrs) or ("(unnamed)",))[0]
             raise BadInputError(
                 f"CLIP {model.id} embeds text in {model.embed_dim} dimensions, but the cube holds "
                 f"{ds.sizes['d']}-dimensional embeddings made for CLIP {made_for}: "

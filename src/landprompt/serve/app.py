@@ -1,10 +1,11 @@
 """The ``landprompt serve`` web app: concept probability tiles, top-k, points, exports and the map page.
 
 Built on FastAPI, with the tile pieces of the TiTiler stack: morecantile's WebMercatorQuad for the tile
-grid, rio-tiler's colour maps and :func:`rio_tiler.utils.render` for the PNG/GeoTIFF/NPY encoding, and
-titiler-core's :class:`~titiler.core.resources.enums.ImageType` for formats and media types. The layer
-itself is computed per request (:class:`~landprompt.serve.layer.ServedCube`), not read from a file,
-which is why the app has its own routes instead of a TiTiler reader factory.
+grid, :func:`rio_tiler.utils.render` for the PNG/GeoTIFF/NPY encoding (in the colours of every map,
+:mod:`landprompt.query.colours`), and titiler-core's :class:`~titiler.core.resources.enums.ImageType`
+for formats and media types. The layer itself is computed per request
+(:class:`~landprompt.serve.layer.ServedCube`), not read from a file, which is why the app has its own
+routes instead of a TiTiler reader factory.
 
 Only the cubes the app was made with are served: no request path reaches the file system. Every error
 is a JSON ``{"detail": ...}`` with its status code, never a traceback.
@@ -24,14 +25,13 @@ import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from rasterio.transform import from_bounds
-from rio_tiler.colormap import cmap as colormaps
 from rio_tiler.utils import render
 from starlette.background import BackgroundTask
 from titiler.core.resources.enums import ImageType
 
 from landprompt.errors import BadInputError, DamagedCubeError, LandpromptError
+from landprompt.query.colours import probability_rgba
 from landprompt.serve.layer import (
-    COLORMAP,
     TILE_SIZE,
     TMS,
     NotServedError,
@@ -42,8 +42,6 @@ from landprompt.serve.layer import (
 )
 
 FORMATS = ("png", "tif", "npy")
-#: RGBA of probability x 255 in the colour map.
-_LUT = np.asarray([colormaps.get(COLORMAP)[i] for i in range(256)], np.uint8)
 
 
 @dataclass(frozen=True)
@@ -250,8 +248,7 @@ def encode_tile(values: np.ndarray, fraction: np.ndarray, tile: Any, fmt: str) -
     """
     alpha = np.rint(np.clip(fraction, 0, 1) * 255).astype(np.uint8)
     if fmt == "png":
-        index = np.rint(np.nan_to_num(np.clip(values, 0, 1)) * 255).astype(np.uint8)
-        rgba = _LUT[index]
+        rgba = probability_rgba(values)  # the colours of the HTML maps and the page's legend
         return render(np.moveaxis(rgba[..., :3], -1, 0), alpha, img_format=ImageType.png.driver, ZLEVEL=1)
     options: dict[str, Any] = {}
     if fmt == "tif":

@@ -28,9 +28,6 @@ from landprompt.geo import Grid, transform_points
 from landprompt.query.probability import DEFAULT_STYLE, default_vocabulary, resolve_logit_scale
 from landprompt.query.session import QuerySession, open_session
 
-#: The colour map of the tiles: the one of the PNG quicklooks (:func:`landprompt.query.maps.write_png`).
-COLORMAP = "magma"
-
 
 class NotServedError(BadInputError):
     """A cube or file the server was not started with."""

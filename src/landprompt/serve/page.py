@@ -10,7 +10,8 @@ import json
 from importlib.resources import files
 from typing import Any
 
-from landprompt.serve.layer import COLORMAP, NotServedError
+from landprompt.query.colours import legend_colours
+from landprompt.serve.layer import NotServedError
 
 _ASSETS = {"leaflet.js": "text/javascript", "leaflet.css": "text/css"}
 
@@ -24,9 +25,6 @@ def asset(name: str) -> tuple[bytes, str]:
 
 def page_html(cubes: list[dict[str, Any]]) -> str:
     """The page, with the served cubes' descriptions and the legend colours filled in."""
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
-
-    colours = [to_hex(colormaps[COLORMAP](v)) for v in (i / 10 for i in range(11))]
     template = (files("landprompt.serve") / "index.html").read_text(encoding="utf-8")
-    return template.replace("__CUBES__", json.dumps(cubes)).replace("__GRADIENT__", ", ".join(colours))
+    gradient = ", ".join(legend_colours())
+    return template.replace("__CUBES__", json.dumps(cubes)).replace("__GRADIENT__", gradient)

@@ -13,7 +13,11 @@ fix is used when it is present, not LUCAS's placeholder (88.888888), inside vali
 ``West`` -> -8.108829, 35 m from the theoretical point, as the table's ``th_gps_dist`` says.)
 
 **Columns** are matched case-insensitively: Eurostat's yearly tables spell them ``POINT_ID``,
-``TH_LAT``, ``TH_LONG``, ``GPS_EW`` ...; the harmonised tables ``point_id``, ``th_lat``, ...
+``TH_LAT``, ``TH_LONG``, ``GPS_EW`` ...; the harmonised tables ``point_id``, ``th_lat``, ... The 2022
+survey's ``SURVEY_*`` / ``POINT_*`` names are mapped to the harmonised ones (``SURVEY_LC1`` -> ``lc1``,
+``POINT_LAT`` / ``POINT_LON`` -> ``th_lat`` / ``th_long``, ``POINT_NUTS0`` -> ``nuts0``; ``POINT_ID``
+and ``SURVEY_DATE`` keep their names): :func:`normalised_columns`, which the LUCAS concept benchmark
+(``evaluate concepts``) reads its tables with too.
 
 **Photos.** For each direction the photo is looked for locally below ``photos_root`` (default: the
 table's folder), in the layouts the survey years use. The relative path is the ``file_path_gisco_*``
@@ -33,7 +37,7 @@ say it was not taken; the cover photo has no URL column and is kept only when fo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -78,6 +82,26 @@ LABELS = (
     "th_gps_dist",
 )
 _EARTH_RADIUS_M = 6_371_008.8
+#: The 2022 table's names of harmonised columns that its ``SURVEY_`` / ``POINT_`` rule does not give.
+ALIASES_2022 = {"point_lat": "th_lat", "point_long": "th_long", "point_lon": "th_long"}
+_PREFIXES = ("survey_", "point_")
+#: Harmonised names that start with one of those prefixes (kept as they are).
+_KEEP = frozenset({"point_id", "survey_date"})
+
+
+def normalised_columns(columns: Sequence[str]) -> dict[str, str]:
+    """Harmonised (lower-case) name of each column of a LUCAS table of any survey year: original -> name."""
+    lower = [str(c).strip().lower() for c in columns]
+    taken = set(lower)
+    out = {}
+    for original, name in zip(columns, lower, strict=True):
+        if name in ALIASES_2022:
+            name = ALIASES_2022[name]
+        elif name.startswith(_PREFIXES) and name not in _KEEP:
+            stripped = name.split("_", 1)[1]
+            name = stripped if stripped not in taken else name
+        out[str(original)] = name
+    return out
 
 
 def lucas_coordinates(frame: pd.DataFrame, max_gps_offset_m: float = 1000.0) -> pd.DataFrame:
@@ -184,7 +208,7 @@ class LucasSource(PhotoSource):
             yield self._batch(chunk)
 
     def _read(self, **kwargs: Any) -> Iterator[pd.DataFrame]:
-        """The table in chunks, column names lower-cased and checked."""
+        """The table in chunks, column names normalised and checked."""
         try:
             chunks = pd.read_csv(self.table, dtype=str, keep_default_na=False, **kwargs)
         except pd.errors.EmptyDataError:
@@ -192,7 +216,7 @@ class LucasSource(PhotoSource):
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
             raise BadInputError(f"LUCAS table {self.table} is not a readable CSV: {exc}") from None
         for chunk in chunks:
-            chunk.columns = [str(c).strip().lower() for c in chunk.columns]
+            chunk.columns = list(normalised_columns(list(chunk.columns)).values())
             missing = [c for c in REQUIRED if c not in chunk]
             if missing:
                 raise BadInputError(
