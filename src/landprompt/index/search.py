@@ -41,6 +41,8 @@ class CubeIndex:
         self.grid = Grid.from_dict(info.grid)
         self.nprobe = info.nprobe
         self.ef_search = HNSW_EF_SEARCH
+        self._ivf = faiss.try_extract_index_ivf(index) is not None
+        self._hnsw = "HNSW" in info.factory
 
     @classmethod
     def open(cls, path: str | Path, cube: str | Path | None = None, check: bool = True) -> CubeIndex:
@@ -102,14 +104,15 @@ class CubeIndex:
         if queries.shape[1] != self.info.dim:
             raise BadInputError(f"query has dimension {queries.shape[1]}, the index {self.info.dim}")
         params = None
-        if self.nprobe and faiss.try_extract_index_ivf(self.index) is not None:
+        if self.nprobe and self._ivf:
             params = faiss.SearchParametersIVF(nprobe=self.nprobe)
-        elif "HNSW" in self.info.factory:
+        elif self._hnsw:
             params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
         k = min(k, int(self.index.ntotal))
         scores, ids = self.index.search(queries, k, params=params)
-        rows = np.where(ids >= 0, ids // self.grid.cols, -1)
-        cols = np.where(ids >= 0, ids % self.grid.cols, -1)
+        rows, cols = np.divmod(ids, self.grid.cols)
+        missing = ids < 0
+        rows[missing] = cols[missing] = -1
         return Hits(scores=scores, rows=rows, cols=cols)
 
 
