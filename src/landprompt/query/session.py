@@ -88,6 +88,9 @@ class QuerySession:
             from landprompt.index.search import CubeIndex
 
             self._index = CubeIndex.for_cube(self.path)
+            index_file, sidecar = self._watched[2:]
+            if _stamp([index_file]) == self.stamp[2:3]:  # the same index file: a sidecar changed since
+                self.stamp = (*self.stamp[:3], *_stamp([sidecar]))  # is its fingerprint record, not stale
         return self._index  # type: ignore[return-value]
 
     @property
