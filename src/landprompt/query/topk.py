@@ -29,7 +29,6 @@ from landprompt.query.probability import (
     concept_embedding,
     unit_rows,
 )
-from landprompt.query.scoring import iter_scores
 
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
@@ -255,6 +254,8 @@ def _nms_over_scan(
     progress: ProgressFn | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact scan of a window, streamed by chunk into one score raster, then NMS."""
+    from landprompt.query.scoring import iter_scores  # imports torch: not needed by an index search
+
     rows_w, cols_w = window
     scores = np.full((rows_w.stop - rows_w.start, cols_w.stop - cols_w.start), -np.inf, dtype=np.float32)
     done, total = 0, scores.size
