@@ -3,6 +3,7 @@ and a copied cube's index that verifies once."""
 
 import os
 import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -15,6 +16,7 @@ from landprompt.embedder.cube import open_cube, write_cube
 from landprompt.geo import Grid
 from landprompt.index import search
 from landprompt.index.build import IndexInfo, build_index, default_index_path, sidecar_path
+from landprompt.query import prompt_cache
 from landprompt.query import session as session_module
 from landprompt.query.session import QuerySession, open_session
 
@@ -140,3 +142,79 @@ def test_a_copied_cube_that_fails_verify_is_refused_and_not_recorded(indexed, tm
 
 def _ok():
     return SimpleNamespace(ok=True)
+
+
+@pytest.fixture
+def tiny_cube(tmp_path, monkeypatch):
+    """A cube naming the tiny CLIP model (random weights), and an empty prompt cache folder."""
+    from landprompt.embedder.clip import TINY_MODEL
+
+    monkeypatch.setenv(prompt_cache.CACHE_ENV, str(tmp_path / "cache"))
+    emb = unit(np.random.default_rng(0).normal(size=(*GRID.shape, 32)))
+    return write_cube(tmp_path / "t.zarr", emb, GRID, chunk=16, attrs={"clip_model": TINY_MODEL})
+
+
+def _cached(root):
+    return sorted(root.rglob("*.npy"))
+
+
+def test_a_prompt_asked_again_loads_no_text_tower(tiny_cube, tmp_path, monkeypatch, tiny_clip):
+    first = QuerySession(tiny_cube).encode(["olive groves", "vineyards"])
+    assert len(_cached(tmp_path / "cache")) == 2
+    monkeypatch.setattr(session_module, "clip_for_cube", _no_text_tower)
+    again = QuerySession(tiny_cube)  # a new session (or process): the vectors come from disk
+    np.testing.assert_array_equal(again.encode(["vineyards", "olive groves"]), first[::-1])
+    assert again._clip is None
+    with pytest.raises(AssertionError, match="text tower loaded"):  # another style: other templates
+        again.encode("olive groves", style="satellite")
+    given = QuerySession(tiny_cube, clip=tiny_clip)  # a caller's model: encoded, never stored
+    given.encode("hedgerows")
+    assert len(_cached(tmp_path / "cache")) == 2
+
+
+def test_a_damaged_or_unwritable_prompt_cache_is_skipped(tiny_cube, tmp_path, monkeypatch):
+    expected = QuerySession(tiny_cube).encode("olive groves")
+    (stored,) = _cached(tmp_path / "cache")
+    stored.write_bytes(b"not a numpy file")
+    np.testing.assert_array_equal(QuerySession(tiny_cube).encode("olive groves"), expected)
+    assert np.array_equal(np.load(stored), expected[0])  # re-encoded and written again
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    monkeypatch.setenv(prompt_cache.CACHE_ENV, str(blocked))  # the cache folder cannot be made
+    np.testing.assert_array_equal(QuerySession(tiny_cube).encode("olive groves"), expected)
+
+
+def test_the_cache_key_follows_the_weights_file(tmp_path):
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"weights")
+    attrs = {"clip_model": "ViT-B-32", "clip_pretrained": str(weights)}
+    before = prompt_cache.model_identity(attrs)
+    os.utime(weights, ns=(0, 10**18))
+    assert prompt_cache.model_identity(attrs) != before
+    assert prompt_cache.model_identity({"clip_model": "hf-hub:org/model"}) is None
+    assert prompt_cache.model_identity({}) is None
+    tag = prompt_cache.model_identity({"clip_model": "ViT-B-32", "clip_pretrained": "laion2b_s34b_b79k"})
+    assert tag != prompt_cache.model_identity({"clip_model": "ViT-B-32"})
+
+
+@pytest.mark.slow
+def test_the_cli_answers_a_cached_prompt_without_importing_torch(tiny_cube, tmp_path):
+    import subprocess
+    import sys
+
+    build_index(tiny_cube, progress=False)
+    script = (
+        "import sys\nfrom landprompt.cli import app\n"
+        "try:\n    app(sys.argv[1:])\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "print('torch imported:', 'torch' in sys.modules)\n"
+    )
+    command = [sys.executable, "-c", script, "query", "topk", str(tiny_cube), "olive groves", "-k", "3"]
+    env = {**os.environ, "PYTHONPATH": str(Path(landprompt.__file__).parents[1])}
+    outputs = [subprocess.run(command, capture_output=True, text=True, env=env, check=True) for _ in range(2)]
+    assert "torch imported: True" in outputs[0].stdout  # the first call encodes the prompt
+    assert "torch imported: False" in outputs[1].stdout  # the second reads it from the cache
+    assert outputs[0].stdout.split("torch")[0] == outputs[1].stdout.split("torch")[0]  # the same places
+
+
+def _no_text_tower(ds):
+    raise AssertionError("text tower loaded")

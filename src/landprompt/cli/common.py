@@ -130,13 +130,12 @@ def clip_or_none(name: str | None, pretrained: str | None, cube: Path | None = N
         BadInputError: If ``--clip`` names a model without weights and the cube records none for it,
             or a model of another embedding width than the cube.
     """
-    from landprompt.embedder.clip import load_clip
-
     recorded = _recorded_clip(cube)
     if name is None:
         if recorded is not None and not recorded[1]:
             warn_random(recorded[0])
         return None
+    from landprompt.embedder.clip import load_clip
     if pretrained is None:
         if recorded is None or recorded[0] != name or not recorded[1]:
             raise BadInputError(
@@ -209,6 +208,6 @@ def _recorded_clip(cube: Path | None) -> tuple[str, str | None] | None:
         attrs = json.loads((cube / "zarr.json").read_text()).get("attributes", {})
     else:
         return None
-    from landprompt.embedder.clip import recorded_clip
+    from landprompt.embedder.recorded import recorded_clip  # no torch: a cached prompt needs no text tower
 
     return recorded_clip(attrs)

@@ -68,6 +68,8 @@ class QuerySession:
         self.grid = cube_grid(self.ds)
         self.basis = cube_basis(self.ds)
         self._clip = clip
+        self._given_clip = clip is not None  # a model of the caller's: its prompts are not cached on disk
+        self.dim = int(self.ds.sizes["d"])
         self._index: object = _UNSET
         self._prompts: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._places: PlaceTable | None = None
@@ -108,9 +110,11 @@ class QuerySession:
         return _stamp(self._watched) != self.stamp
 
     def encode(self, prompts: str | Sequence[str], style: str = DEFAULT_STYLE) -> np.ndarray:
-        """Prompt-ensemble embeddings (n, d) of prompts, each encoded once while it stays in the cache."""
-        from landprompt.embedder.prompts import get_templates
+        """Prompt-ensemble embeddings (n, d) of prompts, each encoded once while it stays in the cache.
 
+        With the cube's own CLIP model, encoded prompts are also kept on disk
+        (:mod:`~landprompt.query.prompt_cache`): a prompt asked again, in any process, loads no text tower.
+        """
         names = [prompts] if isinstance(prompts, str) else list(prompts)
         names = [n.strip() for n in names]
         if not names or not all(names):
@@ -118,15 +122,33 @@ class QuerySession:
         keys = [(n, style) for n in dict.fromkeys(names)]
         missing = [name for name, _ in keys if (name, style) not in self._prompts]
         if missing:
-            encoded = self.clip.encode_prompts(missing, get_templates(style))
-            for name, vector in zip(missing, encoded, strict=True):
-                self._prompts[(name, style)] = np.array(vector, np.float32)
+            self._encode_new(missing, style)
         vectors = {name: self._prompts[(name, style)] for name, _ in keys}
         for key in keys:  # most recently used last; the least recently used beyond the size dropped
             self._prompts.move_to_end(key)
         while len(self._prompts) > PROMPT_CACHE_SIZE:
             self._prompts.popitem(last=False)
         return np.stack([vectors[n] for n in names])
+
+    def _encode_new(self, names: list[str], style: str) -> None:
+        """Encode prompts into the cache: from the disk cache when the model is the cube's own."""
+        from landprompt.embedder.prompts import get_templates
+        from landprompt.query.prompt_cache import PromptCache
+
+        templates = get_templates(style)
+        stored = None if self._given_clip else PromptCache.for_cube(self.ds.attrs, templates, self.dim)
+        todo = []
+        for name in names:
+            vector = stored.load(name) if stored is not None else None
+            if vector is None:
+                todo.append(name)
+            else:
+                self._prompts[(name, style)] = vector
+        if todo:
+            for name, vector in zip(todo, self.clip.encode_prompts(todo, templates), strict=True):
+                self._prompts[(name, style)] = np.array(vector, np.float32)
+                if stored is not None:
+                    stored.save(name, self._prompts[(name, style)])
 
     # --- queries -------------------------------------------------------------------------------
     def top_k(
