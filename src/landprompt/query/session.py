@@ -1,7 +1,7 @@
 """A query session: a cube kept open with its index, CLIP text tower and encoded prompts.
 
 ``open_session(path)`` returns the cached session of a cube path, reopened when the cube or its default
-index changes on disk (four ``stat`` calls a query: the size and modification time of the cube's root
+index changes on disk (four ``stat`` calls a query: size, modification time and inode of the cube's root
 metadata, the index file and its sidecar), so repeated queries through the module-level functions
 (:func:`~landprompt.query.topk.top_k`, :func:`~landprompt.query.probability.probability_map`) pay for
 opening, hashing and loading once.
@@ -120,7 +120,7 @@ class QuerySession:
         if not names or not all(names):
             raise BadInputError("empty prompt: give the concept in plain words, e.g. 'olive groves'")
         keys = [(n, style) for n in dict.fromkeys(names)]
-        missing = [name for name, _ in keys if (name, style) not in self._prompts]
+        missing = [key[0] for key in keys if key not in self._prompts]
         if missing:
             self._encode_new(missing, style)
         vectors = {name: self._prompts[(name, style)] for name, _ in keys}
