@@ -136,6 +136,7 @@ def clip_or_none(name: str | None, pretrained: str | None, cube: Path | None = N
             warn_random(recorded[0])
         return None
     from landprompt.embedder.clip import load_clip
+
     if pretrained is None:
         if recorded is None or recorded[0] != name or not recorded[1]:
             raise BadInputError(
