@@ -130,7 +130,12 @@ def top_k_shards(
         raise BadInputError("no cubes to search: give at least one embedding cube")
     k = checks.count("k", k)
     min_distance_m = checks.finite("min distance (metres)", min_distance_m, 0.0) or 0.0
-    vector = _query_vector(open_cube(cubes[0]), query, clip, style)
+    if isinstance(query, str) and clip is None:  # the first shard's session: its prompt caches
+        from landprompt.query.session import open_session
+
+        vector = open_session(cubes[0]).encode(query, style)[0]
+    else:
+        vector = _query_vector(open_cube(cubes[0]), query, clip, style)
     tables = []
     for n, cube in enumerate(cubes, start=1):
         tables.append(top_k(cube, vector, k, min_distance_m).assign(cube=str(cube)))
