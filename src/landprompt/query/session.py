@@ -72,6 +72,7 @@ class QuerySession:
         self.dim = int(self.ds.sizes["d"])
         self._index: object = _UNSET
         self._prompts: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._prompts_lock = threading.Lock()
         self._places: PlaceTable | None = None
 
     # --- loaded pieces -------------------------------------------------------------------------
@@ -120,14 +121,15 @@ class QuerySession:
         if not names or not all(names):
             raise BadInputError("empty prompt: give the concept in plain words, e.g. 'olive groves'")
         keys = [(n, style) for n in dict.fromkeys(names)]
-        missing = [key[0] for key in keys if key not in self._prompts]
-        if missing:
-            self._encode_new(missing, style)
-        vectors = {name: self._prompts[(name, style)] for name, _ in keys}
-        for key in keys:  # most recently used last; the least recently used beyond the size dropped
-            self._prompts.move_to_end(key)
-        while len(self._prompts) > PROMPT_CACHE_SIZE:
-            self._prompts.popitem(last=False)
+        with self._prompts_lock:  # threads of a server share the session
+            missing = [key[0] for key in keys if key not in self._prompts]
+            if missing:
+                self._encode_new(missing, style)
+            vectors = {name: self._prompts[(name, style)] for name, _ in keys}
+            for key in keys:  # most recently used last; the least recently used beyond the size dropped
+                self._prompts.move_to_end(key)
+            while len(self._prompts) > PROMPT_CACHE_SIZE:
+                self._prompts.popitem(last=False)
         return np.stack([vectors[n] for n in names])
 
     def _encode_new(self, names: list[str], style: str) -> None:
