@@ -15,15 +15,23 @@ layouts are cubes in a basis, written in the current format, version 3):
   in-memory array of the bytes the map reads, and against version-1 d = 512 int8 throughput; 16 concepts
   in one pass against one;
 * ``topk``: ``landprompt.top_k(path, vector, k=10)`` (second call onward) on a 10^6-cell cube against the
-  exact numpy scan of the same vectors in memory, with recall@10.
+  exact numpy scan of the same vectors in memory, with recall@10 against that scan and against a scan of
+  the cube's own (decoded) vectors; ``topk_nprobe``: the same for other IVF ``nprobe`` values.
 
-Usage: ``python benchmarks/cube_v2.py [--workdir DIR] [--speed-side 3200] [--topk-side 1000]``.
+* ``topk_cli``: ``landprompt query topk CUBE PROMPT`` per call (a new process), for a prompt new to the
+  prompt cache and one asked before, against ``python -c pass`` and ``import landprompt.cli``.
+
+Usage: ``python benchmarks/cube_v2.py [--workdir DIR] [--speed-side 3200] [--topk-side 1000]
+[--only fidelity speed topk topk_cli]``.
 The CPU is shared with other work on a small machine: read the ratios, not the times.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -297,12 +305,14 @@ def topk(work: Path, side: int, rng, n_queries: int = 30, dtypes: tuple[str, ...
     """Public-API top-k on a 10^6-cell cube against the exact numpy scan of the same vectors in memory.
 
     Recall@10 is given against the float32 vectors the cube was written from (what the user asked) and
-    against an exact scan of the cube's own decoded vectors (what the index alone loses).
+    against an exact scan of the cube's own decoded vectors (what the index alone loses); then both
+    again for each IVF ``nprobe`` (lists searched a query), with the call's time against the same scan.
     """
     z, weight, bias = planted(side * side, 64, 128, rng, clusters=512)
     vectors = unit(z @ weight.T + bias)  # the same vectors, exact float32, in memory
     queries = vectors[rng.choice(len(vectors), n_queries)] + 0.05 * rng.normal(size=(n_queries, 128))
     queries = unit(queries.astype(np.float32))
+    exact = [_top10(vectors @ q) for q in queries]
     for dtype in dtypes:
         path = write_features(
             work / f"topk_{dtype}.zarr",
@@ -315,38 +325,109 @@ def topk(work: Path, side: int, rng, n_queries: int = 30, dtypes: tuple[str, ...
         decoded = read_window(landprompt.open_cube(path), slice(0, side), slice(0, side))[0].reshape(
             side**2, -1
         )
-        landprompt.top_k(path, queries[0], k=10)  # first call: opens the session
-        api_times, scan_times, recalls, recalls_cube = [], [], [], []
-        for q in queries:
-            start = time.perf_counter()
-            places = landprompt.top_k(path, q, k=10)
-            api_times.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            scores = vectors @ q
-            top = np.argpartition(-scores, 10)[:10]
-            top = top[np.argsort(-scores[top])]
-            scan_times.append(time.perf_counter() - start)
-            got = set((places["row"] * side + places["col"]).tolist())
-            recalls.append(len(got & set(top.tolist())) / 10)
-            cube_top = np.argpartition(-(decoded @ q), 10)[:10]
-            recalls_cube.append(len(got & set(cube_top.tolist())) / 10)
-        api, scan = float(np.median(api_times)), float(np.median(scan_times))
-        emit(
-            figure="topk",
-            cells=side * side,
-            codes=dtype,
-            factory=info.factory,
-            nprobe=info.nprobe,
-            space=info.space,
-            api_ms=round(api * 1e3, 2),
-            yardstick_numpy_scan_ms=round(scan * 1e3, 2),
-            speedup=round(scan / api, 1),
-            recall_at_10=round(float(np.mean(recalls)), 3),
-            recall_at_10_vs_cube_scan=round(float(np.mean(recalls_cube)), 3),
-            index_bytes_per_cell=round(path.with_suffix(".faiss").stat().st_size / side**2, 1),
-            repeats=n_queries,
-        )
+        own = [_top10(decoded @ q) for q in queries]
         del decoded
+        landprompt.top_k(path, queries[0], k=10)  # first call: opens the session
+        index = open_session(path).index
+        assert index is not None
+        for nprobe in sorted({info.nprobe, 1, 4, 16, 32}):
+            index.nprobe = nprobe
+            api, scan, got = _time_top_k(path, vectors, queries, side)
+            emit(
+                figure="topk" if nprobe == info.nprobe else "topk_nprobe",
+                cells=side * side,
+                codes=dtype,
+                factory=info.factory,
+                nprobe=nprobe,
+                space=info.space,
+                api_ms=round(api * 1e3, 3),
+                yardstick_numpy_scan_ms=round(scan * 1e3, 2),
+                speedup=round(scan / api, 1),
+                recall_at_10=_recall(got, exact),
+                recall_at_10_vs_cube_scan=_recall(got, own),
+                index_bytes_per_cell=round(path.with_suffix(".faiss").stat().st_size / side**2, 1),
+                repeats=n_queries,
+                load_avg_1min=round(os.getloadavg()[0], 1),
+            )
+        index.nprobe = info.nprobe
+
+
+def _top10(scores: np.ndarray) -> np.ndarray:
+    top = np.argpartition(-scores, 10)[:10]
+    return top[np.argsort(-scores[top])]
+
+
+def _recall(got: list[set[int]], truth: list[np.ndarray]) -> float:
+    return round(float(np.mean([len(g & set(t.tolist())) / 10 for g, t in zip(got, truth, strict=True)])), 3)
+
+
+def _time_top_k(
+    path: Path, vectors: np.ndarray, queries: np.ndarray, side: int
+) -> tuple[float, float, list[set[int]]]:
+    """Median seconds of ``landprompt.top_k(path, q, k=10)`` and of the numpy scan, interleaved; the ids."""
+    api_times, scan_times, got = [], [], []
+    for q in queries:
+        start = time.perf_counter()
+        places = landprompt.top_k(path, q, k=10)
+        api_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        _top10(vectors @ q)
+        scan_times.append(time.perf_counter() - start)
+        got.append(set((places["row"] * side + places["col"]).tolist()))
+    return float(np.median(api_times)), float(np.median(scan_times)), got
+
+
+def topk_cli(work: Path, side: int = 256, repeats: int = 3) -> None:
+    """``landprompt query topk CUBE PROMPT`` per call (a new process) against ``python -c pass``.
+
+    On a small indexed cube made for the tiny CLIP model (random weights: a pretrained model adds loading
+    its weights): a prompt new to the prompt cache (the text tower is loaded) and one asked before (read
+    from the cache, no torch import), against ``python -c pass`` and ``import landprompt.cli``.
+    """
+    from landprompt.embedder.clip import TINY_MODEL
+    from landprompt.query.prompt_cache import CACHE_ENV
+
+    rng = np.random.default_rng(1)
+    path = landprompt.write_cube(
+        work / "topk_cli.zarr",
+        unit(rng.normal(size=(side, side, 32))),
+        europe_grid(side, side),
+        chunk=128,
+        attrs={"clip_model": TINY_MODEL},
+    )
+    build_index(path, progress=False, factory="Flat")
+    run = "import sys; from landprompt.cli import app; sys.argv[0] = 'landprompt'; app()"
+    query = [sys.executable, "-c", run, "query", "topk", str(path), "olive groves", "-k", "10"]
+    commands = {
+        "python_pass": ([sys.executable, "-c", "pass"], None),
+        "import_cli": ([sys.executable, "-c", "import landprompt.cli"], None),
+        "new_prompt": (query, "new"),
+        "cached_prompt": (query, work / "prompt-cache"),
+    }
+    warm = {**os.environ, CACHE_ENV: str(work / "prompt-cache")}
+    subprocess.run(query, check=True, capture_output=True, env=warm)  # the cached prompt's first call
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for repeat in range(repeats):  # interleaved
+        for name, (command, cache) in commands.items():
+            folder = work / f"prompt-cache-{repeat}" if cache == "new" else cache
+            env = {**os.environ, **({CACHE_ENV: str(folder)} if folder is not None else {})}
+            start = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True, env=env)
+            times[name].append(time.perf_counter() - start)
+    median = {name: float(np.median(t)) for name, t in times.items()}
+    emit(
+        figure="topk_cli",
+        cells=side * side,
+        new_prompt_s=round(median["new_prompt"], 2),
+        cached_prompt_s=round(median["cached_prompt"], 2),
+        yardstick_python_pass_s=round(median["python_pass"], 2),
+        yardstick_import_cli_s=round(median["import_cli"], 2),
+        new_prompt_vs_python_pass=round(median["new_prompt"] / median["python_pass"], 1),
+        cached_prompt_vs_python_pass=round(median["cached_prompt"] / median["python_pass"], 1),
+        cached_vs_new=round(median["cached_prompt"] / median["new_prompt"], 2),
+        repeats=repeats,
+        load_avg_1min=round(os.getloadavg()[0], 1),
+    )
 
 
 def main() -> None:
@@ -354,7 +435,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--speed-side", type=int, default=3200)
     parser.add_argument("--topk-side", type=int, default=1000)
-    parser.add_argument("--only", nargs="*", default=["fidelity", "speed", "topk"])
+    parser.add_argument("--only", nargs="*", default=["fidelity", "speed", "topk", "topk_cli"])
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
@@ -376,6 +457,8 @@ def main() -> None:
             speed(work, args.speed_side, rng)
         if "topk" in args.only:
             topk(work, args.topk_side, rng)
+        if "topk_cli" in args.only:
+            topk_cli(work)
     if any(r.get("figure") == "fidelity" for r in RECORDS):
         print(fidelity_table(RECORDS))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,6 +12,21 @@ import pytest
 
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prompt_cache_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Encoded prompts are kept on disk in a folder of the test session, not the user's cache."""
+    from landprompt.query.prompt_cache import CACHE_ENV
+
+    folder = tmp_path_factory.mktemp("landprompt-cache")
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(folder)
+    yield folder
+    if before is None:
+        del os.environ[CACHE_ENV]
+    else:
+        os.environ[CACHE_ENV] = before
 
 
 @pytest.fixture(scope="session")

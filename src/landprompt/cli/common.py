@@ -130,7 +130,7 @@ def clip_or_none(name: str | None, pretrained: str | None, cube: Path | None = N
         BadInputError: If ``--clip`` names a model without weights and the cube records none for it,
             or a model of another embedding width than the cube.
     """
-    from landprompt.embedder.clip import load_clip, recorded_clip
+    from landprompt.embedder.recorded import recorded_clip  # no torch: a cached prompt needs no text tower
 
     ds = _single_cube(cube)
     recorded = None if ds is None else recorded_clip(ds.attrs)
@@ -138,6 +138,8 @@ def clip_or_none(name: str | None, pretrained: str | None, cube: Path | None = N
         if recorded is not None and not recorded[1]:
             warn_random(recorded[0])
         return None
+    from landprompt.embedder.clip import load_clip
+
     if pretrained is None:
         if recorded is None or recorded[0] != name or not recorded[1]:
             raise BadInputError(

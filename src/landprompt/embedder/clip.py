@@ -30,6 +30,7 @@ from PIL import Image
 
 from landprompt.embedder.device import choose_device
 from landprompt.embedder.prompts import expand
+from landprompt.embedder.recorded import recorded_clip as recorded_clip  # its home before; kept importable
 from landprompt.errors import BadInputError, MissingWeightsError, did_you_mean
 from landprompt.files import file_sha256
 
@@ -170,18 +171,6 @@ class _Source:
     label: str
     weights: str
     create_kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-def recorded_clip(attrs: Mapping[str, Any]) -> tuple[str, str | None] | None:
-    """The CLIP model a cube's (or photo group's) attrs name: ``(clip_model, clip_pretrained or None)``.
-
-    None when the attrs name no model.
-    """
-    name = attrs.get("clip_model")
-    if not name:
-        return None
-    pretrained = attrs.get("clip_pretrained")
-    return str(name), str(pretrained) if pretrained else None
 
 
 def clip_named_in(attrs: Mapping[str, Any], owner: str, device: str | None = None) -> ClipModel:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import faiss
@@ -41,6 +41,8 @@ class CubeIndex:
         self.grid = Grid.from_dict(info.grid)
         self.nprobe = info.nprobe
         self.ef_search = HNSW_EF_SEARCH
+        self._ivf = faiss.try_extract_index_ivf(index) is not None
+        self._hnsw = "HNSW" in info.factory
 
     @classmethod
     def open(cls, path: str | Path, cube: str | Path | None = None, check: bool = True) -> CubeIndex:
@@ -102,14 +104,15 @@ class CubeIndex:
         if queries.shape[1] != self.info.dim:
             raise BadInputError(f"query has dimension {queries.shape[1]}, the index {self.info.dim}")
         params = None
-        if self.nprobe and faiss.try_extract_index_ivf(self.index) is not None:
+        if self.nprobe and self._ivf:
             params = faiss.SearchParametersIVF(nprobe=self.nprobe)
-        elif "HNSW" in self.info.factory:
+        elif self._hnsw:
             params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
         k = min(k, int(self.index.ntotal))
         scores, ids = self.index.search(queries, k, params=params)
-        rows = np.where(ids >= 0, ids // self.grid.cols, -1)
-        cols = np.where(ids >= 0, ids % self.grid.cols, -1)
+        rows, cols = np.divmod(ids, self.grid.cols)
+        missing = ids < 0
+        rows[missing] = cols[missing] = -1
         return Hits(scores=scores, rows=rows, cols=cols)
 
 
@@ -118,13 +121,34 @@ def _require_fresh(path: Path, info: IndexInfo, ds: xr.Dataset, cube: Path) -> N
 
     The content hash catches a cube rewritten by landprompt; the file fingerprint (names, sizes, mtimes)
     catches a chunk edited in place. A cube whose fingerprint differs (edited, or only copied) is
-    accepted only if every chunk still matches its recorded digest (a full :func:`verify`).
+    accepted only if every chunk still matches its recorded digest (a full :func:`verify`); once it
+    passes, the sidecar records the cube's new fingerprint (:func:`_record_fingerprint`), so the next
+    open of a copied cube is cheap again.
     """
     stale = content_hash(ds) != info.cube_hash
-    if not stale and files_fingerprint(cube) != info.cube_files:
-        stale = not verify(cube, progress=False).ok
+    if not stale:
+        files = files_fingerprint(cube)  # before the verify: a file changed during it differs next time
+        if files != info.cube_files:
+            stale = not verify(cube, progress=False).ok
+            if not stale:
+                _record_fingerprint(path, info, cube, files)
     if stale:
         raise BadInputError(
             f"index {path} is stale: its cube {cube} changed since it was built; "
             f"rebuild it with 'landprompt index build {cube}'"
         )
+
+
+def _record_fingerprint(path: Path, info: IndexInfo, cube: Path, files: str) -> None:
+    """Record a verified cube's path and file fingerprint in the index's sidecar, atomically.
+
+    Skipped when the sidecar changed since it was read (a rebuild won) or cannot be written (a
+    read-only folder): the index still serves, and the next open verifies again.
+    """
+    sidecar = sidecar_path(path)
+    try:
+        if IndexInfo.load(sidecar) != info:
+            return
+        replace(info, cube=str(cube.resolve()), cube_files=files).save(sidecar)
+    except (OSError, BadInputError):
+        return

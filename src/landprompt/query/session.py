@@ -1,14 +1,17 @@
 """A query session: a cube kept open with its index, CLIP text tower and encoded prompts.
 
 ``open_session(path)`` returns the cached session of a cube path, reopened when the cube or its default
-index changes on disk (their metadata files' size and modification time), so repeated queries through the
-module-level functions (:func:`~landprompt.query.topk.top_k`,
-:func:`~landprompt.query.probability.probability_map`) pay for opening, hashing and loading once.
+index changes on disk (four ``stat`` calls a query: size, modification time and inode of the cube's root
+metadata, the index file and its sidecar), so repeated queries through the module-level functions
+(:func:`~landprompt.query.topk.top_k`, :func:`~landprompt.query.probability.probability_map`) pay for
+opening, hashing and loading once.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +27,7 @@ from landprompt.geo import BBox
 from landprompt.index.build import default_index_path, sidecar_path
 from landprompt.query.probability import (
     DEFAULT_STYLE,
+    ProgressFn,
     clip_for_cube,
     default_vocabulary,
     resolve_logit_scale,
@@ -33,6 +37,10 @@ from landprompt.query.probability import (
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
     from landprompt.index.search import CubeIndex
+    from landprompt.query.topk import PlaceTable
+
+#: Encoded prompts a session keeps (least recently used dropped first): 1024 CLIP-512 vectors are 2 MiB.
+PROMPT_CACHE_SIZE = 1024
 
 _UNSET = object()
 _SESSIONS: dict[Path, QuerySession] = {}
@@ -42,6 +50,8 @@ _LOCK = threading.Lock()
 class QuerySession:
     """One cube, opened once, with its default index, text tower and a cache of encoded prompts.
 
+    The prompt cache keeps the :data:`PROMPT_CACHE_SIZE` most recently used (prompt, style) pairs.
+
     Args:
         cube: Embedding cube path.
         clip: CLIP model for text prompts (default: the one named in the cube's attrs, loaded on first use).
@@ -49,13 +59,21 @@ class QuerySession:
 
     def __init__(self, cube: str | Path, clip: ClipModel | None = None) -> None:
         self.path = Path(cube).resolve()
-        self.stamp = _stamp(self.path)
+        index = default_index_path(self.path)
+        self._watched = tuple(
+            os.fspath(p) for p in (self.path / "zarr.json", self.path / ".zattrs", index, sidecar_path(index))
+        )
+        self.stamp = _stamp(self._watched)
         self.ds = open_cube(self.path)
         self.grid = cube_grid(self.ds)
         self.basis = cube_basis(self.ds)
         self._clip = clip
+        self._given_clip = clip is not None  # a model of the caller's: its prompts are not cached on disk
+        self.dim = int(self.ds.sizes["d"])
         self._index: object = _UNSET
-        self._prompts: dict[tuple[str, str], np.ndarray] = {}
+        self._prompts: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._prompts_lock = threading.Lock()
+        self._places: PlaceTable | None = None
 
     # --- loaded pieces -------------------------------------------------------------------------
     @property
@@ -73,28 +91,66 @@ class QuerySession:
             from landprompt.index.search import CubeIndex
 
             self._index = CubeIndex.for_cube(self.path)
+            index_file, sidecar = self._watched[2:]
+            if _stamp([index_file]) == self.stamp[2:3]:  # the same index file: a sidecar changed since
+                self.stamp = (*self.stamp[:3], *_stamp([sidecar]))  # is its fingerprint record, not stale
         return self._index  # type: ignore[return-value]
+
+    @property
+    def places(self) -> PlaceTable:
+        """The cube grid's places-table builder (its CRS work done once)."""
+        if self._places is None:
+            from landprompt.query.topk import PlaceTable
+
+            self._places = PlaceTable(self.grid)
+        return self._places
 
     @property
     def stale(self) -> bool:
         """Whether the cube or its index changed on disk since the session opened."""
-        return _stamp(self.path) != self.stamp
+        return _stamp(self._watched) != self.stamp
 
     def encode(self, prompts: str | Sequence[str], style: str = DEFAULT_STYLE) -> np.ndarray:
-        """Prompt-ensemble embeddings (n, d) of prompts, each encoded once per session."""
-        from landprompt.embedder.prompts import get_templates
+        """Prompt-ensemble embeddings (n, d) of prompts, each encoded once while it stays in the cache.
 
+        With the cube's own CLIP model, encoded prompts are also kept on disk
+        (:mod:`~landprompt.query.prompt_cache`): a prompt asked again, in any process, loads no text tower.
+        """
         names = [prompts] if isinstance(prompts, str) else list(prompts)
         names = [n.strip() for n in names]
         if not names or not all(names):
             raise BadInputError("empty prompt: give the concept in plain words, e.g. 'olive groves'")
-        missing = [n for n in dict.fromkeys(names) if (n, style) not in self._prompts]
-        if missing:
-            for name, vector in zip(
-                missing, self.clip.encode_prompts(missing, get_templates(style)), strict=True
-            ):
-                self._prompts[(name, style)] = np.asarray(vector, np.float32)
-        return np.stack([self._prompts[(n, style)] for n in names])
+        keys = [(n, style) for n in dict.fromkeys(names)]
+        with self._prompts_lock:  # threads of a server share the session
+            missing = [key[0] for key in keys if key not in self._prompts]
+            if missing:
+                self._encode_new(missing, style)
+            vectors = {name: self._prompts[(name, style)] for name, _ in keys}
+            for key in keys:  # most recently used last; the least recently used beyond the size dropped
+                self._prompts.move_to_end(key)
+            while len(self._prompts) > PROMPT_CACHE_SIZE:
+                self._prompts.popitem(last=False)
+        return np.stack([vectors[n] for n in names])
+
+    def _encode_new(self, names: list[str], style: str) -> None:
+        """Encode prompts into the cache: from the disk cache when the model is the cube's own."""
+        from landprompt.embedder.prompts import get_templates
+        from landprompt.query.prompt_cache import PromptCache
+
+        templates = get_templates(style)
+        stored = None if self._given_clip else PromptCache.for_cube(self.ds.attrs, templates, self.dim)
+        todo = []
+        for name in names:
+            vector = stored.load(name) if stored is not None else None
+            if vector is None:
+                todo.append(name)
+            else:
+                self._prompts[(name, style)] = vector
+        if todo:
+            for name, vector in zip(todo, self.clip.encode_prompts(todo, templates), strict=True):
+                self._prompts[(name, style)] = np.array(vector, np.float32)
+                if stored is not None:
+                    stored.save(name, self._prompts[(name, style)])
 
     # --- queries -------------------------------------------------------------------------------
     def top_k(
@@ -104,12 +160,23 @@ class QuerySession:
         min_distance_m: float = 0.0,
         bbox: BBox | str | Sequence[float] | None = None,
         style: str = DEFAULT_STYLE,
+        *,
+        index: str | Path | CubeIndex | None = "auto",
+        progress: ProgressFn | None = None,
     ) -> pd.DataFrame:
-        """The ``k`` best distinct places (see :func:`landprompt.query.topk.top_k`), through the index."""
-        from landprompt.query.topk import top_k
+        """The ``k`` best distinct places (see :func:`landprompt.query.topk.top_k`), through the index.
 
-        vector = self.encode(query, style)[0] if isinstance(query, str) else query
-        return top_k(self.ds, vector, k, min_distance_m, bbox, index=self.index if bbox is None else None)
+        ``index="auto"`` is the session's default index (an exact scan without one, or with a ``bbox``).
+        """
+        from landprompt.query.topk import query_embedding, resolve_index, search_top_k
+
+        vector = self.encode(query, style)[0] if isinstance(query, str) else query_embedding(self.ds, query)
+        searcher = None
+        if bbox is None:
+            searcher = self.index if index == "auto" else resolve_index(self.path, index)
+        return search_top_k(
+            self.ds, self.grid, self.places, vector, k, min_distance_m, bbox, searcher, progress
+        )
 
     def probability_map(
         self,
@@ -228,15 +295,17 @@ def open_session(cube: str | Path, clip: ClipModel | None = None) -> QuerySessio
         return session
 
 
-def _stamp(path: Path) -> tuple[tuple[int, int] | None, ...]:
-    """Size and mtime of the cube's metadata (Zarr v3 or v2) and of its default index file and sidecar."""
-    index = default_index_path(path)
-    return tuple(_file_stamp(p) for p in (path / "zarr.json", path / ".zattrs", index, sidecar_path(index)))
+def _stamp(paths: Sequence[str]) -> tuple[tuple[int, int, int] | None, ...]:
+    """Size, mtime and inode of each file (None where missing).
+
+    The files are the cube's root metadata (Zarr v3 or v2), its default index file and sidecar.
+    """
+    return tuple(_file_stamp(p) for p in paths)
 
 
-def _file_stamp(path: Path) -> tuple[int, int] | None:
+def _file_stamp(path: str) -> tuple[int, int, int] | None:
     try:
-        stat = path.stat()
+        stat = os.stat(path)
     except OSError:
         return None
-    return stat.st_size, stat.st_mtime_ns
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
