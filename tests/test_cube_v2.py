@@ -160,7 +160,7 @@ def test_convert_resumes_and_refuses_bad_input(tmp_path, monkeypatch):
     CubeWriter(tmp_path / "unfinished.zarr", GRID, 32, chunk=16)
     with pytest.raises(NotACubeError, match="unfinished"):
         convert_cube(tmp_path / "unfinished.zarr", tmp_path / "y.zarr")
-    with pytest.raises(BadInputError, match="already a version-2 cube"):
+    with pytest.raises(BadInputError, match="already a cube in a basis"):
         convert_cube(fresh, tmp_path / "z.zarr")
 
 

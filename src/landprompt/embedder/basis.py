@@ -114,9 +114,8 @@ class Basis:
         info = dict(self.info)
         if b_norm > 0:
             b_hat = b / b_norm
-            u, s, vt = np.linalg.svd(q - np.outer(b_hat, b_hat @ q), full_matrices=False)
-            keep = s > 1e-6 * max(float(s.max()), 1e-30)
-            matrix, top = u[:, keep], (s[:, None] * vt)[keep] @ feature_map
+            matrix, top = _orthonormal_factor(q - np.outer(b_hat, b_hat @ q))
+            top = top @ feature_map
             gain = self.norm_scale / b_norm
             last = gain * (b_hat @ q) @ feature_map
         else:
@@ -189,7 +188,9 @@ class Basis:
         r = self.rank
         if self.weights is None:
             return codes[..., :r] @ self.matrix.T + codes[..., r:] * (self.offset / self.norm_scale)
-        out = codes[..., :r] @ self.matrix.T + codes[..., r:] @ self.offset[None, :]
+        out = codes[..., :r] @ self.matrix.T
+        if self.code_size > r:
+            out += codes[..., r:] * self.offset
         return out * self.unit_scale(codes)[..., None]
 
     def project(self, vectors: np.ndarray) -> np.ndarray:
@@ -203,6 +204,18 @@ class Basis:
         elif self.code_size > self.rank:
             columns.append((vectors @ self.offset)[:, None])
         return np.concatenate(columns, axis=1)
+
+
+def _orthonormal_factor(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``a = U T`` with ``U`` orthonormal (d, r') spanning ``a``'s columns: QR (the columns keep their
+    order and direction), or an SVD keeping the nonzero singular values where ``a`` is rank-deficient."""
+    u, t = np.linalg.qr(a)
+    diag = np.abs(np.diag(t))
+    if diag.min() > 1e-6 * max(float(diag.max()), 1e-30):
+        return u, t
+    u, s, vt = np.linalg.svd(a, full_matrices=False)
+    keep = s > 1e-6 * max(float(s.max()), 1e-30)
+    return u[:, keep], (s[:, None] * vt)[keep]
 
 
 def _checked_weights(matrix: np.ndarray, offset: np.ndarray, weights: Any) -> np.ndarray:
@@ -276,8 +289,9 @@ def fit_pca(
         "seed": int(seed),
     }
     plain = Basis(axes[:r].T, mean, "pca", info)
-    codes = plain.diagonal(rotation_seed).codes_from_embeddings(sample.astype(np.float32))
-    if codes.shape[1] > r:  # the gain: last code as large as the others' largest, at the median
+    first = plain.diagonal(rotation_seed)
+    codes = first.codes_from_embeddings(sample.astype(np.float32))
+    if first.code_size > first.rank:  # the gain: last code as large as the others' largest, at the median
         others, last = np.abs(codes[:, :-1]).max(axis=1), np.abs(codes[:, -1])
         gain = float(np.median(others) / max(float(np.median(last)), 1e-30))
         plain = replace(plain, norm_scale=gain if math.isfinite(gain) and gain > 0 else 1.0)

@@ -90,7 +90,7 @@ def convert_cube(
     """
     ds = open_cube(src)
     if cube_basis(ds) is not None:
-        raise BadInputError(f"{src} is already a version-2 cube (stored in a basis): nothing to convert")
+        raise BadInputError(f"{src} is already a cube in a basis (format version 2-4): nothing to convert")
     if Path(src).resolve() == Path(dst).resolve():
         raise BadInputError("convert writes a new cube: give a NEW path different from OLD")
     require_intact(src, progress)  # a damaged chunk must not be fitted or rewritten as data
