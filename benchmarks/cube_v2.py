@@ -1,4 +1,4 @@
-"""Cubes in a basis (format version 4, versions 2-3 read) benchmark: size, fidelity, map speed and public-API top-k.
+"""Cubes in a basis (format version 4) benchmark: size, fidelity, map speed and public-API top-k.
 
 Prints one JSON line a figure, every figure beside a yardstick measured in the same run (the ``v4_*``
 layouts are cubes in a basis, written in the current format, version 4):

@@ -5,7 +5,6 @@ import pytest
 from affine import Affine
 
 import landprompt
-
 from landprompt.embedder.cube import cube_basis, iter_raw_chunks, open_cube, read_window
 from landprompt.embedder.overviews import build_overviews, open_overviews
 from landprompt.geo import Grid

@@ -8,7 +8,14 @@ from typer.testing import CliRunner
 
 from landprompt.cli import app
 from landprompt.embedder.basis import Basis, fit_pca, linear_head_basis, random_rotation
-from landprompt.embedder.cube import CubeWriter, cube_basis, iter_raw_chunks, open_cube, read_window, write_cube
+from landprompt.embedder.cube import (
+    CubeWriter,
+    cube_basis,
+    iter_raw_chunks,
+    open_cube,
+    read_window,
+    write_cube,
+)
 from landprompt.errors import BadInputError, NotACubeError
 from landprompt.geo import Grid
 from landprompt.query.probability import class_matrix, concept_probability, probability_map
@@ -85,7 +92,10 @@ def test_diagonal_form_is_orthonormal_rotated_and_keeps_codes_decoding_and_proje
     np.testing.assert_allclose(codes @ basis.project(c).T, decoded @ c.T, atol=1e-5)
     rotated, unrotated = (fit_pca(emb, RANK, None, rotation_seed=seed) for seed in (0, None))
     assert "rotation_seed" not in unrotated.info and rotated.info["rotation_seed"] == 0
-    rms = [np.sqrt(np.mean(np.square(b.codes_from_embeddings(emb)[:, :-1]), axis=0)) for b in (rotated, unrotated)]
+    rms = [
+        np.sqrt(np.mean(np.square(b.codes_from_embeddings(emb)[:, :-1]), axis=0))
+        for b in (rotated, unrotated)
+    ]
     assert rms[0].max() / rms[0].min() < rms[1].max() / rms[1].min() / 2  # the energy spread evenly
     again = fit_pca(emb, RANK + 1, min_variance=None)
     assert np.array_equal(again.matrix, basis.matrix) and np.array_equal(again.offset, basis.offset)

@@ -295,7 +295,9 @@ def test_bottleneck_checkpoints_with_a_bias_still_load_and_store_one_more_code(t
     from landprompt.embedder.models.checkpoint import checkpoint_paths, load_checkpoint
 
     torch.manual_seed(2)
-    arguments = dict(clip_dim=24, embed_dim=32, depth=1, num_heads=2, pool_size=3, head="linear", bottleneck=8)
+    arguments = dict(
+        clip_dim=24, embed_dim=32, depth=1, num_heads=2, pool_size=3, head="linear", bottleneck=8
+    )
     new = create_encoder("sits", **arguments)
     assert new.head[1].bias is None and new.head_basis().code_size == 8
     old = create_encoder("sits", **arguments, bottleneck_bias=True)

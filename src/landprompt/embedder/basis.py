@@ -100,10 +100,11 @@ class Basis:
         return self.rank if self.weights is None else self.code_size
 
     def diagonal(self, rotation_seed: int | None = ROTATION_SEED) -> Basis:
-        """This basis in the version-4 form (itself if it is one): ``B`` orthonormal, ``o = b / a`` orthogonal to it.
+        """This basis in the version-4 form (itself if it is one).
 
         ``B`` becomes an orthonormal basis of the part of ``span(B, b)`` orthogonal to ``b``, turned by a
-        rotation seeded with ``rotation_seed``; features map to the new codes through ``feature_map``.
+        rotation seeded with ``rotation_seed``, and the offset ``o = b / a``; features map to the new
+        codes through ``feature_map`` and ``feature_offset``.
         """
         if self.weights is not None:
             return self
@@ -207,8 +208,11 @@ class Basis:
 
 
 def _orthonormal_factor(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``a = U T`` with ``U`` orthonormal (d, r') spanning ``a``'s columns: QR (the columns keep their
-    order and direction), or an SVD keeping the nonzero singular values where ``a`` is rank-deficient."""
+    """``a = U T`` with ``U`` orthonormal (d, r') spanning the columns of ``a``.
+
+    QR (the columns keep their order and direction), or where ``a`` is rank-deficient an SVD keeping the
+    nonzero singular values.
+    """
     u, t = np.linalg.qr(a)
     diag = np.abs(np.diag(t))
     if diag.min() > 1e-6 * max(float(diag.max()), 1e-30):
@@ -304,7 +308,7 @@ def linear_head_basis(
     info: dict[str, Any] | None = None,
     rotation_seed: int | None = ROTATION_SEED,
 ) -> Basis:
-    """The exact version-4 basis of a linear head ``e = W z + b`` (weight (d, r) as torch's ``Linear.weight``).
+    """The exact version-4 basis of a linear head ``e = W z + b`` (weight (d, r) as torch's ``Linear``'s).
 
     ``W = Q R`` is stored through its orthonormal factor, features ``z`` are mapped to codes by ``R`` (so
     code quantisation errors are not amplified by a badly conditioned head); a head without bias (or a

@@ -151,7 +151,9 @@ def served_cube(folder: Path, clip: Any, seed: int = 0) -> ServedCubeFixture:
     return ServedCubeFixture(path, grid, labels == 0, valid)
 
 
-def legacy_cube(path: Path, embeddings: np.ndarray, grid: Any, version: int, rank: int, chunk: int = 16) -> Path:
+def legacy_cube(
+    path: Path, embeddings: np.ndarray, grid: Any, version: int, rank: int, chunk: int = 16
+) -> Path:
     """An int8 cube of format version 2 or 3 (PCA codes ``[u, a t]`` with a per-pixel scale), written as
     those versions wrote it, so that tests can check this landprompt still reads them."""
     from unittest import mock

@@ -403,7 +403,9 @@ def build_head(
             raise BadInputError(
                 f"bottleneck must be a whole number from 1 to clip_dim {out_dim}, got {bottleneck}"
             )
-        return nn.Sequential(nn.Linear(in_dim, bottleneck), nn.Linear(bottleneck, out_dim, bias=bottleneck_bias))
+        return nn.Sequential(
+            nn.Linear(in_dim, bottleneck), nn.Linear(bottleneck, out_dim, bias=bottleneck_bias)
+        )
     if kind == "linear":
         return nn.Sequential(nn.Linear(in_dim, out_dim))
     if kind == "mlp":
