@@ -1,4 +1,7 @@
-"""Cube format version 4: codes in a diagonal norm form, no per-pixel scale, r codes for a bias-free head."""
+"""Cube format version 4 (codes in a diagonal norm form, no per-pixel scale, r codes for a bias-free head).
+
+Versions 2 and 3 (int8 codes ``[u, a t]`` with a per-pixel scale) still read.
+"""
 
 import numpy as np
 import pytest
@@ -6,6 +9,7 @@ import zarr
 from affine import Affine
 from typer.testing import CliRunner
 
+import landprompt
 from landprompt.cli import app
 from landprompt.embedder.basis import Basis, fit_pca, linear_head_basis, random_rotation
 from landprompt.embedder.cube import (
@@ -16,8 +20,10 @@ from landprompt.embedder.cube import (
     read_window,
     write_cube,
 )
+from landprompt.embedder.overviews import build_overviews, open_overviews
 from landprompt.errors import BadInputError, NotACubeError
 from landprompt.geo import Grid
+from landprompt.index.build import build_index
 from landprompt.query.probability import class_matrix, concept_probability, probability_map
 
 GRID = Grid(3035, Affine(10.0, 0.0, 4_000_000.0, 0.0, -10.0, 3_000_000.0), (32, 40))
@@ -28,13 +34,10 @@ def unit(x):
     return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
 
-def clip_like(seed=0):
-    """Unit embeddings (32, 40, DIM) as CLIP's: a large shared mean plus small rank-RANK variations."""
-    rng = np.random.default_rng(seed)
-    mean = unit(rng.normal(size=DIM))
-    axes = np.linalg.qr(rng.normal(size=(DIM, RANK)))[0]
-    z = rng.normal(size=(*GRID.shape, RANK)) * np.linspace(0.3, 0.05, RANK)
-    return unit(mean + z @ axes.T)
+@pytest.fixture
+def clip_like(cube_data):
+    """``clip_like(seed)``: unit embeddings (32, 40, DIM) as CLIP's (see tests/data/cube/data.py)."""
+    return lambda seed=0: cube_data.clip_like(GRID.shape, DIM, RANK, seed)
 
 
 def head(seed=0, bias=True):
@@ -74,7 +77,7 @@ def test_head_codes_carry_no_scale_and_a_bias_free_head_stores_r_codes(tmp_path,
     np.testing.assert_allclose(got, want, atol=0.01)
 
 
-def test_diagonal_form_is_orthonormal_rotated_and_keeps_codes_decoding_and_projection_consistent():
+def test_diagonal_form_is_orthonormal_rotated_and_keeps_codes_decoding_and_projection_consistent(clip_like):
     emb = clip_like().reshape(-1, DIM)
     basis = fit_pca(emb, RANK + 1, min_variance=None)
     # the unit vectors span RANK + 1 dimensions, the mean among them: RANK axes orthogonal to it and t
@@ -103,7 +106,7 @@ def test_diagonal_form_is_orthonormal_rotated_and_keeps_codes_decoding_and_proje
     np.testing.assert_allclose(r @ r.T, np.eye(8), atol=1e-12)
 
 
-def test_int8_pca_codes_decode_closely_and_fp16_codes_near_exactly(tmp_path):
+def test_int8_pca_codes_decode_closely_and_fp16_codes_near_exactly(tmp_path, clip_like):
     emb = clip_like(seed=1)
     basis = fit_pca(emb.reshape(-1, DIM), RANK + 1, min_variance=None)
     errors = {}
@@ -115,7 +118,7 @@ def test_int8_pca_codes_decode_closely_and_fp16_codes_near_exactly(tmp_path):
     assert errors["int8"] < 1e-3 and errors["fp16"] < 1e-4
 
 
-def test_a_plain_basis_is_written_in_the_diagonal_form(tmp_path):
+def test_a_plain_basis_is_written_in_the_diagonal_form(tmp_path, clip_like):
     emb = clip_like(seed=2)
     rng = np.random.default_rng(0)
     plain = Basis(np.linalg.qr(rng.normal(size=(DIM, RANK + 1)))[0], emb.reshape(-1, DIM).mean(0), "pca")
@@ -171,3 +174,29 @@ def test_bad_bases_and_versions_are_refused(tmp_path):
         open_cube(path)
     out = CliRunner().invoke(app, ["cube", "info", str(path)])
     assert out.exit_code != 0 and "without its basis" in out.output
+
+
+@pytest.mark.parametrize(("version", "scale_dtype"), [(2, np.float32), (3, np.float16)])
+def test_old_versions_decode_score_and_build_overviews(tmp_path, cube_data, clip_like, version, scale_dtype):
+    emb = clip_like(seed=version)
+    path = cube_data.legacy_cube(tmp_path / f"v{version}.zarr", emb, GRID, version, RANK + 1)
+    ds = open_cube(path)
+    assert ds.attrs["format_version"] == version and ds["scale"].dtype == scale_dtype
+    assert ds.sizes["k"] == RANK + 2 and cube_basis(ds).weights is None
+    assert cube_basis(ds).norm_scale == (1.0 if version == 2 else pytest.approx(0.4, abs=0.35))
+    _, raw = next(iter_raw_chunks(ds))
+    assert set(raw) == {"code", "valid", "scale"}
+    decoded, ok = read_window(ds, slice(None), slice(None))
+    assert ok.all() and np.abs(decoded - emb).max() < 0.02
+    rng = np.random.default_rng(4)
+    concept, versus = unit(rng.normal(size=DIM)), unit(rng.normal(size=(3, DIM)))
+    got = probability_map(path, concept, versus=versus, logit_scale=10.0).to_numpy()
+    np.testing.assert_allclose(got, concept_probability(emb, class_matrix(concept, versus), 10.0), atol=0.02)
+    build_index(path, progress=False)
+    found = landprompt.top_k(path, emb[5, 7], k=1)
+    assert (int(found["row"][0]), int(found["col"][0])) == (5, 7)
+    build_overviews(path)
+    level = open_overviews(path)[0]
+    assert level.attrs["format_version"] == 4  # levels are written in the current format
+    coarse, _ = read_window(level, slice(0, 1), slice(0, 1))
+    np.testing.assert_allclose(coarse[0, 0], unit(emb[:2, :2].reshape(4, -1).mean(axis=0)), atol=0.02)

@@ -97,7 +97,7 @@ def test_pca_basis_run_equals_the_full_run_in_its_basis(stac_fixture, tiny_sits,
         rank=16,
     )
     a, b = open_cube(full), open_cube(pca)
-    assert "code" in b and b.attrs["format_version"] == 3 and "embedding" not in b
+    assert "code" in b and b.attrs["format_version"] == 4 and "embedding" not in b
     assert not (tmp_path / ".pca.zarr.v1-staging").exists()
     ea, va = read_window(a, slice(None), slice(None))
     eb, vb = read_window(b, slice(None), slice(None))

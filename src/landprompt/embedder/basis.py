@@ -242,7 +242,7 @@ def _checked_weights(matrix: np.ndarray, offset: np.ndarray, weights: Any) -> np
             "the basis is not in the version-4 form (B orthonormal, the offset orthogonal to it, norm "
             "weights [1, ..., 1, |offset|^2])"
         )
-    return w
+    return expected.astype(np.float32)  # exactly 1 but for the last: scorers rely on it
 
 
 def random_rotation(size: int, seed: int) -> np.ndarray:

@@ -26,10 +26,10 @@ from landprompt.embedder.cube import ChunkWindow, cube_basis, iter_raw_chunks
 BLOCK_PIXELS = 16384
 
 
-def _norm_weights(ds: xr.Dataset) -> torch.Tensor | None:
-    """The version-4 norm weights (k, 1) of a cube's codes, or None (versions 1-3)."""
+def _norm_weights(ds: xr.Dataset) -> np.ndarray | None:
+    """The norm weights (k,) of a version-4 cube's codes, or None (versions 1-3)."""
     basis = cube_basis(ds)
-    return None if basis is None or basis.weights is None else _columns(basis.weights[:, None])
+    return None if basis is None else basis.weights
 
 
 def query_space(ds: xr.Dataset, vectors: np.ndarray) -> np.ndarray:
@@ -133,11 +133,11 @@ def _chunk_scores(
     project: torch.Tensor,
     epilogue: Callable[[torch.Tensor], torch.Tensor],
     pool: ThreadPoolExecutor,
-    weights: torch.Tensor | None = None,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """``epilogue(scale * values @ project)`` of one chunk, block by block: float32 (h, w, outputs).
 
-    ``weights``: a version-4 cube's norm weights (k, 1) (see :func:`_pixel_multiplier`).
+    ``weights``: a version-4 cube's norm weights (k,) (see :func:`_pixel_multiplier`).
     """
     values = raw["code"] if "code" in raw else raw["embedding"]
     h, w, width = values.shape
@@ -162,16 +162,20 @@ def _chunk_scores(
 
 
 def _pixel_multiplier(
-    values: torch.Tensor, scale: torch.Tensor | None, weights: torch.Tensor | None
+    values: torch.Tensor, scale: torch.Tensor | None, weights: np.ndarray | None
 ) -> torch.Tensor | None:
     """The per-pixel multiplier (n, 1) of a block's scores, or None when there is none (fp16, versions 1-3).
 
     The stored scale of int8 values (versions 1-3), or ``1 / sqrt(sum_i w_i k_i^2)`` of a version-4 cube's
-    codes ``k`` (n, k) with norm weights ``w`` (k, 1): 0 for all-zero (invalid) codes.
+    codes ``k`` (n, k) with norm weights ``w`` (k,): 0 for all-zero (invalid) codes. The weights are 1 but
+    for the last code's (:class:`~landprompt.embedder.basis.Basis` checks it), so the sum is one vector
+    norm and a correction (measured 2.5x faster than ``k^2 @ w``).
     """
     if scale is not None:
         return scale
     if weights is None:
         return None
-    square = values.square() @ weights
+    square = torch.linalg.vector_norm(values, dim=1, keepdim=True).square_()
+    if weights[-1] != 1:
+        square.addcmul_(values[:, -1:], values[:, -1:], value=float(weights[-1]) - 1.0)
     return torch.where(square > 0, square.rsqrt(), 0.0)

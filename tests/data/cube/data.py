@@ -151,6 +151,15 @@ def served_cube(folder: Path, clip: Any, seed: int = 0) -> ServedCubeFixture:
     return ServedCubeFixture(path, grid, labels == 0, valid)
 
 
+def clip_like(shape: tuple[int, int], dim: int, rank: int, seed: int = 0) -> np.ndarray:
+    """Unit embeddings (*shape, dim) as CLIP's: a large shared mean plus small rank-``rank`` variations."""
+    rng = np.random.default_rng(seed)
+    mean = unit(rng.normal(size=dim))
+    axes = np.linalg.qr(rng.normal(size=(dim, rank)))[0]
+    z = rng.normal(size=(*shape, rank)) * np.linspace(0.3, 0.05, rank)
+    return unit(mean + z @ axes.T)
+
+
 def legacy_cube(
     path: Path, embeddings: np.ndarray, grid: Any, version: int, rank: int, chunk: int = 16
 ) -> Path:
