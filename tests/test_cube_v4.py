@@ -161,6 +161,9 @@ def test_bad_bases_and_versions_are_refused(tmp_path):
         Basis(q, np.zeros(6), "pca", weights=np.ones(4))
     with pytest.raises(BadInputError, match="not in the version-4 form"):
         Basis(2 * q, np.zeros(6), "pca", weights=np.ones(3))
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(BadInputError, match="norm scale must be finite and > 0"):
+            Basis(q, np.ones(6), "pca", norm_scale=bad)
     z, weight, b, _ = head(bias=False)
     path = tmp_path / "c.zarr"
     write_head(path, z, linear_head_basis(weight, b), "int8")
