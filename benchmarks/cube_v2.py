@@ -1,11 +1,13 @@
-"""Cube format version 2 benchmark: size, fidelity, map speed and public-API top-k, each with its yardstick.
+"""Cubes in a basis (format version 4) benchmark: size, fidelity, map speed and public-API top-k.
 
-Prints one JSON line a figure, every figure beside a yardstick measured in the same run (the ``v2_*``
-layouts are cubes in a basis, written in the current format, version 3):
+Prints one JSON line a figure, every figure beside a yardstick measured in the same run (the ``v4_*``
+layouts are cubes in a basis, written in the current format, version 4):
 
-* ``size``: bytes a pixel on disk (all files of the store / pixels) of version-1 int8 and fp16 cubes at
-  d = 512, and version-2 cubes: the exact linear-head layout (``v2_head``: r + 1 codes; r = 128 on Presto
-  features, 64 on the planted cube) and PCA-64 of the 512-d embeddings, int8 and fp16 codes;
+* ``size``: bytes a pixel on disk of the per-pixel arrays (values, valid, scale if any, over the pixels) of
+  version-1 int8 cubes at d = 512 and cubes in a basis: the exact linear-head layout (``v4_head``: r + 1
+  codes with a bias, r without; r = 128 on Presto features, 64 on the planted cube; the ``bottleneck64``
+  data: a head through a 64-d bottleneck without bias) and PCA-64 of the 512-d embeddings, int8 and fp16
+  codes (``_norot``: without the basis's seeded rotation);
 * ``fidelity``: against exact float32 scores in the 512-d space, for 50 random query vectors and 50 pixel
   embeddings as queries: top-100 recall and the probability error at logit scale 100 against 16 background
   vectors (mean, 99th percentile, max), on (a) real pixels: the official Presto backbone
@@ -43,7 +45,7 @@ import torch
 import _common
 import landprompt
 from _common import best_time, disk_bytes, europe_grid, seconds, unit
-from landprompt.embedder.basis import fit_pca, linear_head_basis
+from landprompt.embedder.basis import ROTATION_SEED, fit_pca, linear_head_basis
 from landprompt.embedder.cube import CubeWriter, read_window, write_cube
 from landprompt.geo import Grid
 from landprompt.index.build import build_index
@@ -55,6 +57,8 @@ S2 = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 
 
 RECORDS: list[dict[str, object]] = []
+#: The layouts of a head without bias (its cube stores r codes a pixel).
+HEAD_LAYOUTS = ("v1_int8_d512", "v4_head_int8", "v4_head_int8_norot", "v4_head_fp16")
 
 
 def emit(**record: object) -> None:
@@ -65,12 +69,12 @@ def fidelity_table(records: list[dict[str, object]]) -> str:
     """The fidelity records as a Markdown table (one row a data set and layout)."""
     rows = [r for r in records if r.get("figure") == "fidelity" and "layout" in r]
     head = (
-        "| data | layout | rank | explained var. | B/px | top-100 recall "
+        "| data | layout | rank | codes | explained var. | B/px | top-100 recall "
         "| p err mean | p err p99 | p err max |\n"
-        "|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [
-        f"| {r['data']} | {r['layout']} | {r['rank'] or '-'} | "
+        f"| {r['data']} | {r['layout']} | {r['rank'] or '-'} | {r['codes'] or '-'} | "
         f"{'-' if r['explained_variance'] is None else format(r['explained_variance'], '.5f')} | "
         f"{r['pixel_array_bytes_per_pixel']} | {r['top100_recall']:.3f} | {r['prob_err_mean']:.5f} | "
         f"{r['prob_err_p99']:.4f} | {r['prob_err_max']:.3f} |"
@@ -141,50 +145,47 @@ def planted(n: int, rank: int, dim: int, rng: np.random.Generator, clusters: int
 # --- fidelity --------------------------------------------------------------------------------------
 
 
-def fidelity(name: str, work: Path, z: np.ndarray, weight: np.ndarray, bias: np.ndarray, rng) -> None:
+def fidelity(
+    name: str,
+    work: Path,
+    z: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    rng,
+    only: tuple[str, ...] | None = None,
+) -> None:
     """Recall and probability error of each layout against exact float32 scores in 512-d."""
     n = len(z)
     side = int(np.floor(np.sqrt(n)))
     z = z[: side * side]
-    exact = unit(z @ weight.T + bias)
+    exact = unit(z @ weight.T + (0 if bias is None else bias))
     g = europe_grid(side)
     queries = np.concatenate([unit(rng.normal(size=(50, exact.shape[1]))), exact[rng.choice(len(exact), 50)]])
     background = exact[rng.choice(len(exact), 16, replace=False)]
     truth_scores = exact @ queries.T
+    cube, sample = exact.reshape(side, side, -1), exact[:: max(1, len(exact) // 50_000)]
+
+    def head(dtype: str, seed: int | None = ROTATION_SEED):
+        basis = linear_head_basis(weight, bias, rotation_seed=seed)
+        return lambda p: write_features(p, g, z.reshape(side, side, -1), basis, dtype)
+
+    def pca(dtype: str, variance: float | None = None, seed: int | None = ROTATION_SEED):
+        basis = fit_pca(sample, 64, variance, rotation_seed=seed)
+        return lambda p: write_cube(p, cube, g, dtype=dtype, chunk=512, basis=basis)  # type: ignore[arg-type]
+
     layouts = {
-        "v1_int8_d512": lambda p: write_cube(p, exact.reshape(side, side, -1), g, dtype="int8", chunk=512),
-        "v2_head_int8": lambda p: write_features(
-            p, g, z.reshape(side, side, -1), linear_head_basis(weight, bias), "int8"
-        ),
-        "v2_head_fp16": lambda p: write_features(
-            p, g, z.reshape(side, side, -1), linear_head_basis(weight, bias), "fp16"
-        ),
-        "v2_pca64_int8": lambda p: write_cube(
-            p,
-            exact.reshape(side, side, -1),
-            g,
-            dtype="int8",
-            chunk=512,
-            basis=fit_pca(exact[:: max(1, len(exact) // 50_000)], 64, None),
-        ),
-        "v2_pca64_fp16": lambda p: write_cube(
-            p,
-            exact.reshape(side, side, -1),
-            g,
-            dtype="fp16",
-            chunk=512,
-            basis=fit_pca(exact[:: max(1, len(exact) // 50_000)], 64, None),
-        ),
-        "v2_pca_var999_int8": lambda p: write_cube(
-            p,
-            exact.reshape(side, side, -1),
-            g,
-            dtype="int8",
-            chunk=512,
-            basis=fit_pca(exact[:: max(1, len(exact) // 50_000)], 64, 0.999),
-        ),
+        "v1_int8_d512": lambda p: write_cube(p, cube, g, dtype="int8", chunk=512),
+        "v4_head_int8": head("int8"),
+        "v4_head_int8_norot": head("int8", None),
+        "v4_head_fp16": head("fp16"),
+        "v4_pca64_int8": pca("int8"),
+        "v4_pca64_int8_norot": pca("int8", seed=None),
+        "v4_pca64_fp16": pca("fp16"),
+        "v4_pca_var999_int8": pca("int8", 0.999),
     }
     for layout, make in layouts.items():
+        if only is not None and layout not in only:
+            continue
         path = make(work / f"{name}_{layout}.zarr")
         ds = landprompt.open_cube(path)
         scores = np.concatenate([s.reshape(-1, len(queries)) for _, s, _ in iter_scores(ds, queries)])
@@ -212,6 +213,7 @@ def fidelity(name: str, work: Path, z: np.ndarray, weight: np.ndarray, bias: np.
             layout=layout,
             pixels=side * side,
             rank=ds.sizes.get("r"),
+            codes=ds.sizes.get("k"),
             explained_variance=ds.attrs.get("basis", {}).get("info", {}).get("explained_variance"),
             top100_recall=round(float(recall), 4),
             prob_err_mean=round(float(err.mean()), 5),
@@ -452,7 +454,13 @@ def main() -> None:
                 )
             else:
                 fidelity("presto_bigearthnet", work, features, head, bias, rng)
-            fidelity("planted_rank64", work, *planted(256 * 256, 64, 512, rng), rng)
+                # a sits head through a 64-d bottleneck without bias (the default cube: 64 codes a pixel)
+                down = rng.normal(size=(128, 64)).astype(np.float32) / np.sqrt(128)
+                up = rng.normal(size=(512, 64)).astype(np.float32) / np.sqrt(64)
+                fidelity("presto_bottleneck64", work, features @ down, up, None, rng, HEAD_LAYOUTS)
+            z, weight, bias = planted(256 * 256, 64, 512, rng)
+            fidelity("planted_rank64", work, z, weight, bias, rng)
+            fidelity("planted_bottleneck64", work, z, weight, None, rng, HEAD_LAYOUTS)
         if "speed" in args.only:
             speed(work, args.speed_side, rng)
         if "topk" in args.only:

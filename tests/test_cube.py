@@ -280,15 +280,16 @@ def test_open_cube_errors(tmp_path: Path, fp16_cube: Path) -> None:
         open_cube(tmp_path / "other.zarr")
     future = tmp_path / "future.zarr"
     write_cube(future, np.zeros((300, 170, 2), np.float32), GRID, chunk=128)
-    zarr.open_group(future, mode="r+").attrs["format_version"] = 4
-    with pytest.raises(NotACubeError, match="version 4; this landprompt reads versions 1, 2, 3"):
+    zarr.open_group(future, mode="r+").attrs["format_version"] = 5
+    with pytest.raises(NotACubeError, match="version 5; this landprompt reads versions 1, 2, 3, 4"):
         open_cube(future)
     zarr.open_group(future, mode="r+").attrs["format_version"] = 2  # a version-2 cube needs its basis
     with pytest.raises(NotACubeError, match="version-2 cube without its basis"):
         open_cube(future)
-    zarr.open_group(future, mode="r+").attrs["format_version"] = 3
-    with pytest.raises(NotACubeError, match="version-3 cube without its basis"):
-        open_cube(future)
+    for version in (3, 4):
+        zarr.open_group(future, mode="r+").attrs["format_version"] = version
+        with pytest.raises(NotACubeError, match=f"version-{version} cube without its basis"):
+            open_cube(future)
     CubeWriter(tmp_path / "unfinished.zarr", GRID, 4, chunk=128)
     with pytest.raises(NotACubeError, match=r"unfinished.*resume"):
         open_cube(tmp_path / "unfinished.zarr")

@@ -52,7 +52,7 @@ def test_exact_linear_head_layout_decodes_the_head_output(tmp_path, dtype, tol):
     for w in writer.windows():
         writer.write_chunk(w, z[w.rows, w.cols], valid[w.rows, w.cols], features=True)
     ds = open_cube(writer.finalize())
-    assert ds.attrs["format_version"] == 3 and ds.sizes["k"] == 9 and ds.sizes["d"] == 32
+    assert ds.attrs["format_version"] == 4 and ds.sizes["k"] == 9 and ds.sizes["d"] == 32
     assert cube_basis(ds).kind == "linear_head"
     decoded, ok = read_window(ds, slice(0, 40), slice(0, 50))
     assert not ok[0, 0] and ok.sum() == 40 * 50 - 1 and np.all(decoded[0, 0] == 0)
@@ -160,7 +160,7 @@ def test_convert_resumes_and_refuses_bad_input(tmp_path, monkeypatch):
     CubeWriter(tmp_path / "unfinished.zarr", GRID, 32, chunk=16)
     with pytest.raises(NotACubeError, match="unfinished"):
         convert_cube(tmp_path / "unfinished.zarr", tmp_path / "y.zarr")
-    with pytest.raises(BadInputError, match="already a version-2 cube"):
+    with pytest.raises(BadInputError, match="already a cube in a basis"):
         convert_cube(fresh, tmp_path / "z.zarr")
 
 

@@ -97,7 +97,7 @@ def test_pca_basis_run_equals_the_full_run_in_its_basis(stac_fixture, tiny_sits,
         rank=16,
     )
     a, b = open_cube(full), open_cube(pca)
-    assert "code" in b and b.attrs["format_version"] == 3 and "embedding" not in b
+    assert "code" in b and b.attrs["format_version"] == 4 and "embedding" not in b
     assert not (tmp_path / ".pca.zarr.v1-staging").exists()
     ea, va = read_window(a, slice(None), slice(None))
     eb, vb = read_window(b, slice(None), slice(None))
@@ -262,9 +262,10 @@ def test_bottleneck_checkpoint_writes_r64_codes_with_exact_scores(
 
     source = LocalSource(stac_fixture.stack)
     cube = open_cube(embed(stac_fixture.grid, source, tmp_path / "c.zarr", bottleneck_sits, dtype=dtype))
-    assert cube.attrs["format_version"] == 3 and cube.attrs["basis"]["kind"] == "linear_head"
-    assert cube.sizes["r"] == 64 and cube.sizes["k"] == 65 and cube.sizes["d"] == 96
-    assert "embedding" not in cube and cube["code"].dtype == (np.int8 if dtype == "int8" else np.float16)
+    assert cube.attrs["format_version"] == 4 and cube.attrs["basis"]["kind"] == "linear_head"
+    assert cube.sizes["r"] == 64 and cube.sizes["k"] == 64 and cube.sizes["d"] == 96  # no bias: no t
+    assert "embedding" not in cube and "scale" not in cube
+    assert cube["code"].dtype == (np.int8 if dtype == "int8" else np.float16)
 
     # the full-dimension float32 path: the same encoder's unit embeddings, one window for the whole grid
     task = EmbedTask(EncoderRecipe.of(str(bottleneck_sits)), source, stac_fixture.grid, 2022)
@@ -284,6 +285,36 @@ def test_bottleneck_checkpoint_writes_r64_codes_with_exact_scores(
     want = concept_probability(full, np.concatenate([queries[:1], queries[1:]]), 10.0)
     np.testing.assert_allclose(got[valid], want[valid], atol=atol)
     assert np.isnan(got[~valid]).all()
+
+
+def test_bottleneck_checkpoints_with_a_bias_still_load_and_store_one_more_code(tmp_path):
+    import json
+
+    import torch
+
+    from landprompt.embedder.models.checkpoint import checkpoint_paths, load_checkpoint
+
+    torch.manual_seed(2)
+    arguments = dict(
+        clip_dim=24, embed_dim=32, depth=1, num_heads=2, pool_size=3, head="linear", bottleneck=8
+    )
+    new = create_encoder("sits", **arguments)
+    assert new.head[1].bias is None and new.head_basis().code_size == 8
+    old = create_encoder("sits", **arguments, bottleneck_bias=True)
+    ckpt = save_checkpoint(old, tmp_path / "old")
+    config = checkpoint_paths(ckpt)[1]
+    document = json.loads(config.read_text())
+    del document["arguments"]["bottleneck_bias"]  # as written before the argument existed
+    config.write_text(json.dumps(document))
+    loaded = load_checkpoint(ckpt, device="cpu")
+    basis = loaded.head_basis()
+    assert basis.code_size == 9 and basis.rank == 8
+    torch.testing.assert_close(loaded.head[1].bias, old.head[1].bias)
+    z = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
+    with torch.no_grad():
+        want = loaded.head[1](torch.from_numpy(z)).numpy()
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(basis.decode(basis.codes_from_features(z)), want, atol=1e-5)
 
 
 def test_basis_head_needs_a_linear_head_and_none_keeps_version_1(stac_fixture, bottleneck_sits, tmp_path):

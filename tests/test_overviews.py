@@ -45,7 +45,7 @@ def test_level_one_is_the_renormalised_valid_mean(tmp_path: Path, version: int) 
     assert [p.name for p in paths] == ["1", "2", "3"] and n_levels(GRID.shape, 16) == 3
     levels = open_overviews(path)
     assert levels[2].sizes["y"] == 9 and levels[2].sizes["x"] == 7
-    assert open_cube(paths[0]).attrs["format_version"] == {1: 1, 2: 3}[version]  # 2: in a basis
+    assert open_cube(paths[0]).attrs["format_version"] == {1: 1, 2: 4}[version]  # 2: in a basis
     base, valid = read_window(open_cube(path), slice(0, 70), slice(0, 50))
     level, level_valid = read_window(levels[0], slice(0, 35), slice(0, 25))
     weights = valid.reshape(35, 2, 25, 2)

@@ -117,7 +117,7 @@ def cube_verify(
 @app.command("convert")
 def cube_convert(
     old: Annotated[Path, typer.Argument(help="A finished version-1 cube (.zarr).")],
-    new: Annotated[Path, typer.Argument(help="The version-2 cube to write (.zarr); re-run to resume.")],
+    new: Annotated[Path, typer.Argument(help="The cube to write in a basis (.zarr); re-run to resume.")],
     rank: Annotated[
         int, typer.Option(help="PCA basis rank (grown to keep 99.9 % of the variance).")
     ] = DEFAULT_RANK,
@@ -127,7 +127,7 @@ def cube_convert(
     exact_rank: Annotated[bool, typer.Option(help="Keep exactly --rank, whatever the variance.")] = False,
     zarr_format: ZarrFormatOption = 3,
 ) -> None:
-    """Rewrite a version-1 cube in a PCA basis (format version 2, r + 1 values a pixel).
+    """Rewrite a version-1 cube in a PCA basis (format version 4, r + 1 values a pixel).
 
     Examples:
         landprompt cube convert tuscany.zarr tuscany_pca.zarr --rank 64

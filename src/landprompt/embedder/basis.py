@@ -1,23 +1,26 @@
-"""A stored basis for compact embedding cubes (format version 2).
+"""A stored basis for compact embedding cubes (format versions 2, 3 and 4).
 
-A version-2 cube keeps each pixel's d-dimensional embedding ``e = normalize(B z + b)`` as ``r + 1`` code
-values ``v = [u, t]`` with ``u = z / n``, ``t = 1 / n`` and ``n = ||B z + b||``, so that
+A pixel's d-dimensional embedding is ``e = normalize(B v[:r] + o v[r])``: ``B`` (d x r) and ``o`` (d,) are
+stored once, a pixel stores the code values ``v``. For a unit query ``c``,
+``cos(c, e) = [B^T c, o . c] . v / ||B v[:r] + o v[r]||``.
 
-    e = B u + b t          and          cos(c, e) = [B^T c, b . c] . v     for a unit vector c.
+Format version 4 (:meth:`Basis.diagonal`) keeps ``B`` orthonormal and ``o`` orthogonal to it, so the norm
+is a diagonal quadratic form of the codes, ``||B v[:r] + o v[r]||^2 = sum_i w_i v_i^2`` with weights
+``w = [1, ..., 1, ||o||^2]`` (stored in the basis attrs): a pixel's scale follows from its codes and int8
+codes are stored as ``round(127 v / max|v|)`` with nothing else. ``o = b / a`` for the offset ``b`` of
+``e = normalize(B0 z + b)`` (a linear head's bias, a PCA mean) and a gain ``a`` that keeps the last code
+about as large as the others (the median largest code of the PCA sample; 1 for a head). A head without
+bias stores ``r`` codes, no ``o``. ``B`` is turned by a fixed seeded rotation, which spreads the energy of
+the codes evenly over them (PCA coordinates would otherwise leave the last axes a few int8 levels).
 
-The per-pixel norm is folded into the codes: the cosine of any unit query is one inner product of
-``r + 1`` numbers, exact up to the codes' quantisation. The last code value is stored as ``a t`` with a
-per-basis ``norm_scale`` ``a`` (the median of ``max|z|`` over the PCA sample), so that it is about as large
-as the largest ``u`` value: int8 codes share one per-pixel scale, and an unscaled ``t`` (about 1, while
-``u`` is about 0.1) would leave ``u`` a few quantisation levels. ``B`` (d x r) and ``b`` (d,) are stored once.
-They come from a linear head (``sits``: exact, ``z`` is the pooled backbone feature) or from a PCA of a
-reproducible sample of the run's own embeddings (any other encoder).
+Versions 2 and 3 (read only) stored ``v = [u, a t]`` with ``u = z / n``, ``t = 1 / n``,
+``n = ||B z + b||``, ``e = B u + b t``, an offset not orthogonal to ``B`` and a per-pixel int8 scale.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,20 +31,25 @@ from landprompt.errors import BadInputError
 DEFAULT_RANK = 64
 #: Explained variance a PCA basis keeps at least, growing its rank beyond the requested one if needed.
 DEFAULT_VARIANCE = 0.999
+#: Seed of the fixed rotation of a version-4 basis (None: no rotation).
+ROTATION_SEED: int | None = 0
 
 
 @dataclass(frozen=True)
 class Basis:
-    """``B`` (d x r), ``b`` (d,) and what they came from.
+    """``B`` (d x r), the offset (d,) and what they came from.
 
     Attributes:
         matrix: float32 (d, r).
-        offset: float32 (d,).
+        offset: float32 (d,): ``o`` (version 4) or ``b`` (versions 2 and 3).
         kind: ``"linear_head"`` (exact) or ``"pca"``.
         info: JSON-able provenance (explained variance, sample size, seed, ...).
-        feature_map: Optional (r, r) ``R`` with ``B z_in = B' (R z_in)`` for writers whose features
-            live in another coordinate system (a linear head's input); not stored in the cube.
-        norm_scale: ``a`` > 0: the codes store ``a t`` in place of ``t`` (1 in version-2 cubes).
+        feature_map: Optional (k, r_in) map of a writer's features (a linear head's input) into the
+            code coordinates (version 4: unnormalised codes, with ``feature_offset``; versions 2 and 3:
+            the (r, r) ``R`` with ``z = R z_in``); not stored in the cube.
+        norm_scale: ``a`` > 0: the gain of the last code (``o = b / a``; versions 2 and 3: ``a t``).
+        weights: Version 4: the diagonal norm weights (k,), ``k = r`` or ``r + 1``; None for versions 2, 3.
+        feature_offset: Optional (k,) added after ``feature_map`` (version 4); not stored in the cube.
     """
 
     matrix: np.ndarray
@@ -50,6 +58,8 @@ class Basis:
     info: dict[str, Any] = field(default_factory=dict)
     feature_map: np.ndarray | None = None
     norm_scale: float = 1.0
+    weights: np.ndarray | None = None
+    feature_offset: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         matrix = np.asarray(self.matrix, dtype=np.float32)
@@ -64,6 +74,8 @@ class Basis:
             raise BadInputError(f"the basis norm scale must be finite and > 0, got {self.norm_scale!r}")
         object.__setattr__(self, "matrix", matrix)
         object.__setattr__(self, "offset", offset)
+        if self.weights is not None:
+            object.__setattr__(self, "weights", _checked_weights(matrix, offset, self.weights))
 
     @property
     def dim(self) -> int:
@@ -72,47 +84,171 @@ class Basis:
 
     @property
     def rank(self) -> int:
-        """r: values of ``z`` a pixel."""
+        """r: columns of ``B``."""
         return int(self.matrix.shape[1])
 
     @property
     def code_size(self) -> int:
-        """Values a pixel stores, r + 1 (``u`` and ``t``)."""
-        return self.rank + 1
+        """Values a pixel stores: r + 1, or r for a version-4 basis without offset."""
+        return self.rank + 1 if self.weights is None else len(self.weights)
+
+    @property
+    def feature_width(self) -> int:
+        """Values a pixel's features have (:meth:`codes_from_features`)."""
+        if self.feature_map is not None:
+            return int(self.feature_map.shape[1])
+        return self.rank if self.weights is None else self.code_size
+
+    def diagonal(self, rotation_seed: int | None = ROTATION_SEED) -> Basis:
+        """This basis in the version-4 form (itself if it is one).
+
+        ``B`` becomes an orthonormal basis of the part of ``span(B, b)`` orthogonal to ``b``, turned by a
+        rotation seeded with ``rotation_seed``, and the offset ``o = b / a``; features map to the new
+        codes through ``feature_map`` and ``feature_offset``.
+        """
+        if self.weights is not None:
+            return self
+        q = self.matrix.astype(np.float64)
+        feature_map = np.eye(self.rank) if self.feature_map is None else self.feature_map.astype(np.float64)
+        b = self.offset.astype(np.float64)
+        b_norm = float(np.linalg.norm(b))
+        info = dict(self.info)
+        if b_norm > 0:
+            b_hat = b / b_norm
+            matrix, top = _orthonormal_factor(q - np.outer(b_hat, b_hat @ q))
+            top = top @ feature_map
+            gain = self.norm_scale / b_norm
+            last = gain * (b_hat @ q) @ feature_map
+        else:
+            matrix, top, last = q, feature_map, None
+        if rotation_seed is not None:
+            rotation = random_rotation(matrix.shape[1], rotation_seed)
+            matrix, top = matrix @ rotation.T, rotation @ top
+            info["rotation_seed"] = int(rotation_seed)
+        rows, shift = [top], [np.zeros(len(top))]
+        offset = np.zeros(self.dim)
+        if last is not None:
+            rows.append(last[None])
+            shift.append(np.array([self.norm_scale]))
+            offset = b / self.norm_scale
+        weights = np.concatenate([np.ones(matrix.shape[1]), [offset @ offset] if last is not None else []])
+        return Basis(
+            matrix,
+            offset,
+            self.kind,
+            info,
+            np.concatenate(rows).astype(np.float32),
+            self.norm_scale,
+            weights,
+            np.concatenate(shift).astype(np.float32),
+        )
+
+    def unit_scale(self, codes: np.ndarray) -> np.ndarray:
+        """Version 4: ``1 / sqrt(sum_i w_i v_i^2)`` a pixel of codes (..., k) (0 for all-zero codes)."""
+        assert self.weights is not None, "only a version-4 basis has norm weights"
+        square = np.square(codes, dtype=np.float32) @ self.weights
+        return np.divide(1.0, np.sqrt(square), out=np.zeros_like(square), where=square > 0)
 
     def codes_from_features(self, features: np.ndarray) -> np.ndarray:
-        """Codes ``[z / n, a / n]`` (..., r + 1) of features ``z`` (..., r); zero where ``B z + b`` is 0."""
+        """Codes (..., k) of features (..., :attr:`feature_width`); zero where the embedding is 0.
+
+        Version 4: unit codes (``sum_i w_i v_i^2 = 1``); versions 2 and 3: ``[z / n, a / n]``.
+        """
         z = np.asarray(features, dtype=np.float32)
-        if z.shape[-1] != self.rank:
-            raise BadInputError(f"features must have {self.rank} values a pixel, got {z.shape[-1]}")
+        if z.shape[-1] != self.feature_width:
+            raise BadInputError(f"features must have {self.feature_width} values a pixel, got {z.shape[-1]}")
         if self.feature_map is not None:
             z = z @ self.feature_map.T
+        if self.feature_offset is not None:
+            z = z + self.feature_offset
+        if self.weights is not None:
+            return (z * self.unit_scale(z)[..., None]).astype(np.float32)
         norm = np.linalg.norm(z @ self.matrix.T + self.offset, axis=-1, keepdims=True)
         inv = np.divide(1.0, norm, out=np.zeros_like(norm), where=norm > 0)
         return np.concatenate([z * inv, inv * np.float32(self.norm_scale)], axis=-1).astype(np.float32)
 
     def codes_from_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
-        """Codes (..., r + 1) of full embeddings (..., d), through the least-squares features."""
+        """Codes (..., k) of full embeddings (..., d): their projection onto the basis's span."""
         e = np.asarray(embeddings, dtype=np.float32)
         if e.shape[-1] != self.dim:
             raise BadInputError(f"embeddings must have {self.dim} values a pixel, got {e.shape[-1]}")
+        if self.weights is not None:  # B orthonormal, o orthogonal to it: coordinates by projection
+            values = e @ self.matrix
+            if self.code_size > self.rank:
+                norm = float(self.offset @ self.offset)
+                values = np.concatenate([values, (e @ self.offset)[..., None] / np.float32(norm)], axis=-1)
+            return (values * self.unit_scale(values)[..., None]).astype(np.float32)
         features = (e - self.offset) @ np.linalg.pinv(self.matrix).T
-        codes = self.codes_from_features(features)
+        codes = replace(self, feature_map=None, feature_offset=None).codes_from_features(features)
         codes[~np.any(e != 0, axis=-1)] = 0  # a zero (invalid) pixel stays zero
         return codes
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
-        """Unit embeddings (..., d) from codes (..., r + 1): ``B u + b t``."""
+        """Unit embeddings (..., d) from codes (..., k)."""
         codes = np.asarray(codes, dtype=np.float32)
-        return codes[..., :-1] @ self.matrix.T + codes[..., -1:] * (self.offset / self.norm_scale)
+        r = self.rank
+        if self.weights is None:
+            return codes[..., :r] @ self.matrix.T + codes[..., r:] * (self.offset / self.norm_scale)
+        out = codes[..., :r] @ self.matrix.T
+        if self.code_size > r:
+            out += codes[..., r:] * self.offset
+        return out * self.unit_scale(codes)[..., None]
 
     def project(self, vectors: np.ndarray) -> np.ndarray:
-        """Query vectors (m, d) into code space (m, r + 1): ``[B^T c, b . c / a]``."""
+        """Query vectors (m, d) into code space (m, k): ``[B^T c, o . c]`` (versions 2, 3: ``b . c / a``)."""
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         if vectors.shape[1] != self.dim:
             raise BadInputError(f"vectors have dimension {vectors.shape[1]}, the cube {self.dim}")
-        offset = (vectors @ self.offset)[:, None] / np.float32(self.norm_scale)
-        return np.concatenate([vectors @ self.matrix, offset], axis=1)
+        columns = [vectors @ self.matrix]
+        if self.weights is None:
+            columns.append((vectors @ self.offset)[:, None] / np.float32(self.norm_scale))
+        elif self.code_size > self.rank:
+            columns.append((vectors @ self.offset)[:, None])
+        return np.concatenate(columns, axis=1)
+
+
+def _orthonormal_factor(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``a = U T`` with ``U`` orthonormal (d, r') spanning the columns of ``a``.
+
+    QR (the columns keep their order and direction), or where ``a`` is rank-deficient an SVD keeping the
+    nonzero singular values.
+    """
+    u, t = np.linalg.qr(a)
+    diag = np.abs(np.diag(t))
+    if diag.min() > 1e-6 * max(float(diag.max()), 1e-30):
+        return u, t
+    u, s, vt = np.linalg.svd(a, full_matrices=False)
+    keep = s > 1e-6 * max(float(s.max()), 1e-30)
+    return u[:, keep], (s[:, None] * vt)[keep]
+
+
+def _checked_weights(matrix: np.ndarray, offset: np.ndarray, weights: Any) -> np.ndarray:
+    """Version-4 weights (k,) that fit an orthonormal ``B`` and an offset orthogonal to it."""
+    w = np.asarray(weights, dtype=np.float32)
+    r = matrix.shape[1]
+    has_offset = bool(np.any(offset != 0))
+    if w.shape != (r + int(has_offset),) or not (np.isfinite(w).all() and (w > 0).all()):
+        raise BadInputError(
+            f"the basis norm weights must be {r + int(has_offset)} finite values > 0, got shape {w.shape}"
+        )
+    gram = matrix.T.astype(np.float64) @ matrix
+    expected = np.concatenate([np.ones(r), [float(offset @ offset)] if has_offset else []])
+    if (
+        np.abs(gram - np.eye(r)).max() > 1e-3
+        or np.abs(matrix.T @ offset).max() > 1e-3 * max(1.0, float(np.linalg.norm(offset)))
+        or not np.allclose(w, expected, rtol=1e-3)
+    ):
+        raise BadInputError(
+            "the basis is not in the version-4 form (B orthonormal, the offset orthogonal to it, norm "
+            "weights [1, ..., 1, |offset|^2])"
+        )
+    return expected.astype(np.float32)  # exactly 1 but for the last: scorers rely on it
+
+
+def random_rotation(size: int, seed: int) -> np.ndarray:
+    """A fixed orthogonal (size, size) matrix drawn from a seeded normal sample (QR, signs fixed)."""
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(size, size)))
+    return q * np.where(np.diag(r) < 0, -1.0, 1.0)
 
 
 def fit_pca(
@@ -121,11 +257,13 @@ def fit_pca(
     min_variance: float | None = DEFAULT_VARIANCE,
     max_rank: int | None = None,
     seed: int = 0,
+    rotation_seed: int | None = ROTATION_SEED,
 ) -> Basis:
-    """A PCA basis of a sample of embeddings (n, d): the mean as offset, the top principal axes as ``B``.
+    """A version-4 PCA basis of a sample of embeddings (n, d): the mean as offset, the top axes as ``B``.
 
     The rank is the smallest ``r >= rank`` whose axes keep ``min_variance`` of the variance (capped at
-    ``max_rank``, default ``2 * rank``, and at d); ``min_variance=None`` keeps exactly ``rank``.
+    ``max_rank``, default ``2 * rank``, and at d); ``min_variance=None`` keeps exactly ``rank``. The gain
+    ``a`` makes the last code of the median sample pixel as large as its largest other code.
 
     Raises:
         BadInputError: if the rank exceeds d or the sample is too small or not finite.
@@ -147,8 +285,6 @@ def fit_pca(
         cap = min(dim, max_rank or 2 * rank, len(kept))
         r = int(min(cap, max(rank, np.searchsorted(kept, min_variance) + 1)))
     r = min(r, axes.shape[0])
-    features = (sample - mean) @ axes[:r].T
-    norm_scale = float(np.median(np.abs(features).max(axis=1)))
     info = {
         "explained_variance": float(kept[r - 1]),
         "requested_rank": int(rank),
@@ -156,17 +292,27 @@ def fit_pca(
         "sample_size": int(n),
         "seed": int(seed),
     }
-    matrix, offset = axes[:r].T.astype(np.float32), mean.astype(np.float32)
-    return Basis(matrix, offset, "pca", info, norm_scale=norm_scale if norm_scale > 0 else 1.0)
+    plain = Basis(axes[:r].T, mean, "pca", info)
+    first = plain.diagonal(rotation_seed)
+    codes = first.codes_from_embeddings(sample.astype(np.float32))
+    if first.code_size > first.rank:  # the gain: last code as large as the others' largest, at the median
+        others, last = np.abs(codes[:, :-1]).max(axis=1), np.abs(codes[:, -1])
+        gain = float(np.median(others) / max(float(np.median(last)), 1e-30))
+        plain = replace(plain, norm_scale=gain if math.isfinite(gain) and gain > 0 else 1.0)
+    return plain.diagonal(rotation_seed)
 
 
 def linear_head_basis(
-    weight: np.ndarray, bias: np.ndarray | None, info: dict[str, Any] | None = None
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    info: dict[str, Any] | None = None,
+    rotation_seed: int | None = ROTATION_SEED,
 ) -> Basis:
-    """The exact basis of a linear head ``e = W z + b`` (weight (d, r) as torch's ``Linear.weight``).
+    """The exact version-4 basis of a linear head ``e = W z + b`` (weight (d, r) as torch's ``Linear``'s).
 
-    ``W = Q R`` is stored as its orthonormal factor ``Q`` and features ``z`` are written as ``R z``, so
-    code quantisation errors are not amplified by a badly conditioned head (cosines stay exact).
+    ``W = Q R`` is stored through its orthonormal factor, features ``z`` are mapped to codes by ``R`` (so
+    code quantisation errors are not amplified by a badly conditioned head); a head without bias (or a
+    zero one) stores r codes a pixel.
     """
     weight = np.asarray(weight, dtype=np.float64)
     if weight.ndim != 2 or not 1 <= weight.shape[1] <= weight.shape[0] or not np.isfinite(weight).all():
@@ -175,4 +321,5 @@ def linear_head_basis(
         )
     q, r = np.linalg.qr(weight)
     offset = np.zeros(weight.shape[0], np.float32) if bias is None else np.asarray(bias, np.float32)
-    return Basis(q.astype(np.float32), offset, "linear_head", dict(info or {}), r.astype(np.float32))
+    plain = Basis(q, offset, "linear_head", dict(info or {}), r)
+    return plain.diagonal(rotation_seed)

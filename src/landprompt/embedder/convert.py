@@ -1,4 +1,4 @@
-"""Rewrite a version-1 cube (full-dimension embeddings) as a version-2 cube in a PCA basis.
+"""Rewrite a version-1 cube (full-dimension embeddings) as a cube in a PCA basis (format version 4).
 
 The basis is fitted on a reproducible sample of the cube's own valid embeddings (a fixed number of
 pixels drawn per chunk with a generator seeded by the chunk's index), so a killed conversion fitted
@@ -69,7 +69,7 @@ def convert_cube(
     progress: bool = True,
     zarr_format: ZarrFormat = 3,
 ) -> Path:
-    """Rewrite the finished version-1 cube ``src`` as a version-2 cube at ``dst``; re-running resumes.
+    """Rewrite the finished version-1 cube ``src`` in a PCA basis at ``dst``; re-running resumes.
 
     Args:
         src: A finished version-1 cube.
@@ -85,12 +85,12 @@ def convert_cube(
     Raises:
         NotACubeError: if ``src`` is not a finished cube.
         DamagedCubeError: if a chunk of ``src`` is missing or differs from its recorded digest.
-        BadInputError: if ``src`` is already version 2, the rank is out of range, or ``dst`` holds
+        BadInputError: if ``src`` is already in a basis, the rank is out of range, or ``dst`` holds
             another run.
     """
     ds = open_cube(src)
     if cube_basis(ds) is not None:
-        raise BadInputError(f"{src} is already a version-2 cube (stored in a basis): nothing to convert")
+        raise BadInputError(f"{src} is already a cube in a basis (format version 2-4): nothing to convert")
     if Path(src).resolve() == Path(dst).resolve():
         raise BadInputError("convert writes a new cube: give a NEW path different from OLD")
     require_intact(src, progress)  # a damaged chunk must not be fitted or rewritten as data

@@ -9,13 +9,15 @@ A cube is a Zarr v3 group that opens as an :class:`xarray.Dataset`:
 - attrs ``landprompt_format="embedding-cube"``, ``format_version``, ``dtype``, ``grid``
   (:meth:`Grid.to_dict`), ``complete`` and the caller's attrs (model id, checkpoint hash, CLIP model, ...).
 
-Format version 3 (written when the writer is given a :class:`~landprompt.embedder.basis.Basis`) stores,
-instead of ``embedding``, ``code`` [y, x, k] with ``k = r + 1`` values a pixel (int8 with a per-pixel
-float16 ``scale``, or float16), and once the basis ``basis`` [d, r] and ``offset`` [d] (float32) with the
-attr ``basis`` (kind, rank, provenance, sha256, ``norm_scale`` ``a``). A pixel's unit embedding is
-``basis @ u + offset * t`` with ``[u, a t] = code * scale`` (see :mod:`landprompt.embedder.basis`).
-Version 2 is the same with a float32 ``scale`` and ``a = 1``. Readers decode every version to the same
-float32 embeddings; versions they do not know are refused.
+Format version 4 (written when the writer is given a :class:`~landprompt.embedder.basis.Basis`) stores,
+instead of ``embedding``, ``code`` [y, x, k] with ``k = r + 1`` (or ``r`` for a basis without offset)
+values a pixel, int8 ``round(127 v / max|v|)`` or float16, nothing else a pixel, and once the basis
+``basis`` [d, r] and ``offset`` [d] (float32) with the attr ``basis`` (kind, rank, provenance, sha256,
+``norm_scale``, the norm ``weights`` w). A pixel's unit embedding is
+``(basis @ v[:r] + offset * v[r]) / sqrt(sum_i w_i v_i^2)`` (see :mod:`landprompt.embedder.basis`).
+Versions 2 and 3 (read only) stored ``k = r + 1`` codes with a per-pixel int8 ``scale`` (float32 and
+float16). Readers decode every version to the same float32 embeddings; versions they do not know are
+refused.
 
 Arrays are chunked ``chunk x chunk x d``. A :class:`CubeWriter` writes one chunk at a time and marks it
 finished with a file ``.landprompt_progress/<i>/<j>`` inside the store holding the chunk's digest, so a
@@ -59,12 +61,14 @@ from landprompt.progress import progress_bar
 
 FORMAT_NAME = "embedding-cube"
 FORMAT_VERSION = 1
-#: Format version of cubes written in a basis (3: float16 scale and a scaled norm code).
-BASIS_FORMAT_VERSION = 3
-#: dtype of the per-pixel scale of int8 codes (version 2: float32).
+#: Format version of cubes written in a basis (4: no per-pixel scale; 3: float16 scale, 2: float32).
+BASIS_FORMAT_VERSION = 4
+#: First format version whose int8 codes carry no per-pixel scale (the norm weights give it).
+UNSCALED_VERSION = 4
+#: dtype of the per-pixel scale of int8 codes of version 3 (version 2: float32).
 BASIS_SCALE_DTYPE: Any = np.float16
 #: Format versions of cubes stored in a basis that this landprompt reads.
-BASIS_READ_VERSIONS = (2, BASIS_FORMAT_VERSION)
+BASIS_READ_VERSIONS = (2, 3, 4)
 #: Format versions this landprompt reads.
 READ_VERSIONS = (FORMAT_VERSION, *BASIS_READ_VERSIONS)
 DEFAULT_CHUNK = 256
@@ -124,7 +128,8 @@ class CubeWriter:
         dtype: ``"fp16"`` or ``"int8"`` (with a per-pixel scale).
         chunk: Chunk size in pixels along y and x.
         attrs: JSON-able attributes to store (model id, checkpoint hash, CLIP model, time range, ...).
-        basis: Store the cube in this basis (format version 2); ``dim`` must equal its d.
+        basis: Store the cube in this basis (format version 4, in the basis's
+            :meth:`~landprompt.embedder.basis.Basis.diagonal` form); ``dim`` must equal its d.
         zarr_format: 3 (default) or 2, the layout the GDAL in rasterio's wheels (3.10) and QGIS read
             (zlib chunks without the CRC32C codec; see :mod:`landprompt.embedder.integrity`).
 
@@ -148,6 +153,8 @@ class CubeWriter:
         self.attrs = _check_run_args(self.dim, dtype, self.chunk, attrs)
         if basis is not None and basis.dim != self.dim:
             raise BadInputError(f"the basis has d = {basis.dim} but the cube's embeddings have {self.dim}")
+        if basis is not None and BASIS_FORMAT_VERSION >= UNSCALED_VERSION:
+            basis = basis.diagonal()
         self.basis = basis
         if zarr_format not in get_args(ZarrFormat):
             raise BadInputError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
@@ -197,14 +204,15 @@ class CubeWriter:
             window: One of :meth:`windows`.
             embedding: float [h, w, dim]; pixels with a non-finite value become invalid.
             valid: Optional bool [h, w]; ``False`` marks a pixel invalid.
-            features: ``embedding`` holds the basis features ``z`` [h, w, r] (version 2 only; exact).
+            features: ``embedding`` holds the basis features [h, w, basis.feature_width] (a cube in a
+                basis only; exact).
         """
         i, j = window.index
         if not (0 <= i < self._n_chunks[0] and 0 <= j < self._n_chunks[1]) or window != self._window(i, j):
             raise BadInputError(f"{window} is not a chunk window of this cube; use CubeWriter.windows()")
         if self.basis is None:
             if features:
-                raise BadInputError("features need a cube stored in a basis (format version 2)")
+                raise BadInputError("features need a cube stored in a basis (format version 4)")
             data = _encode(embedding, valid, window.shape, self.dim, self.dtype)
         else:
             data = _encode_codes(embedding, valid, window.shape, self.basis, self.dtype, features)
@@ -308,7 +316,7 @@ class CubeWriter:
         if self._arrays is None:
             group = zarr.open_group(str(self.path), mode="r+")
             values = "embedding" if self.basis is None else "code"
-            names = [values, "valid"] + (["scale"] if self.dtype == "int8" else [])
+            names = [values, "valid"] + (["scale"] if _has_scale(self.dtype, self.basis) else [])
             # every chunk is stored, so a missing chunk file is damage (see embedder.integrity)
             self._arrays = {name: group[name].with_config({"write_empty_chunks": True}) for name in names}  # type: ignore[union-attr]
         return self._arrays
@@ -374,7 +382,7 @@ def write_cube(
         chunk: Chunk size in pixels along y and x.
         attrs: JSON-able attributes to store.
         overwrite: Replace an existing ``path``.
-        basis: Store the cube in this basis (format version 2).
+        basis: Store the cube in this basis (format version 4).
         zarr_format: 3 (default) or 2 (readable by the GDAL rasterio ships; see :class:`CubeWriter`).
 
     Returns:
@@ -453,7 +461,13 @@ def open_cube(path: str | os.PathLike[str]) -> xr.Dataset:
         )
     if attrs.get("complete") is not True:
         raise NotACubeError(f"{path} is an unfinished cube run: resume it by running the same command again")
-    return _open_checked(path, attrs)
+    ds = _open_checked(path, attrs)
+    if version in BASIS_READ_VERSIONS:
+        try:
+            cube_basis(ds)
+        except BadInputError as exc:
+            raise NotACubeError(f"{path} has a bad stored basis: {exc}; rebuild the cube") from exc
+    return ds
 
 
 def _open_checked(path: Path, attrs: Any) -> xr.Dataset:
@@ -491,21 +505,36 @@ def _layout(path: Path, attrs: dict[str, Any], group: Any) -> integrity.ChunkLay
 
 
 def cube_basis(ds: xr.Dataset) -> Basis | None:
-    """The stored basis of a version-2 cube, or None for a version-1 cube."""
+    """The stored basis of a cube in a basis (versions 2-4), or None for a version-1 cube.
+
+    Raises:
+        BadInputError: if the basis or (version 4) its norm weights are missing, malformed or NaN.
+    """
     if "basis" not in ds:
         return None
     info = ds.attrs.get("basis") or {}
+    weights = None
+    if ds.attrs.get("format_version", 0) >= UNSCALED_VERSION:
+        weights = info.get("weights")
+        if not isinstance(weights, list) or len(weights) != ds.sizes["k"]:
+            raise BadInputError(f"the basis attr needs norm weights, one a code ({ds.sizes['k']})")
+    try:
+        norm_scale = float(info.get("norm_scale", 1.0))
+        weights = None if weights is None else np.asarray(weights, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise BadInputError(f"the basis attr is malformed: {exc}") from exc
     return Basis(
         ds["basis"].to_numpy(),
         ds["offset"].to_numpy(),
         str(info.get("kind", "")),
         dict(info.get("info", {})),
-        norm_scale=float(info.get("norm_scale", 1.0)),
+        norm_scale=norm_scale,
+        weights=weights,
     )
 
 
 def basis_attrs(basis: Basis) -> dict[str, Any]:
-    """The ``basis`` attr of a version-2 cube: kind, rank, provenance and the sha256 of B and b."""
+    """The ``basis`` attr of a cube in a basis: kind, rank, provenance, the sha256 of B and b, the weights."""
     digest = hashlib.sha256(basis.matrix.tobytes() + basis.offset.tobytes()).hexdigest()
     attrs = {
         "kind": basis.kind,
@@ -514,6 +543,7 @@ def basis_attrs(basis: Basis) -> dict[str, Any]:
         "info": basis.info,
         "sha256": digest,
         "norm_scale": basis.norm_scale,
+        **({} if basis.weights is None else {"weights": basis.weights.tolist()}),
     }
     return dict(json.loads(json.dumps(attrs)))
 
@@ -569,8 +599,8 @@ def iter_raw_chunks(
     """Stream a cube's stored arrays undecoded, chunk by chunk, the next chunk read in the background.
 
     Yields:
-        The chunk window and its raw arrays: ``code`` (version 2) or ``embedding`` (version 1), ``valid``
-        and, for int8 cubes, ``scale``.
+        The chunk window and its raw arrays: ``code`` (versions 2-4) or ``embedding`` (version 1),
+        ``valid`` and, for int8 cubes of versions 1-3, ``scale`` (see :func:`stored_values`).
     """
     read = _raw_reader(ds)
     yield from _prefetched(_windows(ds, rows, cols), read)
@@ -690,14 +720,27 @@ def _reader(ds: xr.Dataset) -> Callable[[slice, slice], tuple[np.ndarray, np.nda
     def read(rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray]:
         raw = read_raw(rows, cols)
         valid = raw["valid"].astype(bool)
-        values = raw["embedding" if basis is None else "code"].astype(np.float32)
-        if "scale" in raw:
-            values *= raw["scale"].astype(np.float32)[..., None]
+        values = stored_values(raw, basis)
         embedding = values if basis is None else basis.decode(values)
         embedding[~valid] = 0
         return embedding, valid
 
     return read
+
+
+def stored_values(raw: dict[str, np.ndarray], basis: Basis | None) -> np.ndarray:
+    """float32 values (h, w, k) of a window's raw arrays: the int8 scale applied, version-4 codes unit.
+
+    Args:
+        raw: From :func:`iter_raw_chunks`.
+        basis: The cube's :func:`cube_basis`.
+    """
+    values = raw["code" if "code" in raw else "embedding"].astype(np.float32)
+    if "scale" in raw:
+        values *= raw["scale"].astype(np.float32)[..., None]
+    elif basis is not None and basis.weights is not None:
+        values *= basis.unit_scale(values)[..., None]
+    return values
 
 
 def _zarr_arrays(ds: xr.Dataset, names: list[str]) -> dict[str, Any] | None:
@@ -897,13 +940,24 @@ def _encode_codes(
     dtype: CubeDtype,
     features: bool,
 ) -> dict[str, np.ndarray]:
-    """Encode one window of a version-2 cube from embeddings [h, w, d] or features [h, w, r]."""
-    width = basis.rank if features else basis.dim
+    """Encode one window of a cube in a basis from embeddings [h, w, d] or features [h, w, r]."""
+    width = basis.feature_width if features else basis.dim
     arr, ok = _checked_window(values, valid, (*shape, width), "features" if features else "embedding")
     codes = basis.codes_from_features(arr) if features else basis.codes_from_embeddings(arr)
     codes[~ok] = 0
     ok &= np.any(codes != 0, axis=-1)  # B z + b = 0 has no direction
-    return {**_quantise(codes, dtype, "code", BASIS_SCALE_DTYPE), "valid": ok}
+    if _has_scale(dtype, basis):
+        return {**_quantise(codes, dtype, "code", BASIS_SCALE_DTYPE), "valid": ok}
+    if dtype == "int8":  # version 4: the scale follows from the codes (their norm weights)
+        peak = np.abs(codes).max(axis=-1, keepdims=True)
+        codes = np.rint(codes * (np.float32(127) / np.where(peak > 0, peak, np.float32(1))))
+        return {"code": np.clip(codes, -127, 127).astype(np.int8), "valid": ok}
+    return {"code": codes.astype(np.float16), "valid": ok}
+
+
+def _has_scale(dtype: CubeDtype, basis: Basis | None) -> bool:
+    """Whether a cube stores a per-pixel scale: int8 of version 1, 2 or 3 (not version 4)."""
+    return dtype == "int8" and (basis is None or basis.weights is None)
 
 
 def _template(
@@ -929,7 +983,7 @@ def _template(
         data_vars["code"] = (("y", "x", "k"), lazy(values_dtype, basis.code_size))
         data_vars["basis"] = (("d", "r"), da.zeros(basis.matrix.shape, dtype=np.float32))
         data_vars["offset"] = (("d",), da.zeros(basis.offset.shape, dtype=np.float32))
-    if dtype == "int8":
+    if _has_scale(dtype, basis):
         data_vars["scale"] = (("y", "x"), lazy(np.float32 if basis is None else BASIS_SCALE_DTYPE))
     cube_attrs = {
         "landprompt_format": FORMAT_NAME,

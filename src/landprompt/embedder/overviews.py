@@ -5,7 +5,7 @@
 ``CUBE/overviews/<L>``: pixels ``2**L`` times the base pixel, the same format version, basis, dtype and
 chunk size as the base cube, written by :class:`~landprompt.embedder.cube.CubeWriter` (so every level
 is resumable and read through the checked store). A level pixel is the mean of the 2 x 2 pixels below it
-in the stored space (the codes ``[u, t]`` of a version-2 cube, the embeddings of a version-1 cube),
+in the stored space (the unit codes of a cube in a basis, the embeddings of a version-1 cube),
 weighted by their valid fraction, and renormalised; each level also stores ``valid_fraction`` float32
 [y, x], the share of base pixels under it that are valid, every chunk stored with a CRC32C and listed in
 the level's integrity records (``crc_only``), so a damaged fraction chunk is a named error like any other.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from affine import Affine
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from landprompt.embedder import integrity
+from landprompt.embedder.basis import Basis
 from landprompt.embedder.cube import (
     ChunkWindow,
     CubeWriter,
@@ -36,6 +38,7 @@ from landprompt.embedder.cube import (
     cube_grid,
     iter_raw_chunks,
     open_cube,
+    stored_values,
     user_attrs,
     verify,
 )
@@ -98,7 +101,7 @@ def build_overviews(
             base.attrs["dtype"],
             chunk,
             {**user_attrs(dict(base.attrs)), "overview_level": level},
-            cube_basis(base),
+            _level_basis(base),
         )
         for level in range(1, levels + 1)
     ]
@@ -289,6 +292,12 @@ def _fraction_array(writer: CubeWriter) -> Any:
     return array.with_config({"write_empty_chunks": True})
 
 
+def _level_basis(base: xr.Dataset) -> Basis | None:
+    """The basis of the levels: the cube's, in the version-4 form, taking codes as its features."""
+    basis = cube_basis(base)
+    return None if basis is None else replace(basis.diagonal(), feature_map=None, feature_offset=None)
+
+
 def _write_level_chunk(writer: CubeWriter, fraction: Any, below: xr.Dataset, window: ChunkWindow) -> None:
     """One chunk of a level: the weighted 2 x 2 mean of the level below, renormalised."""
     h, w = window.shape
@@ -298,12 +307,16 @@ def _write_level_chunk(writer: CubeWriter, fraction: Any, below: xr.Dataset, win
     weighted = (values * weight[..., None]).reshape(h, 2, w, 2, -1).sum(axis=(1, 3))
     total = weight.reshape(h, 2, w, 2).sum(axis=(1, 3))
     mean = weighted / np.maximum(total, 1e-12)[..., None]
-    if writer.basis is not None:  # codes [u, a t]: B u + b t = t (B (u / t) + b), features u / t
-        t = mean[..., -1] / np.float32(writer.basis.norm_scale)
-        ok = (total > 0) & (t > 0)
-        features = mean[..., :-1] / np.where(ok, t, 1)[..., None]
+    basis = cube_basis(below)
+    if basis is not None:  # the mean codes are those of the mean embedding (linear in the codes)
+        ok = (total > 0) & np.any(mean != 0, axis=-1)
+        if basis.weights is None:  # versions 2, 3: [u, a t] with t > 0; written as embeddings B u + b t
+            ok &= mean[..., -1] > 0
         fraction[window.rows, window.cols] = np.where(ok, total / 4, 0).astype(np.float32)
-        writer.write_chunk(window, features, ok, features=True)
+        if basis.weights is None:
+            writer.write_chunk(window, basis.decode(mean), ok)
+        else:
+            writer.write_chunk(window, mean, ok, features=True)
         return
     norm = np.linalg.norm(mean, axis=-1)
     ok = (total > 0) & (norm > 0)
@@ -319,12 +332,11 @@ def _read_below(
     values = np.zeros((*shape, width), np.float32)
     weight = np.zeros(shape, np.float32)
     fractions = ds.get(FRACTION)
+    basis = cube_basis(ds)
     for window, raw in iter_raw_chunks(ds, rows, cols):
         r = slice(window.rows.start - rows.start, window.rows.stop - rows.start)
         c = slice(window.cols.start - cols.start, window.cols.stop - cols.start)
-        stored = raw["code" if "code" in raw else "embedding"].astype(np.float32)
-        if "scale" in raw:
-            stored *= raw["scale"][..., None]
+        stored = stored_values(raw, basis)
         valid = raw["valid"].astype(bool)
         values[r, c] = np.where(valid[..., None], stored, 0)
         if fractions is None:

@@ -140,7 +140,7 @@ def embed_run(
         force: Allow an AOI beyond the sane size.
         progress: Show a progress bar with pixels/s.
         basis: ``"auto"``: the head's basis for an encoder with a linear head with a bottleneck, else
-            ``"none"``; ``"none"``: format version 1, d values a pixel; ``"head"``: format version 2 in the
+            ``"none"``; ``"none"``: format version 1, d values a pixel; ``"head"``: format version 4 in the
             basis of a linear head (exact: the head's input values a pixel, see
             :meth:`~landprompt.embedder.models.sits.SitsEncoder.head_basis`); ``"pca"``: the run is embedded
             into a version-1 staging cube next to ``out``, then rewritten in a PCA basis of ``rank`` fitted

@@ -22,11 +22,13 @@ import xarray as xr
 from landprompt.embedder.cube import (
     ChunkWindow,
     content_hash,
+    cube_basis,
     cube_grid,
     iter_chunks,
     iter_raw_chunks,
     open_cube,
     require_intact,
+    stored_values,
 )
 from landprompt.embedder.integrity import files_fingerprint
 from landprompt.errors import BadInputError
@@ -222,11 +224,9 @@ def _valid_vectors(
 
 def _code_chunks(ds: xr.Dataset) -> Iterator[tuple[ChunkWindow, np.ndarray, np.ndarray]]:
     """A version-2 cube's chunks as (window, float32 codes [h, w, r + 1], valid)."""
+    basis = cube_basis(ds)
     for window, raw in iter_raw_chunks(ds):
-        values = raw["code"].astype(np.float32)
-        if "scale" in raw:
-            values *= raw["scale"][..., None]
-        yield window, values, raw["valid"].astype(bool)
+        yield window, stored_values(raw, basis), raw["valid"].astype(bool)
 
 
 def _n_chunks(ds: xr.Dataset) -> int:

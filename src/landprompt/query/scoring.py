@@ -26,6 +26,12 @@ from landprompt.embedder.cube import ChunkWindow, cube_basis, iter_raw_chunks
 BLOCK_PIXELS = 16384
 
 
+def _norm_weights(ds: xr.Dataset) -> np.ndarray | None:
+    """The norm weights (k,) of a version-4 cube's codes, or None (versions 1-3)."""
+    basis = cube_basis(ds)
+    return None if basis is None else basis.weights
+
+
 def query_space(ds: xr.Dataset, vectors: np.ndarray) -> np.ndarray:
     """Unit query vectors (m, d) in the cube's stored space: (m, r + 1) for version 2, else themselves."""
     basis = cube_basis(ds)
@@ -41,11 +47,11 @@ def iter_scores(
     Yields:
         The window, float32 scores (h, w, m) (0 where invalid) and the valid mask (h, w).
     """
-    project = _columns(query_space(ds, vectors).T)
+    project, weights = _columns(query_space(ds, vectors).T), _norm_weights(ds)
     with _block_workers() as pool:
         for window, raw in iter_raw_chunks(ds, rows, cols):
             valid = raw["valid"].astype(bool)
-            scores = _chunk_scores(raw, project, lambda logits: logits, pool)
+            scores = _chunk_scores(raw, project, lambda logits: logits, pool, weights)
             scores[~valid] = 0
             yield window, scores, valid
 
@@ -82,9 +88,10 @@ def iter_probabilities(
         project, epilogue = _columns((classes[1:] - classes[:1]).T), _one_concept
     else:
         project, epilogue = _columns(classes.T), partial(_many_concepts, m=m)
+    weights = _norm_weights(ds)
     with _block_workers() as pool:
         for window, raw in iter_raw_chunks(ds, rows, cols):
-            probabilities = _chunk_scores(raw, project, epilogue, pool)
+            probabilities = _chunk_scores(raw, project, epilogue, pool, weights)
             probabilities[~raw["valid"].astype(bool)] = np.nan
             yield window, probabilities
 
@@ -126,8 +133,12 @@ def _chunk_scores(
     project: torch.Tensor,
     epilogue: Callable[[torch.Tensor], torch.Tensor],
     pool: ThreadPoolExecutor,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``epilogue(scale * values @ project)`` of one chunk, block by block: float32 (h, w, outputs)."""
+    """``epilogue(scale * values @ project)`` of one chunk, block by block: float32 (h, w, outputs).
+
+    ``weights``: a version-4 cube's norm weights (k,) (see :func:`_pixel_multiplier`).
+    """
     values = raw["code"] if "code" in raw else raw["embedding"]
     h, w, width = values.shape
     flat = torch.from_numpy(np.ascontiguousarray(values).reshape(-1, width))
@@ -137,12 +148,34 @@ def _chunk_scores(
 
     def block(start: int) -> torch.Tensor:
         stop = min(start + BLOCK_PIXELS, flat.shape[0])
-        scores = flat[start:stop].to(torch.float32) @ project
-        if scale is not None:
-            scores.mul_(scale[start:stop])
+        values = flat[start:stop].to(torch.float32)
+        scores = values @ project
+        multiplier = _pixel_multiplier(values, None if scale is None else scale[start:stop], weights)
+        if multiplier is not None:
+            scores.mul_(multiplier)
         return epilogue(scores)
 
     blocks = list(pool.map(block, range(0, flat.shape[0], BLOCK_PIXELS)))
     if not blocks:
         return np.zeros((h, w, 0), np.float32)
     return torch.cat(blocks).numpy().reshape(h, w, -1)
+
+
+def _pixel_multiplier(
+    values: torch.Tensor, scale: torch.Tensor | None, weights: np.ndarray | None
+) -> torch.Tensor | None:
+    """The per-pixel multiplier (n, 1) of a block's scores, or None when there is none (fp16, versions 1-3).
+
+    The stored scale of int8 values (versions 1-3), or ``1 / sqrt(sum_i w_i k_i^2)`` of a version-4 cube's
+    codes ``k`` (n, k) with norm weights ``w`` (k,): 0 for all-zero (invalid) codes. The weights are 1 but
+    for the last code's (:class:`~landprompt.embedder.basis.Basis` checks it), so the sum is one vector
+    norm and a correction (measured 2.5x faster than ``k^2 @ w``).
+    """
+    if scale is not None:
+        return scale
+    if weights is None:
+        return None
+    square = torch.linalg.vector_norm(values, dim=1, keepdim=True).square_()
+    if weights[-1] != 1:
+        square.addcmul_(values[:, -1:], values[:, -1:], value=float(weights[-1]) - 1.0)
+    return torch.where(square > 0, square.rsqrt(), 0.0)

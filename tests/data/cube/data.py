@@ -149,3 +149,43 @@ def served_cube(folder: Path, clip: Any, seed: int = 0) -> ServedCubeFixture:
     )
     build_overviews(path)
     return ServedCubeFixture(path, grid, labels == 0, valid)
+
+
+def clip_like(shape: tuple[int, int], dim: int, rank: int, seed: int = 0) -> np.ndarray:
+    """Unit embeddings (*shape, dim) as CLIP's: a large shared mean plus small rank-``rank`` variations."""
+    rng = np.random.default_rng(seed)
+    mean = unit(rng.normal(size=dim))
+    axes = np.linalg.qr(rng.normal(size=(dim, rank)))[0]
+    z = rng.normal(size=(*shape, rank)) * np.linspace(0.3, 0.05, rank)
+    return unit(mean + z @ axes.T)
+
+
+def legacy_cube(
+    path: Path, embeddings: np.ndarray, grid: Any, version: int, rank: int, chunk: int = 16
+) -> Path:
+    """An int8 cube of format version 2 or 3 (PCA codes ``[u, a t]`` with a per-pixel scale), written as
+    those versions wrote it, so that tests can check this landprompt still reads them."""
+    from unittest import mock
+
+    import zarr
+
+    from landprompt.embedder import cube as cube_module
+    from landprompt.embedder.basis import Basis
+
+    sample = embeddings.reshape(-1, embeddings.shape[-1]).astype(np.float64)
+    mean = sample.mean(axis=0)
+    axes = np.linalg.svd(sample - mean, full_matrices=False)[2][:rank].T
+    norm_scale = float(np.median(np.abs((sample - mean) @ axes).max(axis=1))) if version == 3 else 1.0
+    basis = Basis(axes, mean, "pca", {"requested_rank": rank}, norm_scale=norm_scale)
+    scale_dtype = np.float16 if version == 3 else np.float32
+    with (
+        mock.patch.object(cube_module, "BASIS_FORMAT_VERSION", version),
+        mock.patch.object(cube_module, "BASIS_SCALE_DTYPE", scale_dtype),
+    ):
+        cube_module.write_cube(path, embeddings, grid, dtype="int8", chunk=chunk, basis=basis)
+    if version == 2:  # version 2 had no norm_scale attr
+        group = zarr.open_group(str(path), mode="r+")
+        attrs = dict(group.attrs["basis"])
+        del attrs["norm_scale"]
+        group.attrs["basis"] = attrs
+    return path

@@ -157,6 +157,16 @@ def read_checkpoint_config(path: str | Path) -> dict[str, Any]:
     return document
 
 
+def _legacy_arguments(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Recorded arguments with the values of arguments added since, as the checkpoint was built.
+
+    ``sits`` bottlenecks had a biased up-projection before ``bottleneck_bias`` (default False) existed.
+    """
+    if name == "sits" and arguments.get("bottleneck") and "bottleneck_bias" not in arguments:
+        return {**arguments, "bottleneck_bias": True}
+    return arguments
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device | None = None, **overrides: Any) -> Encoder:
     """Rebuild an encoder from a checkpoint and load its weights, without unpickling anything.
 
@@ -187,7 +197,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device | None = None, 
         state = load_file(weights, device="cpu")
     except (SafetensorError, OSError) as err:
         raise BadInputError(f"{weights} is not a safetensors weights file: {err}") from err
-    arguments = {**document["arguments"], **overrides}
+    arguments = {**_legacy_arguments(name, document["arguments"]), **overrides}
     encoder = create_encoder(name, **arguments, pretrained=False)
     problems = state_dict_mismatch(state, encoder.state_dict())
     if problems:

@@ -388,11 +388,13 @@ def build_head(
     kind: Literal["linear", "mlp"] = "linear",
     hidden: int | None = None,
     bottleneck: int | None = None,
+    bottleneck_bias: bool = False,
 ) -> nn.Module:
     """Projection head: a Linear layer, or Linear-GELU-Linear with ``hidden`` (default ``out_dim``) units.
 
-    A linear head with a ``bottleneck`` is Linear(in, bottleneck) then Linear(bottleneck, out), trained end
-    to end: still linear, so a cube stores the ``bottleneck`` values a pixel exactly (format version 2).
+    A linear head with a ``bottleneck`` is Linear(in, bottleneck) then Linear(bottleneck, out) (without
+    bias unless ``bottleneck_bias``), trained end to end: still linear, so a cube stores exactly the
+    ``bottleneck`` values a pixel (format version 4; ``bottleneck + 1`` with a bias).
     """
     if bottleneck is not None:
         if kind != "linear":
@@ -401,7 +403,9 @@ def build_head(
             raise BadInputError(
                 f"bottleneck must be a whole number from 1 to clip_dim {out_dim}, got {bottleneck}"
             )
-        return nn.Sequential(nn.Linear(in_dim, bottleneck), nn.Linear(bottleneck, out_dim))
+        return nn.Sequential(
+            nn.Linear(in_dim, bottleneck), nn.Linear(bottleneck, out_dim, bias=bottleneck_bias)
+        )
     if kind == "linear":
         return nn.Sequential(nn.Linear(in_dim, out_dim))
     if kind == "mlp":
@@ -417,6 +421,7 @@ def sits(
     head: Literal["linear", "mlp"] = "linear",
     head_hidden: int | None = None,
     bottleneck: int | None = None,
+    bottleneck_bias: bool = False,
     pool_size: int = 5,
     presto_weights: str | Path | None = None,
     embed_dim: int = 128,
@@ -435,6 +440,8 @@ def sits(
         head_hidden: Hidden width of the ``"mlp"`` head (default ``clip_dim``).
         bottleneck: Width of a ``"linear"`` head's bottleneck (e.g. 64): the cube of such an encoder
             stores ``bottleneck`` values a pixel exactly (see :meth:`SitsEncoder.head_basis`).
+        bottleneck_bias: Give the bottleneck's up-projection a bias (as checkpoints written before this
+            argument have; their cubes store one more value a pixel).
         pool_size: Odd side in pixels of the window whose pixel features are averaged.
         presto_weights: Official Presto weights (``default_model.pt`` or ``.safetensors``) to start the
             backbone from; needs the default backbone size.
@@ -458,7 +465,7 @@ def sits(
         backbone = PrestoEncoder(embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio)
     return SitsEncoder(
         backbone,
-        build_head(embed_dim, clip_dim, head, head_hidden, bottleneck),
+        build_head(embed_dim, clip_dim, head, head_hidden, bottleneck, bottleneck_bias),
         pool_size=pool_size,
         clip_model=clip_model,
         clip_pretrained=clip_pretrained,
