@@ -1,19 +1,26 @@
-"""Score a cube's stored vectors against many query vectors at once, near memory speed.
+"""Score stored vectors against many query vectors at once, near memory speed: the one scoring path.
 
-The queries (concepts and background) are projected once into the space the cube stores (the ``r + 1``
-code values of a version-2 cube, or the d values of a version-1 cube); each chunk, read in the background
-while the previous one is scored, is converted in cache-sized blocks and scored with one matrix product
-against all queries by torch, one block a thread on all cores. The probability of one
-concept against a background set is ``1 / (1 + sum_j exp(l_j - l_c))`` (only the concept's probability
-is needed); several concepts share the background's log-sum-exp: ``sigmoid(l_i - logsumexp(l_background))``.
+The queries (concepts and background) are projected once into the space the values live in (the
+``r + 1`` code values of a cube in a basis, or the d values of a version-1 cube or of decoded
+embeddings) as the columns of a :class:`Kernel`. Values are converted in cache-sized blocks into
+per-thread buffers and scored with one matrix product against all columns by torch, then finished in
+place (probabilities written straight into the output): no allocation per block. The probability of
+one concept against a background set is ``1 / (1 + sum_j exp(l_j - l_c))`` (only the concept's
+probability is needed; the row sum is a product with a column of ones); several concepts share the
+background's log-sum-exp: ``sigmoid(l_i - logsumexp(l_background))``.
+
+:func:`score_values` scores an array of values (points, decoded embeddings); :func:`iter_probabilities`
+and :func:`iter_scores` stream a cube's raw chunks (read in the background, one block a thread).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from functools import partial
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -24,6 +31,97 @@ from landprompt.embedder.cube import ChunkWindow, cube_basis, iter_raw_chunks
 #: Pixels scored per block, one block a thread: 1 MB of int8 codes (4 MB as float32) at r = 64, so
 #: a block stays in a core's cache (measured best of 8192, 16384 and 65536).
 BLOCK_PIXELS = 16384
+
+#: Per-thread buffers the blocks are converted and scored in (grown on demand, reused).
+_BUFFERS = threading.local()
+
+
+@dataclass(frozen=True, eq=False)
+class Kernel:
+    """Query columns in a value space and what a pixel's logits become.
+
+    Attributes:
+        columns: float32 (width, c): one column a query (a logit difference for ``one``).
+        kind: ``cosine`` (the products themselves), ``one`` (one concept's probability from the
+            differences ``l_j - l_c``) or ``many`` (the first ``outputs`` columns are concepts, the
+            rest the background).
+        outputs: Values a pixel gets.
+    """
+
+    columns: torch.Tensor
+    kind: Literal["cosine", "one", "many"]
+    outputs: int
+
+    def finish(self, logits: torch.Tensor, out: torch.Tensor) -> None:
+        """Write a block's outputs (n, outputs) from its logits (n, c), which it may overwrite."""
+        if self.kind == "cosine":
+            out.copy_(logits)
+        elif self.kind == "one":  # 1 / (1 + sum_j exp(d_j)); the row sum as a product with ones
+            torch.exp(logits, out=logits)
+            torch.mm(logits, _ones(logits.shape[1]), out=out)
+            out.add_(1).reciprocal_()
+        else:
+            rest = torch.logsumexp(logits[:, self.outputs :].contiguous(), dim=1, keepdim=True)
+            torch.sigmoid(logits[:, : self.outputs] - rest, out=out)
+
+
+def cosine_kernel(vectors: np.ndarray) -> Kernel:
+    """A kernel giving the products of values with each vector (m, width)."""
+    vectors = np.atleast_2d(vectors)
+    return Kernel(_columns(vectors.T), "cosine", len(vectors))
+
+
+def probability_kernel(concepts: np.ndarray, background: np.ndarray, logit_scale: float) -> Kernel:
+    """A kernel giving each concept's probability against the background at ``logit_scale``.
+
+    Args:
+        concepts: Concept vectors (m, width) in the values' space.
+        background: Background vectors (k, width) in the same space.
+        logit_scale: Softmax temperature.
+    """
+    concepts, background = np.atleast_2d(concepts), np.atleast_2d(background)
+    classes = np.concatenate([concepts, background]).astype(np.float64) * float(logit_scale)
+    m = len(concepts)
+    if m == 1:
+        return Kernel(_columns((classes[1:] - classes[:1]).T), "one", 1)
+    return Kernel(_columns(classes.T), "many", m)
+
+
+def score_values(
+    values: np.ndarray,
+    kernel: Kernel,
+    multiplier: np.ndarray | None = None,
+    pool: ThreadPoolExecutor | None = None,
+) -> np.ndarray:
+    """Score an array of values block by block: float32 ``(..., kernel.outputs)``.
+
+    Args:
+        values: Values (..., width) of any dtype torch converts (int8 codes, float16, float32).
+        kernel: The queries, from :func:`probability_kernel` or :func:`cosine_kernel`.
+        multiplier: Per-value factor (...) of the logits (an int8 cube's per-pixel scale), or None.
+        pool: Threads scoring blocks side by side (see :func:`block_workers`); None scores here.
+    """
+    lead = values.shape[:-1]
+    grid = values if values.ndim == 3 else values.reshape(-1, 1, values.shape[-1])
+    scale = None if multiplier is None else np.asarray(multiplier).reshape(grid.shape[:2])
+    if not grid.flags.writeable:  # torch only wraps writeable arrays
+        grid = grid.copy()
+    if scale is not None and not scale.flags.writeable:
+        scale = scale.copy()
+    out = np.empty((*grid.shape[:2], kernel.outputs), np.float32)
+    step = max(1, BLOCK_PIXELS // max(grid.shape[1], 1))
+
+    def block(start: int) -> None:
+        rows = slice(start, start + step)
+        _score_block(grid[rows], None if scale is None else scale[rows], kernel, out[rows])
+
+    starts = range(0, grid.shape[0], step)
+    if pool is None:
+        for start in starts:
+            block(start)
+    else:
+        list(pool.map(block, starts))
+    return out.reshape(*lead, kernel.outputs)
 
 
 def query_space(ds: xr.Dataset, vectors: np.ndarray) -> np.ndarray:
@@ -41,13 +139,10 @@ def iter_scores(
     Yields:
         The window, float32 scores (h, w, m) (0 where invalid) and the valid mask (h, w).
     """
-    project = _columns(query_space(ds, vectors).T)
-    with _block_workers() as pool:
-        for window, raw in iter_raw_chunks(ds, rows, cols):
-            valid = raw["valid"].astype(bool)
-            scores = _chunk_scores(raw, project, lambda logits: logits, pool)
-            scores[~valid] = 0
-            yield window, scores, valid
+    kernel = cosine_kernel(query_space(ds, vectors))
+    for window, scores, valid in _iter_chunk_outputs(ds, kernel, rows, cols):
+        scores[~valid] = 0
+        yield window, scores, valid
 
 
 def iter_probabilities(
@@ -60,9 +155,6 @@ def iter_probabilities(
 ) -> Iterator[tuple[ChunkWindow, np.ndarray]]:
     """Probability of each concept against the background at every pixel, chunk by chunk.
 
-    One concept is scored against logit differences only (``p = 1 / (1 + sum_j exp(l_j - l_c))``, one
-    column a background vector); several share the background's log-sum-exp.
-
     Args:
         ds: A cube from :func:`~landprompt.embedder.cube.open_cube`.
         concepts: Unit concept vectors (m, d).
@@ -74,39 +166,27 @@ def iter_probabilities(
     Yields:
         The window and float32 probabilities (h, w, m), NaN where the cube is not valid.
     """
-    concepts, background = np.atleast_2d(concepts), np.atleast_2d(background)
-    m = len(concepts)
-    classes = query_space(ds, np.concatenate([concepts, background]).astype(np.float32))
-    classes = classes.astype(np.float64) * float(logit_scale)
-    if m == 1:
-        project, epilogue = _columns((classes[1:] - classes[:1]).T), _one_concept
-    else:
-        project, epilogue = _columns(classes.T), partial(_many_concepts, m=m)
-    with _block_workers() as pool:
+    concepts = np.atleast_2d(np.asarray(concepts, np.float32))
+    classes = query_space(ds, np.concatenate([concepts, np.atleast_2d(background)]).astype(np.float32))
+    kernel = probability_kernel(classes[: len(concepts)], classes[len(concepts) :], logit_scale)
+    for window, probabilities, valid in _iter_chunk_outputs(ds, kernel, rows, cols):
+        probabilities[~valid] = np.nan
+        yield window, probabilities
+
+
+def _iter_chunk_outputs(
+    ds: xr.Dataset, kernel: Kernel, rows: slice | None, cols: slice | None
+) -> Iterator[tuple[ChunkWindow, np.ndarray, np.ndarray]]:
+    """``(window, kernel outputs (h, w, outputs), valid (h, w))`` of each raw chunk of a cube."""
+    with block_workers() as pool:
         for window, raw in iter_raw_chunks(ds, rows, cols):
-            probabilities = _chunk_scores(raw, project, epilogue, pool)
-            probabilities[~raw["valid"].astype(bool)] = np.nan
-            yield window, probabilities
-
-
-def _columns(columns: np.ndarray) -> torch.Tensor:
-    """Query columns (k, c) as a contiguous float32 tensor."""
-    return torch.from_numpy(np.ascontiguousarray(columns, dtype=np.float32))
-
-
-def _one_concept(logits: torch.Tensor) -> torch.Tensor:
-    """One concept's probability ``1 / (1 + sum_j exp(d_j))`` from the logit differences (n, k)."""
-    return logits.exp_().sum(dim=1, keepdim=True).add_(1).reciprocal_()
-
-
-def _many_concepts(logits: torch.Tensor, m: int) -> torch.Tensor:
-    """Each concept's probability ``sigmoid(l_i - logsumexp(background))`` from the logits (n, m + k)."""
-    rest = torch.logsumexp(logits[:, m:].contiguous(), dim=1, keepdim=True)  # contiguous: 3x faster
-    return torch.sigmoid(logits[:, :m] - rest)
+            values = raw["code"] if "code" in raw else raw["embedding"]
+            out = score_values(values, kernel, raw.get("scale"), pool)
+            yield window, out, raw["valid"].astype(bool, copy=False)
 
 
 @contextmanager
-def _block_workers() -> Iterator[ThreadPoolExecutor]:
+def block_workers() -> Iterator[ThreadPoolExecutor]:
     """Threads that score blocks side by side, each running torch single-threaded meanwhile.
 
     One block a thread needs no hand-over between threads inside every torch call, so the scoring keeps
@@ -121,28 +201,43 @@ def _block_workers() -> Iterator[ThreadPoolExecutor]:
         torch.set_num_threads(threads)
 
 
-def _chunk_scores(
-    raw: dict[str, np.ndarray],
-    project: torch.Tensor,
-    epilogue: Callable[[torch.Tensor], torch.Tensor],
-    pool: ThreadPoolExecutor,
-) -> np.ndarray:
-    """``epilogue(scale * values @ project)`` of one chunk, block by block: float32 (h, w, outputs)."""
-    values = raw["code"] if "code" in raw else raw["embedding"]
-    h, w, width = values.shape
-    flat = torch.from_numpy(np.ascontiguousarray(values).reshape(-1, width))
-    scale = None
-    if "scale" in raw:  # float32 (version 1, 2) or float16 (version 3)
-        scale = torch.from_numpy(np.ascontiguousarray(raw["scale"], np.float32).reshape(-1, 1))
+def _score_block(values: np.ndarray, multiplier: np.ndarray | None, kernel: Kernel, out: np.ndarray) -> None:
+    """Score one block of rows (r, c, width) into ``out`` (r, c, outputs), in this thread's buffers."""
+    r, c, width = values.shape
+    n = r * c
+    source = torch.from_numpy(values)
+    if source.dtype == torch.float32 and source.is_contiguous():
+        x = source.view(n, width)
+    else:  # int8 / float16 -> float32, in cache
+        x = _buffer("values", n, width)
+        x.view(r, c, width).copy_(source)
+    logits = _buffer("logits", n, kernel.columns.shape[1])
+    torch.mm(x, kernel.columns, out=logits)
+    if multiplier is not None:  # the block's per-pixel multiplier of the logits: applied here only
+        scale = _buffer("scale", n, 1)
+        scale.view(r, c).copy_(torch.from_numpy(multiplier))
+        logits.mul_(scale)
+    kernel.finish(logits, torch.from_numpy(out).view(n, kernel.outputs))
 
-    def block(start: int) -> torch.Tensor:
-        stop = min(start + BLOCK_PIXELS, flat.shape[0])
-        scores = flat[start:stop].to(torch.float32) @ project
-        if scale is not None:
-            scores.mul_(scale[start:stop])
-        return epilogue(scores)
 
-    blocks = list(pool.map(block, range(0, flat.shape[0], BLOCK_PIXELS)))
-    if not blocks:
-        return np.zeros((h, w, 0), np.float32)
-    return torch.cat(blocks).numpy().reshape(h, w, -1)
+def _buffer(name: str, rows: int, cols: int) -> torch.Tensor:
+    """This thread's float32 buffer ``name`` as a (rows, cols) tensor (reused, grown when too small)."""
+    buffer = getattr(_BUFFERS, name, None)
+    if buffer is None or buffer.numel() < rows * cols:
+        buffer = torch.empty(rows * cols, dtype=torch.float32)
+        setattr(_BUFFERS, name, buffer)
+    return buffer[: rows * cols].view(rows, cols)
+
+
+def _ones(n: int) -> torch.Tensor:
+    """This thread's float32 column of ``n`` ones."""
+    ones = getattr(_BUFFERS, "ones", None)
+    if ones is None or ones.shape[0] != n:
+        ones = torch.ones(n, 1)
+        _BUFFERS.ones = ones
+    return ones
+
+
+def _columns(columns: np.ndarray) -> torch.Tensor:
+    """Query columns (k, c) as a contiguous float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(columns, dtype=np.float32))
