@@ -100,6 +100,8 @@ def class_matrix(concept: np.ndarray, background: np.ndarray) -> np.ndarray:
 def concept_probability(embeddings: np.ndarray, classes: np.ndarray, logit_scale: float) -> np.ndarray:
     """Probability of class 0 for each embedding: softmax over ``logit_scale * cos``.
 
+    Scored by the same kernel as the maps (:func:`~landprompt.query.scoring.score_values`).
+
     Args:
         embeddings: Unit vectors (..., d).
         classes: Unit vectors (1 + k, d) from :func:`class_matrix`; row 0 is the concept.
@@ -108,10 +110,10 @@ def concept_probability(embeddings: np.ndarray, classes: np.ndarray, logit_scale
     Returns:
         float32 array (...) in [0, 1].
     """
-    logits = (np.asarray(embeddings, np.float32) @ classes.T.astype(np.float32)) * np.float32(logit_scale)
-    logits -= logits.max(axis=-1, keepdims=True)
-    weights = np.exp(logits)
-    return (weights[..., 0] / weights.sum(axis=-1)).astype(np.float32)
+    from landprompt.query.scoring import probability_kernel, score_values
+
+    kernel = probability_kernel(classes[:1], classes[1:], logit_scale)
+    return score_values(np.asarray(embeddings, np.float32), kernel)[..., 0]
 
 
 def probability_map(
@@ -188,14 +190,14 @@ def probability_map(
     return da.rio.write_crs(grid.crs).rio.write_transform(sub.transform)
 
 
-def resolve_logit_scale(ds: xr.Dataset, clip: ClipModel | None, logit_scale: float | None) -> float:
+def resolve_logit_scale(ds: xr.Dataset | None, clip: ClipModel | None, logit_scale: float | None) -> float:
     """The softmax temperature: ``logit_scale``, else the text tower's, else the cube's attr, else 100."""
     if logit_scale is not None:
         value = float(logit_scale)
     elif clip is not None:
         value = float(clip.logit_scale)
     else:
-        value = float(ds.attrs.get("logit_scale", CLIP_LOGIT_SCALE))
+        value = float((ds.attrs if ds is not None else {}).get("logit_scale", CLIP_LOGIT_SCALE))
     if not np.isfinite(value) or value <= 0:
         raise BadInputError(f"the logit scale must be a positive number, got {value}")
     return value
