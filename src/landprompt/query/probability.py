@@ -172,19 +172,15 @@ def probability_map(
     classes = class_matrix(concept_vector, background)
     scale = resolve_logit_scale(ds, clip, logit_scale)
 
-    out = np.full((rows.stop - rows.start, cols.stop - cols.start), np.nan, dtype=np.float32)
+    out = np.empty((rows.stop - rows.start, cols.stop - cols.start, 1), dtype=np.float32)
     done, total = 0, out.size
-    for window, prob in iter_probabilities(ds, classes[:1], classes[1:], scale, rows, cols):
+    for window, _ in iter_probabilities(ds, classes[:1], classes[1:], scale, rows, cols, out=out):
         done += window.shape[0] * window.shape[1]
         if progress is not None:
             progress(done, total)
-        out[
-            window.rows.start - rows.start : window.rows.stop - rows.start,
-            window.cols.start - cols.start : window.cols.stop - cols.start,
-        ] = prob[..., 0]
     sub = grid.window(rows, cols)
     da = xr.DataArray(
-        out, dims=("y", "x"), coords={"y": sub.y_coords(), "x": sub.x_coords()}, name="probability"
+        out[..., 0], dims=("y", "x"), coords={"y": sub.y_coords(), "x": sub.x_coords()}, name="probability"
     )
     da.attrs.update(concept=concept_name, logit_scale=scale, n_background=len(background), style=style)
     return da.rio.write_crs(grid.crs).rio.write_transform(sub.transform)

@@ -52,17 +52,24 @@ class Kernel:
     kind: Literal["cosine", "one", "many"]
     outputs: int
 
-    def finish(self, logits: torch.Tensor, out: torch.Tensor) -> None:
-        """Write a block's outputs (n, outputs) from its logits (n, c), which it may overwrite."""
+    def finish(self, logits: torch.Tensor) -> torch.Tensor:
+        """A block's outputs (n, outputs) from its logits (n, c), computed in place where it can."""
         if self.kind == "cosine":
-            out.copy_(logits)
-        elif self.kind == "one":  # 1 / (1 + sum_j exp(d_j)); the row sum as a product with ones
+            return logits
+        if self.kind == "one":  # 1 / (1 + sum_j exp(d_j)); the row sum as a product with ones
             torch.exp(logits, out=logits)
-            torch.mm(logits, _ones(logits.shape[1]), out=out)
-            out.add_(1).reciprocal_()
-        else:
-            rest = torch.logsumexp(logits[:, self.outputs :].contiguous(), dim=1, keepdim=True)
-            torch.sigmoid(logits[:, : self.outputs] - rest, out=out)
+            total = _buffer("total", logits.shape[0], 1)
+            torch.mm(logits, _ones(logits.shape[1]), out=total)
+            return total.add_(1).reciprocal_()
+        # sigmoid(l_i - logsumexp(background)), the background shifted by its largest logit
+        concepts, rest = logits[:, : self.outputs], logits[:, self.outputs :]
+        top = _buffer("top", logits.shape[0], 1)
+        torch.amax(rest, dim=1, keepdim=True, out=top)
+        logits.sub_(top)
+        weights = _buffer("weights", rest.shape[0], rest.shape[1])
+        torch.exp(rest, out=weights)
+        torch.mm(weights, _ones(rest.shape[1]), out=top)
+        return concepts.sub_(top.log_()).sigmoid_()
 
 
 def cosine_kernel(vectors: np.ndarray) -> Kernel:
@@ -92,6 +99,7 @@ def score_values(
     kernel: Kernel,
     multiplier: np.ndarray | None = None,
     pool: ThreadPoolExecutor | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Score an array of values block by block: float32 ``(..., kernel.outputs)``.
 
@@ -100,6 +108,7 @@ def score_values(
         kernel: The queries, from :func:`probability_kernel` or :func:`cosine_kernel`.
         multiplier: Per-value factor (...) of the logits (an int8 cube's per-pixel scale), or None.
         pool: Threads scoring blocks side by side (see :func:`block_workers`); None scores here.
+        out: A float32 array (..., outputs) to write into (a view of a larger map, say); returned.
     """
     lead = values.shape[:-1]
     grid = values if values.ndim == 3 else values.reshape(-1, 1, values.shape[-1])
@@ -108,12 +117,16 @@ def score_values(
         grid = grid.copy()
     if scale is not None and not scale.flags.writeable:
         scale = scale.copy()
-    out = np.empty((*grid.shape[:2], kernel.outputs), np.float32)
+    if out is None:
+        out = np.empty((*lead, kernel.outputs), np.float32)
+    if out.shape != (*lead, kernel.outputs) or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 {(*lead, kernel.outputs)}, got {out.dtype} {out.shape}")
+    result = out if out.ndim == 3 else out.reshape(*grid.shape[:2], kernel.outputs)  # a view
     step = max(1, BLOCK_PIXELS // max(grid.shape[1], 1))
 
     def block(start: int) -> None:
         rows = slice(start, start + step)
-        _score_block(grid[rows], None if scale is None else scale[rows], kernel, out[rows])
+        _score_block(grid[rows], None if scale is None else scale[rows], kernel, result[rows])
 
     starts = range(0, grid.shape[0], step)
     if pool is None:
@@ -121,7 +134,7 @@ def score_values(
             block(start)
     else:
         list(pool.map(block, starts))
-    return out.reshape(*lead, kernel.outputs)
+    return out
 
 
 def query_space(ds: xr.Dataset, vectors: np.ndarray) -> np.ndarray:
@@ -140,7 +153,7 @@ def iter_scores(
         The window, float32 scores (h, w, m) (0 where invalid) and the valid mask (h, w).
     """
     kernel = cosine_kernel(query_space(ds, vectors))
-    for window, scores, valid in _iter_chunk_outputs(ds, kernel, rows, cols):
+    for window, scores, valid in _iter_chunk_outputs(ds, kernel, rows, cols, None):
         scores[~valid] = 0
         yield window, scores, valid
 
@@ -152,6 +165,7 @@ def iter_probabilities(
     logit_scale: float,
     rows: slice | None = None,
     cols: slice | None = None,
+    out: np.ndarray | None = None,
 ) -> Iterator[tuple[ChunkWindow, np.ndarray]]:
     """Probability of each concept against the background at every pixel, chunk by chunk.
 
@@ -162,6 +176,8 @@ def iter_probabilities(
         logit_scale: Softmax temperature.
         rows: Rows of a window (positions in ``ds``).
         cols: Columns of a window.
+        out: float32 (rows, cols, m) of the whole window to write the chunks straight into (every
+            pixel of it is written); each yielded array is then a view of it.
 
     Yields:
         The window and float32 probabilities (h, w, m), NaN where the cube is not valid.
@@ -169,20 +185,31 @@ def iter_probabilities(
     concepts = np.atleast_2d(np.asarray(concepts, np.float32))
     classes = query_space(ds, np.concatenate([concepts, np.atleast_2d(background)]).astype(np.float32))
     kernel = probability_kernel(classes[: len(concepts)], classes[len(concepts) :], logit_scale)
-    for window, probabilities, valid in _iter_chunk_outputs(ds, kernel, rows, cols):
+    for window, probabilities, valid in _iter_chunk_outputs(ds, kernel, rows, cols, out):
         probabilities[~valid] = np.nan
         yield window, probabilities
 
 
 def _iter_chunk_outputs(
-    ds: xr.Dataset, kernel: Kernel, rows: slice | None, cols: slice | None
+    ds: xr.Dataset, kernel: Kernel, rows: slice | None, cols: slice | None, out: np.ndarray | None
 ) -> Iterator[tuple[ChunkWindow, np.ndarray, np.ndarray]]:
-    """``(window, kernel outputs (h, w, outputs), valid (h, w))`` of each raw chunk of a cube."""
+    """``(window, kernel outputs (h, w, outputs), valid (h, w))`` of each raw chunk of a cube.
+
+    With ``out`` (the whole window's outputs), each chunk's outputs are written into their part of it.
+    """
+    r0 = 0 if rows is None or rows.start is None else rows.start
+    c0 = 0 if cols is None or cols.start is None else cols.start
     with block_workers() as pool:
         for window, raw in iter_raw_chunks(ds, rows, cols):
             values = raw["code"] if "code" in raw else raw["embedding"]
-            out = score_values(values, kernel, raw.get("scale"), pool)
-            yield window, out, raw["valid"].astype(bool, copy=False)
+            part = None
+            if out is not None:
+                part = out[
+                    window.rows.start - r0 : window.rows.stop - r0,
+                    window.cols.start - c0 : window.cols.stop - c0,
+                ]
+            scores = score_values(values, kernel, raw.get("scale"), pool, part)
+            yield window, scores, raw["valid"].astype(bool, copy=False)
 
 
 @contextmanager
@@ -202,7 +229,7 @@ def block_workers() -> Iterator[ThreadPoolExecutor]:
 
 
 def _score_block(values: np.ndarray, multiplier: np.ndarray | None, kernel: Kernel, out: np.ndarray) -> None:
-    """Score one block of rows (r, c, width) into ``out`` (r, c, outputs), in this thread's buffers."""
+    """Score one block of rows (r, c, width) into ``out`` (r, c, outputs; any strides) in thread buffers."""
     r, c, width = values.shape
     n = r * c
     source = torch.from_numpy(values)
@@ -217,7 +244,7 @@ def _score_block(values: np.ndarray, multiplier: np.ndarray | None, kernel: Kern
         scale = _buffer("scale", n, 1)
         scale.view(r, c).copy_(torch.from_numpy(multiplier))
         logits.mul_(scale)
-    kernel.finish(logits, torch.from_numpy(out).view(n, kernel.outputs))
+    torch.from_numpy(out).copy_(kernel.finish(logits).view(r, c, kernel.outputs))
 
 
 def _buffer(name: str, rows: int, cols: int) -> torch.Tensor:
