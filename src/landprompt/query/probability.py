@@ -183,7 +183,7 @@ def probability_map(
         out[..., 0], dims=("y", "x"), coords={"y": sub.y_coords(), "x": sub.x_coords()}, name="probability"
     )
     da.attrs.update(concept=concept_name, logit_scale=scale, n_background=len(background), style=style)
-    return da.rio.write_crs(grid.crs).rio.write_transform(sub.transform)
+    return da.rio.write_crs(grid.crs, inplace=True).rio.write_transform(sub.transform, inplace=True)
 
 
 def resolve_logit_scale(ds: xr.Dataset | None, clip: ClipModel | None, logit_scale: float | None) -> float:

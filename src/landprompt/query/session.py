@@ -153,7 +153,7 @@ class QuerySession:
             name="probability",
         )
         da.attrs.update(logit_scale=scale, n_background=len(background), style=style)
-        return da.rio.write_crs(self.grid.crs).rio.write_transform(sub.transform)
+        return da.rio.write_crs(self.grid.crs, inplace=True).rio.write_transform(sub.transform, inplace=True)
 
     def probability_window(
         self,
