@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -119,18 +120,32 @@ class ChunkLayout:
         return self.path.joinpath(name, *self.chunk_prefix)
 
     def read_chunk(self, name: str, index: tuple[int, int], ndim: int) -> np.ndarray:
-        """The bytes of an uncompressed chunk (bytes + CRC32C codecs) read from its file, checked.
+        """The bytes of an uncompressed chunk (bytes + CRC32C codecs) mapped from its file, checked.
+
+        The file is mapped copy-on-write (no copy out of the page cache; writes stay private), which
+        is safe because Zarr replaces chunk files whole (write, then rename) rather than in place.
 
         Raises:
             DamagedCubeError: if the chunk file is missing or fails its CRC32C.
         """
         try:
-            data = np.fromfile(self.path / self.key(name, index, ndim), dtype=np.uint8)
+            data = _mapped(self.path / self.key(name, index, ndim))
         except FileNotFoundError:
             raise self.damaged(name, index, "is missing") from None
         if not crc_ok(data):
             raise self.damaged(name, index, "fails its checksum (truncated or altered)")
         return data[:-4]
+
+
+def _mapped(path: Path) -> np.ndarray:
+    """A file's bytes as a writeable copy-on-write memory map (an empty array for an empty file)."""
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if size == 0:
+            return np.zeros(0, np.uint8)
+        # no MAP_POPULATE: on a private writeable map it copies every page (measured 3x the read)
+        mapped = mmap.mmap(file.fileno(), size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    return np.frombuffer(mapped, dtype=np.uint8)
 
 
 def crc_ok(data: bytes | memoryview | np.ndarray) -> bool:

@@ -100,6 +100,8 @@ def class_matrix(concept: np.ndarray, background: np.ndarray) -> np.ndarray:
 def concept_probability(embeddings: np.ndarray, classes: np.ndarray, logit_scale: float) -> np.ndarray:
     """Probability of class 0 for each embedding: softmax over ``logit_scale * cos``.
 
+    Scored by the same kernel as the maps (:func:`~landprompt.query.scoring.score_values`).
+
     Args:
         embeddings: Unit vectors (..., d).
         classes: Unit vectors (1 + k, d) from :func:`class_matrix`; row 0 is the concept.
@@ -108,10 +110,10 @@ def concept_probability(embeddings: np.ndarray, classes: np.ndarray, logit_scale
     Returns:
         float32 array (...) in [0, 1].
     """
-    logits = (np.asarray(embeddings, np.float32) @ classes.T.astype(np.float32)) * np.float32(logit_scale)
-    logits -= logits.max(axis=-1, keepdims=True)
-    weights = np.exp(logits)
-    return (weights[..., 0] / weights.sum(axis=-1)).astype(np.float32)
+    from landprompt.query.scoring import probability_kernel, score_values
+
+    kernel = probability_kernel(classes[:1], classes[1:], logit_scale)
+    return score_values(np.asarray(embeddings, np.float32), kernel)[..., 0]
 
 
 def probability_map(
@@ -170,32 +172,28 @@ def probability_map(
     classes = class_matrix(concept_vector, background)
     scale = resolve_logit_scale(ds, clip, logit_scale)
 
-    out = np.full((rows.stop - rows.start, cols.stop - cols.start), np.nan, dtype=np.float32)
+    out = np.empty((rows.stop - rows.start, cols.stop - cols.start, 1), dtype=np.float32)
     done, total = 0, out.size
-    for window, prob in iter_probabilities(ds, classes[:1], classes[1:], scale, rows, cols):
+    for window, _ in iter_probabilities(ds, classes[:1], classes[1:], scale, rows, cols, out=out):
         done += window.shape[0] * window.shape[1]
         if progress is not None:
             progress(done, total)
-        out[
-            window.rows.start - rows.start : window.rows.stop - rows.start,
-            window.cols.start - cols.start : window.cols.stop - cols.start,
-        ] = prob[..., 0]
     sub = grid.window(rows, cols)
     da = xr.DataArray(
-        out, dims=("y", "x"), coords={"y": sub.y_coords(), "x": sub.x_coords()}, name="probability"
+        out[..., 0], dims=("y", "x"), coords={"y": sub.y_coords(), "x": sub.x_coords()}, name="probability"
     )
     da.attrs.update(concept=concept_name, logit_scale=scale, n_background=len(background), style=style)
-    return da.rio.write_crs(grid.crs).rio.write_transform(sub.transform)
+    return da.rio.write_crs(grid.crs, inplace=True).rio.write_transform(sub.transform, inplace=True)
 
 
-def resolve_logit_scale(ds: xr.Dataset, clip: ClipModel | None, logit_scale: float | None) -> float:
+def resolve_logit_scale(ds: xr.Dataset | None, clip: ClipModel | None, logit_scale: float | None) -> float:
     """The softmax temperature: ``logit_scale``, else the text tower's, else the cube's attr, else 100."""
     if logit_scale is not None:
         value = float(logit_scale)
     elif clip is not None:
         value = float(clip.logit_scale)
     else:
-        value = float(ds.attrs.get("logit_scale", CLIP_LOGIT_SCALE))
+        value = float((ds.attrs if ds is not None else {}).get("logit_scale", CLIP_LOGIT_SCALE))
     if not np.isfinite(value) or value <= 0:
         raise BadInputError(f"the logit scale must be a positive number, got {value}")
     return value

@@ -1,9 +1,9 @@
 """The chunk-wise scorer of a concept over a cube, with an optional calibration.
 
 :class:`ConceptScorer` is what the analytics (change maps, indicators per area, validation at points)
-stream cube chunks through: the concept's class matrix and logit scale, exactly as
-:func:`~landprompt.query.probability.probability_map` scores them, plus an optional
-:class:`~landprompt.calibration.Calibration`.
+stream cube chunks through: the concept's class matrix and logit scale, scored by the kernel
+:func:`~landprompt.query.probability.probability_map` uses (:mod:`landprompt.query.scoring`), plus an
+optional :class:`~landprompt.calibration.Calibration`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from landprompt.query.probability import (
     clip_for_cube,
     concept_embedding,
     concept_probability,
+    resolve_logit_scale,
 )
 
 if TYPE_CHECKING:
@@ -67,7 +68,8 @@ class ConceptScorer:
             versus: Background prompts.
             clip: CLIP model; default: the one ``cube`` names.
             style: Prompt template style.
-            logit_scale: Softmax temperature; default: the CLIP model's.
+            logit_scale: Softmax temperature; default: the CLIP model's (see
+                :func:`~landprompt.query.probability.resolve_logit_scale`).
             calibration: Optional calibration (must match the query).
             cube: The cube, to find its CLIP model when ``clip`` is ``None``.
         """
@@ -78,7 +80,7 @@ class ConceptScorer:
         vector = concept_embedding(clip, concept, style)
         names = None if versus is None else tuple(v.strip() for v in versus)
         background = background_embeddings(clip, concept, names, style)
-        scale = float(logit_scale if logit_scale is not None else clip.logit_scale)
+        scale = resolve_logit_scale(cube, clip, logit_scale)
         query = QuerySettings(concept.strip(), names, style, scale, clip.id)
         return cls(class_matrix(vector, background), query, calibration)
 
@@ -106,16 +108,24 @@ class ConceptScorer:
         p = concept_probability(embeddings, self.classes, self.query.logit_scale)
         if valid is not None:
             p[~np.asarray(valid, dtype=bool)] = np.nan
+        return self._calibrated(p)
+
+    def _calibrated(self, p: np.ndarray) -> np.ndarray:
         return self.calibration.apply(p) if self.calibration is not None else p
 
     def iter_chunks(
         self, ds: xr.Dataset, rows: slice | None = None, cols: slice | None = None
     ) -> Iterator[tuple[ChunkWindow, np.ndarray]]:
-        """Stream a cube (or a window of it): each chunk window and its probabilities [h, w]."""
-        from landprompt.embedder.cube import iter_chunks
+        """Stream a cube (or a window of it): each chunk window and its probabilities [h, w].
 
-        for window, embedding, valid in iter_chunks(ds, rows, cols):
-            yield window, self.score(embedding, valid)
+        The cube's stored values are scored as :func:`~landprompt.query.probability.probability_map`
+        scores them (:func:`~landprompt.query.scoring.iter_probabilities`), then calibrated.
+        """
+        from landprompt.query.scoring import iter_probabilities
+
+        concept, background = self.classes[:1], self.classes[1:]
+        for window, p in iter_probabilities(ds, concept, background, self.query.logit_scale, rows, cols):
+            yield window, self._calibrated(p[..., 0])
 
     def attrs(self) -> dict[str, Any]:
         """Attributes describing the query, for maps and tables."""

@@ -1,19 +1,26 @@
-"""Score a cube's stored vectors against many query vectors at once, near memory speed.
+"""Score stored vectors against many query vectors at once, near memory speed: the one scoring path.
 
-The queries (concepts and background) are projected once into the space the cube stores (the ``r + 1``
-code values of a version-2 cube, or the d values of a version-1 cube); each chunk, read in the background
-while the previous one is scored, is converted in cache-sized blocks and scored with one matrix product
-against all queries by torch, one block a thread on all cores. The probability of one
-concept against a background set is ``1 / (1 + sum_j exp(l_j - l_c))`` (only the concept's probability
-is needed); several concepts share the background's log-sum-exp: ``sigmoid(l_i - logsumexp(l_background))``.
+The queries (concepts and background) are projected once into the space the values live in (the
+``r + 1`` code values of a cube in a basis, or the d values of a version-1 cube or of decoded
+embeddings) as the columns of a :class:`Kernel`. Values are converted in cache-sized blocks into
+per-thread buffers and scored with one matrix product against all columns by torch, then finished in
+place (probabilities written straight into the output): no allocation per block. The probability of
+one concept against a background set is ``1 / (1 + sum_j exp(l_j - l_c))`` (only the concept's
+probability is needed; the row sum is a product with a column of ones); several concepts share the
+background's log-sum-exp: ``sigmoid(l_i - logsumexp(l_background))``.
+
+:func:`score_values` scores an array of values (points, decoded embeddings); :func:`iter_probabilities`
+and :func:`iter_scores` stream a cube's raw chunks (read in the background, one block a thread).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from functools import partial
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -24,6 +31,114 @@ from landprompt.embedder.cube import ChunkWindow, cube_basis, iter_raw_chunks
 #: Pixels scored per block, one block a thread: 1 MB of int8 codes (4 MB as float32) at r = 64, so
 #: a block stays in a core's cache (measured best of 8192, 16384 and 65536).
 BLOCK_PIXELS = 16384
+
+#: Per-thread buffers the blocks are converted and scored in (grown on demand, reused).
+_BUFFERS = threading.local()
+
+
+@dataclass(frozen=True, eq=False)
+class Kernel:
+    """Query columns in a value space and what a pixel's logits become.
+
+    Attributes:
+        columns: float32 (width, c): one column a query (a logit difference for ``one``).
+        kind: ``cosine`` (the products themselves), ``one`` (one concept's probability from the
+            differences ``l_j - l_c``) or ``many`` (the first ``outputs`` columns are concepts, the
+            rest the background).
+        outputs: Values a pixel gets.
+    """
+
+    columns: torch.Tensor
+    kind: Literal["cosine", "one", "many"]
+    outputs: int
+
+    def finish(self, logits: torch.Tensor) -> torch.Tensor:
+        """A block's outputs (n, outputs) from its logits (n, c), computed in place where it can."""
+        if self.kind == "cosine":
+            return logits
+        if self.kind == "one":  # 1 / (1 + sum_j exp(d_j)); the row sum as a product with ones
+            torch.exp(logits, out=logits)
+            total = _buffer("total", logits.shape[0], 1)
+            torch.mm(logits, _ones(logits.shape[1]), out=total)
+            return total.add_(1).reciprocal_()
+        # sigmoid(l_i - logsumexp(background)), the background shifted by its largest logit
+        concepts, rest = logits[:, : self.outputs], logits[:, self.outputs :]
+        top = _buffer("top", logits.shape[0], 1)
+        torch.amax(rest, dim=1, keepdim=True, out=top)
+        logits.sub_(top)
+        weights = _buffer("weights", rest.shape[0], rest.shape[1])
+        torch.exp(rest, out=weights)
+        torch.mm(weights, _ones(rest.shape[1]), out=top)
+        return concepts.sub_(top.log_()).sigmoid_()
+
+
+def cosine_kernel(vectors: np.ndarray) -> Kernel:
+    """A kernel giving the products of values with each vector (m, width)."""
+    vectors = np.atleast_2d(vectors)
+    return Kernel(_columns(vectors.T), "cosine", len(vectors))
+
+
+def probability_kernel(concepts: np.ndarray, background: np.ndarray, logit_scale: float) -> Kernel:
+    """A kernel giving each concept's probability against the background at ``logit_scale``.
+
+    Args:
+        concepts: Concept vectors (m, width) in the values' space.
+        background: Background vectors (k, width) in the same space.
+        logit_scale: Softmax temperature.
+    """
+    concepts, background = np.atleast_2d(concepts), np.atleast_2d(background)
+    classes = np.concatenate([concepts, background]).astype(np.float64) * float(logit_scale)
+    m = len(concepts)
+    if m == 1:
+        return Kernel(_columns((classes[1:] - classes[:1]).T), "one", 1)
+    return Kernel(_columns(classes.T), "many", m)
+
+
+def score_values(
+    values: np.ndarray,
+    kernel: Kernel,
+    multiplier: np.ndarray | None = None,
+    pool: ThreadPoolExecutor | None = None,
+    out: np.ndarray | None = None,
+    norm_weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """Score an array of values block by block: float32 ``(..., kernel.outputs)``.
+
+    Args:
+        values: Values (..., width) of any dtype torch converts (int8 codes, float16, float32).
+        kernel: The queries, from :func:`probability_kernel` or :func:`cosine_kernel`.
+        multiplier: Per-value factor (...) of the logits (an int8 cube's per-pixel scale), or None.
+        pool: Threads scoring blocks side by side (see :func:`block_workers`); None scores here.
+        out: A float32 array (..., outputs) to write into (a view of a larger map, say); returned.
+        norm_weights: A version-4 cube's per-code norm weights ``w`` (width,): without a ``multiplier``,
+            each value's logits are multiplied by ``1 / sqrt(sum_i w_i k_i^2)`` (its decoded embedding is a
+            unit vector), 0 for all-zero (invalid) codes.
+    """
+    lead = values.shape[:-1]
+    grid = values if values.ndim == 3 else values.reshape(-1, 1, values.shape[-1])
+    scale = None if multiplier is None else np.asarray(multiplier).reshape(grid.shape[:2])
+    if not grid.flags.writeable:  # torch only wraps writeable arrays
+        grid = grid.copy()
+    if scale is not None and not scale.flags.writeable:
+        scale = scale.copy()
+    if out is None:
+        out = np.empty((*lead, kernel.outputs), np.float32)
+    if out.shape != (*lead, kernel.outputs) or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 {(*lead, kernel.outputs)}, got {out.dtype} {out.shape}")
+    result = out if out.ndim == 3 else out.reshape(*grid.shape[:2], kernel.outputs)  # a view
+    step = max(1, BLOCK_PIXELS // max(grid.shape[1], 1))
+
+    def block(start: int) -> None:
+        rows = slice(start, start + step)
+        _score_block(grid[rows], None if scale is None else scale[rows], kernel, result[rows], norm_weights)
+
+    starts = range(0, grid.shape[0], step)
+    if pool is None:
+        for start in starts:
+            block(start)
+    else:
+        list(pool.map(block, starts))
+    return out
 
 
 def _norm_weights(ds: xr.Dataset) -> np.ndarray | None:
@@ -47,13 +162,10 @@ def iter_scores(
     Yields:
         The window, float32 scores (h, w, m) (0 where invalid) and the valid mask (h, w).
     """
-    project, weights = _columns(query_space(ds, vectors).T), _norm_weights(ds)
-    with _block_workers() as pool:
-        for window, raw in iter_raw_chunks(ds, rows, cols):
-            valid = raw["valid"].astype(bool)
-            scores = _chunk_scores(raw, project, lambda logits: logits, pool, weights)
-            scores[~valid] = 0
-            yield window, scores, valid
+    kernel = cosine_kernel(query_space(ds, vectors))
+    for window, scores, valid in _iter_chunk_outputs(ds, kernel, rows, cols, None):
+        scores[~valid] = 0
+        yield window, scores, valid
 
 
 def iter_probabilities(
@@ -63,11 +175,9 @@ def iter_probabilities(
     logit_scale: float,
     rows: slice | None = None,
     cols: slice | None = None,
+    out: np.ndarray | None = None,
 ) -> Iterator[tuple[ChunkWindow, np.ndarray]]:
     """Probability of each concept against the background at every pixel, chunk by chunk.
-
-    One concept is scored against logit differences only (``p = 1 / (1 + sum_j exp(l_j - l_c))``, one
-    column a background vector); several share the background's log-sum-exp.
 
     Args:
         ds: A cube from :func:`~landprompt.embedder.cube.open_cube`.
@@ -76,44 +186,45 @@ def iter_probabilities(
         logit_scale: Softmax temperature.
         rows: Rows of a window (positions in ``ds``).
         cols: Columns of a window.
+        out: float32 (rows, cols, m) of the whole window to write the chunks straight into (every
+            pixel of it is written); each yielded array is then a view of it.
 
     Yields:
         The window and float32 probabilities (h, w, m), NaN where the cube is not valid.
     """
-    concepts, background = np.atleast_2d(concepts), np.atleast_2d(background)
-    m = len(concepts)
-    classes = query_space(ds, np.concatenate([concepts, background]).astype(np.float32))
-    classes = classes.astype(np.float64) * float(logit_scale)
-    if m == 1:
-        project, epilogue = _columns((classes[1:] - classes[:1]).T), _one_concept
-    else:
-        project, epilogue = _columns(classes.T), partial(_many_concepts, m=m)
+    concepts = np.atleast_2d(np.asarray(concepts, np.float32))
+    classes = query_space(ds, np.concatenate([concepts, np.atleast_2d(background)]).astype(np.float32))
+    kernel = probability_kernel(classes[: len(concepts)], classes[len(concepts) :], logit_scale)
+    for window, probabilities, valid in _iter_chunk_outputs(ds, kernel, rows, cols, out):
+        probabilities[~valid] = np.nan
+        yield window, probabilities
+
+
+def _iter_chunk_outputs(
+    ds: xr.Dataset, kernel: Kernel, rows: slice | None, cols: slice | None, out: np.ndarray | None
+) -> Iterator[tuple[ChunkWindow, np.ndarray, np.ndarray]]:
+    """``(window, kernel outputs (h, w, outputs), valid (h, w))`` of each raw chunk of a cube.
+
+    With ``out`` (the whole window's outputs), each chunk's outputs are written into their part of it.
+    """
+    r0 = 0 if rows is None or rows.start is None else rows.start
+    c0 = 0 if cols is None or cols.start is None else cols.start
     weights = _norm_weights(ds)
-    with _block_workers() as pool:
+    with block_workers() as pool:
         for window, raw in iter_raw_chunks(ds, rows, cols):
-            probabilities = _chunk_scores(raw, project, epilogue, pool, weights)
-            probabilities[~raw["valid"].astype(bool)] = np.nan
-            yield window, probabilities
-
-
-def _columns(columns: np.ndarray) -> torch.Tensor:
-    """Query columns (k, c) as a contiguous float32 tensor."""
-    return torch.from_numpy(np.ascontiguousarray(columns, dtype=np.float32))
-
-
-def _one_concept(logits: torch.Tensor) -> torch.Tensor:
-    """One concept's probability ``1 / (1 + sum_j exp(d_j))`` from the logit differences (n, k)."""
-    return logits.exp_().sum(dim=1, keepdim=True).add_(1).reciprocal_()
-
-
-def _many_concepts(logits: torch.Tensor, m: int) -> torch.Tensor:
-    """Each concept's probability ``sigmoid(l_i - logsumexp(background))`` from the logits (n, m + k)."""
-    rest = torch.logsumexp(logits[:, m:].contiguous(), dim=1, keepdim=True)  # contiguous: 3x faster
-    return torch.sigmoid(logits[:, :m] - rest)
+            values = raw["code"] if "code" in raw else raw["embedding"]
+            part = None
+            if out is not None:
+                part = out[
+                    window.rows.start - r0 : window.rows.stop - r0,
+                    window.cols.start - c0 : window.cols.stop - c0,
+                ]
+            scores = score_values(values, kernel, raw.get("scale"), pool, part, weights)
+            yield window, scores, raw["valid"].astype(bool, copy=False)
 
 
 @contextmanager
-def _block_workers() -> Iterator[ThreadPoolExecutor]:
+def block_workers() -> Iterator[ThreadPoolExecutor]:
     """Threads that score blocks side by side, each running torch single-threaded meanwhile.
 
     One block a thread needs no hand-over between threads inside every torch call, so the scoring keeps
@@ -128,54 +239,65 @@ def _block_workers() -> Iterator[ThreadPoolExecutor]:
         torch.set_num_threads(threads)
 
 
-def _chunk_scores(
-    raw: dict[str, np.ndarray],
-    project: torch.Tensor,
-    epilogue: Callable[[torch.Tensor], torch.Tensor],
-    pool: ThreadPoolExecutor,
-    weights: np.ndarray | None = None,
-) -> np.ndarray:
-    """``epilogue(scale * values @ project)`` of one chunk, block by block: float32 (h, w, outputs).
-
-    ``weights``: a version-4 cube's norm weights (k,) (see :func:`_pixel_multiplier`).
-    """
-    values = raw["code"] if "code" in raw else raw["embedding"]
-    h, w, width = values.shape
-    flat = torch.from_numpy(np.ascontiguousarray(values).reshape(-1, width))
-    scale = None
-    if "scale" in raw:  # float32 (version 1, 2) or float16 (version 3)
-        scale = torch.from_numpy(np.ascontiguousarray(raw["scale"], np.float32).reshape(-1, 1))
-
-    def block(start: int) -> torch.Tensor:
-        stop = min(start + BLOCK_PIXELS, flat.shape[0])
-        values = flat[start:stop].to(torch.float32)
-        scores = values @ project
-        multiplier = _pixel_multiplier(values, None if scale is None else scale[start:stop], weights)
+def _score_block(
+    values: np.ndarray,
+    multiplier: np.ndarray | None,
+    kernel: Kernel,
+    out: np.ndarray,
+    norm_weights: np.ndarray | None = None,
+) -> None:
+    """Score one block of rows (r, c, width) into ``out`` (r, c, outputs; any strides) in thread buffers."""
+    r, c, width = values.shape
+    n = r * c
+    source = torch.from_numpy(values)
+    if source.dtype == torch.float32 and source.is_contiguous():
+        x = source.view(n, width)
+    else:  # int8 / float16 -> float32, in cache
+        x = _buffer("values", n, width)
+        x.view(r, c, width).copy_(source)
+    logits = _buffer("logits", n, kernel.columns.shape[1])
+    torch.mm(x, kernel.columns, out=logits)
+    if multiplier is not None or norm_weights is not None:  # the per-pixel multiplier: applied here only
+        scale = _buffer("scale", n, 1)
         if multiplier is not None:
-            scores.mul_(multiplier)
-        return epilogue(scores)
-
-    blocks = list(pool.map(block, range(0, flat.shape[0], BLOCK_PIXELS)))
-    if not blocks:
-        return np.zeros((h, w, 0), np.float32)
-    return torch.cat(blocks).numpy().reshape(h, w, -1)
+            scale.view(r, c).copy_(torch.from_numpy(multiplier))
+        else:
+            _inverse_norms(x, norm_weights, scale)  # type: ignore[arg-type]
+        logits.mul_(scale)
+    torch.from_numpy(out).copy_(kernel.finish(logits).view(r, c, kernel.outputs))
 
 
-def _pixel_multiplier(
-    values: torch.Tensor, scale: torch.Tensor | None, weights: np.ndarray | None
-) -> torch.Tensor | None:
-    """The per-pixel multiplier (n, 1) of a block's scores, or None when there is none (fp16, versions 1-3).
+def _inverse_norms(x: torch.Tensor, weights: np.ndarray, out: torch.Tensor) -> None:
+    """``1 / sqrt(sum_i w_i x_i^2)`` (n, 1) of version-4 codes ``x`` (n, width) into ``out`` (0: zero codes).
 
-    The stored scale of int8 values (versions 1-3), or ``1 / sqrt(sum_i w_i k_i^2)`` of a version-4 cube's
-    codes ``k`` (n, k) with norm weights ``w`` (k,): 0 for all-zero (invalid) codes. The weights are 1 but
-    for the last code's (:class:`~landprompt.embedder.basis.Basis` checks it), so the sum is one vector
-    norm and a correction (measured 2.5x faster than ``k^2 @ w``).
+    The weights are 1 but for the last code's (:class:`~landprompt.embedder.basis.Basis` checks it), so the
+    sum is one vector norm and a correction (measured 2.5x faster than ``x^2 @ w``).
     """
-    if scale is not None:
-        return scale
-    if weights is None:
-        return None
-    square = torch.linalg.vector_norm(values, dim=1, keepdim=True).square_()
+    torch.linalg.vector_norm(x, dim=1, keepdim=True, out=out)
+    out.square_()
     if weights[-1] != 1:
-        square.addcmul_(values[:, -1:], values[:, -1:], value=float(weights[-1]) - 1.0)
-    return torch.where(square > 0, square.rsqrt(), 0.0)
+        out.addcmul_(x[:, -1:], x[:, -1:], value=float(weights[-1]) - 1.0)
+    out.rsqrt_().nan_to_num_(posinf=0.0)
+
+
+def _buffer(name: str, rows: int, cols: int) -> torch.Tensor:
+    """This thread's float32 buffer ``name`` as a (rows, cols) tensor (reused, grown when too small)."""
+    buffer = getattr(_BUFFERS, name, None)
+    if buffer is None or buffer.numel() < rows * cols:
+        buffer = torch.empty(rows * cols, dtype=torch.float32)
+        setattr(_BUFFERS, name, buffer)
+    return buffer[: rows * cols].view(rows, cols)
+
+
+def _ones(n: int) -> torch.Tensor:
+    """This thread's float32 column of ``n`` ones."""
+    ones = getattr(_BUFFERS, "ones", None)
+    if ones is None or ones.shape[0] != n:
+        ones = torch.ones(n, 1)
+        _BUFFERS.ones = ones
+    return ones
+
+
+def _columns(columns: np.ndarray) -> torch.Tensor:
+    """Query columns (k, c) as a contiguous float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(columns, dtype=np.float32))

@@ -220,7 +220,7 @@ class QuerySession:
             name="probability",
         )
         da.attrs.update(logit_scale=scale, n_background=len(background), style=style)
-        return da.rio.write_crs(self.grid.crs).rio.write_transform(sub.transform)
+        return da.rio.write_crs(self.grid.crs, inplace=True).rio.write_transform(sub.transform, inplace=True)
 
     def probability_window(
         self,
@@ -242,12 +242,9 @@ class QuerySession:
             raise BadInputError(f"overview step must be a positive number of pixels, got {step}")
         concepts, background = unit_rows(concepts), unit_rows(background)
         h, w = rows.stop - rows.start, cols.stop - cols.start
-        out = np.full((h, w, len(concepts)), np.nan, dtype=np.float32)
-        for window, prob in iter_probabilities(self.ds, concepts, background, logit_scale, rows, cols):
-            out[
-                window.rows.start - rows.start : window.rows.stop - rows.start,
-                window.cols.start - cols.start : window.cols.stop - cols.start,
-            ] = prob
+        out = np.empty((h, w, len(concepts)), dtype=np.float32)
+        for _ in iter_probabilities(self.ds, concepts, background, logit_scale, rows, cols, out=out):
+            pass  # every chunk writes its part of out
         return out[::step, ::step]
 
     def _classes(

@@ -1,0 +1,146 @@
+"""The one scoring path: maps, sessions and the analytics' scorer against a float64 reference."""
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from affine import Affine
+
+from landprompt.embedder.basis import fit_pca
+from landprompt.embedder.cube import cube_basis, open_cube, write_cube
+from landprompt.errors import BadInputError
+from landprompt.geo import Grid
+from landprompt.query.probability import class_matrix, concept_probability, probability_map
+from landprompt.query.scorer import ConceptScorer
+from landprompt.query.scoring import probability_kernel, score_values
+from landprompt.query.session import open_session
+
+GRID = Grid(3035, Affine(10.0, 0.0, 4_000_000.0, 0.0, -10.0, 3_000_000.0), (40, 44))
+DIM, RANK, SCALE = 48, 16, 100.0
+
+
+def unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def int8_cube(tmp_path_factory):
+    """A PCA-16 int8 cube (chunks of 16: edge chunks too) with an invalid corner."""
+    rng = np.random.default_rng(0)
+    mean, axes = unit(rng.normal(size=DIM)), np.linalg.qr(rng.normal(size=(DIM, RANK)))[0]
+    emb = unit(mean + (rng.normal(size=(*GRID.shape, RANK)) * np.linspace(0.4, 0.05, RANK)) @ axes.T)
+    valid = np.ones(GRID.shape, bool)
+    valid[:5, :7] = False
+    basis = fit_pca(emb.reshape(-1, DIM), RANK + 1, min_variance=None)
+    path = tmp_path_factory.mktemp("scoring") / "c.zarr"
+    return write_cube(path, emb.astype(np.float32), GRID, valid, dtype="int8", chunk=16, basis=basis)
+
+
+def reference_logits(path, vectors: np.ndarray, columns=None) -> tuple[np.ndarray, np.ndarray]:
+    """float64 ``SCALE * cos`` (rows, cols, m) of what the cube stores, and its valid mask.
+
+    ``columns`` replaces the float64 projection of the vectors (m, r + 1) when given.
+    """
+    ds = open_cube(path)
+    group = zarr.open_group(path, mode="r")
+    codes = np.asarray(group["code"][:], np.float64) * np.asarray(group["scale"][:], np.float64)[..., None]
+    basis = cube_basis(ds)
+    assert basis is not None
+    v = np.asarray(vectors, np.float64)
+    if columns is None:
+        offset = v @ basis.offset.astype(np.float64) / basis.norm_scale
+        columns = np.concatenate([v @ basis.matrix.astype(np.float64), offset[:, None]], axis=1)
+    return SCALE * codes @ np.asarray(columns, np.float64).T, np.asarray(group["valid"][:], bool)
+
+
+def softmax0(logits: np.ndarray) -> np.ndarray:
+    """Probability of class 0 over the last axis, float64."""
+    logits = logits - logits.max(axis=-1, keepdims=True)
+    return np.exp(logits[..., 0]) / np.exp(logits).sum(axis=-1)
+
+
+def queries(seed: int, m: int = 1, k: int = 16):
+    rng = np.random.default_rng(seed)
+    return unit(rng.normal(size=(m, DIM))).astype(np.float32), unit(rng.normal(size=(k, DIM))).astype(
+        np.float32
+    )
+
+
+def test_probability_map_of_int8_codes_has_float32_precision(int8_cube):
+    concept, background = queries(1)
+    got = probability_map(int8_cube, concept[0], versus=background, logit_scale=SCALE).to_numpy()
+    classes = np.concatenate([concept, background])
+    logits, valid = reference_logits(int8_cube, classes)
+    want = softmax0(logits)
+    assert np.isnan(got[~valid]).all() and not np.isnan(got[valid]).any()
+    assert np.abs(got[valid] - want[valid]).max() < 2e-5
+    # the tolerance catches bfloat16 query columns (a plain bf16 product): they miss it by far
+    ds = open_cube(int8_cube)
+    projected = cube_basis(ds).project(classes).astype(np.float32)  # type: ignore[union-attr]
+    rounded = torch.from_numpy(projected).to(torch.bfloat16).to(torch.float64).numpy()
+    bf16_error = np.abs(softmax0(reference_logits(int8_cube, classes, rounded)[0]) - want)[valid].max()
+    assert bf16_error > 1e-3
+
+
+def test_many_concepts_in_one_pass_have_float32_precision(int8_cube):
+    concepts, background = queries(2, m=5, k=7)
+    window = open_session(int8_cube).probability_window(
+        slice(3, 37), slice(2, 41), concepts, background, SCALE
+    )
+    logits, valid = reference_logits(int8_cube, np.concatenate([concepts, background]))
+    logits, valid = logits[3:37, 2:41], valid[3:37, 2:41]
+    for i in range(len(concepts)):
+        want = softmax0(np.concatenate([logits[..., i : i + 1], logits[..., len(concepts) :]], axis=-1))
+        assert np.abs(window[..., i] - want)[valid].max() < 2e-5
+        assert np.isnan(window[..., i][~valid]).all()
+
+
+def test_concept_scorer_streams_chunks_through_the_map_kernel(int8_cube):
+    concept, background = queries(3, k=4)
+    scorer = ConceptScorer(class_matrix(concept, background), query=_query())
+    ds = open_cube(int8_cube)
+    got = np.full(GRID.shape, -1.0)
+    for window, p in scorer.iter_chunks(ds, slice(0, 40), slice(5, 44)):
+        got[window.rows, window.cols] = p
+    want = softmax0(reference_logits(int8_cube, np.concatenate([concept, background]))[0])
+    valid = open_cube(int8_cube)["valid"].to_numpy().astype(bool)
+    assert (got[:, :5] == -1).all()
+    inside = valid.copy()
+    inside[:, :5] = False
+    assert np.abs(got - want)[inside].max() < 2e-5 and np.isnan(got[~valid & (got != -1)]).all()
+
+
+def test_points_score_like_a_float64_softmax_with_any_leading_shape():
+    rng = np.random.default_rng(4)
+    emb = unit(rng.normal(size=(3, 7, DIM))).astype(np.float32)
+    concept, background = queries(5, k=9)
+    classes = class_matrix(concept, background)
+    want = softmax0(SCALE * emb.astype(np.float64) @ classes.astype(np.float64).T)
+    got = concept_probability(emb, classes, SCALE)
+    assert got.shape == (3, 7) and got.dtype == np.float32
+    assert np.abs(got - want).max() < 2e-6
+    scorer = ConceptScorer(classes, query=_query())
+    valid = np.ones((3, 7), bool)
+    valid[1, 2] = False
+    scored = scorer.score(emb, valid)
+    assert np.isnan(scored[1, 2]) and np.abs(scored - want)[valid].max() < 2e-6
+    # saturated logits give 0 and 1, not NaN
+    far = score_values(
+        np.array([[1.0, 0.0], [-1.0, 0.0]], np.float32),
+        probability_kernel(np.array([[1.0, 0.0]]), np.array([[-1.0, 0.0]]), 1000.0),
+    )
+    np.testing.assert_array_equal(far[:, 0], [1.0, 0.0])
+
+
+def test_scorer_from_text_resolves_the_logit_scale(tiny_clip):
+    scorer = ConceptScorer.from_text("olive groves", versus=["water"], clip=tiny_clip)
+    assert scorer.query.logit_scale == pytest.approx(float(tiny_clip.logit_scale))
+    assert ConceptScorer.from_text("olive groves", ["water"], tiny_clip, logit_scale=7).query.logit_scale == 7
+    with pytest.raises(BadInputError, match=r"the logit scale must be a positive number, got -1\.0"):
+        ConceptScorer.from_text("olive groves", versus=["water"], clip=tiny_clip, logit_scale=-1)
+
+
+def _query():
+    from landprompt.calibration import QuerySettings
+
+    return QuerySettings("a concept", None, "ground", SCALE, None)
