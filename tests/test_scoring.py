@@ -39,17 +39,20 @@ def int8_cube(tmp_path_factory):
 def reference_logits(path, vectors: np.ndarray, columns=None) -> tuple[np.ndarray, np.ndarray]:
     """float64 ``SCALE * cos`` (rows, cols, m) of what the cube stores, and its valid mask.
 
-    ``columns`` replaces the float64 projection of the vectors (m, r + 1) when given.
+    ``columns`` replaces the float64 projection of the vectors (m, k) when given.
     """
     ds = open_cube(path)
     group = zarr.open_group(path, mode="r")
-    codes = np.asarray(group["code"][:], np.float64) * np.asarray(group["scale"][:], np.float64)[..., None]
     basis = cube_basis(ds)
-    assert basis is not None
+    assert basis is not None and basis.weights is not None  # format version 4: unit codes, no scale
+    codes = np.asarray(group["code"][:], np.float64)
+    norms = np.sqrt(np.square(codes) @ basis.weights.astype(np.float64))[..., None]
+    codes = np.divide(codes, norms, out=np.zeros_like(codes), where=norms > 0)  # zero codes: invalid
     v = np.asarray(vectors, np.float64)
     if columns is None:
-        offset = v @ basis.offset.astype(np.float64) / basis.norm_scale
-        columns = np.concatenate([v @ basis.matrix.astype(np.float64), offset[:, None]], axis=1)
+        columns = v @ basis.matrix.astype(np.float64)
+        if basis.code_size > basis.rank:
+            columns = np.concatenate([columns, (v @ basis.offset.astype(np.float64))[:, None]], axis=1)
     return SCALE * codes @ np.asarray(columns, np.float64).T, np.asarray(group["valid"][:], bool)
 
 
