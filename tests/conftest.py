@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
+
+# One OpenMP/BLAS thread per test process. The test models and arrays are tiny, so threads gain nothing,
+# and on a busy machine (or beside a second pytest-xdist worker) idle OpenMP threads spin for the CPU:
+# 2 threads measured 4x the CPU time of 1 on the embed-run tests. The variables reach torch and faiss,
+# which load later, and the subprocesses the tests start; numpy's BLAS is already loaded (by zarr's
+# pytest plugin), so threadpoolctl limits it. Set OMP_NUM_THREADS yourself to test with more threads.
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+threadpool_limits(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="session")
