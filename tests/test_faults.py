@@ -36,6 +36,7 @@ from landprompt.cli import app
 from landprompt.geo import WGS84, Grid, transform_points
 
 EXIT_USER, EXIT_IO, EXIT_DAMAGED = 2, 5, 4
+TINY_CLIP = ("--clip", "landprompt-tiny", "--pretrained", "none")
 
 
 @dataclass(frozen=True)
@@ -282,7 +283,7 @@ def input_cases() -> list[Case]:
         cases.append(
             Case(
                 f"{name}-clip-of-another-width",
-                lambda e, a=argv: [*a(e, str(e.narrow)), "--clip", "landprompt-tiny", "--pretrained", "none"],
+                lambda e, a=argv: [*a(e, str(e.narrow)), *TINY_CLIP],
                 says="dimension",
             )
         )
@@ -317,7 +318,15 @@ def input_cases() -> list[Case]:
         "train-config": lambda e, f: ["train", f],
         "pairs-stats": lambda e, f: ["pairs", "stats", "--catalog", f],
         "pairs-fetch": lambda e, f: ["pairs", "fetch", "--catalog", f, "--store", str(e.out / "s.zarr")],
-        "pairs-photos": lambda e, f: ["pairs", "photos", "--catalog", f, "--out", str(e.out / "p.zarr")],
+        "pairs-photos": lambda e, f: [
+            "pairs",
+            "photos",
+            "--catalog",
+            f,
+            "--out",
+            str(e.out / "p.zarr"),
+            *TINY_CLIP,  # the default ViT-B-32 is built (random weights) before the catalog is read
+        ],
         "ingest-table": lambda e, f: [
             "pairs",
             "ingest",
@@ -477,7 +486,8 @@ def edge_cases() -> list[Case]:
         "train-stop-at-negative": on(train, "--stop-at", "-1"),
         "train-stop-at-0": on(train, "--stop-at", "0"),
         "train-bad-set": on(train, "--set", "optim.lr=-1"),
-        "index-factory-more-lists-than-vectors": on(index, "--factory", "IVF99999999,Flat"),
+        # 10^5 lists for the cube's 2,304 vectors (10^8 lists cost FAISS 2 s to allocate at each parse)
+        "index-factory-more-lists-than-vectors": on(index, "--factory", "IVF100000,Flat"),
         "index-factory-unknown": on(index, "--factory", "Bogus"),
         "index-factory-pq-not-dividing": on(index, "--factory", "IVF8,PQ5"),
         "convert-rank-0": on(convert, "--rank", "0"),
