@@ -114,7 +114,6 @@ def test_sigkilled_run_resumed_in_another_process_is_byte_identical(l2a_fixture,
 @pytest.mark.skipif(
     not PRESTO.is_file(), reason="the shared Presto weights (../shared/data/presto) are missing"
 )
-@pytest.mark.slow  # the real Presto architecture and weights: built twice, then a run
 def test_presto_weights_option_builds_the_same_encoder_everywhere(l2a_fixture, tmp_path):
     recipe = EncoderRecipe.of("sits", {"presto_weights": PRESTO.resolve()}, seed=0)
     digest = weights_sha256(recipe.build("cpu"))

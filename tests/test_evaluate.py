@@ -338,7 +338,6 @@ PRESTO = Path(__file__).parents[1].parent / "shared" / "data" / "presto" / "defa
 @pytest.mark.skipif(
     not PRESTO.is_file(), reason="the shared Presto weights (../shared/data/presto) are missing"
 )
-@pytest.mark.slow  # the real Presto architecture and weights, twice
 def test_presto_weights_option_builds_a_seeded_sits(eurosat_root: Path, tmp_path: Path) -> None:
     from landprompt.embedder.clip import TINY_MODEL
 
