@@ -317,15 +317,7 @@ def input_cases() -> list[Case]:
         "train-config": lambda e, f: ["train", f],
         "pairs-stats": lambda e, f: ["pairs", "stats", "--catalog", f],
         "pairs-fetch": lambda e, f: ["pairs", "fetch", "--catalog", f, "--store", str(e.out / "s.zarr")],
-        "pairs-photos": lambda e, f: [
-            "pairs",
-            "photos",
-            "--catalog",
-            f,
-            "--out",
-            str(e.out / "p.zarr"),
-            *TINY_CLIP,  # the default ViT-B-32 is built (random weights) before the catalog is read
-        ],
+        "pairs-photos": _photos,
         "ingest-table": lambda e, f: [
             "pairs",
             "ingest",
@@ -401,6 +393,11 @@ def input_cases() -> list[Case]:
         )
     )
     return cases
+
+
+def _photos(e: SimpleNamespace, catalog: str) -> list[str]:
+    """``pairs photos`` with the tiny CLIP (the default ViT-B-32 is built before the catalog is read)."""
+    return ["pairs", "photos", "--catalog", catalog, "--out", str(e.out / "p.zarr"), *TINY_CLIP]
 
 
 def _with_source(argv: list[str], source: str) -> list[str]:
