@@ -6,12 +6,43 @@ import os
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
+
+# One OpenMP/BLAS thread per test process. The test models and arrays are tiny, so threads gain nothing,
+# and on a busy machine (or beside a second pytest-xdist worker) idle OpenMP threads spin for the CPU:
+# 2 threads measured 4x the CPU time of 1 on the embed-run tests. The variables reach torch and faiss,
+# which load later, and the subprocesses the tests start; numpy's BLAS is already loaded (by zarr's
+# pytest plugin), so threadpoolctl limits it. Set OMP_NUM_THREADS yourself to test with more threads.
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+threadpool_limits(int(os.environ["OMP_NUM_THREADS"]))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_click_command_per_app() -> Iterator[None]:
+    """typer's ``CliRunner.invoke`` rebuilds the whole click command tree from the Typer app at every call
+    (0.2 s for landprompt's, two thirds of a typical failing command); build it once per app, as the
+    ``landprompt`` entry point does once per process. Apps are kept by identity, so a test's own app is
+    built for itself."""
+    import typer.testing
+
+    build = typer.testing._get_command
+    built: dict[typer.Typer, Any] = {}
+
+    def get_command(app: typer.Typer) -> Any:
+        if app not in built:
+            built[app] = build(app)
+        return built[app]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(typer.testing, "_get_command", get_command)
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import multiprocessing
 import signal
-import subprocess
-import sys
 import textwrap
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import ModuleType
 
@@ -338,7 +338,6 @@ RUN_SCRIPT = textwrap.dedent(
     import os
     import pathlib
     import signal
-    import sys
 
     import numpy as np
     from affine import Affine
@@ -391,12 +390,6 @@ RUN_SCRIPT = textwrap.dedent(
             if n == kill_at and mode == "after_chunk":
                 die()
         return writer
-
-
-    if __name__ == "__main__":
-        path, dtype, mode = sys.argv[1], sys.argv[2], sys.argv[3]
-        only = None if sys.argv[4] == "-" else int(sys.argv[4])
-        run(path, dtype, mode, only=only)
     '''
 )
 
@@ -412,14 +405,13 @@ def run_script(tmp_path: Path) -> tuple[Path, ModuleType]:
     return script, module
 
 
-def run_subprocess(
-    script: Path, path: Path, dtype: str, mode: str, only: str = "-"
-) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, str(script), str(path), dtype, mode, only],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+def run_forked(helper: ModuleType, path: Path, dtype: str, mode: str, only: int | None = None) -> BaseProcess:
+    """``helper.run`` in a forked process: a writer process of its own, without an interpreter start-up."""
+    proc = multiprocessing.get_context("fork").Process(
+        target=helper.run, args=(path, dtype, mode), kwargs={"only": only}, daemon=True
     )
+    proc.start()
+    return proc
 
 
 @pytest.mark.parametrize(
@@ -435,11 +427,11 @@ def run_subprocess(
 def test_killed_run_resumes_bitwise_identical(
     tmp_path: Path, run_script: tuple[Path, ModuleType], dtype: str, mode: str, n_done: int
 ) -> None:
-    script, helper = run_script
+    _, helper = run_script
     killed = tmp_path / "killed.zarr"
-    proc = run_subprocess(script, killed, dtype, mode)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == -signal.SIGKILL, err.decode()
+    proc = run_forked(helper, killed, dtype, mode)
+    proc.join(timeout=120)
+    assert proc.exitcode == -signal.SIGKILL, proc.exitcode
 
     with pytest.raises(NotACubeError, match="unfinished"):
         open_cube(killed)
@@ -481,12 +473,12 @@ def test_killed_run_resumes_bitwise_identical(
 def test_processes_writing_different_chunks_concurrently(
     tmp_path: Path, run_script: tuple[Path, ModuleType]
 ) -> None:
-    script, helper = run_script
+    _, helper = run_script
     path = tmp_path / "shared.zarr"
-    procs = [run_subprocess(script, path, "int8", "none", only) for only in ("0", "1")]  # even / odd chunks
+    procs = [run_forked(helper, path, "int8", "none", only) for only in (0, 1)]  # even / odd chunks
     for proc in procs:
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err.decode()
+        proc.join(timeout=120)
+        assert proc.exitcode == 0, proc.exitcode
     writer = CubeWriter(path, helper.GRID, helper.DIM, "int8", helper.CHUNK, helper.ATTRS)
     assert writer.done
     writer.finalize()

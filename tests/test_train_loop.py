@@ -200,6 +200,7 @@ def test_cli_trains_and_reports_errors_on_one_line(planted_pairs_dataset, tmp_pa
     assert np.isfinite(losses(tmp_path / "cli")[4])
 
 
+@pytest.mark.slow  # the real Presto architecture and weights, trained two steps
 def test_training_starts_from_the_official_presto_weights(planted_pairs_dataset, tmp_path: Path) -> None:
     """model.presto_weights: the backbone starts as Presto, the checkpoint reloads without the file."""
     from landprompt.embedder.models.presto import load_presto_encoder
