@@ -8,8 +8,9 @@ from affine import Affine
 from landprompt.embedder.cube import write_cube
 from landprompt.errors import BadInputError
 from landprompt.geo import Grid
+from landprompt.index import factory
 from landprompt.index.build import build_index, default_index_path, sidecar_path
-from landprompt.index.factory import choose_factory, default_nprobe, make_index, nlist_for
+from landprompt.index.factory import check_factory, choose_factory, default_nprobe, make_index, nlist_for
 from landprompt.index.search import CubeIndex
 from landprompt.query.probability import (
     background_embeddings,
@@ -173,6 +174,15 @@ def test_factory_choice_by_size():
     assert default_nprobe("Flat") == 0
     assert nlist_for(1_000_000) == 1024 and nlist_for(10_000_000) == 4096
     assert make_index("Flat", 8).ntotal == 0
+
+
+def test_absurd_ivf_list_counts_are_refused_before_faiss_builds_anything(monkeypatch):
+    def must_not_build(*args):
+        raise AssertionError("FAISS asked to build the index (it allocates every list's centroid)")
+
+    monkeypatch.setattr(factory, "make_index", must_not_build)
+    with pytest.raises(BadInputError, match="asks for 2,000,000,000 IVF lists but the cube has 100 vectors"):
+        check_factory("IVF2000000000,Flat", 100, 64)
 
 
 # --- probability maps --------------------------------------------------------------------------------

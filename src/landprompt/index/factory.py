@@ -87,13 +87,13 @@ def check_factory(factory: str, n: int, dim: int) -> None:
         BadInputError: if the string does not parse, asks for more IVF lists than vectors, or a product
             quantiser whose sub-vector count does not divide ``dim``.
     """
-    make_index(factory, dim)
     nlist = _ivf_lists(factory)
-    if nlist is not None and nlist > n:
+    if nlist is not None and nlist > n:  # before parsing: FAISS allocates the lists' centroids up front
         raise BadInputError(
             f"factory {factory!r} asks for {nlist:,} IVF lists but the cube has {n:,} vectors "
             f"(at most one list per vector): use IVF{nlist_for(n)} or 'Flat'"
         )
+    make_index(factory, dim)
     for part in factory.split(","):
         m = part[2:].split("x")[0] if part.startswith("PQ") else ""
         if m.isdigit() and (int(m) == 0 or dim % int(m)):
