@@ -483,7 +483,7 @@ def edge_cases() -> list[Case]:
         "train-stop-at-0": on(train, "--stop-at", "0"),
         "train-bad-set": on(train, "--set", "optim.lr=-1"),
         # 10^5 lists for the cube's 2,304 vectors (10^8 lists cost FAISS 2 s to allocate at each parse)
-        "index-factory-more-lists-than-vectors": on(index, "--factory", "IVF100000,Flat"),
+        "index-factory-more-lists-than-vectors": on(index, "--factory", "IVF99999999,Flat"),
         "index-factory-unknown": on(index, "--factory", "Bogus"),
         "index-factory-pq-not-dividing": on(index, "--factory", "IVF8,PQ5"),
         "convert-rank-0": on(convert, "--rank", "0"),
