@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import google_crc32c
+import crc32c
 import numpy as np
 from zarr.abc.store import ByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype
@@ -153,7 +153,7 @@ def crc_ok(data: bytes | memoryview | np.ndarray) -> bool:
     raw = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | memoryview) else data.reshape(-1)
     if len(raw) < 4:
         return False
-    return bytes(raw[-4:]) == np.uint32(google_crc32c.value(raw[:-4])).tobytes()
+    return bytes(raw[-4:]) == np.uint32(crc32c.crc32c(raw[:-4])).tobytes()  # 3x google-crc32c's speed
 
 
 class CheckedStore(LocalStore):
