@@ -153,7 +153,8 @@ def crc_ok(data: bytes | memoryview | np.ndarray) -> bool:
     raw = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | memoryview) else data.reshape(-1)
     if len(raw) < 4:
         return False
-    return bytes(raw[-4:]) == np.uint32(crc32c.crc32c(raw[:-4])).tobytes()  # 3x google-crc32c's speed
+    body = np.ascontiguousarray(raw[:-4]).data  # crc32c: hardware CRC32C, about 3x google-crc32c's speed
+    return bytes(raw[-4:]) == np.uint32(crc32c.crc32c(body)).tobytes()
 
 
 class CheckedStore(LocalStore):
