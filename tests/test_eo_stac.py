@@ -1,3 +1,6 @@
+import json
+import shutil
+
 import numpy as np
 import planetary_computer
 import pytest
@@ -239,3 +242,13 @@ def test_a_failing_stac_api_is_tried_retries_plus_one_times_in_all(answer):
         server.shutdown()
         server.server_close()
     assert len(requests_seen) == 3
+
+
+def test_a_damaged_item_of_a_static_catalog_is_one_line_naming_it(stac_fixture, tmp_path):
+    root = tmp_path / "stack"
+    shutil.copytree(stac_fixture.catalog.parent, root)
+    items = [p for p in root.rglob("*.json") if p.name != "catalog.json" and "collection" not in p.name]
+    item = sorted(items)[0]
+    item.write_text(json.dumps({"type": "Feature", "stac_version": "1.0.0", "id": "x"}))
+    with pytest.raises(BadInputError, match=rf"STAC catalog .*catalog\.json: .*{item.name}.* STAC object"):
+        StaticCatalogClient(root / "catalog.json").search()

@@ -118,11 +118,15 @@ class StaticCatalogClient:
         max_items: int | None = None,
         **_: Any,
     ) -> _StaticSearch:
-        """Items matching every given filter."""
+        """Items matching every given filter.
+
+        Raises:
+            BadInputError: If an item or child of the catalog is not a STAC object (naming its file).
+        """
         wanted = {collections} if isinstance(collections, str) else set(collections or ())
         interval = parse_interval(datetime)
         found: list[pystac.Item] = []
-        for item in self.catalog.get_items(recursive=True):
+        for item in self._items():
             if wanted and item.collection_id not in wanted:
                 continue
             if bbox is not None and not _intersects(item.bbox, bbox):
@@ -136,6 +140,13 @@ class StaticCatalogClient:
             for item in found:
                 self.modifier(item)
         return _StaticSearch(found)
+
+    def _items(self) -> Iterator[pystac.Item]:
+        """Every item of the catalog, its children's included; a damaged one is a one-line error."""
+        try:
+            yield from self.catalog.get_items(recursive=True)
+        except pystac.STACError as err:  # "HREF: '.../item.json' does not resolve to a STAC object"
+            raise BadInputError(f"STAC catalog {self.catalog.get_self_href()}: {err}") from None
 
 
 class _NamingStacIO(pystac.stac_io.DefaultStacIO):
