@@ -15,6 +15,7 @@ once, so concepts share their background's encoding.
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -35,7 +36,7 @@ _PYPLOT_LOCK = threading.Lock()  # the PNGs are drawn with pyplot, which is not 
 
 
 @dataclass(frozen=True)
-class Job:
+class Job(ABC):
     """One concept of a batch (over one area, for maps and change maps), and the files it writes."""
 
     spec: JobSpec
@@ -104,9 +105,9 @@ class Job:
         """The outputs not written yet."""
         return {name: path for name, path in self.outputs.items() if not path.exists()}
 
+    @abstractmethod
     def make(self, todo: dict[str, Path]) -> None:
         """Compute the job's product and write the outputs ``todo`` (name -> path)."""
-        raise NotImplementedError
 
 
 class MapJob(Job):
