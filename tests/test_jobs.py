@@ -183,6 +183,13 @@ def test_deleting_one_output_remakes_only_that_one(exported: tuple[JobSpec, JobR
     assert {path: after[path] for path in before} == before
 
 
+def test_a_prompt_with_no_latin_letter_maps_when_not_calibrated(cube: Path, tmp_path: Path) -> None:
+    data = {**batch(cube, tmp_path), "concepts": [{"name": "forest", "prompt": "δάσος"}]}
+    data["defaults"] = {**data["defaults"], "formats": ["cog"]}
+    report = run_jobs(load_jobs(write_batch(tmp_path, data)), progress=False)
+    assert report.ok and report.done == ["west/forest", "east/forest"]
+
+
 def test_overwrite_rewrites_every_output(cube: Path, tmp_path: Path) -> None:
     data = {**batch(cube, tmp_path), "concepts": ["a lake"]}
     data["defaults"] = {**data["defaults"], "formats": ["cog"]}

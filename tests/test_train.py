@@ -74,6 +74,13 @@ def test_overrides_and_numeric_strings(tmp_path: Path) -> None:
     assert load_config(path).optim.lr == 1e-3
 
 
+def test_an_override_fills_an_empty_section(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL | {"augment": None}))  # ``augment:`` with no keys
+    config = load_config(path, ["augment.month_dropout=0.2"])
+    assert config.augment.month_dropout == 0.2 and config.augment.sensor_dropout == 0.1
+
+
 @pytest.mark.parametrize(
     ("raw", "pattern"),
     [

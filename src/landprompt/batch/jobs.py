@@ -265,8 +265,9 @@ def _provenance(job: Job) -> dict[str, str]:
     from landprompt.query.provenance import provenance_tags, with_cube_b
 
     spec = job.spec
-    calibration = calibration_path(spec.cube, job.prompt) if isinstance(job, MapJob) else "cube"
-    applied = str(calibration) if spec.defaults.calibrated else None
+    applied = None
+    if spec.defaults.calibrated:  # a prompt with no letter or digit has no calibration file name
+        applied = str(calibration_path(spec.cube, job.prompt)) if isinstance(job, MapJob) else "cube"
     tags = provenance_tags(
         spec.cube, _clip(spec.clip), job.prompt, job.background, spec.defaults.style, applied
     )

@@ -86,8 +86,13 @@ def run_jobs(
         The report of jobs done, skipped and failed (with their error messages).
     """
     jobs = plan(spec)
-    pending = [job for job in jobs if overwrite or job.missing()]
-    report = JobReport(skipped=[job.key for job in jobs if job not in pending])
+    pending: list[Job] = []
+    report = JobReport()
+    for job in jobs:  # one pass, each job's files checked once
+        if overwrite or job.missing():
+            pending.append(job)
+        else:
+            report.skipped.append(job.key)
     if not pending:
         return report
     with progress_bar("maps", len(pending), enabled=progress) as advance:

@@ -198,7 +198,9 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
             raise BadInputError(f"override {item!r} must look like section.key=value")
         node = out
         for i, part in enumerate(sections):
-            node = node.setdefault(part, {})
+            if node.get(part) is None:  # a missing or empty section (``augment:``)
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise BadInputError(f"override {item!r}: {'.'.join(parts[: i + 1])} is not a section")
         try:
