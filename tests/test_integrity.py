@@ -199,6 +199,16 @@ def test_repair_list_rewrites_exactly_the_damaged_chunks(tmp_path) -> None:
     assert content_hash(open_cube(cube)) == original
 
 
+def test_repairing_chunk_1_leaves_chunks_10_and_up_of_its_row(tmp_path) -> None:
+    grid = Grid(GRID.crs, GRID.transform, (4, 48))  # 12 chunk columns of 4
+    embedding = np.random.default_rng(1).normal(size=(*grid.shape, 8)).astype(np.float32)
+    cube = write_cube(tmp_path / "wide.zarr", embedding, grid, dtype="int8", chunk=4)
+    _flip(cube / "embedding/c/0/1/0")
+    assert mark_for_repair(cube, verify(cube, progress=False)) == [(0, 1)]
+    assert not (cube / "embedding/c/0/1/0").exists()  # the damaged chunk is removed for rewriting
+    assert all((cube / f"embedding/c/0/{j}/0").is_file() for j in (10, 11))  # "1*" once matched them
+
+
 def test_cli_verify_exits_non_zero_with_a_report(tmp_path) -> None:
     cube = make_cube(tmp_path / "c.zarr", "fp16")
     runner = CliRunner()

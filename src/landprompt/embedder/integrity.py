@@ -456,7 +456,10 @@ def mark_for_repair(report: VerifyReport, layout: ChunkLayout, progress_dir: str
     for k, (i, j) in enumerate((i, j) for i in range(n_rows) for j in range(n_cols)):
         if (i, j) in damaged:
             for name in layout.arrays:
-                for file in (layout.chunk_root(name) / str(i)).glob(f"{j}*"):
+                row = layout.chunk_root(name) / str(i)
+                for file in row.iterdir() if row.is_dir() else ():
+                    if file.name != str(j) and not file.name.startswith(f"{j}."):
+                        continue  # another chunk of the row ("1*" would match 10, 12, ...)
                     if file.is_dir():
                         for inner in file.rglob("*"):
                             if inner.is_file():
