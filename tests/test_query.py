@@ -183,6 +183,8 @@ def test_absurd_ivf_list_counts_are_refused_before_faiss_builds_anything(monkeyp
     monkeypatch.setattr(factory, "make_index", must_not_build)
     with pytest.raises(BadInputError, match="asks for 2,000,000,000 IVF lists but the cube has 100 vectors"):
         check_factory("IVF2000000000,Flat", 100, 64)
+    with pytest.raises(BadInputError, match="PQ3 needs a sub-vector count dividing the dimension 10"):
+        check_factory("IVF4,PQ3", 100, 10)
 
 
 # --- probability maps --------------------------------------------------------------------------------

@@ -93,13 +93,13 @@ def check_factory(factory: str, n: int, dim: int) -> None:
             f"factory {factory!r} asks for {nlist:,} IVF lists but the cube has {n:,} vectors "
             f"(at most one list per vector): use IVF{nlist_for(n)} or 'Flat'"
         )
-    make_index(factory, dim)
-    for part in factory.split(","):
+    for part in factory.split(","):  # before FAISS, whose own refusal reads "unknown factory"
         m = part[2:].split("x")[0] if part.startswith("PQ") else ""
         if m.isdigit() and (int(m) == 0 or dim % int(m)):
             raise BadInputError(
                 f"factory {factory!r}: PQ{m} needs a sub-vector count dividing the dimension {dim}"
             )
+    make_index(factory, dim)
 
 
 def train_size_for(factory: str, n: int) -> int:
