@@ -42,6 +42,17 @@ def test_cli_ingest_lucas_twice_and_stats_with_a_map(tmp_path, lucas_sample):
     assert table.exit_code == 0 and "photos_by_source" in table.output
 
 
+def test_a_first_ingest_failing_after_a_commit_keeps_the_catalog(tmp_path, lucas_sample, monkeypatch):
+    def interrupted(self, *args):
+        raise KeyboardInterrupt  # after ingest() committed its batches
+
+    monkeypatch.setattr(Catalog, "finish_ingest", interrupted)
+    catalog = tmp_path / "pairs.duckdb"
+    assert invoke("ingest", "lucas", lucas_sample, "--catalog", catalog).exit_code != 0
+    with Catalog.open(catalog, read_only=True, create=False) as cat:
+        assert int(cat.scalar("SELECT count(*) FROM photos")) == 6  # a rerun resumes from here
+
+
 def test_cli_errors_are_one_line(tmp_path):
     result = invoke("ingest", "lucas", tmp_path / "missing.csv", "--catalog", tmp_path / "c.duckdb")
     assert (

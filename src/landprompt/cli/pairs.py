@@ -76,11 +76,24 @@ def _ingest(
                 )
             counts = cat.counts()
     except BaseException:
-        if created:  # a failed first ingest leaves no empty catalog behind to block the corrected run
-            for path in (catalog, catalog.with_name(catalog.name + ".wal")):
+        if created and not _holds_photos(catalog):  # no empty catalog left to block the corrected run;
+            for path in (catalog, catalog.with_name(catalog.name + ".wal")):  # committed batches are kept
                 path.unlink(missing_ok=True)
         raise
     _print_report(report, counts, as_json)
+
+
+def _holds_photos(catalog: Path) -> bool:
+    """Whether a catalog a failed ingest leaves behind already holds committed photos (a resumable run)."""
+    from landprompt.pairs.catalog import Catalog
+
+    if not catalog.exists():
+        return False
+    try:
+        with Catalog.open(catalog, read_only=True, create=False) as cat:
+            return int(cat.scalar("SELECT count(*) FROM photos")) > 0
+    except Exception:  # unreadable: nothing worth keeping was committed
+        return False
 
 
 def _print_report(report: IngestReport, counts: dict[str, int], as_json: bool) -> None:
