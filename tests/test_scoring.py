@@ -147,3 +147,39 @@ def _query():
     from landprompt.calibration import QuerySettings
 
     return QuerySettings("a concept", None, "ground", SCALE, None)
+
+
+def test_overlapping_callers_share_the_workers_and_restore_torch_threads() -> None:
+    import threading
+
+    from landprompt.query.scoring import block_workers
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        inside, release, seen = threading.Barrier(2), threading.Event(), []
+
+        def request() -> None:
+            with block_workers() as pool:
+                seen.append((pool._max_workers, pool.submit(torch.get_num_threads).result()))
+                inside.wait()  # both callers in at once, as two serve requests
+                release.wait(5)
+
+        def run_requests(n: int) -> None:
+            callers = [threading.Thread(target=request) for _ in range(n)]
+            for caller in callers:
+                caller.start()
+            if n == 2:
+                while len(seen) < 2:
+                    pass
+                release.set()
+            for caller in callers:
+                caller.join()
+
+        run_requests(2)
+        inside, seen = threading.Barrier(1), []
+        run_requests(1)  # a later request, on a new thread, after the overlap
+        assert seen == [(2, 1)]  # two block workers, each running torch on one thread
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -223,20 +223,50 @@ def _iter_chunk_outputs(
             yield window, scores, raw["valid"].astype(bool, copy=False)
 
 
+@dataclass
+class _Workers:
+    """The process's block-scoring threads, shared by every caller (requests of ``serve`` included)."""
+
+    lock: threading.Lock
+    pool: ThreadPoolExecutor | None = None
+    size: int = 0
+    active: int = 0  # callers inside block_workers()
+    torch_threads: int = 1  # torch's thread count before the first of them came in
+
+
+_WORKERS = _Workers(threading.Lock())
+
+
 @contextmanager
 def block_workers() -> Iterator[ThreadPoolExecutor]:
     """Threads that score blocks side by side, each running torch single-threaded meanwhile.
 
     One block a thread needs no hand-over between threads inside every torch call, so the scoring keeps
     its pace on a CPU shared with other work (torch's own threads wait for each other at every call).
+    The pool is made once and shared: callers at the same time (``serve``'s requests) queue their blocks
+    on it, torch goes to one thread when the first comes in and back when the last leaves, and each
+    thread keeps its block buffers from call to call.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    workers = _WORKERS
+    with workers.lock:
+        if workers.active == 0:
+            workers.torch_threads = torch.get_num_threads()
+            if workers.pool is None or workers.size != workers.torch_threads:
+                if workers.pool is not None:
+                    workers.pool.shutdown(wait=False)
+                workers.pool = ThreadPoolExecutor(workers.torch_threads, "landprompt-score")
+                workers.size = workers.torch_threads
+            torch.set_num_threads(1)
+        workers.active += 1
+        pool = workers.pool
+    assert pool is not None
     try:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            yield pool
+        yield pool
     finally:
-        torch.set_num_threads(threads)
+        with workers.lock:
+            workers.active -= 1
+            if workers.active == 0:
+                torch.set_num_threads(workers.torch_threads)
 
 
 def _score_block(
