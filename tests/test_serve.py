@@ -137,6 +137,23 @@ def test_export_writes_the_view_as_a_cog(client, planted, tmp_path: Path) -> Non
     assert np.nanmedian(values) > 0.9
 
 
+def test_a_failed_export_leaves_no_temporary_folder(client, planted, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import tempfile
+
+    import landprompt.query.maps as maps
+
+    def disk_full(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(maps, "write_cog", disk_full)
+    west, south = planted.grid.rowcol_to_lonlat(127, 128)
+    east, north = planted.grid.rowcol_to_lonlat(64, 191)
+    bbox = f"{float(west)},{float(south)},{float(east)},{float(north)}"
+    assert client.get("/export.tif", params={**QUERY, "bbox": bbox}).status_code >= 500
+    assert not list(tmp_path.glob("landprompt-export-*"))
+
+
 def test_cubes_and_openapi(client) -> None:  # type: ignore[no-untyped-def]
     cubes = client.get("/cubes").json()
     assert cubes[0]["name"] == "planted" and cubes[0]["crs"] == "EPSG:32632" and cubes[0]["dim"] == 32

@@ -230,7 +230,11 @@ def create_app(cubes: Sequence[ServedCube], limits: Limits | None = None) -> Fas
         with worker():
             da = served_cube.export(served_cube.query(concept, versus, calibrated), box, limits.export_pixels)
             folder = Path(tempfile.mkdtemp(prefix="landprompt-export-"))
-            path = write_cog(da, folder / "probability.tif")
+            try:
+                path = write_cog(da, folder / "probability.tif")
+            except BaseException:
+                _remove(folder)  # the response's clean-up never runs for a failed write
+                raise
         return FileResponse(
             path,
             media_type=ImageType.tif.mediatype,
