@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Literal, TypeVar, cast, get_args
 
 import dask.array as da
 import numpy as np
@@ -512,6 +512,12 @@ def cube_basis(ds: xr.Dataset) -> Basis | None:
     """
     if "basis" not in ds:
         return None
+    if "landprompt_basis" not in ds.encoding:  # read and checked once per opened cube, not per query
+        ds.encoding["landprompt_basis"] = _read_basis(ds)
+    return cast(Basis, ds.encoding["landprompt_basis"])
+
+
+def _read_basis(ds: xr.Dataset) -> Basis:
     info = ds.attrs.get("basis") or {}
     weights = None
     if ds.attrs.get("format_version", 0) >= UNSCALED_VERSION:
