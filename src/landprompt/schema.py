@@ -11,6 +11,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any
 
+import yaml
 from pydantic import BeforeValidator, Field, FiniteFloat, Strict, ValidationError
 from pydantic_core import PydanticKnownError, PydanticUndefined
 
@@ -25,12 +26,10 @@ def _number(value: Any) -> Any:
 
 
 def _text(value: Any) -> Any:
-    """Refuse anything but a non-empty string."""
-    if not isinstance(value, str):
+    """Refuse anything but a string with more than spaces; drop the surrounding spaces."""
+    if not isinstance(value, str) or not value.strip():
         raise PydanticKnownError("string_type")
-    if not value:
-        raise PydanticKnownError("string_too_short", {"min_length": 1})
-    return value
+    return value.strip()
 
 
 Int = Annotated[int, Strict()]
@@ -40,7 +39,7 @@ Real = Annotated[FiniteFloat, BeforeValidator(_number)]
 Flag = Annotated[bool, Strict()]
 """``true`` or ``false`` only."""
 Text = Annotated[str, BeforeValidator(_text)]
-"""A non-empty string."""
+"""A non-empty string (surrounding spaces dropped)."""
 FilePath = Annotated[Path, BeforeValidator(_text)]
 """A path written as a non-empty string."""
 
@@ -53,6 +52,20 @@ def key(default: Any = PydanticUndefined, description: str = "", **limits: Any) 
     return Field(default, description=description, **limits)
 
 
+def read_yaml(path: Path, what: str) -> Any:
+    """The parsed YAML file at ``path``; ``what`` names the file in the errors (``"batch file"``).
+
+    Raises:
+        BadInputError: If the file does not exist or is not valid YAML.
+    """
+    if not path.is_file():
+        raise BadInputError(f"{what} {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise BadInputError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+
+
 _UNKNOWN = ("extra_forbidden", "unexpected_keyword_argument")
 #: How a pydantic error type reads after the key path (``{name}`` fields come from the error's context).
 _WORDING = {
@@ -62,7 +75,6 @@ _WORDING = {
     "finite_number": "must be a finite number",
     "bool_type": "must be true or false",
     "string_type": "must be a non-empty string",
-    "string_too_short": "must be a non-empty string",
     "greater_than": "must be > {gt}",
     "greater_than_equal": "must be >= {ge}",
     "less_than": "must be < {lt}",

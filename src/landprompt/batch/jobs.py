@@ -19,17 +19,17 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, ClassVar, cast
 
-from landprompt.batch.spec import AreaKeys, ClipKeys, ConceptKeys, JobSpec
 from landprompt.calibration import QuerySettings, calibration_path, resolve_calibration
-from landprompt.files import slugify
 from landprompt.query.scorer import ConceptScorer
 
 if TYPE_CHECKING:
     import xarray as xr
 
+    from landprompt.batch.spec import ClipKeys, ConceptKeys, JobSpec
     from landprompt.embedder.clip import ClipModel
+    from landprompt.geo import BBox
 
 _LOCK = threading.Lock()  # one model load or text encoding at a time per process (threaded workers)
 _PYPLOT_LOCK = threading.Lock()  # the PNGs are drawn with pyplot, which is not thread-safe
@@ -37,13 +37,24 @@ _PYPLOT_LOCK = threading.Lock()  # the PNGs are drawn with pyplot, which is not 
 
 @dataclass(frozen=True)
 class Job(ABC):
-    """One concept of a batch (over one area, for maps and change maps), and the files it writes."""
+    """One concept of a batch over one area (maps, change maps) or one input file, and the files it writes.
+
+    Attributes:
+        group: The output folder: the area's slug, or the polygon or points file's.
+        where: The area's or the file's name, in titles.
+        bbox: The area's lon/lat box (``None``: the whole cube).
+    """
 
     spec: JobSpec
     concept: ConceptKeys
-    area: AreaKeys | None = None
-    #: Output file suffix of each format, and the title of the PNG and HTML outputs.
-    SUFFIXES: ClassVar[dict[str, str]] = {}
+    group: str
+    where: str
+    bbox: BBox | None = None
+    #: Each output format and its file suffix (the formats the kind takes); the formats written by default
+    #: (``None``: all); the default threshold; the title of the PNG and HTML outputs.
+    SUFFIXES: ClassVar[dict[str, str]]
+    DEFAULT_FORMATS: ClassVar[tuple[str, ...] | None] = None
+    THRESHOLD: ClassVar[float | None] = None
     TITLE: ClassVar[str] = "P({prompt}) - {where}"
 
     @property
@@ -65,24 +76,11 @@ class Job(ABC):
         return [name for name in names if name.lower() != self.prompt.lower()]
 
     @property
-    def bbox(self) -> Any:
-        """The area's lon/lat box (``None``: the whole cube)."""
-        return self.area and self.area.bbox
-
-    @property
     def threshold(self) -> float:
-        """The batch's threshold (change maps and indicators)."""
-        return self.spec.threshold
-
-    @property
-    def source(self) -> Path:
-        """The polygon or points file an indicator or validation job reads."""
-        return cast(Path, self.spec.units or self.spec.points)
-
-    @property
-    def group(self) -> str:
-        """The output folder: the area, or the polygon or points file's name."""
-        return self.area.slug if self.area is not None else slugify(self.source.stem) or self.spec.kind
+        """``defaults.threshold``, else the kind's default one (change maps and indicators)."""
+        return cast(
+            float, self.THRESHOLD if self.spec.defaults.threshold is None else self.spec.defaults.threshold
+        )
 
     @property
     def key(self) -> str:
@@ -90,16 +88,15 @@ class Job(ABC):
         return f"{self.group}/{self.concept.slug}"
 
     @property
-    def title(self) -> str:
-        """Title of the job's PNG and HTML outputs."""
-        where = self.area.name if self.area is not None else self.source.name
-        return self.TITLE.format(prompt=self.prompt, where=where)
-
-    @property
     def outputs(self) -> dict[str, Path]:
         """Output name -> path, one per format of the batch."""
         folder = self.spec.out / self.group
         return {fmt: folder / f"{self.concept.slug}{self.SUFFIXES[fmt]}" for fmt in self.spec.formats}
+
+    @property
+    def title(self) -> str:
+        """Title of the PNG and HTML outputs."""
+        return self.TITLE.format(prompt=self.prompt, where=self.where)
 
     def missing(self) -> dict[str, Path]:
         """The outputs not written yet."""
@@ -133,6 +130,8 @@ class MapJob(Job):
 class ChangeJob(Job):
     """A change map of one concept over one area: outputs ``diff``, ``class`` (the COGs) and ``png``."""
 
+    SUFFIXES: ClassVar = {"cog": ".tif", "png": ".png"}
+    THRESHOLD: ClassVar = 0.2
     TITLE: ClassVar = "change in P({prompt}) - {where}"
 
     @property
@@ -167,14 +166,15 @@ class AggregateJob(Job):
     """Indicators of one concept per polygon: outputs ``csv`` and ``geojson``."""
 
     SUFFIXES: ClassVar = {"csv": ".csv", "geojson": ".geojson"}
-    TITLE: ClassVar = "P({prompt}) per polygon of {where}"
+    DEFAULT_FORMATS: ClassVar = ("csv",)
+    THRESHOLD: ClassVar = 0.5
 
     def make(self, todo: dict[str, Path]) -> None:
         """Score the polygons and write the table in each format."""
         from landprompt.query.aggregate import aggregate, read_units, write_indicators
 
         spec = self.spec
-        units = read_units(self.source, spec.id_field)
+        units = read_units(cast(Path, spec.units), spec.id_field)
         table = aggregate(
             spec.cube, _scorer(self), units, threshold=self.threshold, calibration=spec.defaults.calibrated
         )
@@ -186,7 +186,6 @@ class PointsJob(Job):
     """Validation of one concept at field points: outputs ``json``, ``png`` and (with fit) ``calibration``."""
 
     SUFFIXES: ClassVar = {"json": ".json", "png": "_reliability.png"}
-    TITLE: ClassVar = "P({prompt}) at {where}"
 
     @property
     def outputs(self) -> dict[str, Path]:
@@ -204,7 +203,7 @@ class PointsJob(Job):
         report = evaluate_points(
             spec.cube,
             _scorer(self),
-            self.source,
+            cast(Path, spec.points),
             spec.label_field,
             fit=defaults.fit,
             block_km=defaults.block_km,

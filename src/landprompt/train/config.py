@@ -22,7 +22,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError, field_validator, 
 from pydantic.dataclasses import dataclass
 
 from landprompt.errors import BadInputError
-from landprompt.schema import FilePath, Flag, Int, Real, Text, key, schema_error
+from landprompt.schema import FilePath, Flag, Int, Real, Text, key, read_yaml, schema_error
 
 Target = Literal["mean", "sample"]
 EXAMPLE = "configs/train_example.yaml"
@@ -177,12 +177,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> TrainConfig:
     Raises:
         BadInputError: If the file is missing or malformed, or a key or value is invalid.
     """
-    if not Path(path).is_file():
-        raise BadInputError(f"training config not found: {path}")
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise BadInputError(f"{path} is not a readable YAML file: {err}") from err
+    raw = read_yaml(Path(path), "training config")
     if not isinstance(raw, dict):
         raise BadInputError(f"{path} must hold a mapping of sections (run, data, ...)")
     return config_from_dict(apply_overrides(raw, overrides))
