@@ -7,7 +7,10 @@ YAML hands over plain values; these types refuse the lenient readings pydantic w
 
 from __future__ import annotations
 
+import copy
+import os
 import typing
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -52,18 +55,46 @@ def key(default: Any = PydanticUndefined, description: str = "", **limits: Any) 
     return Field(default, description=description, **limits)
 
 
-def read_yaml(path: Path, what: str) -> Any:
-    """The parsed YAML file at ``path``; ``what`` names the file in the errors (``"batch file"``).
+def read_yaml(path: str | os.PathLike[str], what: str = "YAML file") -> Any:
+    """The parsed YAML file at ``path``; ``what`` names it in the errors (``batch file b.yaml ...``).
 
     Raises:
         BadInputError: If the file does not exist or is not valid YAML.
     """
+    path = Path(path)
     if not path.is_file():
         raise BadInputError(f"{what} {path} does not exist")
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise BadInputError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+
+
+def apply_overrides(raw: Any, overrides: Iterable[str]) -> Any:
+    """A copy of ``raw`` with ``dotted.key=value`` overrides applied (values parsed as YAML).
+
+    The command line's ``--set``; ``raw`` other than a mapping is returned as it is, for validation to refuse.
+    """
+    if not isinstance(raw, Mapping):
+        return raw
+    out: dict[str, Any] = copy.deepcopy(dict(raw))
+    for item in overrides:
+        dotted, sep, text = item.partition("=")
+        *sections, name = parts = dotted.strip().split(".")
+        if not sep or not all(parts):
+            raise BadInputError(f"override {item!r} must look like section.key=value")
+        node = out
+        for i, part in enumerate(sections):
+            if node.get(part) is None:  # a missing or empty section (``augment:``)
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                raise BadInputError(f"override {item!r}: {'.'.join(parts[: i + 1])} is not a section")
+        try:
+            node[name] = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise BadInputError(f"override {item!r}: the value is not valid YAML: {err}") from err
+    return out
 
 
 _UNKNOWN = ("extra_forbidden", "unexpected_keyword_argument")

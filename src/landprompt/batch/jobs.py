@@ -50,11 +50,8 @@ class Job(ABC):
     group: str
     where: str
     bbox: BBox | None = None
-    #: Each output format and its file suffix (the formats the kind takes); the formats written by default
-    #: (``None``: all); the default threshold; the title of the PNG and HTML outputs.
-    SUFFIXES: ClassVar[dict[str, str]]
-    DEFAULT_FORMATS: ClassVar[tuple[str, ...] | None] = None
-    THRESHOLD: ClassVar[float | None] = None
+    #: Output file suffix of each format, and the title of the PNG and HTML outputs.
+    SUFFIXES: ClassVar[dict[str, str]] = {}
     TITLE: ClassVar[str] = "P({prompt}) - {where}"
 
     @property
@@ -77,10 +74,8 @@ class Job(ABC):
 
     @property
     def threshold(self) -> float:
-        """``defaults.threshold``, else the kind's default one (change maps and indicators)."""
-        return cast(
-            float, self.THRESHOLD if self.spec.defaults.threshold is None else self.spec.defaults.threshold
-        )
+        """The batch's threshold (change maps and indicators)."""
+        return self.spec.threshold
 
     @property
     def key(self) -> str:
@@ -130,8 +125,6 @@ class MapJob(Job):
 class ChangeJob(Job):
     """A change map of one concept over one area: outputs ``diff``, ``class`` (the COGs) and ``png``."""
 
-    SUFFIXES: ClassVar = {"cog": ".tif", "png": ".png"}
-    THRESHOLD: ClassVar = 0.2
     TITLE: ClassVar = "change in P({prompt}) - {where}"
 
     @property
@@ -166,8 +159,6 @@ class AggregateJob(Job):
     """Indicators of one concept per polygon: outputs ``csv`` and ``geojson``."""
 
     SUFFIXES: ClassVar = {"csv": ".csv", "geojson": ".geojson"}
-    DEFAULT_FORMATS: ClassVar = ("csv",)
-    THRESHOLD: ClassVar = 0.5
 
     def make(self, todo: dict[str, Path]) -> None:
         """Score the polygons and write the table in each format."""

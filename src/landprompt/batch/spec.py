@@ -16,14 +16,24 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
-from landprompt.batch.jobs import KINDS
 from landprompt.embedder.cube import cube_grid, open_cube
 from landprompt.errors import BadInputError
 from landprompt.files import slugify
 from landprompt.geo import BBox, parse_bbox
 from landprompt.query.maps import HTML_MAX_PIXELS, check_html_size
 from landprompt.query.probability import DEFAULT_STYLE
-from landprompt.schema import FilePath, Flag, Text, key, read_yaml, schema_error
+from landprompt.schema import FilePath, Flag, Text, apply_overrides, key, read_yaml, schema_error
+
+#: Output formats each kind can write, and those it writes by default.
+KIND_FORMATS = {
+    "map": ("cog", "png", "html"),
+    "change": ("cog", "png"),
+    "aggregate": ("csv", "geojson"),
+    "points": ("json", "png"),
+}
+DEFAULT_FORMATS = {**KIND_FORMATS, "aggregate": ("csv",)}
+#: Default ``threshold`` of the kinds that take one.
+DEFAULT_THRESHOLDS = {"change": 0.2, "aggregate": 0.5}
 
 
 def _checked(test: Callable[[Any], bool], message: str) -> BeforeValidator:
@@ -170,8 +180,10 @@ class JobSpec(_Keys):
             return data
         data = {**data, "defaults": {} if data.get("defaults") is None else data["defaults"]}
         kind, defaults = data.get("kind", "map"), data["defaults"]
+        if kind not in KIND_FORMATS:
+            return data  # the kind itself is refused by validation
         inner = [f"defaults.{name}" for name in defaults] if isinstance(defaults, dict) else []
-        for path in [*data, *inner] if kind in KINDS else []:  # an unknown kind is refused by validation
+        for path in [*data, *inner]:
             kinds = KIND_KEYS.get(path.removeprefix("defaults."), (kind,))
             if kind not in kinds:
                 raise ValueError(
@@ -185,7 +197,7 @@ class JobSpec(_Keys):
         for name in ("cube_b", "units", "points"):
             if self.kind in KIND_KEYS[name] and getattr(self, name) is None:
                 raise ValueError(f"{name}: required key is missing")
-        choices = KINDS[self.kind].SUFFIXES
+        choices = KIND_FORMATS[self.kind]
         for i, fmt in enumerate(self.formats):
             if fmt not in choices:
                 raise ValueError(
@@ -206,8 +218,13 @@ class JobSpec(_Keys):
     @property
     def formats(self) -> tuple[str, ...]:
         """The output formats: ``defaults.formats``, else the kind's default ones."""
-        kind = KINDS[self.kind]
-        return tuple(self.defaults.formats or kind.DEFAULT_FORMATS or kind.SUFFIXES)
+        return tuple(self.defaults.formats or DEFAULT_FORMATS[self.kind])
+
+    @property
+    def threshold(self) -> float:
+        """``defaults.threshold``, else the kind's default one (of change and aggregate batches)."""
+        threshold = self.defaults.threshold
+        return DEFAULT_THRESHOLDS[self.kind] if threshold is None else threshold
 
     @property
     def regions(self) -> list[AreaKeys]:
@@ -338,17 +355,18 @@ def parse_batch(data: Any, base: str | Path | None = None) -> JobSpec:
     return spec if base is None else spec.checked(Path(base))
 
 
-def load_jobs(path: str | Path) -> JobSpec:
+def load_jobs(path: str | Path, overrides: Iterable[str] = ()) -> JobSpec:
     """Read and check a batch file (YAML) and its data; nothing is written.
 
     Relative paths in the file (cube, out, GeoJSON areas, weights files) are relative to the file's folder.
+    ``overrides`` (``defaults.threshold=0.3``, values read as YAML) replace keys of the file.
 
     Raises:
         BadInputError: if the file is missing or not YAML, or a key is unknown, missing or invalid; the
             message names the file and the key.
     """
     path = Path(path)
-    data = read_yaml(path, "batch file")
+    data = apply_overrides(read_yaml(path, "batch file"), overrides)
     with _at(str(path)):
         return parse_batch(data, path.parent)
 

@@ -12,17 +12,15 @@ Example:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import ConfigDict, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
 from landprompt.errors import BadInputError
-from landprompt.schema import FilePath, Flag, Int, Real, Text, key, read_yaml, schema_error
+from landprompt.schema import FilePath, Flag, Int, Real, Text, apply_overrides, key, read_yaml, schema_error
 
 Target = Literal["mean", "sample"]
 EXAMPLE = "configs/train_example.yaml"
@@ -177,32 +175,10 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> TrainConfig:
     Raises:
         BadInputError: If the file is missing or malformed, or a key or value is invalid.
     """
-    raw = read_yaml(Path(path), "training config")
+    raw = read_yaml(path, "training config")
     if not isinstance(raw, dict):
         raise BadInputError(f"{path} must hold a mapping of sections (run, data, ...)")
     return config_from_dict(apply_overrides(raw, overrides))
-
-
-def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """A copy of ``raw`` with ``dotted.key=value`` overrides applied (values parsed as YAML)."""
-    out: dict[str, Any] = copy.deepcopy(dict(raw))
-    for item in overrides:
-        dotted, sep, text = item.partition("=")
-        *sections, name = parts = dotted.strip().split(".")
-        if not sep or not all(parts):
-            raise BadInputError(f"override {item!r} must look like section.key=value")
-        node = out
-        for i, part in enumerate(sections):
-            if node.get(part) is None:  # a missing or empty section (``augment:``)
-                node[part] = {}
-            node = node[part]
-            if not isinstance(node, dict):
-                raise BadInputError(f"override {item!r}: {'.'.join(parts[: i + 1])} is not a section")
-        try:
-            node[name] = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise BadInputError(f"override {item!r}: the value is not valid YAML: {err}") from err
-    return out
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> TrainConfig:
