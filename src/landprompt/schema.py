@@ -12,7 +12,7 @@ import os
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import BeforeValidator, Field, FiniteFloat, Strict, ValidationError
@@ -35,6 +35,11 @@ def _text(value: Any) -> Any:
     return value.strip()
 
 
+def _section(value: Any) -> Any:
+    """An empty section (``augment:`` with no keys) takes every default."""
+    return {} if value is None else value
+
+
 Int = Annotated[int, Strict()]
 """An integer (``true`` and ``2.5`` refused)."""
 Real = Annotated[FiniteFloat, BeforeValidator(_number)]
@@ -45,6 +50,9 @@ Text = Annotated[str, BeforeValidator(_text)]
 """A non-empty string (surrounding spaces dropped)."""
 FilePath = Annotated[Path, BeforeValidator(_text)]
 """A path written as a non-empty string."""
+_T = TypeVar("_T")
+Section = Annotated[_T, BeforeValidator(_section)]
+"""A nested section (``Section[AugmentConfig]``); left empty (null), it takes every default."""
 
 
 def key(default: Any = PydanticUndefined, description: str = "", **limits: Any) -> Any:
@@ -55,25 +63,31 @@ def key(default: Any = PydanticUndefined, description: str = "", **limits: Any) 
     return Field(default, description=description, **limits)
 
 
-def read_yaml(path: str | os.PathLike[str], what: str = "YAML file") -> Any:
-    """The parsed YAML file at ``path``; ``what`` names it in the errors (``batch file b.yaml ...``).
+def read_yaml(path: str | os.PathLike[str], what: str = "YAML file", overrides: Iterable[str] = ()) -> Any:
+    """The parsed YAML file at ``path``, with the command line's ``--set`` overrides applied.
+
+    Args:
+        path: The file.
+        what: What the file is, for the errors (``batch file b.yaml does not exist``).
+        overrides: ``dotted.key=value`` items.
 
     Raises:
-        BadInputError: If the file does not exist or is not valid YAML.
+        BadInputError: If the file does not exist or is not valid YAML, or an override is malformed.
     """
     path = Path(path)
     if not path.is_file():
         raise BadInputError(f"{what} {path} does not exist")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise BadInputError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    return apply_overrides(data, overrides)
 
 
 def apply_overrides(raw: Any, overrides: Iterable[str]) -> Any:
     """A copy of ``raw`` with ``dotted.key=value`` overrides applied (values parsed as YAML).
 
-    The command line's ``--set``; ``raw`` other than a mapping is returned as it is, for validation to refuse.
+    ``raw`` other than a mapping is returned as it is, for validation to refuse.
     """
     if not isinstance(raw, Mapping):
         return raw

@@ -22,7 +22,7 @@ from landprompt.files import slugify
 from landprompt.geo import BBox, parse_bbox
 from landprompt.query.maps import HTML_MAX_PIXELS, check_html_size
 from landprompt.query.probability import DEFAULT_STYLE
-from landprompt.schema import FilePath, Flag, Text, apply_overrides, key, read_yaml, schema_error
+from landprompt.schema import FilePath, Flag, Section, Text, key, read_yaml, schema_error
 
 #: Output formats each kind can write, and those it writes by default.
 KIND_FORMATS = {
@@ -163,7 +163,7 @@ class JobSpec(_Keys):
     label_field: Text = key("present", "[points] Column of the label: 1/0, true/false or yes/no.")
     out: FilePath = key(..., "Output folder.")
     clip: ClipKeys | None = key(None, "The CLIP text tower; default: the model the cube names.")
-    defaults: DefaultKeys = key(default_factory=DefaultKeys, description="Settings shared by every job.")
+    defaults: Section[DefaultKeys] = key(default_factory=DefaultKeys, description="Settings of every job.")
     concepts: Annotated[
         list[ConceptKeys], _some("a list of at least one concept (a prompt, or {name:, prompt:, versus:})")
     ] = key(..., "At least one concept: a prompt, or {name:, prompt:, versus:}.")
@@ -175,11 +175,10 @@ class JobSpec(_Keys):
     @model_validator(mode="before")
     @classmethod
     def _keys_of_kind(cls, data: Any) -> Any:
-        """Refuse the keys the batch's kind does not take; null defaults become the defaults."""
+        """Refuse the keys the batch's kind does not take."""
         if not isinstance(data, dict):
             return data
-        data = {**data, "defaults": {} if data.get("defaults") is None else data["defaults"]}
-        kind, defaults = data.get("kind", "map"), data["defaults"]
+        kind, defaults = data.get("kind", "map"), data.get("defaults")
         if kind not in KIND_FORMATS:
             return data  # the kind itself is refused by validation
         inner = [f"defaults.{name}" for name in defaults] if isinstance(defaults, dict) else []
@@ -366,7 +365,7 @@ def load_jobs(path: str | Path, overrides: Iterable[str] = ()) -> JobSpec:
             message names the file and the key.
     """
     path = Path(path)
-    data = apply_overrides(read_yaml(path, "batch file"), overrides)
+    data = read_yaml(path, "batch file", overrides)
     with _at(str(path)):
         return parse_batch(data, path.parent)
 

@@ -20,7 +20,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError, field_validator, 
 from pydantic.dataclasses import dataclass
 
 from landprompt.errors import BadInputError
-from landprompt.schema import FilePath, Flag, Int, Real, Text, apply_overrides, key, read_yaml, schema_error
+from landprompt.schema import FilePath, Flag, Int, Real, Section, Text, key, read_yaml, schema_error
 
 Target = Literal["mean", "sample"]
 EXAMPLE = "configs/train_example.yaml"
@@ -130,18 +130,12 @@ class OptimConfig:
 class TrainConfig:
     """The whole training configuration (one section per dataclass)."""
 
-    run: RunConfig
-    data: DataConfig
-    augment: AugmentConfig = key(default_factory=AugmentConfig)
-    model: ModelConfig = key(default_factory=ModelConfig)
-    loss: LossConfig = key(default_factory=LossConfig)
-    optim: OptimConfig = key(default_factory=OptimConfig)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _empty_sections(cls, raw: Any) -> Any:
-        """An empty section (``augment:`` with no keys) takes every default."""
-        return {k: {} if v is None else v for k, v in raw.items()} if isinstance(raw, dict) else raw
+    run: Section[RunConfig]
+    data: Section[DataConfig]
+    augment: Section[AugmentConfig] = key(default_factory=AugmentConfig)
+    model: Section[ModelConfig] = key(default_factory=ModelConfig)
+    loss: Section[LossConfig] = key(default_factory=LossConfig)
+    optim: Section[OptimConfig] = key(default_factory=OptimConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
@@ -175,10 +169,10 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> TrainConfig:
     Raises:
         BadInputError: If the file is missing or malformed, or a key or value is invalid.
     """
-    raw = read_yaml(path, "training config")
+    raw = read_yaml(path, "training config", overrides)
     if not isinstance(raw, dict):
         raise BadInputError(f"{path} must hold a mapping of sections (run, data, ...)")
-    return config_from_dict(apply_overrides(raw, overrides))
+    return config_from_dict(raw)
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> TrainConfig:
