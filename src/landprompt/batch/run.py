@@ -116,14 +116,20 @@ def run_jobs(
 
 
 def run_job(job: Job, overwrite: bool = False) -> JobResult:
-    """Run one job: compute its product and write its missing outputs (all of them with ``overwrite``)."""
+    """Run one job: compute its product and write its missing outputs (all of them with ``overwrite``).
+
+    Never raises: an error is returned in :attr:`JobResult.error`, so one failure does not stop a batch.
+    """
     todo = job.outputs if overwrite else job.missing()
-    job.make(todo)
+    try:
+        job.make(todo)
+    except Exception as exc:  # caught here, a Dask worker logs no traceback for it
+        return _failed(job, exc)
     return JobResult(job.key, written=tuple(todo))
 
 
 def _failed(job: Job, exc: Exception) -> JobResult:
-    """The result of a job that raised, or whose task died (its worker was killed): the batch goes on.
+    """The result of a job that raised, or whose task itself died (its worker was killed).
 
     The error is one line: the message of user errors, the type and message of others.
     """
