@@ -1,11 +1,5 @@
 """The jobs of a batch, one class per kind: what each makes from a concept (and an area) and where it writes.
 
-- :class:`MapJob` (kind ``map``): a probability map of a concept over an area -> COG / PNG / HTML;
-- :class:`ChangeJob` (``change``): the change from ``cube`` to ``cube_b`` over an area -> COGs / PNG;
-- :class:`AggregateJob` (``aggregate``): indicators per polygon of ``units`` -> CSV / GeoJSON;
-- :class:`PointsJob` (``points``): validation at the observations in ``points`` -> JSON / PNG, and with
-  ``fit`` the calibration saved next to the cube.
-
 Outputs go to ``<out>/<group>/<concept-slug>.<ext>``, the group being the area (map, change), the polygon
 file's name (aggregate) or the points file's name (points). A job ships paths, not arrays: in its worker it
 loads CLIP once per process (cached by model and weights), and the cube's query session encodes each prompt
@@ -22,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from landprompt.calibration import QuerySettings, calibration_path, resolve_calibration
+from landprompt.query.change import CHANGE_OUTPUTS
 from landprompt.query.scorer import ConceptScorer
 
 if TYPE_CHECKING:
@@ -50,8 +45,10 @@ class Job(ABC):
     group: str
     where: str
     bbox: BBox | None = None
-    #: Output file suffix of each format, and the title of the PNG and HTML outputs.
+    #: File-name suffix of each output; the outputs of a format, where they are not the one of its name;
+    #: the title of the PNG and HTML outputs.
     SUFFIXES: ClassVar[dict[str, str]] = {}
+    OUTPUTS_OF: ClassVar[dict[str, tuple[str, ...]]] = {}
     TITLE: ClassVar[str] = "P({prompt}) - {where}"
 
     @property
@@ -84,9 +81,10 @@ class Job(ABC):
 
     @property
     def outputs(self) -> dict[str, Path]:
-        """Output name -> path, one per format of the batch."""
+        """Output name -> path, for each format of the batch."""
         folder = self.spec.out / self.group
-        return {fmt: folder / f"{self.concept.slug}{self.SUFFIXES[fmt]}" for fmt in self.spec.formats}
+        names = [name for fmt in self.spec.formats for name in self.OUTPUTS_OF.get(fmt, (fmt,))]
+        return {name: folder / f"{self.concept.slug}{self.SUFFIXES[name]}" for name in names}
 
     @property
     def title(self) -> str:
@@ -125,18 +123,9 @@ class MapJob(Job):
 class ChangeJob(Job):
     """A change map of one concept over one area: outputs ``diff``, ``class`` (the COGs) and ``png``."""
 
+    SUFFIXES: ClassVar = CHANGE_OUTPUTS
+    OUTPUTS_OF: ClassVar = {"cog": ("diff", "class")}
     TITLE: ClassVar = "change in P({prompt}) - {where}"
-
-    @property
-    def outputs(self) -> dict[str, Path]:
-        """Output name -> path: the ``cog`` format is the ``diff`` and ``class`` COGs."""
-        from landprompt.query.change import change_paths
-
-        paths = change_paths(self.spec.out / self.group / f"{self.concept.slug}.tif")
-        names = [
-            name for fmt in self.spec.formats for name in (("diff", "class") if fmt == "cog" else (fmt,))
-        ]
-        return {name: paths[name] for name in names}
 
     def make(self, todo: dict[str, Path]) -> None:
         """Score both cubes and write the change map."""
