@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import os
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -33,6 +33,17 @@ def _text(value: Any) -> Any:
     if not isinstance(value, str) or not value.strip():
         raise PydanticKnownError("string_type")
     return value.strip()
+
+
+def checked(test: Callable[[Any], bool], message: str) -> BeforeValidator:
+    """A check of the value as given: where ``test`` fails, the error is ``{message}, got {value!r}``."""
+
+    def check(value: Any) -> Any:
+        if not test(value):
+            raise ValueError(f"{message}, got {value!r}")
+        return value
+
+    return BeforeValidator(check)
 
 
 def _section(value: Any) -> Any:

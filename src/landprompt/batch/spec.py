@@ -22,7 +22,7 @@ from landprompt.files import slugify
 from landprompt.geo import BBox, parse_bbox
 from landprompt.query.maps import HTML_MAX_PIXELS, check_html_size
 from landprompt.query.probability import DEFAULT_STYLE
-from landprompt.schema import FilePath, Flag, Section, Text, key, read_yaml, schema_error
+from landprompt.schema import FilePath, Flag, Section, Text, checked, key, read_yaml, schema_error
 
 #: Output formats each kind can write, and those it writes by default.
 KIND_FORMATS = {
@@ -36,17 +36,6 @@ DEFAULT_FORMATS = {**KIND_FORMATS, "aggregate": ("csv",)}
 DEFAULT_THRESHOLDS = {"change": 0.2, "aggregate": 0.5}
 
 
-def _checked(test: Callable[[Any], bool], message: str) -> BeforeValidator:
-    """A value for which ``test`` holds; anything else is refused with ``{message}, got {value!r}``."""
-
-    def check(value: Any) -> Any:
-        if not test(value):
-            raise ValueError(f"{message}, got {value!r}")
-        return value
-
-    return BeforeValidator(check)
-
-
 def _real(value: Any) -> bool:
     """Whether ``value`` is a number (not ``true``/``false``)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
@@ -54,7 +43,7 @@ def _real(value: Any) -> bool:
 
 def _some(what: str) -> BeforeValidator:
     """A list that is ``None`` or not empty; anything else is refused with ``give {what}``."""
-    return _checked(lambda v: v is None or (isinstance(v, list) and bool(v)), f"give {what}")
+    return checked(lambda v: v is None or (isinstance(v, list) and bool(v)), f"give {what}")
 
 
 def _style(style: Any) -> Any:
@@ -69,10 +58,8 @@ def _style(style: Any) -> Any:
 Versus = Annotated[
     list[Text] | None, _some("a list of background prompts, or null for the shipped vocabulary")
 ]
-Probability = Annotated[float, _checked(lambda v: _real(v) and 0 <= v < 1, "must be a probability in [0, 1)")]
-Km = Annotated[
-    float, _checked(lambda v: _real(v) and 0 < v < float("inf"), "must be a positive number of km")
-]
+Probability = Annotated[float, checked(lambda v: _real(v) and 0 <= v < 1, "must be a probability in [0, 1)")]
+Km = Annotated[float, checked(lambda v: _real(v) and 0 < v < float("inf"), "must be a positive number of km")]
 Formats = Annotated[
     list[Text] | None,
     _some("a list of formats (each kind takes its own; see the example)"),

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
 from landprompt.errors import BadInputError
-from landprompt.schema import FilePath, Flag, Int, Real, Section, Text, key, read_yaml, schema_error
+from landprompt.schema import FilePath, Flag, Int, Real, Section, Text, checked, key, read_yaml, schema_error
 
 Target = Literal["mean", "sample"]
 EXAMPLE = "configs/train_example.yaml"
@@ -113,17 +113,15 @@ class OptimConfig:
     lr: Real = key(5e-4, "Peak learning rate (AdamW), for the global batch.", gt=0.0)
     min_lr: Real = key(0.0, "Learning rate at the end of the cosine decay.", ge=0.0)
     weight_decay: Real = key(0.05, "AdamW weight decay (not on biases, norms...).", ge=0.0)
-    betas: tuple[Real, Real] = key((0.9, 0.98), "AdamW betas, both in [0, 1).")
+    betas: Annotated[
+        tuple[Real, Real],
+        checked(
+            lambda v: isinstance(v, list | tuple) and len(v) == 2, "optim.betas must be a list of 2 values"
+        ),
+    ] = key((0.9, 0.98), "AdamW betas, both in [0, 1).")
     eps: Real = key(1e-6, "AdamW epsilon.", gt=0.0)
     warmup_steps: Int = key(500, "Linear warm-up steps, then cosine decay to min_lr.", ge=0)
     grad_clip: Real | None = key(1.0, "Clip the global gradient norm (null: none).", gt=0.0)
-
-    @field_validator("betas", mode="before")
-    @classmethod
-    def _pair(cls, value: Any) -> Any:
-        if isinstance(value, list | tuple) and len(value) == 2:
-            return value
-        raise ValueError(f"optim.betas must be a list of 2 values, got {value!r}")
 
 
 @dataclass(frozen=True, config=_SECTION)
