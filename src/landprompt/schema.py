@@ -3,6 +3,7 @@
 YAML hands over plain values; these types refuse the lenient readings pydantic would otherwise allow
 (``true`` as 1, ``"yes"`` as true, ``2.5`` as an integer), and :func:`schema_error` turns a
 ``ValidationError`` into the project's one-line :class:`~landprompt.errors.BadInputError` naming the key path.
+:func:`read_yaml` reads a user's YAML file with the command line's ``--set`` overrides.
 """
 
 from __future__ import annotations
