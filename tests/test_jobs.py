@@ -377,3 +377,30 @@ def test_the_example_batch_file_is_valid(tmp_path: Path, cube: Path) -> None:
     assert [c.slug for c in spec.concepts] == ["a-lake", "woods", "village"]
     assert spec.formats == ("cog", "png", "html") and spec.defaults.style == "ground"
     assert spec.defaults.dtype == "float32"
+
+
+def test_set_overrides_keys_of_the_batch_file(cube: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from landprompt.cli import app
+
+    path = write_batch(tmp_path, batch(cube, tmp_path))
+    args = [
+        "query",
+        "export",
+        str(path),
+        "--no-progress",
+        "--set",
+        "out=other",
+        "--set",
+        "defaults.formats=[cog]",
+    ]
+    result = CliRunner().invoke(app, [*args, "--set", "concepts=[a lake]"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "other").rglob("*.*")) == [
+        "other/east/a-lake.tif",
+        "other/west/a-lake.tif",
+    ]
+    assert not (tmp_path / "maps").exists()
+    with pytest.raises(BadInputError, match=r"batch\.yaml: defaults\.formats\[0\]: unknown format 'jpg'"):
+        load_jobs(path, ["defaults.formats=[jpg]"])

@@ -123,7 +123,7 @@ def test_bottleneck_config_builds_a_head_with_an_exact_64_basis() -> None:
 
 
 def test_config_file_errors(tmp_path: Path) -> None:
-    with pytest.raises(BadInputError, match="not found"):
+    with pytest.raises(BadInputError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
     (tmp_path / "list.yaml").write_text("- 1\n")
     with pytest.raises(BadInputError, match="must hold a mapping"):

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from landprompt.embedder.models import load_checkpoint, read_checkpoint_config
 from landprompt.errors import BadInputError
+from landprompt.schema import apply_overrides
 from landprompt.train import config_from_dict, read_metrics, train
-from landprompt.train.config import apply_overrides
 from landprompt.train.synthetic import PairsPaths
 
 TINY_SITS = {"embed_dim": 32, "depth": 1, "num_heads": 2, "pool_size": 3}

@@ -3,14 +3,19 @@
 YAML hands over plain values; these types refuse the lenient readings pydantic would otherwise allow
 (``true`` as 1, ``"yes"`` as true, ``2.5`` as an integer), and :func:`schema_error` turns a
 ``ValidationError`` into the project's one-line :class:`~landprompt.errors.BadInputError` naming the key path.
+:func:`read_yaml` reads a user's YAML file with the command line's ``--set`` overrides.
 """
 
 from __future__ import annotations
 
+import copy
+import os
 import typing
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import yaml
 from pydantic import BeforeValidator, Field, FiniteFloat, Strict, ValidationError
 from pydantic_core import PydanticKnownError, PydanticUndefined
 
@@ -25,12 +30,26 @@ def _number(value: Any) -> Any:
 
 
 def _text(value: Any) -> Any:
-    """Refuse anything but a non-empty string."""
-    if not isinstance(value, str):
+    """Refuse anything but a string with more than spaces; drop the surrounding spaces."""
+    if not isinstance(value, str) or not value.strip():
         raise PydanticKnownError("string_type")
-    if not value:
-        raise PydanticKnownError("string_too_short", {"min_length": 1})
-    return value
+    return value.strip()
+
+
+def checked(test: Callable[[Any], bool], message: str) -> BeforeValidator:
+    """A check of the value as given: where ``test`` fails, the error is ``{message}, got {value!r}``."""
+
+    def check(value: Any) -> Any:
+        if not test(value):
+            raise ValueError(f"{message}, got {value!r}")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _section(value: Any) -> Any:
+    """An empty section (``augment:`` with no keys) takes every default."""
+    return {} if value is None else value
 
 
 Int = Annotated[int, Strict()]
@@ -40,9 +59,12 @@ Real = Annotated[FiniteFloat, BeforeValidator(_number)]
 Flag = Annotated[bool, Strict()]
 """``true`` or ``false`` only."""
 Text = Annotated[str, BeforeValidator(_text)]
-"""A non-empty string."""
+"""A non-empty string (surrounding spaces dropped)."""
 FilePath = Annotated[Path, BeforeValidator(_text)]
 """A path written as a non-empty string."""
+_T = TypeVar("_T")
+Section = Annotated[_T, BeforeValidator(_section)]
+"""A nested section (``Section[AugmentConfig]``); left empty (null), it takes every default."""
 
 
 def key(default: Any = PydanticUndefined, description: str = "", **limits: Any) -> Any:
@@ -51,6 +73,54 @@ def key(default: Any = PydanticUndefined, description: str = "", **limits: Any) 
     Typed ``Any`` so that type checkers read it as a plain default, as pydantic does.
     """
     return Field(default, description=description, **limits)
+
+
+def read_yaml(path: str | os.PathLike[str], what: str = "YAML file", overrides: Iterable[str] = ()) -> Any:
+    """The parsed YAML file at ``path``, with the command line's ``--set`` overrides applied.
+
+    Args:
+        path: The file.
+        what: What the file is, for the errors (``batch file b.yaml does not exist``).
+        overrides: ``dotted.key=value`` items.
+
+    Raises:
+        BadInputError: If the file does not exist or is not valid YAML, or an override is malformed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"{what} {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise BadInputError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    return apply_overrides(data, overrides)
+
+
+def apply_overrides(raw: Any, overrides: Iterable[str]) -> Any:
+    """A copy of ``raw`` with ``dotted.key=value`` overrides applied (values parsed as YAML).
+
+    ``raw`` other than a mapping is returned as it is, for validation to refuse.
+    """
+    if not isinstance(raw, Mapping):
+        return raw
+    out: dict[str, Any] = copy.deepcopy(dict(raw))
+    for item in overrides:
+        dotted, sep, text = item.partition("=")
+        *sections, name = parts = dotted.strip().split(".")
+        if not sep or not all(parts):
+            raise BadInputError(f"override {item!r} must look like section.key=value")
+        node = out
+        for i, part in enumerate(sections):
+            if node.get(part) is None:  # a missing or empty section (``augment:``)
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                raise BadInputError(f"override {item!r}: {'.'.join(parts[: i + 1])} is not a section")
+        try:
+            node[name] = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise BadInputError(f"override {item!r}: the value is not valid YAML: {err}") from err
+    return out
 
 
 _UNKNOWN = ("extra_forbidden", "unexpected_keyword_argument")
@@ -62,7 +132,6 @@ _WORDING = {
     "finite_number": "must be a finite number",
     "bool_type": "must be true or false",
     "string_type": "must be a non-empty string",
-    "string_too_short": "must be a non-empty string",
     "greater_than": "must be > {gt}",
     "greater_than_equal": "must be >= {ge}",
     "less_than": "must be < {lt}",

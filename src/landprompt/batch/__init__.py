@@ -2,5 +2,5 @@
 
 :mod:`~landprompt.batch.spec` checks the file (pydantic models), :mod:`~landprompt.batch.jobs` holds one job
 class per kind and :mod:`~landprompt.batch.run` plans, runs and reports. The batch runner sits above the
-stages it drives: only the command line and user code import it (it moved from ``landprompt.query.jobs``).
+stages it drives: only the command line and user code import it.
 """

@@ -1,11 +1,5 @@
 """The jobs of a batch, one class per kind: what each makes from a concept (and an area) and where it writes.
 
-- :class:`MapJob` (kind ``map``): a probability map of a concept over an area -> COG / PNG / HTML;
-- :class:`ChangeJob` (``change``): the change from ``cube`` to ``cube_b`` over an area -> COGs / PNG;
-- :class:`AggregateJob` (``aggregate``): indicators per polygon of ``units`` -> CSV / GeoJSON;
-- :class:`PointsJob` (``points``): validation at the observations in ``points`` -> JSON / PNG, and with
-  ``fit`` the calibration saved next to the cube.
-
 Outputs go to ``<out>/<group>/<concept-slug>.<ext>``, the group being the area (map, change), the polygon
 file's name (aggregate) or the points file's name (points). A job ships paths, not arrays: in its worker it
 loads CLIP once per process (cached by model and weights), and the cube's query session encodes each prompt
@@ -19,17 +13,18 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, ClassVar, cast
 
-from landprompt.batch.spec import AreaKeys, ClipKeys, ConceptKeys, JobSpec
 from landprompt.calibration import QuerySettings, calibration_path, resolve_calibration
-from landprompt.files import slugify
+from landprompt.query.change import CHANGE_OUTPUTS
 from landprompt.query.scorer import ConceptScorer
 
 if TYPE_CHECKING:
     import xarray as xr
 
+    from landprompt.batch.spec import ClipKeys, ConceptKeys, JobSpec
     from landprompt.embedder.clip import ClipModel
+    from landprompt.geo import BBox
 
 _LOCK = threading.Lock()  # one model load or text encoding at a time per process (threaded workers)
 _PYPLOT_LOCK = threading.Lock()  # the PNGs are drawn with pyplot, which is not thread-safe
@@ -37,13 +32,23 @@ _PYPLOT_LOCK = threading.Lock()  # the PNGs are drawn with pyplot, which is not 
 
 @dataclass(frozen=True)
 class Job(ABC):
-    """One concept of a batch (over one area, for maps and change maps), and the files it writes."""
+    """One concept of a batch over one area (maps, change maps) or one input file, and the files it writes.
+
+    Attributes:
+        group: The output folder: the area's slug, or the polygon or points file's.
+        where: The area's or the file's name, in titles.
+        bbox: The area's lon/lat box (``None``: the whole cube).
+    """
 
     spec: JobSpec
     concept: ConceptKeys
-    area: AreaKeys | None = None
-    #: Output file suffix of each format, and the title of the PNG and HTML outputs.
+    group: str
+    where: str
+    bbox: BBox | None = None
+    #: File-name suffix of each output; the outputs of a format, where they are not the one of its name;
+    #: the title of the PNG and HTML outputs.
     SUFFIXES: ClassVar[dict[str, str]] = {}
+    OUTPUTS_OF: ClassVar[dict[str, tuple[str, ...]]] = {}
     TITLE: ClassVar[str] = "P({prompt}) - {where}"
 
     @property
@@ -65,24 +70,9 @@ class Job(ABC):
         return [name for name in names if name.lower() != self.prompt.lower()]
 
     @property
-    def bbox(self) -> Any:
-        """The area's lon/lat box (``None``: the whole cube)."""
-        return self.area and self.area.bbox
-
-    @property
     def threshold(self) -> float:
         """The batch's threshold (change maps and indicators)."""
         return self.spec.threshold
-
-    @property
-    def source(self) -> Path:
-        """The polygon or points file an indicator or validation job reads."""
-        return cast(Path, self.spec.units or self.spec.points)
-
-    @property
-    def group(self) -> str:
-        """The output folder: the area, or the polygon or points file's name."""
-        return self.area.slug if self.area is not None else slugify(self.source.stem) or self.spec.kind
 
     @property
     def key(self) -> str:
@@ -90,16 +80,16 @@ class Job(ABC):
         return f"{self.group}/{self.concept.slug}"
 
     @property
-    def title(self) -> str:
-        """Title of the job's PNG and HTML outputs."""
-        where = self.area.name if self.area is not None else self.source.name
-        return self.TITLE.format(prompt=self.prompt, where=where)
+    def outputs(self) -> dict[str, Path]:
+        """Output name -> path, for each format of the batch."""
+        folder = self.spec.out / self.group
+        names = [name for fmt in self.spec.formats for name in self.OUTPUTS_OF.get(fmt, (fmt,))]
+        return {name: folder / f"{self.concept.slug}{self.SUFFIXES[name]}" for name in names}
 
     @property
-    def outputs(self) -> dict[str, Path]:
-        """Output name -> path, one per format of the batch."""
-        folder = self.spec.out / self.group
-        return {fmt: folder / f"{self.concept.slug}{self.SUFFIXES[fmt]}" for fmt in self.spec.formats}
+    def title(self) -> str:
+        """Title of the PNG and HTML outputs."""
+        return self.TITLE.format(prompt=self.prompt, where=self.where)
 
     def missing(self) -> dict[str, Path]:
         """The outputs not written yet."""
@@ -133,18 +123,9 @@ class MapJob(Job):
 class ChangeJob(Job):
     """A change map of one concept over one area: outputs ``diff``, ``class`` (the COGs) and ``png``."""
 
+    SUFFIXES: ClassVar = CHANGE_OUTPUTS
+    OUTPUTS_OF: ClassVar = {"cog": ("diff", "class")}
     TITLE: ClassVar = "change in P({prompt}) - {where}"
-
-    @property
-    def outputs(self) -> dict[str, Path]:
-        """Output name -> path: the ``cog`` format is the ``diff`` and ``class`` COGs."""
-        from landprompt.query.change import change_paths
-
-        paths = change_paths(self.spec.out / self.group / f"{self.concept.slug}.tif")
-        names = [
-            name for fmt in self.spec.formats for name in (("diff", "class") if fmt == "cog" else (fmt,))
-        ]
-        return {name: paths[name] for name in names}
 
     def make(self, todo: dict[str, Path]) -> None:
         """Score both cubes and write the change map."""
@@ -167,14 +148,13 @@ class AggregateJob(Job):
     """Indicators of one concept per polygon: outputs ``csv`` and ``geojson``."""
 
     SUFFIXES: ClassVar = {"csv": ".csv", "geojson": ".geojson"}
-    TITLE: ClassVar = "P({prompt}) per polygon of {where}"
 
     def make(self, todo: dict[str, Path]) -> None:
         """Score the polygons and write the table in each format."""
         from landprompt.query.aggregate import aggregate, read_units, write_indicators
 
         spec = self.spec
-        units = read_units(self.source, spec.id_field)
+        units = read_units(cast(Path, spec.units), spec.id_field)
         table = aggregate(
             spec.cube, _scorer(self), units, threshold=self.threshold, calibration=spec.defaults.calibrated
         )
@@ -186,7 +166,6 @@ class PointsJob(Job):
     """Validation of one concept at field points: outputs ``json``, ``png`` and (with fit) ``calibration``."""
 
     SUFFIXES: ClassVar = {"json": ".json", "png": "_reliability.png"}
-    TITLE: ClassVar = "P({prompt}) at {where}"
 
     @property
     def outputs(self) -> dict[str, Path]:
@@ -204,7 +183,7 @@ class PointsJob(Job):
         report = evaluate_points(
             spec.cube,
             _scorer(self),
-            self.source,
+            cast(Path, spec.points),
             spec.label_field,
             fit=defaults.fit,
             block_km=defaults.block_km,

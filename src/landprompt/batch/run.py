@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
 
 from landprompt.batch.jobs import KINDS, Job
 from landprompt.batch.spec import KIND_KEYS, JobSpec
 from landprompt.distributed import run_each
 from landprompt.errors import LandpromptError
+from landprompt.files import slugify
 from landprompt.progress import progress_bar
 
 #: Threads of the one-worker Dask cluster ``scheduler="local"`` starts in this process.
@@ -25,9 +28,16 @@ LOCAL_THREADS = min(4, os.cpu_count() or 1)
 
 
 def plan(spec: JobSpec) -> list[Job]:
-    """The jobs of a batch: per area and concept (area by area) for maps and change maps, else per concept."""
-    areas = spec.regions if spec.kind in KIND_KEYS["areas"] else [None]
-    return [KINDS[spec.kind](spec, concept, area) for area in areas for concept in spec.concepts]
+    """The jobs of a batch: per area and concept (area by area) for maps and change maps, else per concept.
+
+    A map's output folder is its area's; an indicator's or a validation's is named after its input file.
+    """
+    if spec.kind in KIND_KEYS["areas"]:
+        groups = [(slugify(area.name), area.name, area.bbox) for area in spec.regions]
+    else:
+        source = cast(Path, spec.units or spec.points)
+        groups = [(slugify(source.stem) or spec.kind, source.name, None)]
+    return [KINDS[spec.kind](spec, concept, *group) for group in groups for concept in spec.concepts]
 
 
 @dataclass
@@ -97,7 +107,7 @@ def run_jobs(
         return report
     with progress_bar("maps", len(pending), enabled=progress) as advance:
         results = run_each(
-            run_job, pending, scheduler, threads=LOCAL_THREADS, on_error=_died, overwrite=overwrite
+            run_job, pending, scheduler, threads=LOCAL_THREADS, on_error=_failed, overwrite=overwrite
         )
         for result in results:
             report.add(result)
@@ -113,17 +123,17 @@ def run_job(job: Job, overwrite: bool = False) -> JobResult:
     todo = job.outputs if overwrite else job.missing()
     try:
         job.make(todo)
-    except Exception as exc:  # reported per job, the batch goes on
-        return JobResult(job.key, error=_describe(exc))
+    except Exception as exc:  # caught here, a Dask worker logs no traceback for it
+        return _failed(job, exc)
     return JobResult(job.key, written=tuple(todo))
 
 
-def _died(job: Job, exc: Exception) -> JobResult:
-    """The result of a job whose task itself died (e.g. its worker was killed)."""
-    return JobResult(job.key, error=_describe(exc))
+def _failed(job: Job, exc: Exception) -> JobResult:
+    """The result of a job that raised, or whose task itself died (its worker was killed).
 
-
-def _describe(exc: BaseException) -> str:
-    """One line for a report: the message of user errors, the type and message of others."""
+    The error is one line: the message of user errors, the type and message of others.
+    """
     text = " ".join(str(exc).split())
-    return text if isinstance(exc, LandpromptError) else f"{type(exc).__name__}: {text}"
+    return JobResult(
+        job.key, error=text if isinstance(exc, LandpromptError) else f"{type(exc).__name__}: {text}"
+    )

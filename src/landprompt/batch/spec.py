@@ -8,41 +8,24 @@ line naming the key path. ``landprompt query export --schema`` prints :func:`jso
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator, model_validator
-from pydantic_core import PydanticKnownError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
 from landprompt.embedder.cube import cube_grid, open_cube
-from landprompt.errors import BadInputError, did_you_mean
+from landprompt.errors import BadInputError
 from landprompt.files import slugify
 from landprompt.geo import BBox, parse_bbox
 from landprompt.query.maps import HTML_MAX_PIXELS, check_html_size
 from landprompt.query.probability import DEFAULT_STYLE
-from landprompt.schema import FilePath, Flag, key, schema_error
+from landprompt.schema import FilePath, Flag, Section, Text, checked, key, read_yaml, schema_error
 
-Kind = Literal["map", "change", "aggregate", "points"]
-
-#: Keys (top level or in defaults) that only some kinds take.
-KIND_KEYS: dict[str, tuple[Kind, ...]] = {
-    "cube_b": ("change",),
-    "units": ("aggregate",),
-    "points": ("points",),
-    "areas": ("map", "change"),
-    "id_field": ("aggregate",),
-    "label_field": ("points",),
-    "dtype": ("map",),
-    "threshold": ("change", "aggregate"),
-    "calibrated": ("map", "change", "aggregate"),
-    "fit": ("points",),
-    "block_km": ("points",),
-}
 #: Output formats each kind can write, and those it writes by default.
-KIND_FORMATS: dict[str, tuple[str, ...]] = {
+KIND_FORMATS = {
     "map": ("cog", "png", "html"),
     "change": ("cog", "png"),
     "aggregate": ("csv", "geojson"),
@@ -53,33 +36,34 @@ DEFAULT_FORMATS = {**KIND_FORMATS, "aggregate": ("csv",)}
 DEFAULT_THRESHOLDS = {"change": 0.2, "aggregate": 0.5}
 
 
-def _words(value: Any) -> Any:
-    """Non-empty text, stripped."""
-    if not isinstance(value, str) or not value.strip():
-        raise PydanticKnownError("string_type")
-    return value.strip()
-
-
-def _some(message: str) -> BeforeValidator:
-    """A list that is ``None`` or not empty; anything else is refused with ``message``."""
-
-    def check(value: Any) -> Any:
-        if value is not None and (not isinstance(value, list) or not value):
-            raise ValueError(message)
-        return value
-
-    return BeforeValidator(check)
-
-
 def _real(value: Any) -> bool:
     """Whether ``value`` is a number (not ``true``/``false``)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-Words = Annotated[str, BeforeValidator(_words)]
-"""Non-empty text (surrounding spaces dropped)."""
+def _some(what: str) -> BeforeValidator:
+    """A list that is ``None`` or not empty; anything else is refused with ``give {what}``."""
+    return checked(lambda v: v is None or (isinstance(v, list) and bool(v)), f"give {what}")
+
+
+def _style(style: Any) -> Any:
+    """A known prompt template style (null: the default one)."""
+    from landprompt.embedder.prompts import get_templates
+
+    if isinstance(style, str) and style.strip():
+        get_templates(style)
+    return DEFAULT_STYLE if style is None else style
+
+
 Versus = Annotated[
-    list[Words] | None, _some("give a list of background prompts, or null for the shipped vocabulary")
+    list[Text] | None, _some("a list of background prompts, or null for the shipped vocabulary")
+]
+Probability = Annotated[float, checked(lambda v: _real(v) and 0 <= v < 1, "must be a probability in [0, 1)")]
+Km = Annotated[float, checked(lambda v: _real(v) and 0 < v < float("inf"), "must be a positive number of km")]
+Formats = Annotated[
+    list[Text] | None,
+    _some("a list of formats (each kind takes its own; see the example)"),
+    BeforeValidator(lambda value: [value] if isinstance(value, str) else value),
 ]
 
 
@@ -90,17 +74,15 @@ class _Keys(BaseModel):
 class ClipKeys(_Keys):
     """The CLIP text tower that encodes the prompts."""
 
-    model: Words = key(..., "An open_clip model name (ViT-B-32, ...) or landprompt-tiny.")
-    pretrained: Words | None = key(
-        None, "A pretrained tag, a local weights file, or null for random weights."
-    )
+    model: Text = key(..., "An open_clip model name (ViT-B-32, ...) or landprompt-tiny.")
+    pretrained: Text | None = key(None, "A pretrained tag, a local weights file, or null for random weights.")
 
 
 class ConceptKeys(_Keys):
     """A concept: a prompt in plain words, or this mapping."""
 
-    name: Words | None = key(None, "Names the output files (slugged); default: the prompt.")
-    prompt: Words = key(None, "The concept in plain words; default: the name.")
+    name: Text | None = key(None, "Names the output files (slugged); default: the prompt.")
+    prompt: Text = key(None, "The concept in plain words; default: the name.")
     versus: Versus = key(None, "This concept's background prompts (null: the shipped vocabulary).")
 
     @model_validator(mode="before")
@@ -124,15 +106,10 @@ class ConceptKeys(_Keys):
 class AreaKeys(_Keys):
     """A named window of the cube."""
 
-    name: Words = key(..., "Names the area's output folder (slugged).")
+    name: Text = key(..., "Names the area's output folder (slugged).")
     bbox: Any = key(
         None, "'minlon,minlat,maxlon,maxlat' in degrees, or a GeoJSON file; null: the whole cube."
     )
-
-    @property
-    def slug(self) -> str:
-        """Folder-name form of the name."""
-        return slugify(self.name)
 
 
 class DefaultKeys(_Keys):
@@ -141,105 +118,80 @@ class DefaultKeys(_Keys):
     versus: Versus = key(
         None, "Background prompts each concept competes with (null: the shipped vocabulary)."
     )
-    style: Words = key(DEFAULT_STYLE, "Prompt template style: classname, ground, satellite or aerial.")
-    formats: list[Words] | None = key(None, "Output formats (each kind takes its own; see the example).")
+    style: Annotated[str, BeforeValidator(_style)] = key(
+        DEFAULT_STYLE, "Prompt template style: classname, ground, satellite or aerial."
+    )
+    formats: Formats = key(None, "Output formats (each kind takes its own; see the example).")
     dtype: Literal["float32", "uint8"] = key(
         "float32", "[map] COG encoding: float32 (0-1, NaN nodata) or uint8.", title="dtype"
     )
-    threshold: float | None = key(None, "[change, aggregate] Change counted as gain/loss, or presence level.")
+    threshold: Probability | None = key(
+        None, "[change, aggregate] Change counted as gain/loss, or presence level."
+    )
     calibrated: Flag = key(False, "[map, change, aggregate] Apply each concept's saved calibration.")
     fit: Literal["platt", "isotonic"] | None = key(
         None, "[points] Calibration to fit: platt or isotonic.", title="calibration method"
     )
-    block_km: float = key(10.0, "[points] Side of the spatial cross-validation blocks, km.")
-
-    @field_validator("style", mode="before")
-    @classmethod
-    def _style(cls, style: Any) -> Any:
-        """A known template style; null is the default one."""
-        from landprompt.embedder.prompts import get_templates
-
-        if isinstance(style, str) and style.strip():
-            get_templates(style.strip())
-        return DEFAULT_STYLE if style is None else style
-
-    @field_validator("formats", mode="before")
-    @classmethod
-    def _listed(cls, value: Any) -> Any:
-        value = [value] if isinstance(value, str) else value
-        if value is not None and (not isinstance(value, list) or not value):
-            raise ValueError("give a list of formats (each kind takes its own; see the example)")
-        return value
-
-    @field_validator("threshold", mode="before")
-    @classmethod
-    def _probability(cls, value: Any) -> Any:
-        if value is not None and not (_real(value) and 0 <= value < 1):
-            raise ValueError(f"must be a probability in [0, 1), got {value!r}")
-        return value
-
-    @field_validator("block_km", mode="before")
-    @classmethod
-    def _km(cls, value: Any) -> Any:
-        if not (_real(value) and 0 < value < float("inf")):
-            raise ValueError(f"must be a positive number of km, got {value!r}")
-        return value
+    block_km: Km = key(10.0, "[points] Side of the spatial cross-validation blocks, km.")
 
 
 class JobSpec(_Keys):
     """A batch file: a kind, a cube, an output folder, the concepts and what the kind needs."""
 
     model_config = ConfigDict(title="BatchFile")
-    kind: Kind = key("map", "What every job makes: map, change, aggregate or points.", title="job kind")
+    kind: Literal["map", "change", "aggregate", "points"] = key(
+        "map", "What every job makes: map, change, aggregate or points.", title="job kind"
+    )
     cube: FilePath = key(..., "The embedding cube (.zarr), relative to the file's folder.")
     cube_b: FilePath | None = key(None, "[change] The later cube, on the same grid.")
     units: FilePath | None = key(None, "[aggregate] GeoJSON or GeoPackage polygons.")
-    id_field: Words | None = key(None, "[aggregate] Property naming each polygon (default: feature id).")
+    id_field: Text | None = key(None, "[aggregate] Property naming each polygon (default: feature id).")
     points: FilePath | None = key(None, "[points] CSV with lon, lat (WGS84) and a presence label.")
-    label_field: Words = key("present", "[points] Column of the label: 1/0, true/false or yes/no.")
+    label_field: Text = key("present", "[points] Column of the label: 1/0, true/false or yes/no.")
     out: FilePath = key(..., "Output folder.")
     clip: ClipKeys | None = key(None, "The CLIP text tower; default: the model the cube names.")
-    defaults: DefaultKeys = key(default_factory=DefaultKeys, description="Settings shared by every job.")
+    defaults: Section[DefaultKeys] = key(default_factory=DefaultKeys, description="Settings of every job.")
     concepts: Annotated[
-        list[ConceptKeys],
-        _some("give a list of at least one concept (a prompt, or {name:, prompt:, versus:})"),
+        list[ConceptKeys], _some("a list of at least one concept (a prompt, or {name:, prompt:, versus:})")
     ] = key(..., "At least one concept: a prompt, or {name:, prompt:, versus:}.")
     areas: Annotated[
         list[AreaKeys] | None,
-        _some("give a list of {name:, bbox:} areas, or leave areas out to map the whole cube"),
+        _some("a list of {name:, bbox:} areas, or leave areas out to map the whole cube"),
     ] = key(None, "[map, change] Areas to map; default: the whole cube.")
 
     @model_validator(mode="before")
     @classmethod
     def _keys_of_kind(cls, data: Any) -> Any:
-        """Refuse the keys the batch's kind does not take; null defaults become the defaults."""
+        """Refuse the keys the batch's kind does not take."""
         if not isinstance(data, dict):
             return data
-        if data.get("defaults") is None:
-            data = {**data, "defaults": {}}
-        kind = data.get("kind", "map")
+        kind, defaults = data.get("kind", "map"), data.get("defaults")
         if kind not in KIND_FORMATS:
             return data  # the kind itself is refused by validation
-        defaults = data["defaults"] if isinstance(data["defaults"], dict) else {}
-        for path, name in [(k, k) for k in data] + [(f"defaults.{k}", k) for k in defaults]:
-            kinds = KIND_KEYS.get(name)
-            if kinds is not None and kind not in kinds:
-                only = " or ".join(kinds)
-                raise ValueError(f"{path}: applies to kind {only} only, and this batch is kind {kind}")
+        inner = [f"defaults.{name}" for name in defaults] if isinstance(defaults, dict) else []
+        for path in [*data, *inner]:
+            kinds = KIND_KEYS.get(path.removeprefix("defaults."), (kind,))
+            if kind not in kinds:
+                raise ValueError(
+                    f"{path}: applies to kind {' or '.join(kinds)} only, and this batch is kind {kind}"
+                )
         return data
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
-        """Checks across keys: the kind's formats, names that make unique file names, real backgrounds."""
+        """Checks across keys: the kind's inputs and formats, unique file names, real backgrounds."""
+        for name in ("cube_b", "units", "points"):
+            if self.kind in KIND_KEYS[name] and getattr(self, name) is None:
+                raise ValueError(f"{name}: required key is missing")
         choices = KIND_FORMATS[self.kind]
         for i, fmt in enumerate(self.formats):
             if fmt not in choices:
                 raise ValueError(
                     f"defaults.formats[{i}]: unknown format {fmt!r}; choose one of {', '.join(choices)}"
                 )
-        _unique("defaults.formats", "formats", list(self.formats))
+        _unique("defaults.formats", "formats", self.formats)
         _unique("concepts", "concept names", [concept.slug for concept in self.concepts])
-        _unique("areas", "area names", [area.slug for area in self.areas or []])
+        _unique("areas", "area names", [slugify(area.name) for area in self.areas or []])
         for i, concept in enumerate(self.concepts):
             versus = self.versus_of(concept)
             if versus is not None and all(v.lower() == concept.prompt.lower() for v in versus):
@@ -288,18 +240,15 @@ class JobSpec(_Keys):
         spec = self.model_copy(update={k: (base / v.expanduser()).absolute() for k, v in paths.items() if v})
         with _at("cube"):
             ds = open_cube(spec.cube)
-        inputs = {
+        reads: dict[str, Callable[[Path], Any]] = {
             "cube_b": lambda path: check_same_grid(ds, open_cube(path)),
             "units": lambda path: read_units(path, spec.id_field),
             "points": lambda path: read_points(path, spec.label_field),
         }
-        for name, read in inputs.items():
-            if spec.kind not in KIND_KEYS[name]:
-                continue
-            with _at(name):
-                if getattr(spec, name) is None:
-                    raise BadInputError("required key is missing")
-                read(getattr(spec, name))
+        for name, read in reads.items():  # the kind's own inputs (others were refused)
+            if getattr(spec, name) is not None:
+                with _at(name):
+                    read(getattr(spec, name))
         if spec.out.exists() and not spec.out.is_dir():
             raise BadInputError(f"out: {spec.out} exists and is not a folder")
         grid, areas = cube_grid(ds), []
@@ -320,6 +269,15 @@ class JobSpec(_Keys):
         return spec.model_copy(update={"clip": clip, "areas": areas if spec.areas else None})
 
 
+#: Keys (top level or in defaults) that only some kinds take: those whose description starts ``[kind, ...]``.
+KIND_KEYS = {
+    name: tuple(match.group(1).split(", "))
+    for model in (JobSpec, DefaultKeys)
+    for name, info in model.model_fields.items()
+    if (match := re.match(r"\[([a-z, ]+)\] ", info.description or ""))
+}
+
+
 @contextmanager
 def _at(path: str, hint: str = "") -> Iterator[None]:
     """Name the key path before a :class:`BadInputError` raised inside (``areas[1].bbox: ...``)."""
@@ -329,12 +287,12 @@ def _at(path: str, hint: str = "") -> Iterator[None]:
         raise type(exc)(f"{path}: {exc}{hint}") from None  # a damaged cube keeps its own exit code
 
 
-def _unique(path: str, what: str, names: list[str]) -> None:
+def _unique(path: str, what: str, names: Iterable[str]) -> None:
     """Names that make file names: each with a letter or digit, none repeated."""
+    names = list(names)
     if "" in names:
         raise ValueError(f"{path}[{names.index('')}].name: no letter or digit to name the output files by")
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
+    if repeated := sorted({name for name in names if names.count(name) > 1}):
         raise ValueError(
             f"{path}: {what} must be unique (after lower-casing and slugging); repeated: {repeated}"
         )
@@ -351,22 +309,19 @@ def _bbox(value: Any, base: Path) -> BBox:
 
 def _checked_clip(keys: ClipKeys, base: Path) -> ClipKeys:
     """An open_clip model name, checked without loading it; a weights file relative to ``base``."""
-    import open_clip
+    from landprompt.embedder.clip import check_model_name
 
-    from landprompt.embedder import clip  # noqa: F401  (registers landprompt-tiny)
-
-    if ":" not in keys.model and keys.model not in open_clip.list_models():
-        hint = did_you_mean(keys.model, open_clip.list_models(), n=3, show=str)
-        raise BadInputError(f"clip.model: unknown CLIP model {keys.model!r}{hint}")
+    with _at("clip.model"):
+        check_model_name(keys.model)
     weights = (base / Path(keys.pretrained).expanduser()).absolute() if keys.pretrained else None
     return keys.model_copy(update={"pretrained": str(weights)}) if weights and weights.is_file() else keys
 
 
 def _clip_of_cube(attrs: Any) -> ClipKeys:
-    from landprompt.embedder.clip import recorded_clip
+    """The CLIP model the cube's attrs name."""
+    from landprompt.embedder.recorded import recorded_clip
 
-    named = recorded_clip(attrs)
-    if named is None:
+    if (named := recorded_clip(attrs)) is None:
         raise BadInputError(
             "clip: the cube does not name its CLIP model: add clip: {model: NAME, pretrained: TAG}"
         )
@@ -386,28 +341,21 @@ def parse_batch(data: Any, base: str | Path | None = None) -> JobSpec:
     return spec if base is None else spec.checked(Path(base))
 
 
-def load_jobs(path: str | Path) -> JobSpec:
+def load_jobs(path: str | Path, overrides: Iterable[str] = ()) -> JobSpec:
     """Read and check a batch file (YAML) and its data; nothing is written.
 
     Relative paths in the file (cube, out, GeoJSON areas, weights files) are relative to the file's folder.
+    ``overrides`` (``defaults.threshold=0.3``, values read as YAML) replace keys of the file.
 
     Raises:
         BadInputError: if the file is missing or not YAML, or a key is unknown, missing or invalid; the
             message names the file and the key.
     """
     path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"batch file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
-    try:
+    data = read_yaml(path, "batch file", overrides)
+    with _at(str(path)):
         return parse_batch(data, path.parent)
-    except BadInputError as exc:
-        raise type(exc)(f"{path}: {exc}") from None
 
 
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema of a batch file (``landprompt query export --schema``)."""
-    return JobSpec.model_json_schema()
+json_schema = JobSpec.model_json_schema
+"""The JSON Schema of a batch file (``landprompt query export --schema``)."""

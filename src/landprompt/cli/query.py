@@ -181,6 +181,12 @@ def query_export(
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Rewrite maps that already exist.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override a key, e.g. --set defaults.threshold=0.3 (repeatable; values are YAML)."
+        ),
+    ] = None,
     example: Annotated[bool, typer.Option("--example", help="Print an example batch file and exit.")] = False,
     schema: Annotated[
         bool,
@@ -195,6 +201,8 @@ def query_export(
         landprompt query export --schema > batch.schema.json
 
         landprompt query export batch.yaml --scheduler local
+
+        landprompt query export batch.yaml --set out=maps-2024 --set defaults.formats=[cog]
     """
     from landprompt.batch.run import run_jobs
     from landprompt.batch.spec import load_jobs
@@ -215,7 +223,9 @@ def query_export(
     if jobs is None:
         raise BadInputError("give a batch YAML file; 'landprompt query export --example' prints one")
 
-    report = run_jobs(load_jobs(jobs), scheduler=scheduler, progress=progress, overwrite=overwrite)
+    report = run_jobs(
+        load_jobs(jobs, set_ or []), scheduler=scheduler, progress=progress, overwrite=overwrite
+    )
     console.print(report.summary())
     for key, message in report.failed.items():
         err_console.print(f"[red]failed[/red] {key}: {message}")

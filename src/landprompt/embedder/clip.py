@@ -281,17 +281,26 @@ def _resolve_source(name: str, pretrained: str | Path | None, cache_dir: str | N
         if pretrained is not None:
             raise BadInputError(f"{name} brings its own weights; leave pretrained unset (got {pretrained!r})")
         return _schema_source(name, cache_dir)
-    if name not in open_clip.list_models():
-        hint = did_you_mean(name, open_clip.list_models(), n=3, show=str, before=" ", sentence=True)
-        raise BadInputError(
-            f"unknown CLIP model {name!r}; list the names with python -c "
-            f"'import open_clip; print(open_clip.list_models())'.{hint}"
-        )
+    check_model_name(name)
     if pretrained is None:
         return _Source("random", None, f"random({seed})", f"random initialisation (seed {seed})")
     if isinstance(pretrained, Path) or _looks_like_path(pretrained):
         return _file_source(name, Path(pretrained))
     return _tag_source(name, pretrained, cache_dir)
+
+
+def check_model_name(name: str) -> None:
+    """Refuse a model name open_clip does not know, naming the closest ones (``hf-hub:`` names pass).
+
+    Raises:
+        BadInputError: If ``name`` is unknown.
+    """
+    if not name.startswith((HF_HUB_PREFIX, LOCAL_DIR_PREFIX)) and name not in open_clip.list_models():
+        hint = did_you_mean(name, open_clip.list_models(), n=3, show=str, before=" ", sentence=True)
+        raise BadInputError(
+            f"unknown CLIP model {name!r}; list the names with python -c "
+            f"'import open_clip; print(open_clip.list_models())'.{hint}"
+        )
 
 
 def _looks_like_path(value: str) -> bool:

@@ -39,8 +39,8 @@ import pandas as pd
 
 from landprompt.errors import BadInputError
 from landprompt.evaluate.prompts import PromptSet, default_templates
-from landprompt.evaluate.resources import read_yaml
 from landprompt.pairs.sources.lucas import normalised_columns
+from landprompt.schema import read_yaml
 
 SUITE_FORMAT = "landprompt-concept-suite"
 SURVEY_YEARS: tuple[int, ...] = (2006, 2009, 2012, 2015, 2018, 2022)
@@ -96,7 +96,7 @@ def load_suite(path: str | os.PathLike[str] | None = None) -> ConceptSuite:
             unknown group or year, or has a rule that is not one SQL expression.
     """
     path = Path(path) if path is not None else shipped_suite_path()
-    document = read_yaml(path)
+    document = read_yaml(path, "concept suite")
     if not isinstance(document, dict) or document.get("format") != SUITE_FORMAT:
         raise BadInputError(f"{path} is not a concept suite (it needs 'format: {SUITE_FORMAT}')")
     entries = document.get("concepts") or {}

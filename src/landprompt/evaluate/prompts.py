@@ -40,7 +40,8 @@ import numpy as np
 from landprompt.embedder.clip import ClipModel
 from landprompt.embedder.prompts import expand, get_templates
 from landprompt.errors import BadInputError
-from landprompt.evaluate.resources import packaged_yaml, read_yaml
+from landprompt.evaluate.resources import packaged_yaml
+from landprompt.schema import read_yaml
 
 GENERIC: tuple[str, ...] = ("a satellite image of {}.",)
 STYLES: tuple[str, ...] = ("classname", "generic", "satellite", "aerial", "ground", "descriptive")
@@ -140,7 +141,7 @@ def load_prompt_set(dataset: str, path: str | Path | None = None) -> PromptSet:
         raise BadInputError(f"no prompt set for {dataset!r}; known: {', '.join(PROMPT_SETS)}")
     if path is not None:
         sources.append(str(path))
-        _merge(read_yaml(path), sources[-1], names, templates, sentences)
+        _merge(read_yaml(path, "prompt set"), sources[-1], names, templates, sentences)
     for style in sentences:
         templates.pop(style, None)
     return PromptSet(dataset, names, templates, sentences, tuple(sources))

@@ -12,17 +12,15 @@ Example:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import ConfigDict, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
 from landprompt.errors import BadInputError
-from landprompt.schema import FilePath, Flag, Int, Real, Text, key, schema_error
+from landprompt.schema import FilePath, Flag, Int, Real, Section, Text, checked, key, read_yaml, schema_error
 
 Target = Literal["mean", "sample"]
 EXAMPLE = "configs/train_example.yaml"
@@ -115,35 +113,27 @@ class OptimConfig:
     lr: Real = key(5e-4, "Peak learning rate (AdamW), for the global batch.", gt=0.0)
     min_lr: Real = key(0.0, "Learning rate at the end of the cosine decay.", ge=0.0)
     weight_decay: Real = key(0.05, "AdamW weight decay (not on biases, norms...).", ge=0.0)
-    betas: tuple[Real, Real] = key((0.9, 0.98), "AdamW betas, both in [0, 1).")
+    betas: Annotated[
+        tuple[Real, Real],
+        checked(
+            lambda v: isinstance(v, list | tuple) and len(v) == 2, "optim.betas must be a list of 2 values"
+        ),
+    ] = key((0.9, 0.98), "AdamW betas, both in [0, 1).")
     eps: Real = key(1e-6, "AdamW epsilon.", gt=0.0)
     warmup_steps: Int = key(500, "Linear warm-up steps, then cosine decay to min_lr.", ge=0)
     grad_clip: Real | None = key(1.0, "Clip the global gradient norm (null: none).", gt=0.0)
-
-    @field_validator("betas", mode="before")
-    @classmethod
-    def _pair(cls, value: Any) -> Any:
-        if isinstance(value, list | tuple) and len(value) == 2:
-            return value
-        raise ValueError(f"optim.betas must be a list of 2 values, got {value!r}")
 
 
 @dataclass(frozen=True, config=_SECTION)
 class TrainConfig:
     """The whole training configuration (one section per dataclass)."""
 
-    run: RunConfig
-    data: DataConfig
-    augment: AugmentConfig = key(default_factory=AugmentConfig)
-    model: ModelConfig = key(default_factory=ModelConfig)
-    loss: LossConfig = key(default_factory=LossConfig)
-    optim: OptimConfig = key(default_factory=OptimConfig)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _empty_sections(cls, raw: Any) -> Any:
-        """An empty section (``augment:`` with no keys) takes every default."""
-        return {k: {} if v is None else v for k, v in raw.items()} if isinstance(raw, dict) else raw
+    run: Section[RunConfig]
+    data: Section[DataConfig]
+    augment: Section[AugmentConfig] = key(default_factory=AugmentConfig)
+    model: Section[ModelConfig] = key(default_factory=ModelConfig)
+    loss: Section[LossConfig] = key(default_factory=LossConfig)
+    optim: Section[OptimConfig] = key(default_factory=OptimConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
@@ -177,37 +167,10 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> TrainConfig:
     Raises:
         BadInputError: If the file is missing or malformed, or a key or value is invalid.
     """
-    if not Path(path).is_file():
-        raise BadInputError(f"training config not found: {path}")
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise BadInputError(f"{path} is not a readable YAML file: {err}") from err
+    raw = read_yaml(path, "training config", overrides)
     if not isinstance(raw, dict):
         raise BadInputError(f"{path} must hold a mapping of sections (run, data, ...)")
-    return config_from_dict(apply_overrides(raw, overrides))
-
-
-def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """A copy of ``raw`` with ``dotted.key=value`` overrides applied (values parsed as YAML)."""
-    out: dict[str, Any] = copy.deepcopy(dict(raw))
-    for item in overrides:
-        dotted, sep, text = item.partition("=")
-        *sections, name = parts = dotted.strip().split(".")
-        if not sep or not all(parts):
-            raise BadInputError(f"override {item!r} must look like section.key=value")
-        node = out
-        for i, part in enumerate(sections):
-            if node.get(part) is None:  # a missing or empty section (``augment:``)
-                node[part] = {}
-            node = node[part]
-            if not isinstance(node, dict):
-                raise BadInputError(f"override {item!r}: {'.'.join(parts[: i + 1])} is not a section")
-        try:
-            node[name] = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise BadInputError(f"override {item!r}: the value is not valid YAML: {err}") from err
-    return out
+    return config_from_dict(raw)
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> TrainConfig:
