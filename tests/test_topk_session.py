@@ -247,3 +247,21 @@ def test_with_every_prompt_cached_a_map_loads_no_clip(tiny_cube, monkeypatch):
     assert again.text.loaded is None
     with pytest.raises(AssertionError, match="text tower loaded"):  # a prompt not cached loads it
         again.probability_map("hedgerows", versus)
+
+
+def test_open_session_keeps_the_most_recently_used_and_closes_the_others(tmp_path, monkeypatch):
+    emb = unit(np.random.default_rng(1).normal(size=(*GRID.shape, 8)))
+    cubes = [write_cube(tmp_path / f"s{i}.zarr", emb, GRID, chunk=16) for i in range(3)]
+    monkeypatch.setattr(session_module, "_SESSIONS", type(session_module._SESSIONS)())
+    monkeypatch.setattr(session_module, "MAX_SESSIONS", 2)
+    closed: list[Path] = []
+    close = QuerySession.close
+    monkeypatch.setattr(QuerySession, "close", lambda self: closed.append(self.path) or close(self))
+    first, second = open_session(cubes[0]), open_session(cubes[1])
+    assert open_session(cubes[0]) is first  # a hit: the first becomes the most recently used
+    open_session(cubes[2])  # three sessions: the second, least recently used, is closed
+    assert list(session_module._SESSIONS) == [cubes[0].resolve(), cubes[2].resolve()]
+    assert closed == [cubes[1].resolve()]
+    window = second.probability_window(slice(0, 4), slice(0, 4), emb[0, 0], emb[5, 5], 10.0)
+    assert window.shape == (4, 4, 1) and np.isfinite(window).all()  # a holder can go on after close
+    assert open_session(cubes[1]) is not second

@@ -4,7 +4,8 @@
 index changes on disk (four ``stat`` calls a query: size, modification time and inode of the cube's root
 metadata, the index file and its sidecar), so repeated queries through the module-level functions
 (:func:`~landprompt.query.topk.top_k`, :func:`~landprompt.query.probability.probability_map`) pay for
-opening, hashing and loading once.
+opening, hashing and loading once. At most :data:`MAX_SESSIONS` sessions are kept (least recently used
+closed first), so a process that queries many shards holds the indexes of the last few only.
 
 Concept queries are assembled by the session's :class:`~landprompt.query.text.TextTower`: prompts
 encoded once (in memory and on disk), the CLIP text tower loaded only for a prompt in neither cache.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,8 +38,12 @@ if TYPE_CHECKING:
     from landprompt.query.scorer import ConceptScorer
     from landprompt.query.topk import PlaceTable
 
+#: Sessions :func:`open_session` keeps open (least recently used closed first). Each holds its cube's
+#: default index in memory (for a 1-million-pixel IVF-PQ index some tens of MiB) and its encoded prompts.
+MAX_SESSIONS = 4
+
 _UNSET = object()
-_SESSIONS: dict[Path, QuerySession] = {}
+_SESSIONS: OrderedDict[Path, QuerySession] = OrderedDict()
 _LOCK = threading.Lock()
 
 
@@ -96,6 +102,15 @@ class QuerySession:
     def stale(self) -> bool:
         """Whether the cube or its index changed on disk since the session opened."""
         return _stamp(self._watched) != self.stamp
+
+    def close(self) -> None:
+        """Release what the session holds: its index, places table and the cube's open arrays.
+
+        A caller still holding the session can go on: the index is loaded again when asked for.
+        """
+        self._index, self._places = _UNSET, None
+        self.ds.encoding.pop("landprompt_arrays", None)
+        self.ds.close()
 
     def encode(self, prompts: str | Sequence[str], style: str = DEFAULT_STYLE) -> np.ndarray:
         """Prompt-ensemble embeddings (n, d) of prompts, each encoded once (see :meth:`.TextTower.encode`).
@@ -227,17 +242,28 @@ class QuerySession:
 def open_session(cube: str | Path, clip: ClipModel | None = None) -> QuerySession:
     """The query session of a cube path: cached per path, reopened when the cube or its index changed.
 
+    The :data:`MAX_SESSIONS` most recently used sessions are kept; an older one is closed
+    (:meth:`QuerySession.close`).
+
     Args:
         cube: Embedding cube path.
         clip: A CLIP model to use instead of the one named in the cube (a new session is opened).
     """
     path = Path(cube).resolve()
+    closed = []
     with _LOCK:
         session = _SESSIONS.get(path)
         if session is None or session.stale or (clip is not None and session.text.given is not clip):
+            if session is not None:
+                closed.append(session)
             session = QuerySession(path, clip)
             _SESSIONS[path] = session
-        return session
+        _SESSIONS.move_to_end(path)
+        while len(_SESSIONS) > MAX_SESSIONS:
+            closed.append(_SESSIONS.popitem(last=False)[1])
+    for old in closed:
+        old.close()
+    return session
 
 
 def _stamp(paths: Sequence[str]) -> tuple[tuple[int, int, int] | None, ...]:
