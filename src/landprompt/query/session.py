@@ -25,7 +25,6 @@ import pandas as pd
 import xarray as xr
 
 from landprompt.embedder.cube import cube_basis, cube_grid, open_cube
-from landprompt.errors import BadInputError
 from landprompt.geo import BBox
 from landprompt.index.build import default_index_path, sidecar_path
 from landprompt.query.probability import DEFAULT_STYLE, ProgressFn, unit_rows
@@ -220,23 +219,19 @@ class QuerySession:
         concepts: np.ndarray,
         background: np.ndarray,
         logit_scale: float,
-        step: int = 1,
     ) -> np.ndarray:
         """Probabilities (h, w, m) of concepts (m, d) against a background (k, d) over a pixel window.
 
-        Every ``step``-th pixel is kept (an overview: ``step = 2**level``). The building block of maps
-        and tiles: no text tower, no georeferencing; NaN where not valid.
+        The building block of maps and tiles: no text tower, no georeferencing; NaN where not valid.
         """
         from landprompt.query.scoring import iter_probabilities
 
-        if step < 1:
-            raise BadInputError(f"overview step must be a positive number of pixels, got {step}")
         concepts, background = unit_rows(concepts), unit_rows(background)
         h, w = rows.stop - rows.start, cols.stop - cols.start
         out = np.empty((h, w, len(concepts)), dtype=np.float32)
         for _ in iter_probabilities(self.ds, concepts, background, logit_scale, rows, cols, out=out):
             pass  # every chunk writes its part of out
-        return out[::step, ::step]
+        return out
 
 
 def open_session(cube: str | Path, clip: ClipModel | None = None) -> QuerySession:
