@@ -187,6 +187,8 @@ def probability_map(
         out[..., 0], dims=("y", "x"), coords={"y": sub.y_coords(), "x": sub.x_coords()}, name="probability"
     )
     da.attrs.update(concept=concept_name, logit_scale=scale, n_background=len(background), style=style)
+    if isinstance(concept, str) and not isinstance(versus, np.ndarray):  # a query a calibration can match
+        da.attrs.update(tower.settings(concept_name, versus, style, scale).to_attrs())
     return da.rio.write_crs(grid.crs, inplace=True).rio.write_transform(sub.transform, inplace=True)
 
 

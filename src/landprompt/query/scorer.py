@@ -116,15 +116,8 @@ class ConceptScorer:
             yield window, self.calibrate(p[..., 0])
 
     def attrs(self) -> dict[str, Any]:
-        """Attributes describing the query, for maps and tables."""
-        attrs: dict[str, Any] = {
-            "concept": self.query.concept,
-            "logit_scale": self.query.logit_scale,
-            "style": self.query.style,
-            "n_background": int(self.classes.shape[0] - 1),
-        }
-        if self.query.clip:
-            attrs["clip"] = self.query.clip
+        """Attributes describing the query (:meth:`QuerySettings.to_attrs`), for maps and tables."""
+        attrs: dict[str, Any] = {**self.query.to_attrs(), "n_background": int(self.classes.shape[0] - 1)}
         if self.calibration is not None:
             attrs["calibration"] = self.calibration.method
         return attrs

@@ -180,7 +180,10 @@ class QuerySession:
         maps = self.probability_maps(
             [concept] if isinstance(concept, str) else concept, versus, bbox, style, logit_scale
         )
-        return maps.isel(concept=0, drop=True).rename("probability")
+        da = maps.isel(concept=0, drop=True).rename("probability")
+        if isinstance(concept, str) and not isinstance(versus, np.ndarray):  # a query a calibration can match
+            da.attrs.update(self.text.settings(concept, versus, style, da.attrs["logit_scale"]).to_attrs())
+        return da
 
     def probability_maps(
         self,

@@ -34,7 +34,7 @@ from landprompt.query.probability import (
 )
 
 if TYPE_CHECKING:
-    from landprompt.calibration import Calibration
+    from landprompt.calibration import Calibration, QuerySettings
     from landprompt.embedder.clip import ClipModel
     from landprompt.query.scorer import ConceptScorer
 
@@ -182,11 +182,18 @@ class TextTower:
         calibration: Calibration | None = None,
     ) -> ConceptScorer:
         """The scorer of a concept against its background (checked against ``calibration`` if given)."""
-        from landprompt.calibration import QuerySettings
         from landprompt.query.probability import class_matrix
         from landprompt.query.scorer import ConceptScorer
 
         names, vectors, background, scale = self.classes([concept], versus, style, logit_scale)
-        given = None if versus is None else tuple(v.strip() for v in versus if v.strip())
-        query = QuerySettings(names[0], given, style, scale, self.facts.id)
+        query = self.settings(names[0], versus, style, scale)
         return ConceptScorer(class_matrix(vectors, background), query, calibration)
+
+    def settings(
+        self, concept: str, versus: Sequence[str] | None, style: str, logit_scale: float
+    ) -> QuerySettings:
+        """The query settings of a concept in words against background prompts (as a calibration records)."""
+        from landprompt.calibration import QuerySettings
+
+        given = None if versus is None else tuple(v.strip() for v in versus if v.strip())
+        return QuerySettings(concept.strip(), given, style, logit_scale, self.facts.id)
