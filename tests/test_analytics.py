@@ -482,8 +482,8 @@ def test_isotonic_pools_violators_and_ties() -> None:
     assert knots == {"x": [0.1, 0.2, 0.4], "y": [0.0, 0.5, 0.5]}  # 0.2-0.4 pooled; 0.4 tied first
     calibration = Calibration("isotonic", knots)
     np.testing.assert_allclose(
-        calibration.apply(np.array([0.0, 0.15, 0.3, 0.9, np.nan])), [0, 0.25, 0.5, 0.5, np.nan]
-    )
+        calibration.apply(np.array([0.0, 0.15, 0.3, 0.9, np.nan])), [0, 0.25, 0.5, 0.5, np.nan], rtol=1e-6
+    )  # float32 probabilities in and out
 
 
 def test_platt_is_finite_on_separable_data_and_never_decreasing() -> None:
@@ -533,6 +533,26 @@ def test_probability_maps_calibrate_like_the_scorer(analytics_cubes, tiny_clip) 
     expected = 1 / (1 + np.exp(-(0.5 * np.log(prob.values / (1 - prob.values)) + 0.1)))
     np.testing.assert_allclose(out.values, expected, rtol=1e-5)
     assert out.rio.crs == prob.rio.crs
+
+
+def test_a_calibration_is_checked_against_the_query_the_map_was_scored_with(
+    analytics_cubes, tiny_clip
+) -> None:
+    c = analytics_cubes
+    raw = probability_map(c.mixture, c.concept, versus=c.versus, clip=tiny_clip)
+    fitted = Calibration("platt", {"a": 2.0, "b": 0.0}, QuerySettings.from_attrs(raw.attrs))
+    assert fitted.query is not None and fitted.query.versus == tuple(c.versus)
+    assert fitted.query.clip == tiny_clip.id
+    calibrated = apply_calibration(raw, fitted)
+    assert calibrated.dtype == np.float32 and calibrated.attrs["calibration"] == "platt"
+    other = probability_map(c.mixture, c.concept, versus=["sea"], clip=tiny_clip)  # another background
+    with pytest.raises(BadInputError, match=r"fitted for another query \(versus") as refused:
+        apply_calibration(other, fitted)
+    assert "\n" not in str(refused.value)
+    unrecorded = raw.copy()
+    del unrecorded.attrs["versus"]
+    with pytest.raises(BadInputError, match=r"does not record the query it was scored with \(no versus"):
+        apply_calibration(unrecorded, fitted)
 
 
 def test_calibration_file_of_format_version_1_loads_and_applies(tmp_path) -> None:

@@ -110,6 +110,19 @@ def test_replicate_metrics_equal_scikit_learns_with_sample_weights() -> None:
         assert ap == pytest.approx(average_precision_score(y, p, sample_weight=w), abs=1e-12)
 
 
+def test_concept_metrics_of_a_hand_computed_case() -> None:
+    from landprompt.evaluate.concepts import concept_metrics
+
+    present, scores = np.array([1, 0, 1, 0], bool), np.array([0.9, 0.8, 0.3, 0.1])
+    one = concept_metrics(present, scores, np.zeros(4), bootstrap=5)  # one block: every replicate is all
+    assert one["auc"] == pytest.approx(0.75) and one["average_precision"] == pytest.approx((1 + 2 / 3) / 2)
+    assert one["auc_interval"] == pytest.approx([0.75, 0.75]) and one["replicates"] == 5
+    assert one["ap_interval"] == pytest.approx([5 / 6, 5 / 6]) and one["blocks"] == 1
+    split = concept_metrics(present, scores, np.array([0, 1, 0, 1]), bootstrap=50, seed=1)
+    assert split["blocks"] == 2 and 0 < split["replicates"] < 50  # one class only: skipped
+    assert split["auc_interval"] == pytest.approx([0.75, 0.75])  # both blocks: the whole data
+
+
 # --- a planted cube --------------------------------------------------------------------------------
 
 VERSUS = ["sea", "a forest"]

@@ -44,9 +44,16 @@ LAYERS = {
 KNOWN_AGAINST_FLOW: set[tuple[str, str]] = set()
 
 #: Module cycles known and still to be removed (issue 15, "one scoring path"): the session caches what
-#: probability_map and top_k compute, and they open a session (lazy imports both ways).
+#: probability_map and top_k compute, and they open a session (lazy imports both ways); the text tower
+#: (query.text) assembles the scorers (query.scorer) every path uses, from probability's helpers.
 KNOWN_CYCLES = [
-    {"landprompt.query.probability", "landprompt.query.session", "landprompt.query.topk"},
+    {
+        "landprompt.query.probability",
+        "landprompt.query.scorer",
+        "landprompt.query.session",
+        "landprompt.query.text",
+        "landprompt.query.topk",
+    },
 ]
 
 #: Private names still imported across modules (issue 15): ``module._name`` -> the importers. The query

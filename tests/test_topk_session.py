@@ -18,6 +18,7 @@ from landprompt.index import search
 from landprompt.index.build import IndexInfo, build_index, default_index_path, sidecar_path
 from landprompt.query import prompt_cache
 from landprompt.query import session as session_module
+from landprompt.query import text as text_module
 from landprompt.query.session import QuerySession, open_session
 
 GRID = Grid(3035, Affine(10.0, 0.0, 4_000_000.0, 0.0, -10.0, 3_000_000.0), (40, 50))
@@ -75,16 +76,16 @@ def test_the_prompt_cache_keeps_the_most_recently_used(indexed, monkeypatch):
             encoded.extend(names)
             return np.stack([unit(np.random.default_rng(len(n)).normal(size=32)) for n in names])
 
-    monkeypatch.setattr(session_module, "PROMPT_CACHE_SIZE", 3)
+    monkeypatch.setattr(text_module, "PROMPT_CACHE_SIZE", 3)
     session = QuerySession(indexed.cube, clip=Clip())  # type: ignore[arg-type]
     first = session.encode(["a", "bb", "a"])
     assert first.shape == (3, 32) and np.array_equal(first[0], first[2]) and encoded == ["a", "bb"]
     session.encode(["ccc", "dddd"])  # four prompts: "a", the least recently used, is dropped
-    assert [name for name, _ in session._prompts] == ["bb", "ccc", "dddd"]
+    assert [name for name, _ in session.text._prompts] == ["bb", "ccc", "dddd"]
     session.encode("bb")  # a hit: no encoding, "bb" becomes the most recently used
     session.encode("a")  # encoded again; "ccc" dropped
     assert encoded == ["a", "bb", "ccc", "dddd", "a"]
-    assert [name for name, _ in session._prompts] == ["dddd", "bb", "a"]
+    assert [name for name, _ in session.text._prompts] == ["dddd", "bb", "a"]
     np.testing.assert_array_equal(session.encode("a")[0], first[0])
 
 
@@ -161,10 +162,10 @@ def _cached(root):
 def test_a_prompt_asked_again_loads_no_text_tower(tiny_cube, tmp_path, monkeypatch, tiny_clip):
     first = QuerySession(tiny_cube).encode(["olive groves", "vineyards"])
     assert len(_cached(tmp_path / "cache")) == 2
-    monkeypatch.setattr(session_module, "clip_for_cube", _no_text_tower)
+    monkeypatch.setattr(text_module, "clip_for_cube", _no_text_tower)
     again = QuerySession(tiny_cube)  # a new session (or process): the vectors come from disk
     np.testing.assert_array_equal(again.encode(["vineyards", "olive groves"]), first[::-1])
-    assert again._clip is None
+    assert again.text.loaded is None
     with pytest.raises(AssertionError, match="text tower loaded"):  # another style: other templates
         again.encode("olive groves", style="satellite")
     given = QuerySession(tiny_cube, clip=tiny_clip)  # a caller's model: encoded, never stored
@@ -216,5 +217,51 @@ def test_the_cli_answers_a_cached_prompt_without_importing_torch(tiny_cube, tmp_
     assert outputs[0].stdout.split("torch")[0] == outputs[1].stdout.split("torch")[0]  # the same places
 
 
-def _no_text_tower(ds):
+def _no_text_tower(*args, **kwargs):
     raise AssertionError("text tower loaded")
+
+
+def test_with_every_prompt_cached_a_map_loads_no_clip(tiny_cube, monkeypatch):
+    """Maps, scorers and calibrated queries take the prompts, logit scale and model id from the disk cache."""
+    from landprompt.calibration import Calibration, calibration_path, save_calibration
+    from landprompt.embedder import clip as clip_module
+    from landprompt.query.probability import probability_map
+    from landprompt.query.scorer import ConceptScorer
+
+    versus = ["water", "towns"]
+    first = QuerySession(tiny_cube)
+    expected = first.probability_map("olive groves", versus)
+    scorer = first.scorer("olive groves", versus)
+    save_calibration(
+        Calibration("platt", {"a": 2.0, "b": 0.0}, scorer.query), calibration_path(tiny_cube, "olive groves")
+    )
+    monkeypatch.setattr(clip_module, "load_clip", _no_text_tower)  # a new process: nothing loaded
+    monkeypatch.setattr(session_module, "_SESSIONS", type(session_module._SESSIONS)())
+    again = QuerySession(tiny_cube)
+    np.testing.assert_array_equal(again.probability_map("olive groves", versus), expected)
+    calibrated = again.scorer("olive groves", versus, calibrated=True)
+    assert calibrated.query == scorer.query and calibrated.calibration is not None
+    np.testing.assert_array_equal(probability_map(tiny_cube, "olive groves", versus).values, expected.values)
+    from_text = ConceptScorer.from_text("olive groves", versus, cube=open_cube(tiny_cube))
+    assert from_text.query == scorer.query and np.array_equal(from_text.classes, scorer.classes)
+    assert again.text.loaded is None
+    with pytest.raises(AssertionError, match="text tower loaded"):  # a prompt not cached loads it
+        again.probability_map("hedgerows", versus)
+
+
+def test_open_session_keeps_the_most_recently_used_and_closes_the_others(tmp_path, monkeypatch):
+    emb = unit(np.random.default_rng(1).normal(size=(*GRID.shape, 8)))
+    cubes = [write_cube(tmp_path / f"s{i}.zarr", emb, GRID, chunk=16) for i in range(3)]
+    monkeypatch.setattr(session_module, "_SESSIONS", type(session_module._SESSIONS)())
+    monkeypatch.setattr(session_module, "MAX_SESSIONS", 2)
+    closed: list[Path] = []
+    close = QuerySession.close
+    monkeypatch.setattr(QuerySession, "close", lambda self: closed.append(self.path) or close(self))
+    first, second = open_session(cubes[0]), open_session(cubes[1])
+    assert open_session(cubes[0]) is first  # a hit: the first becomes the most recently used
+    open_session(cubes[2])  # three sessions: the second, least recently used, is closed
+    assert list(session_module._SESSIONS) == [cubes[0].resolve(), cubes[2].resolve()]
+    assert closed == [cubes[1].resolve()]
+    window = second.probability_window(slice(0, 4), slice(0, 4), emb[0, 0], emb[5, 5], 10.0)
+    assert window.shape == (4, 4, 1) and np.isfinite(window).all()  # a holder can go on after close
+    assert open_session(cubes[1]) is not second

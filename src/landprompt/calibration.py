@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
@@ -39,6 +40,8 @@ CALIBRATION_FORMAT = "landprompt-calibration"
 CALIBRATION_VERSION = 1
 #: Probabilities are clipped to [EPS, 1 - EPS] before taking their logit.
 EPS = 1e-6
+#: Values :meth:`Calibration.apply` recalibrates at a time.
+APPLY_BLOCK = 1 << 20
 
 
 # --- query settings --------------------------------------------------------------------------------
@@ -84,6 +87,31 @@ class QuerySettings:
             data.get("clip"),
         )
 
+    def to_attrs(self) -> dict[str, Any]:
+        """The query as a map's scalar attrs: ``versus`` as JSON (``null``: the vocabulary), and ``clip``."""
+        attrs = self.to_dict()
+        attrs["versus"] = json.dumps(attrs["versus"])
+        return attrs if self.clip else {k: v for k, v in attrs.items() if k != "clip"}
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> QuerySettings:
+        """The query a map's attrs record (:meth:`to_attrs`).
+
+        Raises:
+            BadInputError: If the attrs do not record the concept, background, style and logit scale.
+        """
+        missing = [key for key in ("concept", "versus", "style", "logit_scale") if key not in attrs]
+        if missing:
+            raise BadInputError(
+                f"the map does not record the query it was scored with (no {', '.join(missing)} attrs): "
+                "calibrate a map made from prompts by probability_map, or score it with the calibration"
+            )
+        try:
+            versus = json.loads(attrs["versus"])
+        except (TypeError, ValueError):
+            raise BadInputError(f"the map's versus attr is not JSON: {attrs['versus']!r}") from None
+        return cls.from_dict({**attrs, "versus": versus})
+
     def differences(self, other: QuerySettings) -> list[str]:
         """Names and values of the settings that differ from ``other`` (CLIP only when both know it)."""
         pairs = {
@@ -126,14 +154,24 @@ class Calibration:
     cube: str | None = None
 
     def apply(self, p: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities (float32, same shape); NaN stays NaN."""
-        p = np.asarray(p, dtype=np.float64)
-        with np.errstate(invalid="ignore"):  # NaN in, NaN out
+        """Calibrated probabilities (float32, same shape); NaN stays NaN.
+
+        Computed in float32, :data:`APPLY_BLOCK` values at a time, so a whole map needs no float64 copy.
+        """
+        p = np.asarray(p, dtype=np.float32)
+        out = np.empty(p.shape, np.float32)
+        flat_in, flat_out = p.reshape(-1), out.reshape(-1)
+        for start in range(0, flat_in.size, APPLY_BLOCK):
+            block = slice(start, start + APPLY_BLOCK)
+            flat_out[block] = self._apply(flat_in[block])
+        return out
+
+    def _apply(self, p: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN in, NaN out
             if self.method == "platt":
-                out = _sigmoid(self.parameters["a"] * _logit(p) + self.parameters["b"])
-            else:
-                out = np.interp(p, self.parameters["x"], self.parameters["y"])
-        return np.where(np.isnan(p), np.nan, out).astype(np.float32)
+                a, b = np.float32(self.parameters["a"]), np.float32(self.parameters["b"])
+                return _sigmoid(a * _logit(p) + b)
+            return np.interp(p, self.parameters["x"], self.parameters["y"])
 
     def check(self, query: QuerySettings) -> None:
         """Raise :class:`BadInputError` unless this calibration was fitted for ``query``."""
@@ -328,22 +366,14 @@ def cube_path(cube: xr.Dataset | str | os.PathLike[str]) -> Path:
 def apply_calibration(da: xr.DataArray, calibration: Calibration | str | os.PathLike[str]) -> xr.DataArray:
     """Calibrate a probability map (e.g. from :func:`~landprompt.query.probability.probability_map`).
 
-    The map's query attrs (``concept``, ``style``, ``logit_scale``), where present, must match the
-    calibration's. NaN stays NaN; the result's attrs record the method.
+    A calibration fitted for a query (``calibration.query``) applies only to a map whose attrs record
+    that query (:meth:`QuerySettings.to_attrs`: concept, versus, style, logit scale and, where known,
+    the CLIP model); any other map is refused. NaN stays NaN; the result's attrs record the method.
     """
     if not isinstance(calibration, Calibration):
         calibration = load_calibration(calibration)
     if calibration.query is not None:
-        known = calibration.query
-        attrs = da.attrs
-        query = QuerySettings(
-            str(attrs.get("concept", known.concept)),
-            known.versus,
-            str(attrs.get("style", known.style)),
-            float(attrs.get("logit_scale", known.logit_scale)),
-            attrs.get("clip"),
-        )
-        calibration.check(query)
+        calibration.check(QuerySettings.from_attrs(da.attrs))
     out = da.copy(data=calibration.apply(da.values))
     out.attrs.update(calibration=calibration.method)
     return out

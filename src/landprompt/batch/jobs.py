@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, cast
 
-from landprompt.calibration import QuerySettings, calibration_path, resolve_calibration
+from landprompt.calibration import Calibration, calibration_path, resolve_calibration
 from landprompt.query.change import CHANGE_OUTPUTS
 from landprompt.query.scorer import ConceptScorer
 
@@ -215,7 +215,7 @@ def _probability(job: MapJob) -> xr.DataArray:
 
     spec = job.spec
     calibration = resolve_calibration(spec.defaults.calibrated, spec.cube, job.prompt)
-    scorer = _scorer(job).with_calibration(calibration)  # checked against the query
+    scorer = _scorer(job, calibration)  # checked against the query
     classes, query = scorer.classes, scorer.query
     da = probability_map(
         spec.cube, classes[0], classes[1:], job.bbox, style=query.style, logit_scale=query.logit_scale
@@ -227,16 +227,15 @@ def _probability(job: MapJob) -> xr.DataArray:
     return da
 
 
-def _scorer(job: Job) -> ConceptScorer:
-    """The job's concept scorer; each prompt is encoded once per process, by the cube's query session."""
-    from landprompt.query.probability import class_matrix
+def _scorer(job: Job, calibration: Calibration | None = None) -> ConceptScorer:
+    """The job's concept scorer (:meth:`QuerySession.scorer`); each prompt is encoded once per process."""
     from landprompt.query.session import open_session
 
-    clip, style = _clip(job.spec.clip), job.spec.defaults.style
+    clip = _clip(job.spec.clip)
     with _LOCK:
-        vectors = open_session(job.spec.cube, clip).encode([job.prompt, *job.background], style)
-    query = QuerySettings(job.prompt, job.versus, style, clip.logit_scale, clip.id)
-    return ConceptScorer(class_matrix(vectors[0], vectors[1:]), query)
+        return open_session(job.spec.cube, clip).scorer(
+            job.prompt, job.versus, job.spec.defaults.style, calibration
+        )
 
 
 def _provenance(job: Job) -> dict[str, str]:

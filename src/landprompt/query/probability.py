@@ -64,11 +64,23 @@ def background_embeddings(
 
     if isinstance(versus, np.ndarray):
         return unit_rows(versus)
-    names = list(versus) if versus is not None else default_vocabulary()
-    names = [n.strip() for n in names if n.strip() and n.strip().lower() != concept.strip().lower()]
+    return clip.encode_prompts(background_prompts([concept], versus), get_templates(style))
+
+
+def background_prompts(concepts: Sequence[str], versus: Sequence[str] | None = None) -> list[str]:
+    """The prompts concepts compete with: ``versus`` (default :func:`default_vocabulary`) but the concepts.
+
+    Prompts are stripped; blank ones and the concepts themselves (any case) are dropped.
+
+    Raises:
+        BadInputError: If no prompt is left.
+    """
+    lowered = {c.strip().lower() for c in concepts}
+    names = [n.strip() for n in (versus if versus is not None else default_vocabulary())]
+    names = [n for n in names if n and n.lower() not in lowered]
     if not names:
         raise BadInputError("the background (--versus) is empty: give at least one other prompt")
-    return clip.encode_prompts(names, get_templates(style))
+    return names
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
@@ -135,7 +147,8 @@ def probability_map(
         concept: A prompt in plain words, or a concept embedding (d,).
         versus: Background prompts or embeddings (default: the shipped land-cover vocabulary).
         bbox: Optional lon/lat window ("minlon,minlat,maxlon,maxlat", a GeoJSON file or 4 numbers).
-        clip: CLIP model for the text tower; default: the model named in the cube's attrs.
+        clip: CLIP model for the text tower; default: the model named in the cube's attrs, loaded only
+            for a prompt not cached (:class:`~landprompt.query.text.TextTower`).
         style: Prompt template style of the ensembles.
         logit_scale: Softmax temperature; default: the CLIP model's logit scale when a text tower is
             used, else the ``logit_scale`` recorded in the cube's attrs, else CLIP's 100
@@ -150,27 +163,18 @@ def probability_map(
     from landprompt.embedder.cube import cube_grid
     from landprompt.query.scoring import iter_probabilities
     from landprompt.query.session import open_session
+    from landprompt.query.text import TextTower
 
     session = None if isinstance(cube, xr.Dataset) else open_session(cube)
     ds = session.ds if session is not None else cube
     assert isinstance(ds, xr.Dataset)
     grid = cube_grid(ds)
     rows, cols = grid.slices_of_bbox(bbox) if bbox is not None else (slice(0, grid.rows), slice(0, grid.cols))
-    needs_text = isinstance(concept, str) or not isinstance(versus, np.ndarray)
-    if needs_text and clip is None:
-        clip = clip_for_cube(ds) if session is None else session.clip
-    if isinstance(concept, str):
-        concept_vector = concept_embedding(clip, concept, style)  # type: ignore[arg-type]
-        concept_name = concept.strip()
-    else:
-        concept_vector, concept_name = np.asarray(concept, np.float32), "embedding"
-    background = (
-        unit_rows(versus)
-        if isinstance(versus, np.ndarray)
-        else background_embeddings(clip, concept_name, versus, style)  # type: ignore[arg-type]
-    )
-    classes = class_matrix(concept_vector, background)
-    scale = resolve_logit_scale(ds, clip, logit_scale)
+    tower = session.text if session is not None and clip is None else TextTower(ds, clip)
+    concepts = [concept] if isinstance(concept, str) else np.asarray(concept, np.float32)
+    names, vectors, background, scale = tower.classes(concepts, versus, style, logit_scale)
+    concept_name = names[0] if isinstance(concept, str) else "embedding"
+    classes = class_matrix(vectors, background)
 
     out = np.empty((rows.stop - rows.start, cols.stop - cols.start, 1), dtype=np.float32)
     done, total = 0, out.size
@@ -183,6 +187,8 @@ def probability_map(
         out[..., 0], dims=("y", "x"), coords={"y": sub.y_coords(), "x": sub.x_coords()}, name="probability"
     )
     da.attrs.update(concept=concept_name, logit_scale=scale, n_background=len(background), style=style)
+    if isinstance(concept, str) and not isinstance(versus, np.ndarray):  # a query a calibration can match
+        da.attrs.update(tower.settings(concept_name, versus, style, scale).to_attrs())
     return da.rio.write_crs(grid.crs, inplace=True).rio.write_transform(sub.transform, inplace=True)
 
 

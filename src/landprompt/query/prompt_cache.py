@@ -5,7 +5,9 @@ prompt. Each is one ``.npy`` file named by a sha256 of all of them (and of the o
 versions), under ``$LANDPROMPT_CACHE_DIR/prompts`` (default ``~/.cache/landprompt/prompts``). Only a
 model a cube names in its attrs is cached: a pretrained tag, random weights (seeded), or a weights file,
 which enters the key with its size and modification time; ``hf-hub:`` and ``local-dir:`` names are not
-cached. A cache that cannot be read or written is skipped: it never fails a query.
+cached. Next to the prompts, ``models/<sha256>.json`` keeps what a query needs of the model besides its
+prompts (:class:`ModelFacts`: its logit scale and provenance id), so a query whose prompts are all cached
+loads no text tower at all. A cache that cannot be read or written is skipped: it never fails a query.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -22,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from landprompt.embedder.recorded import recorded_clip
-from landprompt.files import atomic_path
+from landprompt.files import atomic_path, write_json
 
 #: Environment variable naming the cache folder (default ``~/.cache/landprompt``).
 CACHE_ENV = "LANDPROMPT_CACHE_DIR"
@@ -74,6 +77,52 @@ class PromptCache:
                 np.save(f, np.asarray(vector, np.float32), allow_pickle=False)
         except OSError:
             return
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a query needs of a CLIP model besides its prompts.
+
+    Attributes:
+        logit_scale: The model's softmax temperature (``ClipModel.logit_scale``).
+        id: The model's provenance id (``ClipModel.id``), recorded with calibrations.
+    """
+
+    logit_scale: float
+    id: str
+
+
+def facts_path(attrs: Mapping[str, Any]) -> Path | None:
+    """The file of the facts of the model a cube's attrs name (None where not cached)."""
+    model = model_identity(attrs)
+    if model is None:
+        return None
+    digest = hashlib.sha256(json.dumps([model, _versions()]).encode()).hexdigest()
+    return cache_root() / "models" / f"{digest}.json"
+
+
+def load_facts(attrs: Mapping[str, Any]) -> ModelFacts | None:
+    """The stored facts of the model a cube's attrs name, or None."""
+    path = facts_path(attrs)
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        facts = ModelFacts(float(data["logit_scale"]), str(data["id"]))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return facts if np.isfinite(facts.logit_scale) and facts.logit_scale > 0 else None
+
+
+def save_facts(attrs: Mapping[str, Any], facts: ModelFacts) -> None:
+    """Store the facts of the model a cube's attrs name; skipped when not cached or not writable."""
+    path = facts_path(attrs)
+    if path is None:
+        return
+    try:
+        write_json(path, asdict(facts))
+    except OSError:
+        return
 
 
 def model_identity(attrs: Mapping[str, Any]) -> str | None:

@@ -16,16 +16,7 @@ import numpy as np
 import xarray as xr
 
 from landprompt.calibration import Calibration, QuerySettings
-from landprompt.errors import BadInputError
-from landprompt.query.probability import (
-    DEFAULT_STYLE,
-    background_embeddings,
-    class_matrix,
-    clip_for_cube,
-    concept_embedding,
-    concept_probability,
-    resolve_logit_scale,
-)
+from landprompt.query.probability import DEFAULT_STYLE, concept_probability
 
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
@@ -63,6 +54,9 @@ class ConceptScorer:
     ) -> ConceptScorer:
         """Encode a concept and its background prompts (default: the shipped vocabulary).
 
+        Assembled by :meth:`.TextTower.scorer`: with the cube's own model, prompts cached on disk load
+        no text tower.
+
         Args:
             concept: The concept in plain words.
             versus: Background prompts.
@@ -73,16 +67,9 @@ class ConceptScorer:
             calibration: Optional calibration (must match the query).
             cube: The cube, to find its CLIP model when ``clip`` is ``None``.
         """
-        if clip is None:
-            if cube is None:
-                raise BadInputError("give a CLIP model (clip=) or the cube that names one")
-            clip = clip_for_cube(cube)
-        vector = concept_embedding(clip, concept, style)
-        names = None if versus is None else tuple(v.strip() for v in versus)
-        background = background_embeddings(clip, concept, names, style)
-        scale = resolve_logit_scale(cube, clip, logit_scale)
-        query = QuerySettings(concept.strip(), names, style, scale, clip.id)
-        return cls(class_matrix(vector, background), query, calibration)
+        from landprompt.query.text import TextTower
+
+        return TextTower(cube, clip).scorer(concept, versus, style, logit_scale, calibration)
 
     @classmethod
     def of(
@@ -108,9 +95,10 @@ class ConceptScorer:
         p = concept_probability(embeddings, self.classes, self.query.logit_scale)
         if valid is not None:
             p[~np.asarray(valid, dtype=bool)] = np.nan
-        return self._calibrated(p)
+        return self.calibrate(p)
 
-    def _calibrated(self, p: np.ndarray) -> np.ndarray:
+    def calibrate(self, p: np.ndarray) -> np.ndarray:
+        """Raw probabilities through the scorer's calibration (themselves without one)."""
         return self.calibration.apply(p) if self.calibration is not None else p
 
     def iter_chunks(
@@ -125,18 +113,11 @@ class ConceptScorer:
 
         concept, background = self.classes[:1], self.classes[1:]
         for window, p in iter_probabilities(ds, concept, background, self.query.logit_scale, rows, cols):
-            yield window, self._calibrated(p[..., 0])
+            yield window, self.calibrate(p[..., 0])
 
     def attrs(self) -> dict[str, Any]:
-        """Attributes describing the query, for maps and tables."""
-        attrs: dict[str, Any] = {
-            "concept": self.query.concept,
-            "logit_scale": self.query.logit_scale,
-            "style": self.query.style,
-            "n_background": int(self.classes.shape[0] - 1),
-        }
-        if self.query.clip:
-            attrs["clip"] = self.query.clip
+        """Attributes describing the query (:meth:`QuerySettings.to_attrs`), for maps and tables."""
+        attrs: dict[str, Any] = {**self.query.to_attrs(), "n_background": int(self.classes.shape[0] - 1)}
         if self.calibration is not None:
             attrs["calibration"] = self.calibration.method
         return attrs

@@ -4,7 +4,11 @@
 index changes on disk (four ``stat`` calls a query: size, modification time and inode of the cube's root
 metadata, the index file and its sidecar), so repeated queries through the module-level functions
 (:func:`~landprompt.query.topk.top_k`, :func:`~landprompt.query.probability.probability_map`) pay for
-opening, hashing and loading once.
+opening, hashing and loading once. At most :data:`MAX_SESSIONS` sessions are kept (least recently used
+closed first), so a process that queries many shards holds the indexes of the last few only.
+
+Concept queries are assembled by the session's :class:`~landprompt.query.text.TextTower`: prompts
+encoded once (in memory and on disk), the CLIP text tower loaded only for a prompt in neither cache.
 """
 
 from __future__ import annotations
@@ -20,41 +24,35 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from landprompt import checks
 from landprompt.embedder.cube import cube_basis, cube_grid, open_cube
-from landprompt.errors import BadInputError
 from landprompt.geo import BBox
 from landprompt.index.build import default_index_path, sidecar_path
-from landprompt.query.probability import (
-    DEFAULT_STYLE,
-    ProgressFn,
-    clip_for_cube,
-    default_vocabulary,
-    resolve_logit_scale,
-    unit_rows,
-)
+from landprompt.query.probability import DEFAULT_STYLE, ProgressFn, unit_rows
+from landprompt.query.text import TextTower
 
 if TYPE_CHECKING:
+    from landprompt.calibration import Calibration
     from landprompt.embedder.clip import ClipModel
     from landprompt.index.search import CubeIndex
+    from landprompt.query.scorer import ConceptScorer
     from landprompt.query.topk import PlaceTable
 
-#: Encoded prompts a session keeps (least recently used dropped first): 1024 CLIP-512 vectors are 2 MiB.
-PROMPT_CACHE_SIZE = 1024
+#: Sessions :func:`open_session` keeps open (least recently used closed first). Each holds its cube's
+#: default index in memory (for a 1-million-pixel IVF-PQ index some tens of MiB) and its encoded prompts.
+MAX_SESSIONS = 4
 
 _UNSET = object()
-_SESSIONS: dict[Path, QuerySession] = {}
+_SESSIONS: OrderedDict[Path, QuerySession] = OrderedDict()
 _LOCK = threading.Lock()
 
 
 class QuerySession:
-    """One cube, opened once, with its default index, text tower and a cache of encoded prompts.
-
-    The prompt cache keeps the :data:`PROMPT_CACHE_SIZE` most recently used (prompt, style) pairs.
+    """One cube, opened once, with its default index and text tower (:class:`.TextTower`).
 
     Args:
         cube: Embedding cube path.
-        clip: CLIP model for text prompts (default: the one named in the cube's attrs, loaded on first use).
+        clip: CLIP model for text prompts (default: the one named in the cube's attrs, loaded only for
+            a prompt not cached).
     """
 
     def __init__(self, cube: str | Path, clip: ClipModel | None = None) -> None:
@@ -67,22 +65,16 @@ class QuerySession:
         self.ds = open_cube(self.path)
         self.grid = cube_grid(self.ds)
         self.basis = cube_basis(self.ds)
-        self._clip = clip
-        self._given_clip = clip is not None  # a model of the caller's: its prompts are not cached on disk
+        self.text = TextTower(self.ds, clip)
         self.dim = int(self.ds.sizes["d"])
         self._index: object = _UNSET
-        self._prompts: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
-        self._prompts_lock = threading.Lock()
         self._places: PlaceTable | None = None
 
     # --- loaded pieces -------------------------------------------------------------------------
     @property
     def clip(self) -> ClipModel:
         """The CLIP text tower, loaded on first use."""
-        if self._clip is None:
-            self._clip = clip_for_cube(self.ds)
-        checks.same_width(self._clip, self.ds, self.path)
-        return self._clip
+        return self.text.clip
 
     @property
     def index(self) -> CubeIndex | None:
@@ -110,47 +102,45 @@ class QuerySession:
         """Whether the cube or its index changed on disk since the session opened."""
         return _stamp(self._watched) != self.stamp
 
+    def close(self) -> None:
+        """Release what the session holds: its index, places table and the cube's open arrays.
+
+        A caller still holding the session can go on: the index is loaded again when asked for.
+        """
+        self._index, self._places = _UNSET, None
+        self.ds.encoding.pop("landprompt_arrays", None)
+        self.ds.close()
+
     def encode(self, prompts: str | Sequence[str], style: str = DEFAULT_STYLE) -> np.ndarray:
-        """Prompt-ensemble embeddings (n, d) of prompts, each encoded once while it stays in the cache.
+        """Prompt-ensemble embeddings (n, d) of prompts, each encoded once (see :meth:`.TextTower.encode`).
 
         With the cube's own CLIP model, encoded prompts are also kept on disk
         (:mod:`~landprompt.query.prompt_cache`): a prompt asked again, in any process, loads no text tower.
         """
-        names = [prompts] if isinstance(prompts, str) else list(prompts)
-        names = [n.strip() for n in names]
-        if not names or not all(names):
-            raise BadInputError("empty prompt: give the concept in plain words, e.g. 'olive groves'")
-        keys = [(n, style) for n in dict.fromkeys(names)]
-        with self._prompts_lock:  # threads of a server share the session
-            missing = [key[0] for key in keys if key not in self._prompts]
-            if missing:
-                self._encode_new(missing, style)
-            vectors = {name: self._prompts[(name, style)] for name, _ in keys}
-            for key in keys:  # most recently used last; the least recently used beyond the size dropped
-                self._prompts.move_to_end(key)
-            while len(self._prompts) > PROMPT_CACHE_SIZE:
-                self._prompts.popitem(last=False)
-        return np.stack([vectors[n] for n in names])
+        return self.text.encode(prompts, style)
 
-    def _encode_new(self, names: list[str], style: str) -> None:
-        """Encode prompts into the cache: from the disk cache when the model is the cube's own."""
-        from landprompt.embedder.prompts import get_templates
-        from landprompt.query.prompt_cache import PromptCache
+    def scorer(
+        self,
+        prompt: str,
+        versus: Sequence[str] | None = None,
+        style: str = DEFAULT_STYLE,
+        calibrated: Calibration | str | os.PathLike[str] | bool | None = None,
+        logit_scale: float | None = None,
+    ) -> ConceptScorer:
+        """The scorer of a concept in plain words against its background, calibrated if asked.
 
-        templates = get_templates(style)
-        stored = None if self._given_clip else PromptCache.for_cube(self.ds.attrs, templates, self.dim)
-        todo = []
-        for name in names:
-            vector = stored.load(name) if stored is not None else None
-            if vector is None:
-                todo.append(name)
-            else:
-                self._prompts[(name, style)] = vector
-        if todo:
-            for name, vector in zip(todo, self.clip.encode_prompts(todo, templates), strict=True):
-                self._prompts[(name, style)] = np.array(vector, np.float32)
-                if stored is not None:
-                    stored.save(name, self._prompts[(name, style)])
+        Args:
+            prompt: The concept.
+            versus: Background prompts (default: the shipped vocabulary without the concept).
+            style: Prompt template style.
+            calibrated: A calibration, its file, ``True`` for the one fitted for this cube and concept
+                (``<cube>.calibration/<slug>.json``), or ``None``/``False``; checked against the query.
+            logit_scale: Softmax temperature (default: the CLIP model's).
+        """
+        from landprompt.calibration import resolve_calibration
+
+        calibration = resolve_calibration(calibrated, self.path, prompt.strip())
+        return self.text.scorer(prompt, versus, style, logit_scale, calibration)
 
     # --- queries -------------------------------------------------------------------------------
     def top_k(
@@ -190,7 +180,10 @@ class QuerySession:
         maps = self.probability_maps(
             [concept] if isinstance(concept, str) else concept, versus, bbox, style, logit_scale
         )
-        return maps.isel(concept=0, drop=True).rename("probability")
+        da = maps.isel(concept=0, drop=True).rename("probability")
+        if isinstance(concept, str) and not isinstance(versus, np.ndarray):  # a query a calibration can match
+            da.attrs.update(self.text.settings(concept, versus, style, da.attrs["logit_scale"]).to_attrs())
+        return da
 
     def probability_maps(
         self,
@@ -210,7 +203,7 @@ class QuerySession:
             if bbox is not None
             else (slice(0, self.grid.rows), slice(0, self.grid.cols))
         )
-        names, vectors, background, scale = self._classes(concepts, versus, style, logit_scale)
+        names, vectors, background, scale = self.text.classes(concepts, versus, style, logit_scale)
         values = self.probability_window(rows, cols, vectors, background, scale)
         sub = self.grid.window(rows, cols)
         da = xr.DataArray(
@@ -229,67 +222,46 @@ class QuerySession:
         concepts: np.ndarray,
         background: np.ndarray,
         logit_scale: float,
-        step: int = 1,
     ) -> np.ndarray:
         """Probabilities (h, w, m) of concepts (m, d) against a background (k, d) over a pixel window.
 
-        Every ``step``-th pixel is kept (an overview: ``step = 2**level``). The building block of maps
-        and tiles: no text tower, no georeferencing; NaN where not valid.
+        The building block of maps and tiles: no text tower, no georeferencing; NaN where not valid.
         """
         from landprompt.query.scoring import iter_probabilities
 
-        if step < 1:
-            raise BadInputError(f"overview step must be a positive number of pixels, got {step}")
         concepts, background = unit_rows(concepts), unit_rows(background)
         h, w = rows.stop - rows.start, cols.stop - cols.start
         out = np.empty((h, w, len(concepts)), dtype=np.float32)
         for _ in iter_probabilities(self.ds, concepts, background, logit_scale, rows, cols, out=out):
             pass  # every chunk writes its part of out
-        return out[::step, ::step]
-
-    def _classes(
-        self,
-        concepts: Sequence[str] | np.ndarray,
-        versus: Sequence[str] | np.ndarray | None,
-        style: str,
-        logit_scale: float | None,
-    ) -> tuple[list[str], np.ndarray, np.ndarray, float]:
-        if isinstance(concepts, np.ndarray):
-            vectors = unit_rows(concepts)
-            names = [f"embedding {i}" for i in range(len(vectors))]
-        else:
-            names = [c.strip() for c in concepts]
-            vectors = self.encode(names, style)
-        if isinstance(versus, np.ndarray):
-            background = unit_rows(versus)
-        else:
-            lowered = {n.lower() for n in names}
-            prompts = [
-                v.strip() for v in (versus if versus is not None else default_vocabulary()) if v.strip()
-            ]
-            prompts = [v for v in prompts if v.lower() not in lowered]
-            if not prompts:
-                raise BadInputError("the background (--versus) is empty: give at least one other prompt")
-            background = self.encode(prompts, style)
-        uses_text = not (isinstance(concepts, np.ndarray) and isinstance(versus, np.ndarray))
-        scale = resolve_logit_scale(self.ds, self.clip if uses_text else self._clip, logit_scale)
-        return names, vectors, background, scale
+        return out
 
 
 def open_session(cube: str | Path, clip: ClipModel | None = None) -> QuerySession:
     """The query session of a cube path: cached per path, reopened when the cube or its index changed.
+
+    The :data:`MAX_SESSIONS` most recently used sessions are kept; an older one is closed
+    (:meth:`QuerySession.close`).
 
     Args:
         cube: Embedding cube path.
         clip: A CLIP model to use instead of the one named in the cube (a new session is opened).
     """
     path = Path(cube).resolve()
+    closed = []
     with _LOCK:
         session = _SESSIONS.get(path)
-        if session is None or session.stale or (clip is not None and session._clip is not clip):
+        if session is None or session.stale or (clip is not None and session.text.given is not clip):
+            if session is not None:
+                closed.append(session)
             session = QuerySession(path, clip)
             _SESSIONS[path] = session
-        return session
+        _SESSIONS.move_to_end(path)
+        while len(_SESSIONS) > MAX_SESSIONS:
+            closed.append(_SESSIONS.popitem(last=False)[1])
+    for old in closed:
+        old.close()
+    return session
 
 
 def _stamp(paths: Sequence[str]) -> tuple[tuple[int, int, int] | None, ...]:

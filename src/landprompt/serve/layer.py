@@ -1,10 +1,11 @@
 """A served cube: its query session, overview levels and the concept probabilities of map tiles.
 
 A :class:`ServedCube` holds one :class:`~landprompt.query.session.QuerySession` (prompts encoded once
-and cached) and the sessions of the cube's overview levels. A Web Mercator tile's probabilities are
-computed on the fly: the tile's pixel centres are taken to the cube's CRS, the coarsest overview whose
-pixels are no larger than the tile's is chosen, and each tile pixel takes the probability of the level
-pixel it falls in (nearest pixel), through :meth:`QuerySession.probability_window`.
+and cached; a query is the session's :class:`~landprompt.query.scorer.ConceptScorer`) and the sessions
+of the cube's overview levels. A Web Mercator tile's probabilities are computed on the fly: the tile's
+pixel centres are taken to the cube's CRS, the coarsest overview whose pixels are no larger than the
+tile's is chosen, and each tile pixel takes the probability of the level pixel it falls in (nearest
+pixel), through :meth:`QuerySession.probability_window`.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ import morecantile
 import numpy as np
 import pandas as pd
 
-from landprompt.calibration import QuerySettings, resolve_calibration
 from landprompt.embedder.overviews import open_fraction, open_overviews
 from landprompt.errors import BadInputError
 from landprompt.geo import Grid, transform_points
-from landprompt.query.probability import DEFAULT_STYLE, default_vocabulary, resolve_logit_scale
-from landprompt.query.session import QuerySession, open_session
+from landprompt.query.probability import DEFAULT_STYLE
+from landprompt.query.scorer import ConceptScorer
+from landprompt.query.session import QuerySession
 
 
 class NotServedError(BadInputError):
@@ -68,31 +69,6 @@ class OutsideCubeError(BadInputError):
 
 
 @dataclass(frozen=True)
-class Query:
-    """A concept, what it competes with, and the matrices scoring it.
-
-    Attributes:
-        concept: The concept in plain words.
-        versus: Background prompts as given (``None``: the shipped vocabulary).
-        vectors: Unit concept vector (1, d).
-        background: Unit background vectors (k, d).
-        logit_scale: Softmax temperature.
-        calibration: Monotone recalibration of the probabilities, or None.
-    """
-
-    concept: str
-    versus: tuple[str, ...] | None
-    vectors: np.ndarray
-    background: np.ndarray
-    logit_scale: float
-    calibration: Any = None
-
-    def finish(self, probabilities: np.ndarray) -> np.ndarray:
-        """Apply the calibration (if any) to raw probabilities."""
-        return probabilities if self.calibration is None else self.calibration.apply(probabilities)
-
-
-@dataclass(frozen=True)
 class Footprint:
     """What a tile reads.
 
@@ -125,7 +101,7 @@ class ServedCube:
 
     def __init__(self, path: str | Path, clip: Any = None) -> None:
         self.path = Path(path).resolve()
-        self.session: QuerySession = open_session(self.path, clip)
+        self.session = QuerySession(self.path, clip)  # the server's own: never closed under it
         self.name = self.path.name.removesuffix(".zarr")
         self.grid: Grid = self.session.grid
         self.levels: list[QuerySession] = [
@@ -134,7 +110,7 @@ class ServedCube:
         self._fractions = [open_fraction(level.path) for level in self.levels]
         self._mercator, self._crs = TMS.crs.to_wkt(), self.grid.crs.to_wkt()
         self._lock = threading.Lock()
-        self._queries: OrderedDict[tuple[str, tuple[str, ...] | None, bool], Query] = OrderedDict()
+        self._queries: OrderedDict[tuple[str, tuple[str, ...] | None, bool], ConceptScorer] = OrderedDict()
 
     # --- description -----------------------------------------------------------------------------
     @property
@@ -172,8 +148,10 @@ class ServedCube:
         return min(TMS.maxzoom, TMS.zoom_for_res(metres) + 3)
 
     # --- queries ---------------------------------------------------------------------------------
-    def query(self, concept: str, versus: Sequence[str] | None = None, calibrated: bool = False) -> Query:
-        """The scoring of a concept (encoded once per cube and cached)."""
+    def query(
+        self, concept: str, versus: Sequence[str] | None = None, calibrated: bool = False
+    ) -> ConceptScorer:
+        """The scorer of a concept (:meth:`QuerySession.scorer`, encoded once per cube and cached)."""
         concept = concept.strip()
         wanted = tuple(v.strip() for v in versus if v.strip()) if versus else None
         key = (concept, wanted, calibrated)
@@ -181,27 +159,12 @@ class ServedCube:
             if key in self._queries:
                 self._queries.move_to_end(key)
                 return self._queries[key]
-        made = self._make_query(concept, wanted, calibrated)  # outside the lock: warm queries go on
+        made = self.session.scorer(concept, wanted, DEFAULT_STYLE, calibrated)  # outside the lock
         with self._lock:
             self._queries[key] = made
             while len(self._queries) > MAX_QUERIES:
                 self._queries.popitem(last=False)
         return made
-
-    def _make_query(self, concept: str, versus: tuple[str, ...] | None, calibrated: bool) -> Query:
-        vectors = self.session.encode([concept], DEFAULT_STYLE)
-        prompts = [v for v in (versus or default_vocabulary()) if v.lower() != concept.lower()]
-        if not prompts:
-            raise BadInputError("the background (versus) is empty: give at least one other prompt")
-        background = self.session.encode(prompts, DEFAULT_STYLE)
-        scale = resolve_logit_scale(self.session.ds, self.session.clip, None)
-        calibration = None
-        if calibrated:
-            calibration = resolve_calibration(True, self.path, concept)
-            settings = QuerySettings(concept, versus, DEFAULT_STYLE, scale, self.session.clip.id)
-            assert calibration is not None
-            calibration.check(settings)
-        return Query(concept, versus, vectors, background, scale, calibration)
 
     def footprint(self, z: int, x: int, y: int) -> Footprint:
         """Which level, window and level pixels a Web Mercator tile reads (nearest pixel).
@@ -249,7 +212,9 @@ class ServedCube:
         kx, ky = transform_points(mx, my, self._mercator, self._crs)
         return _interpolate(kx), _interpolate(ky)
 
-    def tile(self, z: int, x: int, y: int, query: Query) -> tuple[np.ndarray, np.ndarray, morecantile.Tile]:
+    def tile(
+        self, z: int, x: int, y: int, query: ConceptScorer
+    ) -> tuple[np.ndarray, np.ndarray, morecantile.Tile]:
         """Probabilities (256, 256) of a Web Mercator tile (NaN off the cube) and the valid fraction.
 
         Raises:
@@ -260,9 +225,11 @@ class ServedCube:
         rows, cols = where.window
         inside = where.inside
         at = (where.rows[inside] - rows.start, where.cols[inside] - cols.start)
+        classes = query.classes
         window = where.session.probability_window(
-            rows, cols, query.vectors, query.background, query.logit_scale
-        )[..., 0]
+            rows, cols, classes[:1], classes[1:], query.query.logit_scale
+        )
+        window = window[..., 0]
         values = np.full((TILE_SIZE, TILE_SIZE), np.nan, np.float32)
         values[inside] = window[at]
         fraction = np.zeros((TILE_SIZE, TILE_SIZE), np.float32)
@@ -271,31 +238,24 @@ class ServedCube:
         else:
             fraction[inside] = self._fractions[where.level - 1][rows, cols][at]
         fraction[~np.isfinite(values)] = 0
-        return query.finish(values), fraction, where.tile
+        return query.calibrate(values), fraction, where.tile
 
-    def point(self, lon: float, lat: float, query: Query) -> dict[str, Any]:
-        """Cosine score and probability of the base pixel at a lon/lat point.
+    def point(self, lon: float, lat: float, query: ConceptScorer) -> dict[str, Any]:
+        """Cosine score and probability of the base pixel at a lon/lat point (one pixel read).
 
         Raises:
             OutsideCubeError: if the point is off the cube.
         """
+        from landprompt.embedder.cube import read_window
+
         row, col = (int(v) for v in self.grid.lonlat_to_rowcol(lon, lat))
         if not bool(self.grid.contains(row, col)):
             raise OutsideCubeError(
                 f"({lon}, {lat}) lies outside cube {self.name!r} (bounds {self.info()['bounds']})"
             )
-        rows, cols = slice(row, row + 1), slice(col, col + 1)
-        probability = float(
-            query.finish(
-                self.session.probability_window(
-                    rows, cols, query.vectors, query.background, query.logit_scale
-                )
-            )[0, 0, 0]
-        )
-        from landprompt.embedder.cube import read_window
-
-        embedding, valid = read_window(self.session.ds, rows, cols)
-        score = float(embedding[0, 0] @ query.vectors[0]) if valid[0, 0] else None
+        embedding, valid = read_window(self.session.ds, slice(row, row + 1), slice(col, col + 1))
+        probability = float(query.score(embedding, valid)[0, 0])
+        score = float(embedding[0, 0] @ query.classes[0]) if valid[0, 0] else None
         return {
             "cube": self.name,
             "lon": lon,
@@ -307,11 +267,11 @@ class ServedCube:
             "probability": None if math.isnan(probability) else probability,
         }
 
-    def top_k(self, query: Query, k: int, min_distance_m: float) -> pd.DataFrame:
+    def top_k(self, query: ConceptScorer, k: int, min_distance_m: float) -> pd.DataFrame:
         """The k best distinct places of the concept (cosine score), as :meth:`QuerySession.top_k`."""
-        return self.session.top_k(query.vectors[0], k, min_distance_m)
+        return self.session.top_k(query.classes[0], k, min_distance_m)
 
-    def export(self, query: Query, bbox: Sequence[float], max_pixels: int) -> Any:
+    def export(self, query: ConceptScorer, bbox: Sequence[float], max_pixels: int) -> Any:
         """The probability map of a lon/lat bbox (a georeferenced DataArray), at most ``max_pixels``."""
         rows, cols = self.grid.slices_of_bbox(bbox)
         n = (rows.stop - rows.start) * (cols.stop - cols.start)
@@ -320,9 +280,10 @@ class ServedCube:
                 f"the view covers {n:,} pixels, more than the {max_pixels:,} a served export writes: "
                 "zoom in, or export with `landprompt query map`"
             )
+        classes = query.classes
         da = self.session.probability_map(
-            query.vectors, query.background, bbox, logit_scale=query.logit_scale
+            classes[:1], classes[1:], bbox, DEFAULT_STYLE, logit_scale=query.query.logit_scale
         )
-        da = da.copy(data=query.finish(da.values))
-        da.attrs.update(concept=query.concept, logit_scale=query.logit_scale, style=DEFAULT_STYLE)
+        da = da.copy(data=query.calibrate(da.values))
+        da.attrs.update(query.attrs())
         return da
