@@ -55,7 +55,13 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 from landprompt.embedder import integrity
 from landprompt.embedder.basis import Basis
 from landprompt.errors import BadInputError, DamagedCubeError, NotACubeError
-from landprompt.files import part_path, place_exclusively, remove_stale_parts, swap_into_place
+from landprompt.files import (
+    part_path,
+    place_exclusively,
+    remove_stale_parts_once,
+    restore_set_aside,
+    swap_into_place,
+)
 from landprompt.geo import Grid
 from landprompt.progress import progress_bar
 
@@ -258,7 +264,7 @@ class CubeWriter:
     def _create(self) -> None:
         """Lay out the store (metadata, coords, spatial_ref) in a temp sibling and rename it into place."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_parts(self.path.parent)
+        remove_stale_parts_once(self.path.parent)
         tmp = part_path(self.path)
         try:
             template, encoding = _template(
@@ -437,7 +443,7 @@ def open_cube(path: str | os.PathLike[str]) -> xr.Dataset:
             an unfinished run.
     """
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and restore_set_aside(path) is None:  # a swap killed half-way is undone
         raise NotACubeError(f"{path} does not exist: give the path of an embedding cube (.zarr)")
     integrity.check_metadata(path)  # a truncated zarr.json is damage, not "not a store"
     group = _open_group(path)
