@@ -62,15 +62,40 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_json(path: str | Path, value: Any, *, indent: int = 2, allow_nan: bool = True) -> Path:
+class ChangedMeanwhileError(OSError):
+    """A file changed between the read and the write of a compare-and-swap (:func:`write_json`)."""
+
+
+def write_json(
+    path: str | Path, value: Any, *, indent: int = 2, allow_nan: bool = True, expect: bytes | None = None
+) -> Path:
     """Write ``value`` as indented JSON with a final newline, atomically (:func:`atomic_path`).
 
     The value is serialised before anything is written, so a value JSON refuses leaves no file.
+
+    Args:
+        path: The file.
+        value: A JSON-able value.
+        indent: JSON indent.
+        allow_nan: Write NaN and infinities (not strict JSON).
+        expect: Compare-and-swap: replace ``path`` only if it still holds these bytes (read by the
+            caller before it computed ``value``), checked after the new file is written, just before
+            the rename; else raise :class:`ChangedMeanwhileError` and leave ``path`` as it is.
     """
     text = json.dumps(value, indent=indent, allow_nan=allow_nan) + "\n"
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+        if expect is not None and _read_or_none(Path(path)) != expect:
+            raise ChangedMeanwhileError(f"{path} changed while it was being rewritten")
     return Path(path)
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    """The bytes of a file, or None if it is missing."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def part_path(path: str | Path) -> Path:
