@@ -582,6 +582,25 @@ def read_window(ds: xr.Dataset, rows: slice, cols: slice) -> tuple[np.ndarray, n
     return _reader(ds)(rows, cols)
 
 
+def raw_reader(ds: xr.Dataset) -> Callable[[slice, slice], dict[str, np.ndarray]]:
+    """A reader of windows of a cube's stored arrays, undecoded (as :func:`iter_raw_chunks` yields them).
+
+    Make it once and call it for every window: it opens the arrays and the chunk layout once.
+    A window inside one chunk is read straight from its chunk file.
+    """
+    return _raw_reader(ds)
+
+
+def read_ahead(
+    windows: list[ChunkWindow], read: Callable[[slice, slice], _T]
+) -> Iterator[tuple[ChunkWindow, _T]]:
+    """``(window, read(window.rows, window.cols))`` in order, the next read in a thread meanwhile.
+
+    One thread for the whole list: make ``read`` once (e.g. :func:`raw_reader`) and stream every window.
+    """
+    yield from _prefetched(windows, read)
+
+
 def iter_chunks(
     ds: xr.Dataset, rows: slice | None = None, cols: slice | None = None
 ) -> Iterator[tuple[ChunkWindow, np.ndarray, np.ndarray]]:
@@ -726,8 +745,8 @@ def _reader(ds: xr.Dataset) -> Callable[[slice, slice], tuple[np.ndarray, np.nda
     def read(rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray]:
         raw = read_raw(rows, cols)
         valid = raw["valid"].astype(bool)
-        values = stored_values(raw, basis)
-        embedding = values if basis is None else basis.decode(values)
+        values = stored_values(raw, basis)  # version 4: unit codes, decoded without a second normalisation
+        embedding = values if basis is None else basis.decode(values, unit=True)
         embedding[~valid] = 0
         return embedding, valid
 
