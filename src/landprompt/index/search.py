@@ -134,8 +134,8 @@ def _require_fresh(path: Path, info: IndexInfo, ds: xr.Dataset, cube: Path) -> N
     stale = content_hash(ds) != info.cube_hash
     if not stale:
         files = files_fingerprint(cube)  # before the verify: a file changed during it differs next time
-        key = (str(cube.resolve()), info.cube_hash, files)
-        if files != info.cube_files and key not in _VERIFIED:
+        key = (str(cube.resolve()), info.cube_hash, files) if files != info.cube_files else None
+        if key is not None and key not in _VERIFIED:
             stale = not verify(cube, progress=False).ok
             if not stale:
                 if len(_VERIFIED) >= _VERIFIED_MAX:
