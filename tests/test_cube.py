@@ -369,15 +369,14 @@ RUN_SCRIPT = textwrap.dedent(
             if n == kill_at and mode == "before_marker":  # data written, marker not
                 writer._mark_done = lambda window, digest: die()
             if n == kill_at and mode == "between_arrays":  # embedding written, valid not
-                arrays = writer._open_arrays()
-                real = arrays["embedding"]
+                real = writer._array("embedding")
 
                 class KillAfterWrite:
                     def __setitem__(self, key, value):
                         real[key] = value
                         die()
 
-                arrays["embedding"] = KillAfterWrite()
+                writer._arrays["embedding"] = KillAfterWrite()
             if n == kill_at and mode == "inside_file_write":  # zarr's temp chunk file written, not renamed
                 def replace(self, target):
                     if self.name.endswith(".partial"):

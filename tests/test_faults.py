@@ -673,8 +673,9 @@ def parts_in(folder: Path) -> list[Path]:
 
 @pytest.mark.slow  # a subprocess killed mid-write, then a rerun
 def test_killed_index_build_keeps_the_old_pair_and_the_next_clears_its_part(
-    analytics_cubes, tmp_path
+    analytics_cubes, tmp_path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
+    from landprompt import files
     from landprompt.index.build import build_index
     from landprompt.index.search import CubeIndex
 
@@ -688,6 +689,7 @@ def test_killed_index_build_keeps_the_old_pair_and_the_next_clears_its_part(
     run_killed(tmp_path, "faiss:write_index", 1, body)  # the new index written aside, not swapped in
     assert len(parts_in(tmp_path)) == 1
     assert CubeIndex.open(tmp_path / "cube.faiss", cube).info.factory == "Flat"  # the old pair, whole
+    monkeypatch.setattr(files, "_CLEANED", set())  # the rerun below stands for a new process
     result = CliRunner().invoke(app, ["index", "build", str(cube), "--factory", "IVF8,Flat"])
     assert result.exit_code == 0, result.output
     assert parts_in(tmp_path) == []
@@ -849,15 +851,15 @@ def test_a_bug_keeps_its_traceback_and_debug_shows_user_errors_too(monkeypatch: 
 
 
 def test_only_parts_of_dead_writers_are_removed(tmp_path: Path) -> None:
-    from landprompt.files import atomic_path, remove_stale_parts
+    from landprompt.files import atomic_path, host_tag, remove_stale_parts
 
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
     dead_pid = int(dead.stdout)
-    stale = tmp_path / f".map.tif.{dead_pid}.abcd1234.part.tif"
-    stale_store = tmp_path / f".cube.zarr.{dead_pid}.0123abcd.part"
-    live = tmp_path / f".map.tif.{os.getpid()}.abcd1234.part.tif"
+    stale = tmp_path / f".map.tif.{host_tag()}.{dead_pid}.abcd1234.part.tif"
+    stale_store = tmp_path / f".cube.zarr.{host_tag()}.{dead_pid}.0123abcd.part"
+    live = tmp_path / f".map.tif.{host_tag()}.{os.getpid()}.abcd1234.part.tif"
     other = tmp_path / ".hidden.part"
     for path in (stale, live, other):
         path.write_text("x")

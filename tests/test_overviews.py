@@ -180,3 +180,44 @@ def test_verify_names_unfinished_overviews(tmp_path: Path) -> None:
         build_overviews(path, progress=stop)
     (report,) = verify_overviews(path, progress=False)
     assert not report.ok and "unfinished" in report.records
+
+
+def test_a_build_makes_one_reader_a_level_and_one_basis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cube_data
+) -> None:  # type: ignore[no-untyped-def]
+    from concurrent import futures
+
+    from landprompt.embedder import basis as basis_module
+    from landprompt.embedder import cube as cube_module
+
+    emb = cube_data.clip_like(GRID.shape, 16, 4)
+    path = cube_data.legacy_cube(tmp_path / "v2.zarr", emb, GRID, 2, 4)  # its basis needs refitting
+    pools, fits = [], []
+    pool = futures.ThreadPoolExecutor
+    monkeypatch.setattr(cube_module, "ThreadPoolExecutor", lambda *a, **k: pools.append(1) or pool(*a, **k))
+    diagonal = basis_module.Basis.diagonal
+    monkeypatch.setattr(
+        basis_module.Basis,
+        "diagonal",
+        lambda self, *a: fits.append(self.weights is None) or diagonal(self, *a),
+    )
+    build_overviews(path)  # 3 levels of 6, 2 and 1 chunks
+    assert len(pools) == 3  # one read-ahead thread a level
+    assert fits.count(True) == 1  # the version-4 form of the cube's basis is fitted once a build
+
+
+def test_reading_a_version_4_window_normalises_its_codes_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from landprompt.embedder import basis as basis_module
+
+    ds = open_cube(cube(tmp_path / "cube.zarr", 2))
+    calls = []
+    unit_scale = basis_module.Basis.unit_scale
+    monkeypatch.setattr(
+        basis_module.Basis, "unit_scale", lambda self, v: calls.append(v.shape) or unit_scale(self, v)
+    )
+    emb, valid = read_window(ds, slice(16, 32), slice(0, 16))
+    assert calls == [(16, 16, 16)]
+    norms = np.linalg.norm(emb, axis=-1)
+    np.testing.assert_allclose(norms[valid], 1.0, atol=1e-3)

@@ -3,6 +3,7 @@ and a copied cube's index that verifies once."""
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -105,7 +106,10 @@ def test_a_copied_cube_is_verified_once_then_its_fingerprint_is_recorded(indexed
     index = search.CubeIndex.for_cube(copy)
     assert index is not None and verified == [copy]
     recorded = IndexInfo.load(sidecar_path(default_index_path(copy)))
-    assert recorded.cube == str(copy.resolve()) and recorded.cube_files != index.info.cube_files
+    assert recorded.cube == index.info.cube and recorded.cube_files != index.info.cube_files
+    monkeypatch.setattr(
+        search, "_VERIFIED", set(), raising=False
+    )  # as a new process: the sidecar makes it cheap
     search.CubeIndex.for_cube(copy)
     assert verified == [copy]  # the second open is cheap: no verify
     assert IndexInfo.load(sidecar_path(default_index_path(indexed.cube))).cube == str(indexed.cube.resolve())
@@ -114,20 +118,60 @@ def test_a_copied_cube_is_verified_once_then_its_fingerprint_is_recorded(indexed
     assert (places.loc[0, "row"], places.loc[0, "col"]) == (3, 4) and not session.stale
 
 
-def test_a_copied_cube_whose_sidecar_cannot_be_written_is_verified_each_open(indexed, tmp_path, monkeypatch):
+def test_a_copied_cube_whose_sidecar_cannot_be_written_is_verified_once_a_process(
+    indexed, tmp_path, monkeypatch
+):
     copy = _copy(indexed.cube, tmp_path / "copy" / "c.zarr")
     sidecar = sidecar_path(default_index_path(copy))
     before = sidecar.read_bytes()
 
-    def read_only(self, path):
+    def read_only(self, path, expect=None):
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(IndexInfo, "save", read_only)
+    monkeypatch.setattr(search, "_VERIFIED", set(), raising=False)
     verified = []
     monkeypatch.setattr(search, "verify", lambda cube, progress: verified.append(cube) or _ok())
-    for _ in range(2):
+    for _ in range(3):
         assert search.CubeIndex.for_cube(copy) is not None
-    assert verified == [copy, copy] and sidecar.read_bytes() == before
+    assert verified == [copy] and sidecar.read_bytes() == before
+    (copy / "zarr.json").touch()  # a file touched since: its digests are checked again
+    assert search.CubeIndex.for_cube(copy) is not None and verified == [copy, copy]
+
+
+def test_opening_an_index_against_a_copy_of_its_cube_leaves_its_sidecar(indexed, tmp_path, monkeypatch):
+    copy = tmp_path / "elsewhere" / "c.zarr"
+    shutil.copytree(indexed.cube, copy, copy_function=shutil.copyfile)  # the cube alone, new mtimes
+    sidecar = sidecar_path(default_index_path(indexed.cube))
+    before = sidecar.read_bytes()
+    monkeypatch.setattr(search, "_VERIFIED", set(), raising=False)
+    index = search.CubeIndex.open(default_index_path(indexed.cube), copy)
+    assert index.info.cube == str(indexed.cube.resolve())
+    assert sidecar.read_bytes() == before  # still names the original cube, with its fingerprint
+    assert search.CubeIndex.open(default_index_path(indexed.cube)).info == IndexInfo.load(sidecar)
+
+
+def test_recording_a_fingerprint_loses_to_a_build_that_lands_meanwhile(indexed, tmp_path, monkeypatch):
+    copy = _copy(indexed.cube, tmp_path / "copy" / "c.zarr")
+    sidecar = sidecar_path(default_index_path(copy))
+    rebuilt = replace(IndexInfo.load(sidecar), factory="IVF4,Flat", nprobe=2)
+    original_load = IndexInfo.load.__func__
+    loads = []
+
+    def load_then_a_build_lands(cls, path):
+        info = original_load(cls, path)
+        loads.append(path)
+        if len(loads) == 2:  # the record's read: a concurrent build writes its sidecar right after
+            rebuilt.save(path)
+        return info
+
+    monkeypatch.setattr(IndexInfo, "load", classmethod(load_then_a_build_lands))
+    monkeypatch.setattr(search, "_VERIFIED", set(), raising=False)
+    monkeypatch.setattr(search, "verify", lambda cube, progress: _ok())
+    assert search.CubeIndex.for_cube(copy) is not None
+    assert len(loads) == 2
+    monkeypatch.undo()
+    assert IndexInfo.load(sidecar) == rebuilt  # the build's sidecar, not the old one with a new fingerprint
 
 
 def test_a_copied_cube_that_fails_verify_is_refused_and_not_recorded(indexed, tmp_path):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -13,6 +14,9 @@ from landprompt.errors import BadInputError
 if TYPE_CHECKING:
     from distributed import Client
 
+#: How long :func:`stop_tasks` waits for cancelled tasks still running, and how often it looks.
+STOP_TIMEOUT_S = 3600.0
+STOP_POLL_S = 0.2
 _I = TypeVar("_I")
 _R = TypeVar("_R")
 
@@ -62,7 +66,7 @@ def run_each(
     threads: int = 2,
     on_error: Callable[[_I, Exception], _R] | None = None,
     **kwargs: Any,
-) -> Iterator[_R]:
+) -> Generator[_R, None, None]:
     """Run ``func(item, **kwargs)`` for each item, here in order or as Dask tasks; yield each result.
 
     Args:
@@ -83,9 +87,40 @@ def run_each(
     with dask_client(scheduler, threads=threads) as client:
         futures = client.map(func, items, pure=False, **kwargs)
         item_of = {future.key: item for future, item in zip(futures, items, strict=True)}
-        for future in as_completed(futures):
-            yield _result(future.result, item_of[future.key], on_error)
-            future.release()
+        try:
+            for future in as_completed(futures):
+                yield _result(future.result, item_of[future.key], on_error)
+                future.release()
+        finally:  # an error, or the caller stopped: nothing of this run may still run once it returns
+            stop_tasks(client, futures)
+
+
+def stop_tasks(client: Client, futures: Sequence[Any], timeout: float = STOP_TIMEOUT_S) -> None:
+    """Cancel the unfinished ``futures`` and wait until none of them still runs on a worker.
+
+    Cancelling drops queued tasks, but a task already running on a worker runs to its end (Dask cannot
+    stop a thread): so its writes are awaited before the caller removes or rewrites what they touch.
+
+    Args:
+        client: The client the futures belong to.
+        futures: The run's futures (finished ones are skipped).
+        timeout: Seconds to wait for running tasks before giving up with a :class:`TimeoutError`.
+    """
+    outstanding = [future for future in futures if not future.done()]
+    if not outstanding:
+        return
+    keys = {future.key for future in outstanding}
+    client.cancel(outstanding)
+    deadline = time.monotonic() + timeout
+    while any(client.run(_running_keys, keys=keys, on_error="ignore").values()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(keys)} cancelled Dask tasks still run after {timeout:.0f} s")
+        time.sleep(STOP_POLL_S)
+
+
+def _running_keys(keys: set[Any], dask_worker: Any) -> list[Any]:
+    """On a worker: which of ``keys`` occupy a thread now (cancelled tasks run to their end)."""
+    return [ts.key for ts in dask_worker.state.all_running_tasks if ts.key in keys]
 
 
 def _result(get: Callable[[], _R], item: _I, on_error: Callable[[_I, Exception], _R] | None) -> _R:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -18,25 +22,35 @@ from landprompt.errors import BadInputError
 
 #: Marker in the names of files being written (see :func:`atomic_path`).
 PART = ".part"
-#: ``.NAME.PID.RANDOM.part`` with an optional ``.SUFFIX``: RANDOM is mkstemp's or uuid's 8 characters.
-_PART_NAME = re.compile(rf"\..+\.(?P<pid>\d+)\.[a-z0-9_]{{8}}{re.escape(PART)}(\.[^.]*)?")
+#: ``.NAME.HOST.PID.RANDOM.part`` with an optional ``.SUFFIX``: HOST is :func:`host_tag`, RANDOM is
+#: mkstemp's or uuid's 8 characters.
+_PART_NAME = re.compile(
+    rf"\..+\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[a-z0-9_]{{8}}{re.escape(PART)}(\.[^.]*)?"
+)
+#: Marker in the names of old copies set aside while a new one replaces them (:func:`swap_into_place`).
+ASIDE = ".aside"
+_ASIDE_NAME = re.compile(
+    rf"\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[a-z0-9]{{8}}{re.escape(ASIDE)}"
+)
+#: Folders this process has cleaned of stale parts (:func:`remove_stale_parts_once`).
+_CLEANED: set[str] = set()
+_CLEANED_LOCK = threading.Lock()
 
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling path that replaces ``path`` only if the block succeeds.
 
-    The temporary name carries the writer's pid (``.NAME.PID.RANDOM.part.SUFFIX``) so that a later
-    writer into the same folder can remove it if this process was killed (:func:`remove_stale_parts`).
+    The temporary name carries the writer's host and pid (``.NAME.HOST.PID.RANDOM.part.SUFFIX``) so
+    that a later writer on the same host can remove it if this process was killed
+    (:func:`remove_stale_parts`).
     The file gets the mode ``open()`` would give it (0o666 less the umask), not ``mkstemp``'s 0o600,
     so colleagues, web servers and shared folders can read what landprompt writes.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_parts(path.parent)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.{os.getpid()}.", suffix=f"{PART}{path.suffix}", dir=path.parent
-    )
+    remove_stale_parts_once(path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=part_prefix(path), suffix=f"{PART}{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -48,25 +62,64 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_json(path: str | Path, value: Any, *, indent: int = 2, allow_nan: bool = True) -> Path:
+class ChangedMeanwhileError(OSError):
+    """A file changed between the read and the write of a compare-and-swap (:func:`write_json`)."""
+
+
+def write_json(
+    path: str | Path, value: Any, *, indent: int = 2, allow_nan: bool = True, expect: bytes | None = None
+) -> Path:
     """Write ``value`` as indented JSON with a final newline, atomically (:func:`atomic_path`).
 
     The value is serialised before anything is written, so a value JSON refuses leaves no file.
+
+    Args:
+        path: The file.
+        value: A JSON-able value.
+        indent: JSON indent.
+        allow_nan: Write NaN and infinities (not strict JSON).
+        expect: Compare-and-swap: replace ``path`` only if it still holds these bytes (read by the
+            caller before it computed ``value``), checked after the new file is written, just before
+            the rename; else raise :class:`ChangedMeanwhileError` and leave ``path`` as it is.
     """
     text = json.dumps(value, indent=indent, allow_nan=allow_nan) + "\n"
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+        if expect is not None and _read_or_none(Path(path)) != expect:
+            raise ChangedMeanwhileError(f"{path} changed while it was being rewritten")
     return Path(path)
 
 
+def _read_or_none(path: Path) -> bytes | None:
+    """The bytes of a file, or None if it is missing."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
 def part_path(path: str | Path) -> Path:
-    """A fresh temporary sibling name for a store or file being written: ``.NAME.PID.RANDOM.part``.
+    """A fresh temporary sibling name for a store or file being written: ``.NAME.HOST.PID.RANDOM.part``.
 
     Write a whole store there, then rename it into place; :func:`remove_stale_parts` removes it if
     the writer is killed first.
     """
     path = Path(path)
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{PART}")
+    return path.with_name(f"{part_prefix(path)}{uuid.uuid4().hex[:8]}{PART}")
+
+
+def part_prefix(path: str | Path) -> str:
+    """The start of this process's temporary names for ``path``: ``.NAME.HOST.PID.`` (for ``tempfile``).
+
+    Add 8 random characters and ``.part`` (and a suffix) to make a name :func:`remove_stale_parts` knows.
+    """
+    return f".{Path(path).name}.{host_tag()}.{os.getpid()}."
+
+
+@cache
+def host_tag() -> str:
+    """This machine's name as it goes into temporary names: letters, digits and ``-`` only."""
+    return re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname()).strip("-") or "localhost"
 
 
 def place_exclusively(src: Path, dst: Path) -> None:
@@ -75,6 +128,7 @@ def place_exclusively(src: Path, dst: Path) -> None:
     Of two writers racing for one path, one wins; the other gets a :class:`BadInputError` (its
     ``src`` is left for the caller to remove).
     """
+    restore_set_aside(dst)  # a swap killed half-way: the old copy is still there, to be refused
     try:
         if dst.exists() or dst.is_symlink():
             raise FileExistsError(dst)
@@ -89,26 +143,94 @@ def place_exclusively(src: Path, dst: Path) -> None:
 def swap_into_place(src: Path, dst: Path) -> None:
     """Move the finished file or store ``src`` to ``dst``, replacing whatever is there.
 
-    The old ``dst`` is first renamed aside (a :func:`part_path` name, removed afterwards), so ``dst``
-    is at every moment either the old whole or the new whole, never a mixture.
+    The old ``dst`` is first renamed aside (an :func:`aside_path` name, which the part clean-up never
+    matches; removed afterwards), so ``dst`` is at every moment either the old whole or the new whole,
+    never a mixture. A writer killed between the two renames leaves the old copy aside;
+    :func:`restore_set_aside` (run by the next write, and by :func:`~landprompt.embedder.cube.open_cube`)
+    puts it back.
     """
+    restore_set_aside(dst)
     if not (dst.exists() or dst.is_symlink()):
         os.replace(src, dst)
         return
-    old = part_path(dst)
+    old = aside_path(dst)
     os.replace(dst, old)
     os.replace(src, dst)
-    if old.is_dir() and not old.is_symlink():
-        shutil.rmtree(old)
+    _remove(old)
+
+
+def aside_path(path: str | Path) -> Path:
+    """A fresh name for the old ``path`` while it is replaced: ``.NAME.HOST.PID.RANDOM.aside``."""
+    path = Path(path)
+    return path.with_name(f"{part_prefix(path)}{uuid.uuid4().hex[:8]}{ASIDE}")
+
+
+def restore_set_aside(path: str | Path) -> Path | None:
+    """Undo a :func:`swap_into_place` killed half-way: restore ``path`` from the copy it set aside.
+
+    Only copies set aside by writers of this host that no longer run are touched: when ``path`` is
+    missing, the newest is renamed back to it; when ``path`` is there, they are left-overs of a swap
+    killed after it finished, and are removed.
+
+    Returns:
+        The restored ``path``, or None if nothing was restored.
+    """
+    path = Path(path)
+    try:
+        candidates = list(path.parent.glob(f"{glob.escape('.' + path.name)}.*{ASIDE}"))
+    except OSError:
+        return None
+    dead = []
+    for candidate in candidates:
+        match = _ASIDE_NAME.fullmatch(candidate.name)
+        mine = match is not None and match["name"] == path.name and match["host"] == host_tag()
+        if mine and match is not None and not _pid_alive(int(match["pid"])):
+            dead.append(candidate)
+    if not dead:
+        return None
+    dead.sort(key=lambda p: p.lstat().st_ctime_ns)  # a rename sets the ctime: the newest aside is last
+    restored = None
+    if not (path.exists() or path.is_symlink()):
+        try:
+            os.rename(dead.pop(), path)
+            restored = path
+        except OSError:  # another process restored it first, or wrote a new one
+            pass
+    for left_over in dead:
+        try:
+            _remove(left_over)
+        except OSError:
+            continue
+    return restored
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, link or folder tree."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
     else:
-        old.unlink()
+        path.unlink()
+
+
+def remove_stale_parts_once(folder: str | Path) -> None:
+    """:func:`remove_stale_parts` the first time this process writes into ``folder``; later calls do nothing.
+
+    A writer killed while this process runs leaves its part until the next process writes there.
+    """
+    key = os.path.abspath(folder)
+    with _CLEANED_LOCK:
+        if key in _CLEANED:
+            return
+        _CLEANED.add(key)
+    remove_stale_parts(folder)
 
 
 def remove_stale_parts(folder: str | Path) -> list[Path]:
     """Remove the ``.part`` files and stores that writers which are no longer running left in ``folder``.
 
-    Only names of the :func:`atomic_path` / :func:`part_path` form whose pid is not a live process on
-    this machine are removed; a live writer's file, and anything else, is left alone.
+    Only names of the :func:`atomic_path` / :func:`part_path` form written on this host whose pid is
+    not a live process are removed; a live writer's file, a part written on another host (a shared
+    folder: its pid says nothing here), and anything else are left alone.
 
     Returns:
         The paths removed.
@@ -120,13 +242,10 @@ def remove_stale_parts(folder: str | Path) -> list[Path]:
         return removed
     for candidate in candidates:
         match = _PART_NAME.fullmatch(candidate.name)
-        if match is None or _pid_alive(int(match["pid"])):
+        if match is None or match["host"] != host_tag() or _pid_alive(int(match["pid"])):
             continue
         try:
-            if candidate.is_dir() and not candidate.is_symlink():
-                shutil.rmtree(candidate)
-            else:
-                candidate.unlink()
+            _remove(candidate)
         except OSError:  # another cleaner was first, or the folder is read-only: not ours to fail on
             continue
         removed.append(candidate)

@@ -183,8 +183,14 @@ class Basis:
         codes[~np.any(e != 0, axis=-1)] = 0  # a zero (invalid) pixel stays zero
         return codes
 
-    def decode(self, codes: np.ndarray) -> np.ndarray:
-        """Unit embeddings (..., d) from codes (..., k)."""
+    def decode(self, codes: np.ndarray, unit: bool = False) -> np.ndarray:
+        """Unit embeddings (..., d) from codes (..., k).
+
+        Args:
+            codes: Codes (..., k).
+            unit: Version 4: the codes are unit already (``sum_i w_i v_i^2`` is 1 or 0, as
+                :func:`~landprompt.embedder.cube.stored_values` gives them), so they are not normalised again.
+        """
         codes = np.asarray(codes, dtype=np.float32)
         r = self.rank
         if self.weights is None:
@@ -192,7 +198,7 @@ class Basis:
         out = codes[..., :r] @ self.matrix.T
         if self.code_size > r:
             out += codes[..., r:] * self.offset
-        return out * self.unit_scale(codes)[..., None]
+        return out if unit else out * self.unit_scale(codes)[..., None]
 
     def project(self, vectors: np.ndarray) -> np.ndarray:
         """Query vectors (m, d) into code space (m, k): ``[B^T c, o . c]`` (versions 2, 3: ``b . c / a``)."""

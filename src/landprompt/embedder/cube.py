@@ -55,18 +55,22 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 from landprompt.embedder import integrity
 from landprompt.embedder.basis import Basis
 from landprompt.errors import BadInputError, DamagedCubeError, NotACubeError
-from landprompt.files import part_path, place_exclusively, remove_stale_parts, swap_into_place
+from landprompt.files import (
+    part_path,
+    place_exclusively,
+    remove_stale_parts_once,
+    restore_set_aside,
+    swap_into_place,
+)
 from landprompt.geo import Grid
 from landprompt.progress import progress_bar
 
 FORMAT_NAME = "embedding-cube"
 FORMAT_VERSION = 1
-#: Format version of cubes written in a basis (4: no per-pixel scale; 3: float16 scale, 2: float32).
+#: Format version of cubes written in a basis (4: no per-pixel scale; 3 and 2, read only, had one).
 BASIS_FORMAT_VERSION = 4
 #: First format version whose int8 codes carry no per-pixel scale (the norm weights give it).
 UNSCALED_VERSION = 4
-#: dtype of the per-pixel scale of int8 codes of version 3 (version 2: float32).
-BASIS_SCALE_DTYPE: Any = np.float16
 #: Format versions of cubes stored in a basis that this landprompt reads.
 BASIS_READ_VERSIONS = (2, 3, 4)
 #: Format versions this landprompt reads.
@@ -153,21 +157,19 @@ class CubeWriter:
         self.attrs = _check_run_args(self.dim, dtype, self.chunk, attrs)
         if basis is not None and basis.dim != self.dim:
             raise BadInputError(f"the basis has d = {basis.dim} but the cube's embeddings have {self.dim}")
-        if basis is not None and BASIS_FORMAT_VERSION >= UNSCALED_VERSION:
-            basis = basis.diagonal()
-        self.basis = basis
+        self.basis = None if basis is None else basis.diagonal()
         if zarr_format not in get_args(ZarrFormat):
             raise BadInputError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
         self.zarr_format = zarr_format
         self.version = FORMAT_VERSION if basis is None else BASIS_FORMAT_VERSION
         self._windows = chunk_windows(grid.shape, self.chunk)
-        self._arrays: dict[str, Any] | None = None
+        self._arrays: dict[str, Any] = {}
         if _is_empty_or_missing(self.path):
             self._create()
         self._check_fingerprint()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_arrays": None}  # open zarr arrays stay in their process
+        return {**self.__dict__, "_arrays": {}}  # open zarr arrays stay in their process
 
     # --- state -------------------------------------------------------------------------------------
     def windows(self) -> list[ChunkWindow]:
@@ -216,10 +218,9 @@ class CubeWriter:
             data = _encode(embedding, valid, window.shape, self.dim, self.dtype)
         else:
             data = _encode_codes(embedding, valid, window.shape, self.basis, self.dtype, features)
-        arrays = self._open_arrays()
         for name, values in data.items():
             _remove_partials(self.path, name, window.index, values.ndim, self.zarr_format)
-            arrays[name][window.rows, window.cols] = values
+            self._array(name)[window.rows, window.cols] = values
         self._mark_done(window, _digest(data))
 
     def finalize(self) -> Path:
@@ -258,7 +259,7 @@ class CubeWriter:
     def _create(self) -> None:
         """Lay out the store (metadata, coords, spatial_ref) in a temp sibling and rename it into place."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_parts(self.path.parent)
+        remove_stale_parts_once(self.path.parent)
         tmp = part_path(self.path)
         try:
             template, encoding = _template(
@@ -312,14 +313,13 @@ class CubeWriter:
                 f"{self.path} holds another run (different {', '.join(differ)}): use a new --out or delete it"
             )
 
-    def _open_arrays(self) -> dict[str, Any]:
-        if self._arrays is None:
-            group = zarr.open_group(str(self.path), mode="r+")
-            values = "embedding" if self.basis is None else "code"
-            names = [values, "valid"] + (["scale"] if _has_scale(self.dtype, self.basis) else [])
+    def _array(self, name: str) -> Any:
+        """The store's array ``name``, opened on first use."""
+        if name not in self._arrays:
+            array = cast(zarr.Array, zarr.open_group(str(self.path), mode="r+")[name])
             # every chunk is stored, so a missing chunk file is damage (see embedder.integrity)
-            self._arrays = {name: group[name].with_config({"write_empty_chunks": True}) for name in names}  # type: ignore[union-attr]
-        return self._arrays
+            self._arrays[name] = array.with_config({"write_empty_chunks": True})
+        return self._arrays[name]
 
     def _marker(self, window: ChunkWindow) -> Path:
         return self.path / _PROGRESS / str(window.index[0]) / str(window.index[1])
@@ -437,7 +437,7 @@ def open_cube(path: str | os.PathLike[str]) -> xr.Dataset:
             an unfinished run.
     """
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and restore_set_aside(path) is None:  # a swap killed half-way is undone
         raise NotACubeError(f"{path} does not exist: give the path of an embedding cube (.zarr)")
     integrity.check_metadata(path)  # a truncated zarr.json is damage, not "not a store"
     group = _open_group(path)
@@ -580,6 +580,25 @@ def read_window(ds: xr.Dataset, rows: slice, cols: slice) -> tuple[np.ndarray, n
         float32 embeddings [h, w, d] (zeros where invalid) and the bool valid mask [h, w].
     """
     return _reader(ds)(rows, cols)
+
+
+def raw_reader(ds: xr.Dataset) -> Callable[[slice, slice], dict[str, np.ndarray]]:
+    """A reader of windows of a cube's stored arrays, undecoded (as :func:`iter_raw_chunks` yields them).
+
+    Make it once and call it for every window: it opens the arrays and the chunk layout once.
+    A window inside one chunk is read straight from its chunk file.
+    """
+    return _raw_reader(ds)
+
+
+def read_ahead(
+    windows: list[ChunkWindow], read: Callable[[slice, slice], _T]
+) -> Iterator[tuple[ChunkWindow, _T]]:
+    """``(window, read(window.rows, window.cols))`` in order, the next read in a thread meanwhile.
+
+    One thread for the whole list: make ``read`` once (e.g. :func:`raw_reader`) and stream every window.
+    """
+    yield from _prefetched(windows, read)
 
 
 def iter_chunks(
@@ -726,8 +745,8 @@ def _reader(ds: xr.Dataset) -> Callable[[slice, slice], tuple[np.ndarray, np.nda
     def read(rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray]:
         raw = read_raw(rows, cols)
         valid = raw["valid"].astype(bool)
-        values = stored_values(raw, basis)
-        embedding = values if basis is None else basis.decode(values)
+        values = stored_values(raw, basis)  # version 4: unit codes, decoded without a second normalisation
+        embedding = values if basis is None else basis.decode(values, unit=True)
         embedding[~valid] = 0
         return embedding, valid
 
@@ -926,16 +945,14 @@ def _checked_window(
     return np.where(ok[..., None], arr, np.float32(0)), ok
 
 
-def _quantise(
-    values: np.ndarray, dtype: CubeDtype, name: str, scale_dtype: Any = np.float32
-) -> dict[str, np.ndarray]:
+def _quantise(values: np.ndarray, dtype: CubeDtype, name: str) -> dict[str, np.ndarray]:
     """float16 values, or int8 with a per-pixel scale ``max|v| / 127`` (scale 0 for a zero vector)."""
     if dtype == "fp16":
         _check_fp16_range(values)
         return {name: values.astype(np.float16)}
-    scale = (np.abs(values).max(axis=-1) / np.float32(127)).astype(scale_dtype).astype(np.float32)
+    scale = np.abs(values).max(axis=-1) / np.float32(127)
     q = np.rint(values / np.where(scale > 0, scale, np.float32(1))[..., None])
-    return {name: np.clip(q, -127, 127).astype(np.int8), "scale": scale.astype(scale_dtype)}
+    return {name: np.clip(q, -127, 127).astype(np.int8), "scale": scale.astype(np.float32)}
 
 
 def _encode_codes(
@@ -952,18 +969,11 @@ def _encode_codes(
     codes = basis.codes_from_features(arr) if features else basis.codes_from_embeddings(arr)
     codes[~ok] = 0
     ok &= np.any(codes != 0, axis=-1)  # B z + b = 0 has no direction
-    if _has_scale(dtype, basis):
-        return {**_quantise(codes, dtype, "code", BASIS_SCALE_DTYPE), "valid": ok}
     if dtype == "int8":  # version 4: the scale follows from the codes (their norm weights)
         peak = np.abs(codes).max(axis=-1, keepdims=True)
         codes = np.rint(codes * (np.float32(127) / np.where(peak > 0, peak, np.float32(1))))
         return {"code": np.clip(codes, -127, 127).astype(np.int8), "valid": ok}
     return {"code": codes.astype(np.float16), "valid": ok}
-
-
-def _has_scale(dtype: CubeDtype, basis: Basis | None) -> bool:
-    """Whether a cube stores a per-pixel scale: int8 of version 1, 2 or 3 (not version 4)."""
-    return dtype == "int8" and (basis is None or basis.weights is None)
 
 
 def _template(
@@ -989,8 +999,8 @@ def _template(
         data_vars["code"] = (("y", "x", "k"), lazy(values_dtype, basis.code_size))
         data_vars["basis"] = (("d", "r"), da.zeros(basis.matrix.shape, dtype=np.float32))
         data_vars["offset"] = (("d",), da.zeros(basis.offset.shape, dtype=np.float32))
-    if _has_scale(dtype, basis):
-        data_vars["scale"] = (("y", "x"), lazy(np.float32 if basis is None else BASIS_SCALE_DTYPE))
+    if basis is None and dtype == "int8":  # version 1; version 4 int8 codes need no scale
+        data_vars["scale"] = (("y", "x"), lazy(np.float32))
     cube_attrs = {
         "landprompt_format": FORMAT_NAME,
         "format_version": FORMAT_VERSION if basis is None else BASIS_FORMAT_VERSION,

@@ -24,7 +24,7 @@ from rio_cogeo.profiles import cog_profiles
 
 from landprompt.embedder.cube import cube_grid, iter_chunks, open_cube
 from landprompt.errors import BadInputError
-from landprompt.files import PART, atomic_path
+from landprompt.files import PART, atomic_path, part_prefix
 
 
 def band_names(dim: int) -> list[str]:
@@ -77,9 +77,7 @@ def export_cube(
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     with (
-        tempfile.TemporaryDirectory(
-            prefix=f".{path.name}.{os.getpid()}.", suffix=PART, dir=path.parent
-        ) as folder,
+        tempfile.TemporaryDirectory(prefix=part_prefix(path), suffix=PART, dir=path.parent) as folder,
         atomic_path(path) as tmp,
     ):
         stage = Path(folder) / "stage.tif"

@@ -15,6 +15,7 @@ Levels stop at the first that fits one chunk. :func:`verify_overviews` checks ev
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Callable
@@ -36,8 +37,9 @@ from landprompt.embedder.cube import (
     content_hash,
     cube_basis,
     cube_grid,
-    iter_raw_chunks,
     open_cube,
+    raw_reader,
+    read_ahead,
     stored_values,
     user_attrs,
     verify,
@@ -93,6 +95,7 @@ def build_overviews(
     grid = cube_grid(base)
     levels = n_levels(grid.shape, chunk)
     group = _overviews_group(path, content_hash(base), levels)
+    basis = _level_basis(base)  # once: every level is stored in the same basis
     writers = [
         CubeWriter(
             overviews_path(path) / str(level),
@@ -101,7 +104,7 @@ def build_overviews(
             base.attrs["dtype"],
             chunk,
             {**user_attrs(dict(base.attrs)), "overview_level": level},
-            _level_basis(base),
+            basis,
         )
         for level in range(1, levels + 1)
     ]
@@ -110,8 +113,10 @@ def build_overviews(
     below = base
     for writer in writers:
         fraction = _fraction_array(writer)
-        for window in writer.pending():
-            _write_level_chunk(writer, fraction, below, window)
+        below_basis = cube_basis(below)
+        # one reader of the level below, and one read-ahead thread, for the whole level
+        for window, (values, weight) in read_ahead(writer.pending(), _below_reader(below)):
+            _write_level_chunk(writer, fraction, below_basis, window, values, weight)
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -298,16 +303,28 @@ def _level_basis(base: xr.Dataset) -> Basis | None:
     return None if basis is None else replace(basis.diagonal(), feature_map=None, feature_offset=None)
 
 
-def _write_level_chunk(writer: CubeWriter, fraction: Any, below: xr.Dataset, window: ChunkWindow) -> None:
-    """One chunk of a level: the weighted 2 x 2 mean of the level below, renormalised."""
+def _write_level_chunk(
+    writer: CubeWriter,
+    fraction: Any,
+    basis: Basis | None,
+    window: ChunkWindow,
+    values: np.ndarray,
+    weight: np.ndarray,
+) -> None:
+    """One chunk of a level: the weighted 2 x 2 mean of the level below, renormalised.
+
+    Args:
+        writer: The level's writer.
+        fraction: The level's ``valid_fraction`` array.
+        basis: The basis of the level below (None for version 1).
+        window: The chunk.
+        values: The stored values and valid weights of the 2 x 2 window below (:func:`_below_reader`).
+        weight: Their valid weights.
+    """
     h, w = window.shape
-    rows = slice(2 * window.rows.start, min(2 * window.rows.stop, below.sizes["y"]))
-    cols = slice(2 * window.cols.start, min(2 * window.cols.stop, below.sizes["x"]))
-    values, weight = _read_below(below, rows, cols, (2 * h, 2 * w))
     weighted = (values * weight[..., None]).reshape(h, 2, w, 2, -1).sum(axis=(1, 3))
     total = weight.reshape(h, 2, w, 2).sum(axis=(1, 3))
     mean = weighted / np.maximum(total, 1e-12)[..., None]
-    basis = cube_basis(below)
     if basis is not None:  # the mean codes are those of the mean embedding (linear in the codes)
         ok = (total > 0) & np.any(mean != 0, axis=-1)
         if basis.weights is None:  # versions 2, 3: [u, a t] with t > 0; written as embeddings B u + b t
@@ -324,23 +341,39 @@ def _write_level_chunk(writer: CubeWriter, fraction: Any, below: xr.Dataset, win
     writer.write_chunk(window, mean / np.where(ok, norm, 1)[..., None], ok)
 
 
-def _read_below(
-    ds: xr.Dataset, rows: slice, cols: slice, shape: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Stored values (scale applied) and valid weights of a window, zero-padded to ``shape``."""
-    width = int(ds.sizes["k"] if "code" in ds else ds.sizes["d"])
-    values = np.zeros((*shape, width), np.float32)
-    weight = np.zeros(shape, np.float32)
-    fractions = ds.get(FRACTION)
+def _below_reader(ds: xr.Dataset) -> Callable[[slice, slice], tuple[np.ndarray, np.ndarray]]:
+    """A reader of the 2 x 2 window below a chunk window of the level above ``ds``.
+
+    It gives the stored values (scale applied) and valid weights, zero-padded past the edge. Made once
+    per level: the arrays, the basis and the fractions of ``ds`` are opened once, and each chunk below
+    is read on its own (straight from its chunk file where it can be).
+    """
+    read = raw_reader(ds)
     basis = cube_basis(ds)
-    for window, raw in iter_raw_chunks(ds, rows, cols):
-        r = slice(window.rows.start - rows.start, window.rows.stop - rows.start)
-        c = slice(window.cols.start - cols.start, window.cols.stop - cols.start)
-        stored = stored_values(raw, basis)
-        valid = raw["valid"].astype(bool)
-        values[r, c] = np.where(valid[..., None], stored, 0)
-        if fractions is None:
-            weight[r, c] = valid
-        else:
-            weight[r, c] = np.where(valid, fractions[window.rows, window.cols].to_numpy(), 0)
-    return values, weight
+    chunk = int(ds["valid"].chunksizes["y"][0])
+    width = int(ds.sizes["k"] if "code" in ds else ds.sizes["d"])
+    fractions = open_fraction(ds.encoding["source"]) if FRACTION in ds else None
+
+    def read_below(rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray]:
+        shape = (2 * (rows.stop - rows.start), 2 * (cols.stop - cols.start))
+        values = np.zeros((*shape, width), np.float32)
+        weight = np.zeros(shape, np.float32)
+        for r in _chunk_spans(2 * rows.start, min(2 * rows.stop, ds.sizes["y"]), chunk):
+            for c in _chunk_spans(2 * cols.start, min(2 * cols.stop, ds.sizes["x"]), chunk):
+                raw = read(r, c)
+                valid = raw["valid"].astype(bool)
+                at = (
+                    slice(r.start - 2 * rows.start, r.stop - 2 * rows.start),
+                    slice(c.start - 2 * cols.start, c.stop - 2 * cols.start),
+                )
+                values[at] = np.where(valid[..., None], stored_values(raw, basis), 0)
+                weight[at] = valid if fractions is None else np.where(valid, fractions[r, c], 0)
+        return values, weight
+
+    return read_below
+
+
+def _chunk_spans(start: int, stop: int, chunk: int) -> list[slice]:
+    """``start:stop`` cut at the multiples of ``chunk``."""
+    edges = [start, *range((start // chunk + 1) * chunk, stop, chunk), stop]
+    return [slice(a, b) for a, b in itertools.pairwise(edges) if a < b]

@@ -14,6 +14,7 @@ import json
 import shutil
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -191,9 +192,11 @@ def embed_run(
     stride = encoder.spec.output_stride
     try:
         bar = progress_bar("embedding chunks", len(writer.windows()), progress, done=writer.n_done)
-        with bar as advance:
+        # closed on any error: Dask tasks still running are cancelled and awaited before the clean-up
+        chunks = closing(run_each(_embed_and_write, pending, scheduler, threads=1, writer=writer, task=task))
+        with bar as advance, chunks as written:
             pixels, start = 0, time.perf_counter()
-            for window in run_each(_embed_and_write, pending, scheduler, threads=1, writer=writer, task=task):
+            for window in written:
                 pixels += window.shape[0] * window.shape[1] * stride**2
                 advance(note=f"{pixels / max(time.perf_counter() - start, 1e-9):,.0f} px/s")
     except BaseException:

@@ -68,9 +68,14 @@ class IndexInfo:
     format: str = INDEX_FORMAT
     format_version: int = INDEX_FORMAT_VERSION
 
-    def save(self, path: Path) -> None:
-        """Write the sidecar atomically."""
-        write_json(path, asdict(self))
+    def save(self, path: Path, expect: bytes | None = None) -> None:
+        """Write the sidecar atomically; with ``expect``, only over a sidecar that still holds those bytes.
+
+        Raises:
+            ChangedMeanwhileError: if ``expect`` is given and the sidecar changed (see
+                :func:`~landprompt.files.write_json`).
+        """
+        write_json(path, asdict(self), expect=expect)
 
     @classmethod
     def load(cls, path: Path) -> IndexInfo:

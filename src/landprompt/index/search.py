@@ -116,21 +116,31 @@ class CubeIndex:
         return Hits(scores=scores, rows=rows, cols=cols)
 
 
+#: ``(cube path, content hash, file fingerprint)`` of cubes this process verified whole: a sidecar that
+#: cannot record the fingerprint (a read-only folder, another index's cube) costs one verify a process.
+_VERIFIED: set[tuple[str, str, str]] = set()
+_VERIFIED_MAX = 1024
+
+
 def _require_fresh(path: Path, info: IndexInfo, ds: xr.Dataset, cube: Path) -> None:
     """Refuse an index whose cube changed since it was built.
 
     The content hash catches a cube rewritten by landprompt; the file fingerprint (names, sizes, mtimes)
     catches a chunk edited in place. A cube whose fingerprint differs (edited, or only copied) is
     accepted only if every chunk still matches its recorded digest (a full :func:`verify`); once it
-    passes, the sidecar records the cube's new fingerprint (:func:`_record_fingerprint`), so the next
-    open of a copied cube is cheap again.
+    passes, the process remembers it and the sidecar records the cube's new fingerprint
+    (:func:`_record_fingerprint`), so the next open of a copied cube is cheap again.
     """
     stale = content_hash(ds) != info.cube_hash
     if not stale:
         files = files_fingerprint(cube)  # before the verify: a file changed during it differs next time
-        if files != info.cube_files:
+        key = (str(cube.resolve()), info.cube_hash, files) if files != info.cube_files else None
+        if key is not None and key not in _VERIFIED:
             stale = not verify(cube, progress=False).ok
             if not stale:
+                if len(_VERIFIED) >= _VERIFIED_MAX:
+                    _VERIFIED.clear()
+                _VERIFIED.add(key)
                 _record_fingerprint(path, info, cube, files)
     if stale:
         raise BadInputError(
@@ -140,15 +150,22 @@ def _require_fresh(path: Path, info: IndexInfo, ds: xr.Dataset, cube: Path) -> N
 
 
 def _record_fingerprint(path: Path, info: IndexInfo, cube: Path, files: str) -> None:
-    """Record a verified cube's path and file fingerprint in the index's sidecar, atomically.
+    """Record a verified cube's file fingerprint in the index's sidecar (compare-and-swap, atomic).
 
-    Skipped when the sidecar changed since it was read (a rebuild won) or cannot be written (a
-    read-only folder): the index still serves, and the next open verifies again.
+    Only for the sidecar's own cube, or a cube whose default index this is (a cube copied with its
+    index): the recorded cube path is never changed, so opening an index against a copy of its cube
+    leaves the sidecar naming the original. Skipped when the sidecar changed since it was read (a
+    rebuild won, before or during this write) or cannot be written (a read-only folder): the index
+    still serves, and the process remembers the verify.
     """
+    resolved = cube.resolve()
+    if resolved != Path(info.cube).resolve() and default_index_path(resolved) != path.resolve():
+        return
     sidecar = sidecar_path(path)
     try:
+        before = sidecar.read_bytes()
         if IndexInfo.load(sidecar) != info:
             return
-        replace(info, cube=str(cube.resolve()), cube_files=files).save(sidecar)
+        replace(info, cube_files=files).save(sidecar, expect=before)
     except (OSError, BadInputError):
         return

@@ -164,12 +164,19 @@ def legacy_cube(
     path: Path, embeddings: np.ndarray, grid: Any, version: int, rank: int, chunk: int = 16
 ) -> Path:
     """An int8 cube of format version 2 or 3 (PCA codes ``[u, a t]`` with a per-pixel scale), written as
-    those versions wrote it, so that tests can check this landprompt still reads them."""
+    those versions wrote it, so that tests can check this landprompt still reads them.
+
+    landprompt writes version 4 only: the cube writer runs here with the encoder and layout of those
+    versions put in (a per-pixel ``scale``, float32 in version 2, float16 in version 3; the basis kept
+    as fitted, not in its diagonal form).
+    """
     from unittest import mock
 
+    import dask.array as da
     import zarr
 
     from landprompt.embedder import cube as cube_module
+    from landprompt.embedder import integrity
     from landprompt.embedder.basis import Basis
 
     sample = embeddings.reshape(-1, embeddings.shape[-1]).astype(np.float64)
@@ -177,10 +184,41 @@ def legacy_cube(
     axes = np.linalg.svd(sample - mean, full_matrices=False)[2][:rank].T
     norm_scale = float(np.median(np.abs((sample - mean) @ axes).max(axis=1))) if version == 3 else 1.0
     basis = Basis(axes, mean, "pca", {"requested_rank": rank}, norm_scale=norm_scale)
-    scale_dtype = np.float16 if version == 3 else np.float32
+    scale_dtype = np.dtype(np.float16 if version == 3 else np.float32)
+    layout = cube_module._template
+
+    def template(*args: Any, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        ds, encoding = layout(*args, **kwargs)
+        ds["scale"] = (("y", "x"), da.zeros(grid.shape, dtype=scale_dtype, chunks=(chunk, chunk)))
+        ds["scale"].attrs["coordinates"] = "spatial_ref"
+        compressors = cube_module._compressors("scale", scale_dtype)
+        encoding["scale"] = {
+            "chunks": (chunk, chunk),
+            "fill_value": 0,
+            "_FillValue": None,
+            "compressors": compressors,
+        }
+        ds.attrs[integrity.INTEGRITY_ATTR] = integrity.integrity_attr(["code", "valid", "scale"])
+        return ds, encoding
+
+    def encode(values: np.ndarray, valid: Any, shape: Any, basis: Basis, dtype: str, features: bool) -> Any:
+        arr, ok = cube_module._checked_window(values, valid, (*shape, basis.dim), "embedding")
+        codes = basis.codes_from_embeddings(arr)
+        codes[~ok] = 0
+        ok &= np.any(codes != 0, axis=-1)
+        scale = (np.abs(codes).max(axis=-1) / np.float32(127)).astype(scale_dtype).astype(np.float32)
+        q = np.rint(codes / np.where(scale > 0, scale, np.float32(1))[..., None])
+        return {
+            "code": np.clip(q, -127, 127).astype(np.int8),
+            "scale": scale.astype(scale_dtype),
+            "valid": ok,
+        }
+
     with (
         mock.patch.object(cube_module, "BASIS_FORMAT_VERSION", version),
-        mock.patch.object(cube_module, "BASIS_SCALE_DTYPE", scale_dtype),
+        mock.patch.object(Basis, "diagonal", lambda self: self),  # versions 2, 3 kept the fitted basis
+        mock.patch.object(cube_module, "_template", template),
+        mock.patch.object(cube_module, "_encode_codes", encode),
     ):
         cube_module.write_cube(path, embeddings, grid, dtype="int8", chunk=chunk, basis=basis)
     if version == 2:  # version 2 had no norm_scale attr
