@@ -40,7 +40,7 @@ from landprompt.embedder.clip import TINY_MODEL, load_clip
 from landprompt.embedder.cube import CubeWriter, iter_raw_chunks
 from landprompt.embedder.overviews import build_overviews
 from landprompt.geo import Grid
-from landprompt.query.probability import concept_embedding, default_vocabulary
+from landprompt.query.classes import concept_embedding, default_vocabulary
 from landprompt.serve.layer import TMS, ServedCube
 
 CHUNK = 256

@@ -13,7 +13,8 @@ from landprompt.embedder.cube import CubeWriter, cube_basis, open_cube, read_win
 from landprompt.errors import BadInputError, NotACubeError
 from landprompt.geo import Grid
 from landprompt.index.build import build_index
-from landprompt.query.probability import class_matrix, concept_probability, probability_map
+from landprompt.query.classes import class_matrix, concept_probability
+from landprompt.query.probability import probability_map
 from landprompt.query.session import open_session
 
 GRID = Grid(3035, Affine(10.0, 0.0, 4_000_000.0, 0.0, -10.0, 3_000_000.0), (40, 50))

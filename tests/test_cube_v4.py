@@ -24,7 +24,8 @@ from landprompt.embedder.overviews import build_overviews, open_overviews
 from landprompt.errors import BadInputError, NotACubeError
 from landprompt.geo import Grid
 from landprompt.index.build import build_index
-from landprompt.query.probability import class_matrix, concept_probability, probability_map
+from landprompt.query.classes import class_matrix, concept_probability
+from landprompt.query.probability import probability_map
 
 GRID = Grid(3035, Affine(10.0, 0.0, 4_000_000.0, 0.0, -10.0, 3_000_000.0), (32, 40))
 DIM, RANK = 48, 16

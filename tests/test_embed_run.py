@@ -263,7 +263,8 @@ def test_bottleneck_checkpoint_writes_r64_codes_with_exact_scores(
 ):
     from landprompt.embedder.recipe import EncoderRecipe
     from landprompt.embedder.run import EmbedTask, embed_window
-    from landprompt.query.probability import concept_probability, probability_map
+    from landprompt.query.classes import concept_probability
+    from landprompt.query.probability import probability_map
     from landprompt.query.scoring import iter_scores
 
     source = LocalSource(stac_fixture.stack)

@@ -43,19 +43,6 @@ LAYERS = {
 #: Imports against the flow that are known and still to be removed (issue 15): (importer, imported).
 KNOWN_AGAINST_FLOW: set[tuple[str, str]] = set()
 
-#: Module cycles known and still to be removed (issue 15, "one scoring path"): the session caches what
-#: probability_map and top_k compute, and they open a session (lazy imports both ways); the text tower
-#: (query.text) assembles the scorers (query.scorer) every path uses, from probability's helpers.
-KNOWN_CYCLES = [
-    {
-        "landprompt.query.probability",
-        "landprompt.query.scorer",
-        "landprompt.query.session",
-        "landprompt.query.text",
-        "landprompt.query.topk",
-    },
-]
-
 #: Private names still imported across modules (issue 15): ``module._name`` -> the importers. The query
 #: scoring modules are being merged into one scoring path (issue 15), which makes this one go.
 KNOWN_PRIVATE_IMPORTS: dict[str, set[str]] = {}
@@ -244,9 +231,7 @@ import landprompt.query._hidden
 
 
 def test_no_cycle_between_modules() -> None:
-    found = cycles(GRAPH)
-    assert [c for c in found if c not in KNOWN_CYCLES] == [], "these modules import each other"
-    assert [c for c in KNOWN_CYCLES if c not in found] == [], "fixed: remove it from KNOWN_CYCLES"
+    assert cycles(GRAPH) == [], "these modules import each other"
 
 
 @pytest.mark.parametrize(

@@ -50,3 +50,35 @@ def test_importing_the_package_imports_no_stage() -> None:
     code = f"import sys, landprompt; print(sorted(m for m in sys.modules if {heavy}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+#: Helpers moved below the query session (issue 15, no import cycle): old path -> the module they live in.
+MOVED = {
+    "landprompt.query.probability": (
+        "landprompt.query.classes",
+        [
+            "DEFAULT_STYLE",
+            "background_embeddings",
+            "class_matrix",
+            "clip_for_cube",
+            "concept_embedding",
+            "concept_probability",
+            "default_vocabulary",
+            "resolve_logit_scale",
+            "unit_rows",
+        ],
+    ),
+    "landprompt.query.topk": (
+        "landprompt.query.search",
+        ["PLACE_COLUMNS", "PlaceTable", "query_embedding", "resolve_index", "search_top_k", "spatial_nms"],
+    ),
+}
+
+
+@pytest.mark.parametrize("old", sorted(MOVED))
+def test_moved_helpers_still_import_from_their_old_module(old: str) -> None:
+    new, names = MOVED[old]
+    old_module, new_module = importlib.import_module(old), importlib.import_module(new)
+    for name in names:
+        assert getattr(old_module, name) is getattr(new_module, name), name
+        assert name in old_module.__all__

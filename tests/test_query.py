@@ -12,13 +12,10 @@ from landprompt.index import factory
 from landprompt.index.build import build_index, default_index_path, sidecar_path
 from landprompt.index.factory import check_factory, choose_factory, default_nprobe, make_index, nlist_for
 from landprompt.index.search import CubeIndex
-from landprompt.query.probability import (
-    background_embeddings,
-    concept_probability,
-    default_vocabulary,
-    probability_map,
-)
-from landprompt.query.topk import cube_paths, spatial_nms, top_k, top_k_shards, write_places
+from landprompt.query.classes import background_embeddings, concept_probability, default_vocabulary
+from landprompt.query.probability import probability_map
+from landprompt.query.search import spatial_nms
+from landprompt.query.topk import cube_paths, top_k, top_k_shards, write_places
 
 GRID = Grid("EPSG:32632", Affine(10.0, 0, 680_000.0, 0, -10.0, 4_800_000.0), (200, 180))
 DIM = 32

@@ -10,7 +10,8 @@ from landprompt.embedder.basis import fit_pca
 from landprompt.embedder.cube import cube_basis, open_cube, write_cube
 from landprompt.errors import BadInputError
 from landprompt.geo import Grid
-from landprompt.query.probability import class_matrix, concept_probability, probability_map
+from landprompt.query.classes import class_matrix, concept_probability
+from landprompt.query.probability import probability_map
 from landprompt.query.scorer import ConceptScorer
 from landprompt.query.scoring import probability_kernel, score_values
 from landprompt.query.session import open_session

@@ -287,7 +287,7 @@ def test_calibrated_tiles_apply_the_cubes_calibration(planted, tiny_clip, tmp_pa
 def test_a_calibration_fitted_for_the_served_query_is_accepted(planted, tiny_clip, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The served query names its CLIP model by id (model/weights), as every fitted calibration does."""
     from landprompt.calibration import Calibration, QuerySettings, calibration_path, save_calibration
-    from landprompt.query.probability import DEFAULT_STYLE, resolve_logit_scale
+    from landprompt.query.classes import DEFAULT_STYLE, resolve_logit_scale
     from landprompt.serve.app import create_app
     from landprompt.serve.layer import ServedCube
 

@@ -138,7 +138,7 @@ def run_demo(
 
 def _templates() -> list[str]:
     from landprompt.embedder.prompts import get_templates
-    from landprompt.query.probability import DEFAULT_STYLE
+    from landprompt.query.classes import DEFAULT_STYLE
 
     return get_templates(DEFAULT_STYLE)
 

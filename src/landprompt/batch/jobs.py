@@ -64,7 +64,7 @@ class Job(ABC):
     @property
     def background(self) -> list[str]:
         """The prompts the concept competes with: its ``versus`` (or the shipped vocabulary) but itself."""
-        from landprompt.query.probability import default_vocabulary
+        from landprompt.query.classes import default_vocabulary
 
         names = self.versus or default_vocabulary()
         return [name for name in names if name.lower() != self.prompt.lower()]

@@ -20,8 +20,8 @@ from landprompt.embedder.cube import cube_grid, open_cube
 from landprompt.errors import BadInputError
 from landprompt.files import slugify
 from landprompt.geo import BBox, parse_bbox
+from landprompt.query.classes import DEFAULT_STYLE
 from landprompt.query.maps import HTML_MAX_PIXELS, check_html_size
-from landprompt.query.probability import DEFAULT_STYLE
 from landprompt.schema import FilePath, Flag, Section, Text, checked, key, read_yaml, schema_error
 
 #: Output formats each kind can write, and those it writes by default.

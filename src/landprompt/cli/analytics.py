@@ -67,7 +67,7 @@ def query_change(
     """
     from landprompt.embedder.cube import open_cube
     from landprompt.query.change import change_map, change_paths, change_summary, write_change
-    from landprompt.query.probability import clip_for_cube
+    from landprompt.query.classes import clip_for_cube
     from landprompt.query.provenance import provenance_tags, with_cube_b
 
     paths = change_paths(out)
@@ -139,7 +139,7 @@ def query_aggregate(
     """
     from landprompt.embedder.cube import open_cube
     from landprompt.query.aggregate import aggregate, read_units, with_unit_fields, write_indicators
-    from landprompt.query.probability import clip_for_cube
+    from landprompt.query.classes import clip_for_cube
     from landprompt.query.provenance import provenance_tags
     from landprompt.query.vectors import vector_suffix
 
@@ -209,7 +209,7 @@ def evaluate_points_command(
     """
     from landprompt.embedder.cube import open_cube
     from landprompt.evaluate.points import evaluate_points, write_points_report, write_reliability_png
-    from landprompt.query.probability import clip_for_cube
+    from landprompt.query.classes import clip_for_cube
     from landprompt.query.provenance import provenance_tags
 
     if out is not None and out.suffix.lower() != ".json":

@@ -134,8 +134,9 @@ def query_map(
         landprompt query map cube.zarr "vineyards" -o vines.tif --versus "olive groves" --dtype uint8
     """
     from landprompt.embedder.cube import open_cube
+    from landprompt.query.classes import clip_for_cube
     from landprompt.query.maps import check_html_size, write_cog, write_html, write_png
-    from landprompt.query.probability import clip_for_cube, probability_map
+    from landprompt.query.probability import probability_map
     from landprompt.query.provenance import provenance_tags
 
     if out.suffix.lower() not in (".tif", ".tiff"):

@@ -133,7 +133,7 @@ def evaluate_concepts(
     report["settings"]["cubes"] = [str(p) for p in _cube_list(cube)]
     if clip is None:
         from landprompt.embedder.cube import open_cube
-        from landprompt.query.probability import clip_for_cube
+        from landprompt.query.classes import clip_for_cube
 
         clip = clip_for_cube(open_cube(_cube_list(cube)[0]))
     from landprompt.evaluate.points import spatial_blocks
@@ -306,7 +306,7 @@ def _score(
 ) -> dict[str, list[np.ndarray]]:
     """Probability of every concept at every point, per setting: setting -> [concept] -> [points]."""
     from landprompt.calibration import QuerySettings
-    from landprompt.query.probability import class_matrix, default_vocabulary
+    from landprompt.query.classes import class_matrix, default_vocabulary
     from landprompt.query.scorer import ConceptScorer
 
     names = list(versus) if versus is not None else default_vocabulary()

@@ -39,7 +39,7 @@ from landprompt.calibration import (
 from landprompt.errors import BadInputError
 from landprompt.evaluate.metrics import binary_metrics
 from landprompt.geo import WGS84, Grid, transform_points
-from landprompt.query.probability import DEFAULT_STYLE
+from landprompt.query.classes import DEFAULT_STYLE
 from landprompt.query.scorer import ConceptScorer
 
 if TYPE_CHECKING:

@@ -42,7 +42,7 @@ from pyproj import CRS
 from landprompt.calibration import Calibration, resolve_calibration
 from landprompt.errors import BadInputError
 from landprompt.geo import WGS84, Grid, parse_crs
-from landprompt.query.probability import DEFAULT_STYLE, ProgressFn
+from landprompt.query.classes import DEFAULT_STYLE, ProgressFn
 from landprompt.query.scorer import ConceptScorer
 
 if TYPE_CHECKING:

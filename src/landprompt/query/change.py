@@ -28,7 +28,7 @@ import xarray as xr
 from landprompt.calibration import Calibration, resolve_calibration
 from landprompt.errors import BadInputError
 from landprompt.geo import BBox, Grid
-from landprompt.query.probability import DEFAULT_STYLE, ProgressFn
+from landprompt.query.classes import DEFAULT_STYLE, ProgressFn
 from landprompt.query.scorer import ConceptScorer
 
 if TYPE_CHECKING:

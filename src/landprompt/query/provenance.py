@@ -50,7 +50,7 @@ def provenance_tags(
         weights, concept, background prompts (JSON list), style, calibration, version and UTC date.
     """
     from landprompt.embedder.cube import open_cube
-    from landprompt.query.probability import default_vocabulary
+    from landprompt.query.classes import default_vocabulary
 
     ds = cube if isinstance(cube, xr.Dataset) else open_cube(cube)
     source = str(cube) if not isinstance(cube, xr.Dataset) else str(ds.encoding.get("source", ""))

@@ -1,7 +1,8 @@
 """The chunk-wise scorer of a concept over a cube, with an optional calibration.
 
 :class:`ConceptScorer` is what the analytics (change maps, indicators per area, validation at points)
-stream cube chunks through: the concept's class matrix and logit scale, scored by the kernel
+stream cube chunks through: the concept's class matrix and logit scale (assembled by a
+:class:`~landprompt.query.text.TextTower`), scored by the kernel
 :func:`~landprompt.query.probability.probability_map` uses (:mod:`landprompt.query.scoring`), plus an
 optional :class:`~landprompt.calibration.Calibration`.
 """
@@ -16,7 +17,8 @@ import numpy as np
 import xarray as xr
 
 from landprompt.calibration import Calibration, QuerySettings
-from landprompt.query.probability import DEFAULT_STYLE, concept_probability
+from landprompt.query.classes import DEFAULT_STYLE, class_matrix, concept_probability
+from landprompt.query.text import TextTower
 
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
@@ -54,8 +56,8 @@ class ConceptScorer:
     ) -> ConceptScorer:
         """Encode a concept and its background prompts (default: the shipped vocabulary).
 
-        Assembled by :meth:`.TextTower.scorer`: with the cube's own model, prompts cached on disk load
-        no text tower.
+        Assembled by :meth:`from_tower` with a new :class:`.TextTower`: with the cube's own model,
+        prompts cached on disk load no text tower.
 
         Args:
             concept: The concept in plain words.
@@ -63,13 +65,35 @@ class ConceptScorer:
             clip: CLIP model; default: the one ``cube`` names.
             style: Prompt template style.
             logit_scale: Softmax temperature; default: the CLIP model's (see
-                :func:`~landprompt.query.probability.resolve_logit_scale`).
+                :func:`~landprompt.query.classes.resolve_logit_scale`).
             calibration: Optional calibration (must match the query).
             cube: The cube, to find its CLIP model when ``clip`` is ``None``.
         """
-        from landprompt.query.text import TextTower
+        return cls.from_tower(TextTower(cube, clip), concept, versus, style, logit_scale, calibration)
 
-        return TextTower(cube, clip).scorer(concept, versus, style, logit_scale, calibration)
+    @classmethod
+    def from_tower(
+        cls,
+        tower: TextTower,
+        concept: str,
+        versus: Sequence[str] | None = None,
+        style: str = DEFAULT_STYLE,
+        logit_scale: float | None = None,
+        calibration: Calibration | None = None,
+    ) -> ConceptScorer:
+        """The scorer of a concept against its background, assembled by a text tower.
+
+        Args:
+            tower: The text tower (a session's keeps its encoded prompts).
+            concept: The concept in plain words.
+            versus: Background prompts (default: the shipped vocabulary without the concept).
+            style: Prompt template style.
+            logit_scale: Softmax temperature (default: the CLIP model's).
+            calibration: Optional calibration, checked against the query.
+        """
+        names, vectors, background, scale = tower.classes([concept], versus, style, logit_scale)
+        query = tower.settings(names[0], versus, style, scale)
+        return cls(class_matrix(vectors, background), query, calibration)
 
     @classmethod
     def of(

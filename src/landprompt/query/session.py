@@ -27,7 +27,8 @@ import xarray as xr
 from landprompt.embedder.cube import cube_basis, cube_grid, open_cube
 from landprompt.geo import BBox
 from landprompt.index.build import default_index_path, sidecar_path
-from landprompt.query.probability import DEFAULT_STYLE, ProgressFn, unit_rows
+from landprompt.query.classes import DEFAULT_STYLE, ProgressFn, unit_rows
+from landprompt.query.search import PlaceTable, query_embedding, resolve_index, search_top_k
 from landprompt.query.text import TextTower
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
     from landprompt.index.search import CubeIndex
     from landprompt.query.scorer import ConceptScorer
-    from landprompt.query.topk import PlaceTable
 
 #: Sessions :func:`open_session` keeps open (least recently used closed first). Each holds its cube's
 #: default index in memory (for a 1-million-pixel IVF-PQ index some tens of MiB) and its encoded prompts.
@@ -92,8 +92,6 @@ class QuerySession:
     def places(self) -> PlaceTable:
         """The cube grid's places-table builder (its CRS work done once)."""
         if self._places is None:
-            from landprompt.query.topk import PlaceTable
-
             self._places = PlaceTable(self.grid)
         return self._places
 
@@ -138,9 +136,10 @@ class QuerySession:
             logit_scale: Softmax temperature (default: the CLIP model's).
         """
         from landprompt.calibration import resolve_calibration
+        from landprompt.query.scorer import ConceptScorer
 
         calibration = resolve_calibration(calibrated, self.path, prompt.strip())
-        return self.text.scorer(prompt, versus, style, logit_scale, calibration)
+        return ConceptScorer.from_tower(self.text, prompt, versus, style, logit_scale, calibration)
 
     # --- queries -------------------------------------------------------------------------------
     def top_k(
@@ -158,8 +157,6 @@ class QuerySession:
 
         ``index="auto"`` is the session's default index (an exact scan without one, or with a ``bbox``).
         """
-        from landprompt.query.topk import query_embedding, resolve_index, search_top_k
-
         vector = self.encode(query, style)[0] if isinstance(query, str) else query_embedding(self.ds, query)
         searcher = None
         if bbox is None:

@@ -1,10 +1,10 @@
 """The text side of a cube's queries: prompts encoded once, a concept assembled against its background.
 
 :class:`TextTower` is the one place a concept query is put together: the concept's prompt-ensemble
-embedding, the background it competes with (:func:`~landprompt.query.probability.background_prompts`),
-the logit scale and the CLIP model's id, and from them a
-:class:`~landprompt.query.scorer.ConceptScorer`. Sessions, the served tiles, the batch jobs and
-``ConceptScorer.from_text`` all go through it.
+embedding, the background it competes with (:func:`~landprompt.query.classes.background_prompts`),
+the logit scale and the CLIP model's id (:meth:`TextTower.classes`, :meth:`TextTower.settings`), from
+which :meth:`~landprompt.query.scorer.ConceptScorer.from_tower` makes a scorer. Sessions, the served
+tiles, the batch jobs and ``ConceptScorer.from_text`` all go through it.
 
 Prompts are kept in memory (the :data:`PROMPT_CACHE_SIZE` most recently used) and, with the model the
 cube names, on disk (:mod:`~landprompt.query.prompt_cache`), with the model's logit scale and id: the CLIP
@@ -25,7 +25,7 @@ import xarray as xr
 from landprompt.checks import same_width
 from landprompt.errors import BadInputError
 from landprompt.query import prompt_cache
-from landprompt.query.probability import (
+from landprompt.query.classes import (
     DEFAULT_STYLE,
     background_prompts,
     clip_for_cube,
@@ -34,9 +34,8 @@ from landprompt.query.probability import (
 )
 
 if TYPE_CHECKING:
-    from landprompt.calibration import Calibration, QuerySettings
+    from landprompt.calibration import QuerySettings
     from landprompt.embedder.clip import ClipModel
-    from landprompt.query.scorer import ConceptScorer
 
 #: Encoded prompts a tower keeps in memory (least recently used dropped first): 1024 CLIP-512 vectors
 #: are 2 MiB.
@@ -153,7 +152,7 @@ class TextTower:
                 embeddings (k, d).
             style: Prompt template style.
             logit_scale: Softmax temperature; default: the CLIP model's where a prompt is text, else as
-                :func:`~landprompt.query.probability.resolve_logit_scale` says (no tower loaded).
+                :func:`~landprompt.query.classes.resolve_logit_scale` says (no tower loaded).
 
         Returns:
             Concept names, concept rows (m, d), background rows (k, d) and the logit scale.
@@ -172,22 +171,6 @@ class TextTower:
         if logit_scale is None and uses_text:
             logit_scale = self.facts.logit_scale
         return names, vectors, background, resolve_logit_scale(self.ds, self.given, logit_scale)
-
-    def scorer(
-        self,
-        concept: str,
-        versus: Sequence[str] | None = None,
-        style: str = DEFAULT_STYLE,
-        logit_scale: float | None = None,
-        calibration: Calibration | None = None,
-    ) -> ConceptScorer:
-        """The scorer of a concept against its background (checked against ``calibration`` if given)."""
-        from landprompt.query.probability import class_matrix
-        from landprompt.query.scorer import ConceptScorer
-
-        names, vectors, background, scale = self.classes([concept], versus, style, logit_scale)
-        query = self.settings(names[0], versus, style, scale)
-        return ConceptScorer(class_matrix(vectors, background), query, calibration)
 
     def settings(
         self, concept: str, versus: Sequence[str] | None, style: str, logit_scale: float

@@ -25,7 +25,7 @@ import pandas as pd
 from landprompt.embedder.overviews import open_fraction, open_overviews
 from landprompt.errors import BadInputError
 from landprompt.geo import Grid, transform_points
-from landprompt.query.probability import DEFAULT_STYLE
+from landprompt.query.classes import DEFAULT_STYLE
 from landprompt.query.scorer import ConceptScorer
 from landprompt.query.session import QuerySession
 

@@ -36,7 +36,7 @@ def dual_basis(vectors: np.ndarray) -> np.ndarray:
 
 def concept_duals(clip: Any, names: tuple[str, ...] | list[str]) -> np.ndarray:
     """The dual basis of the concepts' prompt-ensemble embeddings (``concept_embedding``), one row each."""
-    from landprompt.query.probability import concept_embedding
+    from landprompt.query.classes import concept_embedding
 
     return dual_basis(np.stack([concept_embedding(clip, name) for name in names]))
 
