@@ -1,7 +1,5 @@
-import http.server
 import json
 import shutil
-import threading
 
 import numpy as np
 import planetary_computer
@@ -22,6 +20,7 @@ from landprompt.eo.stac import (
     search_items,
 )
 from landprompt.errors import BadInputError, ServiceUnavailableError
+from scripted_http import serve
 
 YEAR_2022 = "2022-01-01/2022-12-31"
 
@@ -168,43 +167,12 @@ def test_missing_asset_and_no_items_errors(stac_fixture):
     )
 
 
-class StacApi(http.server.BaseHTTPRequestHandler):
-    """A two-page STAC API: ``GET /`` (landing page), ``POST /search`` (page 1, its next link posts page 2).
-
-    ``answers[page]`` lists the statuses the page gives in turn (the last one repeats; 200 when empty);
-    ``"hang up"`` closes the connection without an answer. ``seen`` records ``(method, page)``.
-    """
-
-    answers: dict[str, list[int | str]]
-    seen: list[tuple[str, str]]
-
-    def do_GET(self):
-        self._answer("landing", lambda: _landing(self._base()))
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
-        page = str(body.get("token", "1"))
-        self._answer(page, lambda: _page(self._base(), int(page)))
-
-    def _base(self):
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def _answer(self, page, make):
-        self.seen.append((self.command, page))
-        script = self.answers.get(page, [])
-        status = script.pop(0) if len(script) > 1 else (script[0] if script else 200)
-        if status == "hang up":
-            self.close_connection = True
-            return
-        text = json.dumps(make()).encode() if status == 200 else f"page {page} answer {status}".encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(text)))
-        self.end_headers()
-        self.wfile.write(text)
-
-    def log_message(self, *args):
-        pass
+def stac_api_route(method, path, body, base):
+    """A two-page STAC API: ``GET /`` the landing page, ``POST /search`` page 1, its next link page 2."""
+    if method == "GET":
+        return "landing", lambda: _landing(base)
+    page = str(body.get("token", "1"))
+    return f"page {page}", lambda: _page(base, int(page))
 
 
 def _landing(base):
@@ -245,15 +213,9 @@ def _page(base, page):
 
 @pytest.fixture
 def stac_api():
-    """``(url, answers, seen)`` of a :class:`StacApi` serving in a thread."""
-    handler = type("Api", (StacApi,), {"answers": {}, "seen": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", handler.answers, handler.seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    """``(url, answers, seen)`` of a local STAC API (:func:`stac_api_route`) serving in a thread."""
+    with serve(stac_api_route) as server:
+        yield f"{server.url}/", server.answers, server.seen
 
 
 def _search(url, **kwargs):
@@ -262,19 +224,19 @@ def _search(url, **kwargs):
 
 def test_a_503_on_page_2_retries_page_2_only(stac_api):
     url, answers, seen = stac_api
-    answers["2"] = [503, 502, 200]
+    answers["page 2"] = [503, 502, 200]
     items = _search(url)
     assert [i.id for i in items] == ["S2_page1_0", "S2_page1_1", "S2_page2_0", "S2_page2_1"]
-    assert seen == [("GET", "landing"), ("POST", "1"), ("POST", "2"), ("POST", "2"), ("POST", "2")]
+    assert seen == [("GET", "landing"), ("POST", "page 1")] + [("POST", "page 2")] * 3
 
 
 def test_a_permanent_404_fails_at_once_in_one_line(stac_api):
     url, answers, seen = stac_api
-    answers["1"] = [404]
+    answers["page 1"] = [404]
     with pytest.raises(BadInputError, match=r"refused the search: HTTP 404: page 1 answer 404$") as error:
         _search(url)
     assert "\n" not in str(error.value)
-    assert seen == [("GET", "landing"), ("POST", "1")]
+    assert seen == [("GET", "landing"), ("POST", "page 1")]
 
 
 @pytest.mark.parametrize("answer", [503, "hang up"])
@@ -286,16 +248,16 @@ def test_a_failing_stac_api_is_tried_retries_plus_one_times_in_all(stac_api, ans
         _search(url, retries=2)
     assert seen == [("GET", "landing")] * 3
     assert "\n" not in str(error.value) and (
-        answer != 503 or "last: HTTP 503: page landing" in str(error.value)
+        answer != 503 or "last: HTTP 503: landing answer 503" in str(error.value)
     )
 
 
 def test_a_page_that_keeps_failing_gives_up_on_that_page(stac_api):
     url, answers, seen = stac_api
-    answers["2"] = [504]
+    answers["page 2"] = [504]
     with pytest.raises(ServiceUnavailableError, match=r"failed 4 times, last: HTTP 504: page 2 answer 504;"):
         _search(url)
-    assert seen == [("GET", "landing"), ("POST", "1")] + [("POST", "2")] * 4
+    assert seen == [("GET", "landing"), ("POST", "page 1")] + [("POST", "page 2")] * 4
 
 
 def test_a_damaged_item_of_a_static_catalog_is_one_line_naming_it(stac_fixture, tmp_path):
