@@ -25,8 +25,8 @@ def http_retry(retries: int = 3, backoff: float = 1.0) -> Retry:
     """The retry policy of every landprompt HTTP session.
 
     Connection errors, read errors and :data:`TRANSIENT_STATUS` answers are retried for every method (POST
-    searches too), waiting ``backoff * 2**(n - 1)`` seconds before the n-th retry after the first (urllib3's
-    schedule) or as long as a ``Retry-After`` header asks. When the retries are spent the last answer is
+    searches too): the first retry at once, then after ``backoff * 2``, ``* 4``, ... seconds (urllib3's
+    schedule), or as long as a ``Retry-After`` header asks. When the retries are spent the last answer is
     returned, so callers see its status.
 
     Args:
