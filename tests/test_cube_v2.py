@@ -161,6 +161,12 @@ def test_convert_resumes_and_refuses_bad_input(tmp_path, monkeypatch):
     CubeWriter(tmp_path / "unfinished.zarr", GRID, 32, chunk=16)
     with pytest.raises(NotACubeError, match="unfinished"):
         convert_cube(tmp_path / "unfinished.zarr", tmp_path / "y.zarr")
+    unfinished = runner.invoke(
+        app, ["cube", "convert", str(tmp_path / "unfinished.zarr"), str(tmp_path / "y.zarr")]
+    )
+    assert unfinished.exit_code == NotACubeError.exit_code, unfinished.output
+    assert len(unfinished.output.strip().splitlines()) == 1 and "unfinished" in unfinished.output
+    assert not (tmp_path / "y.zarr").exists()
     with pytest.raises(BadInputError, match="already a cube in a basis"):
         convert_cube(fresh, tmp_path / "z.zarr")
 

@@ -20,6 +20,7 @@ from landprompt.eo.stac import (
     search_items,
 )
 from landprompt.errors import BadInputError, ServiceUnavailableError
+from scripted_http import serve
 
 YEAR_2022 = "2022-01-01/2022-12-31"
 
@@ -64,56 +65,10 @@ def test_static_catalog_search_filters(stac_fixture):
     assert list(client.search(bbox=[0, 0, 1, 1]).items()) == []
 
 
-def test_search_retries_transient_errors_with_exponential_backoff(stac_fixture):
-    delays: list[float] = []
-    client = FlakyClient(stac_fixture.catalog, failures=2, error=_api_error(503))
-    items = search_items(
-        client,
-        "sentinel-2-l2a",
-        stac_fixture.grid.bbox,
-        YEAR_2022,
-        retries=3,
-        backoff=0.5,
-        sleep=delays.append,
-    )
-    assert len(items) == 3 and client.calls == 3
-    assert delays == [0.5, 1.0]
-
-
-def test_search_retries_connection_errors_when_opening(stac_fixture):
-    attempts = []
-
-    def open_client(url, modifier):
-        attempts.append(url)
-        if len(attempts) < 3:
-            raise ConnectionError("connection reset")
-        return StaticCatalogClient(stac_fixture.catalog, modifier)
-
-    items = search_items(
-        "https://stac.example.com/v1",
-        "sentinel-1-rtc",
-        stac_fixture.grid.bbox,
-        YEAR_2022,
-        open_client=open_client,
-        sleep=lambda s: None,
-    )
-    assert len(items) == 2 and len(attempts) == 3
-
-
-def test_search_gives_up_with_a_clear_error(stac_fixture):
-    delays: list[float] = []
-    client = FlakyClient(stac_fixture.catalog, failures=99, error=_api_error(502))
-    with pytest.raises(ServiceUnavailableError, match=r"failed 4 times, last: HTTP 502; check the network"):
-        search_items(
-            client, "sentinel-2-l2a", stac_fixture.grid.bbox, YEAR_2022, retries=3, sleep=delays.append
-        )
-    assert delays == [1.0, 2.0, 4.0] and client.calls == 4
-
-
 def test_search_does_not_retry_client_errors(stac_fixture):
     client = FlakyClient(stac_fixture.catalog, failures=1, error=_api_error(400))
     with pytest.raises(BadInputError, match="refused the search: HTTP 400"):
-        search_items(client, "sentinel-2-l2a", stac_fixture.grid.bbox, YEAR_2022, sleep=pytest.fail)
+        search_items(client, "sentinel-2-l2a", stac_fixture.grid.bbox, YEAR_2022)
     assert client.calls == 1
 
 
@@ -212,36 +167,97 @@ def test_missing_asset_and_no_items_errors(stac_fixture):
     )
 
 
-@pytest.mark.parametrize("answer", ["503", "hang up"])
-def test_a_failing_stac_api_is_tried_retries_plus_one_times_in_all(answer):
-    """One retry layer: a failing server sees retries + 1 requests, not retries inside retries."""
-    import http.server
-    import threading
+def stac_api_route(method, path, body, base):
+    """A two-page STAC API: ``GET /`` the landing page, ``POST /search`` page 1, its next link page 2."""
+    if method == "GET":
+        return "landing", lambda: _landing(base)
+    page = str(body.get("token", "1"))
+    return f"page {page}", lambda: _page(base, int(page))
 
-    requests_seen = []
 
-    class Failing(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            requests_seen.append(self.path)
-            if answer == "503":
-                self.send_response(503)
-                self.end_headers()
-            else:  # close the connection without an answer: a network error to the client
-                self.close_connection = True
+def _landing(base):
+    return {
+        "type": "Catalog",
+        "id": "test-api",
+        "description": "a local STAC API",
+        "stac_version": "1.0.0",
+        "conformsTo": ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"],
+        "links": [
+            {"rel": "self", "href": f"{base}/"},
+            {"rel": "root", "href": f"{base}/"},
+            {"rel": "search", "href": f"{base}/search", "type": "application/geo+json", "method": "POST"},
+        ],
+    }
 
-        def log_message(self, *args):
-            pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/stac"
-        with pytest.raises(ServiceUnavailableError, match="failed 3 times"):
-            search_items(url, "sentinel-2-l2a", [0, 0, 1, 1], YEAR_2022, retries=2, sleep=lambda s: None)
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert len(requests_seen) == 3
+def _page(base, page):
+    features = [
+        {
+            "type": "Feature",
+            "stac_version": "1.0.0",
+            "id": f"S2_page{page}_{i}",
+            "collection": "sentinel-2-l2a",
+            "geometry": {"type": "Point", "coordinates": [0.5, 0.5]},
+            "bbox": [0.5, 0.5, 0.5, 0.5],
+            "properties": {"datetime": f"2022-0{page}-1{i}T10:00:00Z"},
+            "links": [],
+            "assets": {},
+        }
+        for i in range(2)
+    ]
+    links = [
+        {"rel": "next", "href": f"{base}/search", "method": "POST", "body": {"token": "2"}, "merge": True}
+    ]
+    return {"type": "FeatureCollection", "features": features, "links": links if page == 1 else []}
+
+
+@pytest.fixture
+def stac_api():
+    """``(url, answers, seen)`` of a local STAC API (:func:`stac_api_route`) serving in a thread."""
+    with serve(stac_api_route) as server:
+        yield f"{server.url}/", server.answers, server.seen
+
+
+def _search(url, **kwargs):
+    return search_items(url, "sentinel-2-l2a", [0, 0, 1, 1], YEAR_2022, backoff=0.0, **kwargs)
+
+
+def test_a_503_on_page_2_retries_page_2_only(stac_api):
+    url, answers, seen = stac_api
+    answers["page 2"] = [503, 502, 200]
+    items = _search(url)
+    assert [i.id for i in items] == ["S2_page1_0", "S2_page1_1", "S2_page2_0", "S2_page2_1"]
+    assert seen == [("GET", "landing"), ("POST", "page 1")] + [("POST", "page 2")] * 3
+
+
+def test_a_permanent_404_fails_at_once_in_one_line(stac_api):
+    url, answers, seen = stac_api
+    answers["page 1"] = [404]
+    with pytest.raises(BadInputError, match=r"refused the search: HTTP 404: page 1 answer 404$") as error:
+        _search(url)
+    assert "\n" not in str(error.value)
+    assert seen == [("GET", "landing"), ("POST", "page 1")]
+
+
+@pytest.mark.parametrize("answer", [503, "hang up"])
+def test_a_failing_stac_api_is_tried_retries_plus_one_times_in_all(stac_api, answer):
+    """One retry layer: each request is tried retries + 1 times, not retries inside retries."""
+    url, answers, seen = stac_api
+    answers["landing"] = [answer]
+    with pytest.raises(ServiceUnavailableError, match=r"failed 3 times, last: .*; check") as error:
+        _search(url, retries=2)
+    assert seen == [("GET", "landing")] * 3
+    assert "\n" not in str(error.value) and (
+        answer != 503 or "last: HTTP 503: landing answer 503" in str(error.value)
+    )
+
+
+def test_a_page_that_keeps_failing_gives_up_on_that_page(stac_api):
+    url, answers, seen = stac_api
+    answers["page 2"] = [504]
+    with pytest.raises(ServiceUnavailableError, match=r"failed 4 times, last: HTTP 504: page 2 answer 504;"):
+        _search(url)
+    assert seen == [("GET", "landing"), ("POST", "page 1")] + [("POST", "page 2")] * 4
 
 
 def test_a_damaged_item_of_a_static_catalog_is_one_line_naming_it(stac_fixture, tmp_path):

@@ -4,7 +4,7 @@ import pytest
 
 from landprompt.errors import BadInputError, ServiceUnavailableError
 from landprompt.pairs.catalog import Catalog
-from landprompt.pairs.http import TokenBucket, TransientError
+from landprompt.pairs.http import TokenBucket
 from landprompt.pairs.ingest import ingest
 from landprompt.pairs.sources import FlickrSource
 
@@ -27,7 +27,7 @@ class Recorded:
         assert "geo" in params["extras"] and "url_l" in params["extras"]
         page = int(params["page"])
         if page in self.fail_pages:
-            raise TransientError(f"HTTP 503 on page {page}")
+            return {"stat": "fail", "code": 105, "message": "Service currently unavailable"}
         return json.loads((self.folder / f"search-{page}.json").read_text())
 
     def pages(self):
@@ -60,7 +60,7 @@ def test_flickr_resumes_after_a_failure_without_refetching(tmp_path, pairs_data)
     pairs_data.record_flickr(tmp_path / "rec", n_photos=8, per_page=3)
     failing = Recorded(tmp_path / "rec", fail_pages={3})
     with Catalog.open(tmp_path / "pairs.duckdb") as catalog:
-        with pytest.raises(ServiceUnavailableError, match="failed 5 times"):
+        with pytest.raises(ServiceUnavailableError, match="failed 5 times, last: Flickr error 105"):
             ingest(catalog, source(failing))
         assert catalog.counts()["photos"] == 6  # pages 1 and 2 were committed
         assert failing.pages() == [1, 2, 3, 3, 3, 3, 3]

@@ -1,4 +1,9 @@
-"""Retries with exponential backoff for calls to remote services (STAC APIs, photo sources)."""
+"""Retries for calls to remote services (STAC APIs, photo sources): one ``urllib3.Retry`` per HTTP session.
+
+HTTP requests retry inside the session, each request on its own (a 503 on page 10 of a search retries page 10,
+not the search), POST included; :func:`with_backoff` is left for failures no HTTP status shows (an API's
+"try later" answer inside an HTTP 200).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,58 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
 _T = TypeVar("_T")
 
 #: HTTP statuses worth another try: timeout, rate limit, server errors.
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def http_retry(retries: int = 3, backoff: float = 1.0) -> Retry:
+    """The retry policy of every landprompt HTTP session.
+
+    Connection errors, read errors and :data:`TRANSIENT_STATUS` answers are retried for every method (POST
+    searches too): the first retry at once, then after ``backoff * 2``, ``* 4``, ... seconds (urllib3's
+    schedule), or as long as a ``Retry-After`` header asks. When the retries are spent the last answer is
+    returned, so callers see its status.
+
+    Args:
+        retries: Further attempts after the first.
+        backoff: urllib3's ``backoff_factor`` in seconds.
+    """
+    return Retry(
+        total=max(0, retries),
+        backoff_factor=backoff,
+        status_forcelist=TRANSIENT_STATUS,
+        allowed_methods=None,
+        raise_on_status=False,
+    )
+
+
+def retrying_session(
+    retries: int = 3, backoff: float = 1.0, headers: dict[str, str] | None = None
+) -> requests.Session:
+    """A ``requests.Session`` whose http(s) adapters retry with :func:`http_retry`."""
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=http_retry(retries, backoff))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update(headers or {})
+    return session
+
+
+def one_line(error: BaseException | str) -> str:
+    """An error's text on one line of at most 200 characters (its type when it has no text)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def gave_up(what: str, tries: int, error: BaseException | str, hint: str = "") -> str:
+    """The one-line message of a service that kept failing: ``"<what> failed 4 times, last: ...; ..."``."""
+    return f"{what} failed {tries} times, last: {one_line(error)}; check the network or try later{hint}"
 
 
 def with_backoff(
@@ -22,6 +75,8 @@ def with_backoff(
     sleep: Callable[[float], None] = time.sleep,
 ) -> _T:
     """Run ``call``, retrying the failures ``is_transient`` accepts after ``backoff * 2**attempt`` seconds.
+
+    For failures the HTTP session cannot see (use :func:`retrying_session` for HTTP ones).
 
     Args:
         call: The request.

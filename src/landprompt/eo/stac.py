@@ -1,8 +1,9 @@
 """Sentinel-1/2 from STAC APIs (Planetary Computer, Earth Search) or static catalogs, via odc-stac.
 
-:func:`search_items` finds the items, retrying transient API failures with exponential backoff and
-signing Planetary Computer asset URLs; :func:`load_s2_scenes` / :func:`load_s1_scenes` read them onto a
-:class:`~landprompt.geo.Grid` pixel for pixel (odc-stac with the grid's GeoBox, ``groupby="solar_day"``);
+:func:`search_items` finds the items, each request (page) retrying transient failures in the HTTP
+session (:func:`~landprompt.retry.http_retry`), and signs Planetary Computer asset URLs;
+:func:`load_s2_scenes` / :func:`load_s1_scenes` read them onto a :class:`~landprompt.geo.Grid` pixel for
+pixel (odc-stac with the grid's GeoBox, ``groupby="solar_day"``);
 :class:`StacSource` ties both to monthly composites.
 
 Earth Search serves no calibrated Sentinel-1 backscatter (``sentinel-1-grd`` holds uncalibrated DNs), so
@@ -12,10 +13,10 @@ Earth Search serves no calibrated Sentinel-1 backscatter (``sentinel-1-grd`` hol
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -47,10 +48,12 @@ from landprompt.eo.masks import mask_scenes
 from landprompt.eo.source import Scenes, SceneSource
 from landprompt.errors import BadInputError, ServiceUnavailableError, about_file
 from landprompt.geo import BBox, Grid
-from landprompt.retry import TRANSIENT_STATUS, with_backoff
+from landprompt.retry import TRANSIENT_STATUS, gave_up, http_retry, one_line
 
 PLANETARY_COMPUTER_URL = "https://planetarycomputer.microsoft.com/api/stac/v1"
 EARTH_SEARCH_URL = "https://earth-search.aws.element84.com/v1"
+TIMEOUT_S = 60.0
+"""Seconds a STAC API request may take (connect and read) before it counts as failed and is retried."""
 
 Modifier = Callable[[Any], Any]
 
@@ -79,13 +82,20 @@ def _sign_inplace(obj: Any) -> Any:
     return planetary_computer.sign_inplace(obj)
 
 
-def open_catalog(catalog: str | Path, modifier: Modifier | None = None) -> ItemSource:
-    """A searchable catalog: a local static catalog file/folder, or a STAC API URL (pystac-client)."""
+def open_catalog(
+    catalog: str | Path, modifier: Modifier | None = None, *, retries: int = 3, backoff: float = 1.0
+) -> ItemSource:
+    """A searchable catalog: a local static catalog file/folder, or a STAC API URL (pystac-client).
+
+    An API's session retries each request (the landing page, each page of a search) up to ``retries`` times
+    on connection errors and :data:`~landprompt.retry.TRANSIENT_STATUS`, with urllib3's backoff of
+    ``backoff`` seconds; requests time out after :data:`TIMEOUT_S`.
+    """
     text = str(catalog)
     if "://" not in text or text.startswith("file://"):
         return StaticCatalogClient(text.removeprefix("file://"), modifier=modifier)
-    # no retries in the session: search_items retries (with_backoff), so a request is tried retries + 1 times
-    return Client.open(text, modifier=modifier, stac_io=StacApiIO(max_retries=None))
+    stac_io = StacApiIO(max_retries=http_retry(retries, backoff), timeout=TIMEOUT_S)
+    return Client.open(text, modifier=modifier, stac_io=stac_io)
 
 
 class StaticCatalogClient:
@@ -234,7 +244,7 @@ def matches_query(properties: Mapping[str, Any], query: Mapping[str, Any]) -> bo
 
 # --- search -----------------------------------------------------------------------------------------
 def is_transient(error: BaseException) -> bool:
-    """Whether a failed request is worth retrying (network trouble, timeouts, 408/429/5xx)."""
+    """Whether a failed search is the service's fault (network, timeouts, 408/429/5xx), not the query's."""
     if isinstance(error, APIError):
         status = getattr(error, "status_code", None)
         return status is None or status in TRANSIENT_STATUS
@@ -252,11 +262,10 @@ def search_items(
     backoff: float = 1.0,
     *,
     modifier: Modifier | Literal["auto"] | None = "auto",
-    open_client: Callable[[str | Path, Modifier | None], ItemSource] = open_catalog,
-    sleep: Callable[[float], None] = time.sleep,
+    open_client: Callable[[str | Path, Modifier | None], ItemSource] | None = None,
     allow_empty: bool = False,
 ) -> list[pystac.Item]:
-    """Search a STAC catalog, retrying transient failures with exponential backoff.
+    """Search a STAC catalog; each request (page) of an API search retries transient failures on its own.
 
     Args:
         catalog: A STAC API URL, a static catalog path or :class:`pystac.Catalog`, or a client with
@@ -266,15 +275,15 @@ def search_items(
         datetime: ISO 8601 interval, e.g. ``"2022-01-01/2022-12-31"``.
         query: STAC API query extension filter, e.g. ``{"eo:cloud_cover": {"lt": 80}}``.
         max_items: Stop after this many items.
-        retries: Further attempts after a transient failure.
-        backoff: Seconds before the first retry, doubling after each.
+        retries: Further attempts of a request after a transient failure (see :func:`open_catalog`).
+        backoff: urllib3's backoff factor in seconds.
         modifier: Applied to every item (URL signing); ``"auto"`` signs Planetary Computer URLs only.
-        open_client: ``(url_or_path, modifier) -> client``; tests pass a fake.
-        sleep: Called with each backoff delay; tests pass a recorder.
+        open_client: ``(url_or_path, modifier) -> client``; default :func:`open_catalog` with ``retries``
+            and ``backoff``; tests pass a fake.
         allow_empty: Return ``[]`` instead of raising when nothing matches.
 
     Raises:
-        ServiceUnavailableError: if the catalog still fails after ``retries`` retries.
+        ServiceUnavailableError: if a request still fails after ``retries`` retries.
         BadInputError: if no item matches (unless ``allow_empty``), or on a non-transient API error.
     """
     if modifier == "auto":
@@ -289,28 +298,15 @@ def search_items(
         "query": query,
         "max_items": max_items,
     }
-
-    def run_search() -> list[pystac.Item]:
-        client = open_client(catalog, modifier) if isinstance(catalog, str | Path) else catalog
-        return list(client.search(**{k: v for k, v in search.items() if v is not None}).items())
-
-    def give_up(error: BaseException) -> Exception:
-        return ServiceUnavailableError(
-            f"STAC API {_name(catalog)} failed {max(0, retries) + 1} times, last: {_one_line(error)}; "
-            "check the network or try later"
-        )
-
+    opener = open_client or partial(open_catalog, retries=retries, backoff=backoff)
     try:
-        items = with_backoff(
-            run_search,
-            is_transient=is_transient,
-            give_up=give_up,
-            retries=retries,
-            backoff=backoff,
-            sleep=sleep,
-        )
-    except APIError as error:  # not transient: the API refused the request itself
-        raise BadInputError(f"STAC API {_name(catalog)} refused the search: {_one_line(error)}") from error
+        client = opener(catalog, modifier) if isinstance(catalog, str | Path) else catalog
+        items = list(client.search(**{k: v for k, v in search.items() if v is not None}).items())
+    except (APIError, requests.RequestException, ConnectionError, TimeoutError) as error:
+        what, last = f"STAC API {_name(catalog)}", _describe(error)
+        if is_transient(error):
+            raise ServiceUnavailableError(gave_up(what, max(0, retries) + 1, last)) from error
+        raise BadInputError(f"{what} refused the search: {one_line(last)}") from error
     if not items and not allow_empty:
         raise BadInputError(
             f"no STAC items in {', '.join(wanted)} for bbox {tuple(round(v, 5) for v in bbox)} and "
@@ -323,9 +319,13 @@ def _name(catalog: object) -> str:
     return str(catalog) if isinstance(catalog, str | Path) else type(catalog).__name__
 
 
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
+def _describe(error: BaseException) -> str:
+    """An API error as ``HTTP <status>: <body>``; other errors as their text."""
+    status = getattr(error, "status_code", None)
+    text = one_line(error) if str(error).strip() else ""
+    if status is None:
+        return text or type(error).__name__
+    return f"HTTP {status}: {text}" if text else f"HTTP {status}"
 
 
 # --- load -------------------------------------------------------------------------------------------
@@ -458,10 +458,9 @@ class StacSource(SceneSource):
         resampling: Resampling of bands whose pixels differ from the grid's.
         allow_empty: A sensor without items gives NaN instead of raising.
         max_items: Cap on items per sensor search.
-        retries: Retries of a failed search.
-        backoff: First retry delay in seconds (doubling).
-        open_client: ``(catalog, modifier) -> client``, for tests.
-        sleep: Backoff sleep, for tests.
+        retries: Retries of each failed request of a search.
+        backoff: urllib3's backoff factor in seconds.
+        open_client: ``(catalog, modifier) -> client``, for tests; default :func:`open_catalog`.
     """
 
     catalog: str | Path | ItemSource = PLANETARY_COMPUTER_URL
@@ -477,8 +476,7 @@ class StacSource(SceneSource):
     max_items: int | None = None
     retries: int = 3
     backoff: float = 1.0
-    open_client: Callable[[str | Path, Modifier | None], ItemSource] = open_catalog
-    sleep: Callable[[float], None] = time.sleep
+    open_client: Callable[[str | Path, Modifier | None], ItemSource] | None = None
 
     @classmethod
     def planetary_computer(cls, **kwargs: Any) -> StacSource:
@@ -507,7 +505,6 @@ class StacSource(SceneSource):
             backoff=self.backoff,
             modifier=self.signer,
             open_client=self.open_client,
-            sleep=self.sleep,
             allow_empty=self.allow_empty,
         )
 

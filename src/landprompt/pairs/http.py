@@ -2,7 +2,9 @@
 
 Sources never call the network directly: they take ``fetch_json(url, params) -> object`` and
 ``fetch_bytes(url) -> bytes`` callables, so tests pass recorded responses and a cluster can pass a
-shared session. The defaults use ``requests`` with a timeout.
+shared session. The defaults use a ``requests`` session per thread whose adapter retries connection errors
+and :data:`~landprompt.retry.TRANSIENT_STATUS` answers (:func:`~landprompt.retry.retrying_session`);
+:func:`with_retries` is only for failures inside a 200 answer (an API's "try later" code).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from landprompt.errors import ServiceUnavailableError
-from landprompt.retry import TRANSIENT_STATUS, with_backoff
+import requests
+
+from landprompt.errors import BadInputError, ServiceUnavailableError
+from landprompt.retry import TRANSIENT_STATUS, gave_up, retrying_session, with_backoff
 
 FetchJson = Callable[[str, Mapping[str, str]], Any]
 """``(url, query parameters) -> parsed JSON``; raises on HTTP or network errors."""
@@ -22,33 +26,56 @@ FetchBytes = Callable[[str], bytes]
 """``url -> body bytes``; raises on HTTP or network errors."""
 
 USER_AGENT = "landprompt (https://github.com/landprompt)"
+HTTP_RETRIES = 4
+"""Further tries of a failed request (connection error, timeout, 408/429/5xx)."""
+HTTP_BACKOFF = 2.0
+"""urllib3's backoff factor: waits of 0, 4, 8, 16 s before the retries."""
+TIMEOUT_S = 60.0
+_RESUME = " (the run resumes where it stopped)"
 _T = TypeVar("_T")
+_local = threading.local()
 
 
 class TransientError(Exception):
-    """A failure worth retrying (network trouble, timeouts, HTTP 408/429/5xx, API 'try later')."""
+    """A failure worth retrying that HTTP cannot see (an API's "service unavailable" code in a 200 answer)."""
 
 
-def http_get_json(url: str, params: Mapping[str, str]) -> Any:
-    """GET ``url`` with query ``params`` and parse JSON (requests, 60 s timeout)."""
-    return _get(url, params).json()
+def http_session() -> requests.Session:
+    """This thread's retrying session (a ``requests.Session`` is not shared between threads)."""
+    session: requests.Session | None = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = retrying_session(HTTP_RETRIES, HTTP_BACKOFF, {"User-Agent": USER_AGENT})
+    return session
 
 
-def http_get_bytes(url: str) -> bytes:
-    """GET ``url`` and return the body (requests, 60 s timeout)."""
-    return bytes(_get(url, {}).content)
+def http_get_json(url: str, params: Mapping[str, str], *, session: requests.Session | None = None) -> Any:
+    """GET ``url`` with query ``params``, parsed as JSON (retried in ``session``, default per thread)."""
+    return _get(url, params, session or http_session()).json()
 
 
-def _get(url: str, params: Mapping[str, str]) -> Any:
-    import requests
+def http_get_bytes(url: str, *, session: requests.Session | None = None) -> bytes:
+    """GET ``url`` and return the body (retried in ``session``, default :func:`http_session`)."""
+    return bytes(_get(url, {}, session or http_session()).content)
 
+
+def _get(url: str, params: Mapping[str, str], session: requests.Session) -> requests.Response:
+    """One GET whose retries the session makes; what is left after them is a one-line project error.
+
+    Raises:
+        ServiceUnavailableError: on a connection error, timeout or transient status after every retry.
+        BadInputError: on another error status (404, 403, ...), at once.
+    """
+    retry = getattr(session.get_adapter(url), "max_retries", None)
+    tries = (getattr(retry, "total", 0) or 0) + 1
     try:
-        response = requests.get(url, params=dict(params), timeout=60, headers={"User-Agent": USER_AGENT})
+        response = session.get(url, params=dict(params), timeout=TIMEOUT_S)
     except (requests.ConnectionError, requests.Timeout) as exc:
-        raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+        raise ServiceUnavailableError(gave_up(f"GET {url}", tries, exc, _RESUME)) from exc
     if response.status_code in TRANSIENT_STATUS:
-        raise TransientError(f"HTTP {response.status_code} from {url}")
-    response.raise_for_status()
+        last = f"HTTP {response.status_code} {response.reason}"
+        raise ServiceUnavailableError(gave_up(f"GET {url}", tries, last, _RESUME))
+    if response.status_code >= 400:
+        raise BadInputError(f"GET {url} was refused: HTTP {response.status_code} {response.reason}")
     return response
 
 
@@ -90,17 +117,14 @@ def with_retries(
     backoff: float = 2.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> _T:
-    """Run ``call``, retrying :class:`TransientError` with exponential backoff.
+    """Run ``call``, retrying :class:`TransientError` with exponential backoff (HTTP is the session's job).
 
     Raises:
         ServiceUnavailableError: after ``retries`` retries, naming ``what`` and the last failure.
     """
 
     def give_up(error: BaseException) -> Exception:
-        return ServiceUnavailableError(
-            f"{what} failed {retries + 1} times, last: {error}; check the network or try later "
-            "(the run resumes where it stopped)"
-        )
+        return ServiceUnavailableError(gave_up(what, retries + 1, error, _RESUME))
 
     return with_backoff(
         call, is_transient=_is_transient, give_up=give_up, retries=retries, backoff=backoff, sleep=sleep
@@ -108,4 +132,4 @@ def with_retries(
 
 
 def _is_transient(error: BaseException) -> bool:
-    return isinstance(error, TransientError | ConnectionError | TimeoutError)
+    return isinstance(error, TransientError)

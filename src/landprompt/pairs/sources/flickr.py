@@ -3,8 +3,8 @@
 Each page (``per_page`` photos, at most 500) is one batch; after a page is in the catalog, the next page
 number is stored in the catalog cursor ``flickr:<query hash>`` in the same transaction, so a run stopped
 anywhere resumes at the first page it had not stored. Requests go through a :class:`TokenBucket`
-(default 1 per second, Flickr's limit is 3600 per hour per key) and transient failures (network, HTTP
-429/5xx, API error 105 "service unavailable") are retried with backoff.
+(default 1 per second, Flickr's limit is 3600 per hour per key); network failures and HTTP 408/429/5xx are
+retried by the HTTP session, API errors 105/106 ("service unavailable") inside a 200 answer with backoff.
 
 The key comes from ``api_key`` or the ``FLICKR_API_KEY`` environment variable. Flickr answers at most
 4000 distinct photos per query: split large areas or long periods into several ingests (smaller bboxes,
