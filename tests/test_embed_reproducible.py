@@ -111,6 +111,7 @@ def test_sigkilled_run_resumed_in_another_process_is_byte_identical(l2a_fixture,
     assert store_files(killed) == store_files(reference)
 
 
+@pytest.mark.slow  # the real Presto architecture built 3 times (1.2 s); test_models loads its weights fast
 @pytest.mark.skipif(
     not PRESTO.is_file(), reason="the shared Presto weights (../shared/data/presto) are missing"
 )

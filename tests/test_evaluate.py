@@ -335,6 +335,7 @@ def test_evaluate_command_and_summary(eurosat_root: Path, tmp_path: Path) -> Non
 PRESTO = Path(__file__).parents[1].parent / "shared" / "data" / "presto" / "default_model.pt"
 
 
+@pytest.mark.slow  # the real Presto architecture built twice (1.1 s); test_models loads its weights fast
 @pytest.mark.skipif(
     not PRESTO.is_file(), reason="the shared Presto weights (../shared/data/presto) are missing"
 )

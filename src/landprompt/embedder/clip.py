@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -243,7 +244,7 @@ def load_clip(
             raise BadInputError(f"cannot load weights file {pretrained} into {name}: {e}") from e
         raise
     model.eval()
-    tokenizer = open_clip.get_tokenizer(name, cache_dir=cache)
+    tokenizer = _tokenizer(name, cache)
     with torch.inference_mode():
         embed_dim = int(model.encode_text(tokenizer(["a"]).to(dev)).shape[-1])
     return ClipModel(
@@ -258,6 +259,16 @@ def load_clip(
         tokenizer=tokenizer,
         device=dev,
     )
+
+
+@lru_cache(maxsize=8)
+def _tokenizer(name: str, cache_dir: str | None) -> Callable[[list[str]], torch.Tensor]:
+    """open_clip's tokenizer of ``name``, built once a process.
+
+    Reading the BPE vocabulary takes 0.1-0.2 s, most of loading the tiny model. A tokenizer's only state is a
+    memo of encoded words, so loads may share it.
+    """
+    return open_clip.get_tokenizer(name, cache_dir=cache_dir)
 
 
 @contextmanager
