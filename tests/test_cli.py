@@ -174,6 +174,8 @@ def test_evaluate_eurosat_sample_from_the_command_line(tmp_path):
         "random",
         "--clip",
         "landprompt-tiny",
+        "--pretrained",
+        "none",
         "--out",
         str(tmp_path / "ev"),
     )

@@ -316,7 +316,7 @@ def test_harness_errors(eurosat_root: Path, tiny_clip: ClipModel, classname_text
         run_evaluation("eurosat", eurosat_root, "random", tiny_clip, "classname,sketch")
 
 
-def test_evaluate_command_and_summary(eurosat_root: Path, tmp_path: Path) -> None:
+def test_evaluate_command_and_summary(eurosat_root: Path, tmp_path: Path, tiny_clip: ClipModel) -> None:
     report = evaluate_command(
         "eurosat",
         eurosat_root,
@@ -324,7 +324,7 @@ def test_evaluate_command_and_summary(eurosat_root: Path, tmp_path: Path) -> Non
         "classname,generic",
         10,
         tmp_path / "out",
-        clip="landprompt-tiny",
+        text_tower=tiny_clip,
         month=5,
     )
     assert report["dataset"]["settings"]["month"] == 5 and (tmp_path / "out" / "report.md").is_file()
@@ -338,12 +338,12 @@ PRESTO = Path(__file__).parents[1].parent / "shared" / "data" / "presto" / "defa
 @pytest.mark.skipif(
     not PRESTO.is_file(), reason="the shared Presto weights (../shared/data/presto) are missing"
 )
-def test_presto_weights_option_builds_a_seeded_sits(eurosat_root: Path, tmp_path: Path) -> None:
-    from landprompt.embedder.clip import TINY_MODEL
-
+def test_presto_weights_option_builds_a_seeded_sits(
+    eurosat_root: Path, tmp_path: Path, tiny_clip: ClipModel
+) -> None:
     reports = [
         evaluate_command(
-            "eurosat", eurosat_root, "sits", clip=TINY_MODEL, presto_weights=PRESTO, out=tmp_path / name
+            "eurosat", eurosat_root, "sits", text_tower=tiny_clip, presto_weights=PRESTO, out=tmp_path / name
         )
         for name in ("a", "b")
     ]

@@ -10,13 +10,23 @@ import typer
 from rich.table import Table
 
 from landprompt.cli.analytics import evaluate_points_command
-from landprompt.cli.common import PretrainedOption, check_outputs, clip_option, console, sub_app
+from landprompt.cli.common import (
+    check_outputs,
+    clip_option,
+    clip_or_none,
+    console,
+    pretrained_option,
+    sub_app,
+)
 from landprompt.cli.concepts import evaluate_concepts_command
 
 app = sub_app("Zero-shot land-cover benchmarks, and maps against field observations.")
 
 EvalClipOption = Annotated[
     str | None, clip_option("of the prompts; default: the one the checkpoint or cube names")
+]
+EvalPretrainedOption = Annotated[
+    str | None, pretrained_option("default (lucas): the tag --cube records for that model, else required")
 ]
 
 
@@ -44,7 +54,7 @@ def _benchmark_command(dataset: str) -> Callable[..., None]:
             Path | None, typer.Option("--cube", help="lucas: the embedding cube to read.")
         ] = None,
         clip: EvalClipOption = None,
-        pretrained: PretrainedOption = None,
+        pretrained: EvalPretrainedOption = None,
         prompt_file: Annotated[
             Path | None, typer.Option("--prompt-file", help="YAML/JSON prompts extending the shipped set.")
         ] = None,
@@ -77,6 +87,7 @@ def _benchmark_command(dataset: str) -> Callable[..., None]:
         from landprompt.evaluate.cli_support import evaluate_command
 
         check_outputs(out, folder=True)
+        text_tower = clip_or_none(clip, pretrained, cube, device=device)
         report = evaluate_command(
             dataset,
             root,
@@ -84,8 +95,7 @@ def _benchmark_command(dataset: str) -> Callable[..., None]:
             prompts,
             limit,
             out,
-            clip=clip,
-            pretrained=pretrained,
+            text_tower=text_tower,
             cube=cube,
             prompt_file=prompt_file,
             seed=seed,

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 from rich.table import Table
 
-from landprompt.cli.common import ClipOption, PretrainedOption, check_outputs, console, sub_app
+from landprompt.cli.common import (
+    ClipOption,
+    RequiredPretrainedOption,
+    check_outputs,
+    console,
+    named_clip,
+    sub_app,
+)
 
 if TYPE_CHECKING:
     from landprompt.eo.stac import StacSource
@@ -328,7 +335,7 @@ def photos(
     catalog: CatalogOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="Photo embeddings (.zarr).")],
     clip: ClipOption = "ViT-B-32",
-    pretrained: PretrainedOption = None,
+    pretrained: RequiredPretrainedOption = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
     cache: Annotated[Path | None, typer.Option(help="Download cache (default: <out>.cache).")] = None,
     device: Annotated[
@@ -349,7 +356,6 @@ def photos(
     """
     import os
 
-    from landprompt.embedder.clip import load_clip
     from landprompt.embedder.device import choose_device
     from landprompt.embedder.photos import embed_photos, rank_and_world, sync_status
 
@@ -359,7 +365,7 @@ def photos(
     check_outputs(out, folder=True)
     rank, world = rank_and_world()
     local = choose_device(device, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
-    model = load_clip(clip, pretrained, device=str(local))
+    model = named_clip(clip, pretrained, device=str(local))
     report = embed_photos(
         catalog,
         out,

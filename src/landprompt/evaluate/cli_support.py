@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from landprompt.embedder.clip import load_clip
+from landprompt.embedder.clip import ClipModel
 from landprompt.embedder.recipe import EncoderRecipe
 from landprompt.errors import BadInputError
 from landprompt.evaluate.harness import run_evaluation
@@ -23,8 +23,7 @@ def evaluate_command(
     limit: int | None = None,
     out: Path | None = None,
     *,
-    clip: str | None = None,
-    pretrained: str | None = None,
+    text_tower: ClipModel | None = None,
     cube: Path | None = None,
     prompt_file: Path | None = None,
     seed: int = 0,
@@ -40,7 +39,7 @@ def evaluate_command(
 ) -> dict[str, Any]:
     """Run ``landprompt evaluate DATASET``; options as the command's (see ``docs/evaluation.md``).
 
-    ``clip`` / ``pretrained`` name the CLIP model of the prompts; without them, the one the model's spec
+    ``text_tower`` is the CLIP model of the prompts; without it, the one the model's spec
     (or the cube) names. ``presto_weights`` builds ``--model sits`` from the official Presto weights
     (its head seeded by ``seed``, as in ``embed run``). Reader options not given (None) are left to the
     reader's defaults.
@@ -49,7 +48,6 @@ def evaluate_command(
         The report of :func:`~landprompt.evaluate.harness.run_evaluation`, written to ``out``
         (default ``evaluation/<dataset>``).
     """
-    text_tower = load_clip(clip, pretrained, device) if clip is not None else None
     encoder: Any = model
     if presto_weights is not None:
         if model not in (None, "sits"):
