@@ -248,7 +248,21 @@ def encoder_arguments(
         )
     if model == "clip_rgb":
         return {"clip_model": clip, "clip_pretrained": pretrained}
-    if presto_weights is not None and not presto_weights.is_file():
+    return presto_arguments(model, presto_weights)
+
+
+def presto_arguments(model: str, presto_weights: Path | None) -> dict[str, object]:
+    """``--model sits``'s factory arguments from ``--presto-weights`` (none without it).
+
+    Raises:
+        BadInputError: If the file does not exist, or ``--model`` is not sits.
+    """
+    from landprompt.errors import BadInputError
+
+    if presto_weights is None:
+        return {}
+    if model != "sits":
+        raise BadInputError(f"--presto-weights builds --model sits, not {model!r}")
+    if not presto_weights.is_file():
         raise BadInputError(f"--presto-weights {presto_weights} does not exist")
-    weights = None if presto_weights is None else presto_weights.resolve()
-    return {"presto_weights": weights} if model == "sits" else {}
+    return {"presto_weights": presto_weights.resolve()}

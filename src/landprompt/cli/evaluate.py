@@ -19,6 +19,7 @@ from landprompt.cli.common import (
     sub_app,
 )
 from landprompt.cli.concepts import evaluate_concepts_command
+from landprompt.cli.embed import presto_arguments
 
 app = sub_app("Zero-shot land-cover benchmarks, and maps against field observations.")
 
@@ -84,30 +85,37 @@ def _benchmark_command(dataset: str) -> Callable[..., None]:
             typer.Option("--presto-weights", help="--model sits from the official Presto weights file."),
         ] = None,
     ) -> None:
-        from landprompt.evaluate.cli_support import evaluate_command
+        from landprompt.embedder.recipe import EncoderRecipe
+        from landprompt.evaluate.harness import run_evaluation
 
         check_outputs(out, folder=True)
         text_tower = clip_or_none(clip, pretrained, cube, device=device)
-        report = evaluate_command(
+        encoder: Any = model
+        if presto_weights is not None:  # the official Presto weights, its head seeded as in ``embed run``
+            options = presto_arguments(model or "sits", presto_weights)
+            if text_tower is not None:
+                options.update(clip_dim=text_tower.embed_dim, clip_model=text_tower.name)
+            encoder = EncoderRecipe.of("sits", options, seed).build(device)
+        report = run_evaluation(
             dataset,
             root,
-            model,
+            encoder,
+            text_tower,
             prompts,
             limit,
-            out,
-            text_tower=text_tower,
+            out or Path("evaluation") / dataset,
             cube=cube,
             prompt_file=prompt_file,
             seed=seed,
             batch_size=batch_size,
+            window=window,
+            score_norm=score_norm,
             device=device,
+            progress=True,
             month=month,
             split=split,
             s1_root=s1_root,
             coordinates=coordinates,
-            window=window,
-            score_norm=score_norm,
-            presto_weights=presto_weights,
         )
         console.print(summary_table(report))
         console.print(f"report: {Path(report['files']['folder']) / 'report.md'}")
