@@ -85,11 +85,13 @@ def pretrained_option(note: str = "", *, random: bool = True) -> Any:
     )
 
 
+#: Help of every bbox option or argument.
+BBOX_HELP = "Lon/lat window 'minlon,minlat,maxlon,maxlat' or a GeoJSON file."
+
+
 def bbox_option(*aliases: str) -> Any:
     """The ``--bbox`` option (``aliases`` such as ``--aoi`` name it too)."""
-    return typer.Option(
-        *aliases, "--bbox", help="Lon/lat window 'minlon,minlat,maxlon,maxlat' or a GeoJSON file."
-    )
+    return typer.Option(*aliases, "--bbox", help=BBOX_HELP)
 
 
 ClipOption = Annotated[str, clip_option()]
@@ -106,6 +108,10 @@ ZarrFormatOption = Annotated[
 CubeArgument = Annotated[Path, typer.Argument(help="Embedding cube (.zarr).")]
 PromptArgument = Annotated[str, typer.Argument(help="The concept in plain words, e.g. 'olive groves'.")]
 BBoxOption = Annotated[str | None, bbox_option()]
+BBoxArgument = Annotated[str, typer.Argument(help=BBOX_HELP)]
+BatchSizeOption = Annotated[
+    int, typer.Option("--batch-size", min=1, help="Pixels or patches per forward pass.")
+]
 QueryClipOption = Annotated[str | None, clip_option("default: the one named by the cube")]
 StyleOption = Annotated[str, typer.Option("--style", help="Prompt template style: ground, satellite, ...")]
 PretrainedOption = Annotated[str | None, pretrained_option("default: the tag the cube records")]
@@ -117,6 +123,12 @@ RequiredPretrainedOption = Annotated[str | None, pretrained_option("required, no
 CubeDtype = Literal["fp16", "int8"]
 MapDtype = Literal["float32", "uint8"]
 FitMethod = Literal["platt", "isotonic"]
+#: ``embedder.run.BASES``, ``eo.l2a.L2A_OFFSET_CHOICES``, ``evaluate.zeroshot.SCORE_NORMS`` and the LUCAS
+#: coordinate choices of ``evaluate.concepts`` (kept equal by the same test).
+Basis = Literal["auto", "none", "head", "pca"]
+L2aOffset = Literal["auto", "0", "-1000"]
+ScoreNorm = Literal["none", "class-mean"]
+Coordinates = Literal["th", "gps"]
 #: ``--pretrained`` value that asks for a seeded random initialisation.
 RANDOM_WEIGHTS = "none"
 

@@ -11,6 +11,9 @@ from rich.table import Table
 
 from landprompt.cli.analytics import evaluate_points_command
 from landprompt.cli.common import (
+    BatchSizeOption,
+    Coordinates,
+    ScoreNorm,
     check_outputs,
     clip_option,
     clip_or_none,
@@ -46,7 +49,7 @@ def _benchmark_command(dataset: str) -> Callable[..., None]:
             ),
         ] = "classname",
         limit: Annotated[
-            int | None, typer.Option("--limit", help="A stratified random subset of N samples.")
+            int | None, typer.Option("--limit", min=1, help="A stratified random subset of N samples.")
         ] = None,
         out: Annotated[
             Path | None, typer.Option("--out", "-o", help="Report folder (default evaluation/DATASET).")
@@ -60,11 +63,11 @@ def _benchmark_command(dataset: str) -> Callable[..., None]:
             Path | None, typer.Option("--prompt-file", help="YAML/JSON prompts extending the shipped set.")
         ] = None,
         score_norm: Annotated[
-            str, typer.Option("--score-norm", help="none, or class-mean (SenCLIP's).")
+            ScoreNorm, typer.Option("--score-norm", help="none, or class-mean (SenCLIP's).")
         ] = "none",
         seed: Annotated[int, typer.Option(help="Seed of --limit and of random baselines.")] = 0,
         month: Annotated[
-            int | None, typer.Option(help="eurosat: month 1-12 of the dateless patches (7).")
+            int | None, typer.Option(min=1, max=12, help="eurosat: month 1-12 of the dateless patches (7).")
         ] = None,
         split: Annotated[
             Path | None, typer.Option(help="bigearthnet: CSV listing the patches to keep.")
@@ -72,11 +75,9 @@ def _benchmark_command(dataset: str) -> Callable[..., None]:
         s1_root: Annotated[
             Path | None, typer.Option("--s1-root", help="bigearthnet: folder of S1 patches.")
         ] = None,
-        coordinates: Annotated[str | None, typer.Option(help="lucas: th (default) or gps.")] = None,
-        window: Annotated[int, typer.Option(help="lucas: odd window of cube pixels per point.")] = 1,
-        batch_size: Annotated[
-            int, typer.Option("--batch-size", help="Pixels or patches per forward pass.")
-        ] = 1024,
+        coordinates: Annotated[Coordinates | None, typer.Option(help="lucas: th (default) or gps.")] = None,
+        window: Annotated[int, typer.Option(min=1, help="lucas: odd window of cube pixels per point.")] = 1,
+        batch_size: BatchSizeOption = 1024,
         device: Annotated[
             str | None, typer.Option(help="Torch device (default: CUDA when available).")
         ] = None,
