@@ -57,8 +57,18 @@ def test_demo_runs_with_random_weights_by_default_and_on_request(
     )
 
 
+def test_demo_refuses_another_model_without_weights(tmp_path: Path) -> None:
+    result = invoke("demo", "--out", str(tmp_path / "d"), "--clip", "ViT-B-32")
+    assert result.exit_code != 0 and lines(result)[0].startswith(f"error: --clip ViT-B-32 {NEEDS}")
+    assert not (tmp_path / "d").exists()
+
+
 @pytest.mark.parametrize("command", [("demo",), ("pairs", "photos"), ("evaluate", "eurosat")])
 def test_pretrained_help_is_true_for_commands_without_a_cube_default(command: tuple[str, ...]) -> None:
-    result = invoke(*command, "--help")
-    assert result.exit_code == 0 and "'none' for random" in result.output
-    assert "the tag the cube records" not in " ".join(result.output.split())
+    from typer.main import get_command
+
+    cli = get_command(app)
+    for name in command:
+        cli = cli.commands[name]  # type: ignore[attr-defined]
+    help_text = next(p for p in cli.params if p.name == "pretrained").help
+    assert "'none' for random" in help_text and "the tag the cube records" not in help_text

@@ -67,8 +67,13 @@ def main(
     """Map any concept in plain words from Sentinel-1/2 time series aligned with CLIP."""
 
 
+#: The demo's CLIP: ``embedder.clip.TINY_MODEL``, which has no trained weights (named here: no torch import).
+DEMO_CLIP = "landprompt-tiny"
 DemoPretrainedOption = Annotated[
-    str | None, pretrained_option("default: none, as the demo plants its pixels from this text tower")
+    str | None,
+    pretrained_option(
+        f"default for {DEMO_CLIP}: none (the demo plants its pixels from this text tower), else required"
+    ),
 ]
 
 
@@ -76,7 +81,7 @@ DemoPretrainedOption = Annotated[
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-output"),
     concept: Annotated[str, typer.Option(help="Concept to map (one of the planted land covers).")] = "a lake",
-    clip: ClipOption = "landprompt-tiny",
+    clip: ClipOption = DEMO_CLIP,
     pretrained: DemoPretrainedOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the planting noise.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace a cube.zarr in --out that no demo made.")] = False,
@@ -91,8 +96,9 @@ def demo(
     from landprompt.demo import LAND_COVERS, run_demo
 
     with console.status("building the synthetic region, its cube and the map..."):
-        # random weights are the demo's documented default: it plants its pixels from this text tower
-        model = named_clip(clip, pretrained, default=RANDOM_WEIGHTS, warn=False)
+        # random weights are the tiny model's documented default: the demo plants its pixels from it
+        default = RANDOM_WEIGHTS if clip == DEMO_CLIP else None
+        model = named_clip(clip, pretrained, default=default, warn=False)
         result = run_demo(out, concept=concept, clip=model, seed=seed, overwrite=overwrite)
     console.print(
         "[bold yellow]Synthetic embeddings:[/bold yellow] each pixel is planted from the CLIP text "
