@@ -32,6 +32,8 @@ CASES = {
     "eval-limit": ([*EUROSAT, "--limit", "0"], "--limit"),
     "concepts-coordinates": ([*CONCEPTS, "--coordinates", "utm"], "--coordinates"),
     "concepts-bootstrap": ([*CONCEPTS, "--bootstrap", "-1"], "--bootstrap"),
+    "concepts-exclude-km": ([*CONCEPTS, "--exclude-km", "-2"], "--exclude-km"),
+    "concepts-block-km": ([*CONCEPTS, "--block-km", "-1"], "--block-km"),
     "concepts-min-class": ([*CONCEPTS, "--min-class", "0"], "--min-class"),
     "flickr-per-page": (
         ["pairs", "ingest", "flickr", "1,2,3,4", "--catalog", "c.duckdb", "--per-page", "501"],
