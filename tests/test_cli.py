@@ -174,6 +174,8 @@ def test_evaluate_eurosat_sample_from_the_command_line(tmp_path):
         "random",
         "--clip",
         "landprompt-tiny",
+        "--pretrained",
+        "none",
         "--out",
         str(tmp_path / "ev"),
     )
@@ -193,3 +195,10 @@ def test_the_command_line_choices_are_the_library_types() -> None:
     assert typing.get_args(common.CubeDtype) == typing.get_args(CubeDtype)
     assert typing.get_args(common.MapDtype) == typing.get_args(map_dtype)
     assert typing.get_args(common.FitMethod) == typing.get_args(Method)
+
+
+def test_the_demo_clip_is_the_tiny_model() -> None:
+    from landprompt.cli.main import DEMO_CLIP
+    from landprompt.embedder.clip import TINY_MODEL
+
+    assert DEMO_CLIP == TINY_MODEL

@@ -90,6 +90,11 @@ def test_untrained_encoder_is_refused_unless_asked_for(l2a_fixture, tmp_path):
     assert not (tmp_path / "x.zarr").exists()
     stray = CliRunner().invoke(app, run_args(l2a_fixture, tmp_path / "x.zarr", "--pretrained", "laion2b"))
     assert stray.exit_code != 0 and "--pretrained do(es) not apply to --model sits" in stray.output
+    weights = tmp_path / "w.pt"
+    missing = CliRunner().invoke(
+        app, run_args(l2a_fixture, tmp_path / "x.zarr", "--presto-weights", str(weights))
+    )
+    assert missing.exit_code != 0 and f"--presto-weights {weights} does not exist" in missing.output
     with pytest.raises(BadInputError, match="contradict"):
         EncoderRecipe.of("sits", {"presto_weights": "w.pt"}, random_weights=True).build("cpu")
 

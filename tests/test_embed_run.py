@@ -337,5 +337,5 @@ def test_basis_head_needs_a_linear_head_and_none_keeps_version_1(stac_fixture, b
         embed(stac_fixture.grid, source, tmp_path / "h.zarr", ckpt, basis="head")
     with pytest.raises(BadInputError, match="bottleneck needs head 'linear'"):
         create_encoder("sits", clip_dim=16, embed_dim=32, depth=1, num_heads=2, head="mlp", bottleneck=8)
-    with pytest.raises(BadInputError, match="--basis must be one of"):
+    with pytest.raises(BadInputError, match=r"^basis must be one of"):
         embed(stac_fixture.grid, source, tmp_path / "b.zarr", ckpt, basis="bogus")

@@ -20,7 +20,6 @@ from landprompt.embedder.cube import write_cube
 from landprompt.embedder.models import create_encoder, save_checkpoint
 from landprompt.errors import BadInputError
 from landprompt.evaluate import class_embeddings, load_prompt_set, parse_settings, run_evaluation
-from landprompt.evaluate.cli_support import evaluate_command
 from landprompt.evaluate.datasets import EUROSAT_CLASSES, BigEarthNet, bigearthnet19
 from landprompt.geo import Grid
 
@@ -316,17 +315,21 @@ def test_harness_errors(eurosat_root: Path, tiny_clip: ClipModel, classname_text
         run_evaluation("eurosat", eurosat_root, "random", tiny_clip, "classname,sketch")
 
 
+def evaluate_cli(root: Path, out: Path, *args: str) -> Any:
+    """``landprompt evaluate eurosat`` with the tiny random CLIP; returns the runner's result."""
+    from typer.testing import CliRunner
+
+    from landprompt.cli import app
+
+    tiny = ["--clip", "landprompt-tiny", "--pretrained", "none"]
+    return CliRunner().invoke(app, ["evaluate", "eurosat", "--root", str(root), "-o", str(out), *tiny, *args])
+
+
 def test_evaluate_command_and_summary(eurosat_root: Path, tmp_path: Path) -> None:
-    report = evaluate_command(
-        "eurosat",
-        eurosat_root,
-        "clip_rgb",
-        "classname,generic",
-        10,
-        tmp_path / "out",
-        clip="landprompt-tiny",
-        month=5,
-    )
+    args = ("--model", "clip_rgb", "--prompts", "classname,generic", "--limit", "10", "--month", "5")
+    result = evaluate_cli(eurosat_root, tmp_path / "out", *args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["dataset"]["settings"]["month"] == 5 and (tmp_path / "out" / "report.md").is_file()
     table = summary_table(report)
     assert table.row_count == 3 and [c.header for c in table.columns][:2] == ["prompts", "top1 (%)"]
@@ -340,17 +343,18 @@ PRESTO = Path(__file__).parents[1].parent / "shared" / "data" / "presto" / "defa
     not PRESTO.is_file(), reason="the shared Presto weights (../shared/data/presto) are missing"
 )
 def test_presto_weights_option_builds_a_seeded_sits(eurosat_root: Path, tmp_path: Path) -> None:
-    from landprompt.embedder.clip import TINY_MODEL
-
-    reports = [
-        evaluate_command(
-            "eurosat", eurosat_root, "sits", clip=TINY_MODEL, presto_weights=PRESTO, out=tmp_path / name
+    for name in ("a", "b"):
+        result = evaluate_cli(
+            eurosat_root, tmp_path / name, "--model", "sits", "--presto-weights", str(PRESTO)
         )
-        for name in ("a", "b")
-    ]
+        assert result.exit_code == 0, result.output
+    reports = [json.loads((tmp_path / name / "report.json").read_text()) for name in ("a", "b")]
     model = reports[0]["model"]
     assert model["encoder"] == "sits" and model["arguments"]["presto_weights"] == str(PRESTO.resolve())
     assert model["arguments"]["clip_dim"] == 32
     assert reports[0]["results"][0]["top1"] == reports[1]["results"][0]["top1"]  # same seeded head
-    with pytest.raises(BadInputError, match="builds --model sits"):
-        evaluate_command("eurosat", eurosat_root, "clip_rgb", presto_weights=PRESTO, out=tmp_path / "c")
+    refused = evaluate_cli(
+        eurosat_root, tmp_path / "c", "--model", "clip_rgb", "--presto-weights", str(PRESTO)
+    )
+    assert refused.exit_code != 0 and "error: --presto-weights builds --model sits" in refused.output
+    assert not (tmp_path / "c" / "report.json").exists()

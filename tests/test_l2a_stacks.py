@@ -52,7 +52,7 @@ def test_offset_left_in_is_refused_naming_the_file_and_flag(l2a_fixture):
         match=r"stackstac/s2_20220110.tif: no reflectance band goes below 1000.*--l2a-offset -1000",
     ):
         LocalSource(l2a_fixture.stackstac).composite(l2a_fixture.grid, 2022)
-    with pytest.raises(BadInputError, match="--l2a-offset must be one of auto, 0, -1000"):
+    with pytest.raises(BadInputError, match="l2a_offset must be one of auto, 0, -1000"):
         LocalSource(l2a_fixture.stackstac, l2a_offset="-999")
 
 

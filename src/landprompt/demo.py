@@ -16,7 +16,7 @@ import numpy as np
 from affine import Affine
 from pyproj import CRS
 
-from landprompt.embedder.clip import ClipModel, load_clip
+from landprompt.embedder.clip import TINY_MODEL, ClipModel, load_clip
 from landprompt.embedder.cube import open_cube, write_cube
 from landprompt.errors import BadInputError
 from landprompt.files import require_writable
@@ -87,14 +87,16 @@ def planted_embeddings(
 def run_demo(
     out: str | Path = "demo-output",
     concept: str = "a lake",
-    clip_name: str = "landprompt-tiny",
-    pretrained: str | Path | None = None,
+    clip: ClipModel | None = None,
     seed: int = 0,
     overwrite: bool = False,
 ) -> DemoResult:
     """Build the synthetic region, write its cube, map ``concept`` and compare with what was planted.
 
-    An earlier demo's cube in ``out`` is replaced; any other ``out/cube.zarr`` only with ``overwrite``.
+    ``clip`` is the text tower the pixels are planted from and the concept is scored with; None: the
+    tiny model (:data:`~landprompt.embedder.clip.TINY_MODEL`) with random weights, enough as planting
+    and scoring share it. An earlier demo's cube in ``out`` is replaced; any other ``out/cube.zarr``
+    only with ``overwrite``.
     """
     if concept not in LAND_COVERS:
         raise BadInputError(f"the demo plants {', '.join(LAND_COVERS)}; pick one of them as the concept")
@@ -104,7 +106,7 @@ def run_demo(
         raise BadInputError(
             f"{out / 'cube.zarr'} exists and is not a demo cube: choose another --out or add --overwrite"
         )
-    clip: ClipModel = load_clip(clip_name, pretrained)
+    clip = clip or load_clip(TINY_MODEL)
     labels = planted_land_cover(*DEMO_GRID.shape)
     embeddings = planted_embeddings(clip.encode_prompts(list(LAND_COVERS), _templates()), labels, seed=seed)
     valid = _swath_valid(*DEMO_GRID.shape)

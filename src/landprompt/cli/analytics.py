@@ -186,7 +186,9 @@ def evaluate_points_command(
     fit: Annotated[
         FitMethod | None, typer.Option("--fit", help="Learn a recalibration: platt or isotonic.")
     ] = None,
-    block_km: Annotated[float, typer.Option("--block-km", help="Spatial CV block side (km).")] = 10.0,
+    block_km: Annotated[
+        float, typer.Option("--block-km", min=0.0, help="Spatial CV block side (km, above 0).")
+    ] = 10.0,
     folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = 5,
     bins: Annotated[
         int, typer.Option(min=1, help="Equal-width bins of the ECE and reliability diagram.")

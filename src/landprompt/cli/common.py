@@ -85,11 +85,13 @@ def pretrained_option(note: str = "", *, random: bool = True) -> Any:
     )
 
 
+#: Help of every bbox option or argument.
+BBOX_HELP = "Lon/lat window 'minlon,minlat,maxlon,maxlat' or a GeoJSON file."
+
+
 def bbox_option(*aliases: str) -> Any:
     """The ``--bbox`` option (``aliases`` such as ``--aoi`` name it too)."""
-    return typer.Option(
-        *aliases, "--bbox", help="Lon/lat window 'minlon,minlat,maxlon,maxlat' or a GeoJSON file."
-    )
+    return typer.Option(*aliases, "--bbox", help=BBOX_HELP)
 
 
 ClipOption = Annotated[str, clip_option()]
@@ -106,20 +108,34 @@ ZarrFormatOption = Annotated[
 CubeArgument = Annotated[Path, typer.Argument(help="Embedding cube (.zarr).")]
 PromptArgument = Annotated[str, typer.Argument(help="The concept in plain words, e.g. 'olive groves'.")]
 BBoxOption = Annotated[str | None, bbox_option()]
+BBoxArgument = Annotated[str, typer.Argument(help=BBOX_HELP)]
+BatchSizeOption = Annotated[
+    int, typer.Option("--batch-size", min=1, help="Pixels or patches per forward pass.")
+]
 QueryClipOption = Annotated[str | None, clip_option("default: the one named by the cube")]
 StyleOption = Annotated[str, typer.Option("--style", help="Prompt template style: ground, satellite, ...")]
 PretrainedOption = Annotated[str | None, pretrained_option("default: the tag the cube records")]
+#: ``--pretrained`` of a command with no cube to take the tag from.
+RequiredPretrainedOption = Annotated[str | None, pretrained_option("required, no default")]
 #: The choices of the library's ``Literal`` types that options take (``embedder.cube.CubeDtype``,
 #: ``query.maps.write_cog``'s dtype, ``calibration.Method``), named here so that the command line starts
 #: without zarr or xarray; ``tests/test_cli.py`` keeps them equal.
 CubeDtype = Literal["fp16", "int8"]
 MapDtype = Literal["float32", "uint8"]
 FitMethod = Literal["platt", "isotonic"]
+#: ``embedder.run.BASES``, ``eo.l2a.L2A_OFFSET_CHOICES``, ``evaluate.zeroshot.SCORE_NORMS`` and the LUCAS
+#: coordinate choices of ``evaluate.concepts`` (kept equal by the same test).
+Basis = Literal["auto", "none", "head", "pca"]
+L2aOffset = Literal["auto", "0", "-1000"]
+ScoreNorm = Literal["none", "class-mean"]
+Coordinates = Literal["th", "gps"]
 #: ``--pretrained`` value that asks for a seeded random initialisation.
 RANDOM_WEIGHTS = "none"
 
 
-def clip_or_none(name: str | None, pretrained: str | None, cube: Path | None = None) -> ClipModel | None:
+def clip_or_none(
+    name: str | None, pretrained: str | None, cube: Path | None = None, *, device: str | None = None
+) -> ClipModel | None:
     """Load the CLIP model named on the command line, or None to use the cube's.
 
     Random weights only when asked for (``--pretrained none``); ``--clip NAME`` without
@@ -138,23 +154,52 @@ def clip_or_none(name: str | None, pretrained: str | None, cube: Path | None = N
         if recorded is not None and not recorded[1]:
             warn_random(recorded[0])
         return None
-    from landprompt.embedder.clip import load_clip
-
-    if pretrained is None:
-        if recorded is None or recorded[0] != name or not recorded[1]:
-            raise BadInputError(
-                f"--clip {name} needs --pretrained TAG or a weights file (the cube records none for it); "
-                f"--pretrained {RANDOM_WEIGHTS} gives random weights, for tests only"
-            )
+    if pretrained is None and recorded is not None and recorded[0] == name and recorded[1]:
         pretrained = recorded[1]
-    if pretrained.lower() == RANDOM_WEIGHTS:
-        warn_random(name)
-    model = load_clip(name, None if pretrained.lower() == RANDOM_WEIGHTS else pretrained)
+    model = named_clip(name, pretrained, device=device, why="the cube records none for it")
     if ds is not None:
         from landprompt.checks import same_width
 
         same_width(model, ds, cube or "")  # before any scoring or output
     return model
+
+
+def named_clip(
+    name: str,
+    pretrained: str | None,
+    *,
+    device: str | None = None,
+    default: str | None = None,
+    why: str = "",
+    warn: bool = True,
+) -> ClipModel:
+    """Load the CLIP model of ``--clip NAME --pretrained TAG|FILE|none``: the one way every command does.
+
+    Args:
+        name: The ``--clip`` model name.
+        pretrained: The ``--pretrained`` value; ``none`` (:data:`RANDOM_WEIGHTS`) gives random weights.
+        device: Torch device (None: CUDA when available).
+        default: What a command documents for a missing ``--pretrained`` (None: it is an error).
+        why: Why there is no default, added to the error (e.g. what the cube records).
+        warn: Print the random-weights warning line (off where random weights are the point).
+
+    Raises:
+        BadInputError: If ``--pretrained`` is missing and the command has no default for it.
+    """
+    from landprompt.embedder.clip import load_clip
+
+    pretrained = default if pretrained is None else pretrained
+    if pretrained is None:
+        raise BadInputError(
+            f"--clip {name} needs --pretrained TAG|FILE|none"
+            + (f" ({why})" if why else "")
+            + f": a tag of the model, a weights file, or --pretrained {RANDOM_WEIGHTS} for random weights "
+            "(tests only)"
+        )
+    random = pretrained.lower() == RANDOM_WEIGHTS
+    if random and warn:
+        warn_random(name)
+    return load_clip(name, None if random else pretrained, device)
 
 
 def check_outputs(*paths: Path | None, folder: bool = False) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from landprompt.cli.common import PretrainedOption, QueryClipOption, clip_or_none, console
+from landprompt.cli.common import Coordinates, PretrainedOption, QueryClipOption, clip_or_none, console
 
 
 def evaluate_concepts_command(
@@ -25,19 +25,23 @@ def evaluate_concepts_command(
     prompts: Annotated[
         str, typer.Option("--prompts", help="Prompt styles, comma-separated; '+' ensembles.")
     ] = "classname,ground,aerial,descriptive",
-    coordinates: Annotated[str, typer.Option(help="th (theoretical point) or gps.")] = "th",
+    coordinates: Annotated[Coordinates, typer.Option(help="th (theoretical point) or gps.")] = "th",
     exclude_catalog: Annotated[
         Path | None,
         typer.Option("--exclude-catalog", help="Pairs catalog: drop points near its training places."),
     ] = None,
-    exclude_km: Annotated[float, typer.Option("--exclude-km", help="Radius of that exclusion (km).")] = 2.0,
+    exclude_km: Annotated[
+        float, typer.Option("--exclude-km", min=0.0, help="Radius of that exclusion (km, above 0).")
+    ] = 2.0,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Report folder: report.json, report.md, auc.png.")
     ] = Path("evaluation/concepts"),
-    block_km: Annotated[float, typer.Option("--block-km", help="Bootstrap block side (km).")] = 50.0,
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap replicates (0: no intervals).")] = 200,
+    block_km: Annotated[
+        float, typer.Option("--block-km", min=0.0, help="Bootstrap block side (km, above 0).")
+    ] = 50.0,
+    bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap replicates (0: no intervals).")] = 200,
     min_class: Annotated[
-        int, typer.Option("--min-class", help="Fewest presences and absences to score a concept.")
+        int, typer.Option("--min-class", min=1, help="Fewest presences and absences to score a concept.")
     ] = 10,
     versus: Annotated[
         list[str] | None,

@@ -119,7 +119,7 @@ def cube_convert(
     old: Annotated[Path, typer.Argument(help="A finished version-1 cube (.zarr).")],
     new: Annotated[Path, typer.Argument(help="The cube to write in a basis (.zarr); re-run to resume.")],
     rank: Annotated[
-        int, typer.Option(help="PCA basis rank (grown to keep 99.9 % of the variance).")
+        int, typer.Option(min=1, help="PCA basis rank (grown to keep 99.9 % of the variance).")
     ] = DEFAULT_RANK,
     dtype: Annotated[
         CubeDtype | None, typer.Option(help="Code storage: int8 or fp16 (default: OLD's).")

@@ -10,7 +10,10 @@ import typer
 from rich.table import Table
 
 from landprompt.cli.common import (
+    Basis,
+    BatchSizeOption,
     CubeDtype,
+    L2aOffset,
     ZarrFormatOption,
     bbox_option,
     check_outputs,
@@ -35,9 +38,9 @@ SourceOption = Annotated[
 ResolutionOption = Annotated[float, typer.Option("--resolution", help="Pixel size in metres.")]
 CrsOption = Annotated[str | None, typer.Option("--crs", help="Grid CRS, e.g. EPSG:3035 (default: UTM zone).")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Allow an area beyond 10^8 pixels.")]
-DilateOption = Annotated[int, typer.Option("--dilate", help="Grow cloud/shadow masks by N pixels.")]
+DilateOption = Annotated[int, typer.Option("--dilate", min=0, help="Grow cloud/shadow masks by N pixels.")]
 L2aOffsetOption = Annotated[
-    str,
+    L2aOffset,
     typer.Option(
         "--l2a-offset",
         help="Local stacks: DN offset of Sentinel-2 L2A files, auto (tags, processing baseline, else "
@@ -172,9 +175,9 @@ def embed_run_command(
     random_weights: RandomWeightsOption = False,
     resolution: ResolutionOption = 10.0,
     crs: CrsOption = None,
-    chunk: Annotated[int, typer.Option(help="Cube chunk size in output pixels.")] = 256,
+    chunk: Annotated[int, typer.Option(min=1, help="Cube chunk size in output pixels.")] = 256,
     dtype: Annotated[CubeDtype, typer.Option(help="Cube storage: fp16 or int8.")] = "fp16",
-    batch_size: Annotated[int, typer.Option(help="Pixels (or patches) per forward pass.")] = 1024,
+    batch_size: BatchSizeOption = 1024,
     device: Annotated[str | None, typer.Option(help="Torch device (default: cuda if available).")] = None,
     scheduler: Annotated[
         str | None, typer.Option(help="Dask scheduler address, or 'local'; default: run here.")
@@ -183,14 +186,16 @@ def embed_run_command(
     l2a_offset: L2aOffsetOption = "auto",
     force: ForceOption = False,
     basis: Annotated[
-        str,
+        Basis,
         typer.Option(
             help="'auto': the head's basis for a linear head with a bottleneck, else version 1; "
-            "'head': a linear head's basis (format 2, exact); 'pca': a PCA basis (format 2); "
+            "'head': a linear head's basis (format 4, exact); 'pca': a PCA basis (format 4); "
             "'none': version 1."
         ),
     ] = "auto",
-    rank: Annotated[int, typer.Option(help="Rank of a PCA basis (grown to keep 99.9 % variance).")] = 64,
+    rank: Annotated[
+        int, typer.Option(min=1, help="Rank of a PCA basis (grown to keep 99.9 % variance).")
+    ] = 64,
     zarr_format: ZarrFormatOption = 3,
 ) -> None:
     """Embed an area for one year into a cube; the same command resumes a killed run.
@@ -248,7 +253,21 @@ def encoder_arguments(
         )
     if model == "clip_rgb":
         return {"clip_model": clip, "clip_pretrained": pretrained}
-    if presto_weights is not None and not presto_weights.is_file():
+    return presto_arguments(model, presto_weights)
+
+
+def presto_arguments(model: str, presto_weights: Path | None) -> dict[str, object]:
+    """``--model sits``'s factory arguments from ``--presto-weights`` (none without it).
+
+    Raises:
+        BadInputError: If the file does not exist, or ``--model`` is not sits.
+    """
+    from landprompt.errors import BadInputError
+
+    if presto_weights is None:
+        return {}
+    if model != "sits":
+        raise BadInputError(f"--presto-weights builds --model sits, not {model!r}")
+    if not presto_weights.is_file():
         raise BadInputError(f"--presto-weights {presto_weights} does not exist")
-    weights = None if presto_weights is None else presto_weights.resolve()
-    return {"presto_weights": weights} if model == "sits" else {}
+    return {"presto_weights": presto_weights.resolve()}

@@ -10,13 +10,27 @@ import typer
 from rich.table import Table
 
 from landprompt.cli.analytics import evaluate_points_command
-from landprompt.cli.common import PretrainedOption, check_outputs, clip_option, console, sub_app
+from landprompt.cli.common import (
+    BatchSizeOption,
+    Coordinates,
+    ScoreNorm,
+    check_outputs,
+    clip_option,
+    clip_or_none,
+    console,
+    pretrained_option,
+    sub_app,
+)
 from landprompt.cli.concepts import evaluate_concepts_command
+from landprompt.cli.embed import presto_arguments
 
 app = sub_app("Zero-shot land-cover benchmarks, and maps against field observations.")
 
 EvalClipOption = Annotated[
     str | None, clip_option("of the prompts; default: the one the checkpoint or cube names")
+]
+EvalPretrainedOption = Annotated[
+    str | None, pretrained_option("default (lucas): the tag --cube records for that model, else required")
 ]
 
 
@@ -35,7 +49,7 @@ def _benchmark_command(dataset: str) -> Callable[..., None]:
             ),
         ] = "classname",
         limit: Annotated[
-            int | None, typer.Option("--limit", help="A stratified random subset of N samples.")
+            int | None, typer.Option("--limit", min=1, help="A stratified random subset of N samples.")
         ] = None,
         out: Annotated[
             Path | None, typer.Option("--out", "-o", help="Report folder (default evaluation/DATASET).")
@@ -44,16 +58,16 @@ def _benchmark_command(dataset: str) -> Callable[..., None]:
             Path | None, typer.Option("--cube", help="lucas: the embedding cube to read.")
         ] = None,
         clip: EvalClipOption = None,
-        pretrained: PretrainedOption = None,
+        pretrained: EvalPretrainedOption = None,
         prompt_file: Annotated[
             Path | None, typer.Option("--prompt-file", help="YAML/JSON prompts extending the shipped set.")
         ] = None,
         score_norm: Annotated[
-            str, typer.Option("--score-norm", help="none, or class-mean (SenCLIP's).")
+            ScoreNorm, typer.Option("--score-norm", help="none, or class-mean (SenCLIP's).")
         ] = "none",
         seed: Annotated[int, typer.Option(help="Seed of --limit and of random baselines.")] = 0,
         month: Annotated[
-            int | None, typer.Option(help="eurosat: month 1-12 of the dateless patches (7).")
+            int | None, typer.Option(min=1, max=12, help="eurosat: month 1-12 of the dateless patches (7).")
         ] = None,
         split: Annotated[
             Path | None, typer.Option(help="bigearthnet: CSV listing the patches to keep.")
@@ -61,11 +75,9 @@ def _benchmark_command(dataset: str) -> Callable[..., None]:
         s1_root: Annotated[
             Path | None, typer.Option("--s1-root", help="bigearthnet: folder of S1 patches.")
         ] = None,
-        coordinates: Annotated[str | None, typer.Option(help="lucas: th (default) or gps.")] = None,
-        window: Annotated[int, typer.Option(help="lucas: odd window of cube pixels per point.")] = 1,
-        batch_size: Annotated[
-            int, typer.Option("--batch-size", help="Pixels or patches per forward pass.")
-        ] = 1024,
+        coordinates: Annotated[Coordinates | None, typer.Option(help="lucas: th (default) or gps.")] = None,
+        window: Annotated[int, typer.Option(min=1, help="lucas: odd window of cube pixels per point.")] = 1,
+        batch_size: BatchSizeOption = 1024,
         device: Annotated[
             str | None, typer.Option(help="Torch device (default: CUDA when available).")
         ] = None,
@@ -74,30 +86,37 @@ def _benchmark_command(dataset: str) -> Callable[..., None]:
             typer.Option("--presto-weights", help="--model sits from the official Presto weights file."),
         ] = None,
     ) -> None:
-        from landprompt.evaluate.cli_support import evaluate_command
+        from landprompt.embedder.recipe import EncoderRecipe
+        from landprompt.evaluate.harness import run_evaluation
 
         check_outputs(out, folder=True)
-        report = evaluate_command(
+        text_tower = clip_or_none(clip, pretrained, cube, device=device)
+        encoder: Any = model
+        if presto_weights is not None:  # the official Presto weights, its head seeded as in ``embed run``
+            options = presto_arguments(model or "sits", presto_weights)
+            if text_tower is not None:
+                options.update(clip_dim=text_tower.embed_dim, clip_model=text_tower.name)
+            encoder = EncoderRecipe.of("sits", options, seed).build(device)
+        report = run_evaluation(
             dataset,
             root,
-            model,
+            encoder,
+            text_tower,
             prompts,
             limit,
-            out,
-            clip=clip,
-            pretrained=pretrained,
+            out or Path("evaluation") / dataset,
             cube=cube,
             prompt_file=prompt_file,
             seed=seed,
             batch_size=batch_size,
+            window=window,
+            score_norm=score_norm,
             device=device,
+            progress=True,
             month=month,
             split=split,
             s1_root=s1_root,
             coordinates=coordinates,
-            window=window,
-            score_norm=score_norm,
-            presto_weights=presto_weights,
         )
         console.print(summary_table(report))
         console.print(f"report: {Path(report['files']['folder']) / 'report.md'}")

@@ -12,7 +12,14 @@ import typer
 from rich.table import Table
 
 from landprompt import __version__
-from landprompt.cli.common import ClipOption, LandpromptGroup, PretrainedOption, console
+from landprompt.cli.common import (
+    RANDOM_WEIGHTS,
+    ClipOption,
+    LandpromptGroup,
+    console,
+    named_clip,
+    pretrained_option,
+)
 from landprompt.cli.cube import app as cube_app
 from landprompt.cli.embed import app as embed_app
 from landprompt.cli.embed import eo_app
@@ -60,12 +67,22 @@ def main(
     """Map any concept in plain words from Sentinel-1/2 time series aligned with CLIP."""
 
 
+#: The demo's CLIP: ``embedder.clip.TINY_MODEL``, which has no trained weights (named here: no torch import).
+DEMO_CLIP = "landprompt-tiny"
+DemoPretrainedOption = Annotated[
+    str | None,
+    pretrained_option(
+        f"default for {DEMO_CLIP}: none (the demo plants its pixels from this text tower), else required"
+    ),
+]
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-output"),
     concept: Annotated[str, typer.Option(help="Concept to map (one of the planted land covers).")] = "a lake",
-    clip: ClipOption = "landprompt-tiny",
-    pretrained: PretrainedOption = None,
+    clip: ClipOption = DEMO_CLIP,
+    pretrained: DemoPretrainedOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the planting noise.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace a cube.zarr in --out that no demo made.")] = False,
 ) -> None:
@@ -79,9 +96,10 @@ def demo(
     from landprompt.demo import LAND_COVERS, run_demo
 
     with console.status("building the synthetic region, its cube and the map..."):
-        result = run_demo(
-            out, concept=concept, clip_name=clip, pretrained=pretrained, seed=seed, overwrite=overwrite
-        )
+        # random weights are the tiny model's documented default: the demo plants its pixels from it
+        default = RANDOM_WEIGHTS if clip == DEMO_CLIP else None
+        model = named_clip(clip, pretrained, default=default, warn=False)
+        result = run_demo(out, concept=concept, clip=model, seed=seed, overwrite=overwrite)
     console.print(
         "[bold yellow]Synthetic embeddings:[/bold yellow] each pixel is planted from the CLIP text "
         f"embedding of its land cover ({', '.join(LAND_COVERS)}) plus noise; no satellite data was read."

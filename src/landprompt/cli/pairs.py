@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 from rich.table import Table
 
-from landprompt.cli.common import ClipOption, PretrainedOption, check_outputs, console, sub_app
+from landprompt.cli.common import (
+    BBoxArgument,
+    ClipOption,
+    RequiredPretrainedOption,
+    check_outputs,
+    console,
+    named_clip,
+    sub_app,
+)
 
 if TYPE_CHECKING:
     from landprompt.eo.stac import StacSource
@@ -32,10 +40,14 @@ LicenceOption = Annotated[
     ),
 ]
 BurstMetresOption = Annotated[
-    float, typer.Option("--burst-metres", help="Burst radius (0: no burst thinning).")
+    float, typer.Option("--burst-metres", min=0.0, help="Burst radius (0: no burst thinning).")
 ]
-BurstMinutesOption = Annotated[float, typer.Option("--burst-minutes", help="Burst duration in minutes.")]
-MaxPerCellOption = Annotated[int | None, typer.Option("--max-per-cell", help="Most photos per 1 km cell.")]
+BurstMinutesOption = Annotated[
+    float, typer.Option("--burst-minutes", min=0.0, help="Burst duration in minutes.")
+]
+MaxPerCellOption = Annotated[
+    int | None, typer.Option("--max-per-cell", min=1, help="Most photos per 1 km cell.")
+]
 SplitSeedOption = Annotated[
     int, typer.Option("--split-seed", help="Seed of the spatial splits (new catalogs).")
 ]
@@ -44,7 +56,7 @@ NoHashOption = Annotated[
     bool, typer.Option("--no-hash", help="Do not hash local photo files (no byte dedupe).")
 ]
 AccuracyOption = Annotated[
-    int, typer.Option("--min-accuracy", help="Lowest Flickr geo accuracy (16 street).")
+    int, typer.Option("--min-accuracy", min=1, max=16, help="Lowest Flickr geo accuracy (16 street).")
 ]
 
 
@@ -163,12 +175,14 @@ def ingest_yfcc(
 
 @ingest_app.command("flickr")
 def ingest_flickr(
-    bbox: Annotated[str, typer.Argument(help="Lon/lat 'minlon,minlat,maxlon,maxlat' or a GeoJSON file.")],
+    bbox: BBoxArgument,
     catalog: CatalogOption,
     min_taken: Annotated[str | None, typer.Option(help="Earliest capture date YYYY-MM-DD.")] = None,
     max_taken: Annotated[str | None, typer.Option(help="Latest capture date YYYY-MM-DD.")] = None,
-    per_page: Annotated[int, typer.Option(help="Photos per page (at most 500).")] = 250,
-    max_pages: Annotated[int | None, typer.Option(help="Stop after this many pages (resume later).")] = None,
+    per_page: Annotated[int, typer.Option(min=1, max=500, help="Photos per page (at most 500).")] = 250,
+    max_pages: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many pages (resume later).")
+    ] = None,
     rate: Annotated[float, typer.Option(help="API requests per second.")] = 1.0,
     api_licences: Annotated[
         str | None, typer.Option(help="Flickr licence ids to ask for, e.g. 4,9,10.")
@@ -260,11 +274,11 @@ def fetch(
         int | None, typer.Option(help="Latest satellite year (default: last full year).")
     ] = None,
     default_year: Annotated[int | None, typer.Option(help="Year of photos without a date.")] = None,
-    chip: Annotated[int, typer.Option(help="Chip size in 10 m pixels.")] = 5,
-    task_rows: Annotated[int, typer.Option(help="Most samples per task.")] = 500,
-    batch_rows: Annotated[int, typer.Option(help="Samples written and marked together.")] = 256,
+    chip: Annotated[int, typer.Option(min=1, help="Chip size in 10 m pixels.")] = 5,
+    task_rows: Annotated[int, typer.Option(min=1, help="Most samples per task.")] = 500,
+    batch_rows: Annotated[int, typer.Option(min=1, help="Samples written and marked together.")] = 256,
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address, or 'local'.")] = None,
-    dilate: Annotated[int, typer.Option(help="Grow cloud/shadow masks by N pixels.")] = 0,
+    dilate: Annotated[int, typer.Option(min=0, help="Grow cloud/shadow masks by N pixels.")] = 0,
     items: Annotated[
         list[Path] | None,
         typer.Option("--items", help="stac-geoparquet item tables (repeat), searched instead of --source."),
@@ -328,13 +342,13 @@ def photos(
     catalog: CatalogOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="Photo embeddings (.zarr).")],
     clip: ClipOption = "ViT-B-32",
-    pretrained: PretrainedOption = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    pretrained: RequiredPretrainedOption = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
     cache: Annotated[Path | None, typer.Option(help="Download cache (default: <out>.cache).")] = None,
     device: Annotated[
         str | None, typer.Option(help="Torch device (default: cuda:$LOCAL_RANK or cpu).")
     ] = None,
-    threads: Annotated[int, typer.Option(help="Image loading threads.")] = 8,
+    threads: Annotated[int, typer.Option(min=1, help="Image loading threads.")] = 8,
     retry_missing: Annotated[bool, typer.Option(help="Try photos marked missing again.")] = False,
     sync_only: Annotated[
         bool, typer.Option(help="Only copy statuses into the catalog (after torchrun).")
@@ -349,7 +363,6 @@ def photos(
     """
     import os
 
-    from landprompt.embedder.clip import load_clip
     from landprompt.embedder.device import choose_device
     from landprompt.embedder.photos import embed_photos, rank_and_world, sync_status
 
@@ -359,7 +372,7 @@ def photos(
     check_outputs(out, folder=True)
     rank, world = rank_and_world()
     local = choose_device(device, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
-    model = load_clip(clip, pretrained, device=str(local))
+    model = named_clip(clip, pretrained, device=str(local))
     report = embed_photos(
         catalog,
         out,

@@ -32,8 +32,10 @@ app = sub_app("Text prompts -> probability maps and top-k places.")
 def query_topk(
     cube: CubeArgument,
     prompt: PromptArgument,
-    k: Annotated[int, typer.Option("-k", help="Number of places.")] = 20,
-    min_distance: Annotated[float, typer.Option("--min-distance", help="Metres between two places.")] = 0.0,
+    k: Annotated[int, typer.Option("-k", min=1, help="Number of places.")] = 20,
+    min_distance: Annotated[
+        float, typer.Option("--min-distance", min=0.0, help="Metres between two places.")
+    ] = 0.0,
     bbox: BBoxOption = None,
     fmt: Annotated[
         Literal["table", "csv", "geojson"], typer.Option("--format", help="Printed as.")

@@ -21,8 +21,8 @@ def serve(
     host: Annotated[
         str, typer.Option(help="Address to bind; other machines reach it only if told.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Tile/top-k requests computed at once.")] = 4,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Tile/top-k requests computed at once.")] = 4,
     clip: QueryClipOption = None,
     pretrained: PretrainedOption = None,
 ) -> None:

@@ -155,10 +155,10 @@ def embed_run(
         The finished cube's path.
     """
     if basis not in BASES:
-        raise BadInputError(f"--basis must be one of {', '.join(BASES)}, got {basis!r}")
-    checks.count("--batch-size", batch_size)
-    checks.count("--chunk", chunk)
-    checks.count("--rank", rank)
+        raise BadInputError(f"basis must be one of {', '.join(BASES)}, got {basis!r}")
+    checks.count("batch_size", batch_size)
+    checks.count("chunk", chunk)
+    checks.count("rank", rank)
     require_writable(out, folder=True)
     if basis == "pca":
         from landprompt.embedder.convert import convert_cube

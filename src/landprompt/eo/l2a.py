@@ -59,7 +59,7 @@ def parse_l2a_offset(value: str | float | None) -> float | None:
     except ValueError:
         offset = float("nan")
     if offset not in (0.0, -1000.0):
-        raise BadInputError(f"--l2a-offset must be one of {', '.join(L2A_OFFSET_CHOICES)}, got {value!r}")
+        raise BadInputError(f"l2a_offset must be one of {', '.join(L2A_OFFSET_CHOICES)}, got {value!r}")
     return offset
 
 

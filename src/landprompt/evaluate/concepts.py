@@ -174,11 +174,11 @@ def _check_options(
     coordinates: str, exclude_km: float, block_km: float, bootstrap: int, confidence: float, min_class: int
 ) -> None:
     if coordinates not in ("th", "gps"):
-        raise BadInputError(f"--coordinates must be th or gps, got {coordinates!r}")
+        raise BadInputError(f"coordinates must be th or gps, got {coordinates!r}")
     if not exclude_km > 0 or not block_km > 0:
-        raise BadInputError("--exclude-km and --block-km must be positive")
+        raise BadInputError(f"exclude_km and block_km must be positive, got {exclude_km} and {block_km}")
     if bootstrap < 0 or not 0 < confidence < 1 or min_class < 1:
-        raise BadInputError("--bootstrap must be >= 0, the confidence in (0, 1), --min-class >= 1")
+        raise BadInputError("bootstrap must be >= 0, confidence in (0, 1), min_class >= 1")
 
 
 def _coordinates(frame: pd.DataFrame, coordinates: str) -> tuple[np.ndarray, np.ndarray]:
