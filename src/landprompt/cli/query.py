@@ -90,7 +90,7 @@ def query_topk(
         from landprompt.query.provenance import search_tags
         from landprompt.query.session import open_session
 
-        tags = search_tags(shards, clip_model or open_session(shards[0]).clip, prompt, style)
+        tags = search_tags(shards, clip_model or open_session(shards[0]).text.clip, prompt, style)
         write_places(places, out, None if fmt == "table" else fmt, metadata=tags)
         console.print(f"wrote {len(places)} places to {out}")
     elif fmt == "csv":
