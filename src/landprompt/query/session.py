@@ -493,7 +493,7 @@ def _check_one_space(shards: Sequence[QuerySession]) -> None:
     first = shards[0]
     for shard in shards[1:]:
         for what, a, b in (
-            ("CLIP model", recorded_clip(first.ds.attrs), recorded_clip(shard.ds.attrs)),
+            ("CLIP model", _clip_name(first.ds), _clip_name(shard.ds)),
             ("embedding width", first.dim, shard.dim),
             ("logit scale", first.ds.attrs.get("logit_scale"), shard.ds.attrs.get("logit_scale")),
         ):
@@ -538,6 +538,12 @@ def open_session(
     for old in closed:
         old.close()
     return session
+
+
+def _clip_name(ds: xr.Dataset) -> str:
+    """The CLIP model (and weights) a cube's attrs name, in words."""
+    named = recorded_clip(ds.attrs)
+    return "none named" if named is None else " ".join(part for part in named if part)
 
 
 def _stamp(paths: Sequence[str]) -> tuple[tuple[int, int, int] | None, ...]:
