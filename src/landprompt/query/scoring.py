@@ -16,10 +16,11 @@ and :func:`iter_scores` stream a cube's raw chunks (read in the background, one 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -27,6 +28,7 @@ import torch
 import xarray as xr
 
 from landprompt.embedder.cube import ChunkWindow, cube_basis, iter_raw_chunks
+from landprompt.query.fused import padded_columns, probability_kernel_fn, score_int8
 
 #: Pixels scored per block, one block a thread: 1 MB of int8 codes (4 MB as float32) at r = 64, so
 #: a block stays in a core's cache (measured best of 8192, 16384 and 65536).
@@ -34,6 +36,10 @@ BLOCK_PIXELS = 16384
 
 #: Per-thread buffers the blocks are converted and scored in (grown on demand, reused).
 _BUFFERS = threading.local()
+
+#: Whether version-4 int8 codes are scored by the fused LLVM kernel (:mod:`landprompt.query.fused`)
+#: where it takes the query; False scores everything by torch (benchmarks compare the two).
+USE_FUSED = True
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,6 +76,18 @@ class Kernel:
         torch.exp(rest, out=weights)
         torch.mm(weights, _ones(rest.shape[1]), out=top)
         return concepts.sub_(top.log_()).sigmoid_()
+
+    @cached_property
+    def compiled(self) -> tuple[Callable[..., None], np.ndarray] | None:
+        """The fused int8 kernel of these columns and its column layout, or None (torch scores)."""
+        if self.kind == "cosine":
+            return None
+        columns = self.columns.numpy()
+        concepts = None if self.kind == "one" else columns[:, : self.outputs]
+        background = columns if concepts is None else columns[:, self.outputs :]
+        m = 0 if concepts is None else concepts.shape[1]
+        fn = probability_kernel_fn(len(columns), m, background.shape[1])
+        return None if fn is None else (fn, padded_columns(concepts, background))
 
 
 def cosine_kernel(vectors: np.ndarray) -> Kernel:
@@ -127,9 +145,13 @@ def score_values(
         raise ValueError(f"out must be float32 {(*lead, kernel.outputs)}, got {out.dtype} {out.shape}")
     result = out if out.ndim == 3 else out.reshape(*grid.shape[:2], kernel.outputs)  # a view
     step = max(1, BLOCK_PIXELS // max(grid.shape[1], 1))
+    fused = _fused(kernel, grid, scale, result, norm_weights)
 
     def block(start: int) -> None:
         rows = slice(start, start + step)
+        if fused is not None:
+            fused(grid[rows], result[rows])
+            return
         _score_block(grid[rows], None if scale is None else scale[rows], kernel, result[rows], norm_weights)
 
     starts = range(0, grid.shape[0], step)
@@ -139,6 +161,39 @@ def score_values(
     else:
         list(pool.map(block, starts))
     return out
+
+
+def _fused(
+    kernel: Kernel,
+    grid: np.ndarray,
+    scale: np.ndarray | None,
+    out: np.ndarray,
+    norm_weights: np.ndarray | None,
+) -> Callable[[np.ndarray, np.ndarray], None] | None:
+    """A block scorer by the fused kernel for version-4 int8 codes ``grid`` (r, c, width), or None.
+
+    It takes pixels contiguous within rows (of the codes and of ``out``), norm weights 1 but for the last
+    code's (as :class:`~landprompt.embedder.basis.Basis` makes them) and a query it was built for.
+    """
+    if not USE_FUSED or grid.dtype != np.int8 or scale is not None or norm_weights is None:
+        return None
+    width, outputs = grid.shape[2], out.shape[2]
+    if grid.strides[1:] != (width, 1) or out.strides[1:] != (4 * outputs, 4):
+        return None
+    if np.any(norm_weights[:-1] != 1):
+        return None
+    compiled = kernel.compiled
+    if compiled is None:
+        return None
+    fn, columns = compiled
+    w_last = float(norm_weights[-1])
+
+    def run(codes: np.ndarray, part: np.ndarray) -> None:
+        if codes.flags.c_contiguous and part.flags.c_contiguous:  # one row: no short rows of one pixel
+            codes, part = codes.reshape(1, -1, width), part.reshape(1, -1, outputs)
+        score_int8(fn, codes, columns, w_last, part)
+
+    return run
 
 
 def _norm_weights(ds: xr.Dataset) -> np.ndarray | None:
