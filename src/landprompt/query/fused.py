@@ -19,6 +19,7 @@ import ctypes
 import struct
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -30,9 +31,11 @@ GROUP = 8
 #: Pixels converted to float32 at a time (64 x 80 floats: 20 KB, in L1).
 SEGMENT = 64
 
-#: ``fn(codes, rows, cols, row_stride, columns, w_last_minus_1, out, out_row_stride)``.
+#: ``fn(concepts, background, codes, rows, cols, row_stride, columns, w_last - 1, out, out_row_stride)``.
 _SIGNATURE = ctypes.CFUNCTYPE(
     None,
+    ctypes.c_int64,
+    ctypes.c_int64,
     ctypes.c_void_p,
     ctypes.c_int64,
     ctypes.c_int64,
@@ -44,7 +47,7 @@ _SIGNATURE = ctypes.CFUNCTYPE(
 )
 
 _LOCK = threading.Lock()
-_COMPILED: dict[tuple[int, int, int], Callable[..., None] | None] = {}
+_COMPILED: dict[tuple[int, bool], Callable[..., None] | None] = {}
 _ENGINES: list[Any] = []  # the JIT engines stay alive as long as the process (their code is called)
 
 
@@ -178,18 +181,21 @@ def _splat(name: str, scalar: str) -> list[str]:
     ]
 
 
-def _group_ir(pixels: int, width: int, padded: int, concepts: int, background: int) -> str:
+def _group_ir(pixels: int, width: int, padded: int, many: bool) -> str:
     """``@group{pixels}``: the outputs of ``pixels`` converted pixels into ``out``.
 
-    With ``concepts == 0`` the ``background`` columns are the differences ``l_j - l_c`` and each pixel
-    gets ``1 / (1 + sum_j exp(s d_j))``; else the first 16 columns are the concepts and the next 16 the
-    background, and concept ``i`` gets ``sigmoid(s l_i - logsumexp(s l_background))``, written as
-    ``1 / (1 + S exp(M - s l_i))`` with ``M`` the largest background logit and ``S = sum exp(s l_j - M)``.
+    Without ``many``, the columns (lanes ``%used_b``) are the differences ``l_j - l_c`` and each pixel
+    gets ``1 / (1 + sum_j exp(s d_j))``; with it, the first 16 columns are the concepts (lanes ``%used_a``)
+    and the next 16 the background (``%used_b``), and concept ``i`` gets
+    ``sigmoid(s l_i - logsumexp(s l_background))``, written as ``1 / (1 + S exp(M - s l_i))`` with ``M``
+    the largest background logit and ``S = sum exp(s l_j - M)``.
     """
     v = "<16 x float>"
-    parts = ["b"] if concepts == 0 else ["a", "b"]
-    outputs = max(concepts, 1)
-    head = f"define internal void @group{pixels}(ptr %buf, ptr %sb, ptr %q, ptr %out) alwaysinline {{"
+    parts = ["a", "b"] if many else ["b"]
+    head = (
+        f"define internal void @group{pixels}(ptr %buf, ptr %sb, ptr %q, ptr %out, <16 x i1> %used_a, "
+        "<16 x i1> %used_b, i64 %outputs) alwaysinline {"
+    )
     lines = [head, "entry:"]
     acc = {(u, part): "zeroinitializer" for u in range(pixels) for part in parts}
     for i in range(width):
@@ -211,16 +217,17 @@ def _group_ir(pixels: int, width: int, padded: int, concepts: int, background: i
                     f"{v} {acc[u, part]})"
                 )
                 acc[u, part] = f"%acc{part}{name}"
-    used_b, used_a = _mask(lambda i: i < background), _mask(lambda i: i < concepts)
+    used_a, used_b = "%used_a", "%used_b"
     for u in range(pixels):
         lines += [
             f"  %sp{u} = getelementptr float, ptr %sb, i64 {u}",
             f"  %s{u} = load float, ptr %sp{u}, align 4",
             *_splat(f"ss{u}", f"%s{u}"),
             f"  %lb{u} = fmul {v} {acc[u, 'b']}, %ss{u}",
-            f"  %op{u} = getelementptr float, ptr %out, i64 {u * outputs}",
+            f"  %oo{u} = mul i64 %outputs, {u}",
+            f"  %op{u} = getelementptr float, ptr %out, i64 %oo{u}",
         ]
-        if concepts == 0:
+        if not many:
             lines += [
                 f"  %e{u} = call {v} @exp16({v} %lb{u})",
                 f"  %em{u} = select <16 x i1> {used_b}, {v} %e{u}, {v} zeroinitializer",
@@ -250,12 +257,22 @@ def _group_ir(pixels: int, width: int, padded: int, concepts: int, background: i
     return "\n".join(lines)
 
 
-def _score_ir(width: int, padded: int, outputs: int) -> str:
+def _score_ir(width: int, padded: int) -> str:
     """``@score``: rows of pixels (codes ``rstride`` bytes apart, outputs ``ostride`` floats apart)."""
     return f"""
-define void @score(ptr %codes, i64 %rows, i64 %cols, i64 %rstride, ptr %q, float %wm1,
-                   ptr %out, i64 %ostride) {{
+define void @score(i64 %na, i64 %nb, ptr %codes, i64 %rows, i64 %cols, i64 %rstride, ptr %q,
+                   float %wm1, ptr %out, i64 %ostride) {{
 entry:
+  %na32 = trunc i64 %na to i32
+  %nai = insertelement <16 x i32> poison, i32 %na32, i32 0
+  %nas = shufflevector <16 x i32> %nai, <16 x i32> poison, <16 x i32> zeroinitializer
+  %used_a = icmp ult <16 x i32> {_LANE_INDEX}, %nas
+  %nb32 = trunc i64 %nb to i32
+  %nbi = insertelement <16 x i32> poison, i32 %nb32, i32 0
+  %nbs = shufflevector <16 x i32> %nbi, <16 x i32> poison, <16 x i32> zeroinitializer
+  %used_b = icmp ult <16 x i32> {_LANE_INDEX}, %nbs
+  %one = icmp eq i64 %na, 0
+  %outputs = select i1 %one, i64 1, i64 %na
   %buf = alloca float, i64 {SEGMENT * padded}, align 64
   %sb = alloca float, i64 {SEGMENT}, align 64
   br label %rloop
@@ -280,7 +297,7 @@ sbody:
   %coff = mul i64 %s0, {width}
   %csrc = getelementptr i8, ptr %src, i64 %coff
   call void @convert(ptr %csrc, i64 %m, ptr %buf, ptr %sb, float %wm1)
-  %sout = mul i64 %s0, {outputs}
+  %sout = mul i64 %s0, %outputs
   %sdst = getelementptr float, ptr %dst, i64 %sout
   br label %gloop
 gloop:
@@ -292,9 +309,9 @@ gbody:
   %gb = mul i64 %g, {padded}
   %gbuf = getelementptr float, ptr %buf, i64 %gb
   %gsb = getelementptr float, ptr %sb, i64 %g
-  %go = mul i64 %g, {outputs}
+  %go = mul i64 %g, %outputs
   %gout = getelementptr float, ptr %sdst, i64 %go
-  call void @group{GROUP}(ptr %gbuf, ptr %gsb, ptr %q, ptr %gout)
+  call void @group{GROUP}(ptr %gbuf, ptr %gsb, ptr %q, ptr %gout, {_MASKS})
   %g.next = add i64 %g, {GROUP}
   br label %gloop
 tloop:
@@ -305,9 +322,9 @@ tbody:
   %tb = mul i64 %t, {padded}
   %tbuf = getelementptr float, ptr %buf, i64 %tb
   %tsb = getelementptr float, ptr %sb, i64 %t
-  %to = mul i64 %t, {outputs}
+  %to = mul i64 %t, %outputs
   %tout = getelementptr float, ptr %sdst, i64 %to
-  call void @group1(ptr %tbuf, ptr %tsb, ptr %q, ptr %tout)
+  call void @group1(ptr %tbuf, ptr %tsb, ptr %q, ptr %tout, {_MASKS})
   %t.next = add i64 %t, 1
   br label %tloop
 slatch:
@@ -322,6 +339,9 @@ exit:
 """
 
 
+_LANE_INDEX = "<" + ", ".join(f"i32 {i}" for i in range(LANES)) + ">"
+_MASKS = "<16 x i1> %used_a, <16 x i1> %used_b, i64 %outputs"
+
 _DECLARATIONS = """
 declare <16 x float> @llvm.fma.v16f32(<16 x float>, <16 x float>, <16 x float>)
 declare <16 x float> @llvm.maxnum.v16f32(<16 x float>, <16 x float>)
@@ -335,24 +355,24 @@ declare void @llvm.masked.store.v16f32.p0(<16 x float>, ptr, i32, <16 x i1>)
 """
 
 
-def kernel_ir(width: int, concepts: int, background: int) -> str:
-    """The LLVM IR module of a kernel for ``width`` codes a pixel.
+def kernel_ir(width: int, many: bool) -> str:
+    """The LLVM IR module of a kernel for ``width`` codes a pixel and one concept or ``many``.
 
-    ``concepts`` (0: one concept's differences) and ``background`` query columns: see :func:`_group_ir`.
+    The column counts are arguments of ``@score`` (see :func:`_group_ir`).
     """
     padded = -(-width // LANES) * LANES
     parts = [
         _DECLARATIONS,
         _exp_ir(),
         _convert_ir(width, padded),
-        _group_ir(GROUP, width, padded, concepts, background),
-        _group_ir(1, width, padded, concepts, background),
-        _score_ir(width, padded, max(concepts, 1)),
+        _group_ir(GROUP, width, padded, many),
+        _group_ir(1, width, padded, many),
+        _score_ir(width, padded),
     ]
     return "\n".join(parts)
 
 
-def _compile(width: int, concepts: int, background: int) -> Callable[..., None] | None:
+def _compile(width: int, many: bool) -> Callable[..., None] | None:
     """The compiled ``score`` function, or None if llvmlite is missing or cannot build for this CPU."""
     try:
         import llvmlite.binding as llvm
@@ -365,7 +385,7 @@ def _compile(width: int, concepts: int, background: int) -> Callable[..., None] 
         machine = target.create_target_machine(
             cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3
         )
-        module = llvm.parse_assembly(kernel_ir(width, concepts, background))
+        module = llvm.parse_assembly(kernel_ir(width, many))
         module.triple = llvm.get_process_triple()
         module.data_layout = str(machine.target_data)
         module.verify()
@@ -374,7 +394,7 @@ def _compile(width: int, concepts: int, background: int) -> Callable[..., None] 
         builder.getModulePassManager().run(module, builder)
         engine = llvm.create_mcjit_compiler(module, machine)
         engine.finalize_object()
-    except RuntimeError:
+    except (RuntimeError, AttributeError):  # an LLVM that refuses the IR, an older llvmlite
         return None
     _ENGINES.append(engine)
     return _SIGNATURE(engine.get_function_address("score"))
@@ -384,16 +404,18 @@ def probability_kernel_fn(width: int, concepts: int, background: int) -> Callabl
     """The compiled kernel for ``width`` int8 codes, ``concepts`` and ``background`` columns.
 
     ``concepts == 0``: one concept, ``background`` (<= 16) columns of differences ``l_j - l_c``; else
-    up to 16 concepts against up to 16 background columns. Compiled once per process and shape (about
-    0.2 s); None without llvmlite or for shapes it does not take (fewer than 16 codes, more columns).
+    up to 16 concepts against up to 16 background columns. Compiled once per process, code count and
+    kind (about 0.3 s); None without llvmlite or for shapes it does not take (fewer than 16 codes, more
+    columns).
     """
     if width < LANES or not 0 <= concepts <= LANES or not 0 < background <= LANES:
         return None
-    key = (width, concepts, background)
+    key = (width, concepts > 0)
     with _LOCK:
         if key not in _COMPILED:
-            _COMPILED[key] = _compile(width, concepts, background)
-        return _COMPILED[key]
+            _COMPILED[key] = _compile(*key)
+        fn = _COMPILED[key]
+    return None if fn is None else partial(fn, concepts, background)
 
 
 def padded_columns(concepts: np.ndarray | None, background: np.ndarray) -> np.ndarray:
