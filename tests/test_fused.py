@@ -36,11 +36,16 @@ def test_one_concept_matches_a_float64_softmax_in_a_strided_window(width):
     codes = random_codes(rng, 5, 29, width)  # 29 pixels a row: groups of 8 and single pixels
     diffs = (rng.normal(size=(width, 16)) * 2).astype(np.float32)  # logit differences up to ~+-100
     out = np.full((5, 31, 1), -1.0, np.float32)
-    score_int8(compiled(width, 0, 16), codes[:, 2:], padded_columns(None, diffs), W_LAST, out[:, 1:28])
-    want = 1 / (1 + np.exp(unit_codes(codes) @ diffs.astype(np.float64)).sum(1))
-    np.testing.assert_allclose(out[:, 1:28, 0], want.reshape(5, 29)[:, 2:], rtol=2e-6, atol=1e-7)
+    valid = rng.random((5, 29)) > 0.2
+    fn = compiled(width, 0, 16)
+    score_int8(fn, codes[:, 2:], padded_columns(None, diffs), W_LAST, out[:, 1:28], valid[:, 2:])
+    want = (1 / (1 + np.exp(unit_codes(codes) @ diffs.astype(np.float64)).sum(1))).reshape(5, 29)[:, 2:]
+    got = out[:, 1:28, 0]
+    np.testing.assert_allclose(got[valid[:, 2:]], want[valid[:, 2:]], rtol=2e-6, atol=1e-7)
+    assert np.isnan(got[~valid[:, 2:]]).all()  # invalid pixels: NaN
     assert (out[:, [0, 28, 29, 30]] == -1).all()  # nothing outside the window written
-    assert np.isfinite(out).all()
+    score_int8(fn, codes[:, 2:], padded_columns(None, diffs), W_LAST, out[:, 1:28])  # no mask: all scored
+    np.testing.assert_allclose(out[:, 1:28, 0], want, rtol=2e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize(("concepts", "background"), [(16, 16), (5, 7), (1, 3)])
@@ -51,12 +56,17 @@ def test_many_concepts_match_a_float64_softmax_against_the_background(concepts, 
     a = (rng.normal(size=(width, concepts)) * 2).astype(np.float32)
     b = (rng.normal(size=(width, background)) * 2).astype(np.float32)
     out = np.empty((3, 21, concepts), np.float32)
-    score_int8(compiled(width, concepts, background), codes, padded_columns(a, b), W_LAST, out)
+    valid = np.ones((3, 21), np.uint8)
+    valid[1, 4] = 0
+    score_int8(compiled(width, concepts, background), codes, padded_columns(a, b), W_LAST, out, valid)
     x = unit_codes(codes)
     lb = x @ b.astype(np.float64)
     lse = lb.max(1, keepdims=True) + np.log(np.exp(lb - lb.max(1, keepdims=True)).sum(1, keepdims=True))
-    want = 1 / (1 + np.exp(lse - x @ a.astype(np.float64)))
-    np.testing.assert_allclose(out.reshape(-1, concepts), want, rtol=2e-6, atol=1e-7)
+    want = (1 / (1 + np.exp(lse - x @ a.astype(np.float64)))).reshape(3, 21, concepts)
+    assert np.isnan(out[1, 4]).all()
+    valid[1, 4] = 1
+    out[1, 4] = want[1, 4]
+    np.testing.assert_allclose(out, want, rtol=2e-6, atol=1e-7)
 
 
 def test_saturated_logits_give_zero_and_one_not_nan():

@@ -31,7 +31,8 @@ GROUP = 8
 #: Pixels converted to float32 at a time (64 x 80 floats: 20 KB, in L1).
 SEGMENT = 64
 
-#: ``fn(concepts, background, codes, rows, cols, row_stride, columns, w_last - 1, out, out_row_stride)``.
+#: ``fn(concepts, background, codes, rows, cols, row_stride, valid, valid_row_stride, columns, w_last - 1,
+#: out, out_row_stride)``.
 _SIGNATURE = ctypes.CFUNCTYPE(
     None,
     ctypes.c_int64,
@@ -39,6 +40,8 @@ _SIGNATURE = ctypes.CFUNCTYPE(
     ctypes.c_void_p,
     ctypes.c_int64,
     ctypes.c_int64,
+    ctypes.c_int64,
+    ctypes.c_void_p,
     ctypes.c_int64,
     ctypes.c_void_p,
     ctypes.c_float,
@@ -193,8 +196,8 @@ def _group_ir(pixels: int, width: int, padded: int, many: bool) -> str:
     v = "<16 x float>"
     parts = ["a", "b"] if many else ["b"]
     head = (
-        f"define internal void @group{pixels}(ptr %buf, ptr %sb, ptr %q, ptr %out, <16 x i1> %used_a, "
-        "<16 x i1> %used_b, i64 %outputs) alwaysinline {"
+        f"define internal void @group{pixels}(ptr %buf, ptr %sb, ptr %q, ptr %out, ptr %valid, "
+        "<16 x i1> %used_a, <16 x i1> %used_b, i64 %outputs) alwaysinline {"
     )
     lines = [head, "entry:"]
     acc = {(u, part): "zeroinitializer" for u in range(pixels) for part in parts}
@@ -226,6 +229,9 @@ def _group_ir(pixels: int, width: int, padded: int, many: bool) -> str:
             f"  %lb{u} = fmul {v} {acc[u, 'b']}, %ss{u}",
             f"  %oo{u} = mul i64 %outputs, {u}",
             f"  %op{u} = getelementptr float, ptr %out, i64 %oo{u}",
+            f"  %vp{u} = getelementptr i8, ptr %valid, i64 {u}",
+            f"  %vv{u} = load i8, ptr %vp{u}, align 1",
+            f"  %ok{u} = icmp ne i8 %vv{u}, 0",
         ]
         if not many:
             lines += [
@@ -234,7 +240,8 @@ def _group_ir(pixels: int, width: int, padded: int, many: bool) -> str:
                 f"  %t{u} = call reassoc float @llvm.vector.reduce.fadd.v16f32(float -0.0, {v} %em{u})",
                 f"  %d{u} = fadd float %t{u}, 1.0",
                 f"  %o{u} = fdiv float 1.0, %d{u}",
-                f"  store float %o{u}, ptr %op{u}, align 4",
+                f"  %of{u} = select i1 %ok{u}, float %o{u}, float {_f32(float('nan'))}",
+                f"  store float %of{u}, ptr %op{u}, align 4",
             ]
             continue
         lines += [
@@ -251,7 +258,8 @@ def _group_ir(pixels: int, width: int, padded: int, many: bool) -> str:
             f"  %ea{u} = call {v} @exp16({v} %da{u})",
             f"  %den{u} = call {v} @llvm.fma.v16f32({v} %sums{u}, {v} %ea{u}, {v} {_vec(1.0)})",
             f"  %pa{u} = fdiv {v} {_vec(1.0)}, %den{u}",
-            f"  call void @llvm.masked.store.v16f32.p0({v} %pa{u}, ptr %op{u}, i32 4, <16 x i1> {used_a})",
+            f"  %paf{u} = select i1 %ok{u}, {v} %pa{u}, {v} {_vec(float('nan'))}",
+            f"  call void @llvm.masked.store.v16f32.p0({v} %paf{u}, ptr %op{u}, i32 4, <16 x i1> {used_a})",
         ]
     lines += ["  ret void", "}"]
     return "\n".join(lines)
@@ -260,8 +268,8 @@ def _group_ir(pixels: int, width: int, padded: int, many: bool) -> str:
 def _score_ir(width: int, padded: int) -> str:
     """``@score``: rows of pixels (codes ``rstride`` bytes apart, outputs ``ostride`` floats apart)."""
     return f"""
-define void @score(i64 %na, i64 %nb, ptr %codes, i64 %rows, i64 %cols, i64 %rstride, ptr %q,
-                   float %wm1, ptr %out, i64 %ostride) {{
+define void @score(i64 %na, i64 %nb, ptr %codes, i64 %rows, i64 %cols, i64 %rstride, ptr %valid,
+                   i64 %vstride, ptr %q, float %wm1, ptr %out, i64 %ostride) {{
 entry:
   %na32 = trunc i64 %na to i32
   %nai = insertelement <16 x i32> poison, i32 %na32, i32 0
@@ -285,6 +293,8 @@ rbody:
   %src = getelementptr i8, ptr %codes, i64 %roff
   %ooff = mul i64 %r, %ostride
   %dst = getelementptr float, ptr %out, i64 %ooff
+  %voff = mul i64 %r, %vstride
+  %vrow = getelementptr i8, ptr %valid, i64 %voff
   br label %sloop
 sloop:
   %s0 = phi i64 [0, %rbody], [%s0.next, %slatch]
@@ -299,6 +309,7 @@ sbody:
   call void @convert(ptr %csrc, i64 %m, ptr %buf, ptr %sb, float %wm1)
   %sout = mul i64 %s0, %outputs
   %sdst = getelementptr float, ptr %dst, i64 %sout
+  %svalid = getelementptr i8, ptr %vrow, i64 %s0
   br label %gloop
 gloop:
   %g = phi i64 [0, %sbody], [%g.next, %gbody]
@@ -311,7 +322,8 @@ gbody:
   %gsb = getelementptr float, ptr %sb, i64 %g
   %go = mul i64 %g, %outputs
   %gout = getelementptr float, ptr %sdst, i64 %go
-  call void @group{GROUP}(ptr %gbuf, ptr %gsb, ptr %q, ptr %gout, {_MASKS})
+  %gvalid = getelementptr i8, ptr %svalid, i64 %g
+  call void @group{GROUP}(ptr %gbuf, ptr %gsb, ptr %q, ptr %gout, ptr %gvalid, {_MASKS})
   %g.next = add i64 %g, {GROUP}
   br label %gloop
 tloop:
@@ -324,7 +336,8 @@ tbody:
   %tsb = getelementptr float, ptr %sb, i64 %t
   %to = mul i64 %t, %outputs
   %tout = getelementptr float, ptr %sdst, i64 %to
-  call void @group1(ptr %tbuf, ptr %tsb, ptr %q, ptr %tout, {_MASKS})
+  %tvalid = getelementptr i8, ptr %svalid, i64 %t
+  call void @group1(ptr %tbuf, ptr %tsb, ptr %q, ptr %tout, ptr %tvalid, {_MASKS})
   %t.next = add i64 %t, 1
   br label %tloop
 slatch:
@@ -436,7 +449,12 @@ def padded_columns(concepts: np.ndarray | None, background: np.ndarray) -> np.nd
 
 
 def score_int8(
-    fn: Callable[..., None], codes: np.ndarray, columns: np.ndarray, w_last: float, out: np.ndarray
+    fn: Callable[..., None],
+    codes: np.ndarray,
+    columns: np.ndarray,
+    w_last: float,
+    out: np.ndarray,
+    valid: np.ndarray | None = None,
 ) -> None:
     """Run a compiled kernel over codes (rows, cols, width) into ``out`` (rows, cols, outputs) float32.
 
@@ -446,16 +464,27 @@ def score_int8(
         columns: From :func:`padded_columns`.
         w_last: The last code's norm weight (the others are 1).
         out: float32 outputs whose pixels are contiguous within a row (any row stride).
+        valid: bool or uint8 (rows, cols), pixels contiguous within a row: outputs are NaN where 0.
     """
     rows, cols, width = codes.shape
     outputs = out.shape[2]
-    if codes.strides[1:] != (width, 1) or out.strides[1:] != (4 * outputs, 4) or out.dtype != np.float32:
+    if valid is None:  # a row of ones read for every row
+        valid = np.broadcast_to(np.ones(cols, np.uint8), (rows, cols))
+    if (
+        codes.strides[1:] != (width, 1)
+        or out.strides[1:] != (4 * outputs, 4)
+        or valid.strides[1] != 1
+        or valid.itemsize != 1
+        or out.dtype != np.float32
+    ):
         raise ValueError("the fused kernel needs pixels contiguous within each row")
     fn(
         codes.ctypes.data,
         rows,
         cols,
         codes.strides[0],
+        valid.ctypes.data,
+        valid.strides[0],
         columns.ctypes.data,
         float(w_last) - 1.0,
         out.ctypes.data,

@@ -119,6 +119,7 @@ def score_values(
     pool: ThreadPoolExecutor | None = None,
     out: np.ndarray | None = None,
     norm_weights: np.ndarray | None = None,
+    valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """Score an array of values block by block: float32 ``(..., kernel.outputs)``.
 
@@ -131,6 +132,8 @@ def score_values(
         norm_weights: A version-4 cube's per-code norm weights ``w`` (width,): without a ``multiplier``,
             each value's logits are multiplied by ``1 / sqrt(sum_i w_i k_i^2)`` (its decoded embedding is a
             unit vector), 0 for all-zero (invalid) codes.
+        valid: Where the values are valid (...), bool or uint8: the outputs elsewhere are NaN (set block
+            by block in the scoring threads).
     """
     lead = values.shape[:-1]
     grid = values if values.ndim == 3 else values.reshape(-1, 1, values.shape[-1])
@@ -145,14 +148,19 @@ def score_values(
         raise ValueError(f"out must be float32 {(*lead, kernel.outputs)}, got {out.dtype} {out.shape}")
     result = out if out.ndim == 3 else out.reshape(*grid.shape[:2], kernel.outputs)  # a view
     step = max(1, BLOCK_PIXELS // max(grid.shape[1], 1))
+    mask = None if valid is None else np.asarray(valid).reshape(grid.shape[:2])
+    if mask is not None and (mask.itemsize != 1 or mask.strides[1] != 1):
+        mask = np.ascontiguousarray(mask, dtype=bool)
     fused = _fused(kernel, grid, scale, result, norm_weights)
 
     def block(start: int) -> None:
         rows = slice(start, start + step)
         if fused is not None:
-            fused(grid[rows], result[rows])
+            fused(grid[rows], result[rows], None if mask is None else mask[rows])
             return
         _score_block(grid[rows], None if scale is None else scale[rows], kernel, result[rows], norm_weights)
+        if mask is not None:
+            result[rows][~mask[rows].astype(bool, copy=False)] = np.nan
 
     starts = range(0, grid.shape[0], step)
     if pool is None:
@@ -169,7 +177,7 @@ def _fused(
     scale: np.ndarray | None,
     out: np.ndarray,
     norm_weights: np.ndarray | None,
-) -> Callable[[np.ndarray, np.ndarray], None] | None:
+) -> Callable[[np.ndarray, np.ndarray, np.ndarray | None], None] | None:
     """A block scorer by the fused kernel for version-4 int8 codes ``grid`` (r, c, width), or None.
 
     It takes pixels contiguous within rows (of the codes and of ``out``), norm weights 1 but for the last
@@ -188,10 +196,15 @@ def _fused(
     fn, columns = compiled
     w_last = float(norm_weights[-1])
 
-    def run(codes: np.ndarray, part: np.ndarray) -> None:
-        if codes.flags.c_contiguous and part.flags.c_contiguous:  # one row: no short rows of one pixel
-            codes, part = codes.reshape(1, -1, width), part.reshape(1, -1, outputs)
-        score_int8(fn, codes, columns, w_last, part)
+    def run(codes: np.ndarray, part: np.ndarray, valid: np.ndarray | None) -> None:
+        if (
+            codes.flags.c_contiguous
+            and part.flags.c_contiguous
+            and (valid is None or valid.flags.c_contiguous)
+        ):
+            codes, part = codes.reshape(1, -1, width), part.reshape(1, -1, outputs)  # one row, not short ones
+            valid = None if valid is None else valid.reshape(1, -1)
+        score_int8(fn, codes, columns, w_last, part, valid)
 
     return run
 
@@ -218,7 +231,7 @@ def iter_scores(
         The window, float32 scores (h, w, m) (0 where invalid) and the valid mask (h, w).
     """
     kernel = cosine_kernel(query_space(ds, vectors))
-    for window, scores, valid in _iter_chunk_outputs(ds, kernel, rows, cols, None):
+    for window, scores, valid in _iter_chunk_outputs(ds, kernel, rows, cols, None, nan_invalid=False):
         scores[~valid] = 0
         yield window, scores, valid
 
@@ -250,17 +263,22 @@ def iter_probabilities(
     concepts = np.atleast_2d(np.asarray(concepts, np.float32))
     classes = query_space(ds, np.concatenate([concepts, np.atleast_2d(background)]).astype(np.float32))
     kernel = probability_kernel(classes[: len(concepts)], classes[len(concepts) :], logit_scale)
-    for window, probabilities, valid in _iter_chunk_outputs(ds, kernel, rows, cols, out):
-        probabilities[~valid] = np.nan
+    for window, probabilities, _ in _iter_chunk_outputs(ds, kernel, rows, cols, out, nan_invalid=True):
         yield window, probabilities
 
 
 def _iter_chunk_outputs(
-    ds: xr.Dataset, kernel: Kernel, rows: slice | None, cols: slice | None, out: np.ndarray | None
+    ds: xr.Dataset,
+    kernel: Kernel,
+    rows: slice | None,
+    cols: slice | None,
+    out: np.ndarray | None,
+    nan_invalid: bool,
 ) -> Iterator[tuple[ChunkWindow, np.ndarray, np.ndarray]]:
     """``(window, kernel outputs (h, w, outputs), valid (h, w))`` of each raw chunk of a cube.
 
-    With ``out`` (the whole window's outputs), each chunk's outputs are written into their part of it.
+    With ``out`` (the whole window's outputs), each chunk's outputs are written into their part of it;
+    with ``nan_invalid``, the outputs of invalid pixels are NaN.
     """
     r0 = 0 if rows is None or rows.start is None else rows.start
     c0 = 0 if cols is None or cols.start is None else cols.start
@@ -274,8 +292,10 @@ def _iter_chunk_outputs(
                     window.rows.start - r0 : window.rows.stop - r0,
                     window.cols.start - c0 : window.cols.stop - c0,
                 ]
-            scores = score_values(values, kernel, raw.get("scale"), pool, part, weights)
-            yield window, scores, raw["valid"].astype(bool, copy=False)
+            valid = raw["valid"].astype(bool, copy=False)
+            mask = valid if nan_invalid else None
+            scores = score_values(values, kernel, raw.get("scale"), pool, part, weights, mask)
+            yield window, scores, valid
 
 
 @dataclass
