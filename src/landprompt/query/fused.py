@@ -270,6 +270,23 @@ def _group_ir(pixels: int, width: int, padded: int, many: bool) -> str:
     return "\n".join(lines)
 
 
+def _group_call(index: str, pixels: int, padded: int) -> str:
+    """IR lines of ``@score`` calling ``@group{pixels}`` on the segment's pixels from ``%{index}`` on."""
+    i = index
+    return "\n".join(
+        [
+            f"  %{i}b = mul i64 %{i}, {padded}",
+            f"  %{i}buf = getelementptr float, ptr %buf, i64 %{i}b",
+            f"  %{i}sb = getelementptr float, ptr %sb, i64 %{i}",
+            f"  %{i}o = mul i64 %{i}, %outputs",
+            f"  %{i}out = getelementptr float, ptr %sdst, i64 %{i}o",
+            f"  %{i}valid = getelementptr i8, ptr %svalid, i64 %{i}",
+            f"  call void @group{pixels}(ptr %{i}buf, ptr %{i}sb, ptr %q, ptr %{i}out, ptr %{i}valid, "
+            f"{_MASKS})",
+        ]
+    )
+
+
 def _score_ir(width: int, padded: int) -> str:
     """``@score``: rows of pixels (codes ``rstride`` bytes apart, outputs ``ostride`` floats apart)."""
     return f"""
@@ -322,13 +339,7 @@ gloop:
   %gok = icmp sle i64 %gend, %m
   br i1 %gok, label %gbody, label %tloop
 gbody:
-  %gb = mul i64 %g, {padded}
-  %gbuf = getelementptr float, ptr %buf, i64 %gb
-  %gsb = getelementptr float, ptr %sb, i64 %g
-  %go = mul i64 %g, %outputs
-  %gout = getelementptr float, ptr %sdst, i64 %go
-  %gvalid = getelementptr i8, ptr %svalid, i64 %g
-  call void @group{GROUP}(ptr %gbuf, ptr %gsb, ptr %q, ptr %gout, ptr %gvalid, {_MASKS})
+{_group_call("g", GROUP, padded)}
   %g.next = add i64 %g, {GROUP}
   br label %gloop
 tloop:
@@ -336,13 +347,7 @@ tloop:
   %tdone = icmp sge i64 %t, %m
   br i1 %tdone, label %slatch, label %tbody
 tbody:
-  %tb = mul i64 %t, {padded}
-  %tbuf = getelementptr float, ptr %buf, i64 %tb
-  %tsb = getelementptr float, ptr %sb, i64 %t
-  %to = mul i64 %t, %outputs
-  %tout = getelementptr float, ptr %sdst, i64 %to
-  %tvalid = getelementptr i8, ptr %svalid, i64 %t
-  call void @group1(ptr %tbuf, ptr %tsb, ptr %q, ptr %tout, ptr %tvalid, {_MASKS})
+{_group_call("t", 1, padded)}
   %t.next = add i64 %t, 1
   br label %tloop
 slatch:
