@@ -30,7 +30,7 @@ def compiled(width: int, concepts: int, background: int):
     return fn
 
 
-@pytest.mark.parametrize("width", [16, 17, 33, 65])
+@pytest.mark.parametrize("width", [16, 17, 65])
 def test_one_concept_matches_a_float64_softmax_in_a_strided_window(width):
     rng = np.random.default_rng(width)
     codes = random_codes(rng, 5, 29, width)  # 29 pixels a row: groups of 8 and single pixels
