@@ -28,8 +28,6 @@ import numpy as np
 LANES = 16
 #: Pixels scored side by side (independent multiply-add chains to keep both FMA ports busy).
 GROUP = 8
-#: Pixels scored side by side against many concepts (two accumulators a pixel).
-GROUP_MANY = 4
 #: Pixels ahead whose codes are fetched into the cache while a pixel is converted.
 PREFETCH = 256
 #: Pixels converted to float32 at a time (64 x 80 floats: 20 KB, in L1).
@@ -394,9 +392,9 @@ def kernel_ir(width: int, many: bool) -> str:
         _DECLARATIONS,
         _exp_ir(),
         _convert_ir(width, padded),
-        _group_ir(GROUP_MANY if many else GROUP, width, padded, many),
+        _group_ir(GROUP, width, padded, many),
         _group_ir(1, width, padded, many),
-        _score_ir(width, padded, GROUP_MANY if many else GROUP),
+        _score_ir(width, padded, GROUP),
     ]
     return "\n".join(parts)
 
