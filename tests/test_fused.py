@@ -107,3 +107,19 @@ def test_score_values_uses_the_fused_kernel_and_agrees_with_the_torch_path(monke
     got = score_values(points, kernel, norm_weights=weights)
     monkeypatch.setattr(scoring, "USE_FUSED", False)
     np.testing.assert_allclose(got, score_values(points, kernel, norm_weights=weights), rtol=1e-5, atol=1e-7)
+
+
+def test_without_llvmlite_there_is_no_kernel_and_torch_scores(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "llvmlite.binding", None)  # import fails as if not installed
+    monkeypatch.setattr(fused, "_COMPILED", {})
+    assert probability_kernel_fn(40, 0, 4) is None
+    rng = np.random.default_rng(9)
+    kernel = probability_kernel(rng.normal(size=(1, 40)), rng.normal(size=(4, 40)), 10.0)
+    codes = random_codes(rng, 4, 6, 40)
+    weights = np.ones(40, np.float32)
+    weights[-1] = W_LAST
+    got = score_values(codes, kernel, norm_weights=weights)
+    want = 1 / (1 + np.exp(unit_codes(codes) @ kernel.columns.numpy().astype(np.float64)).sum(1))
+    np.testing.assert_allclose(got.reshape(-1), want, rtol=1e-5, atol=1e-7)
