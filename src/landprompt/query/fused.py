@@ -1,14 +1,16 @@
-"""One concept's probability from int8 codes in one pass: an LLVM kernel built for this CPU at run time.
+"""Probabilities from version-4 int8 codes in one pass: an LLVM kernel built for this CPU at run time.
 
 The torch path of :mod:`landprompt.query.scoring` converts a block of codes to float32, multiplies it by
 the query columns, computes the version-4 norms and the exponentials, each a pass of its own over memory.
-This kernel does all of it per pixel while the pixel's codes are in registers and L1: 64 pixels' codes
-converted to float32 (their ``sum_i w_i k_i^2`` with them), then 8 pixels at a time scored against up to
-16 query columns held one a vector lane (each code broadcast from L1 into a fused multiply-add), scaled by
-``1 / sqrt(sum_i w_i k_i^2)``, exponentiated (a Cephes polynomial, 2 ulp), summed and written as
-``1 / (1 + sum_j exp(l_j))``. Everything is float32, as in the torch path.
+This kernel does all of it while a pixel's codes are in registers and L1: 64 pixels' codes converted to
+float32 (their ``sum_i w_i k_i^2`` with them), then 8 pixels at a time scored against the query columns,
+16 a vector, one a lane (each code broadcast from L1 into a fused multiply-add), scaled by
+``1 / sqrt(sum_i w_i k_i^2)``, exponentiated (a Cephes polynomial) and finished: one concept's
+``1 / (1 + sum_j exp(l_j - l_c))``, or up to 16 concepts' ``sigmoid(l_i - logsumexp(l_background))``
+against up to 16 background columns; NaN where the pixel is not valid. Everything is float32, as in the
+torch path (tests hold it to 2e-6 of a float64 reference).
 
-The LLVM IR is generated here for a code count and column count, optimised and compiled by llvmlite for
+The LLVM IR is generated here for a code count and kind (one concept or many), compiled by llvmlite for
 the host CPU (AVX-512 where there is one) once per process, and called through ctypes, which lets go of
 the GIL. Without llvmlite, :func:`probability_kernel_fn` returns None and the torch path scores.
 """
