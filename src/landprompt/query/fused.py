@@ -168,15 +168,24 @@ def _convert_ir(width: int, padded: int) -> str:
         f"  %klast = extractelement <16 x float> %f{last}, i32 15",
         "  %k2 = fmul float %klast, %klast",
         "  %ss = call float @llvm.fma.f32(float %wm1, float %k2, float %tot)",
-        "  %pos = fcmp ogt float %ss, 0.0",
-        "  %rt = call float @llvm.sqrt.f32(float %ss)",
-        "  %inv = fdiv float 1.0, %rt",
-        "  %scale = select i1 %pos, float %inv, float 0.0",
         "  %sptr = getelementptr float, ptr %sb, i64 %p",
-        "  store float %scale, ptr %sptr, align 4",
+        "  store float %ss, ptr %sptr, align 4",
         "  %p.next = add i64 %p, 1",
         "  br label %loop",
         "exit:",
+    ]
+    v = "<16 x float>"
+    for k in range(0, SEGMENT, LANES):  # the segment's multipliers, 16 at a time (past m: unused)
+        lines += [
+            f"  %sv{k}p = getelementptr float, ptr %sb, i64 {k}",
+            f"  %sv{k} = load {v}, ptr %sv{k}p, align 64",
+            f"  %pos{k} = fcmp ogt {v} %sv{k}, zeroinitializer",
+            f"  %rt{k} = call {v} @llvm.sqrt.v16f32({v} %sv{k})",
+            f"  %inv{k} = fdiv {v} {_vec(1.0)}, %rt{k}",
+            f"  %scale{k} = select <16 x i1> %pos{k}, {v} %inv{k}, {v} zeroinitializer",
+            f"  store {v} %scale{k}, ptr %sv{k}p, align 64",
+        ]
+    lines += [
         "  ret void",
         "}",
     ]
@@ -310,6 +319,7 @@ entry:
   %outputs = select i1 %one, i64 1, i64 %na
   %buf = alloca float, i64 {SEGMENT * padded}, align 64
   %sb = alloca float, i64 {SEGMENT}, align 64
+  call void @llvm.memset.p0.i64(ptr %sb, i8 0, i64 {4 * SEGMENT}, i1 false)
   br label %rloop
 rloop:
   %r = phi i64 [0, %entry], [%r.next, %slatch.exit]
@@ -378,6 +388,8 @@ declare <16 x float> @llvm.roundeven.v16f32(<16 x float>)
 declare float @llvm.vector.reduce.fadd.v16f32(float, <16 x float>)
 declare float @llvm.fma.f32(float, float, float)
 declare float @llvm.sqrt.f32(float)
+declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)
+declare <16 x float> @llvm.sqrt.v16f32(<16 x float>)
 declare void @llvm.prefetch.p0(ptr, i32, i32, i32)
 declare float @llvm.vector.reduce.fmax.v16f32(<16 x float>)
 declare void @llvm.masked.store.v16f32.p0(<16 x float>, ptr, i32, <16 x i1>)
