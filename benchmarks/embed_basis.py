@@ -11,15 +11,11 @@ PCA default pays the staging cube, the fit and the rewrite). One JSON line per e
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
-
-from affine import Affine
-from pyproj import CRS
 
 from _common import emit, seconds
 from cube_v2 import pixel_bytes
-from embed import YEAR, write_stack
+from embed import YEAR, local_stack
 from landprompt.embedder.cube import open_cube
 from landprompt.embedder.run import embed_run
 from landprompt.eo.local import LocalSource
@@ -67,13 +63,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--dates", type=int, default=12)
     args = parser.parse_args()
-    grid = Grid(
-        CRS.from_epsg(32632), Affine(10.0, 0, 600_000.0, 0, -10.0, 4_800_000.0), (args.size, args.size)
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        write_stack(folder, grid, args.dates)
-        source = LocalSource(folder)
+    with local_stack(args.size, args.dates) as (grid, source, folder):
         for name in HEADS:  # build the encoders and warm torch up on full batches first
             embed_run(
                 grid, YEAR, "sits", source, folder / f"warm-{name}.zarr", encoder_args=HEADS[name],
