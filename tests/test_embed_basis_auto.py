@@ -90,6 +90,19 @@ def test_other_heads_default_to_a_pca_basis_and_a_rerun_does_nothing(
         embed(corner.window(slice(0, 16), slice(0, 32)), source, out, mlp_sits, rank=8)
 
 
+def test_a_damaged_pca_default_cube_is_repaired_to_the_same_bytes(stac_fixture, corner, mlp_sits, tmp_path):
+    from landprompt.embedder.cube import mark_for_repair, verify
+
+    source = LocalSource(stac_fixture.stack)
+    out = embed(corner, source, tmp_path / "pca.zarr", mlp_sits, rank=8)
+    digest = content_hash(open_cube(out))
+    next(f for f in (out / "code").rglob("*") if f.is_file() and f.parent.name == "0").unlink()
+    assert mark_for_repair(out, verify(out, progress=False))
+    # the staging cube is embedded again (the same sample, so the same basis), one chunk rewritten
+    assert content_hash(open_cube(embed(corner, source, out, mlp_sits, rank=8))) == digest
+    assert verify(out, progress=False).ok and not (tmp_path / ".pca.zarr.v1-staging").exists()
+
+
 def test_embeddings_no_wider_than_the_rank_stay_version_1(stac_fixture, corner, mlp_sits, tmp_path):
     cube = open_cube(embed(corner, LocalSource(stac_fixture.stack), tmp_path / "c.zarr", mlp_sits))
     assert cube.attrs["format_version"] == 1 and cube.sizes["d"] == 16  # d = 16 <= rank 64

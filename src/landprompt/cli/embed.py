@@ -186,9 +186,10 @@ def embed_run_command(
         str,
         typer.Option(
             help="'auto': 'head' for a linear head, else 'pca' when d > --rank, else 'none'; a run "
-            "begun at --out keeps its layout. 'head': a linear head's exact basis (format 4, r + 1 values "
-            "a pixel); 'pca': a PCA basis fitted on a sample of the run's own embeddings (format 4, via a "
-            "version-1 staging cube next to --out); 'none': version 1 (d values a pixel)."
+            "begun at --out keeps its layout. 'head': a linear head's exact basis (format 4, r values a "
+            "pixel, + 1 for a biased head); 'pca': a PCA basis fitted on a sample of the run's own "
+            "embeddings (format 4, via a version-1 staging cube next to --out); 'none': version 1 (d "
+            "values a pixel)."
         ),
     ] = "auto",
     rank: Annotated[int, typer.Option(help="Rank of a PCA basis (grown to keep 99.9 % variance).")] = 64,
