@@ -179,6 +179,7 @@ def embed_run(
 
         out = Path(out)
         if _finished(out, run_attrs(encoder, source, year, recipe, digest), encoder.output_grid(grid), dtype):
+            shutil.rmtree(_staging(out), ignore_errors=True)  # a kill while it was being removed
             return out
         embed_run(
             aoi, year, model, source, _staging(out), resolution=resolution, encoder_args=encoder_args,
