@@ -188,9 +188,11 @@ def embed_run_command(
     basis: Annotated[
         Basis,
         typer.Option(
-            help="'auto': the head's basis for a linear head with a bottleneck, else version 1; "
-            "'head': a linear head's basis (format 4, exact); 'pca': a PCA basis (format 4); "
-            "'none': version 1."
+            help="'auto': 'head' for a linear head, else 'pca' when d > --rank, else 'none'; a run "
+            "begun at --out keeps its layout. 'head': a linear head's exact basis (format 4, r values a "
+            "pixel, + 1 for a biased head); 'pca': a PCA basis fitted on a sample of the run's own "
+            "embeddings (format 4, via a version-1 staging cube next to --out); 'none': version 1 (d "
+            "values a pixel)."
         ),
     ] = "auto",
     rank: Annotated[
