@@ -216,9 +216,9 @@ def head_basis(encoder: Encoder, basis: str) -> Basis | None:
 
     found = encoder.head_basis() if basis in ("auto", "head") and isinstance(encoder, SitsEncoder) else None
     if basis == "head" and found is None:
-        raise BadInputError("--basis head needs an encoder with a linear head (sits with head: linear)")
+        raise BadInputError("basis='head' needs an encoder with a linear head (sits with head: linear)")
     if basis == "auto" and found is not None and found.info.get("features") != "bottleneck":
-        return None  # a plain linear head: version 1 unless asked (--basis head)
+        return None  # a plain linear head: version 1 unless asked (basis='head')
     return found
 
 
@@ -272,8 +272,8 @@ def check_same_encoder(out: str | Path, attrs: dict[str, Any]) -> None:
     if differ:
         shown = "; ".join(f"{key} {stored[key]!r} there, {wanted.get(key)!r} now" for key in differ)
         raise BadInputError(
-            f"{out} was begun with another encoder ({shown}): resume with the same --model, weights "
-            "options and --seed, or use a new --out"
+            f"{out} was begun with another encoder ({shown}): resume with the same model, encoder "
+            "arguments, random_weights and seed, or write to a new output path"
         )
 
 
