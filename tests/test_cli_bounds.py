@@ -46,6 +46,7 @@ CASES = {
     "fetch-dilate": ([*FETCH, "--dilate", "-1"], "--dilate"),
     "photos-threads": ([*PHOTOS, "--threads", "0"], "--threads"),
     "photos-batch-size": ([*PHOTOS, "--batch-size", "0"], "--batch-size"),
+    "train-stop-at": (["train", "t.yaml", "--stop-at", "0"], "--stop-at"),
     "change-threshold": (
         ["query", "change", CUBE, CUBE, "a lake", "-o", "c.tif", "--threshold", "1.5"],
         "--threshold",
