@@ -246,7 +246,7 @@ def head_basis(encoder: Encoder, basis: str) -> Basis | None:
         return None
     found = _linear_head(encoder)
     if found is None:
-        raise BadInputError("--basis head needs an encoder with a linear head (sits with head: linear)")
+        raise BadInputError("basis='head' needs an encoder with a linear head (sits with head: linear)")
     return found
 
 
@@ -295,7 +295,7 @@ def _finished(out: Path, attrs: dict[str, Any], grid: Grid, dtype: str) -> bool:
     ]
     if differ:
         raise BadInputError(
-            f"{out} holds another run (different {', '.join(differ)}): use a new --out or delete it"
+            f"{out} holds another run (different {', '.join(differ)}): use a new output path or delete it"
         )
     return True
 
@@ -350,8 +350,8 @@ def check_same_encoder(out: str | Path, attrs: dict[str, Any]) -> None:
     if differ:
         shown = "; ".join(f"{key} {stored[key]!r} there, {wanted.get(key)!r} now" for key in differ)
         raise BadInputError(
-            f"{out} was begun with another encoder ({shown}): resume with the same --model, weights "
-            "options and --seed, or use a new --out"
+            f"{out} was begun with another encoder ({shown}): resume with the same model, encoder "
+            "arguments, random_weights and seed, or write to a new output path"
         )
 
 
