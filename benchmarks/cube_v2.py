@@ -13,9 +13,11 @@ layouts are cubes in a basis, written in the current format, version 4):
   vectors (mean, 99th percentile, max), on (a) real pixels: the official Presto backbone
   (``../shared/data/presto``) over the BigEarthNet Sentinel-2 patches of ``../shared/data`` (one step each)
   with a random linear head into 512-d, and (b) a planted rank-64 cube;
-* ``speed``: ``probability_map`` over a >= 10^7-pixel version-2 cube against a numpy streaming read of an
-  in-memory array of the bytes the map reads, and against version-1 d = 512 int8 throughput (the three
-  interleaved in rounds, best of each, with the load average); 16 concepts in one pass against one;
+* ``speed``: ``probability_map`` over a >= 10^7-pixel version-4 cube against a numpy streaming read of an
+  in-memory array of the bytes the map reads, and against version-1 d = 512 int8 throughput (interleaved
+  in rounds, best of each, with the load average), by the fused kernel and by the torch path alone
+  (``torch_path_*``: the code before it), with the CPU time a pixel of each; 16 concepts in one pass
+  against one, by both;
 * ``topk``: ``landprompt.top_k(path, vector, k=10)`` (second call onward) on a 10^6-cell cube against the
   exact numpy scan of the same vectors in memory, with recall@10 against that scan and against a scan of
   the cube's own (decoded) vectors; ``topk_nprobe``: the same for other IVF ``nprobe`` values.
@@ -51,6 +53,7 @@ from landprompt.embedder.basis import ROTATION_SEED, fit_pca, linear_head_basis
 from landprompt.embedder.cube import CubeWriter, read_window, write_cube
 from landprompt.geo import Grid
 from landprompt.index.build import build_index
+from landprompt.query import scoring
 from landprompt.query.scoring import iter_scores
 from landprompt.query.session import open_session
 
@@ -230,11 +233,24 @@ def fidelity(
 # --- speed -----------------------------------------------------------------------------------------
 
 
-def map_rate(path: Path, concept: np.ndarray, background: np.ndarray) -> float:
-    """Pixels a second of one probability_map call."""
+def map_rate(
+    path: Path, concept: np.ndarray, background: np.ndarray, fused: bool = True
+) -> tuple[float, float]:
+    """Pixels a second (wall) and CPU ns a pixel (all threads) of one probability_map call.
+
+    ``fused=False`` scores by the torch path alone (the code before the fused kernel).
+    """
     ds = landprompt.open_cube(path)
     call = lambda: landprompt.probability_map(path, concept, versus=background, logit_scale=100.0)  # noqa: E731
-    return ds.sizes["y"] * ds.sizes["x"] / seconds(call)
+    scoring.USE_FUSED = fused
+    try:
+        cpu = time.process_time()
+        wall = seconds(call)
+        cpu = time.process_time() - cpu
+    finally:
+        scoring.USE_FUSED = True
+    pixels = ds.sizes["y"] * ds.sizes["x"]
+    return pixels / wall, cpu / pixels * 1e9
 
 
 def bandwidth(arr: np.ndarray) -> float:
@@ -273,22 +289,30 @@ def speed(work: Path, side: int, rng, rounds: int = 3) -> None:
     arr = np.random.default_rng(0).integers(0, 255, size=read_bytes // 8 * 8, dtype=np.uint8).view(np.uint64)
     load = os.getloadavg()[0]
     landprompt.probability_map(v2, concept, versus=background, logit_scale=100.0)  # opens the session
-    rates_v2, rates_bw, rates_v1 = [], [], []
+    runs: dict[str, list[tuple[float, float]]] = {"v2": [], "v2_torch": [], "v1": []}
+    rates_bw = []
     for _ in range(rounds):  # interleaved, so each yardstick meets the same load; best of the rounds
-        rates_v2.append(map_rate(v2, concept, background))
+        runs["v2"].append(map_rate(v2, concept, background))
+        runs["v2_torch"].append(map_rate(v2, concept, background, fused=False))
         rates_bw.append(bandwidth(arr))
-        rates_v1.append(map_rate(v1, concept1, background1))
+        runs["v1"].append(map_rate(v1, concept1, background1))
     del arr
-    rate_v2, bw, rate_v1 = max(rates_v2), max(rates_bw), max(rates_v1)
+    rate_v2, rate_torch = (max(r for r, _ in runs[k]) for k in ("v2", "v2_torch"))
+    bw, rate_v1 = max(rates_bw), max(runs["v1"])[0]
     emit(
         figure="speed",
         pixels=side * side,
         map_pixels_per_s=round(rate_v2),
-        map_pixels_per_s_rounds=[round(r) for r in rates_v2],
+        map_pixels_per_s_rounds=[round(r) for r, _ in runs["v2"]],
+        map_cpu_ns_per_pixel=round(min(c for _, c in runs["v2"]), 1),
         bytes_per_pixel_read=round(read_bytes / side**2, 1),
         map_bytes_per_s=round(rate_v2 * read_bytes / side**2),
         yardstick_numpy_read_bytes_per_s=round(bw),
         fraction_of_bandwidth=round(rate_v2 * read_bytes / side**2 / bw, 3),
+        torch_path_pixels_per_s=round(rate_torch),
+        torch_path_cpu_ns_per_pixel=round(min(c for _, c in runs["v2_torch"]), 1),
+        torch_path_fraction_of_bandwidth=round(rate_torch * read_bytes / side**2 / bw, 3),
+        speedup_vs_torch_path=round(rate_v2 / rate_torch, 2),
         v1_int8_d512_pixels_per_s=round(rate_v1),
         speedup_vs_v1=round(rate_v2 / rate_v1, 1),
         threads=torch.get_num_threads(),
@@ -296,19 +320,26 @@ def speed(work: Path, side: int, rng, rounds: int = 3) -> None:
     )
     session = open_session(v2)
     rows, cols = slice(0, side), slice(0, side)
-    times: dict[int, list[float]] = {1: [], 16: []}
+    times: dict[tuple[int, bool], list[float]] = {(m, f): [] for m in (1, 16) for f in (True, False)}
     for _ in range(rounds):
-        for m in (1, 16):
+        for m, fused in times:
             concepts = unit(rng.normal(size=(m, 128)))
-            times[m].append(
-                seconds(lambda c=concepts: session.probability_window(rows, cols, c, background, 100.0))
-            )
-    one, sixteen = min(times[1]), min(times[16])
+            scoring.USE_FUSED = fused
+            try:
+                times[m, fused].append(
+                    seconds(lambda c=concepts: session.probability_window(rows, cols, c, background, 100.0))
+                )
+            finally:
+                scoring.USE_FUSED = True
+    best = {key: min(value) for key, value in times.items()}
     emit(
         figure="speed_16_concepts",
-        seconds_1=round(one, 2),
-        seconds_16=round(sixteen, 2),
-        ratio_16_vs_1=round(sixteen / one, 2),
+        seconds_1=round(best[1, True], 2),
+        seconds_16=round(best[16, True], 2),
+        ratio_16_vs_1=round(best[16, True] / best[1, True], 2),
+        torch_path_seconds_1=round(best[1, False], 2),
+        torch_path_seconds_16=round(best[16, False], 2),
+        torch_path_ratio_16_vs_1=round(best[16, False] / best[1, False], 2),
         yardstick="one concept, same pass",
     )
 

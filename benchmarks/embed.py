@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +72,16 @@ def write_stack(folder: Path, grid: Grid, dates: int) -> None:
         ) as dst:
             dst.write(s1)
             dst.descriptions = S1_BAND_NAMES
+
+
+@contextmanager
+def local_stack(size: int, dates: int) -> Iterator[tuple[Grid, LocalSource, Path]]:
+    """A temporary :func:`write_stack` on a square 10 m UTM grid of ``size`` pixels: grid, source, folder."""
+    grid = Grid(CRS.from_epsg(32632), Affine(10.0, 0, 600_000.0, 0, -10.0, 4_800_000.0), (size, size))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_stack(folder, grid, dates)
+        yield grid, LocalSource(folder), folder
 
 
 def raw_reads(folder: Path) -> None:
@@ -130,13 +142,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--dates", type=int, default=24)
     args = parser.parse_args()
-    grid = Grid(
-        CRS.from_epsg(32632), Affine(10.0, 0, 600_000.0, 0, -10.0, 4_800_000.0), (args.size, args.size)
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        write_stack(folder, grid, args.dates)
-        source = LocalSource(folder)
+    with local_stack(args.size, args.dates) as (grid, source, folder):
         emit(**bench_encoder(args.pixels, source, grid))
         emit(**bench_reads(source, grid, folder))
 

@@ -115,6 +115,12 @@ def cube_data():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
+def unit(cube_data):  # type: ignore[no-untyped-def]
+    """``unit(x)``: ``x`` scaled to unit length along the last axis, float32 (tests/data/cube/data.py)."""
+    return cube_data.unit
+
+
+@pytest.fixture(scope="session")
 def analytics_cubes(  # type: ignore[no-untyped-def]
     tmp_path_factory: pytest.TempPathFactory, tiny_clip: ClipModel, cube_data
 ):

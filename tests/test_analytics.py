@@ -18,9 +18,6 @@ from landprompt.calibration import (
     QuerySettings,
     apply_calibration,
     calibration_path,
-    fit_calibration,
-    fit_isotonic,
-    fit_platt,
     load_calibration,
     save_calibration,
 )
@@ -34,6 +31,7 @@ from landprompt.evaluate.points import (
     write_points_report,
     write_reliability_png,
 )
+from landprompt.evaluate.recalibration import fit_calibration, fit_isotonic, fit_platt
 from landprompt.geo import Grid
 from landprompt.query.aggregate import aggregate, read_units, write_indicators
 from landprompt.query.change import GAIN, LOSS, NODATA, STABLE, change_map, change_paths, write_change

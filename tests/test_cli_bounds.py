@@ -46,6 +46,23 @@ CASES = {
     "fetch-dilate": ([*FETCH, "--dilate", "-1"], "--dilate"),
     "photos-threads": ([*PHOTOS, "--threads", "0"], "--threads"),
     "photos-batch-size": ([*PHOTOS, "--batch-size", "0"], "--batch-size"),
+    "train-stop-at": (["train", "t.yaml", "--stop-at", "0"], "--stop-at"),
+    "change-threshold": (
+        ["query", "change", CUBE, CUBE, "a lake", "-o", "c.tif", "--threshold", "1.5"],
+        "--threshold",
+    ),
+    "change-threshold-negative": (
+        ["query", "change", CUBE, CUBE, "a lake", "-o", "c.tif", "--threshold", "-0.1"],
+        "--threshold",
+    ),
+    "aggregate-threshold": (
+        ["query", "aggregate", CUBE, "a lake", "--units", "u.geojson", "--threshold", "2"],
+        "--threshold",
+    ),
+    "aggregate-threshold-negative": (
+        ["query", "aggregate", CUBE, "a lake", "--units", "u.geojson", "--threshold", "-1"],
+        "--threshold",
+    ),
 }
 
 

@@ -307,7 +307,7 @@ def test_writer_refuses_foreign_paths_and_other_runs(tmp_path: Path) -> None:
     path = tmp_path / "run.zarr"
     CubeWriter(path, GRID, 8, chunk=128, attrs={"model": "a"})
     before = store_files(path)
-    with pytest.raises(BadInputError, match=r"holds another run \(different dim\).*new --out or delete it"):
+    with pytest.raises(BadInputError, match=r"another run \(different dim\).*use another path or delete it"):
         CubeWriter(path, GRID, 16, chunk=128, attrs={"model": "a"})
     with pytest.raises(BadInputError, match=r"different grid, dtype, chunk, attrs"):
         CubeWriter(path, GRID.window(slice(0, 10), slice(0, 10)), 8, "int8", 64, {"model": "b"})

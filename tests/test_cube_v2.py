@@ -20,16 +20,11 @@ from landprompt.query.session import open_session
 GRID = Grid(3035, Affine(10.0, 0.0, 4_000_000.0, 0.0, -10.0, 3_000_000.0), (40, 50))
 
 
-def unit(x):
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
-
-
-def planted(rank=8, dim=32, seed=0):
-    """Unit embeddings (40, 50, dim) that lie (before normalising) in a rank-``rank`` affine subspace."""
-    rng = np.random.default_rng(seed)
-    z = rng.normal(size=(*GRID.shape, rank)).astype(np.float32)
-    weight, bias = rng.normal(size=(dim, rank)).astype(np.float32), rng.normal(size=dim).astype(np.float32)
-    return z, weight, bias, unit(z @ weight.T + bias)
+@pytest.fixture
+def planted(cube_data):
+    """``planted(rank, dim, seed)``: ``(z, weight, bias, embeddings)`` of a linear head on GRID: unit
+    embeddings (40, 50, dim) that lie (before normalising) in a rank-``rank`` affine subspace."""
+    return lambda rank=8, dim=32, seed=0: cube_data.linear_head_embeddings(GRID.shape, dim, rank, seed)
 
 
 def test_basis_rejects_bad_shapes_nan_and_ranks():
@@ -44,7 +39,7 @@ def test_basis_rejects_bad_shapes_nan_and_ranks():
 
 
 @pytest.mark.parametrize(("dtype", "tol"), [("fp16", 2e-3), ("int8", 2e-2)])
-def test_exact_linear_head_layout_decodes_the_head_output(tmp_path, dtype, tol):
+def test_exact_linear_head_layout_decodes_the_head_output(tmp_path, dtype, tol, planted):
     z, weight, bias, expected = planted()
     basis = linear_head_basis(weight, bias, {"head": "test"})
     writer = CubeWriter(tmp_path / "c.zarr", GRID, 32, dtype, chunk=16, basis=basis)
@@ -62,7 +57,7 @@ def test_exact_linear_head_layout_decodes_the_head_output(tmp_path, dtype, tol):
         writer.write_chunk(writer.windows()[0], expected[:16, :16], features=True)
 
 
-def test_pca_basis_records_variance_and_grows_its_rank(tmp_path):
+def test_pca_basis_records_variance_and_grows_its_rank(tmp_path, planted):
     _, _, _, emb = planted(rank=8)
     basis = fit_pca(emb.reshape(-1, 32), rank=4, min_variance=0.999, max_rank=16)
     assert 4 < basis.rank <= 9 and basis.info["explained_variance"] >= 0.999  # unit vectors span 9 dims
@@ -78,7 +73,7 @@ def test_pca_basis_records_variance_and_grows_its_rank(tmp_path):
     assert open_cube(path).attrs["basis"]["info"]["explained_variance"] > 0.9999
 
 
-def test_probability_map_in_the_basis_matches_exact_scores_and_needs_no_text_tower(tmp_path):
+def test_probability_map_in_the_basis_matches_exact_scores_and_needs_no_text_tower(tmp_path, planted, unit):
     z, weight, bias, emb = planted()
     rng = np.random.default_rng(1)
     concept, background = unit(rng.normal(size=32)), unit(rng.normal(size=(5, 32)))
@@ -105,7 +100,7 @@ def test_probability_map_in_the_basis_matches_exact_scores_and_needs_no_text_tow
     np.testing.assert_allclose(window[..., 0], got.to_numpy()[8:24, 0:32], atol=1e-5)
 
 
-def test_cube_attr_logit_scale_is_used_without_a_text_tower(tmp_path):
+def test_cube_attr_logit_scale_is_used_without_a_text_tower(tmp_path, planted, unit):
     _, _, _, emb = planted()
     path = write_cube(tmp_path / "c.zarr", emb, GRID, chunk=16, attrs={"logit_scale": 20.0})
     rng = np.random.default_rng(2)
@@ -113,7 +108,7 @@ def test_cube_attr_logit_scale_is_used_without_a_text_tower(tmp_path):
     assert got.attrs["logit_scale"] == 20.0
 
 
-def test_session_is_cached_per_path_and_reopened_when_the_cube_changes(tmp_path):
+def test_session_is_cached_per_path_and_reopened_when_the_cube_changes(tmp_path, planted):
     _, _, _, emb = planted()
     path = write_cube(tmp_path / "c.zarr", emb, GRID, chunk=16, basis=fit_pca(emb.reshape(-1, 32), 8))
     first = landprompt.open_session(path)
@@ -128,7 +123,7 @@ def test_session_is_cached_per_path_and_reopened_when_the_cube_changes(tmp_path)
     assert list(scan["row"]) == list(places["row"]) and list(scan["col"]) == list(places["col"])
 
 
-def test_convert_resumes_and_refuses_bad_input(tmp_path, monkeypatch):
+def test_convert_resumes_and_refuses_bad_input(tmp_path, monkeypatch, planted):
     _, _, _, emb = planted(rank=8)
     old = write_cube(tmp_path / "old.zarr", emb, GRID, dtype="int8", chunk=16)
     fresh = convert_cube(old, tmp_path / "fresh.zarr", rank=9, min_variance=None, progress=False)
@@ -172,7 +167,9 @@ def test_convert_resumes_and_refuses_bad_input(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("version", [1, 2])
-def test_int8_values_are_stored_raw_and_zstd_cubes_still_read_the_same(tmp_path, monkeypatch, version):
+def test_int8_values_are_stored_raw_and_zstd_cubes_still_read_the_same(
+    tmp_path, monkeypatch, version, planted, unit
+):
     import json
 
     from zarr.codecs import Crc32cCodec, ZstdCodec

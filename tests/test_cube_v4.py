@@ -31,22 +31,19 @@ GRID = Grid(3035, Affine(10.0, 0.0, 4_000_000.0, 0.0, -10.0, 3_000_000.0), (32, 
 DIM, RANK = 48, 16
 
 
-def unit(x):
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
-
-
 @pytest.fixture
 def clip_like(cube_data):
     """``clip_like(seed)``: unit embeddings (32, 40, DIM) as CLIP's (see tests/data/cube/data.py)."""
     return lambda seed=0: cube_data.clip_like(GRID.shape, DIM, RANK, seed)
 
 
-def head(seed=0, bias=True):
-    rng = np.random.default_rng(seed)
-    z = rng.normal(size=(*GRID.shape, RANK)).astype(np.float32)
-    weight = rng.normal(size=(DIM, RANK)).astype(np.float32)
-    b = (0.5 * rng.normal(size=DIM)).astype(np.float32) if bias else None
-    return z, weight, b, unit(z @ weight.T + (0 if b is None else b))
+@pytest.fixture
+def head(cube_data):
+    """``head(seed, bias)``: ``(z, weight, bias, embeddings)`` of a linear head on GRID (bias of sd 0.5,
+    or none), see tests/data/cube/data.py."""
+    return lambda seed=0, bias=True: cube_data.linear_head_embeddings(
+        GRID.shape, DIM, RANK, seed, 0.5 if bias else None
+    )
 
 
 def write_head(path, z, basis, dtype):
@@ -57,7 +54,7 @@ def write_head(path, z, basis, dtype):
 
 
 @pytest.mark.parametrize("bias", [False, True])
-def test_head_codes_carry_no_scale_and_a_bias_free_head_stores_r_codes(tmp_path, bias):
+def test_head_codes_carry_no_scale_and_a_bias_free_head_stores_r_codes(tmp_path, bias, head, unit):
     z, weight, b, exact = head(bias=bias)
     ds = write_head(tmp_path / "c.zarr", z, linear_head_basis(weight, b), "int8")
     k = RANK + int(bias)
@@ -78,7 +75,9 @@ def test_head_codes_carry_no_scale_and_a_bias_free_head_stores_r_codes(tmp_path,
     np.testing.assert_allclose(got, want, atol=0.01)
 
 
-def test_diagonal_form_is_orthonormal_rotated_and_keeps_codes_decoding_and_projection_consistent(clip_like):
+def test_diagonal_form_is_orthonormal_rotated_and_keeps_codes_decoding_and_projection_consistent(
+    clip_like, unit
+):
     emb = clip_like().reshape(-1, DIM)
     basis = fit_pca(emb, RANK + 1, min_variance=None)
     # the unit vectors span RANK + 1 dimensions, the mean among them: RANK axes orthogonal to it and t
@@ -146,7 +145,7 @@ def corrupt(path, change):
         (lambda a, g: g["basis"].__setitem__((0, 0), np.nan), "NaN or infinite"),
     ],
 )
-def test_a_bad_stored_basis_is_refused_in_one_line(tmp_path, change, message):
+def test_a_bad_stored_basis_is_refused_in_one_line(tmp_path, change, message, head):
     z, weight, b, _ = head(bias=True)
     path = tmp_path / "c.zarr"
     write_head(path, z, linear_head_basis(weight, b), "int8")
@@ -156,7 +155,7 @@ def test_a_bad_stored_basis_is_refused_in_one_line(tmp_path, change, message):
     assert "\n" not in str(err.value) and "rebuild the cube" in str(err.value)
 
 
-def test_bad_bases_and_versions_are_refused(tmp_path):
+def test_bad_bases_and_versions_are_refused(tmp_path, head):
     q = np.linalg.qr(np.random.default_rng(0).normal(size=(6, 3)))[0]
     with pytest.raises(BadInputError, match="3 finite values > 0"):
         Basis(q, np.zeros(6), "pca", weights=np.ones(4))
@@ -181,7 +180,9 @@ def test_bad_bases_and_versions_are_refused(tmp_path):
 
 
 @pytest.mark.parametrize(("version", "scale_dtype"), [(2, np.float32), (3, np.float16)])
-def test_old_versions_decode_score_and_build_overviews(tmp_path, cube_data, clip_like, version, scale_dtype):
+def test_old_versions_decode_score_and_build_overviews(
+    tmp_path, cube_data, clip_like, version, scale_dtype, unit
+):
     emb = clip_like(seed=version)
     path = cube_data.legacy_cube(tmp_path / f"v{version}.zarr", emb, GRID, version, RANK + 1)
     ds = open_cube(path)

@@ -87,6 +87,7 @@ def test_untrained_encoder_is_refused_unless_asked_for(l2a_fixture, tmp_path):
     result = CliRunner().invoke(app, run_args(l2a_fixture, tmp_path / "x.zarr"))
     assert result.exit_code != 0
     assert "has no trained weights without --presto-weights" in result.output
+    assert "--model CHECKPOINT, or --random-weights" in result.output and "_weights" not in result.output
     assert not (tmp_path / "x.zarr").exists()
     stray = CliRunner().invoke(app, run_args(l2a_fixture, tmp_path / "x.zarr", "--pretrained", "laion2b"))
     assert stray.exit_code != 0 and "--pretrained do(es) not apply to --model sits" in stray.output
@@ -95,8 +96,10 @@ def test_untrained_encoder_is_refused_unless_asked_for(l2a_fixture, tmp_path):
         app, run_args(l2a_fixture, tmp_path / "x.zarr", "--presto-weights", str(weights))
     )
     assert missing.exit_code != 0 and f"--presto-weights {weights} does not exist" in missing.output
-    with pytest.raises(BadInputError, match="contradict"):
+    with pytest.raises(BadInputError, match=r"^random_weights=True and presto_weights contradict"):
         EncoderRecipe.of("sits", {"presto_weights": "w.pt"}, random_weights=True).build("cpu")
+    with pytest.raises(BadInputError, match=r"without presto_weights .* random_weights=True"):
+        EncoderRecipe.of("sits").build("cpu")
 
 
 @pytest.mark.slow  # a subprocess killed mid-run, then reruns

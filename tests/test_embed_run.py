@@ -333,7 +333,7 @@ def test_basis_head_needs_a_linear_head_and_none_keeps_version_1(stac_fixture, b
     torch.manual_seed(0)
     mlp = create_encoder("sits", clip_dim=16, embed_dim=32, depth=1, num_heads=2, pool_size=3, head="mlp")
     ckpt = save_checkpoint(mlp, tmp_path / "mlp")
-    with pytest.raises(BadInputError, match="--basis head needs an encoder with a linear head"):
+    with pytest.raises(BadInputError, match="basis='head' needs an encoder with a linear head"):
         embed(stac_fixture.grid, source, tmp_path / "h.zarr", ckpt, basis="head")
     with pytest.raises(BadInputError, match="bottleneck needs head 'linear'"):
         create_encoder("sits", clip_dim=16, embed_dim=32, depth=1, num_heads=2, head="mlp", bottleneck=8)

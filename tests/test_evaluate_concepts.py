@@ -132,13 +132,11 @@ VERSUS = ["sea", "a forest"]
 def planted(
     tmp_path_factory: pytest.TempPathFactory, tiny_clip: Any, suite: ConceptSuite, cube_data: Any
 ) -> SimpleNamespace:
-    """A 30 x 30 cube of 100 m pixels (EPSG:3035) with one LUCAS 2018 point per pixel.
+    """The planted concept-benchmark cube and LUCAS table (``lucas_concept_cube`` in tests/data/cube/data.py).
 
     Olive grove points (lc1 B81) carry the dual-basis vector of "olive groves", vineyard points (B82)
     that of "vineyards", the others that of a background prompt; grazing is drawn independently.
     """
-    from landprompt.embedder.cube import write_cube
-
     small = ConceptSuite(
         "test",
         tuple(c for c in suite.concepts if c.key in ("olive_groves", "vineyards", "grazed_land")),
@@ -148,40 +146,10 @@ def planted(
     vectors = np.concatenate(
         [class_embeddings(tiny_clip, small.prompt_set(), ["olive_groves", "vineyards"], "classname"), names]
     )
-    dual = cube_data.dual_basis(vectors)
-    rng = np.random.default_rng(3)
-    kind = rng.choice(4, size=(30, 30), p=[0.2, 0.2, 0.3, 0.3])
-    grid = Grid(EUROPE_CRS, Affine(100.0, 0, 4_000_000.0, 0, -100.0, 3_000_000.0), (30, 30))
     root = tmp_path_factory.mktemp("concepts")
-    attrs = cube_data.clip_attrs(tiny_clip)
-    cube = write_cube(root / "cube.zarr", dual[kind].astype(np.float32), grid, chunk=16, attrs=attrs)
-    rows, cols = np.divmod(np.arange(900), 30)
-    x, y = grid.transform * (cols + 0.5, rows + 0.5)
-    lon, lat = transform_points(np.asarray(x), np.asarray(y), EUROPE_CRS, WGS84)
-    codes = np.array(["B81", "B82", "E20", "C10"])[kind[rows, cols]]
-    grazing = np.where(rng.random(900) < 0.5, "Signs of grazing", "No signs of grazing")
-    table = pd.DataFrame(
-        {
-            "point_id": np.arange(900) + 40_000_000,
-            "year": 2018,
-            "th_lat": lat,
-            "th_long": lon,
-            "lc1": codes,
-            "lu1": "U110",
-            "grazing": grazing,
-        }
-    )
-    table.to_csv(root / "lucas.csv", index=False)
-    return SimpleNamespace(
-        cube=cube,
-        lucas=root / "lucas.csv",
-        suite=small,
-        lat=lat,
-        lon=lon,
-        root=root,
-        grid=grid,
-        emb=dual[kind],
-    )
+    planted = cube_data.lucas_concept_cube(root, vectors, cube_data.clip_attrs(tiny_clip))
+    planted.suite = small
+    return planted
 
 
 def run(planted: SimpleNamespace, clip: Any, **kwargs: Any) -> dict[str, Any]:

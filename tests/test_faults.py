@@ -526,7 +526,7 @@ def clobber_cases() -> list[Case]:
         Case(
             "convert-onto-a-cube",
             lambda e: ["cube", "convert", str(e.cube), cube_copy(e), "--rank", "4"],
-            says="use a new --out",
+            says="use another path",
         ),
         Case("embed-onto-another-cube", lambda e: STORE_WRITERS["embed-run"](e, cube_copy(e)), says=""),
         Case(

@@ -187,7 +187,7 @@ def test_store_belongs_to_one_catalog_and_chip_size(tmp_path, stac_fixture, lonl
     with Catalog.open(tmp_path / "a.duckdb") as catalog:
         _ingest_points(catalog, tmp_path, lonlat)
         fetch_samples(catalog, tmp_path / "s.zarr", LocalSource(stac_fixture.stack), progress=False)
-        with pytest.raises(BadInputError, match="not 3: keep --chip 5"):
+        with pytest.raises(BadInputError, match="not 3: keep chip=5"):
             fetch_samples(
                 catalog, tmp_path / "s.zarr", LocalSource(stac_fixture.stack), chip=3, progress=False
             )

@@ -23,35 +23,20 @@ DIM = 32
 PLACES = [(20, 30), (40, 150), (120, 60), (170, 170), (90, 100)]
 
 
-def unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-
 @pytest.fixture(scope="module")
-def query_vector() -> np.ndarray:
+def query_vector(unit) -> np.ndarray:
     return unit(np.random.default_rng(7).normal(size=DIM)).astype(np.float32)
 
 
-def planted_embeddings(query: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Background noise orthogonal-ish to the query; 5 places of 3 x 3 pixels close to it."""
-    rng = np.random.default_rng(seed)
-    emb = rng.normal(size=(*GRID.shape, DIM)).astype(np.float32)
-    emb -= (emb @ query)[..., None] * query  # background: orthogonal to the query
-    emb = unit(emb)
-    planted = np.zeros(GRID.shape, bool)
-    for rank, (r, c) in enumerate(PLACES):
-        strength = 0.95 - 0.05 * rank
-        noise = unit(rng.normal(size=(3, 3, DIM)))
-        emb[r : r + 3, c : c + 3] = unit(strength * query + 0.1 * noise)
-        emb[r + 1, c + 1] = unit(query + 0.01 * noise[1, 1])  # each place's centre is its best pixel
-        planted[r : r + 3, c : c + 3] = True
-    valid = np.ones(GRID.shape, bool)
-    valid[:5, :] = False  # a no-data strip
-    return emb, valid
+@pytest.fixture(scope="module")
+def planted_embeddings(cube_data):
+    """``planted_embeddings(query, seed)``: background noise orthogonal to the query; 5 places of 3 x 3
+    pixels close to it (``PLACES``), the first rows no-data (tests/data/cube/data.py)."""
+    return lambda query, seed=0: cube_data.planted_places(query, GRID.shape, PLACES, seed)
 
 
 @pytest.fixture(scope="module")
-def cube(tmp_path_factory: pytest.TempPathFactory, query_vector: np.ndarray) -> Path:
+def cube(tmp_path_factory: pytest.TempPathFactory, query_vector: np.ndarray, planted_embeddings) -> Path:
     emb, valid = planted_embeddings(query_vector)
     path = tmp_path_factory.mktemp("query") / "planted.zarr"
     return write_cube(path, emb, GRID, valid=valid, chunk=64, attrs={"clip_model": "landprompt-tiny"})
@@ -108,7 +93,7 @@ def test_top_k_through_an_index_returns_the_planted_places(cube, query_vector, t
         assert set(zip(places.row, places.col, strict=True)) == place_centres()
 
 
-def test_default_index_is_used_and_a_stale_one_refused(tmp_path, query_vector):
+def test_default_index_is_used_and_a_stale_one_refused(tmp_path, query_vector, planted_embeddings):
     emb, valid = planted_embeddings(query_vector)
     path = write_cube(tmp_path / "c.zarr", emb, GRID, valid=valid, chunk=64)
     build_index(path, progress=False)
@@ -223,7 +208,7 @@ def test_probability_map_bbox_and_default_vocabulary(concept_cube, tiny_clip):
     np.testing.assert_allclose(prob.values, full.sel(x=prob.x, y=prob.y).values, rtol=1e-5, atol=1e-7)
 
 
-def test_probability_is_a_softmax():
+def test_probability_is_a_softmax(unit):
     classes = unit(np.eye(3, 4, dtype=np.float32))
     emb = unit(np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]], np.float32))
     p = concept_probability(emb, classes, logit_scale=10.0)
@@ -242,7 +227,7 @@ def test_probability_errors(concept_cube, tiny_clip):
         probability_map(concept_cube, np.ones(8, np.float32), versus=np.ones((2, 32), np.float32))
 
 
-def test_top_k_across_shards_equals_one_cube(cube, query_vector, tmp_path):
+def test_top_k_across_shards_equals_one_cube(cube, query_vector, tmp_path, planted_embeddings):
     emb, valid = planted_embeddings(query_vector)
     shards = tmp_path / "shards"
     for name, cols in (("west", slice(0, 100)), ("east", slice(100, 180))):

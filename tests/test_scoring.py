@@ -20,12 +20,8 @@ GRID = Grid(3035, Affine(10.0, 0.0, 4_000_000.0, 0.0, -10.0, 3_000_000.0), (40, 
 DIM, RANK, SCALE = 48, 16, 100.0
 
 
-def unit(x):
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
 @pytest.fixture(scope="module")
-def int8_cube(tmp_path_factory):
+def int8_cube(tmp_path_factory, unit):
     """A PCA-16 int8 cube (chunks of 16: edge chunks too) with an invalid corner."""
     rng = np.random.default_rng(0)
     mean, axes = unit(rng.normal(size=DIM)), np.linalg.qr(rng.normal(size=(DIM, RANK)))[0]
@@ -63,14 +59,18 @@ def softmax0(logits: np.ndarray) -> np.ndarray:
     return np.exp(logits[..., 0]) / np.exp(logits).sum(axis=-1)
 
 
-def queries(seed: int, m: int = 1, k: int = 16):
-    rng = np.random.default_rng(seed)
-    return unit(rng.normal(size=(m, DIM))).astype(np.float32), unit(rng.normal(size=(k, DIM))).astype(
-        np.float32
-    )
+@pytest.fixture(scope="module")
+def queries(unit):
+    """``queries(seed, m, k)``: ``m`` concept and ``k`` background unit vectors (float32)."""
+
+    def draw(seed: int, m: int = 1, k: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return unit(rng.normal(size=(m, DIM))), unit(rng.normal(size=(k, DIM)))
+
+    return draw
 
 
-def test_probability_map_of_int8_codes_has_float32_precision(int8_cube):
+def test_probability_map_of_int8_codes_has_float32_precision(int8_cube, queries):
     concept, background = queries(1)
     got = probability_map(int8_cube, concept[0], versus=background, logit_scale=SCALE).to_numpy()
     classes = np.concatenate([concept, background])
@@ -86,7 +86,7 @@ def test_probability_map_of_int8_codes_has_float32_precision(int8_cube):
     assert bf16_error > 1e-3
 
 
-def test_many_concepts_in_one_pass_have_float32_precision(int8_cube):
+def test_many_concepts_in_one_pass_have_float32_precision(int8_cube, queries):
     concepts, background = queries(2, m=5, k=7)
     window = open_session(int8_cube).probability_window(
         slice(3, 37), slice(2, 41), concepts, background, SCALE
@@ -99,7 +99,7 @@ def test_many_concepts_in_one_pass_have_float32_precision(int8_cube):
         assert np.isnan(window[..., i][~valid]).all()
 
 
-def test_concept_scorer_streams_chunks_through_the_map_kernel(int8_cube):
+def test_concept_scorer_streams_chunks_through_the_map_kernel(int8_cube, queries):
     concept, background = queries(3, k=4)
     scorer = ConceptScorer(class_matrix(concept, background), query=_query())
     ds = open_cube(int8_cube)
@@ -114,7 +114,7 @@ def test_concept_scorer_streams_chunks_through_the_map_kernel(int8_cube):
     assert np.abs(got - want)[inside].max() < 2e-5 and np.isnan(got[~valid & (got != -1)]).all()
 
 
-def test_points_score_like_a_float64_softmax_with_any_leading_shape():
+def test_points_score_like_a_float64_softmax_with_any_leading_shape(unit, queries):
     rng = np.random.default_rng(4)
     emb = unit(rng.normal(size=(3, 7, DIM))).astype(np.float32)
     concept, background = queries(5, k=9)

@@ -25,12 +25,8 @@ from landprompt.query.session import QuerySession, open_session
 GRID = Grid(3035, Affine(10.0, 0.0, 4_000_000.0, 0.0, -10.0, 3_000_000.0), (40, 50))
 
 
-def unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
-
-
 @pytest.fixture
-def indexed(tmp_path):
+def indexed(tmp_path, unit):
     """A version-2 cube (40 x 50, d = 32, rank 8) with its default index, and its embeddings."""
     rng = np.random.default_rng(0)
     emb = unit(rng.normal(size=(*GRID.shape, 32)))
@@ -66,7 +62,7 @@ def test_the_cached_session_is_reopened_when_the_cube_or_its_index_changes(index
     assert second.stale and open_session(indexed.cube) is not second
 
 
-def test_the_prompt_cache_keeps_the_most_recently_used(indexed, monkeypatch):
+def test_the_prompt_cache_keeps_the_most_recently_used(indexed, monkeypatch, unit):
     encoded: list[str] = []
 
     class Clip:
@@ -190,7 +186,7 @@ def _ok():
 
 
 @pytest.fixture
-def tiny_cube(tmp_path, monkeypatch):
+def tiny_cube(tmp_path, monkeypatch, unit):
     """A cube naming the tiny CLIP model (random weights), and an empty prompt cache folder."""
     from landprompt.embedder.clip import TINY_MODEL
 
@@ -293,7 +289,7 @@ def test_with_every_prompt_cached_a_map_loads_no_clip(tiny_cube, monkeypatch):
         again.probability_map("hedgerows", versus)
 
 
-def test_open_session_keeps_the_most_recently_used_and_closes_the_others(tmp_path, monkeypatch):
+def test_open_session_keeps_the_most_recently_used_and_closes_the_others(tmp_path, monkeypatch, unit):
     emb = unit(np.random.default_rng(1).normal(size=(*GRID.shape, 8)))
     cubes = [write_cube(tmp_path / f"s{i}.zarr", emb, GRID, chunk=16) for i in range(3)]
     monkeypatch.setattr(session_module, "_SESSIONS", type(session_module._SESSIONS)())

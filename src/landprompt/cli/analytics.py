@@ -47,7 +47,12 @@ def query_change(
     prompt: PromptArgument,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output COG of the change (.tif).")],
     threshold: Annotated[
-        float, typer.Option(help="Change in probability that counts as a gain (or, negated, a loss).")
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Change in probability that counts as a gain (or, negated, a loss), in [0, 1).",
+        ),
     ] = 0.2,
     png: Annotated[bool, typer.Option("--png", help="Also write a PNG quicklook (RdBu, -1 to 1).")] = False,
     bbox: BBoxOption = None,
@@ -119,7 +124,8 @@ def query_aggregate(
         ),
     ] = None,
     threshold: Annotated[
-        float, typer.Option(help="Probability above which a pixel counts as present.")
+        float,
+        typer.Option(min=0.0, max=1.0, help="Probability above which a pixel counts as present, in [0, 1)."),
     ] = 0.5,
     layer: Annotated[str | None, typer.Option(help="Layer of a multi-layer polygon file.")] = None,
     keep_fields: Annotated[

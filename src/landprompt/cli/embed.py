@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -188,9 +190,11 @@ def embed_run_command(
     basis: Annotated[
         Basis,
         typer.Option(
-            help="'auto': the head's basis for a linear head with a bottleneck, else version 1; "
-            "'head': a linear head's basis (format 4, exact); 'pca': a PCA basis (format 4); "
-            "'none': version 1."
+            help="'auto': 'head' for a linear head, else 'pca' when d > --rank, else 'none'; a run "
+            "begun at --out keeps its layout. 'head': a linear head's exact basis (format 4, r values a "
+            "pixel, + 1 for a biased head); 'pca': a PCA basis fitted on a sample of the run's own "
+            "embeddings (format 4, via a version-1 staging cube next to --out); 'none': version 1 (d "
+            "values a pixel)."
         ),
     ] = "auto",
     rank: Annotated[
@@ -208,28 +212,54 @@ def embed_run_command(
     from landprompt.embedder.run import embed_run
     from landprompt.eo.open import open_source
 
-    path = embed_run(
-        aoi,
-        year,
-        model,
-        open_source(source, dilate, l2a_offset),
-        out,
-        resolution=resolution,
-        encoder_args=encoder_arguments(model, clip, pretrained, presto_weights),
-        seed=seed,
-        random_weights=random_weights,
-        crs=crs,
-        chunk=chunk,
-        dtype=dtype,
-        batch_size=batch_size,
-        device=device,
-        scheduler=scheduler,
-        force=force,
-        basis=basis,
-        rank=rank,
-        zarr_format=zarr_format,  # type: ignore[arg-type]
-    )
+    with weights_flags():
+        path = embed_run(
+            aoi,
+            year,
+            model,
+            open_source(source, dilate, l2a_offset),
+            out,
+            resolution=resolution,
+            encoder_args=encoder_arguments(model, clip, pretrained, presto_weights),
+            seed=seed,
+            random_weights=random_weights,
+            crs=crs,
+            chunk=chunk,
+            dtype=dtype,
+            batch_size=batch_size,
+            device=device,
+            scheduler=scheduler,
+            force=force,
+            basis=basis,
+            rank=rank,
+            zarr_format=zarr_format,  # type: ignore[arg-type]
+        )
     console.print(f"wrote the embedding cube {path}")
+
+
+#: The options of ``embed run`` that stand for the encoder arguments an
+#: :class:`~landprompt.embedder.recipe.EncoderWeightsError` names.
+WEIGHTS_FLAGS = {
+    "random_weights=True": "--random-weights",
+    "presto_weights": "--presto-weights",
+    "clip_pretrained": "--pretrained",
+    "model=CHECKPOINT": "--model CHECKPOINT",
+}
+
+
+@contextmanager
+def weights_flags() -> Iterator[None]:
+    """Re-raise an encoder weights error with the command line's option names in its message."""
+    from landprompt.embedder.recipe import EncoderWeightsError
+    from landprompt.errors import BadInputError
+
+    try:
+        yield
+    except EncoderWeightsError as exc:
+        message = str(exc)
+        for spelled in exc.parameters:
+            message = message.replace(spelled, WEIGHTS_FLAGS.get(spelled, spelled))
+        raise BadInputError(message) from None
 
 
 def encoder_arguments(

@@ -33,7 +33,9 @@ def train(
     stop_at: Annotated[
         int | None,
         typer.Option(
-            "--stop-at", help="Stop with a checkpoint after this step; the schedule still spans run.steps."
+            "--stop-at",
+            min=1,
+            help="Stop with a checkpoint after this step; the schedule still spans run.steps.",
         ),
     ] = None,
     example: Annotated[

@@ -290,12 +290,12 @@ class CubeWriter:
         group = _open_group(self.path)
         if group is None or group.attrs.get("landprompt_format") != FORMAT_NAME:
             raise BadInputError(
-                f"{self.path} exists and is not a landprompt embedding cube: use a new --out or delete it"
+                f"{self.path} exists and is not a landprompt embedding cube: use another path or delete it"
             )
         if group.attrs.get("format_version") != self.version:
             raise BadInputError(
                 f"{self.path} holds a cube of format version {group.attrs.get('format_version')!r}, not "
-                f"{self.version}: use a new --out or delete it"
+                f"{self.version}: use another path or delete it"
             )
         stored = _stored_fingerprint(group)
         wanted = {
@@ -310,7 +310,8 @@ class CubeWriter:
         differ = [k for k in wanted if stored.get(k) != wanted[k]]
         if differ:
             raise BadInputError(
-                f"{self.path} holds another run (different {', '.join(differ)}): use a new --out or delete it"
+                f"{self.path} holds another run (different {', '.join(differ)}): "
+                "use another path or delete it"
             )
 
     def _array(self, name: str) -> Any:

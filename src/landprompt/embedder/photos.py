@@ -183,12 +183,12 @@ def _open_or_create(out: Path, n_rows: int, clip: ClipModel, catalog_id: str, ch
         group = zarr.open_group(str(out), mode="r+")
         found = dict(group.attrs)
         if found.get("landprompt_format") != FORMAT_NAME:
-            raise BadInputError(f"{out} exists and is not a photo-embeddings array: choose another --out")
+            raise BadInputError(f"{out} exists and is not a photo-embeddings array: choose another path")
         for key in ("clip_id", "catalog_id"):
             if found.get(key) != attrs[key]:
                 raise BadInputError(
                     f"{out} holds embeddings with {key} {found.get(key)!r}, not {attrs[key]!r}: "
-                    "use the same CLIP model and catalog, or a new --out"
+                    "use the same CLIP model and catalog, or a new output path"
                 )
     else:
         group = zarr.open_group(str(out), mode="a", zarr_format=3)

@@ -33,10 +33,25 @@ from landprompt.embedder.models.registry import encoder_factory, is_encoder
 from landprompt.errors import BadInputError
 
 WEIGHTS_ARGUMENTS: Mapping[str, tuple[str, str]] = {
-    "sits": ("presto_weights", "--presto-weights FILE (e.g. Presto's default_model.pt)"),
-    "clip_rgb": ("clip_pretrained", "--pretrained TAG|FILE"),
+    "sits": ("presto_weights", "Presto's default_model.pt"),
+    "clip_rgb": ("clip_pretrained", "an open_clip tag or weights file"),
 }
-"""Per built-in encoder: the factory argument naming its trained weights, and the CLI flag that sets it."""
+"""Per built-in encoder: the factory argument naming its trained weights, and an example value."""
+
+
+class EncoderWeightsError(BadInputError):
+    """An encoder's weights asked for inconsistently (none at all, or random and trained at once).
+
+    The message names the Python arguments as :attr:`parameters` spells them, so a command line can put
+    its own option names in their place.
+
+    Attributes:
+        parameters: The spellings of the arguments in the message (``"random_weights=True"``, ...).
+    """
+
+    def __init__(self, message: str, parameters: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.parameters = parameters
 
 
 @dataclass(frozen=True)
@@ -102,24 +117,29 @@ class EncoderRecipe:
         kwargs = self.arguments
         if not self.is_registry_name:
             if self.random_weights:
-                raise BadInputError(
-                    f"--random-weights builds a registered encoder; {self.model!r} is a checkpoint"
+                raise EncoderWeightsError(
+                    f"random_weights=True builds a registered encoder; {self.model!r} is a checkpoint",
+                    ("random_weights=True",),
                 )
             return kwargs
         if self.model in WEIGHTS_ARGUMENTS:
-            argument, flag = WEIGHTS_ARGUMENTS[self.model]
+            argument, example = WEIGHTS_ARGUMENTS[self.model]
             default = inspect.signature(encoder_factory(self.model)).parameters[argument].default
             trained = kwargs.get(argument, default) is not None
             if trained and self.random_weights and argument in kwargs:
-                raise BadInputError(f"--random-weights and {flag.split()[0]} contradict each other: give one")
+                raise EncoderWeightsError(
+                    f"random_weights=True and {argument} contradict each other: give one",
+                    ("random_weights=True", argument),
+                )
             if self.random_weights:
                 kwargs[argument] = None
             elif not trained:
-                raise BadInputError(
-                    f"the {self.model!r} encoder has no trained weights without {flag}: its embeddings "
-                    "would be random projections that match no concept. Give the weights, a trained "
-                    "checkpoint as --model, or --random-weights to embed with seeded random weights "
-                    "(for tests)"
+                raise EncoderWeightsError(
+                    f"the {self.model!r} encoder has no trained weights without {argument} (e.g. {example}): "
+                    "its embeddings would be random projections that match no concept. Give the weights, "
+                    "a trained checkpoint as model=CHECKPOINT, or random_weights=True to embed with seeded "
+                    "random weights (for tests)",
+                    (argument, "model=CHECKPOINT", "random_weights=True"),
                 )
         if "seed" in inspect.signature(encoder_factory(self.model)).parameters:
             kwargs.setdefault("seed", self.seed)

@@ -25,7 +25,14 @@ import numpy as np
 from landprompt import checks
 from landprompt.distributed import run_each
 from landprompt.embedder.basis import Basis
-from landprompt.embedder.cube import DEFAULT_CHUNK, ChunkWindow, CubeDtype, CubeWriter, ZarrFormat
+from landprompt.embedder.cube import (
+    DEFAULT_CHUNK,
+    ChunkWindow,
+    CubeDtype,
+    CubeWriter,
+    ZarrFormat,
+    user_attrs,
+)
 from landprompt.embedder.models import Encoder, pixel_latlon
 from landprompt.embedder.recipe import EncoderRecipe, weights_sha256
 from landprompt.eo.aoi import check_grid
@@ -140,13 +147,15 @@ def embed_run(
         scheduler: None to run here, ``"local"`` or a Dask scheduler address to run chunks as tasks.
         force: Allow an AOI beyond the sane size.
         progress: Show a progress bar with pixels/s.
-        basis: ``"auto"``: the head's basis for an encoder with a linear head with a bottleneck, else
-            ``"none"``; ``"none"``: format version 1, d values a pixel; ``"head"``: format version 4 in the
-            basis of a linear head (exact: the head's input values a pixel, see
-            :meth:`~landprompt.embedder.models.sits.SitsEncoder.head_basis`); ``"pca"``: the run is embedded
-            into a version-1 staging cube next to ``out``, then rewritten in a PCA basis of ``rank`` fitted
-            on its own embeddings (:func:`~landprompt.embedder.convert.convert_cube`) and the staging cube
-            removed; both steps resume.
+        basis: ``"auto"`` (see :func:`resolve_basis`): ``"head"`` for an encoder with a linear head,
+            ``"pca"`` for any other encoder wider than ``rank``, else ``"none"``; a run already begun at
+            ``out`` keeps its layout. ``"none"``: format version 1, d values a pixel; ``"head"``: format
+            version 4 in the basis of a linear head (exact: the head's input values a pixel, see
+            :meth:`~landprompt.embedder.models.sits.SitsEncoder.head_basis`); ``"pca"``: the run is
+            embedded into a version-1 staging cube next to ``out``, then rewritten in a PCA basis of
+            ``rank`` fitted on a reproducible sample of its own embeddings
+            (:func:`~landprompt.embedder.convert.convert_cube`) and the staging cube removed; both steps
+            resume, and re-running a finished run returns its cube.
         rank: Requested rank of a PCA basis.
         zarr_format: Zarr layout of the cube: 3, or 2 for the GDAL in rasterio's wheels and QGIS
             (see :class:`~landprompt.embedder.cube.CubeWriter`).
@@ -160,24 +169,28 @@ def embed_run(
     checks.count("chunk", chunk)
     checks.count("rank", rank)
     require_writable(out, folder=True)
-    if basis == "pca":
-        from landprompt.embedder.convert import convert_cube
-
-        out = Path(out)
-        staging = out.with_name(f".{out.name}.v1-staging")
-        embed_run(
-            aoi, year, model, source, staging, resolution=resolution, encoder_args=encoder_args, seed=seed,
-            random_weights=random_weights, crs=crs, chunk=chunk, dtype=dtype, batch_size=batch_size,
-            device=device, scheduler=scheduler, force=force, progress=progress, basis="none",
-        )  # fmt: skip
-        convert_cube(staging, out, rank, dtype, progress=progress, zarr_format=zarr_format)
-        shutil.rmtree(staging, ignore_errors=True)
-        return out
     if not 2015 <= year <= 2100:
         raise BadInputError(f"year {year} is outside the Sentinel era (2015 onwards)")
     grid = plan_grid(aoi, resolution, crs, force)
     recipe = EncoderRecipe.of(str(model), encoder_args, seed, random_weights)
     encoder, digest = _encoder(recipe, device)
+    basis = resolve_basis(basis, encoder, out, rank)
+    if basis == "pca":
+        from landprompt.embedder.convert import convert_cube
+
+        out = Path(out)
+        if _finished(out, run_attrs(encoder, source, year, recipe, digest), encoder.output_grid(grid), dtype):
+            shutil.rmtree(_staging(out), ignore_errors=True)  # a kill while it was being removed
+            return out
+        embed_run(
+            aoi, year, model, source, _staging(out), resolution=resolution, encoder_args=encoder_args,
+            seed=seed, random_weights=random_weights, crs=crs, chunk=chunk, dtype=dtype,
+            batch_size=batch_size, device=device, scheduler=scheduler, force=force, progress=progress,
+            basis="none",
+        )  # fmt: skip
+        convert_cube(_staging(out), out, rank, dtype, progress=progress, zarr_format=zarr_format)
+        shutil.rmtree(_staging(out), ignore_errors=True)
+        return out
     head = head_basis(encoder, basis)
     source.check_coverage(grid, year)
     task = EmbedTask(recipe, source, grid, year, batch_size, device, digest, features=head is not None)
@@ -206,20 +219,85 @@ def embed_run(
     return writer.finalize()
 
 
+def resolve_basis(basis: str, encoder: Encoder, out: str | Path, rank: int = 64) -> str:
+    """The layout a run writes: ``basis``, or for ``"auto"`` the one that suits the encoder.
+
+    ``"auto"`` keeps the layout of a run already begun at ``out`` (so a resume never changes it), else
+    means ``"head"`` for an encoder with a linear head (exact, no second pass), ``"pca"`` for any other
+    encoder whose embeddings are wider than ``rank``, and ``"none"`` for the rest (nothing to gain).
+    """
+    if basis != "auto":
+        return basis
+    begun = _begun_layout(Path(out))
+    if begun is not None:
+        return begun
+    if _linear_head(encoder) is not None:
+        return "head"
+    return "pca" if encoder.spec.embed_dim > rank else "none"
+
+
 def head_basis(encoder: Encoder, basis: str) -> Basis | None:
-    """The basis a run writes its cube in directly: the encoder's linear head, or None (version 1).
+    """The basis a run writes its cube in directly: a linear head's for ``"head"``, else None.
 
     Raises:
         BadInputError: if ``basis`` is ``"head"`` and the encoder has no linear head.
     """
+    if basis != "head":
+        return None
+    found = _linear_head(encoder)
+    if found is None:
+        raise BadInputError("basis='head' needs an encoder with a linear head (sits with head: linear)")
+    return found
+
+
+def _linear_head(encoder: Encoder) -> Basis | None:
+    """The exact basis of the encoder's linear head, or None if it has none."""
     from landprompt.embedder.models.sits import SitsEncoder
 
-    found = encoder.head_basis() if basis in ("auto", "head") and isinstance(encoder, SitsEncoder) else None
-    if basis == "head" and found is None:
-        raise BadInputError("--basis head needs an encoder with a linear head (sits with head: linear)")
-    if basis == "auto" and found is not None and found.info.get("features") != "bottleneck":
-        return None  # a plain linear head: version 1 unless asked (--basis head)
-    return found
+    return encoder.head_basis() if isinstance(encoder, SitsEncoder) else None
+
+
+def _staging(out: Path) -> Path:
+    """The version-1 cube a ``pca`` run embeds into before its rewrite at ``out``."""
+    return out.with_name(f".{out.name}.v1-staging")
+
+
+def _begun_layout(out: Path) -> str | None:
+    """The basis choice of a run already begun at ``out`` (``"none"``, ``"head"``, ``"pca"``), or None."""
+    if _staging(out).exists():
+        return "pca"
+    stored = _stored_attrs(out)
+    if stored is None or "format_version" not in stored:
+        return None
+    kind = (stored.get("basis") or {}).get("kind")
+    return "none" if kind is None else "head" if kind == "linear_head" else "pca"
+
+
+def _finished(out: Path, attrs: dict[str, Any], grid: Grid, dtype: str) -> bool:
+    """Whether ``out`` is a finished cube of this run (a ``pca`` run re-run: nothing left to do).
+
+    Raises:
+        BadInputError: if ``out`` is a finished cube of another run.
+    """
+    stored = _stored_attrs(out)
+    if stored is None or stored.get("complete") is not True:
+        return False
+    check_same_encoder(out, attrs)
+    theirs = {k: v for k, v in user_attrs(stored).items() if k != "converted_from"}
+    differ = [
+        name
+        for name, same in (
+            ("attrs", theirs == json.loads(json.dumps(attrs))),
+            ("grid", "grid" in stored and Grid.from_dict(stored["grid"]) == grid),
+            ("dtype", stored.get("dtype") == dtype),
+        )
+        if not same
+    ]
+    if differ:
+        raise BadInputError(
+            f"{out} holds another run (different {', '.join(differ)}): use a new output path or delete it"
+        )
+    return True
 
 
 def embed_window(task: EmbedTask, window: ChunkWindow) -> tuple[np.ndarray, np.ndarray]:
@@ -272,8 +350,8 @@ def check_same_encoder(out: str | Path, attrs: dict[str, Any]) -> None:
     if differ:
         shown = "; ".join(f"{key} {stored[key]!r} there, {wanted.get(key)!r} now" for key in differ)
         raise BadInputError(
-            f"{out} was begun with another encoder ({shown}): resume with the same --model, weights "
-            "options and --seed, or use a new --out"
+            f"{out} was begun with another encoder ({shown}): resume with the same model, encoder "
+            "arguments, random_weights and seed, or write to a new output path"
         )
 
 

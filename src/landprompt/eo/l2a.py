@@ -133,8 +133,8 @@ def dn_scale(
         raise BadInputError(
             f"{path}: no reflectance band goes below {OFFSET_FREE_MIN:g} and the file says nothing of "
             "the L2A offset (no offset tag, BOA_ADD_OFFSET or processing baseline): it looks like "
-            "baseline 04.00+ data with the +1000 offset still in. Pass --l2a-offset -1000 to remove it, "
-            "or --l2a-offset 0 if the values are right"
+            "baseline 04.00+ data with the +1000 offset still in. Set l2a_offset to -1000 (--l2a-offset "
+            "-1000) to remove it, or to 0 if the values are right"
         )
     return DnScale((1.0,) * count, (0.0,) * count, "no offset found")
 

@@ -502,7 +502,7 @@ class LocalSource(SceneSource):
         if not any(t.year == year for t in dates):
             raise BadInputError(
                 f"{self.path} holds no scene of {year}; the dates found are {_dates_text(dates)}: "
-                "pick a --year it covers"
+                "pick a year it covers"
             )
 
 

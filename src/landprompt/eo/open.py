@@ -33,8 +33,8 @@ def open_source(spec: str, dilate: int = 0, l2a_offset: str = "auto") -> SceneSo
         return LocalSource(path, dilate=dilate, l2a_offset=l2a_offset)
     if str(l2a_offset).strip().lower() != "auto":
         raise BadInputError(
-            f"--l2a-offset {l2a_offset} applies to local stacks; a STAC source ({spec!r}) states each "
-            "item's processing baseline, so leave it at auto"
+            f"an L2A offset ({l2a_offset}) applies to local stacks; a STAC source ({spec!r}) states each "
+            "item's processing baseline, so leave l2a_offset at auto"
         )
     if key.lower() in ("pc", "planetary-computer"):
         return StacSource.planetary_computer(dilate=dilate)

@@ -53,9 +53,7 @@ def load_model(
     if str(model) not in BASELINES:
         return load_encoder(model, device)
     if clip is None:
-        raise BadInputError(
-            f"the {model} baseline lives in a CLIP model's space: give the CLIP model (--clip, --pretrained)"
-        )
+        raise BadInputError(f"the {model} baseline lives in a CLIP model's space: give the CLIP model (clip)")
     if model == "clip_rgb":
         return _clip_rgb(clip, patch)
     if model == "random":

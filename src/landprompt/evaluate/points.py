@@ -9,7 +9,7 @@ probability of the concept at the cube pixel containing each point, and reports:
   ``ECE = sum_b n_b / n * |mean(present in b) - mean(p in b)|``, and the reliability table behind it.
 
 With ``fit`` it learns a monotone recalibration (Platt or isotonic, see
-:mod:`landprompt.calibration`) and measures it by spatial-block cross-validation: points are
+:mod:`landprompt.evaluate.recalibration`) and measures it by spatial-block cross-validation: points are
 grouped in square blocks of ``block_km`` km in the cube's CRS, blocks are dealt to ``n_folds`` folds at
 random, and each fold's points are calibrated by a fit on the other folds only, so neighbouring points
 never sit on both sides. Metrics before and after are computed on these held-out predictions pooled.
@@ -32,12 +32,12 @@ from landprompt.calibration import (
     Method,
     calibration_path,
     cube_path,
-    fit_calibration,
     resolve_calibration,
     save_calibration,
 )
 from landprompt.errors import BadInputError
 from landprompt.evaluate.metrics import binary_metrics
+from landprompt.evaluate.recalibration import fit_calibration
 from landprompt.geo import WGS84, Grid, transform_points
 from landprompt.query.classes import DEFAULT_STYLE
 from landprompt.query.scorer import ConceptScorer

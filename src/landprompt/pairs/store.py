@@ -201,7 +201,7 @@ class SampleStore:
                 "with this catalog, or a new store path"
             )
         if store.chip != chip:
-            raise BadInputError(f"{path} holds {store.chip} px chips, not {chip}: keep --chip {store.chip}")
+            raise BadInputError(f"{path} holds {store.chip} px chips, not {chip}: keep chip={store.chip}")
         return store
 
     # --- properties -------------------------------------------------------------------------------

@@ -198,7 +198,7 @@ def _read_ogr(
         layers = pyogrio.list_layers(path)
         if layer is None and len(layers) > 1:
             names = ", ".join(str(n) for n in layers[:, 0])
-            raise BadInputError(f"{path} has {len(layers)} layers ({names}): choose one with --layer")
+            raise BadInputError(f"{path} has {len(layers)} layers ({names}): choose one with layer")
         meta, fids, wkb, values = pyogrio.raw.read(path, layer=layer, return_fids=True)
     except pyogrio.errors.DataSourceError as exc:
         raise BadInputError(f"cannot read {path}: {' '.join(str(exc).split())}") from None

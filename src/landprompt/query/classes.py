@@ -78,7 +78,7 @@ def background_prompts(concepts: Sequence[str], versus: Sequence[str] | None = N
     names = [n.strip() for n in (versus if versus is not None else default_vocabulary())]
     names = [n for n in names if n and n.lower() not in lowered]
     if not names:
-        raise BadInputError("the background (--versus) is empty: give at least one other prompt")
+        raise BadInputError("the background (versus) is empty: give at least one other prompt")
     return names
 
 

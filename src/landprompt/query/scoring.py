@@ -7,7 +7,9 @@ per-thread buffers and scored with one matrix product against all columns by tor
 place (probabilities written straight into the output): no allocation per block. The probability of
 one concept against a background set is ``1 / (1 + sum_j exp(l_j - l_c))`` (only the concept's
 probability is needed; the row sum is a product with a column of ones); several concepts share the
-background's log-sum-exp: ``sigmoid(l_i - logsumexp(l_background))``.
+background's log-sum-exp: ``sigmoid(l_i - logsumexp(l_background))``. Version-4 int8 codes against one
+concept, or up to 16 concepts against up to 16 background columns, are scored instead by the fused kernel
+of :mod:`landprompt.query.fused` (the same formulas in one pass over the codes; :data:`USE_FUSED`).
 
 :func:`score_values` scores an array of values (points, decoded embeddings); :func:`iter_probabilities`
 and :func:`iter_scores` stream a cube's raw chunks (read in the background, one block a thread).
@@ -16,10 +18,11 @@ and :func:`iter_scores` stream a cube's raw chunks (read in the background, one 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -27,6 +30,7 @@ import torch
 import xarray as xr
 
 from landprompt.embedder.cube import ChunkWindow, cube_basis, iter_raw_chunks
+from landprompt.query.fused import padded_columns, probability_kernel_fn, score_int8
 
 #: Pixels scored per block, one block a thread: 1 MB of int8 codes (4 MB as float32) at r = 64, so
 #: a block stays in a core's cache (measured best of 8192, 16384 and 65536).
@@ -34,6 +38,10 @@ BLOCK_PIXELS = 16384
 
 #: Per-thread buffers the blocks are converted and scored in (grown on demand, reused).
 _BUFFERS = threading.local()
+
+#: Whether version-4 int8 codes are scored by the fused LLVM kernel (:mod:`landprompt.query.fused`)
+#: where it takes the query; False scores everything by torch (benchmarks compare the two).
+USE_FUSED = True
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,6 +79,18 @@ class Kernel:
         torch.mm(weights, _ones(rest.shape[1]), out=top)
         return concepts.sub_(top.log_()).sigmoid_()
 
+    @cached_property
+    def compiled(self) -> tuple[Callable[..., None], np.ndarray] | None:
+        """The fused int8 kernel of these columns and its column layout, or None (torch scores)."""
+        if self.kind == "cosine":
+            return None
+        columns = self.columns.numpy()
+        concepts = None if self.kind == "one" else columns[:, : self.outputs]
+        background = columns if concepts is None else columns[:, self.outputs :]
+        m = 0 if concepts is None else concepts.shape[1]
+        fn = probability_kernel_fn(len(columns), m, background.shape[1])
+        return None if fn is None else (fn, padded_columns(concepts, background))
+
 
 def cosine_kernel(vectors: np.ndarray) -> Kernel:
     """A kernel giving the products of values with each vector (m, width)."""
@@ -101,6 +121,7 @@ def score_values(
     pool: ThreadPoolExecutor | None = None,
     out: np.ndarray | None = None,
     norm_weights: np.ndarray | None = None,
+    valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """Score an array of values block by block: float32 ``(..., kernel.outputs)``.
 
@@ -113,6 +134,8 @@ def score_values(
         norm_weights: A version-4 cube's per-code norm weights ``w`` (width,): without a ``multiplier``,
             each value's logits are multiplied by ``1 / sqrt(sum_i w_i k_i^2)`` (its decoded embedding is a
             unit vector), 0 for all-zero (invalid) codes.
+        valid: Where the values are valid (...), bool or uint8: the outputs elsewhere are NaN (set block
+            by block in the scoring threads).
     """
     lead = values.shape[:-1]
     grid = values if values.ndim == 3 else values.reshape(-1, 1, values.shape[-1])
@@ -127,10 +150,19 @@ def score_values(
         raise ValueError(f"out must be float32 {(*lead, kernel.outputs)}, got {out.dtype} {out.shape}")
     result = out if out.ndim == 3 else out.reshape(*grid.shape[:2], kernel.outputs)  # a view
     step = max(1, BLOCK_PIXELS // max(grid.shape[1], 1))
+    mask = None if valid is None else np.asarray(valid).reshape(grid.shape[:2])
+    if mask is not None and (mask.itemsize != 1 or mask.strides[1] != 1):
+        mask = np.ascontiguousarray(mask, dtype=bool)
+    fused = _fused(kernel, grid, scale, result, norm_weights)
 
     def block(start: int) -> None:
         rows = slice(start, start + step)
+        if fused is not None:
+            fused(grid[rows], result[rows], None if mask is None else mask[rows])
+            return
         _score_block(grid[rows], None if scale is None else scale[rows], kernel, result[rows], norm_weights)
+        if mask is not None:
+            result[rows][~mask[rows].astype(bool, copy=False)] = np.nan
 
     starts = range(0, grid.shape[0], step)
     if pool is None:
@@ -139,6 +171,44 @@ def score_values(
     else:
         list(pool.map(block, starts))
     return out
+
+
+def _fused(
+    kernel: Kernel,
+    grid: np.ndarray,
+    scale: np.ndarray | None,
+    out: np.ndarray,
+    norm_weights: np.ndarray | None,
+) -> Callable[[np.ndarray, np.ndarray, np.ndarray | None], None] | None:
+    """A block scorer by the fused kernel for version-4 int8 codes ``grid`` (r, c, width), or None.
+
+    It takes pixels contiguous within rows (of the codes and of ``out``), norm weights 1 but for the last
+    code's (as :class:`~landprompt.embedder.basis.Basis` makes them) and a query it was built for.
+    """
+    if not USE_FUSED or grid.dtype != np.int8 or scale is not None or norm_weights is None:
+        return None
+    width, outputs = grid.shape[2], out.shape[2]
+    if grid.strides[1:] != (width, 1) or out.strides[1:] != (4 * outputs, 4):
+        return None
+    if np.any(norm_weights[:-1] != 1):
+        return None
+    compiled = kernel.compiled
+    if compiled is None:
+        return None
+    fn, columns = compiled
+    w_last = float(norm_weights[-1])
+
+    def run(codes: np.ndarray, part: np.ndarray, valid: np.ndarray | None) -> None:
+        if (
+            codes.flags.c_contiguous
+            and part.flags.c_contiguous
+            and (valid is None or valid.flags.c_contiguous)
+        ):
+            codes, part = codes.reshape(1, -1, width), part.reshape(1, -1, outputs)  # one row, not short ones
+            valid = None if valid is None else valid.reshape(1, -1)
+        score_int8(fn, codes, columns, w_last, part, valid)
+
+    return run
 
 
 def _norm_weights(ds: xr.Dataset) -> np.ndarray | None:
@@ -163,7 +233,7 @@ def iter_scores(
         The window, float32 scores (h, w, m) (0 where invalid) and the valid mask (h, w).
     """
     kernel = cosine_kernel(query_space(ds, vectors))
-    for window, scores, valid in _iter_chunk_outputs(ds, kernel, rows, cols, None):
+    for window, scores, valid in _iter_chunk_outputs(ds, kernel, rows, cols, None, nan_invalid=False):
         scores[~valid] = 0
         yield window, scores, valid
 
@@ -195,17 +265,22 @@ def iter_probabilities(
     concepts = np.atleast_2d(np.asarray(concepts, np.float32))
     classes = query_space(ds, np.concatenate([concepts, np.atleast_2d(background)]).astype(np.float32))
     kernel = probability_kernel(classes[: len(concepts)], classes[len(concepts) :], logit_scale)
-    for window, probabilities, valid in _iter_chunk_outputs(ds, kernel, rows, cols, out):
-        probabilities[~valid] = np.nan
+    for window, probabilities, _ in _iter_chunk_outputs(ds, kernel, rows, cols, out, nan_invalid=True):
         yield window, probabilities
 
 
 def _iter_chunk_outputs(
-    ds: xr.Dataset, kernel: Kernel, rows: slice | None, cols: slice | None, out: np.ndarray | None
+    ds: xr.Dataset,
+    kernel: Kernel,
+    rows: slice | None,
+    cols: slice | None,
+    out: np.ndarray | None,
+    nan_invalid: bool,
 ) -> Iterator[tuple[ChunkWindow, np.ndarray, np.ndarray]]:
     """``(window, kernel outputs (h, w, outputs), valid (h, w))`` of each raw chunk of a cube.
 
-    With ``out`` (the whole window's outputs), each chunk's outputs are written into their part of it.
+    With ``out`` (the whole window's outputs), each chunk's outputs are written into their part of it;
+    with ``nan_invalid``, the outputs of invalid pixels are NaN.
     """
     r0 = 0 if rows is None or rows.start is None else rows.start
     c0 = 0 if cols is None or cols.start is None else cols.start
@@ -219,8 +294,10 @@ def _iter_chunk_outputs(
                     window.rows.start - r0 : window.rows.stop - r0,
                     window.cols.start - c0 : window.cols.stop - c0,
                 ]
-            scores = score_values(values, kernel, raw.get("scale"), pool, part, weights)
-            yield window, scores, raw["valid"].astype(bool, copy=False)
+            valid = raw["valid"].astype(bool, copy=False)
+            mask = valid if nan_invalid else None
+            scores = score_values(values, kernel, raw.get("scale"), pool, part, weights, mask)
+            yield window, scores, valid
 
 
 @dataclass

@@ -146,7 +146,7 @@ def _query_vector(ds: xr.Dataset, query: str | np.ndarray, clip: ClipModel | Non
             raise BadInputError(
                 f"CLIP {model.id} embeds text in {model.embed_dim} dimensions, but the cube holds "
                 f"{ds.sizes['d']}-dimensional embeddings made for CLIP {made_for}: "
-                "query with the cube's CLIP model (omit --clip)"
+                "query with the cube's CLIP model (leave clip out)"
             )
         return concept_embedding(model, query, style)
     return query_embedding(ds, query)
@@ -166,7 +166,7 @@ def write_places(
     path = Path(path)
     suffix = vector_suffix(path, "places")
     if fmt is not None and fmt != {".csv": "csv", ".json": "geojson"}.get(suffix, suffix.lstrip(".")):
-        raise BadInputError(f"--format {fmt} does not match the file {path.name!r}: the extension chooses")
+        raise BadInputError(f"fmt {fmt!r} does not match the file {path.name!r}: the extension chooses")
     points = [
         {"type": "Point", "coordinates": [float(lon), float(lat)]}
         for lon, lat in zip(places["lon"], places["lat"], strict=True)

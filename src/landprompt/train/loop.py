@@ -397,7 +397,7 @@ def train(config: TrainConfig, stop_at: int | None = None) -> TrainResult:
         The run's :class:`TrainResult` (on every process).
     """
     if stop_at is not None:
-        checks.count("the stop step (--stop-at)", stop_at, 1)
+        checks.count("the stop step (stop_at)", stop_at, 1)
     env = init_distributed(config.run.device)
     try:
         trainer = Trainer(config, env)

@@ -3,7 +3,10 @@
 A pixel planted along the dual-basis vector of one of N prompt embeddings has a positive cosine with that
 prompt only and zero with the others, so it is won by exactly that concept in a probability map. The
 helpers build such embeddings (``dual_basis``, ``concept_duals``, ``halves``, ``plant``); ``analytics_cubes``
-and ``served_cube`` write the shared fixtures of the concept analytics and the tile server.
+and ``served_cube`` write the shared fixtures of the concept analytics and the tile server,
+``lucas_concept_cube`` the cube and LUCAS table of the concept benchmark. Other kinds of planted
+embeddings: ``linear_head_embeddings`` (a linear head's output), ``planted_places`` (places close to a
+query vector, for top-k), ``clip_like`` and ``legacy_cube`` (older cube format versions).
 """
 
 from __future__ import annotations
@@ -149,6 +152,96 @@ def served_cube(folder: Path, clip: Any, seed: int = 0) -> ServedCubeFixture:
     )
     build_overviews(path)
     return ServedCubeFixture(path, grid, labels == 0, valid)
+
+
+def linear_head_embeddings(
+    shape: tuple[int, int], dim: int, rank: int, seed: int = 0, bias: float | None = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """A linear head's features and output: embeddings in a rank-``rank`` affine subspace, then unit.
+
+    Args:
+        shape: Grid shape (h, w).
+        dim: Embedding dimension.
+        rank: Width of the head's input features.
+        seed: Seed of the features, weight and bias (drawn in that order).
+        bias: Scale of the Gaussian bias; None for a head without one.
+
+    Returns:
+        ``(z, weight, bias, embeddings)``: features [h, w, rank], weight [dim, rank], bias [dim] or None
+        (all float32), and the unit float32 embeddings ``unit(z @ weight.T + bias)`` [h, w, dim].
+    """
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(*shape, rank)).astype(np.float32)
+    weight = rng.normal(size=(dim, rank)).astype(np.float32)
+    b = None if bias is None else (bias * rng.normal(size=dim)).astype(np.float32)
+    return z, weight, b, unit(z @ weight.T + (0 if b is None else b))
+
+
+def planted_places(
+    query: np.ndarray, shape: tuple[int, int], places: list[tuple[int, int]], seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings [h, w, d] orthogonal to ``query`` except 3 x 3 pixel places close to it, and valid [h, w].
+
+    Place ``i`` (top-left corner ``places[i]``) lies at ``0.95 - 0.05 i`` along the query plus noise, its
+    centre pixel nearest the query of all its pixels, so the places rank in the given order. The first 5
+    rows are no-data.
+    """
+    rng = np.random.default_rng(seed)
+    dim = query.shape[-1]
+    emb = rng.normal(size=(*shape, dim)).astype(np.float32)
+    emb -= (emb @ query)[..., None] * query  # background: orthogonal to the query
+    emb = unit(emb)
+    for rank, (r, c) in enumerate(places):
+        strength = 0.95 - 0.05 * rank
+        noise = unit(rng.normal(size=(3, 3, dim)))
+        emb[r : r + 3, c : c + 3] = unit(strength * query + 0.1 * noise)
+        emb[r + 1, c + 1] = unit(query + 0.01 * noise[1, 1])  # each place's centre is its best pixel
+    valid = np.ones(shape, bool)
+    valid[:5, :] = False  # a no-data strip
+    return emb, valid
+
+
+def lucas_concept_cube(
+    folder: Path, vectors: np.ndarray, attrs: dict[str, str], seed: int = 3
+) -> SimpleNamespace:
+    """A 30 x 30 cube of 100 m pixels (EPSG:3035) with one LUCAS 2018 point per pixel, and its table.
+
+    ``vectors`` are the embeddings of two concepts and two background prompts; each pixel is planted along
+    the dual-basis vector of one of them (shares 0.2, 0.2, 0.3, 0.3), and its point has the land cover of
+    that kind (lc1 B81 olive groves, B82 vineyards, E20, C10); grazing is drawn independently, half and
+    half. Writes ``cube.zarr`` and ``lucas.csv`` in ``folder``; returns a ``SimpleNamespace`` of the cube,
+    the table, the points' ``lat``/``lon``, ``root``, ``grid`` and the embeddings ``emb`` [30, 30, d].
+    """
+    import pandas as pd
+
+    from landprompt.embedder.cube import write_cube
+    from landprompt.geo import EUROPE_CRS, WGS84, Grid, transform_points
+
+    dual = dual_basis(vectors)
+    rng = np.random.default_rng(seed)
+    kind = rng.choice(4, size=(30, 30), p=[0.2, 0.2, 0.3, 0.3])
+    grid = Grid(EUROPE_CRS, Affine(100.0, 0, 4_000_000.0, 0, -100.0, 3_000_000.0), (30, 30))
+    cube = write_cube(folder / "cube.zarr", dual[kind].astype(np.float32), grid, chunk=16, attrs=attrs)
+    rows, cols = np.divmod(np.arange(900), 30)
+    x, y = grid.transform * (cols + 0.5, rows + 0.5)
+    lon, lat = transform_points(np.asarray(x), np.asarray(y), EUROPE_CRS, WGS84)
+    codes = np.array(["B81", "B82", "E20", "C10"])[kind[rows, cols]]
+    grazing = np.where(rng.random(900) < 0.5, "Signs of grazing", "No signs of grazing")
+    table = pd.DataFrame(
+        {
+            "point_id": np.arange(900) + 40_000_000,
+            "year": 2018,
+            "th_lat": lat,
+            "th_long": lon,
+            "lc1": codes,
+            "lu1": "U110",
+            "grazing": grazing,
+        }
+    )
+    table.to_csv(folder / "lucas.csv", index=False)
+    return SimpleNamespace(
+        cube=cube, lucas=folder / "lucas.csv", lat=lat, lon=lon, root=folder, grid=grid, emb=dual[kind]
+    )
 
 
 def clip_like(shape: tuple[int, int], dim: int, rank: int, seed: int = 0) -> np.ndarray:

@@ -1,0 +1,125 @@
+"""The fused int8 kernel (query/fused.py) against a float64 reference, and its place in the scoring path."""
+
+import numpy as np
+import pytest
+
+from landprompt.query import fused, scoring
+from landprompt.query.fused import padded_columns, probability_kernel_fn, score_int8
+from landprompt.query.scoring import probability_kernel, score_values
+
+W_LAST = 0.7  # the last code's norm weight (a basis with a bias); the others are 1
+
+
+def unit_codes(codes: np.ndarray) -> np.ndarray:
+    """float64 codes (n, width) over ``sqrt(sum_i w_i k_i^2)``, 0 for all-zero codes."""
+    x = codes.reshape(-1, codes.shape[-1]).astype(np.float64)
+    norms = np.sqrt(np.square(x).sum(1) + (W_LAST - 1) * x[:, -1] ** 2)[:, None]
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def random_codes(rng: np.random.Generator, rows: int, cols: int, width: int) -> np.ndarray:
+    codes = rng.integers(-127, 128, (rows, cols, width)).astype(np.int8)
+    codes[0, :3] = 0  # invalid pixels: all-zero codes
+    return codes
+
+
+def compiled(width: int, concepts: int, background: int):
+    fn = probability_kernel_fn(width, concepts, background)
+    if fn is None:
+        pytest.skip("llvmlite cannot build the kernel here")
+    return fn
+
+
+@pytest.mark.parametrize("width", [16, 17, 65])
+def test_one_concept_matches_a_float64_softmax_in_a_strided_window(width):
+    rng = np.random.default_rng(width)
+    codes = random_codes(rng, 5, 29, width)  # 29 pixels a row: groups of 8 and single pixels
+    diffs = (rng.normal(size=(width, 16)) * 2).astype(np.float32)  # logit differences up to ~+-100
+    out = np.full((5, 31, 1), -1.0, np.float32)
+    valid = rng.random((5, 29)) > 0.2
+    fn = compiled(width, 0, 16)
+    score_int8(fn, codes[:, 2:], padded_columns(None, diffs), W_LAST, out[:, 1:28], valid[:, 2:])
+    want = (1 / (1 + np.exp(unit_codes(codes) @ diffs.astype(np.float64)).sum(1))).reshape(5, 29)[:, 2:]
+    got = out[:, 1:28, 0]
+    np.testing.assert_allclose(got[valid[:, 2:]], want[valid[:, 2:]], rtol=2e-6, atol=1e-7)
+    assert np.isnan(got[~valid[:, 2:]]).all()  # invalid pixels: NaN
+    assert (out[:, [0, 28, 29, 30]] == -1).all()  # nothing outside the window written
+    score_int8(fn, codes[:, 2:], padded_columns(None, diffs), W_LAST, out[:, 1:28])  # no mask: all scored
+    np.testing.assert_allclose(out[:, 1:28, 0], want, rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(("concepts", "background"), [(16, 16), (5, 7), (1, 3)])
+def test_many_concepts_match_a_float64_softmax_against_the_background(concepts, background):
+    rng = np.random.default_rng(concepts)
+    width = 65
+    codes = random_codes(rng, 3, 21, width)
+    a = (rng.normal(size=(width, concepts)) * 2).astype(np.float32)
+    b = (rng.normal(size=(width, background)) * 2).astype(np.float32)
+    out = np.empty((3, 21, concepts), np.float32)
+    valid = np.ones((3, 21), np.uint8)
+    valid[1, 4] = 0
+    score_int8(compiled(width, concepts, background), codes, padded_columns(a, b), W_LAST, out, valid)
+    x = unit_codes(codes)
+    lb = x @ b.astype(np.float64)
+    lse = lb.max(1, keepdims=True) + np.log(np.exp(lb - lb.max(1, keepdims=True)).sum(1, keepdims=True))
+    want = (1 / (1 + np.exp(lse - x @ a.astype(np.float64)))).reshape(3, 21, concepts)
+    assert np.isnan(out[1, 4]).all()
+    valid[1, 4] = 1
+    out[1, 4] = want[1, 4]
+    np.testing.assert_allclose(out, want, rtol=2e-6, atol=1e-7)
+
+
+def test_saturated_logits_give_zero_and_one_not_nan():
+    codes = np.zeros((1, 2, 16), np.int8)
+    codes[0, 0, 0], codes[0, 1, 0] = 127, -127
+    diffs = np.zeros((16, 1), np.float32)
+    diffs[0] = 1000.0  # l_1 - l_c = +-1000
+    out = np.empty((1, 2, 1), np.float32)
+    score_int8(compiled(16, 0, 1), codes, padded_columns(None, diffs), 1.0, out)
+    np.testing.assert_allclose(out[0, :, 0], [0.0, 1.0], atol=1e-30)
+
+
+def test_shapes_it_does_not_take_are_left_to_torch():
+    assert probability_kernel_fn(15, 0, 4) is None  # fewer codes than a vector
+    assert probability_kernel_fn(64, 0, 17) is None  # more columns than lanes
+    assert probability_kernel_fn(64, 17, 4) is None
+
+
+def test_score_values_uses_the_fused_kernel_and_agrees_with_the_torch_path(monkeypatch):
+    rng = np.random.default_rng(7)
+    codes = random_codes(rng, 40, 50, 65)
+    weights = np.ones(65, np.float32)
+    weights[-1] = W_LAST
+    kernel = probability_kernel(rng.normal(size=(1, 65)), rng.normal(size=(16, 65)), 30.0)
+    calls = []
+    monkeypatch.setattr(scoring, "score_int8", lambda *a: (calls.append(a[1].shape), fused.score_int8(*a)))
+    got = score_values(codes, kernel, norm_weights=weights)
+    assert calls  # the fused kernel scored the blocks
+    monkeypatch.setattr(scoring, "USE_FUSED", False)
+    calls.clear()
+    torch_path = score_values(codes, kernel, norm_weights=weights)
+    assert not calls
+    np.testing.assert_allclose(got, torch_path, rtol=1e-5, atol=1e-7)
+    # several concepts, and points (a 2-D array) too
+    kernel = probability_kernel(rng.normal(size=(3, 65)), rng.normal(size=(5, 65)), 30.0)
+    points = codes.reshape(-1, 65)
+    monkeypatch.setattr(scoring, "USE_FUSED", True)
+    got = score_values(points, kernel, norm_weights=weights)
+    monkeypatch.setattr(scoring, "USE_FUSED", False)
+    np.testing.assert_allclose(got, score_values(points, kernel, norm_weights=weights), rtol=1e-5, atol=1e-7)
+
+
+def test_without_llvmlite_there_is_no_kernel_and_torch_scores(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "llvmlite.binding", None)  # import fails as if not installed
+    monkeypatch.setattr(fused, "_COMPILED", {})
+    assert probability_kernel_fn(40, 0, 4) is None
+    rng = np.random.default_rng(9)
+    kernel = probability_kernel(rng.normal(size=(1, 40)), rng.normal(size=(4, 40)), 10.0)
+    codes = random_codes(rng, 4, 6, 40)
+    weights = np.ones(40, np.float32)
+    weights[-1] = W_LAST
+    got = score_values(codes, kernel, norm_weights=weights)
+    want = 1 / (1 + np.exp(unit_codes(codes) @ kernel.columns.numpy().astype(np.float64)).sum(1))
+    np.testing.assert_allclose(got.reshape(-1), want, rtol=1e-5, atol=1e-7)
