@@ -21,12 +21,14 @@ layouts are cubes in a basis, written in the current format, version 4):
 * ``topk``: ``landprompt.top_k(path, vector, k=10)`` (second call onward) on a 10^6-cell cube against the
   exact numpy scan of the same vectors in memory, with recall@10 against that scan and against a scan of
   the cube's own (decoded) vectors; ``topk_nprobe``: the same for other IVF ``nprobe`` values.
+* ``topk_shards``: the same over a folder of 4 shards of that cube (``landprompt.top_k(folder, ...)``, each
+  shard with its own index), against the same numpy scan, with recall@10 against it.
 
 * ``topk_cli``: ``landprompt query topk CUBE PROMPT`` per call (a new process), for a prompt new to the
   prompt cache and one asked before, against ``python -c pass`` and ``import landprompt.cli``.
 
 Usage: ``python benchmarks/cube_v2.py [--workdir DIR] [--speed-side 3200] [--topk-side 1000]
-[--only fidelity speed topk topk_cli]``.
+[--only fidelity speed topk topk_shards topk_cli]``.
 The CPU is shared with other work on a small machine: read the ratios, not the times.
 """
 
@@ -396,6 +398,54 @@ def topk(work: Path, side: int, rng, n_queries: int = 30, dtypes: tuple[str, ...
         index.nprobe = info.nprobe
 
 
+def topk_shards(work: Path, side: int, rng, n_queries: int = 30, tiles: int = 2) -> None:
+    """Public-API top-k over a folder of shards: the 10^6-cell cube cut into ``tiles`` x ``tiles`` cubes.
+
+    ``landprompt.top_k(folder, vector, k=10)`` (second call onward: the folder's cached
+    :class:`~landprompt.query.session.ShardedSession`, each shard with its own index) against the exact
+    numpy scan of the same vectors in memory, recall@10 against that scan; int8 codes.
+    """
+    z, weight, bias = planted(side * side, 64, 128, rng, clusters=512)
+    vectors = unit(z @ weight.T + bias)
+    queries = vectors[rng.choice(len(vectors), n_queries)] + 0.05 * rng.normal(size=(n_queries, 128))
+    queries = unit(queries.astype(np.float32))
+    exact = [_top10(vectors @ q) for q in queries]
+    grid, step, basis = europe_grid(side), side // tiles, linear_head_basis(weight, bias)
+    features = z.reshape(side, side, 64)
+    folder = work / "shards"
+    for r0 in range(0, side, step):
+        for c0 in range(0, side, step):
+            rows, cols = slice(r0, min(r0 + step, side)), slice(c0, min(c0 + step, side))
+            path = folder / f"r{r0}_c{c0}.zarr"
+            write_features(path, grid.window(rows, cols), features[rows, cols], basis, "int8")
+            build_index(path, progress=False)
+    landprompt.top_k(folder, queries[0], k=10)  # first call: opens the session
+    api_times, scan_times, got = [], [], []
+    for q in queries:  # interleaved
+        start = time.perf_counter()
+        places = landprompt.top_k(folder, q, k=10)
+        api_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        _top10(vectors @ q)
+        scan_times.append(time.perf_counter() - start)
+        origin = places["cube"].str.extract(r"r(\d+)_c(\d+)\.zarr$").astype(int)
+        ids = (places["row"] + origin[0]) * side + places["col"] + origin[1]
+        got.append(set(ids.tolist()))
+    api, scan = float(np.median(api_times)), float(np.median(scan_times))
+    emit(
+        figure="topk_shards",
+        cells=side * side,
+        shards=len(list(folder.glob("*.zarr"))),
+        codes="int8",
+        api_ms=round(api * 1e3, 3),
+        yardstick_numpy_scan_ms=round(scan * 1e3, 2),
+        speedup=round(scan / api, 1),
+        recall_at_10=_recall(got, exact),
+        repeats=n_queries,
+        load_avg_1min=round(os.getloadavg()[0], 1),
+    )
+
+
 def _top10(scores: np.ndarray) -> np.ndarray:
     top = np.argpartition(-scores, 10)[:10]
     return top[np.argsort(-scores[top])]
@@ -479,7 +529,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--speed-side", type=int, default=3200)
     parser.add_argument("--topk-side", type=int, default=1000)
-    parser.add_argument("--only", nargs="*", default=["fidelity", "speed", "topk", "topk_cli"])
+    parser.add_argument("--only", nargs="*", default=["fidelity", "speed", "topk", "topk_shards", "topk_cli"])
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
@@ -507,6 +557,8 @@ def main() -> None:
             speed(work, args.speed_side, rng)
         if "topk" in args.only:
             topk(work, args.topk_side, rng)
+        if "topk_shards" in args.only:
+            topk_shards(work, args.topk_side, rng)
         if "topk_cli" in args.only:
             topk_cli(work)
     if any(r.get("figure") == "fidelity" for r in RECORDS):

@@ -333,3 +333,43 @@ def europe_grid(resolution: float = 10.0) -> Grid:
     """The EPSG:3035 (ETRS89-LAEA) grid over :data:`EUROPE_BBOX`, snapped to 10 km so resolutions nest."""
     bounds = reproject_bounds(EUROPE_BBOX, WGS84, EUROPE_CRS)
     return Grid.from_bounds(bounds, EUROPE_CRS, resolution, snap=10_000.0)
+
+
+def mosaic_grid(grids: Sequence[Grid]) -> tuple[Grid, list[tuple[int, int]]]:
+    """The grid covering several grids of one CRS, resolution and pixel lattice (e.g. a region's shards).
+
+    Returns:
+        The mosaic grid and each grid's (row, col) offset in it.
+
+    Raises:
+        BadInputError: If the grids differ in CRS or resolution, or their pixels do not line up.
+    """
+    if not grids:
+        raise BadInputError("no grids to mosaic")
+    first = grids[0]
+    rx, ry = first.resolution
+    for grid in grids[1:]:
+        if grid.crs != first.crs:
+            raise BadInputError(
+                f"the shards are in different CRSs ({first.crs.to_string()} and {grid.crs.to_string()}): "
+                "a mosaic needs one grid CRS"
+            )
+        if not np.allclose(grid.resolution, first.resolution, rtol=1e-9, atol=0):
+            raise BadInputError(
+                f"the shards differ in resolution ({first.resolution} and {grid.resolution} map units a "
+                "pixel): a mosaic needs one resolution"
+            )
+    left = min(g.transform.c for g in grids)
+    top = max(g.transform.f for g in grids)
+    offsets = []
+    for grid in grids:
+        col, row = (grid.transform.c - left) / rx, (top - grid.transform.f) / ry
+        if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+            raise BadInputError(
+                f"the shards' pixels do not line up (origin {grid.transform.c}, {grid.transform.f} is "
+                f"{col:.3f}, {row:.3f} pixels from {left}, {top}): a mosaic needs one pixel lattice"
+            )
+        offsets.append((round(row), round(col)))
+    rows = max(r + g.rows for (r, _), g in zip(offsets, grids, strict=True))
+    cols = max(c + g.cols for (_, c), g in zip(offsets, grids, strict=True))
+    return Grid(first.crs, Affine(rx, 0.0, left, 0.0, -ry, top), (rows, cols)), offsets

@@ -57,15 +57,12 @@ def query_topk(
     """
     import json
 
-    from landprompt.errors import BadInputError
     from landprompt.query.topk import cube_paths, places_geojson, top_k, top_k_shards, write_places
 
     check_outputs(out)
     shards = cube_paths(cube)
     clip_model = clip_or_none(clip, pretrained, shards[0])
     if len(shards) > 1:
-        if bbox is not None:
-            raise BadInputError("--bbox applies to one cube: give the shard's path instead of the folder")
         with progress_bar("searching", unit="shards", transient=True, console=err_console) as bar:
             places = top_k_shards(
                 shards,
@@ -75,6 +72,7 @@ def query_topk(
                 clip=clip_model,
                 style=style,
                 progress=bar.to,
+                bbox=bbox,
             )
     else:
         with progress_bar("searching", unit="pixels", transient=True, console=err_console) as bar:
@@ -92,7 +90,7 @@ def query_topk(
         from landprompt.query.provenance import search_tags
         from landprompt.query.session import open_session
 
-        tags = search_tags(shards, clip_model or open_session(shards[0]).clip, prompt, style)
+        tags = search_tags(shards, clip_model or open_session(shards[0]).text.clip, prompt, style)
         write_places(places, out, None if fmt == "table" else fmt, metadata=tags)
         console.print(f"wrote {len(places)} places to {out}")
     elif fmt == "csv":

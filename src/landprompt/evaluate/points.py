@@ -44,6 +44,7 @@ from landprompt.query.scorer import ConceptScorer
 
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
+    from landprompt.query.session import QuerySession
 
 REPORT_FORMAT = "landprompt-points-report"
 #: Accepted label values (case-insensitive) and what they mean.
@@ -210,7 +211,7 @@ def cross_validated_calibration(
 
 
 def evaluate_points(
-    cube: str | os.PathLike[str] | xr.Dataset,
+    cube: str | os.PathLike[str] | xr.Dataset | QuerySession,
     concept: str | ConceptScorer,
     points: str | os.PathLike[str] | pd.DataFrame,
     label_field: str = "present",
@@ -229,7 +230,9 @@ def evaluate_points(
     """Score a concept map against presence/absence points; optionally fit and save a recalibration.
 
     Args:
-        cube: Path of a cube, or the Dataset from ``open_cube``.
+        cube: Path of a cube, the Dataset from ``open_cube``, or a query session
+            (:func:`~landprompt.query.session.open_session`: a concept in words is then scored with the
+            session's scorer, its prompts encoded once a session).
         concept: The concept in plain words, or a :class:`ConceptScorer` (then ``versus``, ``clip``,
             ``style`` and ``logit_scale`` are unused).
         points: CSV file (see :func:`read_points`) or a DataFrame with lon, lat, present.
@@ -255,6 +258,7 @@ def evaluate_points(
             or ``fit`` together with ``calibrated``.
     """
     from landprompt.embedder.cube import cube_grid, open_cube
+    from landprompt.query.session import QuerySession
 
     if fit is not None and calibrated:
         raise BadInputError("--fit learns a calibration from raw probabilities: leave out --calibrated")
@@ -262,6 +266,10 @@ def evaluate_points(
     checks.count("the number of folds (--folds)", n_folds, 2)
     checks.count("the number of bins (--bins)", bins, 1)
     table = points if isinstance(points, pd.DataFrame) else read_points(points, label_field)
+    if isinstance(cube, QuerySession):
+        if isinstance(concept, str) and clip is None:
+            concept = cube.scorer(concept, versus, style, None, logit_scale)
+        cube = cube.ds
     ds = cube if isinstance(cube, xr.Dataset) else open_cube(cube)
     scorer = ConceptScorer.of(concept, versus, clip, style, logit_scale, cube=ds)
     concept = scorer.query.concept

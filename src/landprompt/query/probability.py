@@ -70,7 +70,9 @@ def probability_map(
     Streams the cube chunk by chunk, so memory holds one chunk of embeddings at a time.
 
     Args:
-        cube: Path of an embedding cube, or the Dataset from :func:`~landprompt.embedder.cube.open_cube`.
+        cube: Path of an embedding cube, or the Dataset from :func:`~landprompt.embedder.cube.open_cube`;
+            a folder of shards maps the mosaic of the shards (:class:`.session.ShardedSession`, no
+            ``progress``).
         concept: A prompt in plain words, or a concept embedding (d,).
         versus: Background prompts or embeddings (default: the shipped land-cover vocabulary).
         bbox: Optional lon/lat window ("minlon,minlat,maxlon,maxlat", a GeoJSON file or 4 numbers).
@@ -89,10 +91,13 @@ def probability_map(
     """
     from landprompt.embedder.cube import cube_grid
     from landprompt.query.scoring import iter_probabilities
-    from landprompt.query.session import open_session
+    from landprompt.query.session import ShardedSession, open_session
     from landprompt.query.text import TextTower
 
     session = None if isinstance(cube, xr.Dataset) else open_session(cube)
+    if isinstance(session, ShardedSession):  # a folder of shards: the mosaic of the shards' maps
+        sharded = session if clip is None else open_session(cube, clip)
+        return sharded.probability_map(concept, versus, bbox, style, logit_scale)
     ds = session.ds if session is not None else cube
     assert isinstance(ds, xr.Dataset)
     grid = cube_grid(ds)

@@ -20,7 +20,7 @@ from pyproj import Transformer
 
 from landprompt import checks
 from landprompt.errors import BadInputError
-from landprompt.geo import WGS84, BBox, Grid
+from landprompt.geo import EUROPE_CRS, WGS84, BBox, Grid, transform_points
 from landprompt.index.search import CubeIndex
 from landprompt.query.classes import ProgressFn, unit_rows
 
@@ -55,6 +55,18 @@ def search_top_k(
         window = grid.slices_of_bbox(bbox) if bbox is not None else (slice(0, grid.rows), slice(0, grid.cols))
         rows, cols, scores = _nms_over_scan(ds, window, vector, k, radius, progress)
     return places(rows, cols, scores)
+
+
+def merge_places(tables: Sequence[pd.DataFrame], k: int, min_distance_m: float = 0.0) -> pd.DataFrame:
+    """The places of several cubes (shards) merged into one top-k list.
+
+    The tables are merged by score and suppressed again across the cubes' borders, in EPSG:3035 metres
+    (so shards in different CRSs merge too); ranks are renumbered from 1.
+    """
+    merged = pd.concat(tables, ignore_index=True).sort_values("score", ascending=False, kind="stable")
+    x, y = transform_points(merged["lon"].to_numpy(), merged["lat"].to_numpy(), WGS84, EUROPE_CRS)
+    kept = merged.iloc[spatial_nms(y, x, k, min_distance_m)].reset_index(drop=True)
+    return kept.assign(rank=np.arange(1, len(kept) + 1))
 
 
 def query_embedding(ds: xr.Dataset, query: np.ndarray) -> np.ndarray:

@@ -1,20 +1,26 @@
-"""A query session: a cube kept open with its index, CLIP text tower and encoded prompts.
+"""A query session: a cube (or a folder of shards) kept open with its index, text tower and encoded prompts.
 
-``open_session(path)`` returns the cached session of a cube path, reopened when the cube or its default
-index changes on disk (four ``stat`` calls a query: size, modification time and inode of the cube's root
-metadata, the index file and its sidecar), so repeated queries through the module-level functions
-(:func:`~landprompt.query.topk.top_k`, :func:`~landprompt.query.probability.probability_map`) pay for
-opening, hashing and loading once. At most :data:`MAX_SESSIONS` sessions are kept (least recently used
-closed first), so a process that queries many shards holds the indexes of the last few only.
+``open_session(path)`` returns the cached session of a cube path (a :class:`QuerySession`) or of a
+folder of shards (a :class:`ShardedSession`: a ``QuerySession`` a shard, sharing one text tower),
+reopened when a cube or its default index changes on disk (four ``stat`` calls a cube and query: size,
+modification time and inode of the cube's root metadata, the index file and its sidecar), so repeated
+queries through the module-level functions (:func:`~landprompt.query.topk.top_k`,
+:func:`~landprompt.query.probability.probability_map`) pay for opening, hashing and loading once. At
+most :data:`MAX_SESSIONS` sessions are kept (least recently used closed first), so a process that
+queries many cubes holds the indexes of the last few only.
 
 Concept queries are assembled by the session's :class:`~landprompt.query.text.TextTower`: prompts
 encoded once (in memory and on disk), the CLIP text tower loaded only for a prompt in neither cache.
+The analytics (:meth:`QuerySession.change`, :meth:`QuerySession.aggregate`) score with the session's
+scorer, so their prompts are encoded once too; validation at points lives above the query stage
+(:func:`landprompt.evaluate.points.evaluate_points` takes a session as its cube).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,17 +30,21 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from landprompt import checks
 from landprompt.embedder.cube import cube_basis, cube_grid, open_cube
-from landprompt.geo import BBox
+from landprompt.embedder.recorded import recorded_clip
+from landprompt.errors import BadInputError
+from landprompt.geo import BBox, Grid, mosaic_grid, parse_bbox
 from landprompt.index.build import default_index_path, sidecar_path
 from landprompt.query.classes import DEFAULT_STYLE, ProgressFn, unit_rows
-from landprompt.query.search import PlaceTable, query_embedding, resolve_index, search_top_k
+from landprompt.query.search import PlaceTable, merge_places, query_embedding, resolve_index, search_top_k
 from landprompt.query.text import TextTower
 
 if TYPE_CHECKING:
     from landprompt.calibration import Calibration
     from landprompt.embedder.clip import ClipModel
     from landprompt.index.search import CubeIndex
+    from landprompt.query.aggregate import Units
     from landprompt.query.scorer import ConceptScorer
 
 #: Sessions :func:`open_session` keeps open (least recently used closed first). Each holds its cube's
@@ -42,20 +52,96 @@ if TYPE_CHECKING:
 MAX_SESSIONS = 4
 
 _UNSET = object()
-_SESSIONS: OrderedDict[Path, QuerySession] = OrderedDict()
+_SESSIONS: OrderedDict[Path | tuple[Path, ...], Session] = OrderedDict()
 _LOCK = threading.Lock()
 
 
-class QuerySession:
+class _Session(ABC):
+    """What both kinds of session share: prompts, scorers and one concept's map, through the text tower."""
+
+    path: Path | None
+    text: TextTower
+
+    def encode(self, prompts: str | Sequence[str], style: str = DEFAULT_STYLE) -> np.ndarray:
+        """Prompt-ensemble embeddings (n, d) of prompts, each encoded once (see :meth:`.TextTower.encode`).
+
+        With the cube's own CLIP model, encoded prompts are also kept on disk
+        (:mod:`~landprompt.query.prompt_cache`): a prompt asked again, in any process, loads no text tower.
+        """
+        return self.text.encode(prompts, style)
+
+    def scorer(
+        self,
+        prompt: str,
+        versus: Sequence[str] | None = None,
+        style: str = DEFAULT_STYLE,
+        calibrated: Calibration | str | os.PathLike[str] | bool | None = None,
+        logit_scale: float | None = None,
+    ) -> ConceptScorer:
+        """The scorer of a concept in plain words against its background, calibrated if asked.
+
+        Args:
+            prompt: The concept.
+            versus: Background prompts (default: the shipped vocabulary without the concept).
+            style: Prompt template style.
+            calibrated: A calibration, its file, ``True`` for the one fitted for this cube (or folder of
+                shards) and concept (``<path>.calibration/<slug>.json``), or ``None``/``False``; checked
+                against the query.
+            logit_scale: Softmax temperature (default: the CLIP model's).
+        """
+        from landprompt.calibration import resolve_calibration
+        from landprompt.query.scorer import ConceptScorer
+
+        if calibrated is True and self.path is None:
+            raise BadInputError("a list of shards has no calibration of its own: give the calibration file")
+        calibration = resolve_calibration(calibrated, self.path or "", prompt.strip())
+        return ConceptScorer.from_tower(self.text, prompt, versus, style, logit_scale, calibration)
+
+    @abstractmethod
+    def probability_maps(
+        self,
+        concepts: Sequence[str] | np.ndarray,
+        versus: Sequence[str] | np.ndarray | None = None,
+        bbox: BBox | str | Sequence[float] | None = None,
+        style: str = DEFAULT_STYLE,
+        logit_scale: float | None = None,
+    ) -> xr.DataArray:
+        """Probabilities of many concepts in one pass: DataArray [concept, y, x]."""
+
+    def probability_map(
+        self,
+        concept: str | np.ndarray,
+        versus: Sequence[str] | np.ndarray | None = None,
+        bbox: BBox | str | Sequence[float] | None = None,
+        style: str = DEFAULT_STYLE,
+        logit_scale: float | None = None,
+    ) -> xr.DataArray:
+        """Probability of one concept at every pixel, as :func:`.probability.probability_map` gives it."""
+        maps = self.probability_maps(
+            [concept] if isinstance(concept, str) else concept, versus, bbox, style, logit_scale
+        )
+        da = maps.isel(concept=0, drop=True).rename("probability")
+        if isinstance(concept, str) and not isinstance(versus, np.ndarray):  # a query a calibration can match
+            da.attrs.update(self.text.settings(concept, versus, style, da.attrs["logit_scale"]).to_attrs())
+        return da
+
+
+class QuerySession(_Session):
     """One cube, opened once, with its default index and text tower (:class:`.TextTower`).
 
     Args:
         cube: Embedding cube path.
         clip: CLIP model for text prompts (default: the one named in the cube's attrs, loaded only for
             a prompt not cached).
+        text: A text tower to share (the shards of a :class:`ShardedSession` share one); default: the
+            cube's own.
     """
 
-    def __init__(self, cube: str | Path, clip: ClipModel | None = None) -> None:
+    path: Path
+
+    def __init__(
+        self, cube: str | Path, clip: ClipModel | None = None, text: TextTower | None = None
+    ) -> None:
         self.path = Path(cube).resolve()
         index = default_index_path(self.path)
         self._watched = tuple(
@@ -65,7 +151,7 @@ class QuerySession:
         self.ds = open_cube(self.path)
         self.grid = cube_grid(self.ds)
         self.basis = cube_basis(self.ds)
-        self.text = TextTower(self.ds, clip)
+        self.text = text if text is not None else TextTower(self.ds, clip)
         self.dim = int(self.ds.sizes["d"])
         self._index: object = _UNSET
         self._places: PlaceTable | None = None
@@ -109,38 +195,6 @@ class QuerySession:
         self.ds.encoding.pop("landprompt_arrays", None)
         self.ds.close()
 
-    def encode(self, prompts: str | Sequence[str], style: str = DEFAULT_STYLE) -> np.ndarray:
-        """Prompt-ensemble embeddings (n, d) of prompts, each encoded once (see :meth:`.TextTower.encode`).
-
-        With the cube's own CLIP model, encoded prompts are also kept on disk
-        (:mod:`~landprompt.query.prompt_cache`): a prompt asked again, in any process, loads no text tower.
-        """
-        return self.text.encode(prompts, style)
-
-    def scorer(
-        self,
-        prompt: str,
-        versus: Sequence[str] | None = None,
-        style: str = DEFAULT_STYLE,
-        calibrated: Calibration | str | os.PathLike[str] | bool | None = None,
-        logit_scale: float | None = None,
-    ) -> ConceptScorer:
-        """The scorer of a concept in plain words against its background, calibrated if asked.
-
-        Args:
-            prompt: The concept.
-            versus: Background prompts (default: the shipped vocabulary without the concept).
-            style: Prompt template style.
-            calibrated: A calibration, its file, ``True`` for the one fitted for this cube and concept
-                (``<cube>.calibration/<slug>.json``), or ``None``/``False``; checked against the query.
-            logit_scale: Softmax temperature (default: the CLIP model's).
-        """
-        from landprompt.calibration import resolve_calibration
-        from landprompt.query.scorer import ConceptScorer
-
-        calibration = resolve_calibration(calibrated, self.path, prompt.strip())
-        return ConceptScorer.from_tower(self.text, prompt, versus, style, logit_scale, calibration)
-
     # --- queries -------------------------------------------------------------------------------
     def top_k(
         self,
@@ -165,23 +219,6 @@ class QuerySession:
             self.ds, self.grid, self.places, vector, k, min_distance_m, bbox, searcher, progress
         )
 
-    def probability_map(
-        self,
-        concept: str | np.ndarray,
-        versus: Sequence[str] | np.ndarray | None = None,
-        bbox: BBox | str | Sequence[float] | None = None,
-        style: str = DEFAULT_STYLE,
-        logit_scale: float | None = None,
-    ) -> xr.DataArray:
-        """Probability of one concept at every pixel, as :func:`.probability.probability_map` gives it."""
-        maps = self.probability_maps(
-            [concept] if isinstance(concept, str) else concept, versus, bbox, style, logit_scale
-        )
-        da = maps.isel(concept=0, drop=True).rename("probability")
-        if isinstance(concept, str) and not isinstance(versus, np.ndarray):  # a query a calibration can match
-            da.attrs.update(self.text.settings(concept, versus, style, da.attrs["logit_scale"]).to_attrs())
-        return da
-
     def probability_maps(
         self,
         concepts: Sequence[str] | np.ndarray,
@@ -202,15 +239,8 @@ class QuerySession:
         )
         names, vectors, background, scale = self.text.classes(concepts, versus, style, logit_scale)
         values = self.probability_window(rows, cols, vectors, background, scale)
-        sub = self.grid.window(rows, cols)
-        da = xr.DataArray(
-            np.moveaxis(values, -1, 0),
-            dims=("concept", "y", "x"),
-            coords={"concept": names, "y": sub.y_coords(), "x": sub.x_coords()},
-            name="probability",
-        )
-        da.attrs.update(logit_scale=scale, n_background=len(background), style=style)
-        return da.rio.write_crs(self.grid.crs, inplace=True).rio.write_transform(sub.transform, inplace=True)
+        attrs = {"logit_scale": scale, "n_background": len(background), "style": style}
+        return map_stack(values, names, self.grid.window(rows, cols), attrs)
 
     def probability_window(
         self,
@@ -233,32 +263,287 @@ class QuerySession:
             pass  # every chunk writes its part of out
         return out
 
+    # --- analytics -------------------------------------------------------------------------------
+    def change(
+        self,
+        later: str | os.PathLike[str] | xr.Dataset | QuerySession,
+        concept: str,
+        versus: Sequence[str] | None = None,
+        threshold: float = 0.2,
+        bbox: BBox | str | Sequence[float] | None = None,
+        style: str = DEFAULT_STYLE,
+        logit_scale: float | None = None,
+        calibration: Calibration | str | os.PathLike[str] | bool | None = None,
+        progress: ProgressFn | None = None,
+    ) -> xr.Dataset:
+        """The change in probability of a concept from this cube (earlier) to ``later``.
 
-def open_session(cube: str | Path, clip: ClipModel | None = None) -> QuerySession:
-    """The query session of a cube path: cached per path, reopened when the cube or its index changed.
+        :func:`~landprompt.query.change.change_map` with the session's scorer (prompts encoded once).
 
-    The :data:`MAX_SESSIONS` most recently used sessions are kept; an older one is closed
-    (:meth:`QuerySession.close`).
+        Args:
+            later: The later cube (path, Dataset or session), on this cube's grid and CLIP space.
+            concept: The concept in plain words.
+            versus: Background prompts (default: the shipped land-cover vocabulary).
+            threshold: Change in probability above which a pixel is a gain (below minus it, a loss).
+            bbox: Optional lon/lat window.
+            style: Prompt template style.
+            logit_scale: Softmax temperature; default: the CLIP model's.
+            calibration: ``True`` applies each cube's own calibration of the concept; a calibration or
+                its JSON file applies to both.
+            progress: Called with ``(pixels done, pixels in all)`` after each chunk.
+        """
+        from landprompt.query.change import change_map
+
+        cube_b = later.ds if isinstance(later, QuerySession) else later
+        scorer = self.scorer(concept, versus, style, None, logit_scale)
+        return change_map(
+            self.ds,
+            cube_b,
+            scorer,
+            threshold=threshold,
+            bbox=bbox,
+            calibration=calibration,
+            progress=progress,
+        )
+
+    def aggregate(
+        self,
+        concept: str,
+        units: str | os.PathLike[str] | Units,
+        id_field: str | None = None,
+        threshold: float = 0.5,
+        versus: Sequence[str] | None = None,
+        style: str = DEFAULT_STYLE,
+        logit_scale: float | None = None,
+        calibration: Calibration | str | os.PathLike[str] | bool | None = None,
+        progress: ProgressFn | None = None,
+    ) -> pd.DataFrame:
+        """Indicators of a concept per polygon (:func:`~landprompt.query.aggregate.aggregate`).
+
+        Scored with the session's scorer (prompts encoded once); arguments as the function's.
+        """
+        from landprompt.query.aggregate import aggregate
+
+        scorer = self.scorer(concept, versus, style, None, logit_scale)
+        return aggregate(
+            self.ds, scorer, units, id_field, threshold, calibration=calibration, progress=progress
+        )
+
+
+class ShardedSession(_Session):
+    """The shards of one region (a folder of cubes, e.g. Europe's tiles), each a :class:`QuerySession`.
+
+    The shards share one :class:`.TextTower` (each prompt encoded once for all of them), so they must
+    share one CLIP space: the same CLIP model, embedding width and recorded logit scale. Each keeps its
+    own index (loaded when first searched) and staleness stamp.
 
     Args:
-        cube: Embedding cube path.
+        cubes: A folder of shards (``*.zarr`` in it, see :func:`cube_paths`) or a list of cube paths.
+        clip: CLIP model for text prompts (default: the one the shards name).
+
+    Raises:
+        BadInputError: Without shards, or with shards of different CLIP spaces.
+    """
+
+    def __init__(
+        self, cubes: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], clip: ClipModel | None = None
+    ) -> None:
+        if isinstance(cubes, (str, os.PathLike)):
+            self.path: Path | None = Path(cubes).resolve()
+            self.cubes = cube_paths(cubes)
+            self._listing = cube_paths(self.path)  # the folder's shards, to notice one added or removed
+        else:
+            self.path, self.cubes = None, [Path(c) for c in cubes]
+        if not self.cubes:
+            raise BadInputError("no cubes to search: give at least one embedding cube")
+        first = QuerySession(self.cubes[0], clip)
+        self.text = first.text
+        self.shards = [first, *(QuerySession(c, clip, self.text) for c in self.cubes[1:])]
+        _check_one_space(self.shards)
+        self.dim = first.dim
+
+    @property
+    def stale(self) -> bool:
+        """Whether a shard or its index changed on disk, or the folder's shards did, since opening."""
+        moved = self.path is not None and cube_paths(self.path) != self._listing
+        return moved or any(shard.stale for shard in self.shards)
+
+    def close(self) -> None:
+        """Close every shard's session (see :meth:`QuerySession.close`)."""
+        for shard in self.shards:
+            shard.close()
+
+    def top_k(
+        self,
+        query: str | np.ndarray,
+        k: int = 20,
+        min_distance_m: float = 0.0,
+        bbox: BBox | str | Sequence[float] | None = None,
+        style: str = DEFAULT_STYLE,
+        *,
+        index: str | Path | CubeIndex | None = "auto",
+        progress: ProgressFn | None = None,
+    ) -> pd.DataFrame:
+        """The ``k`` best distinct places over the shards (those ``bbox`` touches), merged.
+
+        Each shard is searched with its own index (``index="auto"``) or scanned (``None``, or inside a
+        ``bbox``); the results are merged by score and suppressed again across shard borders
+        (:func:`~landprompt.query.search.merge_places`). ``progress`` is called with ``(shards done,
+        shards in all)`` after each shard.
+
+        Returns:
+            The :func:`~landprompt.query.topk.top_k` columns plus ``cube``, the shard of each place.
+        """
+        if not (index is None or (isinstance(index, str) and index == "auto")):
+            raise BadInputError("each shard is searched with its own index: give index='auto' or None")
+        k = checks.count("k", k)
+        min_distance_m = checks.finite("min distance (metres)", min_distance_m, 0.0) or 0.0
+        if isinstance(query, str):
+            vector = self.encode(query, style)[0]
+        else:
+            vector = query_embedding(self.shards[0].ds, query)
+        touched = self._windows(bbox)
+        tables = []
+        for n, (cube, shard, _, _) in enumerate(touched, start=1):
+            places = shard.top_k(vector, k, min_distance_m, bbox, index=index)
+            tables.append(places.assign(cube=str(cube)))
+            if progress is not None:
+                progress(n, len(touched))
+        return merge_places(tables, k, min_distance_m)
+
+    def probability_maps(
+        self,
+        concepts: Sequence[str] | np.ndarray,
+        versus: Sequence[str] | np.ndarray | None = None,
+        bbox: BBox | str | Sequence[float] | None = None,
+        style: str = DEFAULT_STYLE,
+        logit_scale: float | None = None,
+    ) -> xr.DataArray:
+        """Probabilities of many concepts over the mosaic of the shards ``bbox`` touches (all without).
+
+        The shards must share one grid CRS, resolution and pixel lattice
+        (:func:`~landprompt.geo.mosaic_grid`); pixels no shard covers are NaN, and where shards overlap
+        the later one's valid pixels win. The mosaic is held in memory: give a ``bbox`` over large
+        regions.
+
+        Returns:
+            DataArray [concept, y, x] on the mosaic grid, as :meth:`QuerySession.probability_maps`.
+        """
+        names, vectors, background, scale = self.text.classes(concepts, versus, style, logit_scale)
+        touched = self._windows(bbox)
+        grid, offsets = mosaic_grid([shard.grid.window(rows, cols) for _, shard, rows, cols in touched])
+        out = np.full((*grid.shape, len(names)), np.nan, dtype=np.float32)
+        for (_, shard, rows, cols), (r0, c0) in zip(touched, offsets, strict=True):
+            values = shard.probability_window(rows, cols, vectors, background, scale)
+            target = out[r0 : r0 + values.shape[0], c0 : c0 + values.shape[1]]
+            np.copyto(target, values, where=~np.isnan(values))
+        attrs = {"logit_scale": scale, "n_background": len(background), "style": style}
+        return map_stack(out, names, grid, attrs)
+
+    def _windows(
+        self, bbox: BBox | str | Sequence[float] | None
+    ) -> list[tuple[Path, QuerySession, slice, slice]]:
+        """Each shard a lon/lat bbox touches (every shard without one), with its pixel window."""
+        box = None if bbox is None else bbox if isinstance(bbox, BBox) else parse_bbox(bbox)
+        touched = []
+        for cube, shard in zip(self.cubes, self.shards, strict=True):
+            if box is None:
+                touched.append((cube, shard, slice(0, shard.grid.rows), slice(0, shard.grid.cols)))
+                continue
+            try:
+                rows, cols = shard.grid.slices_of_bbox(box)
+            except BadInputError:  # the bbox misses this shard
+                continue
+            touched.append((cube, shard, rows, cols))
+        if not touched:
+            raise BadInputError(
+                f"bbox {tuple(box or ())} lies outside every one of the {len(self.shards)} shards"
+            )
+        return touched
+
+
+#: A session of one cube or of a folder of shards: what :func:`open_session` returns.
+Session = QuerySession | ShardedSession
+
+
+def map_stack(values: np.ndarray, names: Sequence[str], grid: Grid, attrs: dict[str, object]) -> xr.DataArray:
+    """Probabilities (h, w, m) of named concepts as a georeferenced DataArray [concept, y, x]."""
+    da = xr.DataArray(
+        np.moveaxis(values, -1, 0),
+        dims=("concept", "y", "x"),
+        coords={"concept": list(names), "y": grid.y_coords(), "x": grid.x_coords()},
+        name="probability",
+    )
+    da.attrs.update(attrs)
+    return da.rio.write_crs(grid.crs, inplace=True).rio.write_transform(grid.transform, inplace=True)
+
+
+def cube_paths(path: str | os.PathLike[str]) -> list[Path]:
+    """A cube, or the cubes (``*.zarr``) of a folder of shards."""
+    path = Path(path)
+    if path.is_dir() and not any((path / name).exists() for name in ("zarr.json", ".zgroup")):  # Zarr v3, v2
+        shards = sorted(p for p in path.glob("*.zarr") if p.is_dir())
+        if shards:
+            return shards
+    return [path]
+
+
+def _check_one_space(shards: Sequence[QuerySession]) -> None:
+    """Refuse shards that differ in CLIP model, embedding width or recorded logit scale."""
+    first = shards[0]
+    for shard in shards[1:]:
+        for what, a, b in (
+            ("CLIP model", _clip_name(first.ds), _clip_name(shard.ds)),
+            ("embedding width", first.dim, shard.dim),
+            ("logit scale", first.ds.attrs.get("logit_scale"), shard.ds.attrs.get("logit_scale")),
+        ):
+            if a != b:
+                raise BadInputError(
+                    f"shards {first.path.name} and {shard.path.name} differ in {what} ({a} vs {b}): "
+                    "the shards of one session must share one CLIP space"
+                )
+
+
+def open_session(
+    cube: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], clip: ClipModel | None = None
+) -> Session:
+    """The query session of a cube, a folder of shards or a list of shards; cached, reopened when stale.
+
+    A cube path gives a :class:`QuerySession`; a folder of shards (see :func:`cube_paths`) or a list of
+    cube paths a :class:`ShardedSession`. Sessions are cached per path (per list of paths) and reopened
+    when a cube or its index changed on disk (or a folder's shards did). The :data:`MAX_SESSIONS` most
+    recently used sessions are kept (a sharded session counts once); an older one is closed.
+
+    Args:
+        cube: Embedding cube path, folder of shards, or list of cube paths.
         clip: A CLIP model to use instead of the one named in the cube (a new session is opened).
     """
-    path = Path(cube).resolve()
+    sharded = not isinstance(cube, (str, os.PathLike)) or cube_paths(cube) != [Path(cube)]
+    key: Path | tuple[Path, ...] = (
+        Path(cube).resolve()
+        if isinstance(cube, (str, os.PathLike))
+        else tuple(Path(c).resolve() for c in cube)
+    )
     closed = []
     with _LOCK:
-        session = _SESSIONS.get(path)
+        session = _SESSIONS.get(key)
         if session is None or session.stale or (clip is not None and session.text.given is not clip):
             if session is not None:
                 closed.append(session)
-            session = QuerySession(path, clip)
-            _SESSIONS[path] = session
-        _SESSIONS.move_to_end(path)
+            session = ShardedSession(cube, clip) if sharded else QuerySession(cube, clip)  # type: ignore[arg-type]
+            _SESSIONS[key] = session
+        _SESSIONS.move_to_end(key)
         while len(_SESSIONS) > MAX_SESSIONS:
             closed.append(_SESSIONS.popitem(last=False)[1])
     for old in closed:
         old.close()
     return session
+
+
+def _clip_name(ds: xr.Dataset) -> str:
+    """The CLIP model (and weights) a cube's attrs name, in words."""
+    named = recorded_clip(ds.attrs)
+    return "none named" if named is None else " ".join(part for part in named if part)
 
 
 def _stamp(paths: Sequence[str]) -> tuple[tuple[int, int, int] | None, ...]:

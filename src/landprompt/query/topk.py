@@ -16,21 +16,21 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from landprompt import checks
-from landprompt.embedder.cube import cube_grid, open_cube
+from landprompt.embedder.cube import cube_grid
 from landprompt.errors import BadInputError
-from landprompt.geo import EUROPE_CRS, WGS84, BBox, transform_points
+from landprompt.geo import BBox
 from landprompt.index.search import CubeIndex
 from landprompt.query.classes import DEFAULT_STYLE, ProgressFn, clip_for_cube, concept_embedding
 from landprompt.query.search import (
     PLACE_COLUMNS,
     PlaceTable,
+    merge_places,
     query_embedding,
     resolve_index,
     search_top_k,
     spatial_nms,
 )
-from landprompt.query.session import open_session
+from landprompt.query.session import QuerySession, Session, cube_paths, open_session
 
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
@@ -40,6 +40,7 @@ __all__ = [
     "PLACE_COLUMNS",
     "PlaceTable",
     "cube_paths",
+    "merge_places",
     "places_geojson",
     "query_embedding",
     "resolve_index",
@@ -65,7 +66,8 @@ def top_k(
     """The ``k`` best-matching distinct places of a cube for a prompt or an embedding.
 
     Args:
-        cube: Embedding cube path or opened Dataset.
+        cube: Embedding cube path, folder of shards (searched as :func:`top_k_shards` searches them,
+            with a ``cube`` column) or opened Dataset.
         query: A prompt in plain words (encoded as a prompt ensemble) or an embedding (d,).
         k: Number of places.
         min_distance_m: Minimum distance between two results, in metres (0: distinct pixels).
@@ -73,9 +75,10 @@ def top_k(
         clip: CLIP model for a text query (default: the one named in the cube's attrs).
         style: Prompt template style.
         index: ``"auto"`` (the cube's default index if it has one, else an exact scan), an index path
-            or :class:`~landprompt.index.search.CubeIndex`, or None (exact scan).
+            or :class:`~landprompt.index.search.CubeIndex`, or None (exact scan); a folder of shards
+            takes ``"auto"`` or None.
         progress: Called with ``(pixels done, pixels in all)`` after each chunk of an exact scan (once,
-            at the end, of an index search).
+            at the end, of an index search); over shards, ``(shards done, shards in all)``.
 
     Returns:
         A DataFrame with columns rank, row, col, lon, lat, x, y, score (cosine), best first.
@@ -85,10 +88,8 @@ def top_k(
         searcher = resolve_index(cube, index) if bbox is None else None
         vector = _query_vector(cube, query, clip, style)
         return search_top_k(cube, grid, PlaceTable(grid), vector, k, min_distance_m, bbox, searcher, progress)
-    session = open_session(cube)  # the cached session of the path: cube, index, text tower, prompts
-    if isinstance(query, str) and clip is not None:
-        query = _query_vector(session.ds, query, clip, style)
-    return session.top_k(query, k, min_distance_m, bbox, style, index=index, progress=progress)
+    session = open_session(cube)  # the cached session of the path: cube(s), index, text tower, prompts
+    return _session_top_k(session, query, k, min_distance_m, bbox, clip, style, index, progress)
 
 
 def top_k_shards(
@@ -99,44 +100,40 @@ def top_k_shards(
     clip: ClipModel | None = None,
     style: str = DEFAULT_STYLE,
     progress: ProgressFn | None = None,
+    bbox: BBox | str | Sequence[float] | None = None,
 ) -> pd.DataFrame:
     """Top-k over several cubes (shards of one region, e.g. Europe's tiles), merged into one list.
 
-    Each shard is searched with its own index (or scanned), the query encoded once; the shards' results
-    are merged by score and suppressed again across shard borders in EPSG:3035 metres.
+    Searched through the cached :class:`~landprompt.query.session.ShardedSession` of the list: each
+    shard with its own index (or scanned, inside a ``bbox``: only the shards it touches), the query
+    encoded once; the shards' results are merged by score and suppressed again across shard borders in
+    EPSG:3035 metres. ``top_k(folder, ...)`` does the same for a folder of shards.
 
     ``progress`` is called with ``(shards done, shards in all)`` after each shard.
 
     Returns:
         The :func:`top_k` columns plus ``cube``, the shard each place comes from.
     """
-    if not cubes:
-        raise BadInputError("no cubes to search: give at least one embedding cube")
-    k = checks.count("k", k)
-    min_distance_m = checks.finite("min distance (metres)", min_distance_m, 0.0) or 0.0
-    if isinstance(query, str) and clip is None:  # the first shard's session: its prompt caches
-        vector = open_session(cubes[0]).encode(query, style)[0]
-    else:
-        vector = _query_vector(open_cube(cubes[0]), query, clip, style)
-    tables = []
-    for n, cube in enumerate(cubes, start=1):
-        tables.append(top_k(cube, vector, k, min_distance_m).assign(cube=str(cube)))
-        if progress is not None:
-            progress(n, len(cubes))
-    merged = pd.concat(tables, ignore_index=True).sort_values("score", ascending=False, kind="stable")
-    x, y = transform_points(merged["lon"].to_numpy(), merged["lat"].to_numpy(), WGS84, EUROPE_CRS)
-    kept = merged.iloc[spatial_nms(y, x, k, min_distance_m)].reset_index(drop=True)
-    return kept.assign(rank=np.arange(1, len(kept) + 1))
+    session = open_session(list(cubes))
+    return _session_top_k(session, query, k, min_distance_m, bbox, clip, style, "auto", progress)
 
 
-def cube_paths(path: str | Path) -> list[Path]:
-    """A cube, or the cubes (``*.zarr``) of a folder of shards."""
-    path = Path(path)
-    if path.is_dir() and not any((path / name).exists() for name in ("zarr.json", ".zgroup")):  # Zarr v3, v2
-        shards = sorted(p for p in path.glob("*.zarr") if p.is_dir())
-        if shards:
-            return shards
-    return [path]
+def _session_top_k(
+    session: Session,
+    query: str | np.ndarray,
+    k: int,
+    min_distance_m: float,
+    bbox: BBox | str | Sequence[float] | None,
+    clip: ClipModel | None,
+    style: str,
+    index: str | Path | CubeIndex | None,
+    progress: ProgressFn | None,
+) -> pd.DataFrame:
+    """Top-k through a session; a prompt with another ``clip`` is encoded by that model instead."""
+    if isinstance(query, str) and clip is not None:
+        ds = session.ds if isinstance(session, QuerySession) else session.shards[0].ds
+        query = _query_vector(ds, query, clip, style)
+    return session.top_k(query, k, min_distance_m, bbox, style, index=index, progress=progress)
 
 
 def _query_vector(ds: xr.Dataset, query: str | np.ndarray, clip: ClipModel | None, style: str) -> np.ndarray:

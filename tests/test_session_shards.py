@@ -1,0 +1,227 @@
+"""Query sessions over a folder of shards (one text tower, merged top-k, mosaic maps) and the analytics as
+session methods (change, aggregate; validation at points takes a session)."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from affine import Affine
+
+import landprompt
+from landprompt.embedder.cube import write_cube
+from landprompt.errors import BadInputError
+from landprompt.evaluate.points import evaluate_points
+from landprompt.geo import Grid, mosaic_grid
+from landprompt.index.build import build_index
+from landprompt.query.aggregate import aggregate
+from landprompt.query.change import change_map
+from landprompt.query.session import QuerySession, ShardedSession, open_session
+from landprompt.query.topk import top_k_shards
+
+CONCEPT, VERSUS = "olive groves", ["sea", "a forest"]
+
+
+class Counting:
+    """A CLIP model that records every prompt its text tower encodes."""
+
+    def __init__(self, clip: Any) -> None:
+        self._clip = clip
+        self.encoded: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._clip, name)
+
+    def encode_prompts(self, names: list[str], templates: Any) -> Any:
+        self.encoded.extend(names)
+        return self._clip.encode_prompts(names, templates)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory, tiny_clip: Any, cube_data: Any) -> SimpleNamespace:
+    return cube_data.side_by_side_shards(tmp_path_factory.mktemp("shards"), tiny_clip)
+
+
+def window_bbox(grid: Grid, rows: slice, cols: slice) -> tuple[float, ...]:
+    """A lon/lat bbox a little inside a pixel window (so it covers exactly that window)."""
+    x0, y1 = grid.rowcol_to_xy(rows.start, cols.start)
+    x1, y0 = grid.rowcol_to_xy(rows.stop - 1, cols.stop - 1)
+    return tuple(Grid.from_bounds((x0, y0, x1, y1), grid.crs, 1.0).bbox)
+
+
+def test_a_folder_of_shards_maps_as_its_one_cube_with_each_prompt_encoded_once(shards, tiny_clip) -> None:
+    clip = Counting(tiny_clip)
+    session = open_session(shards.folder, clip)
+    assert isinstance(session, ShardedSession)
+    assert [p.name for p in session.cubes] == ["east.zarr", "west.zarr"]
+    assert session.shards[0].text is session.shards[1].text is session.text
+    whole = QuerySession(shards.whole, tiny_clip)
+
+    mosaic = session.probability_maps([CONCEPT, "sea"], versus=["a forest"])
+    single = whole.probability_maps([CONCEPT, "sea"], versus=["a forest"])
+    assert mosaic.dims == ("concept", "y", "x") and mosaic.shape == (2, 48, 48)
+    np.testing.assert_allclose(mosaic.values, single.values, atol=1e-6)  # NaN in the same places
+    assert np.isnan(mosaic.values[:, 0]).all() and np.isfinite(mosaic.values[:, 1:]).all()
+    assert mosaic.rio.crs == single.rio.crs and mosaic.rio.transform() == single.rio.transform()
+    np.testing.assert_array_equal(mosaic.x, single.x)
+    assert list(mosaic.concept.values) == [CONCEPT, "sea"]
+
+    one = session.probability_map(CONCEPT, versus=VERSUS)
+    np.testing.assert_allclose(one.values, whole.probability_map(CONCEPT, versus=VERSUS).values, atol=1e-6)
+    assert one.attrs["concept"] == CONCEPT and one.dims == ("y", "x")
+    assert Counter(clip.encoded) == {CONCEPT: 1, "sea": 1, "a forest": 1}  # once for both shards
+
+
+def test_a_bbox_maps_the_mosaic_of_the_shards_it_touches(shards, tiny_clip) -> None:
+    session = open_session(shards.folder, tiny_clip)
+    whole = QuerySession(shards.whole, tiny_clip)
+    across = window_bbox(shards.grid, slice(5, 15), slice(12, 30))  # west cols 12:20 and east 20:30
+    east_only = window_bbox(shards.grid, slice(30, 40), slice(25, 40))
+    for bbox, shape in ((across, (10, 18)), (east_only, (10, 15))):
+        mosaic = session.probability_map(CONCEPT, versus=VERSUS, bbox=bbox)
+        single = whole.probability_map(CONCEPT, versus=VERSUS, bbox=bbox)
+        assert mosaic.shape == single.shape == shape
+        np.testing.assert_allclose(mosaic.values, single.values, atol=1e-6)
+        assert mosaic.rio.transform() == single.rio.transform()
+    module_level = landprompt.probability_map(
+        shards.folder, CONCEPT, versus=VERSUS, bbox=across, clip=tiny_clip
+    )
+    np.testing.assert_allclose(
+        module_level.values, whole.probability_map(CONCEPT, versus=VERSUS, bbox=across).values, atol=1e-6
+    )
+    with pytest.raises(BadInputError, match="outside every one of the 2 shards"):
+        session.probability_map(CONCEPT, versus=VERSUS, bbox="20,50,20.1,50.1")
+
+
+def test_top_k_over_a_folder_merges_the_shards_as_one_cube(shards, tiny_clip) -> None:
+    vector = shards.emb[30, 40]
+    places = landprompt.top_k(shards.folder, vector, k=5, min_distance_m=50)
+    single = landprompt.top_k(shards.whole, vector, k=5, min_distance_m=50, index=None)
+    np.testing.assert_allclose(places[["lon", "lat"]], single[["lon", "lat"]])
+    np.testing.assert_allclose(places["score"], single["score"], rtol=1e-5)
+    assert places["rank"].tolist() == [1, 2, 3, 4, 5] and places.loc[0, "cube"] == str(shards.east)
+    assert open_session(shards.folder) is open_session(shards.folder)  # the cached session
+    west = window_bbox(shards.grid, slice(0, 48), slice(0, 20))
+    inside = landprompt.top_k(shards.folder, vector, k=3, bbox=west)
+    assert set(inside["cube"]) == {str(shards.west)}
+    assert (inside["col"] < shards.split).all() and inside["score"].is_monotonic_decreasing
+    listed = top_k_shards([shards.west, shards.east], vector, k=5, min_distance_m=50)
+    pd.testing.assert_frame_equal(listed.drop(columns="cube"), places.drop(columns="cube"))
+    with pytest.raises(BadInputError, match="its own index"):
+        landprompt.top_k(shards.folder, vector, index="some.faiss")
+    with pytest.raises(BadInputError, match="no cubes"):
+        top_k_shards([], vector)
+
+
+def test_shards_keep_their_own_index_and_the_folder_session_notices_changes(tmp_path, tiny_clip, cube_data):
+    data = cube_data.side_by_side_shards(tmp_path, tiny_clip)
+    first = open_session(data.folder, tiny_clip)
+    vector = data.emb[10, 5]
+    exact = first.top_k(vector, k=4, index=None)
+    build_index(data.east, progress=False)
+    assert first.stale  # a shard's index appeared
+    second = open_session(data.folder)
+    assert second is not first and isinstance(second, ShardedSession)
+    assert second.shards[0].index is not None and second.shards[1].index is None  # east, west
+    pd.testing.assert_frame_equal(second.top_k(vector, k=4), exact)
+    shutil.copytree(data.west, data.folder / "zz.zarr")  # a shard added to the folder
+    assert second.stale
+    third = open_session(data.folder)
+    assert [p.name for p in third.cubes] == ["east.zarr", "west.zarr", "zz.zarr"]
+
+
+def small_cube(path: Path, transform: Affine, crs: object = "EPSG:32632", **attrs: Any) -> Path:
+    emb = np.random.default_rng(len(path.name)).normal(size=(8, 10, 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=-1, keepdims=True)
+    return write_cube(path, emb, Grid(crs, transform, (8, 10)), chunk=8, attrs=attrs)
+
+
+def test_shards_of_another_clip_space_or_grid_are_refused_in_one_line(tmp_path) -> None:
+    t = Affine(10.0, 0, 680_000.0, 0, -10.0, 4_800_000.0)
+    concepts, background = np.eye(8, dtype=np.float32)[:1], np.eye(8, dtype=np.float32)[1:4]
+
+    mixed = tmp_path / "mixed"
+    small_cube(mixed / "a.zarr", t, clip_model="ViT-B-32")
+    small_cube(mixed / "b.zarr", t * Affine.translation(10, 0), clip_model="RN50")
+    with pytest.raises(BadInputError, match=r"shards a.zarr and b.zarr differ in CLIP model") as err:
+        open_session(mixed)
+    assert "\n" not in str(err.value)
+
+    gap = tmp_path / "gap"  # aligned shards with two empty columns between them
+    small_cube(gap / "a.zarr", t)
+    small_cube(gap / "b.zarr", t * Affine.translation(12, 0))
+    maps = open_session(gap).probability_maps(concepts, background)
+    assert maps.shape == (1, 8, 22) and maps.rio.transform() == t
+    assert np.isnan(maps.values[0, :, 10:12]).all() and np.isfinite(maps.values[0, :, :10]).all()
+
+    for name, transform, crs, match in (
+        ("crs", t, "EPSG:32633", "different CRSs"),
+        ("res", Affine(20.0, 0, 680_200.0, 0, -20.0, 4_800_000.0), "EPSG:32632", "differ in resolution"),
+        ("shift", t * Affine.translation(10.5, 0), "EPSG:32632", "do not line up"),
+    ):
+        small_cube(tmp_path / name / "a.zarr", t)
+        small_cube(tmp_path / name / "b.zarr", transform, crs)
+        session = open_session(tmp_path / name)
+        with pytest.raises(BadInputError, match=match):
+            session.probability_maps(concepts, background)
+        assert len(session.top_k(concepts[0], k=3)) == 3  # top-k merges in EPSG:3035: any grids
+
+
+def test_mosaic_grid_offsets() -> None:
+    t = Affine(10.0, 0, 100.0, 0, -10.0, 1000.0)
+    grid, offsets = mosaic_grid([Grid(3035, t * Affine.translation(5, 2), (4, 3)), Grid(3035, t, (2, 2))])
+    assert grid.transform == t and grid.shape == (6, 8) and offsets == [(2, 5), (0, 0)]
+
+
+def test_the_analytics_score_with_the_sessions_prompts(analytics_cubes, tiny_clip, units_file, tmp_path):
+    c = analytics_cubes
+    clip = Counting(tiny_clip)
+    session = QuerySession(c.year1, clip)
+
+    change = session.change(c.year2, c.concept, versus=c.versus, logit_scale=100)
+    expected = change_map(c.year1, c.year2, c.concept, versus=c.versus, clip=tiny_clip, logit_scale=100)
+    for name in ("p_a", "p_b", "diff", "class"):
+        np.testing.assert_array_equal(change[name].values, expected[name].values)
+    assert change.attrs == expected.attrs
+    later = QuerySession(c.year2, tiny_clip)
+    again = session.change(later, c.concept, versus=c.versus, logit_scale=100)
+    np.testing.assert_array_equal(again["class"].values, expected["class"].values)
+
+    units = units_file(tmp_path)
+    table = session.aggregate(c.concept, units, "NUTS_ID", versus=c.versus)
+    pd.testing.assert_frame_equal(
+        table, aggregate(c.year1, c.concept, units, "NUTS_ID", versus=c.versus, clip=tiny_clip)
+    )
+    assert table.attrs["concept"] == c.concept
+
+    rows, cols = (a.ravel() for a in np.meshgrid(np.arange(1, 48, 3), np.arange(0, 48, 3), indexing="ij"))
+    lon, lat = c.grid.rowcol_to_lonlat(rows, cols)
+    planted = np.zeros((48, 48), bool)
+    planted[c.loss_block] = True
+    points = pd.DataFrame({"lon": lon, "lat": lat, "present": planted[rows, cols]})
+    report = evaluate_points(session, c.concept, points, versus=c.versus, save=False)
+    direct = evaluate_points(c.year1, c.concept, points, versus=c.versus, clip=tiny_clip, save=False)
+    assert json.dumps(report, sort_keys=True) == json.dumps(direct, sort_keys=True)  # NaN bins alike
+    assert report["metrics"]["auc"] == 1.0
+    assert Counter(clip.encoded) == {c.concept: 1, "sea": 1, "a forest": 1}  # once for all three
+
+
+def test_the_cli_searches_a_folder_of_shards_inside_a_bbox(shards) -> None:
+    from typer.testing import CliRunner
+
+    from landprompt.cli import app
+
+    east = window_bbox(shards.grid, slice(0, 48), slice(shards.split, 48))
+    args = ["query", "topk", str(shards.folder), CONCEPT, "-k", "3", "--format", "csv"]
+    result = CliRunner().invoke(app, [*args, "--bbox", ",".join(map(str, east))])
+    assert result.exit_code == 0, result.output
+    places = pd.read_csv(io.StringIO(result.stdout))
+    assert len(places) == 3 and set(places["cube"]) == {str(shards.east)}
