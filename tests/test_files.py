@@ -107,3 +107,23 @@ def test_open_cube_restores_a_cube_a_killed_overwrite_set_aside(tmp_path: Path, 
     path = write_cube(tmp_path / "c.zarr", emb, grid, chunk=8)
     _killed_between_renames(path, tmp_path, dead_pid)
     np.testing.assert_allclose(open_cube(path)["embedding"].to_numpy(), emb, atol=1e-2)
+
+
+def test_a_copy_another_process_restores_meanwhile_is_no_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dead_pid: int
+) -> None:
+    """Two processes open a cube a killed overwrite set aside: one renames it back while the other lists."""
+    dst = tmp_path / "store"
+    older, newer = (aside_path(dst) for _ in range(2))
+    older, newer = (p.with_name(p.name.replace(f".{os.getpid()}.", f".{dead_pid}.")) for p in (older, newer))
+    older.write_text("older")
+    newer.write_text("newer")
+
+    def other_process_restores(pid: int) -> bool:
+        if newer.exists():
+            os.rename(newer, dst)
+        return False
+
+    monkeypatch.setattr(files, "_pid_alive", other_process_restores)
+    assert restore_set_aside(dst) is None  # restored by the other one; the older copy is a left-over
+    assert dst.read_text() == "newer" and not older.exists()

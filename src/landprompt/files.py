@@ -180,15 +180,18 @@ def restore_set_aside(path: str | Path) -> Path | None:
         candidates = list(path.parent.glob(f"{glob.escape('.' + path.name)}.*{ASIDE}"))
     except OSError:
         return None
-    dead = []
+    aged = []
     for candidate in candidates:
         match = _ASIDE_NAME.fullmatch(candidate.name)
         mine = match is not None and match["name"] == path.name and match["host"] == host_tag()
         if mine and match is not None and not _pid_alive(int(match["pid"])):
-            dead.append(candidate)
-    if not dead:
+            try:  # a rename sets the ctime: the newest aside sorts last
+                aged.append((candidate.lstat().st_ctime_ns, candidate))
+            except OSError:  # another process restored or removed it since the listing
+                continue
+    if not aged:
         return None
-    dead.sort(key=lambda p: p.lstat().st_ctime_ns)  # a rename sets the ctime: the newest aside is last
+    dead = [candidate for _, candidate in sorted(aged)]
     restored = None
     if not (path.exists() or path.is_symlink()):
         try:
