@@ -44,6 +44,21 @@ def test_evaluate_refuses_a_clip_without_weights(tmp_path: Path) -> None:
         "evaluate", "eurosat", "--root", str(tmp_path), "--model", "random", "--clip", "landprompt-tiny"
     )
     assert result.exit_code != 0 and lines(result)[0].startswith(f"error: --clip landprompt-tiny {NEEDS}")
+    assert "cube" not in result.output  # there is none to record a tag
+
+
+def test_evaluate_opens_no_cube_for_a_benchmark_that_reads_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from landprompt.cli import common
+
+    opened: list[object] = []
+    original = common._single_cube
+    monkeypatch.setattr(common, "_single_cube", lambda cube: opened.append(cube) or original(cube))
+    args = ("--root", str(tmp_path / "none"), "--model", "random", "--cube", str(tmp_path / "c.zarr"))
+    result = invoke("evaluate", "eurosat", *args, "--clip", "landprompt-tiny", "--pretrained", "none")
+    assert result.exit_code != 0 and "RANDOM weights" in result.output  # it got as far as the data
+    assert opened == [None]
 
 
 @pytest.mark.parametrize("extra", [(), ("--pretrained", "none")])

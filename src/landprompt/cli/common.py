@@ -159,7 +159,8 @@ def clip_or_none(
         return None
     if pretrained is None and recorded is not None and recorded[0] == name and recorded[1]:
         pretrained = recorded[1]
-    model = named_clip(name, pretrained, device=device, why="the cube records none for it")
+    why = "" if ds is None else "the cube records none for it"
+    model = named_clip(name, pretrained, device=device, why=why)
     if ds is not None:
         from landprompt.checks import same_width
 
