@@ -2,7 +2,8 @@
 
 ``route(method, path, body, base_url) -> (key, make)`` names the resource a request asks for and how to
 build its JSON; ``answers[key]`` lists the statuses it gives in turn (the last one repeats; 200 when none),
-``"hang up"`` closing the connection without an answer; ``seen`` records ``(method, key)`` per request.
+``"hang up"`` closing the connection without an answer, ``"cut off"`` sending half of a 200's body;
+``seen`` records ``(method, key)`` per request.
 """
 
 from __future__ import annotations
@@ -47,12 +48,18 @@ def serve(route: Route) -> Iterator[Server]:
             if status == "hang up":
                 self.close_connection = True
                 return
-            text = json.dumps(make()).encode() if status == 200 else f"{key} answer {status}".encode()
-            self.send_response(int(status))
+            cut = status == "cut off"  # a 200 whose body breaks off half-way
+            text = (
+                json.dumps(make()).encode()
+                if status in (200, "cut off")
+                else f"{key} answer {status}".encode()
+            )
+            self.send_response(200 if cut else int(status))
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(text)))
             self.end_headers()
-            self.wfile.write(text)
+            self.wfile.write(text[: len(text) // 2] if cut else text)
+            self.close_connection = self.close_connection or cut
 
         def log_message(self, *args: Any) -> None:
             pass

@@ -268,3 +268,19 @@ def test_a_damaged_item_of_a_static_catalog_is_one_line_naming_it(stac_fixture, 
     item.write_text(json.dumps({"type": "Feature", "stac_version": "1.0.0", "id": "x"}))
     with pytest.raises(BadInputError, match=rf"STAC catalog .*catalog\.json: .*{item.name}.* STAC object"):
         StaticCatalogClient(root / "catalog.json").search()
+
+
+def test_a_page_whose_body_breaks_off_is_tried_again(stac_api):
+    """urllib3 retries up to the headers; a page cut off while it downloads is retried on its own."""
+    url, answers, seen = stac_api
+    answers["page 2"] = ["cut off", 200]
+    assert len(_search(url)) == 4
+    assert seen == [("GET", "landing"), ("POST", "page 1")] + [("POST", "page 2")] * 2
+    answers["page 2"] = ["cut off"]
+    seen.clear()
+    with pytest.raises(
+        ServiceUnavailableError, match=r"STAC request POST .*/search failed 3 times, last: "
+    ) as e:
+        _search(url)
+    assert seen == [("GET", "landing"), ("POST", "page 1")] + [("POST", "page 2")] * 3
+    assert "\n" not in str(e.value)

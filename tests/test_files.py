@@ -107,3 +107,39 @@ def test_open_cube_restores_a_cube_a_killed_overwrite_set_aside(tmp_path: Path, 
     path = write_cube(tmp_path / "c.zarr", emb, grid, chunk=8)
     _killed_between_renames(path, tmp_path, dead_pid)
     np.testing.assert_allclose(open_cube(path)["embedding"].to_numpy(), emb, atol=1e-2)
+
+
+def test_a_copy_another_process_restores_meanwhile_is_no_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dead_pid: int
+) -> None:
+    """Two processes open a cube a killed overwrite set aside: one renames it back while the other lists."""
+    dst = tmp_path / "store"
+    older, newer = (aside_path(dst) for _ in range(2))
+    older, newer = (p.with_name(p.name.replace(f".{os.getpid()}.", f".{dead_pid}.")) for p in (older, newer))
+    older.write_text("older")
+    newer.write_text("newer")
+
+    def other_process_restores(pid: int) -> bool:
+        if newer.exists():
+            os.rename(newer, dst)
+        return False
+
+    monkeypatch.setattr(files, "_pid_alive", other_process_restores)
+    assert restore_set_aside(dst) is None  # restored by the other one; the older copy is a left-over
+    assert dst.read_text() == "newer" and not older.exists()
+
+
+def test_parts_named_before_hosts_were_are_cleaned_too(tmp_path: Path, dead_pid: int) -> None:
+    """``.NAME.PID.RANDOM.part`` names of the previous release: their last NAME piece is no host."""
+    (tmp_path / "map.tif").write_text("swapped")
+    old_file = tmp_path / f".a.txt.{dead_pid}.ab_d1234.part.txt"  # atomic_path's mkstemp name
+    old_store = tmp_path / f".cube.zarr.{dead_pid}.0123abcd.part"  # part_path of a cube
+    old_aside = tmp_path / f".map.tif.{dead_pid}.0123abcd.part"  # the old swap's set-aside copy
+    live = tmp_path / f".b.txt.{os.getpid()}.abcd1234.part.txt"
+    other_host_file = tmp_path / f".a.txt.worker-7.{dead_pid}.abcd1234.part.txt"
+    other_host_store = tmp_path / f".map.tif.worker-7.{dead_pid}.0123abcd.part"
+    for path in (old_file, old_aside, live, other_host_file, other_host_store):
+        path.write_text("x")
+    (old_store / "c").mkdir(parents=True)
+    assert sorted(remove_stale_parts(tmp_path)) == sorted([old_file, old_store, old_aside])
+    assert live.exists() and other_host_file.exists() and other_host_store.exists()

@@ -201,9 +201,15 @@ def test_a_build_makes_one_reader_a_level_and_one_basis(
         "diagonal",
         lambda self, *a: fits.append(self.weights is None) or diagonal(self, *a),
     )
+    from landprompt.embedder import overviews as overviews_module
+
+    bases = []
+    cube_basis = overviews_module.cube_basis
+    monkeypatch.setattr(overviews_module, "cube_basis", lambda ds: bases.append(1) or cube_basis(ds))
     build_overviews(path)  # 3 levels of 6, 2 and 1 chunks
     assert len(pools) == 3  # one read-ahead thread a level
     assert fits.count(True) == 1  # the version-4 form of the cube's basis is fitted once a build
+    assert len(bases) == 1 + 3  # the levels' basis, then each level's below once
 
 
 def test_reading_a_version_4_window_normalises_its_codes_once(

@@ -3,7 +3,14 @@
 import pytest
 
 from landprompt.errors import BadInputError, ServiceUnavailableError
-from landprompt.pairs.http import USER_AGENT, http_get_bytes, http_get_json, http_session
+from landprompt.pairs.http import (
+    USER_AGENT,
+    http_get_bytes,
+    http_get_json,
+    http_get_photo,
+    http_session,
+    photo_session,
+)
 from landprompt.retry import TRANSIENT_STATUS, retrying_session
 from scripted_http import serve
 
@@ -58,3 +65,19 @@ def test_the_default_session_retries_transient_statuses_as_a_user_agent():
         retry.total == 4 and retry.allowed_methods is None and set(retry.status_forcelist) == TRANSIENT_STATUS
     )
     assert session.headers["User-Agent"] == USER_AGENT and http_session() is session
+
+
+def test_a_photo_download_retries_once_then_is_marked_missing(server):
+    """Photo embedding's default fetch: a dead host must not cost ~28 s of backoff per photo."""
+    import inspect
+
+    from landprompt.embedder.photos import embed_photos
+
+    assert inspect.signature(embed_photos).parameters["fetch"].default is http_get_photo
+    retry = photo_session().get_adapter("https://example.org/").max_retries
+    assert retry.total == 1 and retry.backoff_factor <= 0.5 and photo_session() is not http_session()
+    server.answers["/photo.jpg"] = [503]
+    with pytest.raises(ServiceUnavailableError, match=r"failed 2 times, .*marked missing; --retry-") as e:
+        http_get_photo(f"{server.url}/photo.jpg")
+    assert server.seen == [("GET", "/photo.jpg")] * 2
+    assert "resumes where it stopped" not in str(e.value)

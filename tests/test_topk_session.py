@@ -151,23 +151,45 @@ def test_recording_a_fingerprint_loses_to_a_build_that_lands_meanwhile(indexed, 
     copy = _copy(indexed.cube, tmp_path / "copy" / "c.zarr")
     sidecar = sidecar_path(default_index_path(copy))
     rebuilt = replace(IndexInfo.load(sidecar), factory="IVF4,Flat", nprobe=2)
-    original_load = IndexInfo.load.__func__
+    original_parse = IndexInfo.from_bytes.__func__
     loads = []
 
-    def load_then_a_build_lands(cls, path):
-        info = original_load(cls, path)
+    def load_then_a_build_lands(cls, raw, path):
+        info = original_parse(cls, raw, path)
         loads.append(path)
         if len(loads) == 2:  # the record's read: a concurrent build writes its sidecar right after
             rebuilt.save(path)
         return info
 
-    monkeypatch.setattr(IndexInfo, "load", classmethod(load_then_a_build_lands))
+    monkeypatch.setattr(IndexInfo, "from_bytes", classmethod(load_then_a_build_lands))
     monkeypatch.setattr(search, "_VERIFIED", set(), raising=False)
     monkeypatch.setattr(search, "verify", lambda cube, progress: _ok())
     assert search.CubeIndex.for_cube(copy) is not None
     assert len(loads) == 2
     monkeypatch.undo()
     assert IndexInfo.load(sidecar) == rebuilt  # the build's sidecar, not the old one with a new fingerprint
+
+
+def test_recording_a_fingerprint_reads_the_sidecar_once(indexed, tmp_path, monkeypatch):
+    copy = _copy(indexed.cube, tmp_path / "copy" / "c.zarr")
+    sidecar = sidecar_path(default_index_path(copy))
+    before = sidecar.read_bytes()
+    reads = []
+    for method in ("read_bytes", "read_text"):
+        original = getattr(Path, method)
+
+        def counted(self, *args, _original=original, **kwargs):
+            if self == sidecar:
+                reads.append(self)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, method, counted)
+    monkeypatch.setattr(search, "_VERIFIED", set(), raising=False)
+    monkeypatch.setattr(search, "verify", lambda cube, progress: _ok())
+    assert search.CubeIndex.for_cube(copy) is not None
+    monkeypatch.undo()
+    assert len(reads) == 3  # to open the index, to record the fingerprint, to compare before the swap
+    assert sidecar.read_bytes() != before  # recorded
 
 
 def test_a_copied_cube_that_fails_verify_is_refused_and_not_recorded(indexed, tmp_path):

@@ -27,6 +27,11 @@ PART = ".part"
 _PART_NAME = re.compile(
     rf"\..+\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[a-z0-9_]{{8}}{re.escape(PART)}(\.[^.]*)?"
 )
+#: The ``.NAME.PID.RANDOM.part.SUFFIX`` names of releases before the host was added (one release's
+#: compatibility: :func:`remove_stale_parts` still removes them, see :func:`_old_part_pid`).
+_OLD_PART_NAME = re.compile(
+    rf"\.(?P<name>.+)\.(?P<pid>\d+)\.[a-z0-9_]{{8}}{re.escape(PART)}(?P<suffix>\.[^.]*)?"
+)
 #: Marker in the names of old copies set aside while a new one replaces them (:func:`swap_into_place`).
 ASIDE = ".aside"
 _ASIDE_NAME = re.compile(
@@ -180,15 +185,18 @@ def restore_set_aside(path: str | Path) -> Path | None:
         candidates = list(path.parent.glob(f"{glob.escape('.' + path.name)}.*{ASIDE}"))
     except OSError:
         return None
-    dead = []
+    aged = []
     for candidate in candidates:
         match = _ASIDE_NAME.fullmatch(candidate.name)
         mine = match is not None and match["name"] == path.name and match["host"] == host_tag()
         if mine and match is not None and not _pid_alive(int(match["pid"])):
-            dead.append(candidate)
-    if not dead:
+            try:  # a rename sets the ctime: the newest aside sorts last
+                aged.append((candidate.lstat().st_ctime_ns, candidate))
+            except OSError:  # another process restored or removed it since the listing
+                continue
+    if not aged:
         return None
-    dead.sort(key=lambda p: p.lstat().st_ctime_ns)  # a rename sets the ctime: the newest aside is last
+    dead = [candidate for _, candidate in sorted(aged)]
     restored = None
     if not (path.exists() or path.is_symlink()):
         try:
@@ -230,7 +238,9 @@ def remove_stale_parts(folder: str | Path) -> list[Path]:
 
     Only names of the :func:`atomic_path` / :func:`part_path` form written on this host whose pid is
     not a live process are removed; a live writer's file, a part written on another host (a shared
-    folder: its pid says nothing here), and anything else are left alone.
+    folder: its pid says nothing here), and anything else are left alone. Parts named by the release
+    before hosts were added (``.NAME.PID.RANDOM.part``) are removed on the same terms (one release's
+    compatibility; see :func:`_old_part_pid`).
 
     Returns:
         The paths removed.
@@ -242,7 +252,9 @@ def remove_stale_parts(folder: str | Path) -> list[Path]:
         return removed
     for candidate in candidates:
         match = _PART_NAME.fullmatch(candidate.name)
-        if match is None or match["host"] != host_tag() or _pid_alive(int(match["pid"])):
+        pid = int(match["pid"]) if match is not None and match["host"] == host_tag() else None
+        pid = _old_part_pid(candidate) if pid is None else pid
+        if pid is None or _pid_alive(pid):
             continue
         try:
             _remove(candidate)
@@ -250,6 +262,23 @@ def remove_stale_parts(folder: str | Path) -> list[Path]:
             continue
         removed.append(candidate)
     return removed
+
+
+def _old_part_pid(part: Path) -> int | None:
+    """The writer's pid of a part named before hosts were (``.NAME.PID.RANDOM.part``); None if not one.
+
+    Such a name is told from another host's ``.NAME.HOST.PID.RANDOM.part`` by what ``NAME`` would be:
+    a file's part ends in ``NAME``'s own suffix (``.map.tif.PID.RANDOM.part.tif``), a store's part is
+    that of a ``.zarr`` store or of a ``NAME`` that is there (an old copy set aside while it was replaced).
+    """
+    match = _OLD_PART_NAME.fullmatch(part.name)
+    if match is None:
+        return None
+    name, suffix = match["name"], match["suffix"] or ""
+    own = Path(name).suffix
+    if suffix == own or (not suffix and (own == ".zarr" or (part.parent / name).exists())):
+        return int(match["pid"])
+    return None
 
 
 def _pid_alive(pid: int) -> bool:

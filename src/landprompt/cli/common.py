@@ -146,17 +146,21 @@ def clip_or_none(
         BadInputError: If ``--clip`` names a model without weights and the cube records none for it,
             or a model of another embedding width than the cube.
     """
-    from landprompt.embedder.recorded import recorded_clip  # no torch: a cached prompt needs no text tower
+    from landprompt.embedder.recorded import (  # no torch: a cached prompt needs no text tower
+        brings_own_weights,
+        recorded_clip,
+    )
 
     ds = _single_cube(cube)
     recorded = None if ds is None else recorded_clip(ds.attrs)
     if name is None:
-        if recorded is not None and not recorded[1]:
+        if recorded is not None and not recorded[1] and not brings_own_weights(recorded[0]):
             warn_random(recorded[0])
         return None
     if pretrained is None and recorded is not None and recorded[0] == name and recorded[1]:
         pretrained = recorded[1]
-    model = named_clip(name, pretrained, device=device, why="the cube records none for it")
+    why = "" if ds is None else "the cube records none for it"
+    model = named_clip(name, pretrained, device=device, why=why)
     if ds is not None:
         from landprompt.checks import same_width
 
@@ -183,11 +187,18 @@ def named_clip(
         why: Why there is no default, added to the error (e.g. what the cube records).
         warn: Print the random-weights warning line (off where random weights are the point).
 
+    An ``hf-hub:org/repo`` or ``local-dir:/folder`` name brings its own weights: it takes no
+    ``--pretrained`` (and no default).
+
     Raises:
-        BadInputError: If ``--pretrained`` is missing and the command has no default for it.
+        BadInputError: If ``--pretrained`` is missing and the command has no default for it, or is
+            given for a name that brings its own weights.
     """
     from landprompt.embedder.clip import load_clip
+    from landprompt.embedder.recorded import brings_own_weights
 
+    if brings_own_weights(name):
+        return load_clip(name, pretrained, device)  # refuses any --pretrained, none included
     pretrained = default if pretrained is None else pretrained
     if pretrained is None:
         raise BadInputError(

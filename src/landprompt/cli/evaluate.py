@@ -90,7 +90,8 @@ def _benchmark_command(dataset: str) -> Callable[..., None]:
         from landprompt.evaluate.harness import run_evaluation
 
         check_outputs(out, folder=True)
-        text_tower = clip_or_none(clip, pretrained, cube, device=device)
+        # only lucas reads --cube: the text tower's tag (and its random-weights warning) come from it
+        text_tower = clip_or_none(clip, pretrained, cube if dataset == "lucas" else None, device=device)
         encoder: Any = model
         if presto_weights is not None:  # the official Presto weights, its head seeded as in ``embed run``
             options = presto_arguments(model or "sits", presto_weights)

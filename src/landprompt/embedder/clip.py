@@ -31,6 +31,9 @@ from PIL import Image
 
 from landprompt.embedder.device import choose_device
 from landprompt.embedder.prompts import expand
+from landprompt.embedder.recorded import HF_HUB_PREFIX as HF_HUB_PREFIX
+from landprompt.embedder.recorded import LOCAL_DIR_PREFIX as LOCAL_DIR_PREFIX
+from landprompt.embedder.recorded import brings_own_weights
 from landprompt.embedder.recorded import recorded_clip as recorded_clip  # its home before; kept importable
 from landprompt.errors import BadInputError, MissingWeightsError, did_you_mean
 from landprompt.files import file_sha256
@@ -38,8 +41,6 @@ from landprompt.files import file_sha256
 TINY_MODEL = "landprompt-tiny"
 """Name of the tiny architecture (32-d, one layer per tower) registered with open_clip at import."""
 
-HF_HUB_PREFIX = "hf-hub:"
-LOCAL_DIR_PREFIX = "local-dir:"
 _PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
 _PASS_FILE = "--pretrained /path/to/file (pretrained='/path/to/file' in Python)."
 _T = TypeVar("_T")
@@ -288,7 +289,7 @@ def _quiet_random_init() -> Iterator[None]:
 
 def _resolve_source(name: str, pretrained: str | Path | None, cache_dir: str | None, seed: int) -> _Source:
     """Validate ``name`` and ``pretrained`` and make sure the weights are on disk."""
-    if name.startswith((HF_HUB_PREFIX, LOCAL_DIR_PREFIX)):
+    if brings_own_weights(name):
         if pretrained is not None:
             raise BadInputError(f"{name} brings its own weights; leave pretrained unset (got {pretrained!r})")
         return _schema_source(name, cache_dir)
@@ -306,7 +307,7 @@ def check_model_name(name: str) -> None:
     Raises:
         BadInputError: If ``name`` is unknown.
     """
-    if not name.startswith((HF_HUB_PREFIX, LOCAL_DIR_PREFIX)) and name not in open_clip.list_models():
+    if not brings_own_weights(name) and name not in open_clip.list_models():
         hint = did_you_mean(name, open_clip.list_models(), n=3, show=str, before=" ", sentence=True)
         raise BadInputError(
             f"unknown CLIP model {name!r}; list the names with python -c "

@@ -583,25 +583,6 @@ def read_window(ds: xr.Dataset, rows: slice, cols: slice) -> tuple[np.ndarray, n
     return _reader(ds)(rows, cols)
 
 
-def raw_reader(ds: xr.Dataset) -> Callable[[slice, slice], dict[str, np.ndarray]]:
-    """A reader of windows of a cube's stored arrays, undecoded (as :func:`iter_raw_chunks` yields them).
-
-    Make it once and call it for every window: it opens the arrays and the chunk layout once.
-    A window inside one chunk is read straight from its chunk file.
-    """
-    return _raw_reader(ds)
-
-
-def read_ahead(
-    windows: list[ChunkWindow], read: Callable[[slice, slice], _T]
-) -> Iterator[tuple[ChunkWindow, _T]]:
-    """``(window, read(window.rows, window.cols))`` in order, the next read in a thread meanwhile.
-
-    One thread for the whole list: make ``read`` once (e.g. :func:`raw_reader`) and stream every window.
-    """
-    yield from _prefetched(windows, read)
-
-
 def iter_chunks(
     ds: xr.Dataset, rows: slice | None = None, cols: slice | None = None
 ) -> Iterator[tuple[ChunkWindow, np.ndarray, np.ndarray]]:
@@ -615,7 +596,7 @@ def iter_chunks(
         and valid mask [h, w], as :func:`read_window` gives them.
     """
     read = _reader(ds)
-    for window, data in _prefetched(_windows(ds, rows, cols), read):
+    for window, data in read_ahead(cube_windows(ds, rows, cols), read):
         yield window, *data
 
 
@@ -628,12 +609,12 @@ def iter_raw_chunks(
         The chunk window and its raw arrays: ``code`` (versions 2-4) or ``embedding`` (version 1),
         ``valid`` and, for int8 cubes of versions 1-3, ``scale`` (see :func:`stored_values`).
     """
-    read = _raw_reader(ds)
-    yield from _prefetched(_windows(ds, rows, cols), read)
+    read = raw_reader(ds)
+    yield from read_ahead(cube_windows(ds, rows, cols), read)
 
 
-def _windows(ds: xr.Dataset, rows: slice | None, cols: slice | None) -> list[ChunkWindow]:
-    """The cube's chunk windows clipped to ``rows`` and ``cols``."""
+def cube_windows(ds: xr.Dataset, rows: slice | None = None, cols: slice | None = None) -> list[ChunkWindow]:
+    """The cube's chunk windows (its own chunking, dask's or Zarr's) clipped to ``rows`` and ``cols``."""
     r0, r1 = _span(rows, ds.sizes["y"])
     c0, c1 = _span(cols, ds.sizes["x"])
     row_edges, col_edges = (_chunk_edges(ds, dim) for dim in ("y", "x"))
@@ -645,10 +626,13 @@ def _windows(ds: xr.Dataset, rows: slice | None, cols: slice | None) -> list[Chu
     ]
 
 
-def _prefetched(
+def read_ahead(
     windows: list[ChunkWindow], read: Callable[[slice, slice], _T]
 ) -> Iterator[tuple[ChunkWindow, _T]]:
-    """``(window, read(window))`` in order, reading the next window in a thread while the caller works."""
+    """``(window, read(window.rows, window.cols))`` in order, the next read in a thread meanwhile.
+
+    One thread for the whole list: make ``read`` once (e.g. :func:`raw_reader`) and stream every window.
+    """
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(read, windows[0].rows, windows[0].cols) if windows else None
         for n, window in enumerate(windows):
@@ -659,11 +643,13 @@ def _prefetched(
             yield window, data
 
 
-def _raw_reader(ds: xr.Dataset) -> Callable[[slice, slice], dict[str, np.ndarray]]:
-    """A window reader of the stored arrays: straight from Zarr when ``ds`` is a whole cube, else xarray.
+def raw_reader(ds: xr.Dataset) -> Callable[[slice, slice], dict[str, np.ndarray]]:
+    """A reader of windows of a cube's stored arrays, undecoded (as :func:`iter_raw_chunks` yields them).
 
-    A window inside one chunk of an uncompressed array is read from the chunk file itself (one read,
-    its CRC32C checked, no copy through Zarr's codec pipeline).
+    Make it once and call it for every window: it opens the arrays and the chunk layout once, straight
+    from Zarr when ``ds`` is a whole cube, else through xarray. A window inside one chunk of an
+    uncompressed array is read from the chunk file itself (one read, its CRC32C checked, no copy through
+    Zarr's codec pipeline).
     """
     values = "code" if "code" in ds else "embedding"
     names = [values, "valid"] + (["scale"] if "scale" in ds else [])
@@ -740,7 +726,7 @@ def _read_in_chunk(
 
 def _reader(ds: xr.Dataset) -> Callable[[slice, slice], tuple[np.ndarray, np.ndarray]]:
     """A window decoder to float32 embeddings [h, w, d] (version 2: through the stored basis)."""
-    read_raw = _raw_reader(ds)
+    read_raw = raw_reader(ds)
     basis = cube_basis(ds)
 
     def read(rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,6 @@ Levels stop at the first that fits one chunk. :func:`verify_overviews` checks ev
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from landprompt.embedder.cube import (
     content_hash,
     cube_basis,
     cube_grid,
+    cube_windows,
     open_cube,
     raw_reader,
     read_ahead,
@@ -115,7 +115,7 @@ def build_overviews(
         fraction = _fraction_array(writer)
         below_basis = cube_basis(below)
         # one reader of the level below, and one read-ahead thread, for the whole level
-        for window, (values, weight) in read_ahead(writer.pending(), _below_reader(below)):
+        for window, (values, weight) in read_ahead(writer.pending(), _below_reader(below, below_basis)):
             _write_level_chunk(writer, fraction, below_basis, window, values, weight)
             done += 1
             if progress is not None:
@@ -341,16 +341,16 @@ def _write_level_chunk(
     writer.write_chunk(window, mean / np.where(ok, norm, 1)[..., None], ok)
 
 
-def _below_reader(ds: xr.Dataset) -> Callable[[slice, slice], tuple[np.ndarray, np.ndarray]]:
-    """A reader of the 2 x 2 window below a chunk window of the level above ``ds``.
+def _below_reader(
+    ds: xr.Dataset, basis: Basis | None
+) -> Callable[[slice, slice], tuple[np.ndarray, np.ndarray]]:
+    """A reader of the 2 x 2 window below a chunk window of the level above ``ds`` (whose basis is ``basis``).
 
     It gives the stored values (scale applied) and valid weights, zero-padded past the edge. Made once
-    per level: the arrays, the basis and the fractions of ``ds`` are opened once, and each chunk below
-    is read on its own (straight from its chunk file where it can be).
+    per level: the arrays and the fractions of ``ds`` are opened once, and each chunk below is read on
+    its own (straight from its chunk file where it can be).
     """
     read = raw_reader(ds)
-    basis = cube_basis(ds)
-    chunk = int(ds["valid"].chunksizes["y"][0])
     width = int(ds.sizes["k"] if "code" in ds else ds.sizes["d"])
     fractions = open_fraction(ds.encoding["source"]) if FRACTION in ds else None
 
@@ -358,22 +358,18 @@ def _below_reader(ds: xr.Dataset) -> Callable[[slice, slice], tuple[np.ndarray, 
         shape = (2 * (rows.stop - rows.start), 2 * (cols.stop - cols.start))
         values = np.zeros((*shape, width), np.float32)
         weight = np.zeros(shape, np.float32)
-        for r in _chunk_spans(2 * rows.start, min(2 * rows.stop, ds.sizes["y"]), chunk):
-            for c in _chunk_spans(2 * cols.start, min(2 * cols.stop, ds.sizes["x"]), chunk):
-                raw = read(r, c)
-                valid = raw["valid"].astype(bool)
-                at = (
-                    slice(r.start - 2 * rows.start, r.stop - 2 * rows.start),
-                    slice(c.start - 2 * cols.start, c.stop - 2 * cols.start),
-                )
-                values[at] = np.where(valid[..., None], stored_values(raw, basis), 0)
-                weight[at] = valid if fractions is None else np.where(valid, fractions[r, c], 0)
+        for below in cube_windows(
+            ds, slice(2 * rows.start, 2 * rows.stop), slice(2 * cols.start, 2 * cols.stop)
+        ):
+            r, c = below.rows, below.cols
+            raw = read(r, c)
+            valid = raw["valid"].astype(bool)
+            at = (
+                slice(r.start - 2 * rows.start, r.stop - 2 * rows.start),
+                slice(c.start - 2 * cols.start, c.stop - 2 * cols.start),
+            )
+            values[at] = np.where(valid[..., None], stored_values(raw, basis), 0)
+            weight[at] = valid if fractions is None else np.where(valid, fractions[r, c], 0)
         return values, weight
 
     return read_below
-
-
-def _chunk_spans(start: int, stop: int, chunk: int) -> list[slice]:
-    """``start:stop`` cut at the multiples of ``chunk``."""
-    edges = [start, *range((start // chunk + 1) * chunk, stop, chunk), stop]
-    return [slice(a, b) for a, b in itertools.pairwise(edges) if a < b]

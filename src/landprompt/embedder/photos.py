@@ -52,7 +52,7 @@ from landprompt.embedder.clip import ClipModel
 from landprompt.errors import BadInputError
 from landprompt.files import atomic_path
 from landprompt.pairs.catalog import Catalog
-from landprompt.pairs.http import FetchBytes, http_get_bytes
+from landprompt.pairs.http import FetchBytes, http_get_photo
 from landprompt.progress import progress_bar
 
 FORMAT_NAME = "photo-embeddings"
@@ -107,7 +107,7 @@ def embed_photos(
     batch_size: int = 64,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     cache_dir: str | Path | None = None,
-    fetch: FetchBytes = http_get_bytes,
+    fetch: FetchBytes = http_get_photo,
     rank: int | None = None,
     world_size: int | None = None,
     threads: int = 8,
@@ -124,7 +124,7 @@ def embed_photos(
         batch_size: Images per forward pass (and per write).
         chunk_rows: Rows per chunk (new arrays only; the unit of rank sharding).
         cache_dir: Download cache for photos with a URL only.
-        fetch: ``url -> bytes`` for downloads.
+        fetch: ``url -> bytes`` for downloads (default: one quick retry, then the photo is missing).
         rank: This process's rank (default ``$RANK`` or 0).
         world_size: Number of processes (default ``$WORLD_SIZE`` or 1).
         threads: Threads loading and decoding images.

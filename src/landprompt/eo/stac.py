@@ -1,7 +1,8 @@
 """Sentinel-1/2 from STAC APIs (Planetary Computer, Earth Search) or static catalogs, via odc-stac.
 
 :func:`search_items` finds the items, each request (page) retrying transient failures in the HTTP
-session (:func:`~landprompt.retry.http_retry`), and signs Planetary Computer asset URLs;
+session (:func:`~landprompt.retry.http_retry`) and a body that breaks off (:data:`BODY_RETRIES`), and
+signs Planetary Computer asset URLs;
 :func:`load_s2_scenes` / :func:`load_s1_scenes` read them onto a :class:`~landprompt.geo.Grid` pixel for
 pixel (odc-stac with the grid's GeoBox, ``groupby="solar_day"``);
 :class:`StacSource` ties both to monthly composites.
@@ -28,6 +29,8 @@ from odc.stac import load as odc_load
 from pystac_client import Client
 from pystac_client.exceptions import APIError
 from pystac_client.stac_api_io import StacApiIO
+from requests.exceptions import ChunkedEncodingError, ContentDecodingError
+from urllib3.exceptions import MaxRetryError
 
 from landprompt.eo.aoi import check_grid, grid_geobox, on_grid
 from landprompt.eo.bands import (
@@ -48,12 +51,14 @@ from landprompt.eo.masks import mask_scenes
 from landprompt.eo.source import Scenes, SceneSource
 from landprompt.errors import BadInputError, ServiceUnavailableError, about_file
 from landprompt.geo import BBox, Grid
-from landprompt.retry import TRANSIENT_STATUS, gave_up, http_retry, one_line
+from landprompt.retry import TRANSIENT_STATUS, gave_up, http_retry, one_line, with_backoff
 
 PLANETARY_COMPUTER_URL = "https://planetarycomputer.microsoft.com/api/stac/v1"
 EARTH_SEARCH_URL = "https://earth-search.aws.element84.com/v1"
 TIMEOUT_S = 60.0
 """Seconds a STAC API request may take (connect and read) before it counts as failed and is retried."""
+BODY_RETRIES = 2
+"""Further tries of a STAC API request whose body broke off after its headers (a reset, a truncated page)."""
 
 Modifier = Callable[[Any], Any]
 
@@ -94,8 +99,53 @@ def open_catalog(
     text = str(catalog)
     if "://" not in text or text.startswith("file://"):
         return StaticCatalogClient(text.removeprefix("file://"), modifier=modifier)
-    stac_io = StacApiIO(max_retries=http_retry(retries, backoff), timeout=TIMEOUT_S)
+    stac_io = _BodyRetryingStacApiIO(max_retries=http_retry(retries, backoff), timeout=TIMEOUT_S)
+    stac_io.backoff = backoff
     return Client.open(text, modifier=modifier, stac_io=stac_io)
+
+
+class _BodyRetryingStacApiIO(StacApiIO):
+    """pystac-client's HTTP, each request also retried when its body breaks off (:data:`BODY_RETRIES`).
+
+    The session's ``urllib3.Retry`` covers a request up to its headers only: pystac-client reads the body
+    inside ``Session.send``, and a reset, a truncated body or a read timeout there is a status-less
+    ``APIError``.
+    """
+
+    backoff: float = 1.0
+
+    def request(
+        self,
+        href: str,
+        method: str | None = None,
+        headers: dict[str, str] | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> str:
+        """:meth:`StacApiIO.request`, retried (per request, not per search) while the body breaks off."""
+
+        def give_up(error: BaseException) -> Exception:
+            what = f"STAC request {method or 'GET'} {href}"
+            return ServiceUnavailableError(gave_up(what, BODY_RETRIES + 1, _describe(error)))
+
+        return with_backoff(
+            lambda: super(_BodyRetryingStacApiIO, self).request(href, method, headers, parameters),
+            is_transient=_body_broke_off,
+            give_up=give_up,
+            retries=BODY_RETRIES,
+            backoff=self.backoff,
+        )
+
+
+def _body_broke_off(error: BaseException) -> bool:
+    """Whether a status-less ``APIError`` is a body that broke off (not a connection urllib3 retried)."""
+    if not isinstance(error, APIError) or getattr(error, "status_code", None) is not None:
+        return False
+    cause = error.__context__
+    if isinstance(cause, ChunkedEncodingError | ContentDecodingError):
+        return True
+    return isinstance(cause, requests.ConnectionError) and not (
+        cause.args and isinstance(cause.args[0], MaxRetryError)
+    )
 
 
 class StaticCatalogClient:

@@ -84,8 +84,13 @@ class IndexInfo:
             raise BadInputError(
                 f"{path} not found: the index is missing or unfinished; run 'landprompt index build'"
             )
+        return cls.from_bytes(path.read_bytes(), path)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, path: Path) -> IndexInfo:
+        """Parse a sidecar's bytes (read from ``path``, named in errors) as :meth:`load` does."""
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             data = None
         if (

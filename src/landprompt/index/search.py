@@ -164,7 +164,7 @@ def _record_fingerprint(path: Path, info: IndexInfo, cube: Path, files: str) -> 
     sidecar = sidecar_path(path)
     try:
         before = sidecar.read_bytes()
-        if IndexInfo.load(sidecar) != info:
+        if IndexInfo.from_bytes(before, sidecar) != info:
             return
         replace(info, cube_files=files).save(sidecar, expect=before)
     except (OSError, BadInputError):

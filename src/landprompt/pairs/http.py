@@ -30,8 +30,12 @@ HTTP_RETRIES = 4
 """Further tries of a failed request (connection error, timeout, 408/429/5xx)."""
 HTTP_BACKOFF = 2.0
 """urllib3's backoff factor: waits of 0, 4, 8, 16 s before the retries."""
+PHOTO_RETRIES = 1
+"""Further tries of a photo download: a photo that still fails is marked missing, for ``--retry-missing``."""
+PHOTO_BACKOFF = 0.5
 TIMEOUT_S = 60.0
 _RESUME = " (the run resumes where it stopped)"
+_MISSING = " (the photo is marked missing; --retry-missing tries it again)"
 _T = TypeVar("_T")
 _local = threading.local()
 
@@ -42,9 +46,19 @@ class TransientError(Exception):
 
 def http_session() -> requests.Session:
     """This thread's retrying session (a ``requests.Session`` is not shared between threads)."""
-    session: requests.Session | None = getattr(_local, "session", None)
+    return _thread_session("session", HTTP_RETRIES, HTTP_BACKOFF)
+
+
+def photo_session() -> requests.Session:
+    """This thread's session for photo downloads: one quick retry, so a dead host costs seconds per photo."""
+    return _thread_session("photo_session", PHOTO_RETRIES, PHOTO_BACKOFF)
+
+
+def _thread_session(key: str, retries: int, backoff: float) -> requests.Session:
+    session: requests.Session | None = getattr(_local, key, None)
     if session is None:
-        session = _local.session = retrying_session(HTTP_RETRIES, HTTP_BACKOFF, {"User-Agent": USER_AGENT})
+        session = retrying_session(retries, backoff, {"User-Agent": USER_AGENT})
+        setattr(_local, key, session)
     return session
 
 
@@ -58,8 +72,17 @@ def http_get_bytes(url: str, *, session: requests.Session | None = None) -> byte
     return bytes(_get(url, {}, session or http_session()).content)
 
 
-def _get(url: str, params: Mapping[str, str], session: requests.Session) -> requests.Response:
+def http_get_photo(url: str) -> bytes:
+    """GET a photo's bytes in :func:`photo_session` (the default ``fetch`` of photo embedding)."""
+    return bytes(_get(url, {}, photo_session(), _MISSING).content)
+
+
+def _get(
+    url: str, params: Mapping[str, str], session: requests.Session, hint: str = _RESUME
+) -> requests.Response:
     """One GET whose retries the session makes; what is left after them is a one-line project error.
+
+    ``hint`` ends the message of a service that kept failing (what happens next).
 
     Raises:
         ServiceUnavailableError: on a connection error, timeout or transient status after every retry.
@@ -70,10 +93,10 @@ def _get(url: str, params: Mapping[str, str], session: requests.Session) -> requ
     try:
         response = session.get(url, params=dict(params), timeout=TIMEOUT_S)
     except (requests.ConnectionError, requests.Timeout) as exc:
-        raise ServiceUnavailableError(gave_up(f"GET {url}", tries, exc, _RESUME)) from exc
+        raise ServiceUnavailableError(gave_up(f"GET {url}", tries, exc, hint)) from exc
     if response.status_code in TRANSIENT_STATUS:
         last = f"HTTP {response.status_code} {response.reason}"
-        raise ServiceUnavailableError(gave_up(f"GET {url}", tries, last, _RESUME))
+        raise ServiceUnavailableError(gave_up(f"GET {url}", tries, last, hint))
     if response.status_code >= 400:
         raise BadInputError(f"GET {url} was refused: HTTP {response.status_code} {response.reason}")
     return response
