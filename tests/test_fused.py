@@ -123,3 +123,32 @@ def test_without_llvmlite_there_is_no_kernel_and_torch_scores(monkeypatch):
     got = score_values(codes, kernel, norm_weights=weights)
     want = 1 / (1 + np.exp(unit_codes(codes) @ kernel.columns.numpy().astype(np.float64)).sum(1))
     np.testing.assert_allclose(got.reshape(-1), want, rtol=1e-5, atol=1e-7)
+
+
+def test_columns_of_another_width_or_unaligned_are_refused():
+    rng = np.random.default_rng(3)
+    codes = random_codes(rng, 2, 9, 40)
+    out = np.empty((2, 9, 1), np.float32)
+    fn = compiled(40, 0, 4)
+    diffs = rng.normal(size=(40, 4)).astype(np.float32)
+    with pytest.raises(ValueError, match="codes' width 40"):  # the kernel would read 65 codes a pixel
+        score_int8(fn, codes, padded_columns(None, rng.normal(size=(65, 4)).astype(np.float32)), 1.0, out)
+    columns = padded_columns(None, diffs)
+    shifted = np.empty(columns.size + 1, np.float32)[1:].reshape(columns.shape)  # 4 bytes past 64
+    shifted[...] = columns
+    with pytest.raises(ValueError, match="64-byte aligned"):
+        score_int8(fn, codes, shifted, 1.0, out)
+    score_int8(fn, codes, columns, W_LAST, out)  # the columns themselves: scored
+    want = 1 / (1 + np.exp(unit_codes(codes) @ diffs.astype(np.float64)).sum(1))
+    np.testing.assert_allclose(out.reshape(-1), want, rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("codes_width", [64, 66])
+def test_codes_of_another_width_than_the_query_fail_as_in_torch(codes_width):
+    rng = np.random.default_rng(4)
+    weights = np.ones(65, np.float32)
+    kernel = probability_kernel(rng.normal(size=(1, 65)), rng.normal(size=(4, 65)), 10.0)
+    codes = random_codes(rng, 8, 8, codes_width)
+    with pytest.raises(RuntimeError, match="cannot be multiplied"):  # not read past the codes, silently
+        score_values(codes, kernel, norm_weights=np.ones(codes_width, np.float32))
+    assert scoring._fused(kernel, codes, None, np.empty((8, 8, 1), np.float32), weights) is None

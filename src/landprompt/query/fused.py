@@ -495,9 +495,19 @@ def score_int8(
         w_last: The last code's norm weight (the others are 1).
         out: float32 outputs whose pixels are contiguous within a row (any row stride).
         valid: bool or uint8 (rows, cols), pixels contiguous within a row: outputs are NaN where 0.
+
+    Raises:
+        ValueError: If the pixels are not contiguous within rows, or the columns are not of the codes'
+            width or not 64-byte aligned (the kernel reads them as the code count and stride it was
+            compiled for, in aligned loads).
     """
     rows, cols, width = codes.shape
     outputs = out.shape[2]
+    if columns.shape[0] != width or columns.dtype != np.float32 or columns.ctypes.data % 64:
+        raise ValueError(
+            f"the fused kernel needs float32 query columns of the codes' width {width}, 64-byte aligned "
+            f"(padded_columns), got {columns.dtype} {columns.shape}, {columns.ctypes.data % 64} bytes past 64"
+        )
     if valid is None:  # a row of ones read for every row
         valid = np.broadcast_to(np.ones(cols, np.uint8), (rows, cols))
     if (

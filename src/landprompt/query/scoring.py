@@ -183,11 +183,14 @@ def _fused(
     """A block scorer by the fused kernel for version-4 int8 codes ``grid`` (r, c, width), or None.
 
     It takes pixels contiguous within rows (of the codes and of ``out``), norm weights 1 but for the last
-    code's (as :class:`~landprompt.embedder.basis.Basis` makes them) and a query it was built for.
+    code's (as :class:`~landprompt.embedder.basis.Basis` makes them), one a code, and a query it was built
+    for, of as many codes (else torch scores, and raises on a width mismatch).
     """
     if not USE_FUSED or grid.dtype != np.int8 or scale is not None or norm_weights is None:
         return None
     width, outputs = grid.shape[2], out.shape[2]
+    if not width == kernel.columns.shape[0] == len(norm_weights):
+        return None
     if grid.strides[1:] != (width, 1) or out.strides[1:] != (4 * outputs, 4):
         return None
     if np.any(norm_weights[:-1] != 1):
