@@ -152,3 +152,37 @@ def test_codes_of_another_width_than_the_query_fail_as_in_torch(codes_width):
     with pytest.raises(RuntimeError, match="cannot be multiplied"):  # not read past the codes, silently
         score_values(codes, kernel, norm_weights=np.ones(codes_width, np.float32))
     assert scoring._fused(kernel, codes, None, np.empty((8, 8, 1), np.float32), weights) is None
+
+
+@pytest.mark.parametrize(
+    ("triple", "features", "fast"),
+    [
+        ("x86_64-unknown-linux-gnu", {"fma": False, "avx2": False, "avx": True}, False),  # Sandy Bridge
+        ("x86_64-unknown-linux-gnu", {"fma": True, "avx2": False, "avx512f": False}, False),
+        ("x86_64-unknown-linux-gnu", {"fma": True, "avx2": True}, True),
+        ("x86_64-pc-windows-msvc", {"fma": True, "avx2": False, "avx512f": True}, True),
+        ("aarch64-unknown-linux-gnu", {"neon": True}, True),
+        ("arm64-apple-macosx14.0.0", {}, True),
+        ("powerpc64le-unknown-linux-gnu", {"vsx": True}, False),
+    ],
+)
+def test_vector_fma_is_read_from_the_cpu_features(triple, features, fast):
+    assert fused._fast_fma(triple, features) is fast
+
+
+def test_a_cpu_without_vector_fma_is_left_to_torch(monkeypatch):
+    compiled(40, 0, 4)  # llvmlite builds here
+    triple = fused._host_cpu()[0]
+    monkeypatch.setattr(fused, "_COMPILED", {})
+    monkeypatch.setattr(fused, "_host_cpu", lambda: (triple, {"fma": False, "avx": True}))
+    assert probability_kernel_fn(40, 0, 4) is None
+    rng = np.random.default_rng(5)
+    kernel = probability_kernel(rng.normal(size=(1, 40)), rng.normal(size=(4, 40)), 10.0)
+    assert kernel.compiled is None
+    codes = random_codes(rng, 4, 6, 40)
+    weights = np.ones(40, np.float32)
+    weights[-1] = W_LAST
+    monkeypatch.setattr(scoring, "score_int8", lambda *a: pytest.fail("the fused kernel scored"))
+    got = score_values(codes, kernel, norm_weights=weights)
+    want = 1 / (1 + np.exp(unit_codes(codes) @ kernel.columns.numpy().astype(np.float64)).sum(1))
+    np.testing.assert_allclose(got.reshape(-1), want, rtol=1e-5, atol=1e-7)
