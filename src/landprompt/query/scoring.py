@@ -8,7 +8,7 @@ place (probabilities written straight into the output): no allocation per block.
 one concept against a background set is ``1 / (1 + sum_j exp(l_j - l_c))`` (only the concept's
 probability is needed; the row sum is a product with a column of ones); several concepts share the
 background's log-sum-exp: ``sigmoid(l_i - logsumexp(l_background))``. Version-4 int8 codes against one
-concept, or up to 16 concepts against up to 16 background columns, are scored instead by the fused kernel
+concept, or up to 16 concepts, against up to 32 background columns are scored instead by the fused kernel
 of :mod:`landprompt.query.fused` (the same formulas in one pass over the codes; :data:`USE_FUSED`).
 
 :func:`score_values` scores an array of values (points, decoded embeddings); :func:`iter_probabilities`
