@@ -17,7 +17,8 @@ layouts are cubes in a basis, written in the current format, version 4):
   in-memory array of the bytes the map reads, and against version-1 d = 512 int8 throughput (interleaved
   in rounds, best of each, with the load average), by the fused kernel and by the torch path alone
   (``torch_path_*``: the code before it), with the CPU time a pixel of each; 16 concepts in one pass
-  against one, by both;
+  against one, by both; one concept against 17 (the shipped vocabulary) and 32 background columns
+  against 16, by both;
 * ``topk``: ``landprompt.top_k(path, vector, k=10)`` (second call onward) on a 10^6-cell cube against the
   exact numpy scan of the same vectors in memory, with recall@10 against that scan and against a scan of
   the cube's own (decoded) vectors; ``topk_nprobe``: the same for other IVF ``nprobe`` values.
@@ -341,6 +342,34 @@ def speed(work: Path, side: int, rng, rounds: int = 3) -> None:
         torch_path_seconds_16=round(best[16, False], 2),
         torch_path_ratio_16_vs_1=round(best[16, False] / best[1, False], 2),
         yardstick="one concept, same pass",
+    )
+    background_columns(session, rows, cols, rng, rounds)
+
+
+def background_columns(session, rows: slice, cols: slice, rng, rounds: int) -> None:
+    """One concept against 16, 17 (the shipped vocabulary) and 32 background columns, fused and by torch."""
+    concept = unit(rng.normal(size=(1, 128)))
+    backgrounds = {k: unit(rng.normal(size=(k, 128))) for k in (16, 17, 32)}
+    times: dict[tuple[int, bool], list[float]] = {(k, f): [] for k in backgrounds for f in (True, False)}
+    for _ in range(rounds):  # interleaved, best of the rounds
+        for k, fused in times:
+            scoring.USE_FUSED = fused
+            call = lambda b=backgrounds[k]: session.probability_window(rows, cols, concept, b, 100.0)  # noqa: E731
+            try:
+                times[k, fused].append(seconds(call))
+            finally:
+                scoring.USE_FUSED = True
+    best = {key: min(value) for key, value in times.items()}
+    emit(
+        figure="speed_background_columns",
+        seconds_16=round(best[16, True], 3),
+        seconds_17=round(best[17, True], 3),
+        seconds_32=round(best[32, True], 3),
+        ratio_17_vs_16=round(best[17, True] / best[16, True], 2),
+        ratio_32_vs_16=round(best[32, True] / best[16, True], 2),
+        torch_path_seconds={k: round(best[k, False], 3) for k in backgrounds},
+        speedup_vs_torch_path={k: round(best[k, False] / best[k, True], 2) for k in backgrounds},
+        yardstick="16 background columns, fused, same run",
     )
 
 

@@ -23,21 +23,28 @@ def random_codes(rng: np.random.Generator, rows: int, cols: int, width: int) -> 
     return codes
 
 
-def compiled(width: int, concepts: int, background: int):
-    fn = probability_kernel_fn(width, concepts, background)
-    if fn is None:
+def needs_kernel() -> None:
+    if probability_kernel_fn(16, 0, 1) is None:
         pytest.skip("llvmlite cannot build the kernel here")
+
+
+def compiled(width: int, concepts: int, background: int):
+    needs_kernel()
+    fn = probability_kernel_fn(width, concepts, background)
+    assert fn is not None  # a shape the kernel takes
     return fn
 
 
-@pytest.mark.parametrize("width", [16, 17, 65])
-def test_one_concept_matches_a_float64_softmax_in_a_strided_window(width):
-    rng = np.random.default_rng(width)
+@pytest.mark.parametrize(
+    ("width", "background"), [(16, 16), (17, 16), (65, 16), (65, 17), (16, 32), (65, 32)]
+)
+def test_one_concept_matches_a_float64_softmax_in_a_strided_window(width, background):
+    rng = np.random.default_rng(width + background)
     codes = random_codes(rng, 5, 29, width)  # 29 pixels a row: groups of 8 and single pixels
-    diffs = (rng.normal(size=(width, 16)) * 2).astype(np.float32)  # logit differences up to ~+-100
+    diffs = (rng.normal(size=(width, background)) * 2).astype(np.float32)  # logit differences up to ~+-100
     out = np.full((5, 31, 1), -1.0, np.float32)
     valid = rng.random((5, 29)) > 0.2
-    fn = compiled(width, 0, 16)
+    fn = compiled(width, 0, background)
     score_int8(fn, codes[:, 2:], padded_columns(None, diffs), W_LAST, out[:, 1:28], valid[:, 2:])
     want = (1 / (1 + np.exp(unit_codes(codes) @ diffs.astype(np.float64)).sum(1))).reshape(5, 29)[:, 2:]
     got = out[:, 1:28, 0]
@@ -48,9 +55,9 @@ def test_one_concept_matches_a_float64_softmax_in_a_strided_window(width):
     np.testing.assert_allclose(out[:, 1:28, 0], want, rtol=2e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize(("concepts", "background"), [(16, 16), (5, 7), (1, 3)])
+@pytest.mark.parametrize(("concepts", "background"), [(16, 16), (5, 7), (1, 3), (16, 32), (3, 17), (2, 25)])
 def test_many_concepts_match_a_float64_softmax_against_the_background(concepts, background):
-    rng = np.random.default_rng(concepts)
+    rng = np.random.default_rng(concepts + background)
     width = 65
     codes = random_codes(rng, 3, 21, width)
     a = (rng.normal(size=(width, concepts)) * 2).astype(np.float32)
@@ -81,8 +88,38 @@ def test_saturated_logits_give_zero_and_one_not_nan():
 
 def test_shapes_it_does_not_take_are_left_to_torch():
     assert probability_kernel_fn(15, 0, 4) is None  # fewer codes than a vector
-    assert probability_kernel_fn(64, 0, 17) is None  # more columns than lanes
-    assert probability_kernel_fn(64, 17, 4) is None
+    assert probability_kernel_fn(64, 0, 33) is None  # more background columns than two vectors' lanes
+    assert probability_kernel_fn(64, 4, 33) is None
+    assert probability_kernel_fn(64, 17, 4) is None  # more concepts than lanes
+
+
+def test_the_shipped_vocabulary_is_scored_by_the_fused_kernel():
+    from landprompt.query.classes import background_prompts
+
+    rng = np.random.default_rng(11)
+    background = background_prompts(["hedgerows"])  # a concept not in it: all 17 prompts compete
+    assert len(background) == 17
+    vectors = rng.normal(size=(1 + len(background), 65))
+    for kernel in (
+        probability_kernel(vectors[:1], vectors[1:], 30.0),  # one concept: 17 columns of differences
+        probability_kernel(np.concatenate([vectors[:1], -vectors[:1]]), vectors[1:], 30.0),  # two
+    ):
+        needs_kernel()
+        assert kernel.compiled is not None
+        fn, columns = kernel.compiled
+        assert fn.args == (max(kernel.outputs, 1) if kernel.kind == "many" else 0, 17)
+        assert columns.shape == (65, 2 if kernel.kind == "one" else 3, 16)
+
+
+def test_columns_laid_out_for_other_counts_are_refused():
+    rng = np.random.default_rng(12)
+    codes = random_codes(rng, 2, 9, 40)
+    diffs = rng.normal(size=(40, 17)).astype(np.float32)
+    out = np.empty((2, 9, 1), np.float32)
+    with pytest.raises(ValueError, match="0 concepts and 17 background columns needs"):  # 16 columns only
+        score_int8(compiled(40, 0, 17), codes, padded_columns(None, diffs[:, :16]), 1.0, out)
+    with pytest.raises(ValueError, match=r"3 outputs a pixel, got .* and 1 outputs"):  # written past out
+        score_int8(compiled(40, 3, 14), codes, padded_columns(diffs[:, :3], diffs[:, 3:]), 1.0, out)
 
 
 def test_score_values_uses_the_fused_kernel_and_agrees_with_the_torch_path(monkeypatch):
@@ -120,6 +157,69 @@ def test_without_llvmlite_there_is_no_kernel_and_torch_scores(monkeypatch):
     codes = random_codes(rng, 4, 6, 40)
     weights = np.ones(40, np.float32)
     weights[-1] = W_LAST
+    got = score_values(codes, kernel, norm_weights=weights)
+    want = 1 / (1 + np.exp(unit_codes(codes) @ kernel.columns.numpy().astype(np.float64)).sum(1))
+    np.testing.assert_allclose(got.reshape(-1), want, rtol=1e-5, atol=1e-7)
+
+
+def test_columns_of_another_width_or_unaligned_are_refused():
+    rng = np.random.default_rng(3)
+    codes = random_codes(rng, 2, 9, 40)
+    out = np.empty((2, 9, 1), np.float32)
+    fn = compiled(40, 0, 4)
+    diffs = rng.normal(size=(40, 4)).astype(np.float32)
+    with pytest.raises(ValueError, match="codes' width 40"):  # the kernel would read 65 codes a pixel
+        score_int8(fn, codes, padded_columns(None, rng.normal(size=(65, 4)).astype(np.float32)), 1.0, out)
+    columns = padded_columns(None, diffs)
+    shifted = np.empty(columns.size + 1, np.float32)[1:].reshape(columns.shape)  # 4 bytes past 64
+    shifted[...] = columns
+    with pytest.raises(ValueError, match="64-byte aligned"):
+        score_int8(fn, codes, shifted, 1.0, out)
+    score_int8(fn, codes, columns, W_LAST, out)  # the columns themselves: scored
+    want = 1 / (1 + np.exp(unit_codes(codes) @ diffs.astype(np.float64)).sum(1))
+    np.testing.assert_allclose(out.reshape(-1), want, rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("codes_width", [64, 66])
+def test_codes_of_another_width_than_the_query_fail_as_in_torch(codes_width):
+    rng = np.random.default_rng(4)
+    weights = np.ones(65, np.float32)
+    kernel = probability_kernel(rng.normal(size=(1, 65)), rng.normal(size=(4, 65)), 10.0)
+    codes = random_codes(rng, 8, 8, codes_width)
+    with pytest.raises(RuntimeError, match="cannot be multiplied"):  # not read past the codes, silently
+        score_values(codes, kernel, norm_weights=np.ones(codes_width, np.float32))
+    assert scoring._fused(kernel, codes, None, np.empty((8, 8, 1), np.float32), weights) is None
+
+
+@pytest.mark.parametrize(
+    ("triple", "features", "fast"),
+    [
+        ("x86_64-unknown-linux-gnu", {"fma": False, "avx2": False, "avx": True}, False),  # Sandy Bridge
+        ("x86_64-unknown-linux-gnu", {"fma": True, "avx2": False, "avx512f": False}, False),
+        ("x86_64-unknown-linux-gnu", {"fma": True, "avx2": True}, True),
+        ("x86_64-pc-windows-msvc", {"fma": True, "avx2": False, "avx512f": True}, True),
+        ("aarch64-unknown-linux-gnu", {"neon": True}, True),
+        ("arm64-apple-macosx14.0.0", {}, True),
+        ("powerpc64le-unknown-linux-gnu", {"vsx": True}, False),
+    ],
+)
+def test_vector_fma_is_read_from_the_cpu_features(triple, features, fast):
+    assert fused._fast_fma(triple, features) is fast
+
+
+def test_a_cpu_without_vector_fma_is_left_to_torch(monkeypatch):
+    compiled(40, 0, 4)  # llvmlite builds here
+    triple = fused._host_cpu()[0]
+    monkeypatch.setattr(fused, "_COMPILED", {})
+    monkeypatch.setattr(fused, "_host_cpu", lambda: (triple, {"fma": False, "avx": True}))
+    assert probability_kernel_fn(40, 0, 4) is None
+    rng = np.random.default_rng(5)
+    kernel = probability_kernel(rng.normal(size=(1, 40)), rng.normal(size=(4, 40)), 10.0)
+    assert kernel.compiled is None
+    codes = random_codes(rng, 4, 6, 40)
+    weights = np.ones(40, np.float32)
+    weights[-1] = W_LAST
+    monkeypatch.setattr(scoring, "score_int8", lambda *a: pytest.fail("the fused kernel scored"))
     got = score_values(codes, kernel, norm_weights=weights)
     want = 1 / (1 + np.exp(unit_codes(codes) @ kernel.columns.numpy().astype(np.float64)).sum(1))
     np.testing.assert_allclose(got.reshape(-1), want, rtol=1e-5, atol=1e-7)

@@ -108,6 +108,16 @@ def test_plan_makes_one_job_per_concept_and_area(cube: Path, tmp_path: Path) -> 
     assert not (tmp_path / "maps").exists()  # loading and planning write nothing
 
 
+def test_a_jobs_background_is_the_one_its_scorer_competes_with(cube: Path, tmp_path: Path) -> None:
+    from landprompt.query.classes import background_prompts, default_vocabulary
+
+    data = {**batch(cube, tmp_path), "concepts": ["a lake", {"prompt": "Olive Groves", "versus": None}]}
+    planned = plan(load_jobs(write_batch(tmp_path, data)))
+    assert planned[0].background == ["a forest"]  # the batch's versus but the concept
+    vocabulary = [name for name in default_vocabulary() if name != "olive groves"]
+    assert planned[1].background == vocabulary == background_prompts(["Olive Groves"])  # any case
+
+
 def test_areas_left_out_map_the_whole_cube(cube: Path, tmp_path: Path) -> None:
     data = {
         **batch(cube, tmp_path),

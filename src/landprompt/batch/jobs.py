@@ -63,11 +63,10 @@ class Job(ABC):
 
     @property
     def background(self) -> list[str]:
-        """The prompts the concept competes with: its ``versus`` (or the shipped vocabulary) but itself."""
-        from landprompt.query.classes import default_vocabulary
+        """The prompts the concept competes with (:func:`~landprompt.query.classes.background_prompts`)."""
+        from landprompt.query.classes import background_prompts
 
-        names = self.versus or default_vocabulary()
-        return [name for name in names if name.lower() != self.prompt.lower()]
+        return background_prompts([self.prompt], self.versus)
 
     @property
     def threshold(self) -> float:

@@ -6,13 +6,15 @@ This kernel does all of it while a pixel's codes are in registers and L1: 64 pix
 float32 (their ``sum_i w_i k_i^2`` with them), then 8 pixels at a time scored against the query columns,
 16 a vector, one a lane (each code broadcast from L1 into a fused multiply-add), scaled by
 ``1 / sqrt(sum_i w_i k_i^2)``, exponentiated (a Cephes polynomial) and finished: one concept's
-``1 / (1 + sum_j exp(l_j - l_c))``, or up to 16 concepts' ``sigmoid(l_i - logsumexp(l_background))``
-against up to 16 background columns; NaN where the pixel is not valid. Everything is float32, as in the
-torch path (tests hold it to 2e-6 of a float64 reference).
+``1 / (1 + sum_j exp(l_j - l_c))``, or up to 16 concepts' ``sigmoid(l_i - logsumexp(l_background))``,
+against up to 32 background columns (two vectors over 16); NaN where the pixel is not valid. Everything
+is float32, as in the torch path (tests hold it to 2e-6 of a float64 reference).
 
-The LLVM IR is generated here for a code count and kind (one concept or many), compiled by llvmlite for
-the host CPU (AVX-512 where there is one) once per process, and called through ctypes, which lets go of
-the GIL. Without llvmlite, :func:`probability_kernel_fn` returns None and the torch path scores.
+The LLVM IR is generated here for a code count and kind (one concept or many; one background vector or
+two), compiled by llvmlite for the host CPU (AVX-512 where there is one) once per process, and called
+through ctypes, which lets go of the GIL. Without llvmlite, or on a CPU without vector fused
+multiply-adds (x86 without FMA3 and AVX2, where each lane's would be a call), :func:`probability_kernel_fn`
+returns None and the torch path scores.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-#: Query columns a vector holds (one a lane): kernels with more columns are scored by torch.
+#: Query columns a vector holds (one a lane): up to 16 concepts and 2 vectors of background columns.
 LANES = 16
 #: Pixels scored side by side (independent multiply-add chains to keep both FMA ports busy).
 GROUP = 8
@@ -54,7 +56,7 @@ _SIGNATURE = ctypes.CFUNCTYPE(
 )
 
 _LOCK = threading.Lock()
-_COMPILED: dict[tuple[int, bool], Callable[..., None] | None] = {}
+_COMPILED: dict[tuple[int, bool, bool], Callable[..., None] | None] = {}
 _ENGINES: list[Any] = []  # the JIT engines stay alive as long as the process (their code is called)
 
 
@@ -200,20 +202,22 @@ def _splat(name: str, scalar: str) -> list[str]:
     ]
 
 
-def _group_ir(pixels: int, width: int, padded: int, many: bool) -> str:
+def _group_ir(pixels: int, width: int, padded: int, many: bool, split: bool) -> str:
     """``@group{pixels}``: the outputs of ``pixels`` converted pixels into ``out``.
 
-    Without ``many``, the columns (lanes ``%used_b``) are the differences ``l_j - l_c`` and each pixel
-    gets ``1 / (1 + sum_j exp(s d_j))``; with it, the first 16 columns are the concepts (lanes ``%used_a``)
-    and the next 16 the background (``%used_b``), and concept ``i`` gets
+    The background columns are one vector (lanes ``%used_b``) or, ``split``, two (the first 16 columns,
+    lanes ``%used_b``, then the rest, lanes ``%used_c``). Without ``many``, they are the differences
+    ``l_j - l_c`` and each pixel gets ``1 / (1 + sum_j exp(s d_j))`` (the two vectors' exponentials
+    added); with it, 16 concept columns (lanes ``%used_a``) come first and concept ``i`` gets
     ``sigmoid(s l_i - logsumexp(s l_background))``, written as ``1 / (1 + S exp(M - s l_i))`` with ``M``
     the largest background logit and ``S = sum exp(s l_j - M)``.
     """
     v = "<16 x float>"
-    parts = ["a", "b"] if many else ["b"]
+    background = ["b", "c"] if split else ["b"]
+    parts = (["a"] if many else []) + background
     head = (
         f"define internal void @group{pixels}(ptr %buf, ptr %sb, ptr %q, ptr %out, ptr %valid, "
-        "<16 x i1> %used_a, <16 x i1> %used_b, i64 %outputs) alwaysinline {"
+        f"{_MASKS}) alwaysinline {{"
     )
     lines = [head, "entry:"]
     acc = {(u, part): "zeroinitializer" for u in range(pixels) for part in parts}
@@ -236,13 +240,11 @@ def _group_ir(pixels: int, width: int, padded: int, many: bool) -> str:
                     f"{v} {acc[u, part]})"
                 )
                 acc[u, part] = f"%acc{part}{name}"
-    used_a, used_b = "%used_a", "%used_b"
     for u in range(pixels):
         lines += [
             f"  %sp{u} = getelementptr float, ptr %sb, i64 {u}",
             f"  %s{u} = load float, ptr %sp{u}, align 4",
             *_splat(f"ss{u}", f"%s{u}"),
-            f"  %lb{u} = fmul {v} {acc[u, 'b']}, %ss{u}",
             f"  %oo{u} = mul i64 %outputs, {u}",
             f"  %op{u} = getelementptr float, ptr %out, i64 %oo{u}",
             f"  %vp{u} = getelementptr i8, ptr %valid, i64 {u}",
@@ -251,26 +253,45 @@ def _group_ir(pixels: int, width: int, padded: int, many: bool) -> str:
             # NaN added where invalid: a select of the results themselves becomes a branch (measured 2x)
             f"  %nan{u} = select i1 %ok{u}, float 0.0, float {_f32(float('nan'))}",
         ]
+        for part in background:
+            lines.append(f"  %l{part}{u} = fmul {v} {acc[u, part]}, %ss{u}")
         if not many:
+            for part in background:
+                lines += [
+                    f"  %e{part}{u} = call {v} @exp16({v} %l{part}{u})",
+                    f"  %em{part}{u} = select <16 x i1> %used_{part}, {v} %e{part}{u}, {v} zeroinitializer",
+                ]
+            combined, em = _combine(f"em{u}", [f"%em{part}{u}" for part in background], "fadd")
             lines += [
-                f"  %e{u} = call {v} @exp16({v} %lb{u})",
-                f"  %em{u} = select <16 x i1> {used_b}, {v} %e{u}, {v} zeroinitializer",
-                f"  %t{u} = call reassoc float @llvm.vector.reduce.fadd.v16f32(float -0.0, {v} %em{u})",
+                *combined,
+                f"  %t{u} = call reassoc float @llvm.vector.reduce.fadd.v16f32(float -0.0, {v} {em})",
                 f"  %d{u} = fadd float %t{u}, 1.0",
                 f"  %o{u} = fdiv float 1.0, %d{u}",
                 f"  %of{u} = fadd float %o{u}, %nan{u}",
                 f"  store float %of{u}, ptr %op{u}, align 4",
             ]
             continue
+        lines.append(f"  %la{u} = fmul {v} {acc[u, 'a']}, %ss{u}")
+        for part in background:
+            lines.append(
+                f"  %l{part}m{u} = select <16 x i1> %used_{part}, {v} %l{part}{u}, {v} {_vec(float('-inf'))}"
+            )
+        combined, lm = _combine(f"lm{u}", [f"%l{part}m{u}" for part in background], "maxnum")
         lines += [
-            f"  %la{u} = fmul {v} {acc[u, 'a']}, %ss{u}",
-            f"  %lbm{u} = select <16 x i1> {used_b}, {v} %lb{u}, {v} {_vec(float('-inf'))}",
-            f"  %top{u} = call nnan float @llvm.vector.reduce.fmax.v16f32({v} %lbm{u})",
+            *combined,
+            f"  %top{u} = call nnan float @llvm.vector.reduce.fmax.v16f32({v} {lm})",
             *_splat(f"tops{u}", f"%top{u}"),
-            f"  %db{u} = fsub {v} %lb{u}, %tops{u}",
-            f"  %eb{u} = call {v} @exp16({v} %db{u})",
-            f"  %ebm{u} = select <16 x i1> {used_b}, {v} %eb{u}, {v} zeroinitializer",
-            f"  %sum{u} = call reassoc float @llvm.vector.reduce.fadd.v16f32(float -0.0, {v} %ebm{u})",
+        ]
+        for part in background:
+            lines += [
+                f"  %d{part}{u} = fsub {v} %l{part}{u}, %tops{u}",
+                f"  %e{part}{u} = call {v} @exp16({v} %d{part}{u})",
+                f"  %em{part}{u} = select <16 x i1> %used_{part}, {v} %e{part}{u}, {v} zeroinitializer",
+            ]
+        combined, em = _combine(f"em{u}", [f"%em{part}{u}" for part in background], "fadd")
+        lines += [
+            *combined,
+            f"  %sum{u} = call reassoc float @llvm.vector.reduce.fadd.v16f32(float -0.0, {v} {em})",
             *_splat(f"sums{u}", f"%sum{u}"),
             f"  %da{u} = fsub {v} %tops{u}, %la{u}",
             f"  %ea{u} = call {v} @exp16({v} %da{u})",
@@ -278,10 +299,21 @@ def _group_ir(pixels: int, width: int, padded: int, many: bool) -> str:
             f"  %pa{u} = fdiv {v} {_vec(1.0)}, %den{u}",
             *_splat(f"nans{u}", f"%nan{u}"),
             f"  %paf{u} = fadd {v} %pa{u}, %nans{u}",
-            f"  call void @llvm.masked.store.v16f32.p0({v} %paf{u}, ptr %op{u}, i32 4, <16 x i1> {used_a})",
+            f"  call void @llvm.masked.store.v16f32.p0({v} %paf{u}, ptr %op{u}, i32 4, <16 x i1> %used_a)",
         ]
     lines += ["  ret void", "}"]
     return "\n".join(lines)
+
+
+def _combine(name: str, vectors: list[str], op: str) -> tuple[list[str], str]:
+    """IR lines combining one or two <16 x float> by ``fadd`` or ``maxnum`` into ``%{name}``; the result."""
+    if len(vectors) == 1:
+        return [], vectors[0]
+    v = "<16 x float>"
+    first, second = vectors
+    if op == "fadd":
+        return [f"  %{name} = fadd {v} {first}, {second}"], f"%{name}"
+    return [f"  %{name} = call {v} @llvm.maxnum.v16f32({v} {first}, {v} {second})"], f"%{name}"
 
 
 def _group_call(index: str, pixels: int, padded: int) -> str:
@@ -315,6 +347,7 @@ entry:
   %nbi = insertelement <16 x i32> poison, i32 %nb32, i32 0
   %nbs = shufflevector <16 x i32> %nbi, <16 x i32> poison, <16 x i32> zeroinitializer
   %used_b = icmp ult <16 x i32> {_LANE_INDEX}, %nbs
+  %used_c = icmp ult <16 x i32> {_lane_index(LANES)}, %nbs
   %one = icmp eq i64 %na, 0
   %outputs = select i1 %one, i64 1, i64 %na
   %buf = alloca float, i64 {SEGMENT * padded}, align 64
@@ -377,8 +410,15 @@ exit:
 """
 
 
-_LANE_INDEX = "<" + ", ".join(f"i32 {i}" for i in range(LANES)) + ">"
-_MASKS = "<16 x i1> %used_a, <16 x i1> %used_b, i64 %outputs"
+def _lane_index(start: int) -> str:
+    """The <16 x i32> constant ``start, start + 1, ..., start + 15``."""
+    return "<" + ", ".join(f"i32 {start + i}" for i in range(LANES)) + ">"
+
+
+_LANE_INDEX = _lane_index(0)
+#: The lanes of each column vector (concepts; background columns 0-15; 16-31) and the outputs a pixel.
+#: (the group functions' last parameters, and the arguments ``@score`` calls them with).
+_MASKS = "<16 x i1> %used_a, <16 x i1> %used_b, <16 x i1> %used_c, i64 %outputs"
 
 _DECLARATIONS = """
 declare <16 x float> @llvm.fma.v16f32(<16 x float>, <16 x float>, <16 x float>)
@@ -396,25 +436,44 @@ declare void @llvm.masked.store.v16f32.p0(<16 x float>, ptr, i32, <16 x i1>)
 """
 
 
-def kernel_ir(width: int, many: bool) -> str:
+def kernel_ir(width: int, many: bool, split: bool = False) -> str:
     """The LLVM IR module of a kernel for ``width`` codes a pixel and one concept or ``many``.
 
-    The column counts are arguments of ``@score`` (see :func:`_group_ir`).
+    It takes up to 16 background columns or, ``split``, up to 32. The column counts are arguments of
+    ``@score`` (see :func:`_group_ir`).
     """
     padded = -(-width // LANES) * LANES
     parts = [
         _DECLARATIONS,
         _exp_ir(),
         _convert_ir(width, padded),
-        _group_ir(GROUP, width, padded, many),
-        _group_ir(1, width, padded, many),
+        _group_ir(GROUP, width, padded, many, split),
+        _group_ir(1, width, padded, many, split),
         _score_ir(width, padded, GROUP),
     ]
     return "\n".join(parts)
 
 
-def _compile(width: int, many: bool) -> Callable[..., None] | None:
-    """The compiled ``score`` function, or None if llvmlite is missing or cannot build for this CPU."""
+def _host_cpu() -> tuple[str, dict[str, bool]]:
+    """This process's LLVM target triple and the host CPU's features (``{"fma": True, ...}``)."""
+    import llvmlite.binding as llvm
+
+    return llvm.get_process_triple(), dict(llvm.get_host_cpu_features())
+
+
+def _fast_fma(triple: str, features: dict[str, bool]) -> bool:
+    """Whether the CPU multiplies-adds vectors in one instruction (else each lane is an ``fmaf`` call).
+
+    x86 needs FMA3 and AVX2 or AVX-512; 64-bit Arm has it always; other CPUs are left to torch.
+    """
+    arch = triple.split("-")[0]
+    if arch in ("x86_64", "i386", "i686"):
+        return bool(features.get("fma")) and bool(features.get("avx2") or features.get("avx512f"))
+    return arch in ("aarch64", "arm64")
+
+
+def _compile(width: int, many: bool, split: bool) -> Callable[..., None] | None:
+    """The compiled ``score`` function, or None if llvmlite is missing or cannot build fast for this CPU."""
     try:
         import llvmlite.binding as llvm
     except ImportError:
@@ -422,12 +481,15 @@ def _compile(width: int, many: bool) -> Callable[..., None] | None:
     try:
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
-        target = llvm.Target.from_triple(llvm.get_process_triple())
+        triple, features = _host_cpu()
+        if not _fast_fma(triple, features):  # measured 4x slower than torch, compiled in 5 s
+            return None
+        target = llvm.Target.from_triple(triple)
         machine = target.create_target_machine(
             cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3
         )
-        module = llvm.parse_assembly(kernel_ir(width, many))
-        module.triple = llvm.get_process_triple()
+        module = llvm.parse_assembly(kernel_ir(width, many, split))
+        module.triple = triple
         module.data_layout = str(machine.target_data)
         module.verify()
         # the IR is written as the loop should run: -O0 inlines the always-inline parts, the code generator
@@ -446,14 +508,15 @@ def _compile(width: int, many: bool) -> Callable[..., None] | None:
 def probability_kernel_fn(width: int, concepts: int, background: int) -> Callable[..., None] | None:
     """The compiled kernel for ``width`` int8 codes, ``concepts`` and ``background`` columns.
 
-    ``concepts == 0``: one concept, ``background`` (<= 16) columns of differences ``l_j - l_c``; else
-    up to 16 concepts against up to 16 background columns. Compiled once per process, code count and
-    kind (under a second); None without llvmlite or for shapes it does not take (fewer than 16 codes, more
-    columns).
+    ``concepts == 0``: one concept, ``background`` (<= 32) columns of differences ``l_j - l_c``; else
+    up to 16 concepts against up to 32 background columns. Over 16 background columns, the kernel scores
+    them as two vectors (the shipped vocabulary is 17 prompts). Compiled once per process, code count and
+    kind (under a second); None without llvmlite, on a CPU without vector FMA (x86 without FMA3 and AVX2)
+    or for shapes it does not take (fewer than 16 codes, more columns).
     """
-    if width < LANES or not 0 <= concepts <= LANES or not 0 < background <= LANES:
+    if width < LANES or not 0 <= concepts <= LANES or not 0 < background <= 2 * LANES:
         return None
-    key = (width, concepts > 0)
+    key = (width, concepts > 0, background > LANES)
     with _LOCK:
         if key not in _COMPILED:
             _COMPILED[key] = _compile(*key)
@@ -461,14 +524,23 @@ def probability_kernel_fn(width: int, concepts: int, background: int) -> Callabl
     return None if fn is None else partial(fn, concepts, background)
 
 
+def _column_parts(concepts: int, background: int) -> int:
+    """Vectors of 16 columns a code the kernel reads: the concepts' (if several), 1 or 2 of background."""
+    return (concepts > 0) + (2 if background > LANES else 1)
+
+
 def padded_columns(concepts: np.ndarray | None, background: np.ndarray) -> np.ndarray:
-    """Query columns as the kernel reads them: float32 (width, 16 or 32), 64-byte aligned, zero-padded.
+    """Query columns as the kernel reads them: float32 (width, parts, 16), 64-byte aligned, zero-padded.
+
+    The parts are the concepts' columns (if any), then the first 16 background columns, then (over 16)
+    the rest.
 
     Args:
         concepts: Concept columns (width, m), or None for one concept's differences.
         background: Background columns (width, k) (the differences for one concept).
     """
-    parts = [background] if concepts is None else [concepts, background]
+    parts = [background[:, i : i + LANES] for i in range(0, background.shape[1], LANES)]
+    parts = parts if concepts is None else [concepts, *parts]
     width = background.shape[0]
     raw = np.zeros(width * LANES * len(parts) + LANES, np.float32)
     start = (-raw.ctypes.data % 64) // 4
@@ -495,9 +567,28 @@ def score_int8(
         w_last: The last code's norm weight (the others are 1).
         out: float32 outputs whose pixels are contiguous within a row (any row stride).
         valid: bool or uint8 (rows, cols), pixels contiguous within a row: outputs are NaN where 0.
+
+    Raises:
+        ValueError: If the pixels are not contiguous within rows, or the columns are not of the codes'
+            width or not 64-byte aligned (the kernel reads them as the code count and stride it was
+            compiled for, in aligned loads), or not laid out for the kernel's column counts, or ``out``
+            has not one output a concept.
     """
     rows, cols, width = codes.shape
     outputs = out.shape[2]
+    if columns.shape[0] != width or columns.dtype != np.float32 or columns.ctypes.data % 64:
+        raise ValueError(
+            f"the fused kernel needs float32 query columns of the codes' width {width}, 64-byte aligned "
+            f"(padded_columns), got {columns.dtype} {columns.shape}, {columns.ctypes.data % 64} bytes past 64"
+        )
+    if isinstance(fn, partial):  # the column counts it was given: the layout and outputs they need
+        concepts, background = fn.args
+        if columns.shape[1:] != (_column_parts(concepts, background), LANES) or outputs != max(concepts, 1):
+            raise ValueError(
+                f"the fused kernel of {concepts} concepts and {background} background columns needs "
+                f"their padded_columns and {max(concepts, 1)} outputs a pixel, got columns {columns.shape} "
+                f"and {outputs} outputs"
+            )
     if valid is None:  # a row of ones read for every row
         valid = np.broadcast_to(np.ones(cols, np.uint8), (rows, cols))
     if (

@@ -8,7 +8,7 @@ place (probabilities written straight into the output): no allocation per block.
 one concept against a background set is ``1 / (1 + sum_j exp(l_j - l_c))`` (only the concept's
 probability is needed; the row sum is a product with a column of ones); several concepts share the
 background's log-sum-exp: ``sigmoid(l_i - logsumexp(l_background))``. Version-4 int8 codes against one
-concept, or up to 16 concepts against up to 16 background columns, are scored instead by the fused kernel
+concept, or up to 16 concepts, against up to 32 background columns are scored instead by the fused kernel
 of :mod:`landprompt.query.fused` (the same formulas in one pass over the codes; :data:`USE_FUSED`).
 
 :func:`score_values` scores an array of values (points, decoded embeddings); :func:`iter_probabilities`
@@ -183,11 +183,14 @@ def _fused(
     """A block scorer by the fused kernel for version-4 int8 codes ``grid`` (r, c, width), or None.
 
     It takes pixels contiguous within rows (of the codes and of ``out``), norm weights 1 but for the last
-    code's (as :class:`~landprompt.embedder.basis.Basis` makes them) and a query it was built for.
+    code's (as :class:`~landprompt.embedder.basis.Basis` makes them), one a code, and a query it was built
+    for, of as many codes (else torch scores, and raises on a width mismatch).
     """
     if not USE_FUSED or grid.dtype != np.int8 or scale is not None or norm_weights is None:
         return None
     width, outputs = grid.shape[2], out.shape[2]
+    if not width == kernel.columns.shape[0] == len(norm_weights):
+        return None
     if grid.strides[1:] != (width, 1) or out.strides[1:] != (4 * outputs, 4):
         return None
     if np.any(norm_weights[:-1] != 1):

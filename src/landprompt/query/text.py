@@ -63,6 +63,7 @@ class TextTower:
         self._clip = clip
         self._attrs = dict(ds.attrs) if ds is not None and clip is None else {}  # {}: not kept on disk
         self._prompts: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._facts: prompt_cache.ModelFacts | None = None  # kept once known
         self._lock = threading.RLock()  # threads of a server share the tower
 
     # --- the model -----------------------------------------------------------------------------
@@ -86,13 +87,18 @@ class TextTower:
 
     @property
     def facts(self) -> prompt_cache.ModelFacts:
-        """The model's logit scale and id: from the model if loaded, else from disk, else by loading it."""
+        """The model's logit scale and id: from the model if loaded, else from disk, else by loading it.
+
+        Kept once known, so a query reads the disk at most once a tower.
+        """
         with self._lock:
-            stored = None if self._clip is not None else prompt_cache.load_facts(self._attrs)
-            if stored is not None:
-                return stored
-            clip = self.clip
-            return prompt_cache.ModelFacts(clip.logit_scale, clip.id)
+            if self._facts is None:
+                stored = None if self._clip is not None else prompt_cache.load_facts(self._attrs)
+                if stored is None:
+                    clip = self.clip
+                    stored = prompt_cache.ModelFacts(clip.logit_scale, clip.id)
+                self._facts = stored
+            return self._facts
 
     # --- prompts -------------------------------------------------------------------------------
     def encode(self, prompts: str | Sequence[str], style: str = DEFAULT_STYLE) -> np.ndarray:
