@@ -123,8 +123,7 @@ def _exp_ir() -> str:
 
 
 def _convert_ir(width: int, padded: int, integer: bool) -> str:
-    """``@convert``: ``m`` pixels' codes to float32 (``integer``: int16) rows of ``padded``, and each
-    pixel's multiplier.
+    """``@convert``: ``m`` pixels' codes to rows of ``padded`` float32 (``integer``: int16), multipliers.
 
     The multiplier is ``1 / sqrt(sum_i k_i^2 + (w_last - 1) k_last^2)``, 0 for all-zero codes. The codes
     are read 16 at a time; a last part overlapping the one before is masked out of the sum.
@@ -562,7 +561,7 @@ def _vnni(triple: str, features: dict[str, bool]) -> bool:
     return triple.split("-")[0] == "x86_64" and bool(features.get("avx512vnni") and features.get("avx512bw"))
 
 
-def _integer_kernel() -> bool:
+def integer_products() -> bool:
     """Whether kernels compiled now use integer products (:data:`USE_VNNI` and a CPU with VNNI)."""
     if not USE_VNNI:
         return False
@@ -621,7 +620,7 @@ def probability_kernel_fn(width: int, concepts: int, background: int) -> Callabl
     """
     if width < LANES or not 0 <= concepts <= LANES or not 0 < background <= 2 * LANES:
         return None
-    key = (width, concepts > 0, background > LANES, _integer_kernel())
+    key = (width, concepts > 0, background > LANES, integer_products())
     with _LOCK:
         if key not in _COMPILED:
             _COMPILED[key] = _compile(*key)
@@ -639,7 +638,9 @@ def is_integer(fn: Callable[..., None]) -> bool:
     return id(fn.func if isinstance(fn, partial) else fn) in _INTEGER
 
 
-def kernel_columns(fn: Callable[..., None], concepts: np.ndarray | None, background: np.ndarray) -> np.ndarray:
+def kernel_columns(
+    fn: Callable[..., None], concepts: np.ndarray | None, background: np.ndarray
+) -> np.ndarray:
     """Query columns as the kernel ``fn`` reads them: :func:`padded_columns`, integer ones if it is."""
     columns = padded_columns(concepts, background)
     return integer_columns(columns) if is_integer(fn) else columns
@@ -672,7 +673,7 @@ def padded_columns(concepts: np.ndarray | None, background: np.ndarray) -> np.nd
 
 
 def integer_columns(columns: np.ndarray) -> np.ndarray:
-    """Padded float32 columns (width, parts, 16) quantised for the integer kernel: int32 (1 + pairs, parts, 16).
+    """Padded float32 columns (width, parts, 16) quantised for the integer kernel: int32 (1 + pairs, ...).
 
     Each column ``j`` is scaled by ``S_j = 32767 / max_i |q_ij|`` and rounded to int16 (15 bits of the
     largest value; errors of at most ``max_i |q_ij| / 65534`` a value). Row 0 holds the float32 ``1 / S_j``
