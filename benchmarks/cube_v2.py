@@ -206,16 +206,19 @@ def fidelity(
         )
         session = open_session(path)
         errors: dict[str, list[np.ndarray]] = {"fused": [], "fma": []}
+        between = []  # the two paths' probabilities apart
+        got: dict[str, np.ndarray] = {}
         for q in range(len(queries)):
             logits = 100.0 * np.concatenate([truth_scores[:, q : q + 1], exact @ background.T], axis=1)
             logits -= logits.max(axis=1, keepdims=True)
             want = np.exp(logits[:, 0]) / np.exp(logits).sum(axis=1)
             for by, found in errors.items():  # the integer kernel's query rounding against float32's
                 with scoring_path(by):
-                    got = session.probability_window(
+                    got[by] = session.probability_window(
                         slice(0, side), slice(0, side), queries[q : q + 1], background, 100.0
-                    )
-                found.append(np.abs(got.reshape(-1) - want))
+                    ).reshape(-1)
+                found.append(np.abs(got[by] - want))
+            between.append(np.abs(got["fused"] - got["fma"]))
         err, err_fma = (np.concatenate(errors[by]) for by in ("fused", "fma"))
         emit(
             figure="fidelity",
@@ -232,6 +235,8 @@ def fidelity(
             fma_path_prob_err_mean=round(float(err_fma.mean()), 5),
             fma_path_prob_err_p99=round(float(np.percentile(err_fma, 99)), 5),
             fma_path_prob_err_max=round(float(err_fma.max()), 4),
+            fused_vs_fma_path_p_diff_mean=float(f"{np.concatenate(between).mean():.2g}"),
+            fused_vs_fma_path_p_diff_max=float(f"{np.concatenate(between).max():.2g}"),
             yardstick="exact float32 scores in the 512-d space",
             bytes_per_pixel=round(disk_bytes(path) / side**2, 1),
             pixel_array_bytes_per_pixel=round(pixel_bytes(path) / side**2, 1),

@@ -649,7 +649,7 @@ def kernel_columns(
 def _aligned(shape: tuple[int, ...], dtype: type) -> np.ndarray:
     """A zeroed array of 4-byte items, 64-byte aligned (the kernel's vector loads)."""
     size = int(np.prod(shape))
-    raw = np.zeros(size + LANES, dtype)
+    raw: np.ndarray = np.zeros(size + LANES, dtype)
     start = (-raw.ctypes.data % 64) // 4
     return raw[start : start + size].reshape(shape)
 
