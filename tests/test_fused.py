@@ -297,3 +297,10 @@ def partial_integer():
     """A stand-in integer kernel for :func:`as_read` (whatever this CPU has)."""
     fused._INTEGER.add(id(partial_integer))
     return partial_integer
+
+
+def test_codes_past_the_int32_range_are_scored_by_fma(path):
+    needs_kernel()
+    assert fused.INTEGER_MAX_WIDTH * 128 * 32767 < 2**31 <= (fused.INTEGER_MAX_WIDTH + 1) * 128 * 32767
+    assert not fused.is_integer(compiled(fused.INTEGER_MAX_WIDTH + 1, 0, 1))
+    assert fused.is_integer(compiled(fused.INTEGER_MAX_WIDTH, 0, 1)) is (path == "vnni")

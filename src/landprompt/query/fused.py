@@ -8,7 +8,10 @@ float32 (their ``sum_i w_i k_i^2`` with them), then 8 pixels at a time scored ag
 ``1 / sqrt(sum_i w_i k_i^2)``, exponentiated (a Cephes polynomial) and finished: one concept's
 ``1 / (1 + sum_j exp(l_j - l_c))``, or up to 16 concepts' ``sigmoid(l_i - logsumexp(l_background))``,
 against up to 32 background columns (two vectors over 16); NaN where the pixel is not valid. Everything
-is float32, as in the torch path (tests hold it to 2e-6 of a float64 reference).
+is float32, as in the torch path (tests hold it to 2e-6 of a float64 reference). On a CPU with
+AVX512-VNNI the products are integer instead (:func:`_integer_products`): the query columns rounded to
+int16 (15 bits of each column's largest value), the codes converted to int16, two codes a ``vpdpwssd``
+(exact int32 sums), half the instructions of the float multiply-adds; the rest is float32 as above.
 
 The LLVM IR is generated here for a code count and kind (one concept or many; one background vector or
 two), compiled by llvmlite for the host CPU (AVX-512 where there is one) once per process, and called
@@ -39,6 +42,9 @@ SEGMENT = 64
 
 #: Whether kernels multiply int16 query columns by AVX512-VNNI where the CPU has it (else float32 FMA).
 USE_VNNI = True
+
+#: Most codes a pixel the integer kernel takes: its int32 sums of 128 x 32767 a code stay under 2^31.
+INTEGER_MAX_WIDTH = (2**31 - 1) // (128 * 32767)
 
 #: ``fn(concepts, background, codes, rows, cols, row_stride, valid, valid_row_stride, columns, w_last - 1,
 #: out, out_row_stride)``.
@@ -616,11 +622,12 @@ def probability_kernel_fn(width: int, concepts: int, background: int) -> Callabl
     them as two vectors (the shipped vocabulary is 17 prompts). Compiled once per process, code count and
     kind (under a second); None without llvmlite, on a CPU without vector FMA (x86 without FMA3 and AVX2)
     or for shapes it does not take (fewer than 16 codes, more columns). Where the CPU has AVX512-VNNI
-    (and :data:`USE_VNNI`), the kernel multiplies int16 columns (:func:`kernel_columns`).
+    (and :data:`USE_VNNI`), the kernel multiplies int16 columns (:func:`kernel_columns`), for up to
+    :data:`INTEGER_MAX_WIDTH` codes.
     """
     if width < LANES or not 0 <= concepts <= LANES or not 0 < background <= 2 * LANES:
         return None
-    key = (width, concepts > 0, background > LANES, integer_products())
+    key = (width, concepts > 0, background > LANES, integer_products() and width <= INTEGER_MAX_WIDTH)
     with _LOCK:
         if key not in _COMPILED:
             _COMPILED[key] = _compile(*key)
