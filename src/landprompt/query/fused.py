@@ -9,7 +9,7 @@ float32 (their ``sum_i w_i k_i^2`` with them), then 8 pixels at a time scored ag
 ``1 / (1 + sum_j exp(l_j - l_c))``, or up to 16 concepts' ``sigmoid(l_i - logsumexp(l_background))``,
 against up to 32 background columns (two vectors over 16); NaN where the pixel is not valid. Everything
 is float32, as in the torch path (tests hold it to 2e-6 of a float64 reference). On a CPU with
-AVX512-VNNI the products are integer instead (:func:`_integer_products`): the query columns rounded to
+AVX512-VNNI the products are integer instead (:func:`_products`): the query columns rounded to
 int16 (15 bits of each column's largest value), the codes converted to int16, two codes a ``vpdpwssd``
 (exact int32 sums), half the instructions of the float multiply-adds; the rest is float32 as above.
 
@@ -214,81 +214,57 @@ def _convert_ir(width: int, padded: int, integer: bool) -> str:
     return "\n".join(lines)
 
 
-def _splat(name: str, scalar: str) -> list[str]:
-    """IR lines making the <16 x float> ``%{name}`` with every lane the float ``scalar``."""
+def _splat(name: str, scalar: str, element: str = "float") -> list[str]:
+    """IR lines making the 16-lane vector ``%{name}`` with every lane the ``element`` ``scalar``."""
+    vector = f"<16 x {element}>"
     return [
-        f"  %{name}.i = insertelement <16 x float> poison, float {scalar}, i32 0",
-        f"  %{name} = shufflevector <16 x float> %{name}.i, <16 x float> poison, <16 x i32> zeroinitializer",
+        f"  %{name}.i = insertelement {vector} poison, {element} {scalar}, i32 0",
+        f"  %{name} = shufflevector {vector} %{name}.i, {vector} poison, <16 x i32> zeroinitializer",
     ]
 
 
-def _float_products(
-    pixels: int, width: int, padded: int, parts: list[str]
+def _products(
+    pixels: int, width: int, padded: int, parts: list[str], integer: bool
 ) -> tuple[list[str], dict[tuple[int, str], str]]:
-    """IR lines of the products of ``pixels`` float32 code rows with the column vectors ``parts``.
+    """IR lines of the products of ``pixels`` converted code rows with the column vectors ``parts``.
 
-    The columns are float32 (width, parts, 16); each code is broadcast into a fused multiply-add. Returns
-    the lines and each (pixel, part)'s <16 x float> products.
+    Float32 (``padded_columns``: (width, parts, 16)): each code is broadcast into a fused multiply-add.
+    ``integer`` (:func:`integer_columns`: int32 (1 + pairs, parts, 16)): row 0 holds the columns' float32
+    scales, then for each pair of codes ``2p, 2p + 1`` lane ``j`` holds column ``j``'s two int16 values; a
+    pixel's pair (int16 codes) is read as one int32, broadcast to the 16 lanes and multiplied-added by
+    ``vpdpwssd`` (AVX512-VNNI: 32 products an instruction, summed exactly in int32), the sums then
+    converted to float32 and scaled. Returns the lines and each (pixel, part)'s <16 x float> products.
     """
-    v = "<16 x float>"
+    element, code = ("i32", "i16") if integer else ("float", "float")
+    step = 2 if integer else 1  # codes a broadcast
+    first = 1 if integer else 0  # the columns' row of the first codes (after the scales)
+    v = f"<16 x {element}>"
     lines = []
     acc = {(u, part): "zeroinitializer" for u in range(pixels) for part in parts}
-    for i in range(width):
+    for i in range(-(-width // step)):
         for n, part in enumerate(parts):
+            offset = ((first + i) * len(parts) + n) * LANES
             lines += [
-                f"  %q{part}p{i} = getelementptr float, ptr %q, i64 {(i * len(parts) + n) * LANES}",
+                f"  %q{part}p{i} = getelementptr {element}, ptr %q, i64 {offset}",
                 f"  %q{part}{i} = load {v}, ptr %q{part}p{i}, align 64",
             ]
         for u in range(pixels):
             name = f"{u}_{i}"
             lines += [
-                f"  %xp{name} = getelementptr float, ptr %buf, i64 {u * padded + i}",
-                f"  %x{name} = load float, ptr %xp{name}, align 4",
-                *_splat(f"xs{name}", f"%x{name}"),
+                f"  %xp{name} = getelementptr {code}, ptr %buf, i64 {u * padded + step * i}",
+                f"  %x{name} = load {element}, ptr %xp{name}, align 4",
+                *_splat(f"xs{name}", f"%x{name}", element),
             ]
             for part in parts:
-                lines.append(
-                    f"  %acc{part}{name} = call {v} @llvm.fma.v16f32({v} %xs{name}, {v} %q{part}{i}, "
-                    f"{v} {acc[u, part]})"
+                product = (
+                    f"@llvm.x86.avx512.vpdpwssd.512({v} {acc[u, part]}, {v} %xs{name}, {v} %q{part}{i})"
+                    if integer
+                    else f"@llvm.fma.v16f32({v} %xs{name}, {v} %q{part}{i}, {v} {acc[u, part]})"
                 )
+                lines.append(f"  %acc{part}{name} = call {v} {product}")
                 acc[u, part] = f"%acc{part}{name}"
-    return lines, acc
-
-
-def _integer_products(
-    pixels: int, width: int, padded: int, parts: list[str]
-) -> tuple[list[str], dict[tuple[int, str], str]]:
-    """IR lines of the products of ``pixels`` int16 code rows with the integer column vectors ``parts``.
-
-    The columns are int32 (1 + pairs, parts, 16) (:func:`integer_columns`): row 0 the columns' float32
-    scales, then for each pair of codes ``2p, 2p + 1`` lane ``j`` holds column ``j``'s two int16 values. A
-    pixel's pair is read as one int32, broadcast to the 16 lanes and multiplied-added by ``vpdpwssd``
-    (AVX512-VNNI: 32 products an instruction, summed exactly in int32). Returns the lines and each
-    (pixel, part)'s <16 x float> products (the int32 sums times the columns' scales).
-    """
-    w = "<16 x i32>"
-    lines = []
-    acc = {(u, part): "zeroinitializer" for u in range(pixels) for part in parts}
-    for i in range(-(-width // 2)):
-        for n, part in enumerate(parts):
-            lines += [
-                f"  %q{part}p{i} = getelementptr i32, ptr %q, i64 {((1 + i) * len(parts) + n) * LANES}",
-                f"  %q{part}{i} = load {w}, ptr %q{part}p{i}, align 64",
-            ]
-        for u in range(pixels):
-            name = f"{u}_{i}"
-            lines += [
-                f"  %xp{name} = getelementptr i16, ptr %buf, i64 {u * padded + 2 * i}",
-                f"  %x{name} = load i32, ptr %xp{name}, align 4",
-                f"  %xs{name}.i = insertelement {w} poison, i32 %x{name}, i32 0",
-                f"  %xs{name} = shufflevector {w} %xs{name}.i, {w} poison, {w} zeroinitializer",
-            ]
-            for part in parts:
-                lines.append(
-                    f"  %acc{part}{name} = call {w} @llvm.x86.avx512.vpdpwssd.512({w} {acc[u, part]}, "
-                    f"{w} %xs{name}, {w} %q{part}{i})"
-                )
-                acc[u, part] = f"%acc{part}{name}"
+    if not integer:
+        return lines, acc
     for n, part in enumerate(parts):
         lines += [
             f"  %scp{part} = getelementptr float, ptr %q, i64 {n * LANES}",
@@ -296,7 +272,7 @@ def _integer_products(
         ]
     for (u, part), name in list(acc.items()):
         lines += [
-            f"  %accf{part}{u} = sitofp {w} {name} to <16 x float>",
+            f"  %accf{part}{u} = sitofp {v} {name} to <16 x float>",
             f"  %accs{part}{u} = fmul <16 x float> %accf{part}{u}, %sc{part}",
         ]
         acc[u, part] = f"%accs{part}{u}"
@@ -312,7 +288,7 @@ def _group_ir(pixels: int, width: int, padded: int, many: bool, split: bool, int
     added); with it, 16 concept columns (lanes ``%used_a``) come first and concept ``i`` gets
     ``sigmoid(s l_i - logsumexp(s l_background))``, written as ``1 / (1 + S exp(M - s l_i))`` with ``M``
     the largest background logit and ``S = sum exp(s l_j - M)``. The products are float32 or, ``integer``,
-    int16 (:func:`_integer_products`).
+    int16 (:func:`_products`).
     """
     v = "<16 x float>"
     background = ["b", "c"] if split else ["b"]
@@ -321,8 +297,7 @@ def _group_ir(pixels: int, width: int, padded: int, many: bool, split: bool, int
         f"define internal void @group{pixels}(ptr %buf, ptr %sb, ptr %q, ptr %out, ptr %valid, "
         f"{_MASKS}) alwaysinline {{"
     )
-    products = _integer_products if integer else _float_products
-    body, acc = products(pixels, width, padded, parts)
+    body, acc = _products(pixels, width, padded, parts, integer)
     lines = [head, "entry:", *body]
     for u in range(pixels):
         lines += [
