@@ -36,11 +36,13 @@ The CPU is shared with other work on a small machine: read the ratios, not the t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +56,7 @@ from landprompt.embedder.basis import ROTATION_SEED, fit_pca, linear_head_basis
 from landprompt.embedder.cube import CubeWriter, read_window, write_cube
 from landprompt.geo import Grid
 from landprompt.index.build import build_index
-from landprompt.query import scoring
+from landprompt.query import fused, scoring
 from landprompt.query.scoring import iter_scores
 from landprompt.query.session import open_session
 
@@ -203,16 +205,21 @@ def fidelity(
             ]
         )
         session = open_session(path)
-        errors = []
+        errors: dict[str, list[np.ndarray]] = {"fused": [], "fma": []}
+        between = []  # the two paths' probabilities apart
+        got: dict[str, np.ndarray] = {}
         for q in range(len(queries)):
-            got = session.probability_window(
-                slice(0, side), slice(0, side), queries[q : q + 1], background, 100.0
-            )
             logits = 100.0 * np.concatenate([truth_scores[:, q : q + 1], exact @ background.T], axis=1)
             logits -= logits.max(axis=1, keepdims=True)
             want = np.exp(logits[:, 0]) / np.exp(logits).sum(axis=1)
-            errors.append(np.abs(got.reshape(-1) - want))
-        err = np.concatenate(errors)
+            for by, found in errors.items():  # the integer kernel's query rounding against float32's
+                with scoring_path(by):
+                    got[by] = session.probability_window(
+                        slice(0, side), slice(0, side), queries[q : q + 1], background, 100.0
+                    ).reshape(-1)
+                found.append(np.abs(got[by] - want))
+            between.append(np.abs(got["fused"] - got["fma"]))
+        err, err_fma = (np.concatenate(errors[by]) for by in ("fused", "fma"))
         emit(
             figure="fidelity",
             data=name,
@@ -225,6 +232,11 @@ def fidelity(
             prob_err_mean=round(float(err.mean()), 5),
             prob_err_p99=round(float(np.percentile(err, 99)), 5),
             prob_err_max=round(float(err.max()), 4),
+            fma_path_prob_err_mean=round(float(err_fma.mean()), 5),
+            fma_path_prob_err_p99=round(float(np.percentile(err_fma, 99)), 5),
+            fma_path_prob_err_max=round(float(err_fma.max()), 4),
+            fused_vs_fma_path_p_diff_mean=float(f"{np.concatenate(between).mean():.2g}"),
+            fused_vs_fma_path_p_diff_max=float(f"{np.concatenate(between).max():.2g}"),
             yardstick="exact float32 scores in the 512-d space",
             bytes_per_pixel=round(disk_bytes(path) / side**2, 1),
             pixel_array_bytes_per_pixel=round(pixel_bytes(path) / side**2, 1),
@@ -233,23 +245,31 @@ def fidelity(
 
 # --- speed -----------------------------------------------------------------------------------------
 
+#: The scoring paths timed: the fused kernel by integer products (AVX512-VNNI, where the CPU has it, else
+#: the same as ``fma``), by float32 FMA, and the torch path alone (the code before the fused kernel).
+PATHS = ("fused", "fma", "torch")
+
+
+@contextlib.contextmanager
+def scoring_path(path: str) -> Iterator[None]:
+    """Score by one of :data:`PATHS` inside the block (the defaults after it)."""
+    scoring.USE_FUSED, fused.USE_VNNI = path != "torch", path == "fused"
+    try:
+        yield
+    finally:
+        scoring.USE_FUSED, fused.USE_VNNI = True, True
+
 
 def map_rate(
-    path: Path, concept: np.ndarray, background: np.ndarray, fused: bool = True
+    path: Path, concept: np.ndarray, background: np.ndarray, by: str = "fused"
 ) -> tuple[float, float]:
-    """Pixels a second (wall) and CPU ns a pixel (all threads) of one probability_map call.
-
-    ``fused=False`` scores by the torch path alone (the code before the fused kernel).
-    """
+    """Pixels a second (wall) and CPU ns a pixel (all threads) of one probability_map call, ``by`` a path."""
     ds = landprompt.open_cube(path)
     call = lambda: landprompt.probability_map(path, concept, versus=background, logit_scale=100.0)  # noqa: E731
-    scoring.USE_FUSED = fused
-    try:
+    with scoring_path(by):
         cpu = time.process_time()
         wall = seconds(call)
         cpu = time.process_time() - cpu
-    finally:
-        scoring.USE_FUSED = True
     pixels = ds.sizes["y"] * ds.sizes["x"]
     return pixels / wall, cpu / pixels * 1e9
 
@@ -290,15 +310,16 @@ def speed(work: Path, side: int, rng, rounds: int = 3) -> None:
     arr = np.random.default_rng(0).integers(0, 255, size=read_bytes // 8 * 8, dtype=np.uint8).view(np.uint64)
     load = os.getloadavg()[0]
     landprompt.probability_map(v2, concept, versus=background, logit_scale=100.0)  # opens the session
-    runs: dict[str, list[tuple[float, float]]] = {"v2": [], "v2_torch": [], "v1": []}
+    runs: dict[str, list[tuple[float, float]]] = {"v2": [], "v2_fma": [], "v2_torch": [], "v1": []}
     rates_bw = []
     for _ in range(rounds):  # interleaved, so each yardstick meets the same load; best of the rounds
         runs["v2"].append(map_rate(v2, concept, background))
-        runs["v2_torch"].append(map_rate(v2, concept, background, fused=False))
+        runs["v2_fma"].append(map_rate(v2, concept, background, by="fma"))
+        runs["v2_torch"].append(map_rate(v2, concept, background, by="torch"))
         rates_bw.append(bandwidth(arr))
         runs["v1"].append(map_rate(v1, concept1, background1))
     del arr
-    rate_v2, rate_torch = (max(r for r, _ in runs[k]) for k in ("v2", "v2_torch"))
+    rate_v2, rate_fma, rate_torch = (max(r for r, _ in runs[k]) for k in ("v2", "v2_fma", "v2_torch"))
     bw, rate_v1 = max(rates_bw), max(runs["v1"])[0]
     emit(
         figure="speed",
@@ -310,6 +331,11 @@ def speed(work: Path, side: int, rng, rounds: int = 3) -> None:
         map_bytes_per_s=round(rate_v2 * read_bytes / side**2),
         yardstick_numpy_read_bytes_per_s=round(bw),
         fraction_of_bandwidth=round(rate_v2 * read_bytes / side**2 / bw, 3),
+        integer_products=fused.integer_products(),
+        fma_path_pixels_per_s=round(rate_fma),
+        fma_path_cpu_ns_per_pixel=round(min(c for _, c in runs["v2_fma"]), 1),
+        fma_path_fraction_of_bandwidth=round(rate_fma * read_bytes / side**2 / bw, 3),
+        speedup_vs_fma_path=round(rate_v2 / rate_fma, 3),
         torch_path_pixels_per_s=round(rate_torch),
         torch_path_cpu_ns_per_pixel=round(min(c for _, c in runs["v2_torch"]), 1),
         torch_path_fraction_of_bandwidth=round(rate_torch * read_bytes / side**2 / bw, 3),
@@ -321,26 +347,27 @@ def speed(work: Path, side: int, rng, rounds: int = 3) -> None:
     )
     session = open_session(v2)
     rows, cols = slice(0, side), slice(0, side)
-    times: dict[tuple[int, bool], list[float]] = {(m, f): [] for m in (1, 16) for f in (True, False)}
+    times: dict[tuple[int, str], list[float]] = {(m, by): [] for m in (1, 16) for by in PATHS}
     for _ in range(rounds):
-        for m, fused in times:
+        for m, by in times:
             concepts = unit(rng.normal(size=(m, 128)))
-            scoring.USE_FUSED = fused
-            try:
-                times[m, fused].append(
+            with scoring_path(by):
+                times[m, by].append(
                     seconds(lambda c=concepts: session.probability_window(rows, cols, c, background, 100.0))
                 )
-            finally:
-                scoring.USE_FUSED = True
     best = {key: min(value) for key, value in times.items()}
     emit(
         figure="speed_16_concepts",
-        seconds_1=round(best[1, True], 2),
-        seconds_16=round(best[16, True], 2),
-        ratio_16_vs_1=round(best[16, True] / best[1, True], 2),
-        torch_path_seconds_1=round(best[1, False], 2),
-        torch_path_seconds_16=round(best[16, False], 2),
-        torch_path_ratio_16_vs_1=round(best[16, False] / best[1, False], 2),
+        seconds_1=round(best[1, "fused"], 2),
+        seconds_16=round(best[16, "fused"], 2),
+        ratio_16_vs_1=round(best[16, "fused"] / best[1, "fused"], 2),
+        fma_path_seconds_1=round(best[1, "fma"], 2),
+        fma_path_seconds_16=round(best[16, "fma"], 2),
+        fma_path_ratio_16_vs_1=round(best[16, "fma"] / best[1, "fma"], 2),
+        speedup_vs_fma_path={m: round(best[m, "fma"] / best[m, "fused"], 3) for m in (1, 16)},
+        torch_path_seconds_1=round(best[1, "torch"], 2),
+        torch_path_seconds_16=round(best[16, "torch"], 2),
+        torch_path_ratio_16_vs_1=round(best[16, "torch"] / best[1, "torch"], 2),
         yardstick="one concept, same pass",
     )
     background_columns(session, rows, cols, rng, rounds)
@@ -350,25 +377,24 @@ def background_columns(session, rows: slice, cols: slice, rng, rounds: int) -> N
     """One concept against 16, 17 (the shipped vocabulary) and 32 background columns, fused and by torch."""
     concept = unit(rng.normal(size=(1, 128)))
     backgrounds = {k: unit(rng.normal(size=(k, 128))) for k in (16, 17, 32)}
-    times: dict[tuple[int, bool], list[float]] = {(k, f): [] for k in backgrounds for f in (True, False)}
+    times: dict[tuple[int, str], list[float]] = {(k, by): [] for k in backgrounds for by in PATHS}
     for _ in range(rounds):  # interleaved, best of the rounds
-        for k, fused in times:
-            scoring.USE_FUSED = fused
+        for k, by in times:
             call = lambda b=backgrounds[k]: session.probability_window(rows, cols, concept, b, 100.0)  # noqa: E731
-            try:
-                times[k, fused].append(seconds(call))
-            finally:
-                scoring.USE_FUSED = True
+            with scoring_path(by):
+                times[k, by].append(seconds(call))
     best = {key: min(value) for key, value in times.items()}
     emit(
         figure="speed_background_columns",
-        seconds_16=round(best[16, True], 3),
-        seconds_17=round(best[17, True], 3),
-        seconds_32=round(best[32, True], 3),
-        ratio_17_vs_16=round(best[17, True] / best[16, True], 2),
-        ratio_32_vs_16=round(best[32, True] / best[16, True], 2),
-        torch_path_seconds={k: round(best[k, False], 3) for k in backgrounds},
-        speedup_vs_torch_path={k: round(best[k, False] / best[k, True], 2) for k in backgrounds},
+        seconds_16=round(best[16, "fused"], 3),
+        seconds_17=round(best[17, "fused"], 3),
+        seconds_32=round(best[32, "fused"], 3),
+        ratio_17_vs_16=round(best[17, "fused"] / best[16, "fused"], 2),
+        ratio_32_vs_16=round(best[32, "fused"] / best[16, "fused"], 2),
+        fma_path_seconds={k: round(best[k, "fma"], 3) for k in backgrounds},
+        speedup_vs_fma_path={k: round(best[k, "fma"] / best[k, "fused"], 3) for k in backgrounds},
+        torch_path_seconds={k: round(best[k, "torch"], 3) for k in backgrounds},
+        speedup_vs_torch_path={k: round(best[k, "torch"] / best[k, "fused"], 2) for k in backgrounds},
         yardstick="16 background columns, fused, same run",
     )
 

@@ -10,6 +10,7 @@ from landprompt.embedder.basis import fit_pca
 from landprompt.embedder.cube import cube_basis, open_cube, write_cube
 from landprompt.errors import BadInputError
 from landprompt.geo import Grid
+from landprompt.query import fused
 from landprompt.query.classes import class_matrix, concept_probability
 from landprompt.query.probability import probability_map
 from landprompt.query.scorer import ConceptScorer
@@ -33,6 +34,62 @@ def int8_cube(tmp_path_factory, unit):
     return write_cube(path, emb.astype(np.float32), GRID, valid, dtype="int8", chunk=16, basis=basis)
 
 
+def unit_codes(path) -> np.ndarray:
+    """float64 codes (rows, cols, k) of a version-4 cube over their weighted norms (0 where all zero)."""
+    basis = cube_basis(open_cube(path))
+    assert basis is not None and basis.weights is not None  # format version 4: unit codes, no scale
+    codes = np.asarray(zarr.open_group(path, mode="r")["code"][:], np.float64)
+    norms = np.sqrt(np.square(codes) @ basis.weights.astype(np.float64))[..., None]
+    return np.divide(codes, norms, out=np.zeros_like(codes), where=norms > 0)  # zero codes: invalid
+
+
+@pytest.fixture(params=["fma", "vnni"])
+def path(request, monkeypatch):
+    """The fused kernel's products: float32 FMA or int16 (AVX512-VNNI, where this CPU has it)."""
+    integer = request.param == "vnni"
+    if integer and (fused.probability_kernel_fn(16, 0, 1) is None or not fused._vnni(*fused._host_cpu())):
+        pytest.skip("no AVX512-VNNI here")
+    monkeypatch.setattr(fused, "USE_VNNI", integer)
+    return request.param
+
+
+@pytest.fixture
+def rounded_query(path, monkeypatch):
+    """``rounded_query(path, m, k)``: the integer kernel's own probabilities in float64, or None (FMA).
+
+    The integer kernel rounds its query columns to int16 (15 bits a column) and sums exactly: held to a
+    float64 reference of that rounded query (recorded as :func:`~landprompt.query.fused.integer_columns`
+    makes it), it keeps the float32 tolerance, which the FMA path meets against the exact query.
+    """
+    made = []
+
+    def record(columns):
+        made.append(integer := integer_columns(columns))
+        return integer
+
+    integer_columns = fused.integer_columns
+    monkeypatch.setattr(fused, "integer_columns", record)
+
+    def probabilities(cube, m: int, k: int) -> np.ndarray | None:
+        if path == "fma":
+            return None
+        assert made  # the integer kernel scored
+        columns = made[-1]
+        scales = columns[0].view(np.float32).astype(np.float64)
+        pairs = columns[1:].view(np.int16).reshape(*columns[1:].shape, 2)
+        q = pairs.transpose(0, 3, 1, 2).reshape(-1, *columns.shape[1:]) * scales  # (codes, parts, 16)
+        x = unit_codes(cube)
+        q = q[: x.shape[-1]]
+        if m == 0:  # one concept: the differences l_j - l_c
+            return 1 / (1 + np.exp(x @ q[:, :].reshape(len(q), -1)[:, :k]).sum(-1))
+        background = x @ q[:, 1:].reshape(len(q), -1)[:, :k]
+        top = background.max(-1, keepdims=True)
+        lse = top + np.log(np.exp(background - top).sum(-1, keepdims=True))
+        return 1 / (1 + np.exp(lse - x @ q[:, 0, :m]))
+
+    return probabilities
+
+
 def reference_logits(path, vectors: np.ndarray, columns=None) -> tuple[np.ndarray, np.ndarray]:
     """float64 ``SCALE * cos`` (rows, cols, m) of what the cube stores, and its valid mask.
 
@@ -41,10 +98,8 @@ def reference_logits(path, vectors: np.ndarray, columns=None) -> tuple[np.ndarra
     ds = open_cube(path)
     group = zarr.open_group(path, mode="r")
     basis = cube_basis(ds)
-    assert basis is not None and basis.weights is not None  # format version 4: unit codes, no scale
-    codes = np.asarray(group["code"][:], np.float64)
-    norms = np.sqrt(np.square(codes) @ basis.weights.astype(np.float64))[..., None]
-    codes = np.divide(codes, norms, out=np.zeros_like(codes), where=norms > 0)  # zero codes: invalid
+    assert basis is not None
+    codes = unit_codes(path)
     v = np.asarray(vectors, np.float64)
     if columns is None:
         columns = v @ basis.matrix.astype(np.float64)
@@ -70,14 +125,15 @@ def queries(unit):
     return draw
 
 
-def test_probability_map_of_int8_codes_has_float32_precision(int8_cube, queries):
+def test_probability_map_of_int8_codes_has_float32_precision(int8_cube, queries, rounded_query):
     concept, background = queries(1)
     got = probability_map(int8_cube, concept[0], versus=background, logit_scale=SCALE).to_numpy()
     classes = np.concatenate([concept, background])
     logits, valid = reference_logits(int8_cube, classes)
     want = softmax0(logits)
+    own = rounded_query(int8_cube, 0, 16)
     assert np.isnan(got[~valid]).all() and not np.isnan(got[valid]).any()
-    assert np.abs(got[valid] - want[valid]).max() < 2e-5
+    assert np.abs(got[valid] - (want if own is None else own)[valid]).max() < 2e-5
     # the tolerance catches bfloat16 query columns (a plain bf16 product): they miss it by far
     ds = open_cube(int8_cube)
     projected = cube_basis(ds).project(classes).astype(np.float32)  # type: ignore[union-attr]
@@ -86,20 +142,22 @@ def test_probability_map_of_int8_codes_has_float32_precision(int8_cube, queries)
     assert bf16_error > 1e-3
 
 
-def test_many_concepts_in_one_pass_have_float32_precision(int8_cube, queries):
+def test_many_concepts_in_one_pass_have_float32_precision(int8_cube, queries, rounded_query):
     concepts, background = queries(2, m=5, k=7)
     window = open_session(int8_cube).probability_window(
         slice(3, 37), slice(2, 41), concepts, background, SCALE
     )
     logits, valid = reference_logits(int8_cube, np.concatenate([concepts, background]))
     logits, valid = logits[3:37, 2:41], valid[3:37, 2:41]
+    own = rounded_query(int8_cube, 5, 7)
     for i in range(len(concepts)):
         want = softmax0(np.concatenate([logits[..., i : i + 1], logits[..., len(concepts) :]], axis=-1))
+        want = want if own is None else own[3:37, 2:41, i]
         assert np.abs(window[..., i] - want)[valid].max() < 2e-5
         assert np.isnan(window[..., i][~valid]).all()
 
 
-def test_concept_scorer_streams_chunks_through_the_map_kernel(int8_cube, queries):
+def test_concept_scorer_streams_chunks_through_the_map_kernel(int8_cube, queries, rounded_query):
     concept, background = queries(3, k=4)
     scorer = ConceptScorer(class_matrix(concept, background), query=_query())
     ds = open_cube(int8_cube)
@@ -107,6 +165,8 @@ def test_concept_scorer_streams_chunks_through_the_map_kernel(int8_cube, queries
     for window, p in scorer.iter_chunks(ds, slice(0, 40), slice(5, 44)):
         got[window.rows, window.cols] = p
     want = softmax0(reference_logits(int8_cube, np.concatenate([concept, background]))[0])
+    own = rounded_query(int8_cube, 0, 4)
+    want = want if own is None else own
     valid = open_cube(int8_cube)["valid"].to_numpy().astype(bool)
     assert (got[:, :5] == -1).all()
     inside = valid.copy()

@@ -8,7 +8,10 @@ float32 (their ``sum_i w_i k_i^2`` with them), then 8 pixels at a time scored ag
 ``1 / sqrt(sum_i w_i k_i^2)``, exponentiated (a Cephes polynomial) and finished: one concept's
 ``1 / (1 + sum_j exp(l_j - l_c))``, or up to 16 concepts' ``sigmoid(l_i - logsumexp(l_background))``,
 against up to 32 background columns (two vectors over 16); NaN where the pixel is not valid. Everything
-is float32, as in the torch path (tests hold it to 2e-6 of a float64 reference).
+is float32, as in the torch path (tests hold it to 2e-6 of a float64 reference). On a CPU with
+AVX512-VNNI the products are integer instead (:func:`_products`): the query columns rounded to
+int16 (15 bits of each column's largest value), the codes converted to int16, two codes a ``vpdpwssd``
+(exact int32 sums), half the instructions of the float multiply-adds; the rest is float32 as above.
 
 The LLVM IR is generated here for a code count and kind (one concept or many; one background vector or
 two), compiled by llvmlite for the host CPU (AVX-512 where there is one) once per process, and called
@@ -37,6 +40,12 @@ PREFETCH = 256
 #: Pixels converted to float32 at a time (64 x 80 floats: 20 KB, in L1).
 SEGMENT = 64
 
+#: Whether kernels multiply int16 query columns by AVX512-VNNI where the CPU has it (else float32 FMA).
+USE_VNNI = True
+
+#: Most codes a pixel the integer kernel takes: its int32 sums of 128 x 32767 a code stay under 2^31.
+INTEGER_MAX_WIDTH = (2**31 - 1) // (128 * 32767)
+
 #: ``fn(concepts, background, codes, rows, cols, row_stride, valid, valid_row_stride, columns, w_last - 1,
 #: out, out_row_stride)``.
 _SIGNATURE = ctypes.CFUNCTYPE(
@@ -56,7 +65,8 @@ _SIGNATURE = ctypes.CFUNCTYPE(
 )
 
 _LOCK = threading.Lock()
-_COMPILED: dict[tuple[int, bool, bool], Callable[..., None] | None] = {}
+_COMPILED: dict[tuple[int, bool, bool, bool], Callable[..., None] | None] = {}
+_INTEGER: set[int] = set()  # the ids of the compiled kernels that read integer columns
 _ENGINES: list[Any] = []  # the JIT engines stay alive as long as the process (their code is called)
 
 
@@ -118,8 +128,8 @@ def _exp_ir() -> str:
     return "\n".join(lines)
 
 
-def _convert_ir(width: int, padded: int) -> str:
-    """``@convert``: ``m`` pixels' codes to float32 rows of ``padded`` and each pixel's multiplier.
+def _convert_ir(width: int, padded: int, integer: bool) -> str:
+    """``@convert``: ``m`` pixels' codes to rows of ``padded`` float32 (``integer``: int16), multipliers.
 
     The multiplier is ``1 / sqrt(sum_i k_i^2 + (w_last - 1) k_last^2)``, 0 for all-zero codes. The codes
     are read 16 at a time; a last part overlapping the one before is masked out of the sum.
@@ -152,8 +162,18 @@ def _convert_ir(width: int, padded: int) -> str:
             f"  %w{c} = sext <16 x i8> %v{c} to <16 x i32>",
             f"  %f{c} = sitofp <16 x i32> %w{c} to <16 x float>",
             f"  %b{c} = add i64 %bbase, {off}",
-            f"  %bp{c} = getelementptr float, ptr %buf, i64 %b{c}",
-            f"  store <16 x float> %f{c}, ptr %bp{c}, align 4",
+            *(
+                [
+                    f"  %h{c} = sext <16 x i8> %v{c} to <16 x i16>",
+                    f"  %bp{c} = getelementptr i16, ptr %buf, i64 %b{c}",
+                    f"  store <16 x i16> %h{c}, ptr %bp{c}, align 2",
+                ]
+                if integer
+                else [
+                    f"  %bp{c} = getelementptr float, ptr %buf, i64 %b{c}",
+                    f"  store <16 x float> %f{c}, ptr %bp{c}, align 4",
+                ]
+            ),
             f"  %q{c} = fmul <16 x float> %f{c}, %f{c}",
         ]
         square = f"%q{c}"
@@ -194,15 +214,72 @@ def _convert_ir(width: int, padded: int) -> str:
     return "\n".join(lines)
 
 
-def _splat(name: str, scalar: str) -> list[str]:
-    """IR lines making the <16 x float> ``%{name}`` with every lane the float ``scalar``."""
+def _splat(name: str, scalar: str, element: str = "float") -> list[str]:
+    """IR lines making the 16-lane vector ``%{name}`` with every lane the ``element`` ``scalar``."""
+    vector = f"<16 x {element}>"
     return [
-        f"  %{name}.i = insertelement <16 x float> poison, float {scalar}, i32 0",
-        f"  %{name} = shufflevector <16 x float> %{name}.i, <16 x float> poison, <16 x i32> zeroinitializer",
+        f"  %{name}.i = insertelement {vector} poison, {element} {scalar}, i32 0",
+        f"  %{name} = shufflevector {vector} %{name}.i, {vector} poison, <16 x i32> zeroinitializer",
     ]
 
 
-def _group_ir(pixels: int, width: int, padded: int, many: bool, split: bool) -> str:
+def _products(
+    pixels: int, width: int, padded: int, parts: list[str], integer: bool
+) -> tuple[list[str], dict[tuple[int, str], str]]:
+    """IR lines of the products of ``pixels`` converted code rows with the column vectors ``parts``.
+
+    Float32 (``padded_columns``: (width, parts, 16)): each code is broadcast into a fused multiply-add.
+    ``integer`` (:func:`integer_columns`: int32 (1 + pairs, parts, 16)): row 0 holds the columns' float32
+    scales, then for each pair of codes ``2p, 2p + 1`` lane ``j`` holds column ``j``'s two int16 values; a
+    pixel's pair (int16 codes) is read as one int32, broadcast to the 16 lanes and multiplied-added by
+    ``vpdpwssd`` (AVX512-VNNI: 32 products an instruction, summed exactly in int32), the sums then
+    converted to float32 and scaled. Returns the lines and each (pixel, part)'s <16 x float> products.
+    """
+    element, code = ("i32", "i16") if integer else ("float", "float")
+    step = 2 if integer else 1  # codes a broadcast
+    first = 1 if integer else 0  # the columns' row of the first codes (after the scales)
+    v = f"<16 x {element}>"
+    lines = []
+    acc = {(u, part): "zeroinitializer" for u in range(pixels) for part in parts}
+    for i in range(-(-width // step)):
+        for n, part in enumerate(parts):
+            offset = ((first + i) * len(parts) + n) * LANES
+            lines += [
+                f"  %q{part}p{i} = getelementptr {element}, ptr %q, i64 {offset}",
+                f"  %q{part}{i} = load {v}, ptr %q{part}p{i}, align 64",
+            ]
+        for u in range(pixels):
+            name = f"{u}_{i}"
+            lines += [
+                f"  %xp{name} = getelementptr {code}, ptr %buf, i64 {u * padded + step * i}",
+                f"  %x{name} = load {element}, ptr %xp{name}, align 4",
+                *_splat(f"xs{name}", f"%x{name}", element),
+            ]
+            for part in parts:
+                product = (
+                    f"@llvm.x86.avx512.vpdpwssd.512({v} {acc[u, part]}, {v} %xs{name}, {v} %q{part}{i})"
+                    if integer
+                    else f"@llvm.fma.v16f32({v} %xs{name}, {v} %q{part}{i}, {v} {acc[u, part]})"
+                )
+                lines.append(f"  %acc{part}{name} = call {v} {product}")
+                acc[u, part] = f"%acc{part}{name}"
+    if not integer:
+        return lines, acc
+    for n, part in enumerate(parts):
+        lines += [
+            f"  %scp{part} = getelementptr float, ptr %q, i64 {n * LANES}",
+            f"  %sc{part} = load <16 x float>, ptr %scp{part}, align 64",
+        ]
+    for (u, part), name in list(acc.items()):
+        lines += [
+            f"  %accf{part}{u} = sitofp {v} {name} to <16 x float>",
+            f"  %accs{part}{u} = fmul <16 x float> %accf{part}{u}, %sc{part}",
+        ]
+        acc[u, part] = f"%accs{part}{u}"
+    return lines, acc
+
+
+def _group_ir(pixels: int, width: int, padded: int, many: bool, split: bool, integer: bool) -> str:
     """``@group{pixels}``: the outputs of ``pixels`` converted pixels into ``out``.
 
     The background columns are one vector (lanes ``%used_b``) or, ``split``, two (the first 16 columns,
@@ -210,7 +287,8 @@ def _group_ir(pixels: int, width: int, padded: int, many: bool, split: bool) -> 
     ``l_j - l_c`` and each pixel gets ``1 / (1 + sum_j exp(s d_j))`` (the two vectors' exponentials
     added); with it, 16 concept columns (lanes ``%used_a``) come first and concept ``i`` gets
     ``sigmoid(s l_i - logsumexp(s l_background))``, written as ``1 / (1 + S exp(M - s l_i))`` with ``M``
-    the largest background logit and ``S = sum exp(s l_j - M)``.
+    the largest background logit and ``S = sum exp(s l_j - M)``. The products are float32 or, ``integer``,
+    int16 (:func:`_products`).
     """
     v = "<16 x float>"
     background = ["b", "c"] if split else ["b"]
@@ -219,27 +297,8 @@ def _group_ir(pixels: int, width: int, padded: int, many: bool, split: bool) -> 
         f"define internal void @group{pixels}(ptr %buf, ptr %sb, ptr %q, ptr %out, ptr %valid, "
         f"{_MASKS}) alwaysinline {{"
     )
-    lines = [head, "entry:"]
-    acc = {(u, part): "zeroinitializer" for u in range(pixels) for part in parts}
-    for i in range(width):
-        for n, part in enumerate(parts):
-            lines += [
-                f"  %q{part}p{i} = getelementptr float, ptr %q, i64 {(i * len(parts) + n) * LANES}",
-                f"  %q{part}{i} = load {v}, ptr %q{part}p{i}, align 64",
-            ]
-        for u in range(pixels):
-            name = f"{u}_{i}"
-            lines += [
-                f"  %xp{name} = getelementptr float, ptr %buf, i64 {u * padded + i}",
-                f"  %x{name} = load float, ptr %xp{name}, align 4",
-                *_splat(f"xs{name}", f"%x{name}"),
-            ]
-            for part in parts:
-                lines.append(
-                    f"  %acc{part}{name} = call {v} @llvm.fma.v16f32({v} %xs{name}, {v} %q{part}{i}, "
-                    f"{v} {acc[u, part]})"
-                )
-                acc[u, part] = f"%acc{part}{name}"
+    body, acc = _products(pixels, width, padded, parts, integer)
+    lines = [head, "entry:", *body]
     for u in range(pixels):
         lines += [
             f"  %sp{u} = getelementptr float, ptr %sb, i64 {u}",
@@ -316,13 +375,16 @@ def _combine(name: str, vectors: list[str], op: str) -> tuple[list[str], str]:
     return [f"  %{name} = call {v} @llvm.maxnum.v16f32({v} {first}, {v} {second})"], f"%{name}"
 
 
-def _group_call(index: str, pixels: int, padded: int) -> str:
-    """IR lines of ``@score`` calling ``@group{pixels}`` on the segment's pixels from ``%{index}`` on."""
+def _group_call(index: str, pixels: int, padded: int, code: str) -> str:
+    """IR lines of ``@score`` calling ``@group{pixels}`` on the segment's pixels from ``%{index}`` on.
+
+    The converted codes are of the IR type ``code`` (float, or i16 for integer products).
+    """
     i = index
     return "\n".join(
         [
             f"  %{i}b = mul i64 %{i}, {padded}",
-            f"  %{i}buf = getelementptr float, ptr %buf, i64 %{i}b",
+            f"  %{i}buf = getelementptr {code}, ptr %buf, i64 %{i}b",
             f"  %{i}sb = getelementptr float, ptr %sb, i64 %{i}",
             f"  %{i}o = mul i64 %{i}, %outputs",
             f"  %{i}out = getelementptr float, ptr %sdst, i64 %{i}o",
@@ -333,8 +395,9 @@ def _group_call(index: str, pixels: int, padded: int) -> str:
     )
 
 
-def _score_ir(width: int, padded: int, group: int) -> str:
+def _score_ir(width: int, padded: int, group: int, integer: bool) -> str:
     """``@score``: rows of pixels (codes ``rstride`` bytes apart, outputs ``ostride`` floats apart)."""
+    code = "i16" if integer else "float"
     return f"""
 define void @score(i64 %na, i64 %nb, ptr %codes, i64 %rows, i64 %cols, i64 %rstride, ptr %valid,
                    i64 %vstride, ptr %q, float %wm1, ptr %out, i64 %ostride) {{
@@ -387,7 +450,7 @@ gloop:
   %gok = icmp sle i64 %gend, %m
   br i1 %gok, label %gbody, label %tloop
 gbody:
-{_group_call("g", group, padded)}
+{_group_call("g", group, padded, code)}
   %g.next = add i64 %g, {group}
   br label %gloop
 tloop:
@@ -395,7 +458,7 @@ tloop:
   %tdone = icmp sge i64 %t, %m
   br i1 %tdone, label %slatch, label %tbody
 tbody:
-{_group_call("t", 1, padded)}
+{_group_call("t", 1, padded, code)}
   %t.next = add i64 %t, 1
   br label %tloop
 slatch:
@@ -433,23 +496,25 @@ declare <16 x float> @llvm.sqrt.v16f32(<16 x float>)
 declare void @llvm.prefetch.p0(ptr, i32, i32, i32)
 declare float @llvm.vector.reduce.fmax.v16f32(<16 x float>)
 declare void @llvm.masked.store.v16f32.p0(<16 x float>, ptr, i32, <16 x i1>)
+declare <16 x i32> @llvm.x86.avx512.vpdpwssd.512(<16 x i32>, <16 x i32>, <16 x i32>)
 """
 
 
-def kernel_ir(width: int, many: bool, split: bool = False) -> str:
+def kernel_ir(width: int, many: bool, split: bool = False, integer: bool = False) -> str:
     """The LLVM IR module of a kernel for ``width`` codes a pixel and one concept or ``many``.
 
     It takes up to 16 background columns or, ``split``, up to 32. The column counts are arguments of
-    ``@score`` (see :func:`_group_ir`).
+    ``@score`` (see :func:`_group_ir`). ``integer``: the products are int16 by ``vpdpwssd`` (AVX512-VNNI),
+    of the columns of :func:`integer_columns`.
     """
     padded = -(-width // LANES) * LANES
     parts = [
         _DECLARATIONS,
         _exp_ir(),
-        _convert_ir(width, padded),
-        _group_ir(GROUP, width, padded, many, split),
-        _group_ir(1, width, padded, many, split),
-        _score_ir(width, padded, GROUP),
+        _convert_ir(width, padded, integer),
+        _group_ir(GROUP, width, padded, many, split, integer),
+        _group_ir(1, width, padded, many, split, integer),
+        _score_ir(width, padded, GROUP, integer),
     ]
     return "\n".join(parts)
 
@@ -472,7 +537,22 @@ def _fast_fma(triple: str, features: dict[str, bool]) -> bool:
     return arch in ("aarch64", "arm64")
 
 
-def _compile(width: int, many: bool, split: bool) -> Callable[..., None] | None:
+def _vnni(triple: str, features: dict[str, bool]) -> bool:
+    """Whether the CPU has AVX512-VNNI's ``vpdpwssd`` (int16 pairs multiplied-added into int32 lanes)."""
+    return triple.split("-")[0] == "x86_64" and bool(features.get("avx512vnni") and features.get("avx512bw"))
+
+
+def integer_products() -> bool:
+    """Whether kernels compiled now use integer products (:data:`USE_VNNI` and a CPU with VNNI)."""
+    if not USE_VNNI:
+        return False
+    try:
+        return _vnni(*_host_cpu())
+    except ImportError:
+        return False
+
+
+def _compile(width: int, many: bool, split: bool, integer: bool) -> Callable[..., None] | None:
     """The compiled ``score`` function, or None if llvmlite is missing or cannot build fast for this CPU."""
     try:
         import llvmlite.binding as llvm
@@ -485,10 +565,11 @@ def _compile(width: int, many: bool, split: bool) -> Callable[..., None] | None:
         if not _fast_fma(triple, features):  # measured 4x slower than torch, compiled in 5 s
             return None
         target = llvm.Target.from_triple(triple)
-        machine = target.create_target_machine(
-            cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3
-        )
-        module = llvm.parse_assembly(kernel_ir(width, many, split))
+        # fast-dpwssd: else the code generator splits each vpdpwssd into vpmaddwd + vpaddd where the chain
+        # of a pixel's sums is long (a shorter critical path, twice the instructions: measured 1.5x slower)
+        flags = llvm.get_host_cpu_features().flatten() + (",+fast-dpwssd" if integer else "")
+        machine = target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=flags, opt=3)
+        module = llvm.parse_assembly(kernel_ir(width, many, split, integer))
         module.triple = triple
         module.data_layout = str(machine.target_data)
         module.verify()
@@ -502,7 +583,10 @@ def _compile(width: int, many: bool, split: bool) -> Callable[..., None] | None:
     except (RuntimeError, AttributeError):  # an LLVM that refuses the IR, an older llvmlite
         return None
     _ENGINES.append(engine)
-    return _SIGNATURE(engine.get_function_address("score"))
+    fn = _SIGNATURE(engine.get_function_address("score"))
+    if integer:
+        _INTEGER.add(id(fn))
+    return fn
 
 
 def probability_kernel_fn(width: int, concepts: int, background: int) -> Callable[..., None] | None:
@@ -512,11 +596,13 @@ def probability_kernel_fn(width: int, concepts: int, background: int) -> Callabl
     up to 16 concepts against up to 32 background columns. Over 16 background columns, the kernel scores
     them as two vectors (the shipped vocabulary is 17 prompts). Compiled once per process, code count and
     kind (under a second); None without llvmlite, on a CPU without vector FMA (x86 without FMA3 and AVX2)
-    or for shapes it does not take (fewer than 16 codes, more columns).
+    or for shapes it does not take (fewer than 16 codes, more columns). Where the CPU has AVX512-VNNI
+    (and :data:`USE_VNNI`), the kernel multiplies int16 columns (:func:`kernel_columns`), for up to
+    :data:`INTEGER_MAX_WIDTH` codes.
     """
     if width < LANES or not 0 <= concepts <= LANES or not 0 < background <= 2 * LANES:
         return None
-    key = (width, concepts > 0, background > LANES)
+    key = (width, concepts > 0, background > LANES, integer_products() and width <= INTEGER_MAX_WIDTH)
     with _LOCK:
         if key not in _COMPILED:
             _COMPILED[key] = _compile(*key)
@@ -527,6 +613,27 @@ def probability_kernel_fn(width: int, concepts: int, background: int) -> Callabl
 def _column_parts(concepts: int, background: int) -> int:
     """Vectors of 16 columns a code the kernel reads: the concepts' (if several), 1 or 2 of background."""
     return (concepts > 0) + (2 if background > LANES else 1)
+
+
+def is_integer(fn: Callable[..., None]) -> bool:
+    """Whether a kernel of :func:`probability_kernel_fn` reads integer columns (:func:`integer_columns`)."""
+    return id(fn.func if isinstance(fn, partial) else fn) in _INTEGER
+
+
+def kernel_columns(
+    fn: Callable[..., None], concepts: np.ndarray | None, background: np.ndarray
+) -> np.ndarray:
+    """Query columns as the kernel ``fn`` reads them: :func:`padded_columns`, integer ones if it is."""
+    columns = padded_columns(concepts, background)
+    return integer_columns(columns) if is_integer(fn) else columns
+
+
+def _aligned(shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """A zeroed array of 4-byte items, 64-byte aligned (the kernel's vector loads)."""
+    size = int(np.prod(shape))
+    raw: np.ndarray = np.zeros(size + LANES, dtype)
+    start = (-raw.ctypes.data % 64) // 4
+    return raw[start : start + size].reshape(shape)
 
 
 def padded_columns(concepts: np.ndarray | None, background: np.ndarray) -> np.ndarray:
@@ -541,12 +648,29 @@ def padded_columns(concepts: np.ndarray | None, background: np.ndarray) -> np.nd
     """
     parts = [background[:, i : i + LANES] for i in range(0, background.shape[1], LANES)]
     parts = parts if concepts is None else [concepts, *parts]
-    width = background.shape[0]
-    raw = np.zeros(width * LANES * len(parts) + LANES, np.float32)
-    start = (-raw.ctypes.data % 64) // 4
-    out = raw[start : start + width * LANES * len(parts)].reshape(width, len(parts), LANES)
+    out = _aligned((background.shape[0], len(parts), LANES), np.float32)
     for n, part in enumerate(parts):
         out[:, n, : part.shape[1]] = part
+    return out
+
+
+def integer_columns(columns: np.ndarray) -> np.ndarray:
+    """Padded float32 columns (width, parts, 16) quantised for the integer kernel: int32 (1 + pairs, ...).
+
+    Each column ``j`` is scaled by ``S_j = 32767 / max_i |q_ij|`` and rounded to int16 (15 bits of the
+    largest value; errors of at most ``max_i |q_ij| / 65534`` a value). Row 0 holds the float32 ``1 / S_j``
+    (as int32 bits); row ``1 + p`` lane ``j`` the int16 pair ``q_(2p)j S_j`` (low half), ``q_(2p+1)j S_j``
+    (high half), as ``vpdpwssd`` multiplies them with a pixel's codes ``2p, 2p + 1`` read as one int32.
+    """
+    width, parts, lanes = columns.shape
+    pairs = -(-width // 2)
+    top = np.abs(columns.astype(np.float64)).max(axis=0)
+    scale = np.where(top > 0, 32767.0 / np.where(top > 0, top, 1.0), 1.0)
+    quantised = np.zeros((2 * pairs, parts, lanes), np.int16)
+    quantised[:width] = np.rint(columns * scale)
+    out = _aligned((1 + pairs, parts, lanes), np.int32)
+    out[0] = (1.0 / scale).astype(np.float32).view(np.int32)
+    out[1:] = quantised.reshape(pairs, 2, parts, lanes).transpose(0, 2, 3, 1).copy().view(np.int32)[..., 0]
     return out
 
 
@@ -563,7 +687,8 @@ def score_int8(
     Args:
         fn: From :func:`probability_kernel_fn`.
         codes: int8 codes whose pixels are contiguous within a row (any row stride).
-        columns: From :func:`padded_columns`.
+        columns: From :func:`kernel_columns`, or float32 ones of :func:`padded_columns` (quantised here,
+            on each call, for an integer kernel).
         w_last: The last code's norm weight (the others are 1).
         out: float32 outputs whose pixels are contiguous within a row (any row stride).
         valid: bool or uint8 (rows, cols), pixels contiguous within a row: outputs are NaN where 0.
@@ -576,10 +701,14 @@ def score_int8(
     """
     rows, cols, width = codes.shape
     outputs = out.shape[2]
-    if columns.shape[0] != width or columns.dtype != np.float32 or columns.ctypes.data % 64:
+    integer = is_integer(fn)
+    if integer and columns.dtype == np.float32 and columns.shape[0] == width:
+        columns = integer_columns(columns)
+    rows_needed, dtype = (1 + -(-width // 2), np.int32) if integer else (width, np.float32)
+    if columns.shape[0] != rows_needed or columns.dtype != dtype or columns.ctypes.data % 64:
         raise ValueError(
-            f"the fused kernel needs float32 query columns of the codes' width {width}, 64-byte aligned "
-            f"(padded_columns), got {columns.dtype} {columns.shape}, {columns.ctypes.data % 64} bytes past 64"
+            f"the fused kernel needs query columns of the codes' width {width}, 64-byte aligned "
+            f"(kernel_columns), got {columns.dtype} {columns.shape}, {columns.ctypes.data % 64} bytes past 64"
         )
     if isinstance(fn, partial):  # the column counts it was given: the layout and outputs they need
         concepts, background = fn.args

@@ -30,7 +30,7 @@ import torch
 import xarray as xr
 
 from landprompt.embedder.cube import ChunkWindow, cube_basis, iter_raw_chunks
-from landprompt.query.fused import padded_columns, probability_kernel_fn, score_int8
+from landprompt.query.fused import kernel_columns, probability_kernel_fn, score_int8
 
 #: Pixels scored per block, one block a thread: 1 MB of int8 codes (4 MB as float32) at r = 64, so
 #: a block stays in a core's cache (measured best of 8192, 16384 and 65536).
@@ -89,7 +89,7 @@ class Kernel:
         background = columns if concepts is None else columns[:, self.outputs :]
         m = 0 if concepts is None else concepts.shape[1]
         fn = probability_kernel_fn(len(columns), m, background.shape[1])
-        return None if fn is None else (fn, padded_columns(concepts, background))
+        return None if fn is None else (fn, kernel_columns(fn, concepts, background))
 
 
 def cosine_kernel(vectors: np.ndarray) -> Kernel:
