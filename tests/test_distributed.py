@@ -43,6 +43,7 @@ def _marked(item: tuple[str, int], folder: str) -> int:
     return seconds
 
 
+@pytest.mark.slow  # over 1 s; the full suite (make test, CI) runs it
 def test_a_failed_task_returns_only_once_no_other_task_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import logging
     import time

@@ -89,6 +89,7 @@ def test_zarr_v2_run_is_the_default_run_in_a_layout_gdal_reads(stac_fixture, cor
         assert src.crs == corner.crs and src.transform == corner.transform
 
 
+@pytest.mark.slow  # over 1 s; the full suite (make test, CI) runs it
 def test_pca_basis_run_equals_the_full_run_in_its_basis(stac_fixture, corner, tiny_sits, tmp_path):
     source = LocalSource(stac_fixture.stack)
     full = embed(corner, source, tmp_path / "full.zarr", tiny_sits, chunk=16, dtype="fp16")

@@ -299,6 +299,7 @@ def partial_integer():
     return partial_integer
 
 
+@pytest.mark.slow  # over 1 s; the full suite (make test, CI) runs it
 def test_codes_past_the_int32_range_are_scored_by_fma(path):
     needs_kernel()
     assert fused.INTEGER_MAX_WIDTH * 128 * 32767 < 2**31 <= (fused.INTEGER_MAX_WIDTH + 1) * 128 * 32767

@@ -58,6 +58,7 @@ def test_level_one_is_the_renormalised_valid_mean(tmp_path: Path, version: int) 
     assert level_grid(GRID, 1).transform.a == 20 and level_grid(GRID, 1).bounds == GRID.bounds
 
 
+@pytest.mark.slow  # over 1 s; the full suite (make test, CI) runs it
 def test_overviews_resume_to_the_same_bytes(tmp_path: Path) -> None:
     whole = cube(tmp_path / "whole.zarr", 2)
     build_overviews(whole)
@@ -135,6 +136,7 @@ def _values(level: Path) -> str:
     return "code" if (level / "code").is_dir() else "embedding"
 
 
+@pytest.mark.slow  # over 1 s; the full suite (make test, CI) runs it
 def test_verify_checks_every_overview_level(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
