@@ -76,6 +76,9 @@ def test_a_photo_download_retries_once_then_is_marked_missing(server):
     assert inspect.signature(embed_photos).parameters["fetch"].default is http_get_photo
     retry = photo_session().get_adapter("https://example.org/").max_retries
     assert retry.total == 1 and retry.backoff_factor <= 0.5 and photo_session() is not http_session()
+    # a Retry-After of hours must not park a loader thread: photos keep to the backoff schedule
+    assert not retry.respect_retry_after_header
+    assert http_session().get_adapter("https://example.org/").max_retries.respect_retry_after_header
     server.answers["/photo.jpg"] = [503]
     with pytest.raises(ServiceUnavailableError, match=r"failed 2 times, .*marked missing; --retry-") as e:
         http_get_photo(f"{server.url}/photo.jpg")

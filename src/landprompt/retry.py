@@ -21,7 +21,7 @@ _T = TypeVar("_T")
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
-def http_retry(retries: int = 3, backoff: float = 1.0) -> Retry:
+def http_retry(retries: int = 3, backoff: float = 1.0, retry_after: bool = True) -> Retry:
     """The retry policy of every landprompt HTTP session.
 
     Connection errors, read errors and :data:`TRANSIENT_STATUS` answers are retried for every method (POST
@@ -32,6 +32,8 @@ def http_retry(retries: int = 3, backoff: float = 1.0) -> Retry:
     Args:
         retries: Further attempts after the first.
         backoff: urllib3's ``backoff_factor`` in seconds.
+        retry_after: Wait as long as a ``Retry-After`` header asks (up to urllib3's cap of hours); False
+            keeps to the backoff schedule (photo downloads: a photo is marked missing instead).
     """
     return Retry(
         total=max(0, retries),
@@ -39,15 +41,16 @@ def http_retry(retries: int = 3, backoff: float = 1.0) -> Retry:
         status_forcelist=TRANSIENT_STATUS,
         allowed_methods=None,
         raise_on_status=False,
+        respect_retry_after_header=retry_after,
     )
 
 
 def retrying_session(
-    retries: int = 3, backoff: float = 1.0, headers: dict[str, str] | None = None
+    retries: int = 3, backoff: float = 1.0, headers: dict[str, str] | None = None, retry_after: bool = True
 ) -> requests.Session:
     """A ``requests.Session`` whose http(s) adapters retry with :func:`http_retry`."""
     session = requests.Session()
-    adapter = HTTPAdapter(max_retries=http_retry(retries, backoff))
+    adapter = HTTPAdapter(max_retries=http_retry(retries, backoff, retry_after))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers.update(headers or {})

@@ -50,14 +50,17 @@ def http_session() -> requests.Session:
 
 
 def photo_session() -> requests.Session:
-    """This thread's session for photo downloads: one quick retry, so a dead host costs seconds per photo."""
-    return _thread_session("photo_session", PHOTO_RETRIES, PHOTO_BACKOFF)
+    """This thread's session for photo downloads: one quick retry, so a dead host costs seconds per photo.
+
+    A ``Retry-After`` header is not waited for (it may ask for hours): the photo is marked missing instead.
+    """
+    return _thread_session("photo_session", PHOTO_RETRIES, PHOTO_BACKOFF, retry_after=False)
 
 
-def _thread_session(key: str, retries: int, backoff: float) -> requests.Session:
+def _thread_session(key: str, retries: int, backoff: float, retry_after: bool = True) -> requests.Session:
     session: requests.Session | None = getattr(_local, key, None)
     if session is None:
-        session = retrying_session(retries, backoff, {"User-Agent": USER_AGENT})
+        session = retrying_session(retries, backoff, {"User-Agent": USER_AGENT}, retry_after)
         setattr(_local, key, session)
     return session
 
