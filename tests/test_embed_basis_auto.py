@@ -89,6 +89,8 @@ def test_other_heads_default_to_a_pca_basis_and_a_rerun_does_nothing(
     assert not (tmp_path / ".pca.zarr.v1-staging").exists()
     with pytest.raises(BadInputError, match=r"holds another run \(different grid\)"):
         embed(corner.window(slice(0, 16), slice(0, 32)), source, out, mlp_sits, rank=8)
+    with pytest.raises(BadInputError, match=r"holds another run \(different layout\)"):  # a finished v1 run
+        embed(corner, source, tmp_path / "full.zarr", mlp_sits, basis="pca", rank=8)
 
 
 def test_a_damaged_pca_default_cube_is_repaired_to_the_same_bytes(stac_fixture, corner, mlp_sits, tmp_path):

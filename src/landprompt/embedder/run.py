@@ -290,6 +290,7 @@ def _finished(out: Path, attrs: dict[str, Any], grid: Grid, dtype: str) -> bool:
             ("attrs", theirs == json.loads(json.dumps(attrs))),
             ("grid", "grid" in stored and Grid.from_dict(stored["grid"]) == grid),
             ("dtype", stored.get("dtype") == dtype),
+            ("layout", _begun_layout(out) == "pca"),  # a finished v1 or head cube is not this run's
         )
         if not same
     ]
