@@ -520,3 +520,19 @@ def test_a_cube_smaller_than_one_chunk(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="different chunk"):
         CubeWriter(tmp_path / "run.zarr", grid, 8, chunk=32)
     assert len(writer.windows()) == 1
+
+
+def test_chunk_windows_of_a_span_are_found_by_bisection_as_by_a_scan() -> None:
+    """`cube_windows` finds the chunks overlapping a span by bisection, as a scan of every chunk would."""
+    import itertools
+    import random
+
+    from landprompt.embedder.cube import _overlapping
+
+    rng = random.Random(0)
+    for _ in range(500):
+        sizes = [rng.randint(1, 5) for _ in range(rng.randint(1, 6))]
+        edges = [0, *itertools.accumulate(sizes)]
+        start, stop = rng.randint(0, edges[-1]), rng.randint(0, edges[-1])
+        scan = [i for i, (a, b) in enumerate(itertools.pairwise(edges)) if max(a, start) < min(b, stop)]
+        assert list(_overlapping(edges, start, stop)) == scan

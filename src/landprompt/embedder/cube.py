@@ -29,8 +29,8 @@ with the arguments of the new run.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
-import itertools
 import json
 import math
 import os
@@ -619,11 +619,23 @@ def cube_windows(ds: xr.Dataset, rows: slice | None = None, cols: slice | None =
     c0, c1 = _span(cols, ds.sizes["x"])
     row_edges, col_edges = (_chunk_edges(ds, dim) for dim in ("y", "x"))
     return [
-        ChunkWindow((i, j), slice(max(a, r0), min(b, r1)), slice(max(c, c0), min(d, c1)))
-        for i, (a, b) in enumerate(itertools.pairwise(row_edges))
-        for j, (c, d) in enumerate(itertools.pairwise(col_edges))
-        if max(a, r0) < min(b, r1) and max(c, c0) < min(d, c1)
+        ChunkWindow(
+            (i, j),
+            slice(max(row_edges[i], r0), min(row_edges[i + 1], r1)),
+            slice(max(col_edges[j], c0), min(col_edges[j + 1], c1)),
+        )
+        for i in _overlapping(row_edges, r0, r1)
+        for j in _overlapping(col_edges, c0, c1)
     ]
+
+
+def _overlapping(edges: list[int], start: int, stop: int) -> range:
+    """Indices of the chunks between consecutive ``edges`` that overlap ``[start, stop)``, by bisection."""
+    if start >= stop:
+        return range(0)
+    return range(
+        max(bisect.bisect_right(edges, start) - 1, 0), min(bisect.bisect_left(edges, stop), len(edges) - 1)
+    )
 
 
 def read_ahead(
