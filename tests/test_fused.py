@@ -207,6 +207,12 @@ def test_columns_of_another_width_or_unaligned_are_refused(path):
     shifted[...] = columns
     with pytest.raises(ValueError, match="64-byte aligned"):
         score_int8(fn, codes, shifted, 1.0, out)
+    with pytest.raises(ValueError, match=r"outputs \(2, 8\)"):  # the kernel would write past out
+        score_int8(fn, codes, columns, W_LAST, out[:, :8])
+    with pytest.raises(ValueError, match="uint8 codes"):
+        score_int8(fn, codes.view(np.uint8), columns, W_LAST, out)
+    with pytest.raises(ValueError, match=r"valid \(2, 8\)"):
+        score_int8(fn, codes, columns, W_LAST, out, np.ones((2, 8), np.uint8))
     score_int8(fn, codes, columns, W_LAST, out)  # the columns themselves: scored
     want = 1 / (1 + np.exp(unit_codes(codes) @ as_read(fn, diffs)).sum(1))
     np.testing.assert_allclose(out.reshape(-1), want, rtol=2e-6, atol=1e-7)

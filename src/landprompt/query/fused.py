@@ -23,6 +23,7 @@ returns None and the torch path scores.
 from __future__ import annotations
 
 import ctypes
+import functools
 import struct
 import threading
 from collections.abc import Callable
@@ -519,6 +520,7 @@ def kernel_ir(width: int, many: bool, split: bool = False, integer: bool = False
     return "\n".join(parts)
 
 
+@functools.cache
 def _host_cpu() -> tuple[str, dict[str, bool]]:
     """This process's LLVM target triple and the host CPU's features (``{"fma": True, ...}``)."""
     import llvmlite.binding as llvm
@@ -720,6 +722,11 @@ def score_int8(
             )
     if valid is None:  # a row of ones read for every row
         valid = np.broadcast_to(np.ones(cols, np.uint8), (rows, cols))
+    if codes.dtype != np.int8 or out.shape[:2] != (rows, cols) or valid.shape != (rows, cols):
+        raise ValueError(
+            f"the fused kernel scores int8 codes into outputs and a valid mask of their (rows, cols), got "
+            f"{codes.dtype} codes {codes.shape[:2]}, outputs {out.shape[:2]}, valid {valid.shape}"
+        )
     if (
         codes.strides[1:] != (width, 1)
         or out.strides[1:] != (4 * outputs, 4)
