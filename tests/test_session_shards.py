@@ -144,7 +144,12 @@ def small_cube(path: Path, transform: Affine, crs: object = "EPSG:32632", **attr
     return write_cube(path, emb, Grid(crs, transform, (8, 10)), chunk=8, attrs=attrs)
 
 
-def test_shards_of_another_clip_space_or_grid_are_refused_in_one_line(tmp_path) -> None:
+def test_shards_of_another_clip_space_or_grid_are_refused_in_one_line(tmp_path, monkeypatch) -> None:
+    from landprompt.query.session import QuerySession
+
+    closed: list[str] = []
+    close = QuerySession.close
+    monkeypatch.setattr(QuerySession, "close", lambda self: closed.append(self.path.name) or close(self))
     t = Affine(10.0, 0, 680_000.0, 0, -10.0, 4_800_000.0)
     concepts, background = np.eye(8, dtype=np.float32)[:1], np.eye(8, dtype=np.float32)[1:4]
 
@@ -154,6 +159,7 @@ def test_shards_of_another_clip_space_or_grid_are_refused_in_one_line(tmp_path) 
     with pytest.raises(BadInputError, match=r"shards a.zarr and b.zarr differ in CLIP model") as err:
         open_session(mixed)
     assert "\n" not in str(err.value)
+    assert sorted(closed) == ["a.zarr", "b.zarr"]  # the shards opened before the refusal are released
 
     gap = tmp_path / "gap"  # aligned shards with two empty columns between them
     small_cube(gap / "a.zarr", t)

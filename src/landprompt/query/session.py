@@ -358,8 +358,14 @@ class ShardedSession(_Session):
             raise BadInputError("no cubes to search: give at least one embedding cube")
         first = QuerySession(self.cubes[0], clip)
         self.text = first.text
-        self.shards = [first, *(QuerySession(c, clip, self.text) for c in self.cubes[1:])]
-        _check_one_space(self.shards)
+        self.shards = [first]
+        try:
+            for path in self.cubes[1:]:
+                self.shards.append(QuerySession(path, clip, self.text))
+            _check_one_space(self.shards)
+        except BaseException:  # the shards opened so far are released, not left to the collector
+            self.close()
+            raise
         self.dim = first.dim
 
     @property
@@ -518,7 +524,6 @@ def open_session(
         cube: Embedding cube path, folder of shards, or list of cube paths.
         clip: A CLIP model to use instead of the one named in the cube (a new session is opened).
     """
-    sharded = not isinstance(cube, (str, os.PathLike)) or cube_paths(cube) != [Path(cube)]
     key: Path | tuple[Path, ...] = (
         Path(cube).resolve()
         if isinstance(cube, (str, os.PathLike))
@@ -530,6 +535,7 @@ def open_session(
         if session is None or session.stale or (clip is not None and session.text.given is not clip):
             if session is not None:
                 closed.append(session)
+            sharded = not isinstance(cube, (str, os.PathLike)) or cube_paths(cube) != [Path(cube)]
             session = ShardedSession(cube, clip) if sharded else QuerySession(cube, clip)  # type: ignore[arg-type]
             _SESSIONS[key] = session
         _SESSIONS.move_to_end(key)
