@@ -231,3 +231,15 @@ def test_the_cli_searches_a_folder_of_shards_inside_a_bbox(shards) -> None:
     assert result.exit_code == 0, result.output
     places = pd.read_csv(io.StringIO(result.stdout))
     assert len(places) == 3 and set(places["cube"]) == {str(shards.east)}
+
+
+def test_a_folder_keeps_a_bounded_number_of_shard_indexes_loaded(shards, tiny_clip, monkeypatch) -> None:
+    import landprompt.query.session as session_module
+
+    monkeypatch.setattr(session_module, "MAX_SHARD_INDEXES", 1)
+    vector = shards.emb[30, 40]
+    session = open_session(shards.folder)
+    first = landprompt.top_k(shards.folder, vector, k=5)
+    loaded = [shard._index is not session_module._UNSET for shard in session.shards]
+    assert loaded.count(True) == 1  # the other shard's index was released after its search
+    pd.testing.assert_frame_equal(landprompt.top_k(shards.folder, vector, k=5), first)  # loaded again

@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 #: Sessions :func:`open_session` keeps open (least recently used closed first). Each holds its cube's
 #: default index in memory (for a 1-million-pixel IVF-PQ index some tens of MiB) and its encoded prompts.
 MAX_SESSIONS = 4
+#: Shards of a :class:`ShardedSession` whose index stays loaded (most recently searched first): a folder of
+#: many shards does not keep every index in memory (each tens of MB at 10^6 cells).
+MAX_SHARD_INDEXES = 16
 
 _UNSET = object()
 _SESSIONS: OrderedDict[Path | tuple[Path, ...], Session] = OrderedDict()
@@ -191,9 +194,13 @@ class QuerySession(_Session):
 
         A caller still holding the session can go on: the index is loaded again when asked for.
         """
-        self._index, self._places = _UNSET, None
+        self.release_index()
         self.ds.encoding.pop("landprompt_arrays", None)
         self.ds.close()
+
+    def release_index(self) -> None:
+        """Drop the loaded index and places table (loaded again when next searched)."""
+        self._index, self._places = _UNSET, None
 
     # --- queries -------------------------------------------------------------------------------
     def top_k(
@@ -358,6 +365,7 @@ class ShardedSession(_Session):
             raise BadInputError("no cubes to search: give at least one embedding cube")
         first = QuerySession(self.cubes[0], clip)
         self.text = first.text
+        self._searched: OrderedDict[int, QuerySession] = OrderedDict()  # shards by last search, oldest first
         self.shards = [first]
         try:
             for path in self.cubes[1:]:
@@ -413,6 +421,10 @@ class ShardedSession(_Session):
         for n, (cube, shard, _, _) in enumerate(touched, start=1):
             places = shard.top_k(vector, k, min_distance_m, bbox, index=index)
             tables.append(places.assign(cube=str(cube)))
+            self._searched.pop(id(shard), None)
+            self._searched[id(shard)] = shard
+            while len(self._searched) > MAX_SHARD_INDEXES:
+                self._searched.popitem(last=False)[1].release_index()
             if progress is not None:
                 progress(n, len(touched))
         return merge_places(tables, k, min_distance_m)
