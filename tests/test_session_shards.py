@@ -131,11 +131,14 @@ def test_shards_keep_their_own_index_and_the_folder_session_notices_changes(tmp_
     second = open_session(data.folder)
     assert second is not first and isinstance(second, ShardedSession)
     assert second.shards[0].index is not None and second.shards[1].index is None  # east, west
+    assert second.shards[1] is first.shards[1] and second.shards[0] is not first.shards[0]  # west kept open
+    assert second.text is first.text  # the prompts encoded so far are kept
     pd.testing.assert_frame_equal(second.top_k(vector, k=4), exact)
     shutil.copytree(data.west, data.folder / "zz.zarr")  # a shard added to the folder
     assert second.stale
     third = open_session(data.folder)
     assert [p.name for p in third.cubes] == ["east.zarr", "west.zarr", "zz.zarr"]
+    assert third.shards[:2] == second.shards  # only the new shard is opened
 
 
 def small_cube(path: Path, transform: Affine, crs: object = "EPSG:32632", **attrs: Any) -> Path:

@@ -353,7 +353,10 @@ class ShardedSession(_Session):
     """
 
     def __init__(
-        self, cubes: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], clip: ClipModel | None = None
+        self,
+        cubes: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        clip: ClipModel | None = None,
+        reuse: Sequence[QuerySession] = (),
     ) -> None:
         if isinstance(cubes, (str, os.PathLike)):
             self.path: Path | None = Path(cubes).resolve()
@@ -363,16 +366,20 @@ class ShardedSession(_Session):
             self.path, self.cubes = None, [Path(c) for c in cubes]
         if not self.cubes:
             raise BadInputError("no cubes to search: give at least one embedding cube")
-        first = QuerySession(self.cubes[0], clip)
+        kept = {shard.path: shard for shard in reuse}  # open shards of this region's last session
+        tower = reuse[0].text if reuse else None
+        first = kept.get(Path(self.cubes[0]).resolve()) or QuerySession(self.cubes[0], clip, tower)
         self.text = first.text
         self._searched: OrderedDict[int, QuerySession] = OrderedDict()  # shards by last search, oldest first
         self.shards = [first]
         try:
             for path in self.cubes[1:]:
-                self.shards.append(QuerySession(path, clip, self.text))
+                self.shards.append(kept.get(Path(path).resolve()) or QuerySession(path, clip, self.text))
             _check_one_space(self.shards)
         except BaseException:  # the shards opened so far are released, not left to the collector
-            self.close()
+            for shard in self.shards:
+                if shard not in reuse:
+                    shard.close()
             raise
         self.dim = first.dim
 
@@ -541,14 +548,19 @@ def open_session(
         if isinstance(cube, (str, os.PathLike))
         else tuple(Path(c).resolve() for c in cube)
     )
-    closed = []
+    closed: list[QuerySession | ShardedSession] = []
     with _LOCK:
         session = _SESSIONS.get(key)
         if session is None or session.stale or (clip is not None and session.text.given is not clip):
-            if session is not None:
+            reuse: list[QuerySession] = []
+            if isinstance(session, ShardedSession) and (clip is None or session.text.given is clip):
+                reuse = [shard for shard in session.shards if not shard.stale]  # one changed shard: reopen it
+            if isinstance(session, ShardedSession):
+                closed += [shard for shard in session.shards if shard not in reuse]
+            elif session is not None:
                 closed.append(session)
             sharded = not isinstance(cube, (str, os.PathLike)) or cube_paths(cube) != [Path(cube)]
-            session = ShardedSession(cube, clip) if sharded else QuerySession(cube, clip)  # type: ignore[arg-type]
+            session = ShardedSession(cube, clip, reuse) if sharded else QuerySession(cube, clip)  # type: ignore[arg-type]
             _SESSIONS[key] = session
         _SESSIONS.move_to_end(key)
         while len(_SESSIONS) > MAX_SESSIONS:
