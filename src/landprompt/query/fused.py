@@ -316,15 +316,8 @@ def _group_ir(pixels: int, width: int, padded: int, many: bool, split: bool, int
         for part in background:
             lines.append(f"  %l{part}{u} = fmul {v} {acc[u, part]}, %ss{u}")
         if not many:
-            for part in background:
-                lines += [
-                    f"  %e{part}{u} = call {v} @exp16({v} %l{part}{u})",
-                    f"  %em{part}{u} = select <16 x i1> %used_{part}, {v} %e{part}{u}, {v} zeroinitializer",
-                ]
-            combined, em = _combine(f"em{u}", [f"%em{part}{u}" for part in background], "fadd")
             lines += [
-                *combined,
-                f"  %t{u} = call reassoc float @llvm.vector.reduce.fadd.v16f32(float -0.0, {v} {em})",
+                *_exp_sum(u, {part: f"%l{part}{u}" for part in background}, f"%t{u}"),
                 f"  %d{u} = fadd float %t{u}, 1.0",
                 f"  %o{u} = fdiv float 1.0, %d{u}",
                 f"  %of{u} = fadd float %o{u}, %nan{u}",
@@ -342,16 +335,9 @@ def _group_ir(pixels: int, width: int, padded: int, many: bool, split: bool, int
             f"  %top{u} = call nnan float @llvm.vector.reduce.fmax.v16f32({v} {lm})",
             *_splat(f"tops{u}", f"%top{u}"),
         ]
-        for part in background:
-            lines += [
-                f"  %d{part}{u} = fsub {v} %l{part}{u}, %tops{u}",
-                f"  %e{part}{u} = call {v} @exp16({v} %d{part}{u})",
-                f"  %em{part}{u} = select <16 x i1> %used_{part}, {v} %e{part}{u}, {v} zeroinitializer",
-            ]
-        combined, em = _combine(f"em{u}", [f"%em{part}{u}" for part in background], "fadd")
+        lines += [f"  %d{part}{u} = fsub {v} %l{part}{u}, %tops{u}" for part in background]
         lines += [
-            *combined,
-            f"  %sum{u} = call reassoc float @llvm.vector.reduce.fadd.v16f32(float -0.0, {v} {em})",
+            *_exp_sum(u, {part: f"%d{part}{u}" for part in background}, f"%sum{u}"),
             *_splat(f"sums{u}", f"%sum{u}"),
             f"  %da{u} = fsub {v} %tops{u}, %la{u}",
             f"  %ea{u} = call {v} @exp16({v} %da{u})",
@@ -363,6 +349,23 @@ def _group_ir(pixels: int, width: int, padded: int, many: bool, split: bool, int
         ]
     lines += ["  ret void", "}"]
     return "\n".join(lines)
+
+
+def _exp_sum(u: int, logits: dict[str, str], total: str) -> list[str]:
+    """IR lines summing the exponentials of pixel ``u``'s logits (part: value), used lanes, into ``total``."""
+    v = "<16 x float>"
+    lines = []
+    for part, value in logits.items():
+        lines += [
+            f"  %e{part}{u} = call {v} @exp16({v} {value})",
+            f"  %em{part}{u} = select <16 x i1> %used_{part}, {v} %e{part}{u}, {v} zeroinitializer",
+        ]
+    combined, em = _combine(f"em{u}", [f"%em{part}{u}" for part in logits], "fadd")
+    return [
+        *lines,
+        *combined,
+        f"  {total} = call reassoc float @llvm.vector.reduce.fadd.v16f32(float -0.0, {v} {em})",
+    ]
 
 
 def _combine(name: str, vectors: list[str], op: str) -> tuple[list[str], str]:
