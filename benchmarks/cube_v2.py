@@ -42,10 +42,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import rasterio
 import torch
 
@@ -475,18 +476,12 @@ def topk_shards(work: Path, side: int, rng, n_queries: int = 30, tiles: int = 2)
             write_features(path, grid.window(rows, cols), features[rows, cols], basis, "int8")
             build_index(path, progress=False)
     landprompt.top_k(folder, queries[0], k=10)  # first call: opens the session
-    api_times, scan_times, got = [], [], []
-    for q in queries:  # interleaved
-        start = time.perf_counter()
-        places = landprompt.top_k(folder, q, k=10)
-        api_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        _top10(vectors @ q)
-        scan_times.append(time.perf_counter() - start)
+
+    def ids(places: pd.DataFrame) -> pd.Series:  # a shard's rows and columns from its name's origin
         origin = places["cube"].str.extract(r"r(\d+)_c(\d+)\.zarr$").astype(int)
-        ids = (places["row"] + origin[0]) * side + places["col"] + origin[1]
-        got.append(set(ids.tolist()))
-    api, scan = float(np.median(api_times)), float(np.median(scan_times))
+        return (places["row"] + origin[0]) * side + places["col"] + origin[1]
+
+    api, scan, got = _time_top_k(folder, vectors, queries, side, ids)
     emit(
         figure="topk_shards",
         cells=side * side,
@@ -511,9 +506,16 @@ def _recall(got: list[set[int]], truth: list[np.ndarray]) -> float:
 
 
 def _time_top_k(
-    path: Path, vectors: np.ndarray, queries: np.ndarray, side: int
+    path: Path,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    side: int,
+    ids: Callable[[pd.DataFrame], pd.Series] | None = None,
 ) -> tuple[float, float, list[set[int]]]:
-    """Median seconds of ``landprompt.top_k(path, q, k=10)`` and of the numpy scan, interleaved; the ids."""
+    """Median seconds of ``landprompt.top_k(path, q, k=10)`` and of the numpy scan, interleaved; the ids.
+
+    ``ids`` gives each place's cell number (default: ``row * side + col``, one cube).
+    """
     api_times, scan_times, got = [], [], []
     for q in queries:
         start = time.perf_counter()
@@ -522,7 +524,7 @@ def _time_top_k(
         start = time.perf_counter()
         _top10(vectors @ q)
         scan_times.append(time.perf_counter() - start)
-        got.append(set((places["row"] * side + places["col"]).tolist()))
+        got.append(set((ids(places) if ids else places["row"] * side + places["col"]).tolist()))
     return float(np.median(api_times)), float(np.median(scan_times)), got
 
 
