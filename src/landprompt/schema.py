@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BeforeValidator, Field, FiniteFloat, Strict, ValidationError
+from pydantic import BeforeValidator, Field, FiniteFloat, Strict, TypeAdapter, ValidationError
 from pydantic_core import PydanticKnownError, PydanticUndefined
 
 from landprompt.errors import BadInputError, did_you_mean
@@ -63,6 +63,7 @@ Text = Annotated[str, BeforeValidator(_text)]
 FilePath = Annotated[Path, BeforeValidator(_text)]
 """A path written as a non-empty string."""
 _T = TypeVar("_T")
+_M = TypeVar("_M")
 Section = Annotated[_T, BeforeValidator(_section)]
 """A nested section (``Section[AugmentConfig]``); left empty (null), it takes every default."""
 
@@ -142,6 +143,14 @@ _WORDING = {
     "model_type": "must be a mapping of keys",
     "dataclass_type": "must be a mapping of keys",
 }
+
+
+def validated(model: type[_M], data: Any, see: str = "", *, where: str = "") -> _M:
+    """``data`` validated as ``model``; a problem raises :func:`schema_error`'s one line (same arguments)."""
+    try:
+        return TypeAdapter(model).validate_python(data)
+    except ValidationError as err:
+        raise schema_error(err, model, see, where=where) from None
 
 
 def schema_error(err: ValidationError, model: Any, see: str = "", *, where: str = "") -> BadInputError:

@@ -42,10 +42,9 @@ def plan(spec: JobSpec) -> list[Job]:
 
 @dataclass
 class JobResult:
-    """What one job did: the outputs it wrote, or the error that stopped it."""
+    """What one job did: its key, and the error that stopped it (``None``: its outputs are written)."""
 
     key: str
-    written: tuple[str, ...] = ()
     error: str | None = None
 
 
@@ -125,7 +124,7 @@ def run_job(job: Job, overwrite: bool = False) -> JobResult:
         job.make(todo)
     except Exception as exc:  # caught here, a Dask worker logs no traceback for it
         return _failed(job, exc)
-    return JobResult(job.key, written=tuple(todo))
+    return JobResult(job.key)
 
 
 def _failed(job: Job, exc: Exception) -> JobResult:

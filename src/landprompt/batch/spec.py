@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
 from landprompt.embedder.cube import cube_grid, open_cube
 from landprompt.errors import BadInputError
@@ -22,7 +22,7 @@ from landprompt.files import slugify
 from landprompt.geo import BBox, parse_bbox
 from landprompt.query.classes import DEFAULT_STYLE
 from landprompt.query.maps import HTML_MAX_PIXELS, check_html_size
-from landprompt.schema import FilePath, Flag, Section, Text, checked, key, read_yaml, schema_error
+from landprompt.schema import FilePath, Flag, Section, Text, checked, key, read_yaml, validated
 
 #: Output formats each kind can write, and those it writes by default.
 KIND_FORMATS = {
@@ -334,10 +334,7 @@ def parse_batch(data: Any, base: str | Path | None = None) -> JobSpec:
     Raises:
         BadInputError: One line naming the key (``defaults.dtype: unknown dtype 'float64'; ...``).
     """
-    try:
-        spec = JobSpec.model_validate(data)
-    except ValidationError as err:
-        raise schema_error(err, JobSpec, where="the batch file") from None
+    spec = validated(JobSpec, data, where="the batch file")
     return spec if base is None else spec.checked(Path(base))
 
 

@@ -1,13 +1,8 @@
-"""Training configuration: a YAML file validated into frozen pydantic dataclasses.
+"""Training configuration: a YAML file (:func:`load_config`) validated into frozen pydantic dataclasses.
 
 Every key is described in ``configs/train_example.yaml`` and the JSON Schema (``landprompt train --schema``).
 A bad value raises a one-line :class:`~landprompt.errors.BadInputError` naming the key
 (``optim.lr must be > 0.0, got -1``); an unknown key names the closest known one.
-
-Example:
-    >>> config = load_config("configs/train_example.yaml", overrides=["optim.lr=1e-3"])  # doctest: +SKIP
-    >>> config.optim.lr  # doctest: +SKIP
-    0.001
 """
 
 from __future__ import annotations
@@ -16,11 +11,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, TypeAdapter, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
 from landprompt.errors import BadInputError
-from landprompt.schema import FilePath, Flag, Int, Real, Section, Text, checked, key, read_yaml, schema_error
+from landprompt.schema import FilePath, Flag, Int, Real, Section, Text, checked, key, read_yaml, validated
 
 Target = Literal["mean", "sample"]
 EXAMPLE = "configs/train_example.yaml"
@@ -179,7 +174,4 @@ def config_from_dict(raw: Mapping[str, Any]) -> TrainConfig:
     Raises:
         BadInputError: Naming the first missing, unknown or invalid key.
     """
-    try:
-        return _ADAPTER.validate_python(raw)
-    except ValidationError as err:
-        raise schema_error(err, TrainConfig, see=EXAMPLE) from None
+    return validated(TrainConfig, raw, see=EXAMPLE)
