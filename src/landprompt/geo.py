@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -373,3 +373,24 @@ def mosaic_grid(grids: Sequence[Grid]) -> tuple[Grid, list[tuple[int, int]]]:
     rows = max(r + g.rows for (r, _), g in zip(offsets, grids, strict=True))
     cols = max(c + g.cols for (_, c), g in zip(offsets, grids, strict=True))
     return Grid(first.crs, Affine(rx, 0.0, left, 0.0, -ry, top), (rows, cols)), offsets
+
+
+def mosaic(grids: Sequence[Grid], arrays: Iterable[np.ndarray]) -> tuple[Grid, np.ndarray]:
+    """Arrays (h, w, ...) on aligned grids placed in their mosaic: NaN where none covers, later valid wins.
+
+    Where grids overlap, a later array's values replace the earlier ones except where they are NaN (not
+    valid), element by element. ``arrays`` is read one at a time (e.g. a generator computing each grid's
+    values), after :func:`mosaic_grid` has checked the grids.
+
+    Returns:
+        The mosaic grid and the values on it (the arrays' dtype, which must hold NaN).
+    """
+    grid, offsets = mosaic_grid(grids)
+    out: np.ndarray | None = None
+    for values, (r0, c0) in zip(arrays, offsets, strict=True):
+        if out is None:
+            out = np.full((*grid.shape, *values.shape[2:]), np.nan, dtype=values.dtype)
+        target = out[r0 : r0 + values.shape[0], c0 : c0 + values.shape[1]]
+        np.copyto(target, values, where=~np.isnan(values))
+    assert out is not None  # mosaic_grid refuses no grids
+    return grid, out
