@@ -503,36 +503,40 @@ def _accumulate(
 def _owned(
     i: int, cubes: Sequence[xr.Dataset], grids: Sequence[Grid], offsets: Sequence[tuple[int, int]]
 ) -> OwnedFn | None:
-    """The pixels cube ``i`` counts in the mosaic of ``cubes`` (None: all of its own, no later cube overlaps).
+    """The pixels cube ``i`` counts in the mosaic of ``cubes`` (None: all of its own, no cube overlaps it).
 
-    A pixel is counted by the last cube holding it valid, else (valid in none) by the last covering it.
+    A pixel is counted by the last cube holding it valid, else (valid in none) by the last covering it:
+    the mosaic rule of :func:`~landprompt.geo.mosaic`.
     """
     (r0, c0), (h, w) = offsets[i], grids[i].shape
-    later = [
+    others = [
         j
-        for j in range(i + 1, len(cubes))
-        if offsets[j][0] < r0 + h
+        for j in range(len(cubes))
+        if j != i
+        and offsets[j][0] < r0 + h
         and r0 < offsets[j][0] + grids[j].rows
         and offsets[j][1] < c0 + w
         and c0 < offsets[j][1] + grids[j].cols
     ]
-    if not later:
+    if not others:
         return None
 
     def owned(rows: slice, cols: slice, valid: np.ndarray) -> np.ndarray:
         top, left = r0 + rows.start, c0 + cols.start  # the chunk's corner in the mosaic
-        covered, valid_later = np.zeros(valid.shape, bool), np.zeros(valid.shape, bool)
-        for j in later:
+        covered_later, valid_later, valid_earlier = (np.zeros(valid.shape, bool) for _ in range(3))
+        for j in others:
             (rj, cj), grid = offsets[j], grids[j]
             y0, y1 = max(top, rj), min(top + valid.shape[0], rj + grid.rows)
             x0, x1 = max(left, cj), min(left + valid.shape[1], cj + grid.cols)
             if y1 <= y0 or x1 <= x0:
                 continue
             part = slice(y0 - top, y1 - top), slice(x0 - left, x1 - left)
-            covered[part] = True
             theirs = cubes[j]["valid"].isel(y=slice(y0 - rj, y1 - rj), x=slice(x0 - cj, x1 - cj))
-            valid_later[part] |= np.asarray(theirs.values, dtype=bool)
-        return ~valid_later & (np.asarray(valid, dtype=bool) | ~covered)
+            (valid_later if j > i else valid_earlier)[part] |= np.asarray(theirs.values, dtype=bool)
+            if j > i:
+                covered_later[part] = True
+        mine = np.asarray(valid, dtype=bool)
+        return (mine & ~valid_later) | (~mine & ~covered_later & ~valid_earlier)
 
     return owned
 
