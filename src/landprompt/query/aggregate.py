@@ -2,7 +2,9 @@
 
 :func:`aggregate` streams a cube chunk by chunk: each chunk's probabilities are computed, the polygons
 that reach the chunk are rasterised onto its window, and per-polygon sums are accumulated with
-``np.bincount``, so memory holds one chunk and a few numbers per polygon (a continent fits).
+``np.bincount``, so memory holds one chunk and a few numbers per polygon (a continent fits). The sums
+add up over cubes: :func:`aggregate_shards` (``ShardedSession.aggregate``) accumulates each shard the
+polygons touch into one set of sums, so polygons may straddle shards.
 
 Pixel rule: a pixel belongs to a polygon when its centre lies inside it (``all_touched=False``). Each
 pixel belongs to at most one polygon: polygons are burnt in file order, so where polygons overlap the
