@@ -32,7 +32,7 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,7 +45,7 @@ from pyproj import CRS
 from landprompt.calibration import Calibration
 from landprompt.errors import BadInputError
 from landprompt.geo import WGS84, Grid, mosaic_grid, parse_crs
-from landprompt.query.classes import DEFAULT_STYLE, ProgressFn
+from landprompt.query.classes import DEFAULT_STYLE, PixelCounter, ProgressFn
 from landprompt.query.scorer import ConceptScorer
 
 if TYPE_CHECKING:
@@ -458,14 +458,11 @@ def _aggregate(
             "check their CRS"
         )
     sums = _Sums.zeros(len(units))
-    done, total = 0, sum(_size(*span) for span in spans if span is not None)
+    tick = PixelCounter(progress, sum(_size(*span) for span in spans if span is not None))
     for i in touched:
         rows, cols = spans[i]  # type: ignore[misc]
         owned = _owned(i, cubes, grids, offsets)
-        for pixels in _accumulate(sums, cubes[i], scorer_of(i), polygons, threshold, rows, cols, owned):
-            done += pixels
-            if progress is not None:
-                progress(done, total)
+        _accumulate(sums, cubes[i], scorer_of(i), polygons, threshold, rows, cols, owned, tick)
     table = _table(units, sums, pixel_area)
     table.attrs.update(
         scorer_of(touched[0]).attrs(),
@@ -485,10 +482,12 @@ def _accumulate(
     rows: slice,
     cols: slice,
     owned: OwnedFn | None = None,
-) -> Iterator[int]:
-    """Add a cube window's pixels to per-polygon sums, chunk by chunk; yields each chunk's pixel count.
+    tick: Callable[[int], None] | None = None,
+) -> None:
+    """Add a cube window's pixels to per-polygon sums, chunk by chunk.
 
     Only the pixels ``owned`` keeps count (all without it); chunks no polygon reaches are not scored.
+    ``tick`` is called with each chunk's pixel count.
     """
     from landprompt.embedder.cube import cube_grid, iter_chunks
 
@@ -499,7 +498,8 @@ def _accumulate(
             zones[~owned(window.rows, window.cols, valid)] = 0
         if zones.any():
             sums.add(zones, scorer.score(embedding, valid), threshold)
-        yield window.shape[0] * window.shape[1]
+        if tick is not None:
+            tick(window.shape[0] * window.shape[1])
 
 
 def _owned(

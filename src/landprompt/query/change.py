@@ -28,7 +28,7 @@ import xarray as xr
 from landprompt.calibration import Calibration
 from landprompt.errors import BadInputError
 from landprompt.geo import BBox, Grid
-from landprompt.query.classes import DEFAULT_STYLE, ProgressFn
+from landprompt.query.classes import DEFAULT_STYLE, PixelCounter, ProgressFn
 from landprompt.query.scorer import ConceptScorer
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def change_map(
     rows, cols = grid.slices_of_bbox(bbox) if bbox is not None else (slice(0, grid.rows), slice(0, grid.cols))
     sub = grid.window(rows, cols)
     scorers = (scorer.calibrated_for(cube_a, calibration), scorer.calibrated_for(cube_b, calibration))
-    p = _probabilities(ds_a, ds_b, *scorers, rows, cols, _Progress(progress, sub.rows * sub.cols))
+    p = _probabilities(ds_a, ds_b, *scorers, rows, cols, PixelCounter(progress, sub.rows * sub.cols))
     attrs = {**scorer.attrs(), "cube_a": _name(cube_a), "cube_b": _name(cube_b)}
     return change_from_maps(_map(p[..., 0], sub), _map(p[..., 1], sub), threshold, attrs)
 
@@ -131,7 +131,7 @@ def change_shards(
 
     _check_threshold(threshold)
     grids = [check_same_grid(a, b).window(rows, cols) for a, b, rows, cols in pairs]
-    tick = _Progress(progress, sum(g.rows * g.cols for g in grids))
+    tick = PixelCounter(progress, sum(g.rows * g.cols for g in grids))
     parts = (
         _probabilities(
             a,
@@ -149,18 +149,6 @@ def change_shards(
     return change_from_maps(_map(p[..., 0], grid), _map(p[..., 1], grid), threshold, attrs)
 
 
-class _Progress:
-    """Counts pixels done and reports ``(pixels done, pixels in all)`` to a progress callback."""
-
-    def __init__(self, progress: ProgressFn | None, total: int) -> None:
-        self.progress, self.total, self.done = progress, total, 0
-
-    def __call__(self, pixels: int) -> None:
-        self.done += pixels
-        if self.progress is not None:
-            self.progress(self.done, self.total)
-
-
 def _probabilities(
     ds_a: xr.Dataset,
     ds_b: xr.Dataset,
@@ -168,7 +156,7 @@ def _probabilities(
     scorer_b: ConceptScorer,
     rows: slice,
     cols: slice,
-    tick: _Progress,
+    tick: PixelCounter,
 ) -> np.ndarray:
     """Probabilities (h, w, 2) in cube A and cube B over a window, the same chunk of both at a time."""
     from landprompt.embedder.cube import read_window
