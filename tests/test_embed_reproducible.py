@@ -102,6 +102,27 @@ def test_untrained_encoder_is_refused_unless_asked_for(l2a_fixture, tmp_path):
         EncoderRecipe.of("sits").build("cpu")
 
 
+def test_weights_error_puts_flag_names_in_but_leaves_a_checkpoint_path_as_given(l2a_fixture, tmp_path):
+    from typer.testing import CliRunner
+
+    from landprompt.cli import app
+
+    checkpoint = tmp_path / "random_weights=True presto_weights {checkpoint}" / "model.pt"
+    args = run_args(l2a_fixture, tmp_path / "x.zarr", "--random-weights")
+    args[args.index("sits")] = str(checkpoint)
+    result = CliRunner().invoke(app, args, terminal_width=1000)
+    assert result.exit_code != 0
+    assert f"--random-weights builds a registered encoder; {str(checkpoint)!r} is a checkpoint" in (
+        " ".join(result.output.split())
+    )
+    with pytest.raises(BadInputError) as refused:
+        EncoderRecipe.of(str(checkpoint), random_weights=True).build("cpu")
+    assert (
+        str(refused.value)
+        == f"random_weights=True builds a registered encoder; {str(checkpoint)!r} is a checkpoint"
+    )
+
+
 @pytest.mark.slow  # a subprocess killed mid-run, then reruns
 def test_sigkilled_run_resumed_in_another_process_is_byte_identical(l2a_fixture, tmp_path):
     killed, reference = tmp_path / "killed.zarr", tmp_path / "reference.zarr"
