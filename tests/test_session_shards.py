@@ -101,6 +101,46 @@ def test_a_bbox_maps_the_mosaic_of_the_shards_it_touches(shards, tiny_clip) -> N
         session.probability_map(CONCEPT, versus=VERSUS, bbox="20,50,20.1,50.1")
 
 
+def recording(calls: list[tuple[int, int]]) -> Any:
+    """A progress callback that appends each ``(done, total)`` to ``calls``."""
+    return lambda done, total: calls.append((done, total))
+
+
+def test_the_module_level_map_is_the_session_map_with_its_progress_and_concept_attr(
+    shards, tiny_clip
+) -> None:
+    import xarray as xr
+
+    from landprompt.embedder.cube import open_cube
+    from landprompt.query.session import DatasetSession
+
+    whole = QuerySession(shards.whole, tiny_clip)
+    for concept, name in ((CONCEPT, CONCEPT), (whole.encode(CONCEPT)[0], "embedding")):
+        calls: list[tuple[int, int]] = []
+        mapped = whole.probability_map(concept, versus=VERSUS, progress=recording(calls))
+        assert mapped.attrs["concept"] == name and mapped.dims == ("y", "x")
+        assert calls[-1] == (48 * 48, 48 * 48) and [d for d, _ in calls] == sorted({d for d, _ in calls})
+        for same in (
+            landprompt.probability_map(shards.whole, concept, versus=VERSUS, clip=tiny_clip),
+            landprompt.probability_map(open_cube(shards.whole), concept, versus=VERSUS, clip=tiny_clip),
+            DatasetSession(open_cube(shards.whole), tiny_clip).probability_map(concept, versus=VERSUS),
+        ):
+            xr.testing.assert_identical(same, mapped)  # values, coordinates, CRS and attrs
+
+    calls = []
+    west = window_bbox(shards.grid, slice(5, 15), slice(12, 20))  # inside the west shard only
+    mosaic = landprompt.probability_map(
+        shards.folder, CONCEPT, versus=VERSUS, clip=tiny_clip, progress=recording(calls)
+    )
+    assert mosaic.attrs["concept"] == CONCEPT and calls[-1] == (48 * 48, 48 * 48)
+    assert [d for d, _ in calls] == sorted({d for d, _ in calls}) and {t for _, t in calls} == {48 * 48}
+    calls = []
+    open_session(shards.folder, tiny_clip).probability_map(
+        CONCEPT, versus=VERSUS, bbox=west, progress=recording(calls)
+    )
+    assert calls[-1] == (10 * 8, 10 * 8)
+
+
 def test_top_k_over_a_folder_merges_the_shards_as_one_cube(shards, tiny_clip) -> None:
     vector = shards.emb[30, 40]
     places = landprompt.top_k(shards.folder, vector, k=5, min_distance_m=50)
