@@ -141,6 +141,47 @@ def test_the_module_level_map_is_the_session_map_with_its_progress_and_concept_a
     assert calls[-1] == (10 * 8, 10 * 8)
 
 
+def test_shards_write_their_windows_in_place_and_overlaps_keep_the_later_valid_pixels(
+    shards, tiny_clip, cube_data, tmp_path, monkeypatch
+) -> None:
+    windows: list[np.ndarray] = []
+    scored = QuerySession.probability_window
+    monkeypatch.setattr(
+        QuerySession, "probability_window", lambda *a, **k: windows.append(scored(*a, **k)) or windows[-1]
+    )
+    mosaic = ShardedSession(shards.folder, tiny_clip).probability_maps([CONCEPT, "sea"], versus=VERSUS)
+    assert len(windows) == 2 and all(np.shares_memory(w, mosaic.values) for w in windows)  # no copies
+
+    grid, emb, valid, rows = shards.grid, shards.emb, shards.valid, slice(0, 48)
+    west, east = slice(0, 24), slice(16, 48)  # overlapping in columns 16-23
+    east_emb, east_valid = emb[:, east].copy(), valid[:, east].copy()
+    east_emb[:, :4] = emb[:, 40:44]  # columns 16-19: the later shard holds other valid pixels: they win
+    east_valid[:, 4:8] = False  # columns 20-23: the later shard has none: the earlier one's stay
+    folder = tmp_path / "overlap"
+    for name, cols, values, ok in (
+        ("a.zarr", west, emb[:, west], valid[:, west]),
+        ("b.zarr", east, east_emb, east_valid),
+    ):
+        write_cube(
+            folder / name,
+            values,
+            grid.window(rows, cols),
+            valid=ok,
+            chunk=16,
+            attrs=cube_data.clip_attrs(tiny_clip),
+        )
+    windows.clear()
+    got = ShardedSession(folder, tiny_clip).probability_map(CONCEPT, versus=VERSUS).values
+    a, b = (
+        QuerySession(folder / f"{n}.zarr", tiny_clip).probability_map(CONCEPT, versus=VERSUS).values
+        for n in "ab"
+    )
+    assert np.isnan(b[:, 4:8]).all() and not np.allclose(a[1:, 16:20], b[1:, :4])  # the overlap matters
+    expected = np.concatenate([a[:, :16], b[:, :4], a[:, 20:], b[:, 8:]], axis=1)
+    np.testing.assert_array_equal(got, expected)
+    assert np.shares_memory(windows[0], got) and not np.shares_memory(windows[1], got)
+
+
 def test_top_k_over_a_folder_merges_the_shards_as_one_cube(shards, tiny_clip) -> None:
     vector = shards.emb[30, 40]
     places = landprompt.top_k(shards.folder, vector, k=5, min_distance_m=50)

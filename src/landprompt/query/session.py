@@ -199,6 +199,7 @@ class DatasetSession(_Session):
         background: np.ndarray,
         logit_scale: float,
         progress: ProgressFn | None = None,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         """Probabilities (h, w, m) of concepts (m, d) against a background (k, d) over a pixel window.
 
@@ -211,6 +212,8 @@ class DatasetSession(_Session):
             background: Background vectors (k, d).
             logit_scale: Softmax temperature.
             progress: Called with ``(pixels done, pixels in all)`` after each chunk.
+            out: float32 (h, w, m) to write every pixel into (the window's place in a mosaic, say) and
+                return; default: a new array.
 
         Raises:
             BadInputError: If the concepts and the background differ in width.
@@ -223,7 +226,7 @@ class DatasetSession(_Session):
                 f"concept has dimension {concepts.shape[1]} but the background has {background.shape[1]}"
             )
         h, w = rows.stop - rows.start, cols.stop - cols.start
-        out = np.empty((h, w, len(concepts)), dtype=np.float32)
+        out = np.empty((h, w, len(concepts)), dtype=np.float32) if out is None else out
         done = 0
         for window, _ in iter_probabilities(self.ds, concepts, background, logit_scale, rows, cols, out=out):
             done += window.shape[0] * window.shape[1]  # every chunk writes its part of out
@@ -506,8 +509,9 @@ class ShardedSession(_Session):
         The shards must share one grid CRS, resolution and pixel lattice
         (:func:`~landprompt.geo.mosaic_grid`); pixels no shard covers are NaN, and where shards overlap
         the later one's valid pixels win. The mosaic is held in memory: give a ``bbox`` over large
-        regions. ``progress`` is called with ``(pixels done, pixels in all)`` of the touched shards'
-        windows after each chunk.
+        regions. Each shard writes its window straight into its place in the mosaic, unless an earlier
+        shard covers part of it. ``progress`` is called with ``(pixels done, pixels in all)`` of the
+        touched shards' windows after each chunk.
 
         Returns:
             DataArray [concept, y, x] on the mosaic grid, as :meth:`QuerySession.probability_maps`.
@@ -516,12 +520,17 @@ class ShardedSession(_Session):
         touched = self._windows(bbox)
         grid, offsets = mosaic_grid([shard.grid.window(rows, cols) for _, shard, rows, cols in touched])
         out = np.full((*grid.shape, len(names)), np.nan, dtype=np.float32)
+        covered = np.zeros(grid.shape, bool)  # pixels an earlier shard's window holds
         sizes = [(rows.stop - rows.start) * (cols.stop - cols.start) for _, _, rows, cols in touched]
         for n, ((_, shard, rows, cols), (r0, c0)) in enumerate(zip(touched, offsets, strict=True)):
             part = _part_progress(progress, sum(sizes[:n]), sum(sizes))
-            values = shard.probability_window(rows, cols, vectors, background, scale, part)
-            target = out[r0 : r0 + values.shape[0], c0 : c0 + values.shape[1]]
-            np.copyto(target, values, where=~np.isnan(values))
+            place = np.s_[r0 : r0 + rows.stop - rows.start, c0 : c0 + cols.stop - cols.start]
+            if not covered[place].any():  # the window's pixels, NaN where not valid, written in place
+                shard.probability_window(rows, cols, vectors, background, scale, part, out=out[place])
+            else:  # over an earlier shard: only this one's valid pixels replace its
+                values = shard.probability_window(rows, cols, vectors, background, scale, part)
+                np.copyto(out[place], values, where=~np.isnan(values))
+            covered[place] = True
         attrs = {"logit_scale": scale, "n_background": len(background), "style": style}
         return map_stack(out, names, grid, attrs)
 
