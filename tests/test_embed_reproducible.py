@@ -1,6 +1,7 @@
 """Embedding runs from a registry name are reproducible: same arguments, same bytes, across processes."""
 
 import json
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -121,6 +122,8 @@ def test_weights_error_puts_flag_names_in_but_leaves_a_checkpoint_path_as_given(
         str(refused.value)
         == f"random_weights=True builds a registered encoder; {str(checkpoint)!r} is a checkpoint"
     )
+    again = pickle.loads(pickle.dumps(refused.value))  # as from a worker process
+    assert type(again) is type(refused.value) and str(again) == str(refused.value)
 
 
 @pytest.mark.slow  # a subprocess killed mid-run, then reruns

@@ -52,10 +52,14 @@ class EncoderWeightsError(BadInputError):
         values: Fields of user text (``model``), filled in as they are.
     """
 
-    def __init__(self, template: str, **values: str) -> None:
+    def __init__(self, template: str, values: Mapping[str, str] | None = None) -> None:
         self.template = template
-        self.values = values
+        self.values = dict(values or {})
         super().__init__(self.spelled(PYTHON_SPELLINGS))
+
+    def __reduce__(self) -> tuple[type[EncoderWeightsError], tuple[str, dict[str, str]]]:
+        """Pickled as its template and values (an error raised in a worker process comes back whole)."""
+        return type(self), (self.template, self.values)
 
     def spelled(self, spellings: Mapping[str, str]) -> str:
         """The message with each argument spelled as ``spellings`` says.
@@ -140,7 +144,7 @@ class EncoderRecipe:
             if self.random_weights:
                 raise EncoderWeightsError(
                     "{random_weights} builds a registered encoder; {model!r} is a checkpoint",
-                    model=self.model,
+                    {"model": self.model},
                 )
             return kwargs
         if self.model in WEIGHTS_ARGUMENTS:
@@ -159,8 +163,7 @@ class EncoderRecipe:
                     "(e.g. {example}): its embeddings would be random projections that match no concept. "
                     "Give the weights, a trained checkpoint as {checkpoint}, or {random_weights} to embed "
                     "with seeded random weights (for tests)",
-                    model=self.model,
-                    example=example,
+                    {"model": self.model, "example": example},
                 )
         if "seed" in inspect.signature(encoder_factory(self.model)).parameters:
             kwargs.setdefault("seed", self.seed)
