@@ -1,6 +1,7 @@
 """Embedding runs from a registry name are reproducible: same arguments, same bytes, across processes."""
 
 import json
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +101,29 @@ def test_untrained_encoder_is_refused_unless_asked_for(l2a_fixture, tmp_path):
         EncoderRecipe.of("sits", {"presto_weights": "w.pt"}, random_weights=True).build("cpu")
     with pytest.raises(BadInputError, match=r"without presto_weights .* random_weights=True"):
         EncoderRecipe.of("sits").build("cpu")
+
+
+def test_weights_error_puts_flag_names_in_but_leaves_a_checkpoint_path_as_given(l2a_fixture, tmp_path):
+    from typer.testing import CliRunner
+
+    from landprompt.cli import app
+
+    checkpoint = tmp_path / "random_weights=True presto_weights {checkpoint}" / "model.pt"
+    args = run_args(l2a_fixture, tmp_path / "x.zarr", "--random-weights")
+    args[args.index("sits")] = str(checkpoint)
+    result = CliRunner().invoke(app, args, terminal_width=1000)
+    assert result.exit_code != 0
+    assert f"--random-weights builds a registered encoder; {str(checkpoint)!r} is a checkpoint" in (
+        " ".join(result.output.split())
+    )
+    with pytest.raises(BadInputError) as refused:
+        EncoderRecipe.of(str(checkpoint), random_weights=True).build("cpu")
+    assert (
+        str(refused.value)
+        == f"random_weights=True builds a registered encoder; {str(checkpoint)!r} is a checkpoint"
+    )
+    again = pickle.loads(pickle.dumps(refused.value))  # as from a worker process
+    assert type(again) is type(refused.value) and str(again) == str(refused.value)
 
 
 @pytest.mark.slow  # a subprocess killed mid-run, then reruns

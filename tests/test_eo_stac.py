@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 
 import numpy as np
@@ -284,3 +285,20 @@ def test_a_page_whose_body_breaks_off_is_tried_again(stac_api):
         _search(url)
     assert seen == [("GET", "landing"), ("POST", "page 1")] + [("POST", "page 2")] * 3
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("script", "tries", "last"),
+    [
+        (["cut off", 503], 4, "HTTP 503: page 2 answer 503"),  # 1 cut off, then 3 503s spend the session's
+        ([503, "cut off"] * 3, 6, ""),  # each of the 3 body tries is a 503 retried, then a cut off
+    ],
+    ids=["session-retries-after-a-body-retry", "body-retries-after-session-retries"],
+)
+def test_the_give_up_message_counts_every_try_of_both_retry_layers(stac_api, script, tries, last):
+    url, answers, seen = stac_api
+    answers["page 2"] = list(script)
+    with pytest.raises(ServiceUnavailableError) as error:
+        _search(url, retries=2)
+    assert seen == [("GET", "landing"), ("POST", "page 1")] + [("POST", "page 2")] * tries
+    assert re.search(rf"STAC request POST .*/search failed {tries} times, last: {last}", str(error.value))

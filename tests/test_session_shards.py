@@ -102,6 +102,87 @@ def test_a_bbox_maps_the_mosaic_of_the_shards_it_touches(shards, tiny_clip) -> N
         session.probability_map(CONCEPT, versus=VERSUS, bbox="20,50,20.1,50.1")
 
 
+def recording(calls: list[tuple[int, int]]) -> Any:
+    """A progress callback that appends each ``(done, total)`` to ``calls``."""
+    return lambda done, total: calls.append((done, total))
+
+
+def test_the_module_level_map_is_the_session_map_with_its_progress_and_concept_attr(
+    shards, tiny_clip
+) -> None:
+    import xarray as xr
+
+    from landprompt.embedder.cube import open_cube
+    from landprompt.query.session import DatasetSession
+
+    whole = QuerySession(shards.whole, tiny_clip)
+    for concept, name in ((CONCEPT, CONCEPT), (whole.encode(CONCEPT)[0], "embedding")):
+        calls: list[tuple[int, int]] = []
+        mapped = whole.probability_map(concept, versus=VERSUS, progress=recording(calls))
+        assert mapped.attrs["concept"] == name and mapped.dims == ("y", "x")
+        assert calls[-1] == (48 * 48, 48 * 48) and [d for d, _ in calls] == sorted({d for d, _ in calls})
+        for same in (
+            landprompt.probability_map(shards.whole, concept, versus=VERSUS, clip=tiny_clip),
+            landprompt.probability_map(open_cube(shards.whole), concept, versus=VERSUS, clip=tiny_clip),
+            DatasetSession(open_cube(shards.whole), tiny_clip).probability_map(concept, versus=VERSUS),
+        ):
+            xr.testing.assert_identical(same, mapped)  # values, coordinates, CRS and attrs
+
+    calls = []
+    west = window_bbox(shards.grid, slice(5, 15), slice(12, 20))  # inside the west shard only
+    mosaic = landprompt.probability_map(
+        shards.folder, CONCEPT, versus=VERSUS, clip=tiny_clip, progress=recording(calls)
+    )
+    assert mosaic.attrs["concept"] == CONCEPT and calls[-1] == (48 * 48, 48 * 48)
+    assert [d for d, _ in calls] == sorted({d for d, _ in calls}) and {t for _, t in calls} == {48 * 48}
+    calls = []
+    open_session(shards.folder, tiny_clip).probability_map(
+        CONCEPT, versus=VERSUS, bbox=west, progress=recording(calls)
+    )
+    assert calls[-1] == (10 * 8, 10 * 8)
+
+
+def test_shards_write_their_windows_in_place_and_overlaps_keep_the_later_valid_pixels(
+    shards, tiny_clip, cube_data, tmp_path, monkeypatch
+) -> None:
+    windows: list[np.ndarray] = []
+    scored = QuerySession.probability_window
+    monkeypatch.setattr(
+        QuerySession, "probability_window", lambda *a, **k: windows.append(scored(*a, **k)) or windows[-1]
+    )
+    mosaic = ShardedSession(shards.folder, tiny_clip).probability_maps([CONCEPT, "sea"], versus=VERSUS)
+    assert len(windows) == 2 and all(np.shares_memory(w, mosaic.values) for w in windows)  # no copies
+
+    grid, emb, valid, rows = shards.grid, shards.emb, shards.valid, slice(0, 48)
+    west, east = slice(0, 24), slice(16, 48)  # overlapping in columns 16-23
+    east_emb, east_valid = emb[:, east].copy(), valid[:, east].copy()
+    east_emb[:, :4] = emb[:, 40:44]  # columns 16-19: the later shard holds other valid pixels: they win
+    east_valid[:, 4:8] = False  # columns 20-23: the later shard has none: the earlier one's stay
+    folder = tmp_path / "overlap"
+    for name, cols, values, ok in (
+        ("a.zarr", west, emb[:, west], valid[:, west]),
+        ("b.zarr", east, east_emb, east_valid),
+    ):
+        write_cube(
+            folder / name,
+            values,
+            grid.window(rows, cols),
+            valid=ok,
+            chunk=16,
+            attrs=cube_data.clip_attrs(tiny_clip),
+        )
+    windows.clear()
+    got = ShardedSession(folder, tiny_clip).probability_map(CONCEPT, versus=VERSUS).values
+    a, b = (
+        QuerySession(folder / f"{n}.zarr", tiny_clip).probability_map(CONCEPT, versus=VERSUS).values
+        for n in "ab"
+    )
+    assert np.isnan(b[:, 4:8]).all() and not np.allclose(a[1:, 16:20], b[1:, :4])  # the overlap matters
+    expected = np.concatenate([a[:, :16], b[:, :4], a[:, 20:], b[:, 8:]], axis=1)
+    np.testing.assert_array_equal(got, expected)
+    assert np.shares_memory(windows[0], got) and not np.shares_memory(windows[1], got)
+
+
 def test_top_k_over_a_folder_merges_the_shards_as_one_cube(shards, tiny_clip) -> None:
     vector = shards.emb[30, 40]
     places = landprompt.top_k(shards.folder, vector, k=5, min_distance_m=50)

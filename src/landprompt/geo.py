@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -375,22 +375,33 @@ def mosaic_grid(grids: Sequence[Grid]) -> tuple[Grid, list[tuple[int, int]]]:
     return Grid(first.crs, Affine(rx, 0.0, left, 0.0, -ry, top), (rows, cols)), offsets
 
 
-def mosaic(grids: Sequence[Grid], arrays: Iterable[np.ndarray]) -> tuple[Grid, np.ndarray]:
-    """Arrays (h, w, ...) on aligned grids placed in their mosaic: NaN where none covers, later valid wins.
+def mosaic(
+    grids: Sequence[Grid], fill: Callable[[int, np.ndarray | None], np.ndarray], bands: int
+) -> tuple[Grid, np.ndarray]:
+    """Values (h, w, bands) on aligned grids placed in their mosaic: NaN where none covers them.
 
-    Where grids overlap, a later array's values replace the earlier ones except where they are NaN (not
-    valid), element by element. ``arrays`` is read one at a time (e.g. a generator computing each grid's
-    values), after :func:`mosaic_grid` has checked the grids.
+    Where grids overlap, a later grid's values replace the earlier ones except where they are NaN (not
+    valid), element by element.
+
+    Args:
+        grids: Grids of one CRS, resolution and pixel lattice (checked by :func:`mosaic_grid` first).
+        fill: ``fill(i, out)`` computes grid ``i``'s float32 values, NaN where not valid, into ``out``
+            and returns it; ``out`` is the grid's place in the mosaic when no earlier grid covers any of
+            it (no copy), else None (return a new array).
+        bands: Values a pixel.
 
     Returns:
-        The mosaic grid and the values on it (the arrays' dtype, which must hold NaN).
+        The mosaic grid and the float32 values (rows, cols, bands) on it.
     """
     grid, offsets = mosaic_grid(grids)
-    out: np.ndarray | None = None
-    for values, (r0, c0) in zip(arrays, offsets, strict=True):
-        if out is None:
-            out = np.full((*grid.shape, *values.shape[2:]), np.nan, dtype=values.dtype)
-        target = out[r0 : r0 + values.shape[0], c0 : c0 + values.shape[1]]
-        np.copyto(target, values, where=~np.isnan(values))
-    assert out is not None  # mosaic_grid refuses no grids
+    out = np.full((*grid.shape, bands), np.nan, dtype=np.float32)
+    covered = np.zeros(grid.shape, bool)  # pixels an earlier grid holds
+    for i, (part, (r0, c0)) in enumerate(zip(grids, offsets, strict=True)):
+        place = np.s_[r0 : r0 + part.rows, c0 : c0 + part.cols]
+        if not covered[place].any():  # its pixels, NaN where not valid, written in place
+            fill(i, out[place])
+        else:  # over an earlier grid: only this one's valid values replace its
+            values = fill(i, None)
+            np.copyto(out[place], values, where=~np.isnan(values))
+        covered[place] = True
     return grid, out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -21,7 +21,33 @@ _T = TypeVar("_T")
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
-def http_retry(retries: int = 3, backoff: float = 1.0, retry_after: bool = True) -> Retry:
+class CountedRetry(Retry):
+    """A ``urllib3.Retry`` that counts the retries it grants, over all its copies.
+
+    urllib3 makes a new ``Retry`` for every retry (:meth:`increment`); the copies share one counter, so a
+    caller can read how many tries a request took even when the request ends in an exception.
+
+    Attributes:
+        granted: A one-element list: retries granted so far (each one a further try), shared by the copies.
+    """
+
+    def __init__(self, *args: Any, granted: list[int] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.granted = [0] if granted is None else granted
+
+    def new(self, **kw: Any) -> CountedRetry:
+        """A copy with ``kw`` changed, sharing the counter."""
+        kw.setdefault("granted", self.granted)
+        return super().new(**kw)
+
+    def increment(self, *args: Any, **kwargs: Any) -> CountedRetry:
+        """The next retry (counted); raises ``MaxRetryError`` when the retries are spent."""
+        retry = super().increment(*args, **kwargs)
+        self.granted[0] += 1
+        return retry
+
+
+def http_retry(retries: int = 3, backoff: float = 1.0, retry_after: bool = True) -> CountedRetry:
     """The retry policy of every landprompt HTTP session.
 
     Connection errors, read errors and :data:`TRANSIENT_STATUS` answers are retried for every method (POST
@@ -35,7 +61,7 @@ def http_retry(retries: int = 3, backoff: float = 1.0, retry_after: bool = True)
         retry_after: Wait as long as a ``Retry-After`` header asks (up to urllib3's cap of hours); False
             keeps to the backoff schedule (photo downloads: a photo is marked missing instead).
     """
-    return Retry(
+    return CountedRetry(
         total=max(0, retries),
         backoff_factor=backoff,
         status_forcelist=TRANSIENT_STATUS,

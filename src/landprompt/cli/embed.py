@@ -238,28 +238,25 @@ def embed_run_command(
 
 
 #: The options of ``embed run`` that stand for the encoder arguments an
-#: :class:`~landprompt.embedder.recipe.EncoderWeightsError` names.
+#: :class:`~landprompt.embedder.recipe.EncoderWeightsError` names (its template's fields).
 WEIGHTS_FLAGS = {
-    "random_weights=True": "--random-weights",
+    "random_weights": "--random-weights",
     "presto_weights": "--presto-weights",
     "clip_pretrained": "--pretrained",
-    "model=CHECKPOINT": "--model CHECKPOINT",
+    "checkpoint": "--model CHECKPOINT",
 }
 
 
 @contextmanager
 def weights_flags() -> Iterator[None]:
     """Re-raise an encoder weights error with the command line's option names in its message."""
-    from landprompt.embedder.recipe import EncoderWeightsError
+    from landprompt.embedder.recipe import PYTHON_SPELLINGS, EncoderWeightsError
     from landprompt.errors import BadInputError
 
     try:
         yield
     except EncoderWeightsError as exc:
-        message = str(exc)
-        for spelled in exc.parameters:
-            message = message.replace(spelled, WEIGHTS_FLAGS.get(spelled, spelled))
-        raise BadInputError(message) from None
+        raise BadInputError(exc.spelled({**PYTHON_SPELLINGS, **WEIGHTS_FLAGS})) from None
 
 
 def encoder_arguments(

@@ -42,16 +42,41 @@ WEIGHTS_ARGUMENTS: Mapping[str, tuple[str, str]] = {
 class EncoderWeightsError(BadInputError):
     """An encoder's weights asked for inconsistently (none at all, or random and trained at once).
 
-    The message names the Python arguments as :attr:`parameters` spells them, so a command line can put
-    its own option names in their place.
+    The message is a template naming the arguments as ``{random_weights}``, ``{presto_weights}``,
+    ``{clip_pretrained}`` and ``{checkpoint}`` fields, filled with :data:`PYTHON_SPELLINGS` for ``str()``,
+    so a command line can fill them with its own option names (:meth:`spelled`); user text such as a
+    checkpoint path is a value of its own, never rewritten.
 
     Attributes:
-        parameters: The spellings of the arguments in the message (``"random_weights=True"``, ...).
+        template: The message with the arguments as ``str.format`` fields.
+        values: Fields of user text (``model``), filled in as they are.
     """
 
-    def __init__(self, message: str, parameters: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.parameters = parameters
+    def __init__(self, template: str, values: Mapping[str, str] | None = None) -> None:
+        self.template = template
+        self.values = dict(values or {})
+        super().__init__(self.spelled(PYTHON_SPELLINGS))
+
+    def __reduce__(self) -> tuple[type[EncoderWeightsError], tuple[str, dict[str, str]]]:
+        """Pickled as its template and values (an error raised in a worker process comes back whole)."""
+        return type(self), (self.template, self.values)
+
+    def spelled(self, spellings: Mapping[str, str]) -> str:
+        """The message with each argument spelled as ``spellings`` says.
+
+        Raises:
+            KeyError: If ``spellings`` lacks an argument the message names.
+        """
+        return self.template.format_map({**spellings, **self.values})
+
+
+PYTHON_SPELLINGS: Mapping[str, str] = {
+    "random_weights": "random_weights=True",
+    "presto_weights": "presto_weights",
+    "clip_pretrained": "clip_pretrained",
+    "checkpoint": "model=CHECKPOINT",
+}
+"""How :class:`EncoderWeightsError` spells the arguments it names, as Python arguments."""
 
 
 @dataclass(frozen=True)
@@ -118,8 +143,8 @@ class EncoderRecipe:
         if not self.is_registry_name:
             if self.random_weights:
                 raise EncoderWeightsError(
-                    f"random_weights=True builds a registered encoder; {self.model!r} is a checkpoint",
-                    ("random_weights=True",),
+                    "{random_weights} builds a registered encoder; {model!r} is a checkpoint",
+                    {"model": self.model},
                 )
             return kwargs
         if self.model in WEIGHTS_ARGUMENTS:
@@ -128,18 +153,17 @@ class EncoderRecipe:
             trained = kwargs.get(argument, default) is not None
             if trained and self.random_weights and argument in kwargs:
                 raise EncoderWeightsError(
-                    f"random_weights=True and {argument} contradict each other: give one",
-                    ("random_weights=True", argument),
+                    f"{{random_weights}} and {{{argument}}} contradict each other: give one"
                 )
             if self.random_weights:
                 kwargs[argument] = None
             elif not trained:
                 raise EncoderWeightsError(
-                    f"the {self.model!r} encoder has no trained weights without {argument} (e.g. {example}): "
-                    "its embeddings would be random projections that match no concept. Give the weights, "
-                    "a trained checkpoint as model=CHECKPOINT, or random_weights=True to embed with seeded "
-                    "random weights (for tests)",
-                    (argument, "model=CHECKPOINT", "random_weights=True"),
+                    f"the {{model!r}} encoder has no trained weights without {{{argument}}} "
+                    "(e.g. {example}): its embeddings would be random projections that match no concept. "
+                    "Give the weights, a trained checkpoint as {checkpoint}, or {random_weights} to embed "
+                    "with seeded random weights (for tests)",
+                    {"model": self.model, "example": example},
                 )
         if "seed" in inspect.signature(encoder_factory(self.model)).parameters:
             kwargs.setdefault("seed", self.seed)

@@ -51,7 +51,7 @@ from landprompt.eo.masks import mask_scenes
 from landprompt.eo.source import Scenes, SceneSource
 from landprompt.errors import BadInputError, ServiceUnavailableError, about_file
 from landprompt.geo import BBox, Grid
-from landprompt.retry import TRANSIENT_STATUS, gave_up, http_retry, one_line, with_backoff
+from landprompt.retry import TRANSIENT_STATUS, CountedRetry, gave_up, http_retry, one_line, with_backoff
 
 PLANETARY_COMPUTER_URL = "https://planetarycomputer.microsoft.com/api/stac/v1"
 EARTH_SEARCH_URL = "https://earth-search.aws.element84.com/v1"
@@ -99,8 +99,7 @@ def open_catalog(
     text = str(catalog)
     if "://" not in text or text.startswith("file://"):
         return StaticCatalogClient(text.removeprefix("file://"), modifier=modifier)
-    stac_io = _BodyRetryingStacApiIO(max_retries=http_retry(retries, backoff), timeout=TIMEOUT_S)
-    stac_io.backoff = backoff
+    stac_io = _BodyRetryingStacApiIO(http_retry(retries, backoff), backoff)
     return Client.open(text, modifier=modifier, stac_io=stac_io)
 
 
@@ -109,10 +108,18 @@ class _BodyRetryingStacApiIO(StacApiIO):
 
     The session's ``urllib3.Retry`` covers a request up to its headers only: pystac-client reads the body
     inside ``Session.send``, and a reset, a truncated body or a read timeout there is a status-less
-    ``APIError``.
+    ``APIError``. A request that keeps failing gives up in one line counting its tries in all: those of
+    the body retries and, within each, those the session's retry granted (it counts them,
+    :class:`~landprompt.retry.CountedRetry`; requests go one at a time, as a search pages).
+
+    Args:
+        retry: The session's retry policy.
+        backoff: Seconds before the first body retry, doubling after each.
     """
 
-    backoff: float = 1.0
+    def __init__(self, retry: CountedRetry, backoff: float = 1.0) -> None:
+        super().__init__(max_retries=retry, timeout=TIMEOUT_S)
+        self.retry, self.backoff = retry, backoff
 
     def request(
         self,
@@ -121,19 +128,36 @@ class _BodyRetryingStacApiIO(StacApiIO):
         headers: dict[str, str] | None = None,
         parameters: dict[str, Any] | None = None,
     ) -> str:
-        """:meth:`StacApiIO.request`, retried (per request, not per search) while the body breaks off."""
+        """:meth:`StacApiIO.request`, retried (per request, not per search) while the body breaks off.
+
+        Raises:
+            ServiceUnavailableError: If the body kept breaking off, or the session's retries were spent
+                on transient failures (:func:`is_transient`); other ``APIError`` s propagate.
+        """
+        granted_before, attempts = self.retry.granted[0], 0
+
+        def attempt() -> str:
+            nonlocal attempts
+            attempts += 1
+            return super(_BodyRetryingStacApiIO, self).request(href, method, headers, parameters)
 
         def give_up(error: BaseException) -> Exception:
+            tries = attempts + self.retry.granted[0] - granted_before
             what = f"STAC request {method or 'GET'} {href}"
-            return ServiceUnavailableError(gave_up(what, BODY_RETRIES + 1, _describe(error)))
+            return ServiceUnavailableError(gave_up(what, tries, _describe(error)))
 
-        return with_backoff(
-            lambda: super(_BodyRetryingStacApiIO, self).request(href, method, headers, parameters),
-            is_transient=_body_broke_off,
-            give_up=give_up,
-            retries=BODY_RETRIES,
-            backoff=self.backoff,
-        )
+        try:
+            return with_backoff(
+                attempt,
+                is_transient=_body_broke_off,
+                give_up=give_up,
+                retries=BODY_RETRIES,
+                backoff=self.backoff,
+            )
+        except APIError as error:
+            if is_transient(error):  # the session's retries are spent
+                raise give_up(error) from error
+            raise
 
 
 def _body_broke_off(error: BaseException) -> bool:

@@ -132,19 +132,13 @@ def change_shards(
     _check_threshold(threshold)
     grids = [check_same_grid(a, b).window(rows, cols) for a, b, rows, cols in pairs]
     tick = PixelCounter(progress, sum(g.rows * g.cols for g in grids))
-    parts = (
-        _probabilities(
-            a,
-            b,
-            scorer.calibrated_for(a, calibration),
-            scorer.calibrated_for(b, calibration),
-            rows,
-            cols,
-            tick,
-        )
-        for a, b, rows, cols in pairs
-    )
-    grid, p = mosaic(grids, parts)
+
+    def fill(i: int, out: np.ndarray | None) -> np.ndarray:
+        a, b, rows, cols = pairs[i]
+        scorers = (scorer.calibrated_for(a, calibration), scorer.calibrated_for(b, calibration))
+        return _probabilities(a, b, *scorers, rows, cols, tick, out)
+
+    grid, p = mosaic(grids, fill, 2)
     attrs = {**scorer.attrs(), **dict(attrs or {})}
     return change_from_maps(_map(p[..., 0], grid), _map(p[..., 1], grid), threshold, attrs)
 
@@ -157,18 +151,24 @@ def _probabilities(
     rows: slice,
     cols: slice,
     tick: PixelCounter,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Probabilities (h, w, 2) in cube A and cube B over a window, the same chunk of both at a time."""
+    """Probabilities (h, w, 2) in cube A and cube B over a window, the same chunk of both at a time.
+
+    Written into ``out`` (every pixel, NaN where not valid) when given, else into a new array.
+    """
     from landprompt.embedder.cube import read_window
 
-    p = np.full((rows.stop - rows.start, cols.stop - cols.start, 2), np.nan, dtype=np.float32)
+    shape = (rows.stop - rows.start, cols.stop - cols.start, 2)
+    p = np.empty(shape, dtype=np.float32) if out is None else out
+    p.fill(np.nan)
     for window, prob in scorer_a.iter_chunks(ds_a, rows, cols):
-        out = (
+        place = (
             slice(window.rows.start - rows.start, window.rows.stop - rows.start),
             slice(window.cols.start - cols.start, window.cols.stop - cols.start),
         )
-        p[(*out, 0)] = prob
-        p[(*out, 1)] = scorer_b.score(*read_window(ds_b, window.rows, window.cols))
+        p[(*place, 0)] = prob
+        p[(*place, 1)] = scorer_b.score(*read_window(ds_b, window.rows, window.cols))
         tick(window.shape[0] * window.shape[1])
     return p
 

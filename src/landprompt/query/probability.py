@@ -4,7 +4,8 @@ The probability of a concept at a pixel is the softmax, at the CLIP model's logi
 pixel's cosine similarity to the concept's prompt-ensemble embedding against the embeddings of a
 background set of prompts (the shipped land-cover vocabulary, or ``versus`` prompts).
 
-:func:`probability_map` sits above :mod:`~landprompt.query.session` (it reuses a path's cached session);
+:func:`probability_map` sits above :mod:`~landprompt.query.session`: it maps through a path's cached
+session (a Dataset's :class:`~landprompt.query.session.DatasetSession`), the one place maps are assembled;
 the helpers it builds on live in :mod:`~landprompt.query.classes` and are importable from here too.
 """
 
@@ -71,8 +72,7 @@ def probability_map(
 
     Args:
         cube: Path of an embedding cube, or the Dataset from :func:`~landprompt.embedder.cube.open_cube`;
-            a folder of shards maps the mosaic of the shards (:class:`.session.ShardedSession`, no
-            ``progress``).
+            a folder of shards maps the mosaic of the shards (:class:`.session.ShardedSession`).
         concept: A prompt in plain words, or a concept embedding (d,).
         versus: Background prompts or embeddings (default: the shipped land-cover vocabulary).
         bbox: Optional lon/lat window ("minlon,minlat,maxlon,maxlat", a GeoJSON file or 4 numbers).
@@ -89,36 +89,16 @@ def probability_map(
         float32 DataArray [y, x] named ``probability`` with NaN where the cube is not valid, carrying
         the cube's CRS (rioxarray) and the query settings in its attrs.
     """
-    from landprompt.embedder.cube import cube_grid
-    from landprompt.query.scoring import iter_probabilities
-    from landprompt.query.session import ShardedSession, open_session
-    from landprompt.query.text import TextTower
+    from landprompt.query.session import DatasetSession, ShardedSession, open_session
 
-    session = None if isinstance(cube, xr.Dataset) else open_session(cube)
-    if isinstance(session, ShardedSession):  # a folder of shards: the mosaic of the shards' maps
-        sharded = session if clip is None else open_session(cube, clip)
-        return sharded.probability_map(concept, versus, bbox, style, logit_scale)
-    ds = session.ds if session is not None else cube
-    assert isinstance(ds, xr.Dataset)
-    grid = cube_grid(ds)
-    rows, cols = grid.slices_of_bbox(bbox) if bbox is not None else (slice(0, grid.rows), slice(0, grid.cols))
-    tower = session.text if session is not None and clip is None else TextTower(ds, clip)
-    concepts = [concept] if isinstance(concept, str) else np.asarray(concept, np.float32)
-    names, vectors, background, scale = tower.classes(concepts, versus, style, logit_scale)
-    concept_name = names[0] if isinstance(concept, str) else "embedding"
-    classes = class_matrix(vectors, background)
-
-    out = np.empty((rows.stop - rows.start, cols.stop - cols.start, 1), dtype=np.float32)
-    done, total = 0, out.size
-    for window, _ in iter_probabilities(ds, classes[:1], classes[1:], scale, rows, cols, out=out):
-        done += window.shape[0] * window.shape[1]
-        if progress is not None:
-            progress(done, total)
-    sub = grid.window(rows, cols)
-    da = xr.DataArray(
-        out[..., 0], dims=("y", "x"), coords={"y": sub.y_coords(), "x": sub.x_coords()}, name="probability"
-    )
-    da.attrs.update(concept=concept_name, logit_scale=scale, n_background=len(background), style=style)
-    if isinstance(concept, str) and not isinstance(versus, np.ndarray):  # a query a calibration can match
-        da.attrs.update(tower.settings(concept_name, versus, style, scale).to_attrs())
-    return da.rio.write_crs(grid.crs, inplace=True).rio.write_transform(sub.transform, inplace=True)
+    if isinstance(cube, xr.Dataset):
+        session: DatasetSession | ShardedSession = DatasetSession(cube, clip)
+    else:
+        session = open_session(cube)  # the cached session of the path (cube or folder of shards)
+        if clip is not None and session.text.given is not clip:  # another text tower, the same cube(s)
+            session = (
+                open_session(cube, clip)
+                if isinstance(session, ShardedSession)
+                else DatasetSession(session.ds, clip)
+            )
+    return session.probability_map(concept, versus, bbox, style, logit_scale, progress)

@@ -96,7 +96,10 @@ class _Session(ABC):
         from landprompt.query.scorer import ConceptScorer
 
         if calibrated is True and self.path is None:
-            raise BadInputError("a list of shards has no calibration of its own: give the calibration file")
+            raise BadInputError(
+                "a session without a path (a list of shards, a cube in memory) has no calibration of its "
+                "own: give the calibration file"
+            )
         calibration = resolve_calibration(calibrated, self.path or "", prompt.strip())
         return ConceptScorer.from_tower(self.text, prompt, versus, style, logit_scale, calibration)
 
@@ -108,8 +111,12 @@ class _Session(ABC):
         bbox: BBox | str | Sequence[float] | None = None,
         style: str = DEFAULT_STYLE,
         logit_scale: float | None = None,
+        progress: ProgressFn | None = None,
     ) -> xr.DataArray:
-        """Probabilities of many concepts in one pass: DataArray [concept, y, x]."""
+        """Probabilities of many concepts in one pass: DataArray [concept, y, x].
+
+        ``progress`` is called with ``(pixels done, pixels in all)`` after each chunk.
+        """
 
     def probability_map(
         self,
@@ -118,18 +125,117 @@ class _Session(ABC):
         bbox: BBox | str | Sequence[float] | None = None,
         style: str = DEFAULT_STYLE,
         logit_scale: float | None = None,
+        progress: ProgressFn | None = None,
     ) -> xr.DataArray:
-        """Probability of one concept at every pixel, as :func:`.probability.probability_map` gives it."""
-        maps = self.probability_maps(
-            [concept] if isinstance(concept, str) else concept, versus, bbox, style, logit_scale
-        )
+        """Probability of one concept at every pixel, as :func:`.probability.probability_map` gives it.
+
+        A concept embedding is named ``embedding`` in the ``concept`` attr (the first row of several).
+        """
+        if isinstance(concept, str):
+            maps = self.probability_maps([concept], versus, bbox, style, logit_scale, progress)
+            name = str(maps.concept.values[0])
+        else:
+            vectors = np.atleast_2d(np.asarray(concept, np.float32))[:1]
+            maps = self.probability_maps(vectors, versus, bbox, style, logit_scale, progress)
+            name = "embedding"
         da = maps.isel(concept=0, drop=True).rename("probability")
+        da.attrs = {"concept": name, **da.attrs}
         if isinstance(concept, str) and not isinstance(versus, np.ndarray):  # a query a calibration can match
             da.attrs.update(self.text.settings(concept, versus, style, da.attrs["logit_scale"]).to_attrs())
         return da
 
 
-class QuerySession(_Session):
+class DatasetSession(_Session):
+    """An open cube's maps and scorers through its text tower: a cube Dataset, perhaps only in memory.
+
+    No path, so no index, staleness or calibration of its own: :class:`QuerySession` adds those for a
+    cube path; :func:`.probability.probability_map` maps a Dataset through this.
+
+    Args:
+        ds: An embedding cube (:func:`~landprompt.embedder.cube.open_cube`, or built in memory).
+        clip: CLIP model for text prompts (default: the one named in the cube's attrs, loaded only for
+            a prompt not cached).
+        text: A text tower to share; default: the cube's own.
+    """
+
+    path: Path | None = None
+
+    def __init__(self, ds: xr.Dataset, clip: ClipModel | None = None, text: TextTower | None = None) -> None:
+        self.ds = ds
+        self.grid = cube_grid(ds)
+        self.text = text if text is not None else TextTower(ds, clip)
+        self.dim = int(ds.sizes["d"])
+
+    def probability_maps(
+        self,
+        concepts: Sequence[str] | np.ndarray,
+        versus: Sequence[str] | np.ndarray | None = None,
+        bbox: BBox | str | Sequence[float] | None = None,
+        style: str = DEFAULT_STYLE,
+        logit_scale: float | None = None,
+        progress: ProgressFn | None = None,
+    ) -> xr.DataArray:
+        """Probabilities of many concepts in one pass over the cube: DataArray [concept, y, x].
+
+        Each concept competes with the same background (``versus``, default the shipped vocabulary
+        without the concepts themselves). ``progress`` is called with ``(pixels done, pixels in all)``
+        after each chunk.
+        """
+        rows, cols = (
+            self.grid.slices_of_bbox(bbox)
+            if bbox is not None
+            else (slice(0, self.grid.rows), slice(0, self.grid.cols))
+        )
+        names, vectors, background, scale = self.text.classes(concepts, versus, style, logit_scale)
+        values = self.probability_window(rows, cols, vectors, background, scale, progress=progress)
+        attrs = {"logit_scale": scale, "n_background": len(background), "style": style}
+        return map_stack(values, names, self.grid.window(rows, cols), attrs)
+
+    def probability_window(
+        self,
+        rows: slice,
+        cols: slice,
+        concepts: np.ndarray,
+        background: np.ndarray,
+        logit_scale: float,
+        progress: ProgressFn | None = None,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Probabilities (h, w, m) of concepts (m, d) against a background (k, d) over a pixel window.
+
+        The building block of maps and tiles: no text tower, no georeferencing; NaN where not valid.
+
+        Args:
+            rows: The window's rows in the cube.
+            cols: Its columns.
+            concepts: Concept vectors (m, d).
+            background: Background vectors (k, d).
+            logit_scale: Softmax temperature.
+            progress: Called with ``(pixels done, pixels in all)`` after each chunk.
+            out: float32 (h, w, m) to write every pixel into (the window's place in a mosaic, say) and
+                return; default: a new array.
+
+        Raises:
+            BadInputError: If the concepts and the background differ in width.
+        """
+        from landprompt.query.scoring import iter_probabilities
+
+        concepts, background = unit_rows(concepts), unit_rows(background)
+        if concepts.shape[1] != background.shape[1]:
+            raise BadInputError(
+                f"concept has dimension {concepts.shape[1]} but the background has {background.shape[1]}"
+            )
+        h, w = rows.stop - rows.start, cols.stop - cols.start
+        out = np.empty((h, w, len(concepts)), dtype=np.float32) if out is None else out
+        done = 0
+        for window, _ in iter_probabilities(self.ds, concepts, background, logit_scale, rows, cols, out=out):
+            done += window.shape[0] * window.shape[1]  # every chunk writes its part of out
+            if progress is not None:
+                progress(done, h * w)
+        return out
+
+
+class QuerySession(DatasetSession):
     """One cube, opened once, with its default index and text tower (:class:`.TextTower`).
 
     Args:
@@ -151,11 +257,8 @@ class QuerySession(_Session):
             os.fspath(p) for p in (self.path / "zarr.json", self.path / ".zattrs", index, sidecar_path(index))
         )
         self.stamp = _stamp(self._watched)
-        self.ds = open_cube(self.path)
-        self.grid = cube_grid(self.ds)
+        super().__init__(open_cube(self.path), clip, text)
         self.basis = cube_basis(self.ds)
-        self.text = text if text is not None else TextTower(self.ds, clip)
-        self.dim = int(self.ds.sizes["d"])
         self._index: object = _UNSET
         self._places: PlaceTable | None = None
 
@@ -225,50 +328,6 @@ class QuerySession(_Session):
         return search_top_k(
             self.ds, self.grid, self.places, vector, k, min_distance_m, bbox, searcher, progress
         )
-
-    def probability_maps(
-        self,
-        concepts: Sequence[str] | np.ndarray,
-        versus: Sequence[str] | np.ndarray | None = None,
-        bbox: BBox | str | Sequence[float] | None = None,
-        style: str = DEFAULT_STYLE,
-        logit_scale: float | None = None,
-    ) -> xr.DataArray:
-        """Probabilities of many concepts in one pass over the cube: DataArray [concept, y, x].
-
-        Each concept competes with the same background (``versus``, default the shipped vocabulary
-        without the concepts themselves).
-        """
-        rows, cols = (
-            self.grid.slices_of_bbox(bbox)
-            if bbox is not None
-            else (slice(0, self.grid.rows), slice(0, self.grid.cols))
-        )
-        names, vectors, background, scale = self.text.classes(concepts, versus, style, logit_scale)
-        values = self.probability_window(rows, cols, vectors, background, scale)
-        attrs = {"logit_scale": scale, "n_background": len(background), "style": style}
-        return map_stack(values, names, self.grid.window(rows, cols), attrs)
-
-    def probability_window(
-        self,
-        rows: slice,
-        cols: slice,
-        concepts: np.ndarray,
-        background: np.ndarray,
-        logit_scale: float,
-    ) -> np.ndarray:
-        """Probabilities (h, w, m) of concepts (m, d) against a background (k, d) over a pixel window.
-
-        The building block of maps and tiles: no text tower, no georeferencing; NaN where not valid.
-        """
-        from landprompt.query.scoring import iter_probabilities
-
-        concepts, background = unit_rows(concepts), unit_rows(background)
-        h, w = rows.stop - rows.start, cols.stop - cols.start
-        out = np.empty((h, w, len(concepts)), dtype=np.float32)
-        for _ in iter_probabilities(self.ds, concepts, background, logit_scale, rows, cols, out=out):
-            pass  # every chunk writes its part of out
-        return out
 
     # --- analytics -------------------------------------------------------------------------------
     def change(
@@ -443,26 +502,31 @@ class ShardedSession(_Session):
         bbox: BBox | str | Sequence[float] | None = None,
         style: str = DEFAULT_STYLE,
         logit_scale: float | None = None,
+        progress: ProgressFn | None = None,
     ) -> xr.DataArray:
         """Probabilities of many concepts over the mosaic of the shards ``bbox`` touches (all without).
 
         The shards must share one grid CRS, resolution and pixel lattice
         (:func:`~landprompt.geo.mosaic_grid`); pixels no shard covers are NaN, and where shards overlap
         the later one's valid pixels win. The mosaic is held in memory: give a ``bbox`` over large
-        regions.
+        regions. Each shard writes its window straight into its place in the mosaic, unless an earlier
+        shard covers part of it. ``progress`` is called with ``(pixels done, pixels in all)`` of the
+        touched shards' windows after each chunk.
 
         Returns:
             DataArray [concept, y, x] on the mosaic grid, as :meth:`QuerySession.probability_maps`.
         """
         names, vectors, background, scale = self.text.classes(concepts, versus, style, logit_scale)
         touched = self._windows(bbox)
-        grid, out = mosaic(
-            [shard.grid.window(rows, cols) for _, shard, rows, cols in touched],
-            (
-                shard.probability_window(rows, cols, vectors, background, scale)
-                for _, shard, rows, cols in touched
-            ),
-        )
+        sizes = [(rows.stop - rows.start) * (cols.stop - cols.start) for _, _, rows, cols in touched]
+
+        def fill(n: int, out: np.ndarray | None) -> np.ndarray:
+            _, shard, rows, cols = touched[n]
+            part = _part_progress(progress, sum(sizes[:n]), sum(sizes))
+            return shard.probability_window(rows, cols, vectors, background, scale, part, out=out)
+
+        windows = [shard.grid.window(rows, cols) for _, shard, rows, cols in touched]
+        grid, out = mosaic(windows, fill, len(names))
         attrs = {"logit_scale": scale, "n_background": len(background), "style": style}
         return map_stack(out, names, grid, attrs)
 
@@ -582,6 +646,13 @@ def map_stack(values: np.ndarray, names: Sequence[str], grid: Grid, attrs: dict[
     )
     da.attrs.update(attrs)
     return da.rio.write_crs(grid.crs, inplace=True).rio.write_transform(grid.transform, inplace=True)
+
+
+def _part_progress(progress: ProgressFn | None, before: int, total: int) -> ProgressFn | None:
+    """``progress`` of the whole for a part that starts ``before`` of ``total`` pixels in."""
+    if progress is None:
+        return None
+    return lambda done, _: progress(before + done, total)
 
 
 def cube_paths(path: str | os.PathLike[str]) -> list[Path]:
