@@ -477,6 +477,12 @@ def test_change_over_two_folders_is_the_change_of_the_uncut_cubes(shards, later_
         }
         assert change.attrs["cube_b"] == str(later_shards.folder.resolve())
     assert {1, 2} <= set(np.unique(change["class"].values))  # gains and losses both mapped
+    given = Calibration("platt", {"a": 2.0, "b": -0.5})  # one calibration for every shard of both years
+    calibrated = session.change(later_shards.folder, CONCEPT, versus=VERSUS, calibration=given)
+    single = whole.change(later_shards.whole, CONCEPT, versus=VERSUS, calibration=given)
+    np.testing.assert_allclose(calibrated["diff"].values, single["diff"].values, atol=1e-6)
+    raw = session.change(later_shards.folder, CONCEPT, versus=VERSUS)
+    np.testing.assert_allclose(calibrated["p_b"].values, given.apply(raw["p_b"].values), atol=1e-6)
 
 
 def test_change_refuses_a_later_folder_of_other_shards_in_one_line(shards, later_shards, tmp_path) -> None:
