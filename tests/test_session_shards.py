@@ -17,12 +17,13 @@ import pytest
 from affine import Affine
 
 import landprompt
+from landprompt.calibration import Calibration, calibration_path, save_calibration
 from landprompt.embedder.cube import write_cube
 from landprompt.errors import BadInputError
 from landprompt.evaluate.points import evaluate_points
 from landprompt.geo import Grid, mosaic_grid
 from landprompt.index.build import build_index
-from landprompt.query.aggregate import aggregate
+from landprompt.query.aggregate import Units, aggregate
 from landprompt.query.change import change_map
 from landprompt.query.session import QuerySession, ShardedSession, open_session
 from landprompt.query.topk import top_k_shards
@@ -327,3 +328,170 @@ def test_a_folder_keeps_a_bounded_number_of_shard_indexes_loaded(shards, tiny_cl
     loaded = [shard._index is not session_module._UNSET for shard in session.shards]
     assert loaded.count(True) == 1  # the other shard's index was released after its search
     pd.testing.assert_frame_equal(landprompt.top_k(shards.folder, vector, k=5), first)  # loaded again
+
+
+# --- the analytics over a folder of shards --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def later_shards(tmp_path_factory: pytest.TempPathFactory, tiny_clip: Any, cube_data: Any) -> SimpleNamespace:
+    """The same tiles a year later: other weights of olive groves, the same shard names."""
+    return cube_data.side_by_side_shards(tmp_path_factory.mktemp("later"), tiny_clip, seed=6)
+
+
+def polygon(grid: Grid, *corners: tuple[float, float]) -> dict[str, Any]:
+    """A GeoJSON polygon in the grid's CRS through (column, row) pixel-edge positions."""
+    ring = [list(grid.transform * corner) for corner in corners]
+    return {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
+
+
+def shard_units(grid: Grid) -> Units:
+    """The whole grid (where no later polygon is), a triangle straddling the west/east border, one
+    square in each shard, one reaching past the grid's edge and an empty geometry."""
+    return Units(
+        ["rest", "straddle", "west", "east", "past", "empty"],
+        [
+            polygon(grid, (0, 0), (48, 0), (48, 48), (0, 48)),
+            polygon(grid, (8, 3), (35, 10), (12, 40)),
+            polygon(grid, (2, 20), (10, 20), (10, 30), (2, 30)),
+            polygon(grid, (25, 2), (40, 2), (40, 12), (25, 12)),
+            polygon(grid, (30, 30), (52, 30), (52, 46), (30, 46)),
+            None,
+        ],
+        grid.crs,
+        id_field="name",
+    )
+
+
+def test_aggregate_over_shards_equals_the_uncut_cube_with_polygons_straddling_them(shards, tiny_clip) -> None:
+    units = shard_units(shards.grid)
+    session = open_session(shards.folder, tiny_clip)
+    calls: list[tuple[int, int]] = []
+    table = session.aggregate(
+        CONCEPT, units, versus=VERSUS, threshold=0.3, progress=lambda *a: calls.append(a)
+    )
+    single = QuerySession(shards.whole, tiny_clip).aggregate(CONCEPT, units, versus=VERSUS, threshold=0.3)
+    pd.testing.assert_frame_equal(table, single, rtol=1e-6)
+    assert table.attrs == single.attrs and table.attrs["concept"] == CONCEPT
+    rows = table.set_index("name")
+    assert rows["pixels"].sum() == 48 * 48 and rows["valid_pixels"].sum() == 47 * 48  # each pixel once
+    assert rows.loc["empty", "pixels"] == 0 and rows.loc["past", "pixels"] == 16 * 18
+    assert 0 < rows.loc["straddle", "area_above_threshold_ha"] < rows.loc["straddle", "area_ha"]
+    parts = [
+        aggregate(cube, CONCEPT, units, versus=VERSUS, clip=tiny_clip) for cube in (shards.west, shards.east)
+    ]
+    straddle = [part.set_index("name").loc["straddle", "pixels"] for part in parts]
+    assert min(straddle) > 0 and sum(straddle) == rows.loc["straddle", "pixels"]  # both shards add to it
+    assert calls[-1][0] == calls[-1][1] and [done for done, _ in calls] == sorted(done for done, _ in calls)
+
+    inside = Units(["west"], [units.geometries[2]], units.crs, id_field="name")
+    tracked: list[tuple[int, int]] = []
+    session.aggregate(CONCEPT, inside, versus=VERSUS, progress=lambda *a: tracked.append(a))
+    assert tracked[-1] == (10 * 8, 10 * 8)  # only the window of its bounds in the west shard is read
+    far = Units(["far"], [polygon(shards.grid, (60, 0), (70, 0), (70, 5))], units.crs)
+    with pytest.raises(
+        BadInputError, match=r"none of the 1 polygons of the units overlaps any of the 2 shards"
+    ):
+        session.aggregate(CONCEPT, far, versus=VERSUS)
+
+
+def test_overlapping_shards_count_each_pixel_once_the_later_valid_one_winning(
+    shards, tiny_clip, cube_data, tmp_path
+) -> None:
+    emb, grid = shards.emb, shards.grid
+    valid = shards.valid.copy()
+    valid[5:8, 18:21] = False  # no-data in both shards: counted once, as not valid
+    attrs = cube_data.clip_attrs(tiny_clip)
+    later_emb, later_valid = emb[::-1, 15:].copy(), valid[::-1, 15:].copy()  # other values, row 47 no-data
+    later_valid[5:12, 3:10] = False  # holes in the overlap (columns 15-29): the earlier shard's pixels count
+    folder = tmp_path / "overlap"
+    for name, cols, values, mask in (
+        ("a", slice(0, 30), emb[:, :30], valid[:, :30]),
+        ("b", slice(15, 48), later_emb, later_valid),
+    ):
+        write_cube(
+            folder / f"{name}.zarr",
+            values,
+            grid.window(slice(0, 48), cols),
+            valid=mask,
+            chunk=16,
+            attrs=attrs,
+        )
+    mosaic_emb, mosaic_valid = emb.copy(), valid.copy()  # what the mosaic rule makes of them
+    mosaic_emb[:, 15:][later_valid] = later_emb[later_valid]
+    mosaic_valid[:, 15:] |= later_valid
+    mosaic_valid[:, 30:] = later_valid[:, 15:]
+    expected = write_cube(
+        tmp_path / "mosaic.zarr", mosaic_emb, grid, valid=mosaic_valid, chunk=16, attrs=attrs
+    )
+    assert not mosaic_valid[5:8, 18:21].any() and mosaic_valid[5:12, 21:25].all()
+
+    session = open_session(folder, tiny_clip)
+    units = shard_units(grid)
+    table = session.aggregate(CONCEPT, units, versus=VERSUS, threshold=0.3)
+    single = QuerySession(expected, tiny_clip).aggregate(CONCEPT, units, versus=VERSUS, threshold=0.3)
+    pd.testing.assert_frame_equal(table, single, rtol=1e-6)
+    assert table["pixels"].sum() == 48 * 48  # not 48 * (48 + 15)
+    maps = session.probability_map(CONCEPT, versus=VERSUS)  # the same rule as the maps' mosaic
+    np.testing.assert_allclose(
+        maps.values,
+        QuerySession(expected, tiny_clip).probability_map(CONCEPT, versus=VERSUS).values,
+        atol=1e-6,
+    )
+
+
+def test_aggregate_over_shards_calibrates_each_shard_or_all_alike(tmp_path, tiny_clip, cube_data) -> None:
+    data = cube_data.side_by_side_shards(tmp_path, tiny_clip)
+    units = shard_units(data.grid)
+    session = open_session(data.folder, tiny_clip)
+    for b, cube in ((0.5, data.west), (-1.0, data.east)):
+        save_calibration(Calibration("platt", {"a": 1.0, "b": b}), calibration_path(cube, CONCEPT))
+    own = session.aggregate(CONCEPT, units, versus=VERSUS, calibration=True).set_index("name")
+    parts = [
+        aggregate(cube, CONCEPT, units, versus=VERSUS, clip=tiny_clip, calibration=True).set_index("name")
+        for cube in (data.west, data.east)
+    ]
+    np.testing.assert_allclose(
+        own["expected_area_ha"], parts[0]["expected_area_ha"] + parts[1]["expected_area_ha"]
+    )
+    assert own.attrs["calibration"] == "platt"
+    given = Calibration("platt", {"a": 2.0, "b": 0.0})
+    table = session.aggregate(CONCEPT, units, versus=VERSUS, calibration=given)
+    whole = aggregate(data.whole, CONCEPT, units, versus=VERSUS, clip=tiny_clip, calibration=given)
+    pd.testing.assert_frame_equal(table, whole, rtol=1e-6)
+
+
+def test_change_over_two_folders_is_the_change_of_the_uncut_cubes(shards, later_shards, tiny_clip) -> None:
+    session = open_session(shards.folder, tiny_clip)
+    whole = QuerySession(shards.whole, tiny_clip)
+    across = window_bbox(shards.grid, slice(5, 15), slice(12, 30))
+    for later, bbox in ((later_shards.folder, None), (open_session(later_shards.folder), across)):
+        change = session.change(later, CONCEPT, versus=VERSUS, threshold=0.1, bbox=bbox)
+        single = whole.change(later_shards.whole, CONCEPT, versus=VERSUS, threshold=0.1, bbox=bbox)
+        for name in ("p_a", "p_b", "diff"):
+            np.testing.assert_allclose(change[name].values, single[name].values, atol=1e-6)
+        np.testing.assert_array_equal(change["class"].values, single["class"].values)
+        assert change.rio.transform() == single.rio.transform() and change.rio.crs == single.rio.crs
+        assert {k: v for k, v in change.attrs.items() if not k.startswith("cube_")} == {
+            k: v for k, v in single.attrs.items() if not k.startswith("cube_")
+        }
+        assert change.attrs["cube_b"] == str(later_shards.folder.resolve())
+    assert {1, 2} <= set(np.unique(change["class"].values))  # gains and losses both mapped
+    given = Calibration("platt", {"a": 2.0, "b": -0.5})  # one calibration for every shard of both years
+    calibrated = session.change(later_shards.folder, CONCEPT, versus=VERSUS, calibration=given)
+    single = whole.change(later_shards.whole, CONCEPT, versus=VERSUS, calibration=given)
+    np.testing.assert_allclose(calibrated["diff"].values, single["diff"].values, atol=1e-6)
+    raw = session.change(later_shards.folder, CONCEPT, versus=VERSUS)
+    np.testing.assert_allclose(calibrated["p_b"].values, given.apply(raw["p_b"].values), atol=1e-6)
+
+
+def test_change_refuses_a_later_folder_of_other_shards_in_one_line(shards, later_shards, tmp_path) -> None:
+    session = open_session(shards.folder)
+    renamed = tmp_path / "renamed"
+    shutil.copytree(later_shards.west, renamed / "west.zarr")
+    shutil.copytree(later_shards.east, renamed / "north.zarr")
+    with pytest.raises(BadInputError, match=r"only earlier: east.zarr; only later: north.zarr") as err:
+        session.change(renamed, CONCEPT, versus=VERSUS)
+    assert "\n" not in str(err.value)
+    with pytest.raises(BadInputError, match="one cube, not a folder of shards"):
+        session.change(later_shards.whole, CONCEPT, versus=VERSUS)

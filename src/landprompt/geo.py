@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -373,3 +373,35 @@ def mosaic_grid(grids: Sequence[Grid]) -> tuple[Grid, list[tuple[int, int]]]:
     rows = max(r + g.rows for (r, _), g in zip(offsets, grids, strict=True))
     cols = max(c + g.cols for (_, c), g in zip(offsets, grids, strict=True))
     return Grid(first.crs, Affine(rx, 0.0, left, 0.0, -ry, top), (rows, cols)), offsets
+
+
+def mosaic(
+    grids: Sequence[Grid], fill: Callable[[int, np.ndarray | None], np.ndarray], bands: int
+) -> tuple[Grid, np.ndarray]:
+    """Values (h, w, bands) on aligned grids placed in their mosaic: NaN where none covers them.
+
+    Where grids overlap, a later grid's values replace the earlier ones except where they are NaN (not
+    valid), element by element.
+
+    Args:
+        grids: Grids of one CRS, resolution and pixel lattice (checked by :func:`mosaic_grid` first).
+        fill: ``fill(i, out)`` computes grid ``i``'s float32 values, NaN where not valid, into ``out``
+            and returns it; ``out`` is the grid's place in the mosaic when no earlier grid covers any of
+            it (no copy), else None (return a new array).
+        bands: Values a pixel.
+
+    Returns:
+        The mosaic grid and the float32 values (rows, cols, bands) on it.
+    """
+    grid, offsets = mosaic_grid(grids)
+    out = np.full((*grid.shape, bands), np.nan, dtype=np.float32)
+    covered = np.zeros(grid.shape, bool)  # pixels an earlier grid holds
+    for i, (part, (r0, c0)) in enumerate(zip(grids, offsets, strict=True)):
+        place = np.s_[r0 : r0 + part.rows, c0 : c0 + part.cols]
+        if not covered[place].any():  # its pixels, NaN where not valid, written in place
+            fill(i, out[place])
+        else:  # over an earlier grid: only this one's valid values replace its
+            values = fill(i, None)
+            np.copyto(out[place], values, where=~np.isnan(values))
+        covered[place] = True
+    return grid, out

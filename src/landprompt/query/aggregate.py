@@ -2,7 +2,9 @@
 
 :func:`aggregate` streams a cube chunk by chunk: each chunk's probabilities are computed, the polygons
 that reach the chunk are rasterised onto its window, and per-polygon sums are accumulated with
-``np.bincount``, so memory holds one chunk and a few numbers per polygon (a continent fits).
+``np.bincount``, so memory holds one chunk and a few numbers per polygon (a continent fits). The sums
+add up over cubes: :func:`aggregate_shards` (``ShardedSession.aggregate``) accumulates each shard the
+polygons touch into one set of sums, so polygons may straddle shards.
 
 Pixel rule: a pixel belongs to a polygon when its centre lies inside it (``all_touched=False``). Each
 pixel belongs to at most one polygon: polygons are burnt in file order, so where polygons overlap the
@@ -25,11 +27,12 @@ Polygon files: GeoJSON read as JSON (WGS84 lon/lat per RFC 7946, or the CRS name
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,10 +42,10 @@ import pandas as pd
 import xarray as xr
 from pyproj import CRS
 
-from landprompt.calibration import Calibration, resolve_calibration
+from landprompt.calibration import Calibration
 from landprompt.errors import BadInputError
-from landprompt.geo import WGS84, Grid, parse_crs
-from landprompt.query.classes import DEFAULT_STYLE, ProgressFn
+from landprompt.geo import WGS84, Grid, mosaic_grid, parse_crs
+from landprompt.query.classes import DEFAULT_STYLE, PixelCounter, ProgressFn
 from landprompt.query.scorer import ConceptScorer
 
 if TYPE_CHECKING:
@@ -253,7 +256,7 @@ def _positions(coords: Any) -> Any:
 
 @dataclass
 class _Sums:
-    """Per-polygon accumulators; index 0 is "no polygon"."""
+    """Per-polygon accumulators (additive over chunks, windows and shards); index 0 is "no polygon"."""
 
     pixels: np.ndarray
     valid: np.ndarray
@@ -274,6 +277,63 @@ class _Sums:
         self.valid += np.bincount(zone, minlength=n)
         self.probability += np.bincount(zone, weights=p, minlength=n)
         self.above += np.bincount(zone[p > threshold], minlength=n)
+
+
+@dataclass(frozen=True)
+class _Polygons:
+    """The polygons in a grid's CRS, with their bounds (NaN for an empty one), burnt window by window."""
+
+    geometries: list[GeoJSONGeometry | None]
+    bounds: np.ndarray
+
+    @classmethod
+    def of(cls, units: Units, crs: CRS) -> _Polygons:
+        geometries = units.reprojected(crs)
+        bounds = np.array([_bounds(g) if g is not None else (np.nan,) * 4 for g in geometries], dtype=float)
+        if np.isnan(bounds).all():
+            raise BadInputError(f"{units.source or 'the units'}: every geometry is empty")
+        return cls(geometries, bounds)
+
+    def span(self, grid: Grid) -> tuple[slice, slice] | None:
+        """Rows and columns of the grid the polygons' bounds cover (None if they miss it)."""
+        left, bottom = np.nanmin(self.bounds[:, 0]), np.nanmin(self.bounds[:, 1])
+        right, top = np.nanmax(self.bounds[:, 2]), np.nanmax(self.bounds[:, 3])
+        inverse = ~grid.transform
+        c0, r0 = inverse @ (left, top)
+        c1, r1 = inverse @ (right, bottom)
+        r0, c0 = max(0, math.floor(r0)), max(0, math.floor(c0))
+        r1, c1 = min(grid.rows, math.ceil(r1)), min(grid.cols, math.ceil(c1))
+        return (slice(r0, r1), slice(c0, c1)) if r1 > r0 and c1 > c0 else None
+
+    def zones(self, window: Grid) -> np.ndarray:
+        """Zone codes (polygon index + 1; 0 = none) of a window's pixels; later polygons win."""
+        from rasterio.features import rasterize
+
+        left, bottom, right, top = window.bounds
+        bounds = self.bounds
+        with np.errstate(invalid="ignore"):
+            near = (
+                (bounds[:, 0] <= right)
+                & (bounds[:, 2] >= left)
+                & (bounds[:, 1] <= top)
+                & (bounds[:, 3] >= bottom)
+            )
+        shapes = [(self.geometries[i], int(i) + 1) for i in np.flatnonzero(near)]
+        if not shapes:
+            return np.zeros(window.shape, dtype=np.int64)
+        zones = rasterize(
+            shapes,
+            out_shape=window.shape,
+            transform=window.transform,
+            fill=0,
+            all_touched=False,
+            dtype="int32",
+        )
+        return zones.astype(np.int64)
+
+
+#: Which pixels of a chunk a cube counts (rows, columns of the chunk in the cube, its valid mask) -> bool.
+OwnedFn = Callable[[slice, slice, np.ndarray], np.ndarray]
 
 
 def aggregate(
@@ -314,73 +374,177 @@ def aggregate(
         BadInputError: for a bad polygon file, a threshold outside [0, 1), a grid not in metres, or
             polygons that do not overlap the cube.
     """
-    from landprompt.embedder.cube import cube_grid, iter_chunks, open_cube
+    from landprompt.embedder.cube import open_cube
 
+    units = _checked_units(units, id_field, threshold)
+    ds = cube if isinstance(cube, xr.Dataset) else open_cube(cube)
+
+    @functools.cache
+    def scorer_of(_: int) -> ConceptScorer:  # made once the polygons are known to overlap the cube
+        scorer = ConceptScorer.of(concept, versus, clip, style, logit_scale, cube=ds)
+        return scorer.calibrated_for(cube, calibration)
+
+    return _aggregate([ds], scorer_of, units, threshold, progress)
+
+
+def aggregate_shards(
+    cubes: Sequence[xr.Dataset],
+    scorer: ConceptScorer,
+    units: str | os.PathLike[str] | Units,
+    id_field: str | None = None,
+    threshold: float = 0.5,
+    calibration: Calibration | str | os.PathLike[str] | bool | None = None,
+    progress: ProgressFn | None = None,
+) -> pd.DataFrame:
+    """Indicators of a concept per polygon over the mosaic of shards, as :func:`aggregate` over one cube.
+
+    Polygons may straddle shards: each shard the polygons' bounds touch adds its pixels to one set of
+    per-polygon sums, and the table is built once from them. Where shards overlap a pixel counts once,
+    by the mosaic rule of :meth:`.ShardedSession.probability_maps`: the last shard (in ``cubes`` order)
+    holding it valid, else the last one covering it.
+
+    Args:
+        cubes: The shards (from ``open_cube``), on one grid CRS, resolution and pixel lattice
+            (:func:`~landprompt.geo.mosaic_grid`).
+        scorer: The concept's scorer, without calibration.
+        units: A polygon file (see :func:`read_units`) or :class:`Units`.
+        id_field: Property naming each polygon (when ``units`` is a path).
+        threshold: Probability above which a pixel counts in ``area_above_threshold_ha``.
+        calibration: ``True`` applies each shard's own calibration of the concept (of the shards the
+            polygons touch); a :class:`Calibration` or its JSON file applies to all.
+        progress: Called with ``(pixels done, pixels in all)`` after each chunk.
+
+    Raises:
+        BadInputError: as :func:`aggregate`, and for shards not on one pixel lattice.
+    """
+    units = _checked_units(units, id_field, threshold)
+
+    @functools.cache
+    def calibrated(i: int) -> ConceptScorer:
+        return scorer.calibrated_for(cubes[i], calibration)
+
+    return _aggregate(
+        cubes, lambda i: calibrated(i if calibration is True else 0), units, threshold, progress
+    )
+
+
+def _checked_units(units: str | os.PathLike[str] | Units, id_field: str | None, threshold: float) -> Units:
     if not 0 <= threshold < 1:
         raise BadInputError(f"the threshold must be in [0, 1), got {threshold}")
-    units = units if isinstance(units, Units) else read_units(units, id_field)
-    ds = cube if isinstance(cube, xr.Dataset) else open_cube(cube)
-    grid = cube_grid(ds)
-    pixel_area = grid.pixel_area_m2
-    geometries = units.reprojected(grid.crs)
-    bounds = np.array([_bounds(g) if g is not None else (np.nan,) * 4 for g in geometries], dtype=float)
-    rows, cols = _pixel_span(bounds, grid, units)
-    scorer = ConceptScorer.of(concept, versus, clip, style, logit_scale, cube=ds)
-    scorer = scorer.with_calibration(resolve_calibration(calibration, cube, scorer.query.concept))
+    return units if isinstance(units, Units) else read_units(units, id_field)
+
+
+def _aggregate(
+    cubes: Sequence[xr.Dataset],
+    scorer_of: Callable[[int], ConceptScorer],
+    units: Units,
+    threshold: float,
+    progress: ProgressFn | None,
+) -> pd.DataFrame:
+    """The indicator table of cubes on one pixel lattice (``scorer_of(i)`` scores cube ``i``)."""
+    from landprompt.embedder.cube import cube_grid
+
+    grids = [cube_grid(ds) for ds in cubes]
+    _, offsets = mosaic_grid(grids)
+    pixel_area = grids[0].pixel_area_m2
+    polygons = _Polygons.of(units, grids[0].crs)
+    spans = [polygons.span(grid) for grid in grids]
+    touched = [i for i, span in enumerate(spans) if span is not None]
+    if not touched:
+        where = "the cube" if len(cubes) == 1 else f"any of the {len(cubes)} shards"
+        raise BadInputError(
+            f"none of the {len(units)} polygons of {units.source or 'the units'} overlaps {where} "
+            f"(cube CRS {grids[0].crs.to_string()}, polygons read in {units.crs.to_string()}): "
+            "check their CRS"
+        )
     sums = _Sums.zeros(len(units))
-    done, total = 0, (rows.stop - rows.start) * (cols.stop - cols.start)
-    for window, embedding, valid in iter_chunks(ds, rows, cols):
-        zones = _zones(geometries, bounds, grid.window(window.rows, window.cols))
-        if zones.any():  # chunks between the polygons are not scored
-            sums.add(zones, scorer.score(embedding, valid), threshold)
-        done += window.shape[0] * window.shape[1]
-        if progress is not None:
-            progress(done, total)
+    tick = PixelCounter(progress, sum(_size(*span) for span in spans if span is not None))
+    for i in touched:
+        rows, cols = spans[i]  # type: ignore[misc]
+        owned = _owned(i, cubes, grids, offsets)
+        _accumulate(sums, cubes[i], scorer_of(i), polygons, threshold, rows, cols, owned, tick)
     table = _table(units, sums, pixel_area)
     table.attrs.update(
-        scorer.attrs(), threshold=float(threshold), pixel_area_m2=pixel_area, crs=grid.crs.to_string()
+        scorer_of(touched[0]).attrs(),
+        threshold=float(threshold),
+        pixel_area_m2=pixel_area,
+        crs=grids[0].crs.to_string(),
     )
     return table
 
 
-def _pixel_span(bounds: np.ndarray, grid: Grid, units: Units) -> tuple[slice, slice]:
-    """Rows and columns of the cube the polygons' bounds cover; error if they miss the cube."""
-    if np.isnan(bounds).all():
-        raise BadInputError(f"{units.source or 'the units'}: every geometry is empty")
-    left, bottom = np.nanmin(bounds[:, 0]), np.nanmin(bounds[:, 1])
-    right, top = np.nanmax(bounds[:, 2]), np.nanmax(bounds[:, 3])
-    inverse = ~grid.transform
-    c0, r0 = inverse @ (left, top)
-    c1, r1 = inverse @ (right, bottom)
-    r0, c0 = max(0, math.floor(r0)), max(0, math.floor(c0))
-    r1, c1 = min(grid.rows, math.ceil(r1)), min(grid.cols, math.ceil(c1))
-    if r1 <= r0 or c1 <= c0:
-        raise BadInputError(
-            f"none of the {len(units)} polygons of {units.source or 'the units'} overlaps the cube "
-            f"(cube CRS {grid.crs.to_string()}, polygons read in {units.crs.to_string()}): check their CRS"
-        )
-    return slice(r0, r1), slice(c0, c1)
+def _accumulate(
+    sums: _Sums,
+    ds: xr.Dataset,
+    scorer: ConceptScorer,
+    polygons: _Polygons,
+    threshold: float,
+    rows: slice,
+    cols: slice,
+    owned: OwnedFn | None = None,
+    tick: Callable[[int], None] | None = None,
+) -> None:
+    """Add a cube window's pixels to per-polygon sums, chunk by chunk.
+
+    Only the pixels ``owned`` keeps count (all without it); chunks no polygon reaches are not scored.
+    ``tick`` is called with each chunk's pixel count.
+    """
+    from landprompt.embedder.cube import cube_grid, iter_chunks
+
+    grid = cube_grid(ds)
+    for window, embedding, valid in iter_chunks(ds, rows, cols):
+        zones = polygons.zones(grid.window(window.rows, window.cols))
+        if owned is not None and zones.any():
+            zones[~owned(window.rows, window.cols, valid)] = 0
+        if zones.any():
+            sums.add(zones, scorer.score(embedding, valid), threshold)
+        if tick is not None:
+            tick(window.shape[0] * window.shape[1])
 
 
-def _zones(geometries: list[GeoJSONGeometry | None], bounds: np.ndarray, window: Grid) -> np.ndarray:
-    """Zone codes (polygon index + 1; 0 = none) of a window's pixels; later polygons win."""
-    from rasterio.features import rasterize
+def _owned(
+    i: int, cubes: Sequence[xr.Dataset], grids: Sequence[Grid], offsets: Sequence[tuple[int, int]]
+) -> OwnedFn | None:
+    """The pixels cube ``i`` counts in the mosaic of ``cubes`` (None: all of its own, no cube overlaps it).
 
-    left, bottom, right, top = window.bounds
-    with np.errstate(invalid="ignore"):
-        near = (
-            (bounds[:, 0] <= right)
-            & (bounds[:, 2] >= left)
-            & (bounds[:, 1] <= top)
-            & (bounds[:, 3] >= bottom)
-        )
-    shapes = [(geometries[i], int(i) + 1) for i in np.flatnonzero(near)]
-    if not shapes:
-        return np.zeros(window.shape, dtype=np.int64)
-    zones = rasterize(
-        shapes, out_shape=window.shape, transform=window.transform, fill=0, all_touched=False, dtype="int32"
-    )
-    return zones.astype(np.int64)
+    A pixel is counted by the last cube holding it valid, else (valid in none) by the last covering it:
+    the mosaic rule of :func:`~landprompt.geo.mosaic`.
+    """
+    (r0, c0), (h, w) = offsets[i], grids[i].shape
+    others = [
+        j
+        for j in range(len(cubes))
+        if j != i
+        and offsets[j][0] < r0 + h
+        and r0 < offsets[j][0] + grids[j].rows
+        and offsets[j][1] < c0 + w
+        and c0 < offsets[j][1] + grids[j].cols
+    ]
+    if not others:
+        return None
+
+    def owned(rows: slice, cols: slice, valid: np.ndarray) -> np.ndarray:
+        top, left = r0 + rows.start, c0 + cols.start  # the chunk's corner in the mosaic
+        covered_later, valid_later, valid_earlier = (np.zeros(valid.shape, bool) for _ in range(3))
+        for j in others:
+            (rj, cj), grid = offsets[j], grids[j]
+            y0, y1 = max(top, rj), min(top + valid.shape[0], rj + grid.rows)
+            x0, x1 = max(left, cj), min(left + valid.shape[1], cj + grid.cols)
+            if y1 <= y0 or x1 <= x0:
+                continue
+            part = slice(y0 - top, y1 - top), slice(x0 - left, x1 - left)
+            theirs = cubes[j]["valid"].isel(y=slice(y0 - rj, y1 - rj), x=slice(x0 - cj, x1 - cj))
+            (valid_later if j > i else valid_earlier)[part] |= np.asarray(theirs.values, dtype=bool)
+            if j > i:
+                covered_later[part] = True
+        mine = np.asarray(valid, dtype=bool)
+        return (mine & ~valid_later) | (~mine & ~covered_later & ~valid_earlier)
+
+    return owned
+
+
+def _size(rows: slice, cols: slice) -> int:
+    return (rows.stop - rows.start) * (cols.stop - cols.start)
 
 
 def _table(units: Units, sums: _Sums, pixel_area_m2: float) -> pd.DataFrame:

@@ -25,10 +25,10 @@ import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
-from landprompt.calibration import Calibration, resolve_calibration
+from landprompt.calibration import Calibration
 from landprompt.errors import BadInputError
 from landprompt.geo import BBox, Grid
-from landprompt.query.classes import DEFAULT_STYLE, ProgressFn
+from landprompt.query.classes import DEFAULT_STYLE, PixelCounter, ProgressFn
 from landprompt.query.scorer import ConceptScorer
 
 if TYPE_CHECKING:
@@ -86,33 +86,96 @@ def change_map(
     Raises:
         BadInputError: if the cubes differ in grid or embedding space, or the threshold is not in [0, 1).
     """
-    from landprompt.embedder.cube import open_cube, read_window
+    from landprompt.embedder.cube import open_cube
 
-    if not 0 <= threshold < 1:
-        raise BadInputError(f"the change threshold must be in [0, 1), got {threshold}")
+    _check_threshold(threshold)
     ds_a, ds_b = (c if isinstance(c, xr.Dataset) else open_cube(c) for c in (cube_a, cube_b))
     grid = check_same_grid(ds_a, ds_b)
     scorer = ConceptScorer.of(concept, versus, clip, style, logit_scale, cube=ds_a)
-    scorer_a, scorer_b = (
-        scorer.with_calibration(resolve_calibration(calibration, c, scorer.query.concept))
-        for c in (cube_a, cube_b)
-    )
     rows, cols = grid.slices_of_bbox(bbox) if bbox is not None else (slice(0, grid.rows), slice(0, grid.cols))
     sub = grid.window(rows, cols)
-    p_a, p_b = (np.full(sub.shape, np.nan, dtype=np.float32) for _ in range(2))
-    done, total = 0, p_a.size
+    scorers = (scorer.calibrated_for(cube_a, calibration), scorer.calibrated_for(cube_b, calibration))
+    p = _probabilities(ds_a, ds_b, *scorers, rows, cols, PixelCounter(progress, sub.rows * sub.cols))
+    attrs = {**scorer.attrs(), "cube_a": _name(cube_a), "cube_b": _name(cube_b)}
+    return change_from_maps(_map(p[..., 0], sub), _map(p[..., 1], sub), threshold, attrs)
+
+
+def change_shards(
+    pairs: Sequence[tuple[xr.Dataset, xr.Dataset, slice, slice]],
+    scorer: ConceptScorer,
+    threshold: float = 0.2,
+    calibration: CalibrationArg = None,
+    progress: ProgressFn | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """The change map of shards paired earlier/later: :func:`change_map` over the mosaic of the shards.
+
+    ``p_a`` and ``p_b`` are each the mosaic (:func:`~landprompt.geo.mosaic`: where shards overlap the
+    later shard's valid pixels win) of the shards' probabilities, ``diff`` and ``class`` computed from them.
+
+    Args:
+        pairs: Each earlier shard, the later shard on its grid, and the window (rows, columns) to map.
+            The shards must share one grid CRS, resolution and pixel lattice.
+        scorer: The concept's scorer, without calibration.
+        threshold: Change in probability above which a pixel is a gain (below minus it, a loss).
+        calibration: ``True`` applies each shard's own calibration of the concept; a calibration or its
+            JSON file applies to all.
+        progress: Called with ``(pixels done, pixels in all)`` after each chunk.
+        attrs: Extra attributes of the result (e.g. ``cube_a`` and ``cube_b``).
+
+    Raises:
+        BadInputError: for shards of a pair not on one grid, shards not on one lattice, or a threshold
+            not in [0, 1).
+    """
+    from landprompt.geo import mosaic
+
+    _check_threshold(threshold)
+    grids = [check_same_grid(a, b).window(rows, cols) for a, b, rows, cols in pairs]
+    tick = PixelCounter(progress, sum(g.rows * g.cols for g in grids))
+
+    def fill(i: int, out: np.ndarray | None) -> np.ndarray:
+        a, b, rows, cols = pairs[i]
+        scorers = (scorer.calibrated_for(a, calibration), scorer.calibrated_for(b, calibration))
+        return _probabilities(a, b, *scorers, rows, cols, tick, out)
+
+    grid, p = mosaic(grids, fill, 2)
+    attrs = {**scorer.attrs(), **dict(attrs or {})}
+    return change_from_maps(_map(p[..., 0], grid), _map(p[..., 1], grid), threshold, attrs)
+
+
+def _probabilities(
+    ds_a: xr.Dataset,
+    ds_b: xr.Dataset,
+    scorer_a: ConceptScorer,
+    scorer_b: ConceptScorer,
+    rows: slice,
+    cols: slice,
+    tick: PixelCounter,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Probabilities (h, w, 2) in cube A and cube B over a window, the same chunk of both at a time.
+
+    Written into ``out`` (every pixel, NaN where not valid) when given, else into a new array.
+    """
+    from landprompt.embedder.cube import read_window
+
+    shape = (rows.stop - rows.start, cols.stop - cols.start, 2)
+    p = np.empty(shape, dtype=np.float32) if out is None else out
+    p.fill(np.nan)
     for window, prob in scorer_a.iter_chunks(ds_a, rows, cols):
-        out = (
+        place = (
             slice(window.rows.start - rows.start, window.rows.stop - rows.start),
             slice(window.cols.start - cols.start, window.cols.stop - cols.start),
         )
-        p_a[out] = prob
-        p_b[out] = scorer_b.score(*read_window(ds_b, window.rows, window.cols))
-        done += window.shape[0] * window.shape[1]
-        if progress is not None:
-            progress(done, total)
-    attrs = {**scorer.attrs(), "cube_a": _name(cube_a), "cube_b": _name(cube_b)}
-    return change_from_maps(_map(p_a, sub), _map(p_b, sub), threshold, attrs)
+        p[(*place, 0)] = prob
+        p[(*place, 1)] = scorer_b.score(*read_window(ds_b, window.rows, window.cols))
+        tick(window.shape[0] * window.shape[1])
+    return p
+
+
+def _check_threshold(threshold: float) -> None:
+    if not 0 <= threshold < 1:
+        raise BadInputError(f"the change threshold must be in [0, 1), got {threshold}")
 
 
 def change_from_maps(

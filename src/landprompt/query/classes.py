@@ -30,6 +30,24 @@ CLIP_LOGIT_SCALE = 100.0
 ProgressFn = Callable[[int, int], None]
 
 
+class PixelCounter:
+    """Counts the pixels done over several windows or cubes and reports each step to a :data:`ProgressFn`.
+
+    Args:
+        progress: Called with ``(pixels done, pixels in all)`` after each step (nothing without one).
+        total: Pixels in all.
+    """
+
+    def __init__(self, progress: ProgressFn | None, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, 0
+
+    def __call__(self, pixels: int) -> None:
+        """Count ``pixels`` more done."""
+        self.done += pixels
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
 def default_vocabulary() -> list[str]:
     """The shipped background vocabulary of land covers (one prompt per line in a data file)."""
     text = resources.files("landprompt.query").joinpath("data/background_vocabulary.txt").read_text()

@@ -9,6 +9,7 @@ optional :class:`~landprompt.calibration.Calibration`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from landprompt.calibration import Calibration, QuerySettings
+from landprompt.calibration import Calibration, QuerySettings, resolve_calibration
 from landprompt.query.classes import DEFAULT_STYLE, class_matrix, concept_probability
 from landprompt.query.text import TextTower
 
@@ -113,6 +114,18 @@ class ConceptScorer:
     def with_calibration(self, calibration: Calibration | None) -> ConceptScorer:
         """The same scorer with another calibration."""
         return ConceptScorer(self.classes, self.query, calibration)
+
+    def calibrated_for(
+        self,
+        cube: xr.Dataset | str | os.PathLike[str],
+        calibration: Calibration | str | os.PathLike[str] | bool | None,
+    ) -> ConceptScorer:
+        """The same scorer with the calibration meant for a cube: ``True`` the cube's own of this concept.
+
+        See :func:`~landprompt.calibration.resolve_calibration`; a calibration or its file is the same for
+        every cube, ``None`` or ``False`` none.
+        """
+        return self.with_calibration(resolve_calibration(calibration, cube, self.query.concept))
 
     def score(self, embeddings: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """Probabilities (float32, shape of ``embeddings`` without its last axis), NaN where not valid."""

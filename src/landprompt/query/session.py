@@ -34,7 +34,7 @@ from landprompt import checks
 from landprompt.embedder.cube import cube_basis, cube_grid, open_cube
 from landprompt.embedder.recorded import recorded_clip
 from landprompt.errors import BadInputError
-from landprompt.geo import BBox, Grid, mosaic_grid, parse_bbox
+from landprompt.geo import BBox, Grid, mosaic, parse_bbox
 from landprompt.index.build import default_index_path, sidecar_path
 from landprompt.query.classes import DEFAULT_STYLE, ProgressFn, unit_rows
 from landprompt.query.search import PlaceTable, merge_places, query_embedding, resolve_index, search_top_k
@@ -518,21 +518,97 @@ class ShardedSession(_Session):
         """
         names, vectors, background, scale = self.text.classes(concepts, versus, style, logit_scale)
         touched = self._windows(bbox)
-        grid, offsets = mosaic_grid([shard.grid.window(rows, cols) for _, shard, rows, cols in touched])
-        out = np.full((*grid.shape, len(names)), np.nan, dtype=np.float32)
-        covered = np.zeros(grid.shape, bool)  # pixels an earlier shard's window holds
         sizes = [(rows.stop - rows.start) * (cols.stop - cols.start) for _, _, rows, cols in touched]
-        for n, ((_, shard, rows, cols), (r0, c0)) in enumerate(zip(touched, offsets, strict=True)):
+
+        def fill(n: int, out: np.ndarray | None) -> np.ndarray:
+            _, shard, rows, cols = touched[n]
             part = _part_progress(progress, sum(sizes[:n]), sum(sizes))
-            place = np.s_[r0 : r0 + rows.stop - rows.start, c0 : c0 + cols.stop - cols.start]
-            if not covered[place].any():  # the window's pixels, NaN where not valid, written in place
-                shard.probability_window(rows, cols, vectors, background, scale, part, out=out[place])
-            else:  # over an earlier shard: only this one's valid pixels replace its
-                values = shard.probability_window(rows, cols, vectors, background, scale, part)
-                np.copyto(out[place], values, where=~np.isnan(values))
-            covered[place] = True
+            return shard.probability_window(rows, cols, vectors, background, scale, part, out=out)
+
+        windows = [shard.grid.window(rows, cols) for _, shard, rows, cols in touched]
+        grid, out = mosaic(windows, fill, len(names))
         attrs = {"logit_scale": scale, "n_background": len(background), "style": style}
         return map_stack(out, names, grid, attrs)
+
+    def change(
+        self,
+        later: str | os.PathLike[str] | ShardedSession,
+        concept: str,
+        versus: Sequence[str] | None = None,
+        threshold: float = 0.2,
+        bbox: BBox | str | Sequence[float] | None = None,
+        style: str = DEFAULT_STYLE,
+        logit_scale: float | None = None,
+        calibration: Calibration | str | os.PathLike[str] | bool | None = None,
+        progress: ProgressFn | None = None,
+    ) -> xr.Dataset:
+        """The change of a concept from these shards (earlier) to ``later``'s, over their mosaic.
+
+        Shards are paired by file name; each pair is mapped as :meth:`QuerySession.change` maps it, and
+        the result is the mosaic of the pairs ``bbox`` touches
+        (:func:`~landprompt.query.change.change_shards`: where shards overlap the later shard's valid
+        pixels win, as in :meth:`probability_maps`).
+
+        Args:
+            later: The later folder of shards (or its session): the same tiles, each on its earlier
+                shard's grid.
+            concept: The concept in plain words.
+            versus: Background prompts (default: the shipped land-cover vocabulary).
+            threshold: Change in probability above which a pixel is a gain (below minus it, a loss).
+            bbox: Optional lon/lat window.
+            style: Prompt template style.
+            logit_scale: Softmax temperature; default: the CLIP model's.
+            calibration: ``True`` applies each shard's own calibration of the concept; a calibration or
+                its JSON file applies to all.
+            progress: Called with ``(pixels done, pixels in all)`` after each chunk.
+
+        Raises:
+            BadInputError: If ``later``'s shards are not named as these, or a pair is not on one grid.
+        """
+        from landprompt.query.change import change_shards
+
+        other = later if isinstance(later, ShardedSession) else open_session(later)
+        if not isinstance(other, ShardedSession):
+            raise BadInputError(f"{later} is one cube, not a folder of shards: give the later folder")
+        pairs = _paired(self, other)
+        touched = self._windows(bbox)
+        return change_shards(
+            [(shard.ds, pairs[cube].ds, rows, cols) for cube, shard, rows, cols in touched],
+            self.scorer(concept, versus, style, None, logit_scale),
+            threshold,
+            calibration,
+            progress,
+            {
+                "cube_a": str(self.path or self.cubes[0].parent),
+                "cube_b": str(other.path or other.cubes[0].parent),
+            },
+        )
+
+    def aggregate(
+        self,
+        concept: str,
+        units: str | os.PathLike[str] | Units,
+        id_field: str | None = None,
+        threshold: float = 0.5,
+        versus: Sequence[str] | None = None,
+        style: str = DEFAULT_STYLE,
+        logit_scale: float | None = None,
+        calibration: Calibration | str | os.PathLike[str] | bool | None = None,
+        progress: ProgressFn | None = None,
+    ) -> pd.DataFrame:
+        """Indicators of a concept per polygon over the shards, as :meth:`QuerySession.aggregate`.
+
+        Polygons may straddle shards (:func:`~landprompt.query.aggregate.aggregate_shards`): only the
+        shards the polygons' bounds touch are read, and where shards overlap a pixel counts once (the
+        later shard's valid pixel, as in :meth:`probability_maps`). The shards must share one grid CRS,
+        resolution and pixel lattice. ``calibration=True`` applies each shard's own calibration; a
+        calibration or its file applies to all.
+        """
+        from landprompt.query.aggregate import aggregate_shards
+
+        scorer = self.scorer(concept, versus, style, None, logit_scale)
+        cubes = [shard.ds for shard in self.shards]
+        return aggregate_shards(cubes, scorer, units, id_field, threshold, calibration, progress)
 
     def _windows(
         self, bbox: BBox | str | Sequence[float] | None
@@ -587,6 +663,20 @@ def cube_paths(path: str | os.PathLike[str]) -> list[Path]:
         if shards:
             return shards
     return [path]
+
+
+def _paired(earlier: ShardedSession, later: ShardedSession) -> dict[Path, QuerySession]:
+    """The later shard of each earlier shard's path: the one of the same file name."""
+    names = [path.name for path in earlier.cubes]
+    theirs = {path.name: shard for path, shard in zip(later.cubes, later.shards, strict=True)}
+    if sorted(names) != sorted(theirs) or len(set(names)) != len(names):
+        missing, extra = sorted(set(names) - set(theirs)), sorted(set(theirs) - set(names))
+        raise BadInputError(
+            f"the later shards are not named as the earlier ones (only earlier: "
+            f"{', '.join(missing) or 'none'}; only later: {', '.join(extra) or 'none'}): "
+            "shards are paired by file name"
+        )
+    return {path: theirs[path.name] for path in earlier.cubes}
 
 
 def _check_one_space(shards: Sequence[QuerySession]) -> None:

@@ -322,20 +322,21 @@ def legacy_cube(
     return path
 
 
-def side_by_side_shards(folder: Path, clip: Any, split: int = 20) -> SimpleNamespace:
+def side_by_side_shards(folder: Path, clip: Any, split: int = 20, seed: int = 5) -> SimpleNamespace:
     """One planted cube and the same pixels as two shards side by side (tests/test_session_shards.py).
 
     48 x 48 pixels of 10 m (UTM 32N), chunks of 16: "olive groves" mixed with "sea" (left half) or
-    "a forest" (right half) with a random weight per pixel; row 0 is no-data. ``whole.zarr`` holds them
-    all; ``shards/west.zarr`` the columns before ``split`` and ``shards/east.zarr`` the rest, each on its
-    window of the same grid. Returns a ``SimpleNamespace`` of the paths, grid and embeddings.
+    "a forest" (right half) with a random weight per pixel (drawn with ``seed``); row 0 is no-data.
+    ``whole.zarr`` holds them all; ``shards/west.zarr`` the columns before ``split`` and
+    ``shards/east.zarr`` the rest, each on its window of the same grid. Returns a ``SimpleNamespace`` of
+    the paths, grid and embeddings.
     """
     from landprompt.embedder.cube import write_cube
     from landprompt.geo import Grid
 
     grid = Grid("EPSG:32632", TRANSFORM, (48, 48))
     dual = concept_duals(clip, (CONCEPT, *VERSUS))
-    weight = np.random.default_rng(5).uniform(0, 1, (48, 48, 1))
+    weight = np.random.default_rng(seed).uniform(0, 1, (48, 48, 1))
     emb = unit(weight * dual[0] + (1 - weight) * dual[halves(grid.shape, 24)])
     valid = np.ones(grid.shape, bool)
     valid[0] = False
