@@ -495,3 +495,44 @@ def test_change_refuses_a_later_folder_of_other_shards_in_one_line(shards, later
     assert "\n" not in str(err.value)
     with pytest.raises(BadInputError, match="one cube, not a folder of shards"):
         session.change(later_shards.whole, CONCEPT, versus=VERSUS)
+
+
+def test_overlapping_shard_pairs_take_each_pixel_of_a_change_from_one_pair(
+    shards, later_shards, tiny_clip, cube_data, tmp_path
+) -> None:
+    grid, attrs = shards.grid, cube_data.clip_attrs(tiny_clip)
+    west, east = slice(0, 30), slice(15, 48)  # overlapping in columns 15-29
+    years = {"early": shards.emb, "late": later_shards.emb}
+    for year, emb in years.items():
+        for name, cols in (("west", west), ("z_east", east)):  # in this order
+            values, valid = emb[:, cols].copy(), shards.valid[:, cols].copy()
+            if name == "z_east":
+                values = values[::-1]  # other values than the west shard's in the overlap
+                valid = valid[::-1]
+                if year == "late":
+                    valid[:, :8] = False  # columns 15-22: the later east shard has none
+            write_cube(
+                tmp_path / year / f"{name}.zarr",
+                values,
+                grid.window(slice(0, 48), cols),
+                valid=valid,
+                chunk=16,
+                attrs=attrs,
+            )
+    got = open_session(tmp_path / "early", tiny_clip).change(tmp_path / "late", CONCEPT, versus=VERSUS)
+    pairs = [
+        QuerySession(tmp_path / "early" / f"{n}.zarr", tiny_clip).change(
+            tmp_path / "late" / f"{n}.zarr", CONCEPT, versus=VERSUS
+        )
+        for n in ("west", "z_east")
+    ]
+    w, e = pairs
+    assert not np.allclose(w["p_a"].values[:, 15:23], e["p_a"].values[:, :8], equal_nan=True)
+    assert np.isnan(e["p_b"].values[:, :8]).all() and np.isfinite(e["p_a"].values[:-1, :8]).all()
+    keep = np.isfinite(e["p_a"].values) & np.isfinite(e["p_b"].values)  # the east pair's whole pixels
+    assert keep[1:-1, 8:].all() and not keep[:, :8].any()
+    for name in ("p_a", "p_b", "diff"):  # each pixel of one pair: the east one's where both its maps hold it
+        expected = np.full((48, 48), np.nan, dtype=np.float32)
+        expected[:, west] = w[name].values
+        expected[:, east][keep] = e[name].values[keep]
+        np.testing.assert_allclose(got[name].values, expected, atol=1e-6)

@@ -110,8 +110,9 @@ def change_shards(
 ) -> xr.Dataset:
     """The change map of shards paired earlier/later: :func:`change_map` over the mosaic of the shards.
 
-    ``p_a`` and ``p_b`` are each the mosaic (:func:`~landprompt.geo.mosaic`: where shards overlap the
-    later shard's valid pixels win) of the shards' probabilities, ``diff`` and ``class`` computed from them.
+    ``p_a`` and ``p_b`` are the mosaic (:func:`~landprompt.geo.mosaic`: where shards overlap, the later
+    pair's pixels valid in both years win) of the pairs' probabilities, ``diff`` and ``class`` computed
+    from them.
 
     Args:
         pairs: Each earlier shard, the later shard on its grid, and the window (rows, columns) to map.
