@@ -536,3 +536,21 @@ def test_overlapping_shard_pairs_take_each_pixel_of_a_change_from_one_pair(
         expected[:, west] = w[name].values
         expected[:, east][keep] = e[name].values[keep]
         np.testing.assert_allclose(got[name].values, expected, atol=1e-6)
+
+
+def test_a_change_over_shards_reads_a_given_calibration_file_once(
+    shards, later_shards, tiny_clip, tmp_path, monkeypatch
+) -> None:
+    from landprompt import calibration as calibration_module
+
+    path = tmp_path / "given.json"
+    save_calibration(Calibration("platt", {"a": 2.0, "b": -0.5}), path)
+    loads: list[Path] = []
+    load = calibration_module.load_calibration
+    monkeypatch.setattr(calibration_module, "load_calibration", lambda p: loads.append(Path(p)) or load(p))
+    session = open_session(shards.folder, tiny_clip)
+    got = session.change(later_shards.folder, CONCEPT, versus=VERSUS, calibration=path)
+    assert loads == [path]  # not once for each shard of each year
+    single = change_map(shards.whole, later_shards.whole, session.scorer(CONCEPT, VERSUS), calibration=path)
+    assert loads == [path, path]  # not once for each cube
+    np.testing.assert_allclose(got["diff"].values, single["diff"].values, atol=1e-6)
