@@ -497,6 +497,45 @@ def test_change_refuses_a_later_folder_of_other_shards_in_one_line(shards, later
         session.change(later_shards.whole, CONCEPT, versus=VERSUS)
 
 
+def test_aggregate_reads_only_the_chunks_of_the_shards_a_polygon_reaches(
+    shards, tiny_clip, cube_data, tmp_path, monkeypatch
+) -> None:
+    from landprompt.embedder import cube as cube_module
+
+    folder, attrs = tmp_path / "thirds", cube_data.clip_attrs(tiny_clip)
+    for name, cols in (("a", slice(0, 16)), ("b", slice(16, 32)), ("c", slice(32, 48))):
+        window = shards.grid.window(slice(0, 48), cols)
+        values, valid = shards.emb[:, cols], shards.valid[:, cols]
+        write_cube(folder / f"{name}.zarr", values, window, valid=valid, chunk=16, attrs=attrs)
+    corners = {"top": (2, 2), "bottom": (2, 38), "far": (38, 38)}  # the middle shard lies between them
+    units = Units(
+        list(corners),
+        [polygon(shards.grid, (c, r), (c + 8, r), (c + 8, r + 8), (c, r + 8)) for c, r in corners.values()],
+        shards.grid.crs,
+        id_field="name",
+    )
+    read: list[int] = []
+    raw_reader = cube_module.raw_reader
+
+    def counting(ds: Any) -> Any:
+        reader = raw_reader(ds)
+        return lambda rows, cols: (
+            read.append((rows.stop - rows.start) * (cols.stop - cols.start)) or reader(rows, cols)
+        )
+
+    monkeypatch.setattr(cube_module, "raw_reader", counting)
+    calls: list[tuple[int, int]] = []
+    table = open_session(folder, tiny_clip).aggregate(
+        CONCEPT, units, versus=VERSUS, progress=lambda *a: calls.append(a)
+    )
+    # shard a: its chunks of rows 0-15 and 32-47 within the rows 2-45 of its polygons (not rows 16-31);
+    # shard b: nothing; shard c: the window of the far square
+    assert sorted(read) == [8 * 8, 14 * 8, 14 * 8] and calls[-1] == (sum(read), sum(read))
+    single = QuerySession(shards.whole, tiny_clip).aggregate(CONCEPT, units, versus=VERSUS)
+    pd.testing.assert_frame_equal(table, single, rtol=1e-6)
+    assert table["pixels"].tolist() == [64, 64, 64]
+
+
 def test_overlapping_shard_pairs_take_each_pixel_of_a_change_from_one_pair(
     shards, later_shards, tiny_clip, cube_data, tmp_path
 ) -> None:

@@ -599,7 +599,7 @@ class ShardedSession(_Session):
         """Indicators of a concept per polygon over the shards, as :meth:`QuerySession.aggregate`.
 
         Polygons may straddle shards (:func:`~landprompt.query.aggregate.aggregate_shards`): only the
-        shards the polygons' bounds touch are read, and where shards overlap a pixel counts once (the
+        chunks some polygon's bounds reach are read, and where shards overlap a pixel counts once (the
         later shard's valid pixel, as in :meth:`probability_maps`). The shards must share one grid CRS,
         resolution and pixel lattice. ``calibration=True`` applies each shard's own calibration; a
         calibration or its file applies to all.
