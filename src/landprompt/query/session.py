@@ -36,7 +36,7 @@ from landprompt.embedder.recorded import recorded_clip
 from landprompt.errors import BadInputError
 from landprompt.geo import BBox, Grid, mosaic, parse_bbox
 from landprompt.index.build import default_index_path, sidecar_path
-from landprompt.query.classes import DEFAULT_STYLE, ProgressFn, unit_rows
+from landprompt.query.classes import DEFAULT_STYLE, ProgressFn, unit_classes
 from landprompt.query.search import PlaceTable, merge_places, query_embedding, resolve_index, search_top_k
 from landprompt.query.text import TextTower
 
@@ -220,11 +220,7 @@ class DatasetSession(_Session):
         """
         from landprompt.query.scoring import iter_probabilities
 
-        concepts, background = unit_rows(concepts), unit_rows(background)
-        if concepts.shape[1] != background.shape[1]:
-            raise BadInputError(
-                f"concept has dimension {concepts.shape[1]} but the background has {background.shape[1]}"
-            )
+        concepts, background = unit_classes(concepts, background)
         h, w = rows.stop - rows.start, cols.stop - cols.start
         out = np.empty((h, w, len(concepts)), dtype=np.float32) if out is None else out
         done = 0
