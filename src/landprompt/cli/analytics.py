@@ -25,7 +25,6 @@ from landprompt.cli.common import (
     clip_or_none,
     console,
     err_console,
-    is_shards,
     query_session,
 )
 from landprompt.errors import BadInputError
@@ -84,6 +83,7 @@ def query_change(
     """
     from landprompt.query.change import change_map, change_paths, change_summary, write_change
     from landprompt.query.provenance import provenance_tags, with_cube_b
+    from landprompt.query.session import is_shard_folder
 
     paths = change_paths(out)
     if not png:
@@ -91,8 +91,8 @@ def query_change(
     check_outputs(*paths.values())
     if calibrated and calibration is not None:
         raise BadInputError("give --calibrated (each cube's own calibration) or --calibration FILE, not both")
-    if is_shards(cube_a) != is_shards(cube_b):
-        folder, one = (cube_a, cube_b) if is_shards(cube_a) else (cube_b, cube_a)
+    if is_shard_folder(cube_a) != is_shard_folder(cube_b):
+        folder, one = (cube_a, cube_b) if is_shard_folder(cube_a) else (cube_b, cube_a)
         raise BadInputError(
             f"{folder} is a folder of shards but {one} is one cube: give two cubes, or two folders of "
             "shards (paired by file name)"
@@ -101,7 +101,7 @@ def query_change(
     clip_model = session.text.clip
     calibrate = calibration if calibration is not None else calibrated
     with progress_bar("scoring both cubes", unit="pixels", transient=True, console=err_console) as bar:
-        if is_shards(cube_a):  # each shard paired with the later folder's of its file name
+        if is_shard_folder(cube_a):  # each shard paired with the later folder's of its file name
             ds = session.change(
                 cube_b, prompt, versus or None, threshold, bbox, style, None, calibrate, bar.to
             )
@@ -172,6 +172,7 @@ def query_aggregate(
     """
     from landprompt.query.aggregate import aggregate, read_units, with_unit_fields, write_indicators
     from landprompt.query.provenance import provenance_tags
+    from landprompt.query.session import is_shard_folder
     from landprompt.query.vectors import vector_suffix
 
     if out is not None:
@@ -182,7 +183,7 @@ def query_aggregate(
     clip_model = session.text.clip
     label = f"aggregating over {len(polygons)} polygons"
     with progress_bar(label, unit="pixels", transient=True, console=err_console) as bar:
-        if is_shards(cube):  # polygons may straddle shards: each pixel counted once
+        if is_shard_folder(cube):  # polygons may straddle shards: each pixel counted once
             table = session.aggregate(
                 prompt, polygons, None, threshold, versus or None, style, None, calibrated, bar.to
             )

@@ -183,13 +183,6 @@ def query_session(cube: Path, name: str | None, pretrained: str | None) -> Sessi
     return open_session(cube, clip_or_none(name, pretrained, cube_paths(cube)[0]))
 
 
-def is_shards(path: Path) -> bool:
-    """Whether a path is a folder of cube shards (:func:`~landprompt.query.session.cube_paths`)."""
-    from landprompt.query.session import cube_paths
-
-    return cube_paths(path) != [path]
-
-
 def named_clip(
     name: str,
     pretrained: str | None,

@@ -576,7 +576,7 @@ class ShardedSession(_Session):
         other = later if isinstance(later, ShardedSession) else open_session(later)
         if not isinstance(other, ShardedSession):
             raise BadInputError(f"{later} is one cube, not a folder of shards: give the later folder")
-        pairs = _paired(self, other)
+        pairs = paired_shards(self, other)
         touched = self._windows(bbox)
         return change_shards(
             [(shard.ds, pairs[cube].ds, rows, cols) for cube, shard, rows, cols in touched],
@@ -679,8 +679,17 @@ def cube_paths(path: str | os.PathLike[str]) -> list[Path]:
     return [path]
 
 
-def _paired(earlier: ShardedSession, later: ShardedSession) -> dict[Path, QuerySession]:
-    """The later shard of each earlier shard's path: the one of the same file name."""
+def is_shard_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether a path is a folder of shards rather than one cube (see :func:`cube_paths`)."""
+    return cube_paths(path) != [Path(path)]
+
+
+def paired_shards(earlier: ShardedSession, later: ShardedSession) -> dict[Path, QuerySession]:
+    """The later shard of each earlier shard's path: the one of the same file name.
+
+    Raises:
+        BadInputError: If the two sessions' shards are not named alike.
+    """
     names = [path.name for path in earlier.cubes]
     theirs = {path.name: shard for path, shard in zip(later.cubes, later.shards, strict=True)}
     if sorted(names) != sorted(theirs) or len(set(names)) != len(names):
