@@ -155,3 +155,83 @@ def test_aggregate_over_a_folder_is_the_uncut_cubes(shards, tmp_path) -> None:
     pd.testing.assert_frame_equal(tables["folder"], tables["whole"], rtol=1e-6)
     assert list(tables["folder"]["name"]) == ["straddle", "west", "east", "past"]
     assert (tables["folder"]["pixels"] > 0).all()
+
+
+# --- batch files ----------------------------------------------------------------------------------
+
+
+def run_batch(tmp_path: Path, name: str, **keys: Any) -> Path:
+    """Run a batch of one concept (``keys`` complete it) in ``tmp_path/name``; its output folder."""
+    from landprompt.batch.run import run_jobs
+    from landprompt.batch.spec import parse_batch
+
+    data = {"out": name, "concepts": [{"prompt": CONCEPT, "versus": ["sea", "a forest"]}], **keys}
+    report = run_jobs(parse_batch(data, tmp_path), progress=False)
+    assert report.ok, report.failed
+    return tmp_path / name
+
+
+def test_a_batch_on_folders_writes_the_uncut_cubes_outputs(shards, later, tmp_path) -> None:
+    units = units_geojson(shards.grid, tmp_path / "units.geojson")
+    across = {"name": "across", "bbox": lonlat_box(shards.grid, slice(5, 15), slice(12, 30))}
+    cog = {"formats": ["cog"]}
+    for cube, cube_b, name in (
+        (shards.folder, later.folder, "folders"),
+        (shards.whole, later.whole, "whole"),
+    ):
+        run_batch(tmp_path, f"map-{name}", cube=str(cube), areas=[across], defaults=cog)
+        run_batch(tmp_path, f"change-{name}", kind="change", cube=str(cube), cube_b=str(cube_b), defaults=cog)
+        run_batch(
+            tmp_path, f"agg-{name}", kind="aggregate", cube=str(cube), units=str(units), id_field="name"
+        )
+    for made in (
+        "map-{}/across/olive-groves.tif",
+        "change-{}/all/olive-groves.tif",
+        "change-{}/all/olive-groves_class.tif",
+    ):
+        mosaic, tags, transform = read(tmp_path / made.format("folders"))
+        single, _, single_transform = read(tmp_path / made.format("whole"))
+        np.testing.assert_allclose(mosaic, single, atol=1e-6)
+        assert transform == single_transform and np.isfinite(mosaic).any()
+    assert json.loads(tags["landprompt_cube_b_shards"]) == ["east.zarr", "west.zarr"]
+    tables = [pd.read_csv(tmp_path / f"agg-{name}/units/olive-groves.csv") for name in ("folders", "whole")]
+    pd.testing.assert_frame_equal(*tables, rtol=1e-6)
+    assert len(tables[0]) == 4 and (tables[0]["pixels"] > 0).all()
+
+
+def test_a_batch_refuses_a_folder_where_it_takes_one_cube_in_one_line(shards, later, tmp_path) -> None:
+    from landprompt.batch.spec import parse_batch
+    from landprompt.errors import BadInputError
+
+    base = {"out": "o", "concepts": [CONCEPT]}
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    (renamed / "west.zarr").symlink_to(later.west, target_is_directory=True)
+    (renamed / "north.zarr").symlink_to(later.east, target_is_directory=True)
+    refused = {
+        "folder of shards: kind points takes one cube": {
+            "kind": "points",
+            "cube": shards.folder,
+            "points": "p.csv",
+        },
+        "cube_b: .* is one cube but cube is a folder of shards: give two cubes, or two folders": {
+            "kind": "change",
+            "cube": shards.folder,
+            "cube_b": later.whole,
+        },
+        "cube_b: .* is a folder of shards but cube is one cube": {
+            "kind": "change",
+            "cube": shards.whole,
+            "cube_b": later.folder,
+        },
+        "cube_b: the later shards are not named as the earlier ones": {
+            "kind": "change",
+            "cube": shards.folder,
+            "cube_b": renamed,
+        },
+    }
+    for message, keys in refused.items():
+        with pytest.raises(BadInputError, match=message) as err:
+            parse_batch({**base, **{k: str(v) for k, v in keys.items()}}, tmp_path)
+        assert "\n" not in str(err.value)
+    assert not (tmp_path / "o").exists()
