@@ -266,15 +266,16 @@ def _session(job: Job) -> Session:
 def _provenance(job: Job) -> dict[str, str]:
     """Provenance tags of a job's outputs."""
     from landprompt.query.provenance import provenance_tags, with_cube_b
+    from landprompt.query.session import cube_paths
 
     spec = job.spec
     applied = None
     if spec.defaults.calibrated:  # a prompt with no letter or digit has no calibration file name
         applied = str(calibration_path(spec.cube, job.prompt)) if isinstance(job, MapJob) else "cube"
     tags = provenance_tags(
-        spec.cube, _clip(spec.clip), job.prompt, job.background, spec.defaults.style, applied
+        cube_paths(spec.cube), _clip(spec.clip), job.prompt, job.background, spec.defaults.style, applied
     )
-    return with_cube_b(tags, spec.cube_b) if spec.cube_b is not None else tags
+    return with_cube_b(tags, cube_paths(spec.cube_b)) if spec.cube_b is not None else tags
 
 
 def _clip(keys: ClipKeys | None) -> ClipModel:

@@ -83,7 +83,7 @@ def query_change(
     """
     from landprompt.query.change import change_map, change_paths, change_summary, write_change
     from landprompt.query.provenance import provenance_tags, with_cube_b
-    from landprompt.query.session import is_shard_folder
+    from landprompt.query.session import cube_paths, is_shard_folder
 
     paths = change_paths(out)
     if not png:
@@ -119,8 +119,9 @@ def query_change(
                 progress=bar.to,
             )
     applied = str(calibration) if calibration is not None else ("cube" if calibrated else None)
-    tags = provenance_tags(cube_a, clip_model, prompt, versus, style, applied)
-    written = write_change(ds, paths, title=f"change in P({prompt})", tags=with_cube_b(tags, cube_b))
+    tags = provenance_tags(cube_paths(cube_a), clip_model, prompt, versus, style, applied)
+    tags = with_cube_b(tags, cube_paths(cube_b))  # of folders: the folders, their shards and hashes
+    written = write_change(ds, paths, title=f"change in P({prompt})", tags=tags)
     summary = change_summary(ds)
     table = Table(title=f"change in P({prompt}), threshold {threshold:g}")
     table.add_column("class")
@@ -172,7 +173,7 @@ def query_aggregate(
     """
     from landprompt.query.aggregate import aggregate, read_units, with_unit_fields, write_indicators
     from landprompt.query.provenance import provenance_tags
-    from landprompt.query.session import is_shard_folder
+    from landprompt.query.session import cube_paths, is_shard_folder
     from landprompt.query.vectors import vector_suffix
 
     if out is not None:
@@ -203,7 +204,7 @@ def query_aggregate(
         table = with_unit_fields(table, polygons)
     if out is not None:
         applied = "cube" if calibrated else None
-        tags = provenance_tags(cube, clip_model, prompt, versus, style, applied)
+        tags = provenance_tags(cube_paths(cube), clip_model, prompt, versus, style, applied)
         write_indicators(table, out, polygons, metadata=tags)
         console.print(f"wrote indicators of {len(table)} polygons to {out}")
         return

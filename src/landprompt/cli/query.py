@@ -141,6 +141,7 @@ def query_map(
     """
     from landprompt.query.maps import check_html_size, write_cog, write_html, write_png
     from landprompt.query.provenance import provenance_tags
+    from landprompt.query.session import cube_paths
 
     if out.suffix.lower() not in (".tif", ".tiff"):
         from landprompt.errors import BadInputError
@@ -157,7 +158,7 @@ def query_map(
         check_html_size(session.map_grid(bbox).shape)
     with progress_bar("scoring", unit="pixels", transient=True, console=err_console) as bar:
         prob = session.probability_map(prompt, versus or None, bbox, style, progress=bar.to)
-    tags = provenance_tags(cube, session.text.clip, prompt, versus, style)
+    tags = provenance_tags(cube_paths(cube), session.text.clip, prompt, versus, style)  # shards named
     prob.attrs.update(tags)  # the PNG and HTML carry them too
     written = [write_cog(prob, out, dtype=dtype, tags=tags)]
     if qml:

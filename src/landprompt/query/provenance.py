@@ -38,8 +38,9 @@ def provenance_tags(
     """Tags naming the inputs and settings of a map.
 
     Args:
-        cube: The cube's path, the Dataset from ``open_cube`` (its source path is recorded), a folder of
-            shards or a list of shards (see :func:`source_tags`).
+        cube: The cube's path, the Dataset from ``open_cube`` (its source path is recorded), or the
+            list of a folder's shards (:func:`~landprompt.query.session.cube_paths`; see
+            :func:`source_tags`).
         clip: The CLIP model whose text tower encoded the prompts.
         concept: The concept in plain words.
         versus: Background prompts; ``None`` records the shipped land-cover vocabulary.
@@ -54,7 +55,7 @@ def provenance_tags(
     from landprompt.embedder.cube import open_cube
     from landprompt.query.classes import default_vocabulary
 
-    ds = cube if isinstance(cube, xr.Dataset) else open_cube(_shards(cube)[0])
+    ds = cube if isinstance(cube, xr.Dataset) else open_cube(_shards(cube)[0])  # the first shard's
     background = list(versus) if versus else default_vocabulary()
     values = {
         "encoder": str(ds.attrs.get("model") or "unknown (the cube does not record it)"),
@@ -77,10 +78,11 @@ def source_tags(
 ) -> dict[str, str]:
     """The tags naming the cube (or shards) a product was made from: ``landprompt_<key>`` and more.
 
-    One cube (a path, or a Dataset from ``open_cube``): ``<key>`` is its absolute path and
-    ``<key>_content_hash`` its content hash. Several shards (a folder of them, or a list): ``<key>`` is
-    their folder, ``<key>_content_hash`` their content hashes and ``<key>_shards`` their file names (JSON
-    lists, in the shards' order).
+    One cube (a path, a list of one, or a Dataset from ``open_cube``): ``<key>`` is its absolute path and
+    ``<key>_content_hash`` its content hash. Several shards (a list, e.g. a folder's
+    :func:`~landprompt.query.session.cube_paths`): ``<key>`` is the first one's folder,
+    ``<key>_content_hash`` their content hashes and ``<key>_shards`` their file names (JSON lists, in
+    the shards' order).
     """
     if isinstance(cube, xr.Dataset):
         source = str(cube.encoding.get("source", ""))
@@ -94,9 +96,8 @@ def source_tags(
             PREFIX + key: os.path.abspath(shards[0]),
             PREFIX + f"{key}_content_hash": _content_hash(shards[0]),
         }
-    folder = cube if isinstance(cube, (str, os.PathLike)) else Path(shards[0]).parent
     return {
-        PREFIX + key: os.path.abspath(folder),
+        PREFIX + key: os.path.abspath(shards[0].parent),
         PREFIX + f"{key}_content_hash": json.dumps([_content_hash(c) for c in shards]),
         PREFIX + f"{key}_shards": json.dumps([Path(c).name for c in shards]),
     }
@@ -105,7 +106,7 @@ def source_tags(
 def with_cube_b(
     tags: Mapping[str, str], cube_b: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 ) -> dict[str, str]:
-    """The tags of a change map: cube A's ``tags`` plus cube B's (or its shards') as :func:`source_tags`."""
+    """The tags of a change map: cube A's ``tags`` plus cube B's (a cube, or a list of shards)."""
     return {**tags, **source_tags(cube_b, "cube_b")}
 
 
@@ -126,10 +127,8 @@ def provenance_of(attrs: Mapping[str, object]) -> dict[str, str]:
 
 
 def _shards(cube: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """A cube path, the shards of a folder (:func:`~landprompt.query.session.cube_paths`), or a list."""
-    from landprompt.query.session import cube_paths
-
-    return cube_paths(cube) if isinstance(cube, (str, os.PathLike)) else [Path(c) for c in cube]
+    """A cube path, or a list of shards, as a list of paths."""
+    return [Path(cube)] if isinstance(cube, (str, os.PathLike)) else [Path(c) for c in cube]
 
 
 def _content_hash(cube: str | os.PathLike[str] | xr.Dataset) -> str:
