@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from landprompt.batch.spec import ClipKeys, ConceptKeys, JobSpec
     from landprompt.embedder.clip import ClipModel
     from landprompt.geo import BBox
+    from landprompt.query.session import Session
 
 _LOCK = threading.Lock()  # one model load or text encoding at a time per process (threaded workers)
 _PYPLOT_LOCK = threading.Lock()  # the PNGs are drawn with pyplot, which is not thread-safe
@@ -129,16 +130,28 @@ class ChangeJob(Job):
     def make(self, todo: dict[str, Path]) -> None:
         """Score both cubes and write the change map."""
         from landprompt.query.change import change_map, write_change
+        from landprompt.query.session import ShardedSession
 
-        spec = self.spec
-        ds = change_map(
-            spec.cube,
-            cast(Path, spec.cube_b),
-            _scorer(self),
-            threshold=self.threshold,
-            bbox=self.bbox,
-            calibration=spec.defaults.calibrated,
-        )
+        spec, scorer, session = self.spec, _scorer(self), _session(self)
+        if isinstance(session, ShardedSession):  # each shard paired with cube_b's of its file name
+            ds = session.change(
+                cast(Path, spec.cube_b),
+                self.prompt,
+                self.versus,
+                self.threshold,
+                self.bbox,
+                spec.defaults.style,
+                calibration=spec.defaults.calibrated,
+            )
+        else:
+            ds = change_map(
+                spec.cube,
+                cast(Path, spec.cube_b),
+                scorer,
+                threshold=self.threshold,
+                bbox=self.bbox,
+                calibration=spec.defaults.calibrated,
+            )
         with _PYPLOT_LOCK:
             write_change(ds, todo, title=self.title, tags=_provenance(self))
 
@@ -151,12 +164,18 @@ class AggregateJob(Job):
     def make(self, todo: dict[str, Path]) -> None:
         """Score the polygons and write the table in each format."""
         from landprompt.query.aggregate import aggregate, read_units, write_indicators
+        from landprompt.query.session import ShardedSession
 
-        spec = self.spec
+        spec, scorer, session = self.spec, _scorer(self), _session(self)
         units = read_units(cast(Path, spec.units), spec.id_field)
-        table = aggregate(
-            spec.cube, _scorer(self), units, threshold=self.threshold, calibration=spec.defaults.calibrated
-        )
+        calibration = spec.defaults.calibrated
+        if isinstance(session, ShardedSession):  # polygons may straddle shards: each pixel counted once
+            style = spec.defaults.style
+            table = session.aggregate(
+                self.prompt, units, None, self.threshold, self.versus, style, calibration=calibration
+            )
+        else:
+            table = aggregate(spec.cube, scorer, units, threshold=self.threshold, calibration=calibration)
         for path in todo.values():
             write_indicators(table, path, units, metadata=_provenance(self))
 
@@ -227,28 +246,36 @@ def _probability(job: MapJob) -> xr.DataArray:
 
 
 def _scorer(job: Job, calibration: Calibration | None = None) -> ConceptScorer:
-    """The job's concept scorer (:meth:`QuerySession.scorer`); each prompt is encoded once per process."""
+    """The job's concept scorer (:meth:`QuerySession.scorer`); each prompt is encoded once per process.
+
+    The prompts are encoded under the lock: a sharded session's ``change`` and ``aggregate`` that follow
+    find them in its text tower.
+    """
+    session = _session(job)
+    with _LOCK:
+        return session.scorer(job.prompt, job.versus, job.spec.defaults.style, calibration)
+
+
+def _session(job: Job) -> Session:
+    """The query session of the job's cube or folder of shards, with the batch's CLIP model."""
     from landprompt.query.session import open_session
 
-    clip = _clip(job.spec.clip)
-    with _LOCK:
-        return open_session(job.spec.cube, clip).scorer(
-            job.prompt, job.versus, job.spec.defaults.style, calibration
-        )
+    return open_session(job.spec.cube, _clip(job.spec.clip))
 
 
 def _provenance(job: Job) -> dict[str, str]:
     """Provenance tags of a job's outputs."""
     from landprompt.query.provenance import provenance_tags, with_cube_b
+    from landprompt.query.session import cube_paths
 
     spec = job.spec
     applied = None
     if spec.defaults.calibrated:  # a prompt with no letter or digit has no calibration file name
         applied = str(calibration_path(spec.cube, job.prompt)) if isinstance(job, MapJob) else "cube"
     tags = provenance_tags(
-        spec.cube, _clip(spec.clip), job.prompt, job.background, spec.defaults.style, applied
+        cube_paths(spec.cube), _clip(spec.clip), job.prompt, job.background, spec.defaults.style, applied
     )
-    return with_cube_b(tags, spec.cube_b) if spec.cube_b is not None else tags
+    return with_cube_b(tags, cube_paths(spec.cube_b)) if spec.cube_b is not None else tags
 
 
 def _clip(keys: ClipKeys | None) -> ClipModel:

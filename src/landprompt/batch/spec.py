@@ -12,17 +12,19 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
-from landprompt.embedder.cube import cube_grid, open_cube
 from landprompt.errors import BadInputError
 from landprompt.files import slugify
 from landprompt.geo import BBox, parse_bbox
 from landprompt.query.classes import DEFAULT_STYLE
 from landprompt.query.maps import HTML_MAX_PIXELS, check_html_size
 from landprompt.schema import FilePath, Flag, Section, Text, checked, key, read_yaml, validated
+
+if TYPE_CHECKING:
+    from landprompt.query.session import Session
 
 #: Output formats each kind can write, and those it writes by default.
 KIND_FORMATS = {
@@ -142,8 +144,14 @@ class JobSpec(_Keys):
     kind: Literal["map", "change", "aggregate", "points"] = key(
         "map", "What every job makes: map, change, aggregate or points.", title="job kind"
     )
-    cube: FilePath = key(..., "The embedding cube (.zarr), relative to the file's folder.")
-    cube_b: FilePath | None = key(None, "[change] The later cube, on the same grid.")
+    cube: FilePath = key(
+        ...,
+        "The embedding cube (.zarr), relative to the file's folder; for map, change and aggregate also a "
+        "folder of cube shards (the mosaic of its *.zarr).",
+    )
+    cube_b: FilePath | None = key(
+        None, "[change] The later cube, on the same grid (a folder of shards: named as cube's shards)."
+    )
     units: FilePath | None = key(None, "[aggregate] GeoJSON or GeoPackage polygons.")
     id_field: Text | None = key(None, "[aggregate] Property naming each polygon (default: feature id).")
     points: FilePath | None = key(None, "[points] CSV with lon, lat (WGS84) and a presence label.")
@@ -234,14 +242,16 @@ class JobSpec(_Keys):
         from landprompt.calibration import calibration_path, load_calibration
         from landprompt.evaluate.points import read_points
         from landprompt.query.aggregate import read_units
-        from landprompt.query.change import check_same_grid
+        from landprompt.query.session import ShardedSession, cube_paths, open_session
 
         paths = {name: getattr(self, name) for name in ("cube", "cube_b", "units", "points", "out")}
         spec = self.model_copy(update={k: (base / v.expanduser()).absolute() for k, v in paths.items() if v})
         with _at("cube"):
-            ds = open_cube(spec.cube)
+            session = open_session(spec.cube)  # one cube, or a folder of shards in one CLIP space
+            if spec.kind == "points" and isinstance(session, ShardedSession):
+                raise BadInputError(f"{spec.cube} is a folder of shards: kind points takes one cube")
         reads: dict[str, Callable[[Path], Any]] = {
-            "cube_b": lambda path: check_same_grid(ds, open_cube(path)),
+            "cube_b": lambda path: _check_later(session, path),
             "units": lambda path: read_units(path, spec.id_field),
             "points": lambda path: read_points(path, spec.label_field),
         }
@@ -251,22 +261,51 @@ class JobSpec(_Keys):
                     read(getattr(spec, name))
         if spec.out.exists() and not spec.out.is_dir():
             raise BadInputError(f"out: {spec.out} exists and is not a folder")
-        grid, areas = cube_grid(ds), []
+        areas = []
         for i, area in enumerate(spec.regions):
             where = f"areas[{i}]" if spec.areas else "areas"
             with _at(f"{where}.bbox"):
                 bbox = None if area.bbox is None else _bbox(area.bbox, base)
-                window = grid.window(*grid.slices_of_bbox(bbox)) if bbox else grid
+                window = session.map_grid(bbox)  # of a folder: the mosaic of the shards the box touches
             areas.append(area.model_copy(update={"bbox": bbox}))
             if "html" in spec.formats:
                 with _at(where, hint="; or drop html from defaults.formats"):
                     check_html_size(window.shape, HTML_MAX_PIXELS)
+        inputs = [path for path in (spec.cube, spec.cube_b) if path is not None]
+        if spec.kind != "map":  # change and aggregate over shards apply each shard's own calibration
+            inputs = [shard for path in inputs for shard in cube_paths(path)]
         with _at("defaults.calibrated"):
             for concept in spec.concepts if spec.defaults.calibrated else []:
-                for cube in filter(None, (spec.cube, spec.cube_b)):
+                for cube in inputs:
                     load_calibration(calibration_path(cube, concept.prompt))
-        clip = _checked_clip(spec.clip, base) if spec.clip else _clip_of_cube(ds.attrs)
+        attrs = (session.shards[0] if isinstance(session, ShardedSession) else session).ds.attrs
+        clip = _checked_clip(spec.clip, base) if spec.clip else _clip_of_cube(attrs)
         return spec.model_copy(update={"clip": clip, "areas": areas if spec.areas else None})
+
+
+def _check_later(earlier: Session, later: Path) -> None:
+    """Check the later input of a change against the earlier one (a cube or a folder of shards).
+
+    A cube must be on the earlier cube's grid; a folder must hold shards named as the earlier folder's,
+    each on its earlier shard's grid.
+    """
+    from landprompt.query.change import check_same_grid
+    from landprompt.query.session import ShardedSession, open_session, paired_shards
+
+    other = open_session(later)
+    if not isinstance(earlier, ShardedSession) and not isinstance(other, ShardedSession):
+        check_same_grid(earlier.ds, other.ds)
+    elif isinstance(earlier, ShardedSession) and isinstance(other, ShardedSession):
+        pairs = paired_shards(earlier, other)
+        for path, shard in zip(earlier.cubes, earlier.shards, strict=True):
+            check_same_grid(shard.ds, pairs[path].ds)
+    else:
+        kinds = ("one cube", "a folder of shards")
+        raise BadInputError(
+            f"{later} is {kinds[isinstance(other, ShardedSession)]} but cube is "
+            f"{kinds[isinstance(earlier, ShardedSession)]}: give two cubes, or two folders of shards "
+            "(paired by file name)"
+        )
 
 
 #: Keys (top level or in defaults) that only some kinds take: those whose description starts ``[kind, ...]``.

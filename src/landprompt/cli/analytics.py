@@ -15,6 +15,7 @@ from rich.table import Table
 from landprompt.cli.common import (
     BBoxOption,
     CubeArgument,
+    CubesArgument,
     FitMethod,
     PretrainedOption,
     PromptArgument,
@@ -24,6 +25,7 @@ from landprompt.cli.common import (
     clip_or_none,
     console,
     err_console,
+    query_session,
 )
 from landprompt.errors import BadInputError
 from landprompt.progress import progress_bar
@@ -42,8 +44,13 @@ CalibratedOption = Annotated[
 
 
 def query_change(
-    cube_a: Annotated[Path, typer.Argument(help="The earlier embedding cube (.zarr).")],
-    cube_b: Annotated[Path, typer.Argument(help="The later embedding cube, on the same grid.")],
+    cube_a: Annotated[
+        Path, typer.Argument(help="The earlier embedding cube (.zarr), or a folder of cube shards.")
+    ],
+    cube_b: Annotated[
+        Path,
+        typer.Argument(help="The later cube, on the same grid (or folder of shards, paired by file name)."),
+    ],
     prompt: PromptArgument,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output COG of the change (.tif).")],
     threshold: Annotated[
@@ -67,13 +74,16 @@ def query_change(
 ) -> None:
     """Change map of a prompt between two cubes: OUT (p_b - p_a), OUT_class.tif (0 stable, 1 gain, 2 loss).
 
+    Two folders of shards give the change over the mosaic of their shards, paired by file name.
+
     Examples:
         landprompt query change cube2019.zarr cube2024.zarr "olive groves" -o olives_change.tif --png
+
+        landprompt query change europe2019/ europe2024/ "olive groves" -o olives_change.tif
     """
-    from landprompt.embedder.cube import open_cube
     from landprompt.query.change import change_map, change_paths, change_summary, write_change
-    from landprompt.query.classes import clip_for_cube
     from landprompt.query.provenance import provenance_tags, with_cube_b
+    from landprompt.query.session import cube_paths, is_shard_folder
 
     paths = change_paths(out)
     if not png:
@@ -81,22 +91,36 @@ def query_change(
     check_outputs(*paths.values())
     if calibrated and calibration is not None:
         raise BadInputError("give --calibrated (each cube's own calibration) or --calibration FILE, not both")
-    clip_model = clip_or_none(clip, pretrained, cube_a) or clip_for_cube(open_cube(cube_a))
-    with progress_bar("scoring both cubes", unit="pixels", transient=True, console=err_console) as bar:
-        ds = change_map(
-            cube_a,
-            cube_b,
-            prompt,
-            versus=versus or None,
-            clip=clip_model,
-            threshold=threshold,
-            bbox=bbox,
-            style=style,
-            calibration=calibration if calibration is not None else calibrated,
-            progress=bar.to,
+    if is_shard_folder(cube_a) != is_shard_folder(cube_b):
+        folder, one = (cube_a, cube_b) if is_shard_folder(cube_a) else (cube_b, cube_a)
+        raise BadInputError(
+            f"{folder} is a folder of shards but {one} is one cube: give two cubes, or two folders of "
+            "shards (paired by file name)"
         )
+    session = query_session(cube_a, clip, pretrained)
+    clip_model = session.text.clip
+    calibrate = calibration if calibration is not None else calibrated
+    with progress_bar("scoring both cubes", unit="pixels", transient=True, console=err_console) as bar:
+        if is_shard_folder(cube_a):  # each shard paired with the later folder's of its file name
+            ds = session.change(
+                cube_b, prompt, versus or None, threshold, bbox, style, None, calibrate, bar.to
+            )
+        else:
+            ds = change_map(
+                cube_a,
+                cube_b,
+                prompt,
+                versus or None,
+                clip_model,
+                threshold,
+                bbox,
+                style,
+                calibration=calibrate,
+                progress=bar.to,
+            )
     applied = str(calibration) if calibration is not None else ("cube" if calibrated else None)
-    tags = with_cube_b(provenance_tags(cube_a, clip_model, prompt, versus, style, applied), cube_b)
+    tags = provenance_tags(cube_paths(cube_a), clip_model, prompt, versus, style, applied)
+    tags = with_cube_b(tags, cube_paths(cube_b))  # of folders: the folders, their shards and hashes
     written = write_change(ds, paths, title=f"change in P({prompt})", tags=tags)
     summary = change_summary(ds)
     table = Table(title=f"change in P({prompt}), threshold {threshold:g}")
@@ -111,7 +135,7 @@ def query_change(
 
 
 def query_aggregate(
-    cube: CubeArgument,
+    cube: CubesArgument,
     prompt: PromptArgument,
     units: Annotated[Path, typer.Option("--units", help="Polygons: GeoJSON, GeoPackage (NUTS, LAU, ...).")],
     id_field: Annotated[
@@ -140,37 +164,47 @@ def query_aggregate(
 ) -> None:
     """Indicators of a prompt per polygon: mean probability, expected area, area above a threshold.
 
+    CUBE may be a folder of cube shards: polygons may straddle shards, and a pixel counts once.
+
     Examples:
         landprompt query aggregate cube.zarr "olive groves" --units nuts3.gpkg -o olives.gpkg
+
+        landprompt query aggregate europe/ "olive groves" --units nuts3.gpkg --id-field NUTS_ID -o olives.csv
     """
-    from landprompt.embedder.cube import open_cube
     from landprompt.query.aggregate import aggregate, read_units, with_unit_fields, write_indicators
-    from landprompt.query.classes import clip_for_cube
     from landprompt.query.provenance import provenance_tags
+    from landprompt.query.session import cube_paths, is_shard_folder
     from landprompt.query.vectors import vector_suffix
 
     if out is not None:
         vector_suffix(out, "indicators")
     check_outputs(out)
     polygons = read_units(units, id_field, layer)
-    clip_model = clip_or_none(clip, pretrained, cube) or clip_for_cube(open_cube(cube))
+    session = query_session(cube, clip, pretrained)
+    clip_model = session.text.clip
     label = f"aggregating over {len(polygons)} polygons"
     with progress_bar(label, unit="pixels", transient=True, console=err_console) as bar:
-        table = aggregate(
-            cube,
-            prompt,
-            polygons,
-            threshold=threshold,
-            versus=versus or None,
-            clip=clip_model,
-            style=style,
-            calibration=calibrated,
-            progress=bar.to,
-        )
+        if is_shard_folder(cube):  # polygons may straddle shards: each pixel counted once
+            table = session.aggregate(
+                prompt, polygons, None, threshold, versus or None, style, None, calibrated, bar.to
+            )
+        else:
+            table = aggregate(
+                cube,
+                prompt,
+                polygons,
+                threshold=threshold,
+                versus=versus or None,
+                clip=clip_model,
+                style=style,
+                calibration=calibrated,
+                progress=bar.to,
+            )
     if keep_fields:
         table = with_unit_fields(table, polygons)
     if out is not None:
-        tags = provenance_tags(cube, clip_model, prompt, versus, style, "cube" if calibrated else None)
+        applied = "cube" if calibrated else None
+        tags = provenance_tags(cube_paths(cube), clip_model, prompt, versus, style, applied)
         write_indicators(table, out, polygons, metadata=tags)
         console.print(f"wrote indicators of {len(table)} polygons to {out}")
         return

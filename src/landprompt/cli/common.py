@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
     from landprompt.embedder.clip import ClipModel
+    from landprompt.query.session import Session
 
 console = Console()
 err_console = Console(stderr=True)
@@ -106,6 +107,9 @@ ZarrFormatOption = Annotated[
     ),
 ]
 CubeArgument = Annotated[Path, typer.Argument(help="Embedding cube (.zarr).")]
+CubesArgument = Annotated[
+    Path, typer.Argument(help="Embedding cube (.zarr), or a folder of cube shards (*.zarr in it).")
+]
 PromptArgument = Annotated[str, typer.Argument(help="The concept in plain words, e.g. 'olive groves'.")]
 BBoxOption = Annotated[str | None, bbox_option()]
 BBoxArgument = Annotated[str, typer.Argument(help=BBOX_HELP)]
@@ -166,6 +170,17 @@ def clip_or_none(
 
         same_width(model, ds, cube or "")  # before any scoring or output
     return model
+
+
+def query_session(cube: Path, name: str | None, pretrained: str | None) -> Session:
+    """The query session of a cube or a folder of shards, with the CLIP model of ``--clip``/``--pretrained``.
+
+    Without ``--clip`` the text tower is the model the cube (the shards) names, loaded when a prompt needs
+    it; with it, the model is checked against the (first) shard as :func:`clip_or_none` checks a cube.
+    """
+    from landprompt.query.session import cube_paths, open_session
+
+    return open_session(cube, clip_or_none(name, pretrained, cube_paths(cube)[0]))
 
 
 def named_clip(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -11,7 +11,7 @@ from rich.table import Table
 from landprompt.cli.analytics import query_aggregate, query_change
 from landprompt.cli.common import (
     BBoxOption,
-    CubeArgument,
+    CubesArgument,
     MapDtype,
     PretrainedOption,
     PromptArgument,
@@ -21,6 +21,7 @@ from landprompt.cli.common import (
     clip_or_none,
     console,
     err_console,
+    query_session,
     sub_app,
 )
 from landprompt.progress import progress_bar
@@ -30,7 +31,7 @@ app = sub_app("Text prompts -> probability maps and top-k places.")
 
 @app.command("topk")
 def query_topk(
-    cube: CubeArgument,
+    cube: CubesArgument,
     prompt: PromptArgument,
     k: Annotated[int, typer.Option("-k", min=1, help="Number of places.")] = 20,
     min_distance: Annotated[
@@ -108,7 +109,7 @@ def query_topk(
 
 @app.command("map")
 def query_map(
-    cube: CubeArgument,
+    cube: CubesArgument,
     prompt: PromptArgument,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output COG (.tif).")],
     bbox: BBoxOption = None,
@@ -128,22 +129,25 @@ def query_map(
 ) -> None:
     """Probability map of a prompt: a COG, optionally a PNG quicklook, an HTML map and a QGIS style.
 
+    CUBE may be a folder of cube shards: the map is then the mosaic of the shards (those the bbox
+    touches), and its provenance names the folder, the shards and their content hashes.
+
     Examples:
         landprompt query map cube.zarr "olive groves" -o olives.tif --png --html --qml
 
         landprompt query map cube.zarr "vineyards" -o vines.tif --versus "olive groves" --dtype uint8
+
+        landprompt query map europe/ "olive groves" -o olives.tif --bbox "-9.5,36,3.5,44"
     """
-    from landprompt.embedder.cube import open_cube
-    from landprompt.query.classes import clip_for_cube
     from landprompt.query.maps import check_html_size, write_cog, write_html, write_png
-    from landprompt.query.probability import probability_map
     from landprompt.query.provenance import provenance_tags
+    from landprompt.query.session import cube_paths
 
     if out.suffix.lower() not in (".tif", ".tiff"):
         from landprompt.errors import BadInputError
 
         raise BadInputError(f"--out must be a .tif file, got {out.name!r}")
-    ds = open_cube(cube)
+    session = query_session(cube, clip, pretrained)
     check_outputs(
         out,
         out.with_suffix(".qml") if qml else None,
@@ -151,13 +155,10 @@ def query_map(
         out.with_suffix(".html") if html else None,
     )
     if html:
-        check_html_size(_map_shape(ds, bbox))
-    clip_model = clip_or_none(clip, pretrained, cube) or clip_for_cube(ds)
+        check_html_size(session.map_grid(bbox).shape)
     with progress_bar("scoring", unit="pixels", transient=True, console=err_console) as bar:
-        prob = probability_map(
-            ds, prompt, versus=versus or None, bbox=bbox, clip=clip_model, style=style, progress=bar.to
-        )
-    tags = provenance_tags(cube, clip_model, prompt, versus, style)
+        prob = session.probability_map(prompt, versus or None, bbox, style, progress=bar.to)
+    tags = provenance_tags(cube_paths(cube), session.text.clip, prompt, versus, style)  # shards named
     prob.attrs.update(tags)  # the PNG and HTML carry them too
     written = [write_cog(prob, out, dtype=dtype, tags=tags)]
     if qml:
@@ -232,17 +233,6 @@ def query_export(
         err_console.print(f"[red]failed[/red] {key}: {message}")
     if not report.ok:
         raise typer.Exit(1)
-
-
-def _map_shape(ds: Any, bbox: str | None) -> tuple[int, int]:
-    """(rows, cols) of the map ``query map`` will write for a cube and an optional bbox."""
-    from landprompt.embedder.cube import cube_grid
-
-    grid = cube_grid(ds)
-    if bbox is None:
-        return grid.rows, grid.cols
-    rows, cols = grid.slices_of_bbox(bbox)
-    return rows.stop - rows.start, cols.stop - cols.start
 
 
 app.command("change")(query_change)

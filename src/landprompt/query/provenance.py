@@ -28,7 +28,7 @@ PREFIX = "landprompt_"
 
 
 def provenance_tags(
-    cube: str | os.PathLike[str] | xr.Dataset,
+    cube: str | os.PathLike[str] | xr.Dataset | Sequence[str | os.PathLike[str]],
     clip: ClipModel,
     concept: str,
     versus: Sequence[str] | None = None,
@@ -38,7 +38,9 @@ def provenance_tags(
     """Tags naming the inputs and settings of a map.
 
     Args:
-        cube: The cube's path, or the Dataset from ``open_cube`` (its source path is recorded).
+        cube: The cube's path, the Dataset from ``open_cube`` (its source path is recorded), or the
+            list of a folder's shards (:func:`~landprompt.query.session.cube_paths`; see
+            :func:`source_tags`).
         clip: The CLIP model whose text tower encoded the prompts.
         concept: The concept in plain words.
         versus: Background prompts; ``None`` records the shipped land-cover vocabulary.
@@ -46,18 +48,16 @@ def provenance_tags(
         calibration: What calibration was applied (a path or ``"cube"``), or ``None`` for none.
 
     Returns:
-        ``landprompt_*`` tag -> string value: cube path and content hash, encoder, CLIP model and
-        weights, concept, background prompts (JSON list), style, calibration, version and UTC date.
+        ``landprompt_*`` tag -> string value: cube path and content hash (of shards, see
+        :func:`source_tags`), encoder, CLIP model and weights, concept, background prompts (JSON list),
+        style, calibration, version and UTC date. The encoder is the (first) cube's.
     """
     from landprompt.embedder.cube import open_cube
     from landprompt.query.classes import default_vocabulary
 
-    ds = cube if isinstance(cube, xr.Dataset) else open_cube(cube)
-    source = str(cube) if not isinstance(cube, xr.Dataset) else str(ds.encoding.get("source", ""))
+    ds = cube if isinstance(cube, xr.Dataset) else open_cube(_shards(cube)[0])  # the first shard's
     background = list(versus) if versus else default_vocabulary()
     values = {
-        "cube": os.path.abspath(source) if source else "",
-        "cube_content_hash": _content_hash(ds),
         "encoder": str(ds.attrs.get("model") or "unknown (the cube does not record it)"),
         "encoder_checkpoint_sha256": str(ds.attrs.get("checkpoint_sha256") or ""),
         "clip_model": clip.id,
@@ -70,16 +70,44 @@ def provenance_tags(
         "version": landprompt.__version__,
         "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    return {PREFIX + key: value for key, value in values.items()}
+    return source_tags(cube) | {PREFIX + key: value for key, value in values.items()}
 
 
-def with_cube_b(tags: Mapping[str, str], cube_b: str | os.PathLike[str]) -> dict[str, str]:
-    """The tags of a change map: cube A's ``tags`` plus cube B's path and content hash."""
+def source_tags(
+    cube: str | os.PathLike[str] | xr.Dataset | Sequence[str | os.PathLike[str]], key: str = "cube"
+) -> dict[str, str]:
+    """The tags naming the cube (or shards) a product was made from: ``landprompt_<key>`` and more.
+
+    One cube (a path, a list of one, or a Dataset from ``open_cube``): ``<key>`` is its absolute path and
+    ``<key>_content_hash`` its content hash. Several shards (a list, e.g. a folder's
+    :func:`~landprompt.query.session.cube_paths`): ``<key>`` is the first one's folder,
+    ``<key>_content_hash`` their content hashes and ``<key>_shards`` their file names (JSON lists, in
+    the shards' order).
+    """
+    if isinstance(cube, xr.Dataset):
+        source = str(cube.encoding.get("source", ""))
+        return {
+            PREFIX + key: os.path.abspath(source) if source else "",
+            PREFIX + f"{key}_content_hash": _content_hash(cube),
+        }
+    shards = _shards(cube)
+    if len(shards) == 1:
+        return {
+            PREFIX + key: os.path.abspath(shards[0]),
+            PREFIX + f"{key}_content_hash": _content_hash(shards[0]),
+        }
     return {
-        **tags,
-        PREFIX + "cube_b": os.path.abspath(cube_b),
-        PREFIX + "cube_b_content_hash": _content_hash(cube_b),
+        PREFIX + key: os.path.abspath(shards[0].parent),
+        PREFIX + f"{key}_content_hash": json.dumps([_content_hash(c) for c in shards]),
+        PREFIX + f"{key}_shards": json.dumps([Path(c).name for c in shards]),
     }
+
+
+def with_cube_b(
+    tags: Mapping[str, str], cube_b: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+) -> dict[str, str]:
+    """The tags of a change map: cube A's ``tags`` plus cube B's (a cube, or a list of shards)."""
+    return {**tags, **source_tags(cube_b, "cube_b")}
 
 
 def search_tags(
@@ -87,20 +115,20 @@ def search_tags(
 ) -> dict[str, str]:
     """Provenance tags of a top-k search over one cube or the shards of a folder.
 
-    A search ranks by similarity, with no background: ``landprompt_background`` says so. For several
-    shards ``landprompt_cube`` names their folder and ``landprompt_cube_content_hash`` lists their hashes.
+    A search ranks by similarity, with no background: ``landprompt_background`` says so. Several shards
+    are named as :func:`source_tags` names them.
     """
-    tags = provenance_tags(cubes[0], clip, concept, None, style)
-    tags[PREFIX + "background"] = json.dumps([])
-    if len(cubes) > 1:
-        tags[PREFIX + "cube"] = os.path.abspath(Path(cubes[0]).parent)
-        tags[PREFIX + "cube_content_hash"] = json.dumps([_content_hash(c) for c in cubes])
-    return tags
+    return {**provenance_tags(cubes, clip, concept, None, style), PREFIX + "background": json.dumps([])}
 
 
 def provenance_of(attrs: Mapping[str, object]) -> dict[str, str]:
     """The provenance tags among a map's attrs (those :func:`provenance_tags` added), as strings."""
     return {key: str(value) for key, value in attrs.items() if key.startswith(PREFIX)}
+
+
+def _shards(cube: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """A cube path, or a list of shards, as a list of paths."""
+    return [Path(cube)] if isinstance(cube, (str, os.PathLike)) else [Path(c) for c in cube]
 
 
 def _content_hash(cube: str | os.PathLike[str] | xr.Dataset) -> str:

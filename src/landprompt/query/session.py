@@ -34,7 +34,7 @@ from landprompt import checks
 from landprompt.embedder.cube import cube_basis, cube_grid, open_cube
 from landprompt.embedder.recorded import recorded_clip
 from landprompt.errors import BadInputError
-from landprompt.geo import BBox, Grid, mosaic, parse_bbox
+from landprompt.geo import BBox, Grid, mosaic, mosaic_grid, parse_bbox
 from landprompt.index.build import default_index_path, sidecar_path
 from landprompt.query.classes import DEFAULT_STYLE, PixelCounter, ProgressFn, unit_classes
 from landprompt.query.search import PlaceTable, merge_places, query_embedding, resolve_index, search_top_k
@@ -181,15 +181,21 @@ class DatasetSession(_Session):
         without the concepts themselves). ``progress`` is called with ``(pixels done, pixels in all)``
         after each chunk.
         """
-        rows, cols = (
-            self.grid.slices_of_bbox(bbox)
-            if bbox is not None
-            else (slice(0, self.grid.rows), slice(0, self.grid.cols))
-        )
+        rows, cols = self._window(bbox)
         names, vectors, background, scale = self.text.classes(concepts, versus, style, logit_scale)
         values = self.probability_window(rows, cols, vectors, background, scale, progress=progress)
         attrs = {"logit_scale": scale, "n_background": len(background), "style": style}
         return map_stack(values, names, self.grid.window(rows, cols), attrs)
+
+    def map_grid(self, bbox: BBox | str | Sequence[float] | None = None) -> Grid:
+        """The grid of the map :meth:`probability_maps` makes over ``bbox`` (sized before any scoring)."""
+        return self.grid.window(*self._window(bbox))
+
+    def _window(self, bbox: BBox | str | Sequence[float] | None) -> tuple[slice, slice]:
+        """The pixel window (rows, columns) of a lon/lat bbox; the whole cube without one."""
+        if bbox is None:
+            return slice(0, self.grid.rows), slice(0, self.grid.cols)
+        return self.grid.slices_of_bbox(bbox)
 
     def probability_window(
         self,
@@ -565,7 +571,7 @@ class ShardedSession(_Session):
         other = later if isinstance(later, ShardedSession) else open_session(later)
         if not isinstance(other, ShardedSession):
             raise BadInputError(f"{later} is one cube, not a folder of shards: give the later folder")
-        pairs = _paired(self, other)
+        pairs = paired_shards(self, other)
         touched = self._windows(bbox)
         return change_shards(
             [(shard.ds, pairs[cube].ds, rows, cols) for cube, shard, rows, cols in touched],
@@ -604,6 +610,14 @@ class ShardedSession(_Session):
         scorer = self.scorer(concept, versus, style, None, logit_scale)
         cubes = [shard.ds for shard in self.shards]
         return aggregate_shards(cubes, scorer, units, id_field, threshold, calibration, progress)
+
+    def map_grid(self, bbox: BBox | str | Sequence[float] | None = None) -> Grid:
+        """The grid of the mosaic :meth:`probability_maps` makes over ``bbox`` (sized before any scoring).
+
+        Raises:
+            BadInputError: If ``bbox`` misses every shard, or the shards it touches are not on one lattice.
+        """
+        return mosaic_grid([shard.grid.window(rows, cols) for _, shard, rows, cols in self._windows(bbox)])[0]
 
     def _windows(
         self, bbox: BBox | str | Sequence[float] | None
@@ -653,8 +667,17 @@ def cube_paths(path: str | os.PathLike[str]) -> list[Path]:
     return [path]
 
 
-def _paired(earlier: ShardedSession, later: ShardedSession) -> dict[Path, QuerySession]:
-    """The later shard of each earlier shard's path: the one of the same file name."""
+def is_shard_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether a path is a folder of shards rather than one cube (see :func:`cube_paths`)."""
+    return cube_paths(path) != [Path(path)]
+
+
+def paired_shards(earlier: ShardedSession, later: ShardedSession) -> dict[Path, QuerySession]:
+    """The later shard of each earlier shard's path: the one of the same file name.
+
+    Raises:
+        BadInputError: If the two sessions' shards are not named alike.
+    """
     names = [path.name for path in earlier.cubes]
     theirs = {path.name: shard for path, shard in zip(later.cubes, later.shards, strict=True)}
     if sorted(names) != sorted(theirs) or len(set(names)) != len(names):
