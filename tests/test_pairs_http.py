@@ -84,3 +84,12 @@ def test_a_photo_download_retries_once_then_is_marked_missing(server):
         http_get_photo(f"{server.url}/photo.jpg")
     assert server.seen == [("GET", "/photo.jpg")] * 2
     assert "resumes where it stopped" not in str(e.value)
+
+
+def test_the_photo_sessions_retry_with_a_plain_urllib3_retry():
+    """Only the STAC session counts its retries (for its give-up line); these need no counter."""
+    from urllib3.util.retry import Retry
+
+    for made in (http_session(), photo_session(), retrying_session()):
+        policy = made.get_adapter("https://example.org").max_retries
+        assert type(policy) is Retry and policy.total > 0

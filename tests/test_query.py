@@ -12,7 +12,12 @@ from landprompt.index import factory
 from landprompt.index.build import build_index, default_index_path, sidecar_path
 from landprompt.index.factory import check_factory, choose_factory, default_nprobe, make_index, nlist_for
 from landprompt.index.search import CubeIndex
-from landprompt.query.classes import background_embeddings, concept_probability, default_vocabulary
+from landprompt.query.classes import (
+    background_embeddings,
+    class_matrix,
+    concept_probability,
+    default_vocabulary,
+)
 from landprompt.query.probability import probability_map
 from landprompt.query.search import spatial_nms
 from landprompt.query.topk import cube_paths, top_k, top_k_shards, write_places
@@ -223,8 +228,13 @@ def test_probability_errors(concept_cube, tiny_clip):
         background_embeddings(tiny_clip, "sea", versus=["sea", " "])
     with pytest.raises(BadInputError, match="outside the grid"):
         probability_map(concept_cube, "olive groves", bbox="0,0,1,1", clip=tiny_clip)
-    with pytest.raises(BadInputError, match="dimension"):
-        probability_map(concept_cube, np.ones(8, np.float32), versus=np.ones((2, 32), np.float32))
+    narrow, wide = np.ones(8, np.float32), np.ones((2, 32), np.float32)
+    for refused in (
+        lambda: probability_map(concept_cube, narrow, versus=wide),
+        lambda: class_matrix(narrow, wide),
+    ):
+        with pytest.raises(BadInputError, match=r"^concept has dimension 8 but the background has 32$"):
+            refused()
 
 
 def test_top_k_across_shards_equals_one_cube(cube, query_vector, tmp_path, planted_embeddings):

@@ -495,3 +495,101 @@ def test_change_refuses_a_later_folder_of_other_shards_in_one_line(shards, later
     assert "\n" not in str(err.value)
     with pytest.raises(BadInputError, match="one cube, not a folder of shards"):
         session.change(later_shards.whole, CONCEPT, versus=VERSUS)
+
+
+def test_aggregate_reads_only_the_chunks_of_the_shards_a_polygon_reaches(
+    shards, tiny_clip, cube_data, tmp_path, monkeypatch
+) -> None:
+    from landprompt.embedder import cube as cube_module
+
+    folder, attrs = tmp_path / "thirds", cube_data.clip_attrs(tiny_clip)
+    for name, cols in (("a", slice(0, 16)), ("b", slice(16, 32)), ("c", slice(32, 48))):
+        window = shards.grid.window(slice(0, 48), cols)
+        values, valid = shards.emb[:, cols], shards.valid[:, cols]
+        write_cube(folder / f"{name}.zarr", values, window, valid=valid, chunk=16, attrs=attrs)
+    corners = {"top": (2, 2), "bottom": (2, 38), "far": (38, 38)}  # the middle shard lies between them
+    units = Units(
+        list(corners),
+        [polygon(shards.grid, (c, r), (c + 8, r), (c + 8, r + 8), (c, r + 8)) for c, r in corners.values()],
+        shards.grid.crs,
+        id_field="name",
+    )
+    read: list[int] = []
+    raw_reader = cube_module.raw_reader
+
+    def counting(ds: Any) -> Any:
+        reader = raw_reader(ds)
+        return lambda rows, cols: (
+            read.append((rows.stop - rows.start) * (cols.stop - cols.start)) or reader(rows, cols)
+        )
+
+    monkeypatch.setattr(cube_module, "raw_reader", counting)
+    calls: list[tuple[int, int]] = []
+    table = open_session(folder, tiny_clip).aggregate(
+        CONCEPT, units, versus=VERSUS, progress=lambda *a: calls.append(a)
+    )
+    # shard a: its chunks of rows 0-15 and 32-47 within the rows 2-45 of its polygons (not rows 16-31);
+    # shard b: nothing; shard c: the window of the far square
+    assert sorted(read) == [8 * 8, 14 * 8, 14 * 8] and calls[-1] == (sum(read), sum(read))
+    single = QuerySession(shards.whole, tiny_clip).aggregate(CONCEPT, units, versus=VERSUS)
+    pd.testing.assert_frame_equal(table, single, rtol=1e-6)
+    assert table["pixels"].tolist() == [64, 64, 64]
+
+
+def test_overlapping_shard_pairs_take_each_pixel_of_a_change_from_one_pair(
+    shards, later_shards, tiny_clip, cube_data, tmp_path
+) -> None:
+    grid, attrs = shards.grid, cube_data.clip_attrs(tiny_clip)
+    west, east = slice(0, 30), slice(15, 48)  # overlapping in columns 15-29
+    years = {"early": shards.emb, "late": later_shards.emb}
+    for year, emb in years.items():
+        for name, cols in (("west", west), ("z_east", east)):  # in this order
+            values, valid = emb[:, cols].copy(), shards.valid[:, cols].copy()
+            if name == "z_east":
+                values = values[::-1]  # other values than the west shard's in the overlap
+                valid = valid[::-1]
+                if year == "late":
+                    valid[:, :8] = False  # columns 15-22: the later east shard has none
+            write_cube(
+                tmp_path / year / f"{name}.zarr",
+                values,
+                grid.window(slice(0, 48), cols),
+                valid=valid,
+                chunk=16,
+                attrs=attrs,
+            )
+    got = open_session(tmp_path / "early", tiny_clip).change(tmp_path / "late", CONCEPT, versus=VERSUS)
+    pairs = [
+        QuerySession(tmp_path / "early" / f"{n}.zarr", tiny_clip).change(
+            tmp_path / "late" / f"{n}.zarr", CONCEPT, versus=VERSUS
+        )
+        for n in ("west", "z_east")
+    ]
+    w, e = pairs
+    assert not np.allclose(w["p_a"].values[:, 15:23], e["p_a"].values[:, :8], equal_nan=True)
+    assert np.isnan(e["p_b"].values[:, :8]).all() and np.isfinite(e["p_a"].values[:-1, :8]).all()
+    keep = np.isfinite(e["p_a"].values) & np.isfinite(e["p_b"].values)  # the east pair's whole pixels
+    assert keep[1:-1, 8:].all() and not keep[:, :8].any()
+    for name in ("p_a", "p_b", "diff"):  # each pixel of one pair: the east one's where both its maps hold it
+        expected = np.full((48, 48), np.nan, dtype=np.float32)
+        expected[:, west] = w[name].values
+        expected[:, east][keep] = e[name].values[keep]
+        np.testing.assert_allclose(got[name].values, expected, atol=1e-6)
+
+
+def test_a_change_over_shards_reads_a_given_calibration_file_once(
+    shards, later_shards, tiny_clip, tmp_path, monkeypatch
+) -> None:
+    from landprompt import calibration as calibration_module
+
+    path = tmp_path / "given.json"
+    save_calibration(Calibration("platt", {"a": 2.0, "b": -0.5}), path)
+    loads: list[Path] = []
+    load = calibration_module.load_calibration
+    monkeypatch.setattr(calibration_module, "load_calibration", lambda p: loads.append(Path(p)) or load(p))
+    session = open_session(shards.folder, tiny_clip)
+    got = session.change(later_shards.folder, CONCEPT, versus=VERSUS, calibration=path)
+    assert loads == [path]  # not once for each shard of each year
+    single = change_map(shards.whole, later_shards.whole, session.scorer(CONCEPT, VERSUS), calibration=path)
+    assert loads == [path, path]  # not once for each cube
+    np.testing.assert_allclose(got["diff"].values, single["diff"].values, atol=1e-6)

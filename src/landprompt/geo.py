@@ -380,8 +380,9 @@ def mosaic(
 ) -> tuple[Grid, np.ndarray]:
     """Values (h, w, bands) on aligned grids placed in their mosaic: NaN where none covers them.
 
-    Where grids overlap, a later grid's values replace the earlier ones except where they are NaN (not
-    valid), element by element.
+    Where grids overlap, a later grid's pixel replaces the earlier one's where all its values are valid
+    (none NaN): a pixel's values all come from one grid (a change map never pairs one shard's earlier
+    probability with another's later one).
 
     Args:
         grids: Grids of one CRS, resolution and pixel lattice (checked by :func:`mosaic_grid` first).
@@ -400,8 +401,8 @@ def mosaic(
         place = np.s_[r0 : r0 + part.rows, c0 : c0 + part.cols]
         if not covered[place].any():  # its pixels, NaN where not valid, written in place
             fill(i, out[place])
-        else:  # over an earlier grid: only this one's valid values replace its
+        else:  # over an earlier grid: only this one's wholly valid pixels replace its
             values = fill(i, None)
-            np.copyto(out[place], values, where=~np.isnan(values))
+            np.copyto(out[place], values, where=~np.isnan(values).any(axis=-1, keepdims=True))
         covered[place] = True
     return grid, out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -47,7 +47,21 @@ class CountedRetry(Retry):
         return retry
 
 
-def http_retry(retries: int = 3, backoff: float = 1.0, retry_after: bool = True) -> CountedRetry:
+@overload
+def http_retry(
+    retries: int = ..., backoff: float = ..., retry_after: bool = ..., *, counted: Literal[False] = ...
+) -> Retry: ...
+
+
+@overload
+def http_retry(
+    retries: int = ..., backoff: float = ..., retry_after: bool = ..., *, counted: Literal[True]
+) -> CountedRetry: ...
+
+
+def http_retry(
+    retries: int = 3, backoff: float = 1.0, retry_after: bool = True, *, counted: bool = False
+) -> Retry:
     """The retry policy of every landprompt HTTP session.
 
     Connection errors, read errors and :data:`TRANSIENT_STATUS` answers are retried for every method (POST
@@ -60,8 +74,10 @@ def http_retry(retries: int = 3, backoff: float = 1.0, retry_after: bool = True)
         backoff: urllib3's ``backoff_factor`` in seconds.
         retry_after: Wait as long as a ``Retry-After`` header asks (up to urllib3's cap of hours); False
             keeps to the backoff schedule (photo downloads: a photo is marked missing instead).
+        counted: A :class:`CountedRetry` (its counter is not thread-safe: for a session whose requests
+            go one at a time) instead of a plain ``urllib3.Retry``.
     """
-    return CountedRetry(
+    return (CountedRetry if counted else Retry)(
         total=max(0, retries),
         backoff_factor=backoff,
         status_forcelist=TRANSIENT_STATUS,

@@ -145,10 +145,20 @@ _WORDING = {
 }
 
 
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def adapter(model: type[_M]) -> TypeAdapter[_M]:
+    """The one ``TypeAdapter`` of a model (building one is costly: made once, kept)."""
+    if model not in _ADAPTERS:
+        _ADAPTERS[model] = TypeAdapter(model)
+    return _ADAPTERS[model]
+
+
 def validated(model: type[_M], data: Any, see: str = "", *, where: str = "") -> _M:
     """``data`` validated as ``model``; a problem raises :func:`schema_error`'s one line (same arguments)."""
     try:
-        return TypeAdapter(model).validate_python(data)
+        return adapter(model).validate_python(data)
     except ValidationError as err:
         raise schema_error(err, model, see, where=where) from None
 

@@ -584,19 +584,23 @@ def read_window(ds: xr.Dataset, rows: slice, cols: slice) -> tuple[np.ndarray, n
 
 
 def iter_chunks(
-    ds: xr.Dataset, rows: slice | None = None, cols: slice | None = None
+    ds: xr.Dataset,
+    rows: slice | None = None,
+    cols: slice | None = None,
+    windows: list[ChunkWindow] | None = None,
 ) -> Iterator[tuple[ChunkWindow, np.ndarray, np.ndarray]]:
     """Stream a cube (or a window of it) chunk by chunk, so the whole cube is never in memory.
 
     The next chunk is read and decoded in a background thread while the caller works on the current
-    one, so reading overlaps with the caller's computation.
+    one, so reading overlaps with the caller's computation. ``windows`` (some of :func:`cube_windows`)
+    reads only those chunks, instead of every one of ``rows`` and ``cols``.
 
     Yields:
         The chunk window (clipped to ``rows``/``cols``; positions in ``ds``), its float32 embeddings [h, w, d]
         and valid mask [h, w], as :func:`read_window` gives them.
     """
     read = _reader(ds)
-    for window, data in read_ahead(cube_windows(ds, rows, cols), read):
+    for window, data in read_ahead(cube_windows(ds, rows, cols) if windows is None else windows, read):
         yield window, *data
 
 

@@ -99,7 +99,7 @@ def open_catalog(
     text = str(catalog)
     if "://" not in text or text.startswith("file://"):
         return StaticCatalogClient(text.removeprefix("file://"), modifier=modifier)
-    stac_io = _BodyRetryingStacApiIO(http_retry(retries, backoff), backoff)
+    stac_io = _BodyRetryingStacApiIO(http_retry(retries, backoff, counted=True), backoff)
     return Client.open(text, modifier=modifier, stac_io=stac_io)
 
 

@@ -50,6 +50,7 @@ from landprompt.query.scorer import ConceptScorer
 
 if TYPE_CHECKING:
     from landprompt.embedder.clip import ClipModel
+    from landprompt.embedder.cube import ChunkWindow
 
 GeoJSONGeometry = dict[str, Any]
 #: Indicator columns of :func:`aggregate`, after the id column.
@@ -295,9 +296,12 @@ class _Polygons:
         return cls(geometries, bounds)
 
     def span(self, grid: Grid) -> tuple[slice, slice] | None:
-        """Rows and columns of the grid the polygons' bounds cover (None if they miss it)."""
-        left, bottom = np.nanmin(self.bounds[:, 0]), np.nanmin(self.bounds[:, 1])
-        right, top = np.nanmax(self.bounds[:, 2]), np.nanmax(self.bounds[:, 3])
+        """Rows and columns of the grid the bounds of the polygons meeting it cover (None if none do)."""
+        near = _near(self.bounds, grid)
+        if not near.any():
+            return None
+        left, bottom = self.bounds[near, :2].min(axis=0)
+        right, top = self.bounds[near, 2:].max(axis=0)
         inverse = ~grid.transform
         c0, r0 = inverse @ (left, top)
         c1, r1 = inverse @ (right, bottom)
@@ -305,19 +309,20 @@ class _Polygons:
         r1, c1 = min(grid.rows, math.ceil(r1)), min(grid.cols, math.ceil(c1))
         return (slice(r0, r1), slice(c0, c1)) if r1 > r0 and c1 > c0 else None
 
+    def reached(self, ds: xr.Dataset, grid: Grid) -> list[ChunkWindow]:
+        """The chunk windows of a cube (on ``grid``), within :meth:`span`, some polygon's bounds meet."""
+        from landprompt.embedder.cube import cube_windows
+
+        span = self.span(grid)
+        if span is None:
+            return []
+        return [w for w in cube_windows(ds, *span) if _near(self.bounds, grid.window(w.rows, w.cols)).any()]
+
     def zones(self, window: Grid) -> np.ndarray:
         """Zone codes (polygon index + 1; 0 = none) of a window's pixels; later polygons win."""
         from rasterio.features import rasterize
 
-        left, bottom, right, top = window.bounds
-        bounds = self.bounds
-        with np.errstate(invalid="ignore"):
-            near = (
-                (bounds[:, 0] <= right)
-                & (bounds[:, 2] >= left)
-                & (bounds[:, 1] <= top)
-                & (bounds[:, 3] >= bottom)
-            )
+        near = _near(self.bounds, window)
         shapes = [(self.geometries[i], int(i) + 1) for i in np.flatnonzero(near)]
         if not shapes:
             return np.zeros(window.shape, dtype=np.int64)
@@ -330,6 +335,18 @@ class _Polygons:
             dtype="int32",
         )
         return zones.astype(np.int64)
+
+
+def _near(bounds: np.ndarray, grid: Grid) -> np.ndarray:
+    """Which of the bounds (n, 4: left, bottom, right, top; NaN for none) meet a grid's bounds."""
+    left, bottom, right, top = grid.bounds
+    with np.errstate(invalid="ignore"):
+        return (
+            (bounds[:, 0] <= right)
+            & (bounds[:, 2] >= left)
+            & (bounds[:, 1] <= top)
+            & (bounds[:, 3] >= bottom)
+        )
 
 
 #: Which pixels of a chunk a cube counts (rows, columns of the chunk in the cube, its valid mask) -> bool.
@@ -398,10 +415,11 @@ def aggregate_shards(
 ) -> pd.DataFrame:
     """Indicators of a concept per polygon over the mosaic of shards, as :func:`aggregate` over one cube.
 
-    Polygons may straddle shards: each shard the polygons' bounds touch adds its pixels to one set of
-    per-polygon sums, and the table is built once from them. Where shards overlap a pixel counts once,
-    by the mosaic rule of :meth:`.ShardedSession.probability_maps`: the last shard (in ``cubes`` order)
-    holding it valid, else the last one covering it.
+    Polygons may straddle shards: each shard adds the pixels of its chunks some polygon's bounds reach
+    (no other chunk is read) to one set of per-polygon sums, and the table is built once from them.
+    Where shards overlap a pixel counts once, by the mosaic rule of
+    :meth:`.ShardedSession.probability_maps`: the last shard (in ``cubes`` order) holding it valid, else
+    the last one covering it.
 
     Args:
         cubes: The shards (from ``open_cube``), on one grid CRS, resolution and pixel lattice
@@ -448,8 +466,8 @@ def _aggregate(
     _, offsets = mosaic_grid(grids)
     pixel_area = grids[0].pixel_area_m2
     polygons = _Polygons.of(units, grids[0].crs)
-    spans = [polygons.span(grid) for grid in grids]
-    touched = [i for i, span in enumerate(spans) if span is not None]
+    windows = [polygons.reached(ds, grid) for ds, grid in zip(cubes, grids, strict=True)]
+    touched = [i for i, reached in enumerate(windows) if reached]
     if not touched:
         where = "the cube" if len(cubes) == 1 else f"any of the {len(cubes)} shards"
         raise BadInputError(
@@ -458,11 +476,10 @@ def _aggregate(
             "check their CRS"
         )
     sums = _Sums.zeros(len(units))
-    tick = PixelCounter(progress, sum(_size(*span) for span in spans if span is not None))
+    tick = PixelCounter(progress, sum(_size(w.rows, w.cols) for reached in windows for w in reached))
     for i in touched:
-        rows, cols = spans[i]  # type: ignore[misc]
         owned = _owned(i, cubes, grids, offsets)
-        _accumulate(sums, cubes[i], scorer_of(i), polygons, threshold, rows, cols, owned, tick)
+        _accumulate(sums, cubes[i], scorer_of(i), polygons, threshold, windows[i], owned, tick)
     table = _table(units, sums, pixel_area)
     table.attrs.update(
         scorer_of(touched[0]).attrs(),
@@ -479,20 +496,19 @@ def _accumulate(
     scorer: ConceptScorer,
     polygons: _Polygons,
     threshold: float,
-    rows: slice,
-    cols: slice,
+    windows: list[ChunkWindow],
     owned: OwnedFn | None = None,
     tick: Callable[[int], None] | None = None,
 ) -> None:
-    """Add a cube window's pixels to per-polygon sums, chunk by chunk.
+    """Add the pixels of a cube's chunk windows (:meth:`_Polygons.reached`) to per-polygon sums.
 
-    Only the pixels ``owned`` keeps count (all without it); chunks no polygon reaches are not scored.
+    Only the pixels ``owned`` keeps count (all without it); chunks no polygon covers are not scored.
     ``tick`` is called with each chunk's pixel count.
     """
     from landprompt.embedder.cube import cube_grid, iter_chunks
 
     grid = cube_grid(ds)
-    for window, embedding, valid in iter_chunks(ds, rows, cols):
+    for window, embedding, valid in iter_chunks(ds, windows=windows):
         zones = polygons.zones(grid.window(window.rows, window.cols))
         if owned is not None and zones.any():
             zones[~owned(window.rows, window.cols, valid)] = 0

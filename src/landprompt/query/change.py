@@ -94,6 +94,7 @@ def change_map(
     scorer = ConceptScorer.of(concept, versus, clip, style, logit_scale, cube=ds_a)
     rows, cols = grid.slices_of_bbox(bbox) if bbox is not None else (slice(0, grid.rows), slice(0, grid.cols))
     sub = grid.window(rows, cols)
+    calibration = _loaded(calibration)
     scorers = (scorer.calibrated_for(cube_a, calibration), scorer.calibrated_for(cube_b, calibration))
     p = _probabilities(ds_a, ds_b, *scorers, rows, cols, PixelCounter(progress, sub.rows * sub.cols))
     attrs = {**scorer.attrs(), "cube_a": _name(cube_a), "cube_b": _name(cube_b)}
@@ -110,8 +111,9 @@ def change_shards(
 ) -> xr.Dataset:
     """The change map of shards paired earlier/later: :func:`change_map` over the mosaic of the shards.
 
-    ``p_a`` and ``p_b`` are each the mosaic (:func:`~landprompt.geo.mosaic`: where shards overlap the
-    later shard's valid pixels win) of the shards' probabilities, ``diff`` and ``class`` computed from them.
+    ``p_a`` and ``p_b`` are the mosaic (:func:`~landprompt.geo.mosaic`: where shards overlap, the later
+    pair's pixels valid in both years win) of the pairs' probabilities, ``diff`` and ``class`` computed
+    from them.
 
     Args:
         pairs: Each earlier shard, the later shard on its grid, and the window (rows, columns) to map.
@@ -132,10 +134,11 @@ def change_shards(
     _check_threshold(threshold)
     grids = [check_same_grid(a, b).window(rows, cols) for a, b, rows, cols in pairs]
     tick = PixelCounter(progress, sum(g.rows * g.cols for g in grids))
+    given = _loaded(calibration)
 
     def fill(i: int, out: np.ndarray | None) -> np.ndarray:
         a, b, rows, cols = pairs[i]
-        scorers = (scorer.calibrated_for(a, calibration), scorer.calibrated_for(b, calibration))
+        scorers = (scorer.calibrated_for(a, given), scorer.calibrated_for(b, given))
         return _probabilities(a, b, *scorers, rows, cols, tick, out)
 
     grid, p = mosaic(grids, fill, 2)
@@ -171,6 +174,13 @@ def _probabilities(
         p[(*place, 1)] = scorer_b.score(*read_window(ds_b, window.rows, window.cols))
         tick(window.shape[0] * window.shape[1])
     return p
+
+
+def _loaded(calibration: CalibrationArg) -> CalibrationArg:
+    """A calibration file read once, being the same for every cube (``True``, each cube's own, as given)."""
+    from landprompt.calibration import load_calibration
+
+    return load_calibration(calibration) if isinstance(calibration, str | os.PathLike) else calibration
 
 
 def _check_threshold(threshold: float) -> None:

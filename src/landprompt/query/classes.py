@@ -115,15 +115,24 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / norms
 
 
+def unit_classes(concepts: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concept rows (m, d) and background rows (k, d) as :func:`unit_rows`, checked to be of one width.
+
+    Raises:
+        BadInputError: As :func:`unit_rows`, or if the concepts and the background differ in width.
+    """
+    concepts, background = unit_rows(concepts), unit_rows(background)
+    if concepts.shape[1] != background.shape[1]:
+        raise BadInputError(
+            f"concept has dimension {concepts.shape[1]} but the background has {background.shape[1]}"
+        )
+    return concepts, background
+
+
 def class_matrix(concept: np.ndarray, background: np.ndarray) -> np.ndarray:
     """Stack the concept (row 0) over the background rows, all L2-normalised: (1 + k, d)."""
-    concept = unit_rows(concept)
-    background = unit_rows(background)
-    if concept.shape[1] != background.shape[1]:
-        raise BadInputError(
-            f"concept has dimension {concept.shape[1]} but the background has {background.shape[1]}"
-        )
-    return np.concatenate([concept[:1], background], axis=0)
+    concepts, background = unit_classes(concept, background)
+    return np.concatenate([concepts[:1], background], axis=0)
 
 
 def concept_probability(embeddings: np.ndarray, classes: np.ndarray, logit_scale: float) -> np.ndarray:

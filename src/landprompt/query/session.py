@@ -36,7 +36,7 @@ from landprompt.embedder.recorded import recorded_clip
 from landprompt.errors import BadInputError
 from landprompt.geo import BBox, Grid, mosaic, mosaic_grid, parse_bbox
 from landprompt.index.build import default_index_path, sidecar_path
-from landprompt.query.classes import DEFAULT_STYLE, ProgressFn, unit_rows
+from landprompt.query.classes import DEFAULT_STYLE, PixelCounter, ProgressFn, unit_classes
 from landprompt.query.search import PlaceTable, merge_places, query_embedding, resolve_index, search_top_k
 from landprompt.query.text import TextTower
 
@@ -204,7 +204,7 @@ class DatasetSession(_Session):
         concepts: np.ndarray,
         background: np.ndarray,
         logit_scale: float,
-        progress: ProgressFn | None = None,
+        progress: ProgressFn | PixelCounter | None = None,
         out: np.ndarray | None = None,
     ) -> np.ndarray:
         """Probabilities (h, w, m) of concepts (m, d) against a background (k, d) over a pixel window.
@@ -217,7 +217,9 @@ class DatasetSession(_Session):
             concepts: Concept vectors (m, d).
             background: Background vectors (k, d).
             logit_scale: Softmax temperature.
-            progress: Called with ``(pixels done, pixels in all)`` after each chunk.
+            progress: Called with ``(pixels done, pixels in all)`` after each chunk; or a
+                :class:`~landprompt.query.classes.PixelCounter` the chunks count into, shared by several
+                windows (a mosaic's).
             out: float32 (h, w, m) to write every pixel into (the window's place in a mosaic, say) and
                 return; default: a new array.
 
@@ -226,18 +228,12 @@ class DatasetSession(_Session):
         """
         from landprompt.query.scoring import iter_probabilities
 
-        concepts, background = unit_rows(concepts), unit_rows(background)
-        if concepts.shape[1] != background.shape[1]:
-            raise BadInputError(
-                f"concept has dimension {concepts.shape[1]} but the background has {background.shape[1]}"
-            )
+        concepts, background = unit_classes(concepts, background)
         h, w = rows.stop - rows.start, cols.stop - cols.start
         out = np.empty((h, w, len(concepts)), dtype=np.float32) if out is None else out
-        done = 0
+        tick = progress if isinstance(progress, PixelCounter) else PixelCounter(progress, h * w)
         for window, _ in iter_probabilities(self.ds, concepts, background, logit_scale, rows, cols, out=out):
-            done += window.shape[0] * window.shape[1]  # every chunk writes its part of out
-            if progress is not None:
-                progress(done, h * w)
+            tick(window.shape[0] * window.shape[1])  # every chunk writes its part of out
         return out
 
 
@@ -524,14 +520,13 @@ class ShardedSession(_Session):
         """
         names, vectors, background, scale = self.text.classes(concepts, versus, style, logit_scale)
         touched = self._windows(bbox)
-        sizes = [(rows.stop - rows.start) * (cols.stop - cols.start) for _, _, rows, cols in touched]
+        windows = [shard.grid.window(rows, cols) for _, shard, rows, cols in touched]
+        tick = PixelCounter(progress, sum(window.rows * window.cols for window in windows))
 
         def fill(n: int, out: np.ndarray | None) -> np.ndarray:
             _, shard, rows, cols = touched[n]
-            part = _part_progress(progress, sum(sizes[:n]), sum(sizes))
-            return shard.probability_window(rows, cols, vectors, background, scale, part, out=out)
+            return shard.probability_window(rows, cols, vectors, background, scale, tick, out=out)
 
-        windows = [shard.grid.window(rows, cols) for _, shard, rows, cols in touched]
         grid, out = mosaic(windows, fill, len(names))
         attrs = {"logit_scale": scale, "n_background": len(background), "style": style}
         return map_stack(out, names, grid, attrs)
@@ -605,7 +600,7 @@ class ShardedSession(_Session):
         """Indicators of a concept per polygon over the shards, as :meth:`QuerySession.aggregate`.
 
         Polygons may straddle shards (:func:`~landprompt.query.aggregate.aggregate_shards`): only the
-        shards the polygons' bounds touch are read, and where shards overlap a pixel counts once (the
+        chunks some polygon's bounds reach are read, and where shards overlap a pixel counts once (the
         later shard's valid pixel, as in :meth:`probability_maps`). The shards must share one grid CRS,
         resolution and pixel lattice. ``calibration=True`` applies each shard's own calibration; a
         calibration or its file applies to all.
@@ -660,13 +655,6 @@ def map_stack(values: np.ndarray, names: Sequence[str], grid: Grid, attrs: dict[
     )
     da.attrs.update(attrs)
     return da.rio.write_crs(grid.crs, inplace=True).rio.write_transform(grid.transform, inplace=True)
-
-
-def _part_progress(progress: ProgressFn | None, before: int, total: int) -> ProgressFn | None:
-    """``progress`` of the whole for a part that starts ``before`` of ``total`` pixels in."""
-    if progress is None:
-        return None
-    return lambda done, _: progress(before + done, total)
 
 
 def cube_paths(path: str | os.PathLike[str]) -> list[Path]:

@@ -11,11 +11,23 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, TypeAdapter, field_validator, model_validator
+from pydantic import ConfigDict, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
 from landprompt.errors import BadInputError
-from landprompt.schema import FilePath, Flag, Int, Real, Section, Text, checked, key, read_yaml, validated
+from landprompt.schema import (
+    FilePath,
+    Flag,
+    Int,
+    Real,
+    Section,
+    Text,
+    adapter,
+    checked,
+    key,
+    read_yaml,
+    validated,
+)
 
 Target = Literal["mean", "sample"]
 EXAMPLE = "configs/train_example.yaml"
@@ -151,7 +163,7 @@ class TrainConfig:
         return _ADAPTER.dump_python(self, mode="json")
 
 
-_ADAPTER = TypeAdapter(TrainConfig)
+_ADAPTER = adapter(TrainConfig)
 json_schema = _ADAPTER.json_schema
 """The JSON Schema of the training configuration (``landprompt train --schema``)."""
 
