@@ -36,7 +36,7 @@ def head(bias: bool) -> tuple[np.ndarray, np.ndarray | None]:
 
 def exact(z: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     e = z.astype(np.float64) @ weight.T + (0 if bias is None else bias)
-    return e / np.linalg.norm(e, axis=1, keepdims=True)
+    return e / np.linalg.norm(e, axis=-1, keepdims=True)
 
 
 def int8(codes: np.ndarray) -> np.ndarray:
@@ -205,3 +205,27 @@ def test_embed_run_writes_a_trained_checkpoint_s_cube_centred_and_exact(stac_fix
     eb, vb = read_window(full, slice(None), slice(None))
     np.testing.assert_array_equal(va, vb)
     assert va.any() and np.abs(ea[va] - eb[vb]).max() < 2e-3  # fp16 both
+
+
+def test_a_centred_bottleneck_cube_scores_through_the_kernel_like_exact_embeddings(tmp_path: Path, unit):
+    from affine import Affine
+
+    from landprompt.embedder.cube import CubeWriter
+    from landprompt.geo import Grid
+    from landprompt.query.classes import class_matrix, concept_probability
+    from landprompt.query.probability import probability_map
+
+    grid = Grid(3035, Affine(10.0, 0.0, 4_000_000.0, 0.0, -10.0, 3_000_000.0), (32, 40))
+    weight, _ = head(False)
+    held_out, z = clustered(1), clustered(2, n=32 * 40).reshape(32, 40, RANK)
+    basis = linear_head_basis(weight, None, mean=held_out.mean(0), covariance=np.cov(held_out.T))
+    writer = CubeWriter(tmp_path / "c.zarr", grid, DIM, "int8", chunk=16, basis=basis)
+    for w in writer.windows():
+        writer.write_chunk(w, z[w.rows, w.cols], features=True)
+    ds = open_cube(writer.finalize())
+    assert ds.sizes["k"] == RANK and ds.attrs["basis"]["info"]["offset"] == "data_mean"  # k = r, offset code
+    rng = np.random.default_rng(1)
+    concept, versus = unit(rng.normal(size=DIM)), unit(rng.normal(size=(3, DIM)))
+    got = probability_map(ds, concept, versus=versus, logit_scale=10.0).to_numpy()
+    want = concept_probability(exact(z, weight, None).astype(np.float32), class_matrix(concept, versus), 10.0)
+    np.testing.assert_allclose(got, want, atol=2e-3)
