@@ -62,6 +62,8 @@ OBSERVED_CHANNELS: tuple[int, ...] = tuple(
 with none of them at any step is invalid."""
 
 _PRESTO_ARCHITECTURE = {"embed_dim": 128, "depth": 2, "num_heads": 8, "mlp_ratio": 4.0}
+HEAD_MOMENT_NAMES = ("mean", "moment", "count")
+"""The running moments of a linear head's input ``z``: mean, second moment ``E[z z^T]``, samples seen."""
 HEAD_MOMENTS_MOMENTUM = 0.01
 """Weight of the newest training batch in the running moments of a linear head's input once they have seen
 ``1 / HEAD_MOMENTS_MOMENTUM`` times its samples (before: every sample seen weighs the same)."""
@@ -211,7 +213,7 @@ class SitsEncoder(Encoder):
         layers = _linear_head_layers(head)
         if layers is not None:  # running moments of the last layer's input (head_moments); not weights
             width = layers[-1].in_features
-            for name, shape in (("mean", (width,)), ("moment", (width, width)), ("count", ())):
+            for name, shape in zip(HEAD_MOMENT_NAMES, ((width,), (width, width), ()), strict=True):
                 self.register_buffer(f"head_input_{name}", torch.zeros(shape, dtype=torch.float64), False)
 
     @property
@@ -458,10 +460,6 @@ class SitsEncoder(Encoder):
                 with autocast(device):
                     out[batch] = self.project(pooled[batch])
         return out.view(h, w, -1).cpu().numpy(), valid
-
-
-HEAD_MOMENT_NAMES = ("mean", "moment", "count")
-"""The running moments of a linear head's input: mean, second moment ``E[z z^T]``, samples seen."""
 
 
 def _linear_head_layers(head: nn.Module) -> list[nn.Linear] | None:
