@@ -10,7 +10,9 @@ layouts are cubes in a basis, written in the current format, version 4):
   codes (``_norot``: without the basis's seeded rotation; ``_centered``: the head's offset code along the
   mean embedding of other pixels than the evaluated ones, what ``embed run`` writes for a checkpoint that
   recorded its head input's moments, instead of along the bias; ``_centered_patchN``: on Presto, with the
-  moments of the other pixels of patch N alone, one land cover for the three patches scored);
+  moments of the other pixels of patch N alone, one land cover for the three patches scored;
+  ``presto_patchN``: patch N's pixels alone, centred on the moments of all the patches' other pixels, as
+  a tile's cube on a broader training set's moments, or of its own other pixels, ``_own``);
 * ``fidelity``: against exact float32 scores in the 512-d space, for 50 random query vectors and 50 pixel
   embeddings as queries: top-100 recall and the probability error at logit scale 100 against 16 background
   vectors (mean, 99th percentile, max), on (a) real pixels: the official Presto backbone
@@ -644,6 +646,18 @@ def main() -> None:
                     {k: v @ down for k, v in held_out.items()},
                     HEAD_LAYOUTS,
                 )
+                # one patch (one land cover) scored alone, centred on the moments of all the patches' other
+                # pixels (as a cube of a tile, on moments of a broader training set) or of its own
+                patch_rng = np.random.default_rng(2)  # the main rng's draws (and figures) stay as they were
+                parts = zip(*(np.split(a, len(presto_patches())) for a in (features, others)), strict=True)
+                for i, (part, own) in enumerate(parts):
+                    moments = {"": others, "_own": own}
+                    bottleneck = {k: v @ down for k, v in moments.items()}
+                    for name, data in (
+                        (f"presto_patch{i}", (part, head, bias, patch_rng, moments)),
+                        (f"presto_patch{i}_bottleneck64", (part @ down, up, None, patch_rng, bottleneck)),
+                    ):
+                        fidelity(name, work, *data, only=("v4_head_int8",))
             z, weight, bias = planted(256 * 256, 64, 512, rng)
             held_out = {"": np.random.default_rng(1).normal(size=z.shape)}  # other pixels of the same law
             fidelity("planted_rank64", work, z, weight, bias, rng, held_out)
