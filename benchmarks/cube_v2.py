@@ -7,7 +7,12 @@ layouts are cubes in a basis, written in the current format, version 4):
   version-1 int8 cubes at d = 512 and cubes in a basis: the exact linear-head layout (``v4_head``: r + 1
   codes with a bias, r without; r = 128 on Presto features, 64 on the planted cube; the ``bottleneck64``
   data: a head through a 64-d bottleneck without bias) and PCA-64 of the 512-d embeddings, int8 and fp16
-  codes (``_norot``: without the basis's seeded rotation);
+  codes (``_norot``: without the basis's seeded rotation; ``_centered``: the head's offset code along the
+  mean embedding of other pixels than the evaluated ones, what ``embed run`` writes for a checkpoint that
+  recorded its head input's moments, instead of along the bias; ``_centered_patchN``: on Presto, with the
+  moments of the other pixels of patch N alone, one land cover for the three patches scored;
+  ``presto_patchN``: patch N's pixels alone, centred on the moments of all the patches' other pixels, as
+  a tile's cube on a broader training set's moments, or of its own other pixels, ``_own``);
 * ``fidelity``: against exact float32 scores in the 512-d space, for 50 random query vectors and 50 pixel
   embeddings as queries: top-100 recall and the probability error at logit scale 100 against 16 background
   vectors (mean, 99th percentile, max), on (a) real pixels: the official Presto backbone
@@ -67,7 +72,7 @@ S2 = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 
 RECORDS: list[dict[str, object]] = []
 #: The layouts of a head without bias (its cube stores r codes a pixel).
-HEAD_LAYOUTS = ("v1_int8_d512", "v4_head_int8", "v4_head_int8_norot", "v4_head_fp16")
+HEAD_LAYOUTS = ("v1_int8_d512", "v4_head_")
 
 
 def emit(**record: object) -> None:
@@ -109,13 +114,19 @@ def write_features(path: Path, g: Grid, features: np.ndarray, basis, dtype: str,
 # --- data ------------------------------------------------------------------------------------------
 
 
-def presto_features(stride: int = 2) -> np.ndarray | None:
-    """Presto backbone embeddings (n, 128) of the BigEarthNet S2 patches' pixels (every ``stride``-th)."""
+def presto_patches() -> list[Path]:
+    """The BigEarthNet S2 patch folders (120 x 120 pixels at 10 m each)."""
+    return sorted((DATA / "bigearthnet-tiny" / "s2-tiny").glob("S2*"))
+
+
+def presto_features(stride: int = 2, start: int = 0) -> np.ndarray | None:
+    """Presto backbone embeddings (n, 128) of the BigEarthNet S2 patches' pixels (every ``stride``-th
+    from ``start``: ``start=1`` gives pixels disjoint from ``start=0``'s)."""
     from landprompt.embedder.models.presto import load_presto_encoder
     from landprompt.embedder.models.sits import presto_inputs
 
     weights = DATA / "presto" / "default_model.pt"
-    patches = sorted((DATA / "bigearthnet-tiny" / "s2-tiny").glob("S2*"))
+    patches = presto_patches()
     if not weights.is_file() or not patches:
         return None
     encoder = load_presto_encoder(weights).eval()
@@ -125,7 +136,9 @@ def presto_features(stride: int = 2) -> np.ndarray | None:
         for band in S2:
             with rasterio.open(next(patch.glob(f"*_{band}.tif"))) as src:
                 values = src.read(1).astype(np.float64)
-            bands.append(np.kron(values, np.ones((120 // values.shape[0],) * 2))[::stride, ::stride])
+            bands.append(
+                np.kron(values, np.ones((120 // values.shape[0],) * 2))[start::stride, start::stride]
+            )
         s2 = np.stack(bands, -1).reshape(-1, 1, len(S2))  # one monthly step a pixel
         x, mask = presto_inputs(s2=s2)
         with torch.no_grad():
@@ -161,9 +174,15 @@ def fidelity(
     weight: np.ndarray,
     bias: np.ndarray | None,
     rng,
+    held_out: dict[str, np.ndarray],
     only: tuple[str, ...] | None = None,
 ) -> None:
-    """Recall and probability error of each layout against exact float32 scores in 512-d."""
+    """Recall and probability error of each layout against exact float32 scores in 512-d.
+
+    ``held_out``: features of other pixels than ``z``'s by a layout suffix, whose mean and covariance
+    centre the ``_centered`` head layouts (as a checkpoint's recorded moments do in ``embed run``);
+    ``only``: the prefixes of the layouts to measure (default all).
+    """
     n = len(z)
     side = int(np.floor(np.sqrt(n)))
     z = z[: side * side]
@@ -174,8 +193,11 @@ def fidelity(
     truth_scores = exact @ queries.T
     cube, sample = exact.reshape(side, side, -1), exact[:: max(1, len(exact) // 50_000)]
 
-    def head(dtype: str, seed: int | None = ROTATION_SEED):
-        basis = linear_head_basis(weight, bias, rotation_seed=seed)
+    def head(dtype: str, seed: int | None = ROTATION_SEED, centered: np.ndarray | None = None):
+        moments = (
+            {} if centered is None else {"mean": centered.mean(axis=0), "covariance": np.cov(centered.T)}
+        )
+        basis = linear_head_basis(weight, bias, rotation_seed=seed, **moments)
         return lambda p: write_features(p, g, z.reshape(side, side, -1), basis, dtype)
 
     def pca(dtype: str, variance: float | None = None, seed: int | None = ROTATION_SEED):
@@ -187,13 +209,16 @@ def fidelity(
         "v4_head_int8": head("int8"),
         "v4_head_int8_norot": head("int8", None),
         "v4_head_fp16": head("fp16"),
+        "v4_head_int8_centered": head("int8", centered=held_out[""]),
+        "v4_head_int8_centered_norot": head("int8", None, centered=held_out[""]),
+        **{f"v4_head_int8_centered{k}": head("int8", centered=v) for k, v in held_out.items() if k},
         "v4_pca64_int8": pca("int8"),
         "v4_pca64_int8_norot": pca("int8", seed=None),
         "v4_pca64_fp16": pca("fp16"),
         "v4_pca_var999_int8": pca("int8", 0.999),
     }
     for layout, make in layouts.items():
-        if only is not None and layout not in only:
+        if only is not None and not layout.startswith(only):
             continue
         path = make(work / f"{name}_{layout}.zarr")
         ds = landprompt.open_cube(path)
@@ -602,14 +627,41 @@ def main() -> None:
                     skipped="../shared/data/presto or bigearthnet-tiny missing",
                 )
             else:
-                fidelity("presto_bigearthnet", work, features, head, bias, rng)
+                others = presto_features(start=1)  # the other pixels of the patches
+                assert others is not None
+                held_out = {"": others} | {  # and of one patch alone: moments of another land cover
+                    f"_patch{i}": part for i, part in enumerate(np.split(others, len(presto_patches())))
+                }
+                fidelity("presto_bigearthnet", work, features, head, bias, rng, held_out)
                 # a sits head through a 64-d bottleneck without bias (the default cube: 64 codes a pixel)
                 down = rng.normal(size=(128, 64)).astype(np.float32) / np.sqrt(128)
                 up = rng.normal(size=(512, 64)).astype(np.float32) / np.sqrt(64)
-                fidelity("presto_bottleneck64", work, features @ down, up, None, rng, HEAD_LAYOUTS)
+                fidelity(
+                    "presto_bottleneck64",
+                    work,
+                    features @ down,
+                    up,
+                    None,
+                    rng,
+                    {k: v @ down for k, v in held_out.items()},
+                    HEAD_LAYOUTS,
+                )
+                # one patch (one land cover) scored alone, centred on the moments of all the patches' other
+                # pixels (as a cube of a tile, on moments of a broader training set) or of its own
+                patch_rng = np.random.default_rng(2)  # the main rng's draws (and figures) stay as they were
+                parts = zip(*(np.split(a, len(presto_patches())) for a in (features, others)), strict=True)
+                for i, (part, own) in enumerate(parts):
+                    moments = {"": others, "_own": own}
+                    bottleneck = {k: v @ down for k, v in moments.items()}
+                    for name, data in (
+                        (f"presto_patch{i}", (part, head, bias, patch_rng, moments)),
+                        (f"presto_patch{i}_bottleneck64", (part @ down, up, None, patch_rng, bottleneck)),
+                    ):
+                        fidelity(name, work, *data, only=("v4_head_int8",))
             z, weight, bias = planted(256 * 256, 64, 512, rng)
-            fidelity("planted_rank64", work, z, weight, bias, rng)
-            fidelity("planted_bottleneck64", work, z, weight, None, rng, HEAD_LAYOUTS)
+            held_out = {"": np.random.default_rng(1).normal(size=z.shape)}  # other pixels of the same law
+            fidelity("planted_rank64", work, z, weight, bias, rng, held_out)
+            fidelity("planted_bottleneck64", work, z, weight, None, rng, held_out, HEAD_LAYOUTS)
         if "speed" in args.only:
             speed(work, args.speed_side, rng)
         if "topk" in args.only:

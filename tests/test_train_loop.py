@@ -97,7 +97,8 @@ def test_training_lifts_validation_recall_far_above_chance(planted_pairs_dataset
 @pytest.mark.slow  # a training run and its resumed copy
 def test_resume_continues_bit_identically(planted_pairs_dataset, tmp_path: Path) -> None:
     paths, _ = planted_pairs_dataset
-    extra = {"data__target": "sample", "loss__queue_size": 64}
+    # a bottleneck head: its input's running moments (checkpoint statistics) must resume exactly too
+    extra = {"data__target": "sample", "loss__queue_size": 64, "model__arguments__bottleneck": 8}
     full = config_from_dict(tiny_config(paths, tmp_path / "full", **extra))
     train(full)
     step6 = tmp_path / "full" / "checkpoints" / "step_00000006"
@@ -115,6 +116,7 @@ def test_resume_continues_bit_identically(planted_pairs_dataset, tmp_path: Path)
     for name in ("sits.safetensors", "training_state/state.safetensors"):
         a, b = load_file(tmp_path / "full" / last / name), load_file(tmp_path / "resumed" / last / name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert "statistics.head_input.moment" in load_file(tmp_path / "full" / last / "sits.safetensors")
 
     # an interrupted run (stop_at) continues from its latest checkpoint with run.resume: auto
     interrupted = config_from_dict(tiny_config(paths, tmp_path / "interrupted", **extra))
@@ -126,7 +128,11 @@ def test_resume_continues_bit_identically(planted_pairs_dataset, tmp_path: Path)
     with pytest.raises(BadInputError, match="already holds checkpoints"):
         train(config_from_dict(tiny_config(paths, tmp_path / "full", run__resume="null")))
     with pytest.raises(BadInputError, match=r"run\.steps"):
-        train(config_from_dict(tiny_config(paths, tmp_path / "other", run__steps=20, run__resume=str(step6))))
+        train(
+            config_from_dict(
+                tiny_config(paths, tmp_path / "other", run__steps=20, run__resume=str(step6), **extra)
+            )
+        )
 
 
 @pytest.mark.slow  # torchrun with two gloo processes

@@ -356,6 +356,7 @@ class Trainer:
         encoder = load_checkpoint(folder, device="cpu")
         try:
             self.model.encoder.load_state_dict(encoder.state_dict())
+            self.model.encoder.load_statistics(encoder.statistics())
         except RuntimeError as err:
             raise BadInputError(f"{folder} holds another model than model.* describes: {err}") from err
         state = load_training_state(folder)

@@ -116,6 +116,21 @@ class Encoder(nn.Module, ABC):
             invalid, and the validity mask bool [rows, cols].
         """
 
+    def statistics(self) -> dict[str, torch.Tensor]:
+        """Data statistics a checkpoint keeps beside the weights (not in the state dict; none here)."""
+        return {}
+
+    def load_statistics(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Restore :meth:`statistics` read from a checkpoint.
+
+        Raises:
+            BadInputError: if the encoder keeps no such statistics.
+        """
+        if tensors:
+            raise BadInputError(
+                f"{type(self).__name__} keeps no statistics; got {', '.join(sorted(tensors))}"
+            )
+
     def resolved_arguments(self) -> dict[str, Any]:
         """Arguments resolved at build time that a rebuild without pretrained weights needs (none here)."""
         return {}

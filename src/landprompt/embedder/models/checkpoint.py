@@ -1,6 +1,8 @@
 """Encoder checkpoints: safetensors weights + a JSON config that says how to rebuild the encoder.
 
-A checkpoint is two files side by side, ``<name>.safetensors`` (the state dict) and ``<name>.json``::
+A checkpoint is two files side by side, ``<name>.safetensors`` (the state dict, and under ``statistics.``
+the data statistics the encoder keeps beside its weights, e.g. a linear head's input moments) and
+``<name>.json``::
 
     {
       "format": "landprompt-encoder-checkpoint", "format_version": 1,
@@ -42,6 +44,8 @@ CHECKPOINT_FORMAT = "landprompt-encoder-checkpoint"
 CHECKPOINT_VERSION = 1
 WEIGHTS_SUFFIX = ".safetensors"
 CONFIG_SUFFIX = ".json"
+#: Name prefix of the encoder's data statistics (:meth:`Encoder.statistics`) in the weights file.
+STATISTICS_PREFIX = "statistics."
 
 
 def checkpoint_paths(path: str | Path, name: str | None = None) -> tuple[Path, Path]:
@@ -102,6 +106,8 @@ def save_checkpoint(
         )
     weights, config_path = checkpoint_paths(path, encoder.registry_name)
     state = {key: value.detach().cpu().clone().contiguous() for key, value in encoder.state_dict().items()}
+    parameters = sum(t.numel() for t in state.values())
+    state |= {STATISTICS_PREFIX + k: v.detach().cpu().clone() for k, v in encoder.statistics().items()}
     spec = encoder.spec
     document = {
         "format": CHECKPOINT_FORMAT,
@@ -111,7 +117,7 @@ def save_checkpoint(
         "spec": spec.to_dict(),
         "clip": {"model": spec.clip_model, "pretrained": spec.clip_pretrained},
         "embed_dim": spec.embed_dim,
-        "weights": {"file": weights.name, "sha256": "", "parameters": sum(t.numel() for t in state.values())},
+        "weights": {"file": weights.name, "sha256": "", "parameters": parameters},
         "config": to_jsonable(dict(config or {})),
         "provenance": to_jsonable(dict(provenance or {})),
         "versions": {"landprompt": _version("landprompt"), "torch": torch.__version__},
@@ -199,6 +205,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device | None = None, 
         raise BadInputError(f"{weights} is not a safetensors weights file: {err}") from err
     arguments = {**_legacy_arguments(name, document["arguments"]), **overrides}
     encoder = create_encoder(name, **arguments, pretrained=False)
+    statistics = {
+        k.removeprefix(STATISTICS_PREFIX): state.pop(k)
+        for k in list(state)
+        if k.startswith(STATISTICS_PREFIX)
+    }
     problems = state_dict_mismatch(state, encoder.state_dict())
     if problems:
         raise BadInputError(
@@ -206,6 +217,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device | None = None, 
             f"({'; '.join(problems)})"
         )
     encoder.load_state_dict(state)
+    encoder.load_statistics(statistics)
     encoder.checkpoint = {"path": str(config_path), "sha256": digest}
     return encoder.to(choose_device(device)).eval()
 

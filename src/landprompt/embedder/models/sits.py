@@ -14,6 +14,7 @@ means and get a zero embedding. Inputs follow Presto's conventions (see :func:`p
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -61,6 +62,11 @@ OBSERVED_CHANNELS: tuple[int, ...] = tuple(
 with none of them at any step is invalid."""
 
 _PRESTO_ARCHITECTURE = {"embed_dim": 128, "depth": 2, "num_heads": 8, "mlp_ratio": 4.0}
+HEAD_MOMENT_NAMES = ("mean", "moment", "count")
+"""The running moments of a linear head's input ``z``: mean, second moment ``E[z z^T]``, samples seen."""
+HEAD_MOMENTS_MOMENTUM = 0.01
+"""Weight of the newest training batch in the running moments of a linear head's input once they have seen
+``1 / HEAD_MOMENTS_MOMENTUM`` times its samples (before: every sample seen weighs the same)."""
 CPU_PIXELS_PER_PASS = 128
 """Most pixels in one backbone pass on the CPU: about 11k tokens, whose activations stay in cache
 (1.5x the pixels/s of 1024-pixel passes on 2 cores, ``benchmarks/embed.py``)."""
@@ -204,6 +210,11 @@ class SitsEncoder(Encoder):
         self.clip_pretrained = clip_pretrained
         with torch.no_grad():
             self.clip_dim = int(head(torch.zeros(1, backbone.embed_dim)).shape[-1])
+        layers = _linear_head_layers(head)
+        if layers is not None:  # running moments of the last layer's input (head_moments); not weights
+            width = layers[-1].in_features
+            for name, shape in zip(HEAD_MOMENT_NAMES, ((width,), (width, width), ()), strict=True):
+                self.register_buffer(f"head_input_{name}", torch.zeros(shape, dtype=torch.float64), False)
 
     @property
     def spec(self) -> EncoderSpec:
@@ -241,18 +252,84 @@ class SitsEncoder(Encoder):
         """The exact basis of a linear head (with or without a bottleneck), or None for another head.
 
         The head's last Linear layer ``e = W z + b`` is the basis; ``z`` (:meth:`head_features`) is the
-        pooled backbone feature (r = backbone width) or the bottleneck's output (r = bottleneck).
+        pooled backbone feature (r = backbone width) or the bottleneck's output (r = bottleneck). Where
+        training recorded the moments of ``z`` (:meth:`head_moments`), the basis's offset code lies along
+        the data's mean embedding (``info``: ``offset: data_mean``, ``mean_samples``), else along the bias
+        (see :func:`~landprompt.embedder.basis.linear_head_basis`).
         """
-        layers = list(self.head) if isinstance(self.head, nn.Sequential) else [self.head]
-        if not layers or not all(isinstance(layer, nn.Linear) for layer in layers):
+        layers = _linear_head_layers(self.head)
+        if layers is None:
             return None
         last = layers[-1]
-        assert isinstance(last, nn.Linear)
-        if last.in_features > last.out_features:
-            return None  # wider than the embedding: nothing to gain
         bias = None if last.bias is None else last.bias.detach().cpu().numpy()
-        info = {"layers": len(layers), "features": "bottleneck" if len(layers) > 1 else "backbone"}
-        return linear_head_basis(last.weight.detach().cpu().numpy(), bias, info)
+        info: dict[str, Any] = {
+            "layers": len(layers),
+            "features": "bottleneck" if len(layers) > 1 else "backbone",
+        }
+        moments = self.head_moments()
+        if moments is None:
+            return linear_head_basis(last.weight.detach().cpu().numpy(), bias, info)
+        mean, covariance, info["mean_samples"] = moments
+        return linear_head_basis(
+            last.weight.detach().cpu().numpy(), bias, info, mean=mean, covariance=covariance
+        )
+
+    def head_moments(self) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """The mean (r,) and covariance (r, r) of a linear head's input over training, and the samples seen.
+
+        Training (:meth:`forward_window` in train mode) keeps them as running averages (the plain mean
+        until :data:`HEAD_MOMENTS_MOMENTUM` takes over); checkpoints keep them (:meth:`statistics`).
+        None for another head, or before any training batch (an untrained head, an old checkpoint).
+        """
+        buffers = self._moment_buffers()
+        if not buffers or float(buffers["count"]) <= 0:
+            return None
+        mean, moment = (buffers[name].detach().cpu().numpy() for name in ("mean", "moment"))
+        return mean, moment - np.outer(mean, mean), int(buffers["count"])
+
+    def _moment_buffers(self) -> dict[str, Tensor]:
+        """The buffers of the running moments (:data:`HEAD_MOMENT_NAMES`) by name; empty for another head."""
+        found = {name: getattr(self, f"head_input_{name}", None) for name in HEAD_MOMENT_NAMES}
+        return {name: buffer for name, buffer in found.items() if isinstance(buffer, Tensor)}
+
+    @torch.no_grad()
+    def _record_head_input(self, pooled: Tensor) -> None:
+        """Fold a training batch of pooled features into the running moments of the head's input."""
+        buffers = self._moment_buffers()
+        with torch.autocast(pooled.device.type, enabled=False):
+            z = self.head_features(pooled.float()).double()
+        seen = buffers["count"] + len(z)
+        weight = (len(z) / seen).clamp(min=HEAD_MOMENTS_MOMENTUM)
+        buffers["mean"].lerp_(z.mean(dim=0), weight)
+        buffers["moment"].lerp_(z.T @ z / len(z), weight)
+        buffers["count"].copy_(seen)
+
+    def statistics(self) -> dict[str, Tensor]:
+        """The running moments of a linear head's input (``head_input.*``), once training recorded any."""
+        if self.head_moments() is None:
+            return {}
+        return {f"head_input.{name}": buffer for name, buffer in self._moment_buffers().items()}
+
+    def load_statistics(self, tensors: Mapping[str, Tensor]) -> None:
+        """Restore :meth:`statistics` read from a checkpoint (a checkpoint without them keeps none).
+
+        Raises:
+            BadInputError: if they do not fit the head or hold NaN, infinite or negative counts.
+        """
+        if not tensors:
+            return
+        buffers = {f"head_input.{name}": buffer for name, buffer in self._moment_buffers().items()}
+        if set(tensors) != set(buffers) or any(tensors[k].shape != b.shape for k, b in buffers.items()):
+            raise BadInputError(
+                f"the checkpoint's statistics ({', '.join(sorted(tensors))}) do not fit this encoder's head"
+            )
+        if (
+            not all(torch.isfinite(t).all() for t in tensors.values())
+            or float(tensors["head_input.count"]) < 0
+        ):
+            raise BadInputError("the checkpoint's head input moments hold NaN, infinite or negative values")
+        for key, buffer in buffers.items():
+            buffer.copy_(tensors[key])
 
     def head_features(self, pooled: Tensor) -> Tensor:
         """The input ``z`` (B, r) of a linear head's last layer: the pooled features through the others."""
@@ -306,6 +383,8 @@ class SitsEncoder(Encoder):
         ).view(b, n, -1)
         keep = (~mask[..., list(OBSERVED_CHANNELS)]).flatten(-2).any(-1)[..., None].to(features.dtype)
         pooled = (features * keep).sum(dim=1) / keep.sum(dim=1).clamp_min(1.0)
+        if self.training and self._moment_buffers():
+            self._record_head_input(pooled.detach())
         return self.project(pooled, normalize)
 
     forward = forward_window
@@ -342,7 +421,8 @@ class SitsEncoder(Encoder):
         Returns:
             Embeddings float32 [H, W, clip_dim] (zero where invalid) and validity bool [H, W].
         """
-        if features and self.head_basis() is None:
+        layers = _linear_head_layers(self.head)
+        if features and layers is None:
             raise BadInputError("head features need a linear head (head: linear)")
         if batch_size < 1:
             raise BadInputError(f"batch_size must be at least 1, got {batch_size}")
@@ -356,7 +436,7 @@ class SitsEncoder(Encoder):
             None if series.latlon is None else torch.as_tensor(series.latlon, dtype=torch.float32).view(-1, 2)
         )
         month = torch.from_numpy(series.month).to(device)
-        width = self.head_basis().rank if features else self.clip_dim  # type: ignore[union-attr]
+        width = layers[-1].in_features if features and layers is not None else self.clip_dim
         out = torch.zeros(h * w, width, device=device)
         backbone_out = torch.zeros(h * w, self.backbone.embed_dim, device=device)
         per_pass = min(batch_size, CPU_PIXELS_PER_PASS) if device.type == "cpu" else batch_size
@@ -380,6 +460,15 @@ class SitsEncoder(Encoder):
                 with autocast(device):
                     out[batch] = self.project(pooled[batch])
         return out.view(h, w, -1).cpu().numpy(), valid
+
+
+def _linear_head_layers(head: nn.Module) -> list[nn.Linear] | None:
+    """The layers of a linear head (Linear layers only, the last no wider in than out), else None."""
+    layers = list(head) if isinstance(head, nn.Sequential) else [head]
+    if not layers or not all(isinstance(layer, nn.Linear) for layer in layers):
+        return None
+    linear = [layer for layer in layers if isinstance(layer, nn.Linear)]
+    return linear if linear[-1].in_features <= linear[-1].out_features else None  # else nothing to gain
 
 
 def build_head(
