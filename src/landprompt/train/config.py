@@ -14,20 +14,9 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
+from landprompt import schema
 from landprompt.errors import BadInputError
-from landprompt.schema import (
-    FilePath,
-    Flag,
-    Int,
-    Real,
-    Section,
-    Text,
-    adapter,
-    checked,
-    key,
-    read_yaml,
-    validated,
-)
+from landprompt.schema import FilePath, Flag, Int, Real, Section, Text, checked, key, read_yaml, validated
 
 Target = Literal["mean", "sample"]
 EXAMPLE = "configs/train_example.yaml"
@@ -163,7 +152,7 @@ class TrainConfig:
         return _ADAPTER.dump_python(self, mode="json")
 
 
-_ADAPTER = adapter(TrainConfig)
+_ADAPTER = schema.adapter(TrainConfig)
 json_schema = _ADAPTER.json_schema
 """The JSON Schema of the training configuration (``landprompt train --schema``)."""
 
