@@ -461,6 +461,24 @@ def test_aggregate_over_shards_calibrates_each_shard_or_all_alike(tmp_path, tiny
     pd.testing.assert_frame_equal(table, whole, rtol=1e-6)
 
 
+def test_a_symlinked_shard_finds_the_calibration_saved_by_its_link(tmp_path, tiny_clip, cube_data) -> None:
+    data = cube_data.side_by_side_shards(tmp_path / "real", tiny_clip)
+    links = tmp_path / "links"
+    links.mkdir()
+    for cube in (data.west, data.east):
+        (links / cube.name).symlink_to(cube.resolve(), target_is_directory=True)
+    for b, name in ((0.5, "west.zarr"), (-1.0, "east.zarr")):  # saved as `evaluate points --fit` saves
+        path = save_calibration(
+            Calibration("platt", {"a": 1.0, "b": b}), calibration_path(links / name, CONCEPT)
+        )
+        assert path == calibration_path((links / name).resolve(), CONCEPT)  # one rule: next to the target
+    units = shard_units(data.grid)
+    linked = open_session(links, tiny_clip).aggregate(CONCEPT, units, versus=VERSUS, calibration=True)
+    real = open_session(data.folder, tiny_clip).aggregate(CONCEPT, units, versus=VERSUS, calibration=True)
+    pd.testing.assert_frame_equal(linked, real)
+    assert linked.attrs["calibration"] == "platt"
+
+
 def test_change_over_two_folders_is_the_change_of_the_uncut_cubes(shards, later_shards, tiny_clip) -> None:
     session = open_session(shards.folder, tiny_clip)
     whole = QuerySession(shards.whole, tiny_clip)
