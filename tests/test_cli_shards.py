@@ -214,12 +214,12 @@ def test_a_batch_refuses_a_folder_where_it_takes_one_cube_in_one_line(shards, la
             "cube": shards.folder,
             "points": "p.csv",
         },
-        "cube_b: .* is one cube but cube is a folder of shards: give two cubes, or two folders": {
+        "cube_b: .*shards is a folder of shards but .*whole.zarr is one cube: give two cubes": {
             "kind": "change",
             "cube": shards.folder,
             "cube_b": later.whole,
         },
-        "cube_b: .* is a folder of shards but cube is one cube": {
+        "cube_b: .*later.* is a folder of shards but .*whole.zarr is one cube": {
             "kind": "change",
             "cube": shards.whole,
             "cube_b": later.folder,

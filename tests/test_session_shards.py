@@ -511,8 +511,11 @@ def test_change_refuses_a_later_folder_of_other_shards_in_one_line(shards, later
     with pytest.raises(BadInputError, match=r"only earlier: east.zarr; only later: north.zarr") as err:
         session.change(renamed, CONCEPT, versus=VERSUS)
     assert "\n" not in str(err.value)
-    with pytest.raises(BadInputError, match="one cube, not a folder of shards"):
+    refused = "is a folder of shards but .*whole.zarr is one cube: give two cubes, or two folders of shards"
+    with pytest.raises(BadInputError, match=refused):
         session.change(later_shards.whole, CONCEPT, versus=VERSUS)
+    with pytest.raises(BadInputError, match=refused):  # one cube's session refuses a later folder alike
+        QuerySession(shards.whole).change(later_shards.folder, CONCEPT, versus=VERSUS)
 
 
 def test_aggregate_reads_only_the_chunks_of_the_shards_a_polygon_reaches(

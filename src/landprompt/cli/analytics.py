@@ -83,7 +83,7 @@ def query_change(
     """
     from landprompt.query.change import change_map, change_paths, change_summary, write_change
     from landprompt.query.provenance import provenance_tags, with_cube_b
-    from landprompt.query.session import cube_paths, is_shard_folder
+    from landprompt.query.session import check_pairable, cube_paths, is_shard_folder
 
     paths = change_paths(out)
     if not png:
@@ -91,12 +91,7 @@ def query_change(
     check_outputs(*paths.values())
     if calibrated and calibration is not None:
         raise BadInputError("give --calibrated (each cube's own calibration) or --calibration FILE, not both")
-    if is_shard_folder(cube_a) != is_shard_folder(cube_b):
-        folder, one = (cube_a, cube_b) if is_shard_folder(cube_a) else (cube_b, cube_a)
-        raise BadInputError(
-            f"{folder} is a folder of shards but {one} is one cube: give two cubes, or two folders of "
-            "shards (paired by file name)"
-        )
+    check_pairable(cube_a, cube_b)
     session = query_session(cube_a, clip, pretrained)
     clip_model = session.text.clip
     calibrate = calibration if calibration is not None else calibrated
