@@ -235,3 +235,31 @@ def test_a_batch_refuses_a_folder_where_it_takes_one_cube_in_one_line(shards, la
             parse_batch({**base, **{k: str(v) for k, v in keys.items()}}, tmp_path)
         assert "\n" not in str(err.value)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_batch_job_on_a_folder_opens_each_shard_once(shards, tmp_path, monkeypatch) -> None:
+    """The job's provenance reads the hashes from the session's open shards, once for all formats."""
+    import landprompt.embedder.cube as cube_module
+    import landprompt.query.session as session_module
+    from landprompt.batch.run import run_jobs
+    from landprompt.batch.spec import parse_batch
+
+    units = units_geojson(shards.grid, tmp_path / "units.geojson")
+    keys = {"kind": "aggregate", "cube": str(shards.folder), "units": str(units), "id_field": "name"}
+    data = {"out": "o", "concepts": [CONCEPT], "defaults": {"formats": ["csv", "geojson"]}, **keys}
+    monkeypatch.setattr(session_module, "_SESSIONS", type(session_module._SESSIONS)())  # none cached
+    spec = parse_batch(data, tmp_path)
+    opened: list[str] = []
+
+    def counting(path: Any) -> Any:
+        opened.append(Path(path).name)
+        return real(path)
+
+    real = cube_module.open_cube
+    monkeypatch.setattr(cube_module, "open_cube", counting)
+    monkeypatch.setattr(session_module, "open_cube", counting)
+    report = run_jobs(spec, progress=False)
+    assert report.ok, report.failed
+    assert sorted(opened) == ["east.zarr", "west.zarr"]  # the job's session (with the batch's CLIP model)
+    made = json.loads((tmp_path / "o/units/olive-groves.geojson").read_text())
+    assert json.loads(made["landprompt"]["landprompt_cube_shards"]) == ["east.zarr", "west.zarr"]

@@ -141,8 +141,9 @@ class ChangeJob(Job):
             spec.defaults.style,
             calibration=spec.defaults.calibrated,
         )
+        tags = _provenance(self)
         with _PYPLOT_LOCK:
-            write_change(ds, todo, title=self.title, tags=_provenance(self))
+            write_change(ds, todo, title=self.title, tags=tags)
 
 
 class AggregateJob(Job):
@@ -160,8 +161,9 @@ class AggregateJob(Job):
         table = session.aggregate(
             self.prompt, units, None, self.threshold, self.versus, style, calibration=calibration
         )
+        tags = _provenance(self)
         for path in todo.values():
-            write_indicators(table, path, units, metadata=_provenance(self))
+            write_indicators(table, path, units, metadata=tags)
 
 
 class PointsJob(Job):
@@ -258,16 +260,18 @@ def _session(job: Job) -> Session:
 def _provenance(job: Job) -> dict[str, str]:
     """Provenance tags of a job's outputs."""
     from landprompt.query.provenance import provenance_tags, with_cube_b
-    from landprompt.query.session import cube_paths
+    from landprompt.query.session import cube_paths, open_session
 
     spec = job.spec
     applied = None
     if spec.defaults.calibrated:  # a prompt with no letter or digit has no calibration file name
         applied = str(calibration_path(spec.cube, job.prompt)) if isinstance(job, MapJob) else "cube"
-    tags = provenance_tags(
-        cube_paths(spec.cube), _clip(spec.clip), job.prompt, job.background, spec.defaults.style, applied
-    )
-    return with_cube_b(tags, cube_paths(spec.cube_b)) if spec.cube_b is not None else tags
+    clip, style, cubes = _clip(spec.clip), spec.defaults.style, cube_paths(spec.cube)
+    datasets = _session(job).datasets  # the hashes from the cubes the job's session holds open
+    tags = provenance_tags(cubes, clip, job.prompt, job.background, style, applied, datasets)
+    if spec.cube_b is None:
+        return tags
+    return with_cube_b(tags, cube_paths(spec.cube_b), open_session(spec.cube_b).datasets)
 
 
 def _clip(keys: ClipKeys | None) -> ClipModel:

@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
@@ -290,6 +290,11 @@ class QuerySession(DatasetSession):
         return self._places
 
     @property
+    def datasets(self) -> list[xr.Dataset]:
+        """The open cube, as a list (a :class:`ShardedSession`'s shards' cubes, for either kind)."""
+        return [self.ds]
+
+    @property
     def stale(self) -> bool:
         """Whether the cube or its index changed on disk since the session opened."""
         return _stamp(self._watched) != self.stamp
@@ -363,6 +368,8 @@ class QuerySession(DatasetSession):
         from landprompt.query.change import change_map
 
         check_pairable(self, later)
+        if isinstance(later, (str, os.PathLike)):  # opened once per process (one cube: checked above)
+            later = cast(QuerySession, open_session(later))
         cube_b = later.ds if isinstance(later, QuerySession) else later
         scorer = self.scorer(concept, versus, style, None, logit_scale)
         return change_map(
@@ -444,6 +451,11 @@ class ShardedSession(_Session):
                     shard.close()
             raise
         self.dim = first.dim
+
+    @property
+    def datasets(self) -> list[xr.Dataset]:
+        """The shards' open cubes, in the shards' order."""
+        return [shard.ds for shard in self.shards]
 
     @property
     def where(self) -> str:
@@ -612,8 +624,7 @@ class ShardedSession(_Session):
         from landprompt.query.aggregate import aggregate_shards
 
         scorer = self.scorer(concept, versus, style, None, logit_scale)
-        cubes = [shard.ds for shard in self.shards]
-        return aggregate_shards(cubes, scorer, units, id_field, threshold, calibration, progress)
+        return aggregate_shards(self.datasets, scorer, units, id_field, threshold, calibration, progress)
 
     def map_grid(self, bbox: BBox | str | Sequence[float] | None = None) -> Grid:
         """The grid of the mosaic :meth:`probability_maps` makes over ``bbox`` (sized before any scoring).
