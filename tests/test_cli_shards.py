@@ -263,3 +263,21 @@ def test_a_batch_job_on_a_folder_opens_each_shard_once(shards, tmp_path, monkeyp
     assert sorted(opened) == ["east.zarr", "west.zarr"]  # the job's session (with the batch's CLIP model)
     made = json.loads((tmp_path / "o/units/olive-groves.geojson").read_text())
     assert json.loads(made["landprompt"]["landprompt_cube_shards"]) == ["east.zarr", "west.zarr"]
+
+
+def test_query_map_checks_its_outputs_before_opening_the_cubes_or_loading_clip(
+    shards, tmp_path, monkeypatch
+) -> None:
+    import landprompt.cli.query as query_cli
+
+    def no_session(*args: Any) -> Any:
+        raise AssertionError("the session (and the CLIP model of --clip) was loaded before the checks")
+
+    monkeypatch.setattr(query_cli, "query_session", no_session)
+    out = tmp_path / "m.tif"
+    out.with_suffix(".png").mkdir()
+    for cube in (shards.folder, shards.whole):
+        result = invoke("query", "map", cube, CONCEPT, "-o", out, "--png", "--clip", "ViT-B-32")
+        assert result.exit_code == 2, result.output
+        assert "m.png is a folder: give a file path" in error_line(result)
+    assert not out.exists()

@@ -147,13 +147,13 @@ def query_map(
         from landprompt.errors import BadInputError
 
         raise BadInputError(f"--out must be a .tif file, got {out.name!r}")
-    session = query_session(cube, clip, pretrained)
     check_outputs(
         out,
         out.with_suffix(".qml") if qml else None,
         out.with_suffix(".png") if png else None,
         out.with_suffix(".html") if html else None,
     )
+    session = query_session(cube, clip, pretrained)  # after the cheap checks: it may load CLIP
     if html:
         check_html_size(session.map_grid(bbox).shape)
     with progress_bar("scoring", unit="pixels", transient=True, console=err_console) as bar:
