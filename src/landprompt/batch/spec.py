@@ -130,7 +130,12 @@ class DefaultKeys(_Keys):
     threshold: Probability | None = key(
         None, "[change, aggregate] Change counted as gain/loss, or presence level."
     )
-    calibrated: Flag = key(False, "[map, change, aggregate] Apply each concept's saved calibration.")
+    calibrated: Flag = key(
+        False,
+        "[map, change, aggregate] Apply each concept's saved calibration (<cube>.calibration/). Of "
+        "folders of shards, change and aggregate apply each shard's own: every shard of both folders "
+        "needs one, checked before any job runs (even a shard no area or polygon reaches).",
+    )
     fit: Literal["platt", "isotonic"] | None = key(
         None, "[points] Calibration to fit: platt or isotonic.", title="calibration method"
     )
