@@ -83,7 +83,7 @@ def query_change(
     """
     from landprompt.query.change import change_paths, change_summary, write_change
     from landprompt.query.provenance import provenance_tags, with_cube_b
-    from landprompt.query.session import check_pairable, cube_paths
+    from landprompt.query.session import check_pairable, cube_paths, open_session
 
     paths = change_paths(out)
     if not png:
@@ -99,8 +99,9 @@ def query_change(
         # of two folders, each shard paired with the later folder's of its file name
         ds = session.change(cube_b, prompt, versus or None, threshold, bbox, style, None, calibrate, bar.to)
     applied = str(calibration) if calibration is not None else ("cube" if calibrated else None)
-    tags = provenance_tags(cube_paths(cube_a), clip_model, prompt, versus, style, applied)
-    tags = with_cube_b(tags, cube_paths(cube_b))  # of folders: the folders, their shards and hashes
+    tags = provenance_tags(cube_paths(cube_a), clip_model, prompt, versus, style, applied, session.datasets)
+    later = open_session(cube_b).datasets  # opened by the change: the hashes read from its open cubes
+    tags = with_cube_b(tags, cube_paths(cube_b), later)  # of folders: the folders, their shards and hashes
     written = write_change(ds, paths, title=f"change in P({prompt})", tags=tags)
     summary = change_summary(ds)
     table = Table(title=f"change in P({prompt}), threshold {threshold:g}")
@@ -172,7 +173,7 @@ def query_aggregate(
         table = with_unit_fields(table, polygons)
     if out is not None:
         applied = "cube" if calibrated else None
-        tags = provenance_tags(cube_paths(cube), clip_model, prompt, versus, style, applied)
+        tags = provenance_tags(cube_paths(cube), clip_model, prompt, versus, style, applied, session.datasets)
         write_indicators(table, out, polygons, metadata=tags)
         console.print(f"wrote indicators of {len(table)} polygons to {out}")
         return
