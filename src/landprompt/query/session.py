@@ -364,6 +364,9 @@ class QuerySession(DatasetSession):
             calibration: ``True`` applies each cube's own calibration of the concept; a calibration or
                 its JSON file applies to both.
             progress: Called with ``(pixels done, pixels in all)`` after each chunk.
+
+        Raises:
+            BadInputError: If ``later`` is a folder of shards (:func:`check_pairable`).
         """
         from landprompt.query.change import change_map
 
