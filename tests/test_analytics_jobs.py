@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -49,10 +50,11 @@ def points_file(c: SimpleNamespace, folder: Path, n: int = 400) -> Path:
 
 @pytest.fixture
 def own_mixture(analytics_cubes: SimpleNamespace, tmp_path: Path) -> Path:
-    """The mixture cube under a test's own path, so calibrations saved next to it stay in the test."""
-    link = tmp_path / "mixture.zarr"
-    link.symlink_to(analytics_cubes.mixture, target_is_directory=True)
-    return link
+    """A copy of the mixture cube under a test's own path, so calibrations saved next to it stay in the test.
+
+    A copy, not a link: a calibration lives next to the resolved cube (:func:`calibration_path`).
+    """
+    return Path(shutil.copytree(analytics_cubes.mixture, tmp_path / "mixture.zarr"))
 
 
 # --- command line --------------------------------------------------------------------------------------

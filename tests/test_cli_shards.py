@@ -214,12 +214,12 @@ def test_a_batch_refuses_a_folder_where_it_takes_one_cube_in_one_line(shards, la
             "cube": shards.folder,
             "points": "p.csv",
         },
-        "cube_b: .* is one cube but cube is a folder of shards: give two cubes, or two folders": {
+        "cube_b: .*shards is a folder of shards but .*whole.zarr is one cube: give two cubes": {
             "kind": "change",
             "cube": shards.folder,
             "cube_b": later.whole,
         },
-        "cube_b: .* is a folder of shards but cube is one cube": {
+        "cube_b: .*later.* is a folder of shards but .*whole.zarr is one cube": {
             "kind": "change",
             "cube": shards.whole,
             "cube_b": later.folder,
@@ -235,3 +235,49 @@ def test_a_batch_refuses_a_folder_where_it_takes_one_cube_in_one_line(shards, la
             parse_batch({**base, **{k: str(v) for k, v in keys.items()}}, tmp_path)
         assert "\n" not in str(err.value)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_batch_job_on_a_folder_opens_each_shard_once(shards, tmp_path, monkeypatch) -> None:
+    """The job's provenance reads the hashes from the session's open shards, once for all formats."""
+    import landprompt.embedder.cube as cube_module
+    import landprompt.query.session as session_module
+    from landprompt.batch.run import run_jobs
+    from landprompt.batch.spec import parse_batch
+
+    units = units_geojson(shards.grid, tmp_path / "units.geojson")
+    keys = {"kind": "aggregate", "cube": str(shards.folder), "units": str(units), "id_field": "name"}
+    data = {"out": "o", "concepts": [CONCEPT], "defaults": {"formats": ["csv", "geojson"]}, **keys}
+    monkeypatch.setattr(session_module, "_SESSIONS", type(session_module._SESSIONS)())  # none cached
+    spec = parse_batch(data, tmp_path)
+    opened: list[str] = []
+
+    def counting(path: Any) -> Any:
+        opened.append(Path(path).name)
+        return real(path)
+
+    real = cube_module.open_cube
+    monkeypatch.setattr(cube_module, "open_cube", counting)
+    monkeypatch.setattr(session_module, "open_cube", counting)
+    report = run_jobs(spec, progress=False)
+    assert report.ok, report.failed
+    assert sorted(opened) == ["east.zarr", "west.zarr"]  # the job's session (with the batch's CLIP model)
+    made = json.loads((tmp_path / "o/units/olive-groves.geojson").read_text())
+    assert json.loads(made["landprompt"]["landprompt_cube_shards"]) == ["east.zarr", "west.zarr"]
+
+
+def test_query_map_checks_its_outputs_before_opening_the_cubes_or_loading_clip(
+    shards, tmp_path, monkeypatch
+) -> None:
+    import landprompt.cli.query as query_cli
+
+    def no_session(*args: Any) -> Any:
+        raise AssertionError("the session (and the CLIP model of --clip) was loaded before the checks")
+
+    monkeypatch.setattr(query_cli, "query_session", no_session)
+    out = tmp_path / "m.tif"
+    out.with_suffix(".png").mkdir()
+    for cube in (shards.folder, shards.whole):
+        result = invoke("query", "map", cube, CONCEPT, "-o", out, "--png", "--clip", "ViT-B-32")
+        assert result.exit_code == 2, result.output
+        assert "m.png is a folder: give a file path" in error_line(result)
+    assert not out.exists()

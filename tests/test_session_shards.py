@@ -461,6 +461,24 @@ def test_aggregate_over_shards_calibrates_each_shard_or_all_alike(tmp_path, tiny
     pd.testing.assert_frame_equal(table, whole, rtol=1e-6)
 
 
+def test_a_symlinked_shard_finds_the_calibration_saved_by_its_link(tmp_path, tiny_clip, cube_data) -> None:
+    data = cube_data.side_by_side_shards(tmp_path / "real", tiny_clip)
+    links = tmp_path / "links"
+    links.mkdir()
+    for cube in (data.west, data.east):
+        (links / cube.name).symlink_to(cube.resolve(), target_is_directory=True)
+    for b, name in ((0.5, "west.zarr"), (-1.0, "east.zarr")):  # saved as `evaluate points --fit` saves
+        path = save_calibration(
+            Calibration("platt", {"a": 1.0, "b": b}), calibration_path(links / name, CONCEPT)
+        )
+        assert path == calibration_path((links / name).resolve(), CONCEPT)  # one rule: next to the target
+    units = shard_units(data.grid)
+    linked = open_session(links, tiny_clip).aggregate(CONCEPT, units, versus=VERSUS, calibration=True)
+    real = open_session(data.folder, tiny_clip).aggregate(CONCEPT, units, versus=VERSUS, calibration=True)
+    pd.testing.assert_frame_equal(linked, real)
+    assert linked.attrs["calibration"] == "platt"
+
+
 def test_change_over_two_folders_is_the_change_of_the_uncut_cubes(shards, later_shards, tiny_clip) -> None:
     session = open_session(shards.folder, tiny_clip)
     whole = QuerySession(shards.whole, tiny_clip)
@@ -493,8 +511,11 @@ def test_change_refuses_a_later_folder_of_other_shards_in_one_line(shards, later
     with pytest.raises(BadInputError, match=r"only earlier: east.zarr; only later: north.zarr") as err:
         session.change(renamed, CONCEPT, versus=VERSUS)
     assert "\n" not in str(err.value)
-    with pytest.raises(BadInputError, match="one cube, not a folder of shards"):
+    refused = "is a folder of shards but .*whole.zarr is one cube: give two cubes, or two folders of shards"
+    with pytest.raises(BadInputError, match=refused):
         session.change(later_shards.whole, CONCEPT, versus=VERSUS)
+    with pytest.raises(BadInputError, match=refused):  # one cube's session refuses a later folder alike
+        QuerySession(shards.whole).change(later_shards.folder, CONCEPT, versus=VERSUS)
 
 
 def test_aggregate_reads_only_the_chunks_of_the_shards_a_polygon_reaches(

@@ -249,11 +249,15 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def calibration_path(cube: str | os.PathLike[str], concept: str) -> Path:
-    """Where the calibration of a concept for a cube lives: ``<cube>.calibration/<concept-slug>.json``."""
+    """Where the calibration of a concept for a cube lives: ``<cube>.calibration/<concept-slug>.json``.
+
+    The cube path is resolved first (a symlinked cube's calibration lives next to its target), so a
+    calibration saved through a link is the one a session, which opens the resolved cube, applies.
+    """
     slug = slugify(concept)
     if not slug:
         raise BadInputError(f"{concept!r} has no letter or digit to name a calibration file by")
-    cube = Path(cube)
+    cube = Path(cube).resolve()
     return cube.with_name(f"{cube.name}.calibration") / f"{slug}.json"
 
 

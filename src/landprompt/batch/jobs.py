@@ -129,31 +129,21 @@ class ChangeJob(Job):
 
     def make(self, todo: dict[str, Path]) -> None:
         """Score both cubes and write the change map."""
-        from landprompt.query.change import change_map, write_change
-        from landprompt.query.session import ShardedSession
+        from landprompt.query.change import write_change
 
-        spec, scorer, session = self.spec, _scorer(self), _session(self)
-        if isinstance(session, ShardedSession):  # each shard paired with cube_b's of its file name
-            ds = session.change(
-                cast(Path, spec.cube_b),
-                self.prompt,
-                self.versus,
-                self.threshold,
-                self.bbox,
-                spec.defaults.style,
-                calibration=spec.defaults.calibrated,
-            )
-        else:
-            ds = change_map(
-                spec.cube,
-                cast(Path, spec.cube_b),
-                scorer,
-                threshold=self.threshold,
-                bbox=self.bbox,
-                calibration=spec.defaults.calibrated,
-            )
+        spec, session = self.spec, _encoded(self)  # of folders, each shard paired by file name
+        ds = session.change(
+            cast(Path, spec.cube_b),
+            self.prompt,
+            self.versus,
+            self.threshold,
+            self.bbox,
+            spec.defaults.style,
+            calibration=spec.defaults.calibrated,
+        )
+        tags = _provenance(self)
         with _PYPLOT_LOCK:
-            write_change(ds, todo, title=self.title, tags=_provenance(self))
+            write_change(ds, todo, title=self.title, tags=tags)
 
 
 class AggregateJob(Job):
@@ -163,21 +153,17 @@ class AggregateJob(Job):
 
     def make(self, todo: dict[str, Path]) -> None:
         """Score the polygons and write the table in each format."""
-        from landprompt.query.aggregate import aggregate, read_units, write_indicators
-        from landprompt.query.session import ShardedSession
+        from landprompt.query.aggregate import read_units, write_indicators
 
-        spec, scorer, session = self.spec, _scorer(self), _session(self)
+        spec, session = self.spec, _encoded(self)  # of a folder, each pixel counted once
         units = read_units(cast(Path, spec.units), spec.id_field)
-        calibration = spec.defaults.calibrated
-        if isinstance(session, ShardedSession):  # polygons may straddle shards: each pixel counted once
-            style = spec.defaults.style
-            table = session.aggregate(
-                self.prompt, units, None, self.threshold, self.versus, style, calibration=calibration
-            )
-        else:
-            table = aggregate(spec.cube, scorer, units, threshold=self.threshold, calibration=calibration)
+        style, calibration = spec.defaults.style, spec.defaults.calibrated
+        table = session.aggregate(
+            self.prompt, units, None, self.threshold, self.versus, style, calibration=calibration
+        )
+        tags = _provenance(self)
         for path in todo.values():
-            write_indicators(table, path, units, metadata=_provenance(self))
+            write_indicators(table, path, units, metadata=tags)
 
 
 class PointsJob(Job):
@@ -248,12 +234,20 @@ def _probability(job: MapJob) -> xr.DataArray:
 def _scorer(job: Job, calibration: Calibration | None = None) -> ConceptScorer:
     """The job's concept scorer (:meth:`QuerySession.scorer`); each prompt is encoded once per process.
 
-    The prompts are encoded under the lock: a sharded session's ``change`` and ``aggregate`` that follow
-    find them in its text tower.
+    The prompts are encoded under the lock (one text encoding at a time per process).
     """
     session = _session(job)
     with _LOCK:
         return session.scorer(job.prompt, job.versus, job.spec.defaults.style, calibration)
+
+
+def _encoded(job: Job) -> Session:
+    """The job's session, with the job's prompts encoded under the lock.
+
+    Its ``change`` and ``aggregate`` find them in its text tower rather than encoding outside the lock.
+    """
+    _scorer(job)
+    return _session(job)
 
 
 def _session(job: Job) -> Session:
@@ -266,16 +260,18 @@ def _session(job: Job) -> Session:
 def _provenance(job: Job) -> dict[str, str]:
     """Provenance tags of a job's outputs."""
     from landprompt.query.provenance import provenance_tags, with_cube_b
-    from landprompt.query.session import cube_paths
+    from landprompt.query.session import cube_paths, open_session
 
     spec = job.spec
     applied = None
     if spec.defaults.calibrated:  # a prompt with no letter or digit has no calibration file name
         applied = str(calibration_path(spec.cube, job.prompt)) if isinstance(job, MapJob) else "cube"
-    tags = provenance_tags(
-        cube_paths(spec.cube), _clip(spec.clip), job.prompt, job.background, spec.defaults.style, applied
-    )
-    return with_cube_b(tags, cube_paths(spec.cube_b)) if spec.cube_b is not None else tags
+    clip, style, cubes = _clip(spec.clip), spec.defaults.style, cube_paths(spec.cube)
+    datasets = _session(job).datasets  # the hashes from the cubes the job's session holds open
+    tags = provenance_tags(cubes, clip, job.prompt, job.background, style, applied, datasets)
+    if spec.cube_b is None:
+        return tags
+    return with_cube_b(tags, cube_paths(spec.cube_b), open_session(spec.cube_b).datasets)
 
 
 def _clip(keys: ClipKeys | None) -> ClipModel:

@@ -130,7 +130,12 @@ class DefaultKeys(_Keys):
     threshold: Probability | None = key(
         None, "[change, aggregate] Change counted as gain/loss, or presence level."
     )
-    calibrated: Flag = key(False, "[map, change, aggregate] Apply each concept's saved calibration.")
+    calibrated: Flag = key(
+        False,
+        "[map, change, aggregate] Apply each concept's saved calibration (<cube>.calibration/). Of "
+        "folders of shards, change and aggregate apply each shard's own: every shard of both folders "
+        "needs one, checked before any job runs (even a shard no area or polygon reaches).",
+    )
     fit: Literal["platt", "isotonic"] | None = key(
         None, "[points] Calibration to fit: platt or isotonic.", title="calibration method"
     )
@@ -290,22 +295,16 @@ def _check_later(earlier: Session, later: Path) -> None:
     each on its earlier shard's grid.
     """
     from landprompt.query.change import check_same_grid
-    from landprompt.query.session import ShardedSession, open_session, paired_shards
+    from landprompt.query.session import ShardedSession, check_pairable, open_session, paired_shards
 
+    check_pairable(earlier, later)
     other = open_session(later)
-    if not isinstance(earlier, ShardedSession) and not isinstance(other, ShardedSession):
-        check_same_grid(earlier.ds, other.ds)
-    elif isinstance(earlier, ShardedSession) and isinstance(other, ShardedSession):
+    if isinstance(earlier, ShardedSession) and isinstance(other, ShardedSession):
         pairs = paired_shards(earlier, other)
         for path, shard in zip(earlier.cubes, earlier.shards, strict=True):
             check_same_grid(shard.ds, pairs[path].ds)
-    else:
-        kinds = ("one cube", "a folder of shards")
-        raise BadInputError(
-            f"{later} is {kinds[isinstance(other, ShardedSession)]} but cube is "
-            f"{kinds[isinstance(earlier, ShardedSession)]}: give two cubes, or two folders of shards "
-            "(paired by file name)"
-        )
+    elif not isinstance(earlier, ShardedSession) and not isinstance(other, ShardedSession):
+        check_same_grid(earlier.ds, other.ds)
 
 
 #: Keys (top level or in defaults) that only some kinds take: those whose description starts ``[kind, ...]``.

@@ -81,9 +81,9 @@ def query_change(
 
         landprompt query change europe2019/ europe2024/ "olive groves" -o olives_change.tif
     """
-    from landprompt.query.change import change_map, change_paths, change_summary, write_change
+    from landprompt.query.change import change_paths, change_summary, write_change
     from landprompt.query.provenance import provenance_tags, with_cube_b
-    from landprompt.query.session import cube_paths, is_shard_folder
+    from landprompt.query.session import check_pairable, cube_paths, open_session
 
     paths = change_paths(out)
     if not png:
@@ -91,36 +91,17 @@ def query_change(
     check_outputs(*paths.values())
     if calibrated and calibration is not None:
         raise BadInputError("give --calibrated (each cube's own calibration) or --calibration FILE, not both")
-    if is_shard_folder(cube_a) != is_shard_folder(cube_b):
-        folder, one = (cube_a, cube_b) if is_shard_folder(cube_a) else (cube_b, cube_a)
-        raise BadInputError(
-            f"{folder} is a folder of shards but {one} is one cube: give two cubes, or two folders of "
-            "shards (paired by file name)"
-        )
+    check_pairable(cube_a, cube_b)
     session = query_session(cube_a, clip, pretrained)
     clip_model = session.text.clip
     calibrate = calibration if calibration is not None else calibrated
     with progress_bar("scoring both cubes", unit="pixels", transient=True, console=err_console) as bar:
-        if is_shard_folder(cube_a):  # each shard paired with the later folder's of its file name
-            ds = session.change(
-                cube_b, prompt, versus or None, threshold, bbox, style, None, calibrate, bar.to
-            )
-        else:
-            ds = change_map(
-                cube_a,
-                cube_b,
-                prompt,
-                versus or None,
-                clip_model,
-                threshold,
-                bbox,
-                style,
-                calibration=calibrate,
-                progress=bar.to,
-            )
+        # of two folders, each shard paired with the later folder's of its file name
+        ds = session.change(cube_b, prompt, versus or None, threshold, bbox, style, None, calibrate, bar.to)
     applied = str(calibration) if calibration is not None else ("cube" if calibrated else None)
-    tags = provenance_tags(cube_paths(cube_a), clip_model, prompt, versus, style, applied)
-    tags = with_cube_b(tags, cube_paths(cube_b))  # of folders: the folders, their shards and hashes
+    tags = provenance_tags(cube_paths(cube_a), clip_model, prompt, versus, style, applied, session.datasets)
+    later = open_session(cube_b).datasets  # opened by the change: the hashes read from its open cubes
+    tags = with_cube_b(tags, cube_paths(cube_b), later)  # of folders: the folders, their shards and hashes
     written = write_change(ds, paths, title=f"change in P({prompt})", tags=tags)
     summary = change_summary(ds)
     table = Table(title=f"change in P({prompt}), threshold {threshold:g}")
@@ -171,9 +152,9 @@ def query_aggregate(
 
         landprompt query aggregate europe/ "olive groves" --units nuts3.gpkg --id-field NUTS_ID -o olives.csv
     """
-    from landprompt.query.aggregate import aggregate, read_units, with_unit_fields, write_indicators
+    from landprompt.query.aggregate import read_units, with_unit_fields, write_indicators
     from landprompt.query.provenance import provenance_tags
-    from landprompt.query.session import cube_paths, is_shard_folder
+    from landprompt.query.session import cube_paths
     from landprompt.query.vectors import vector_suffix
 
     if out is not None:
@@ -184,27 +165,15 @@ def query_aggregate(
     clip_model = session.text.clip
     label = f"aggregating over {len(polygons)} polygons"
     with progress_bar(label, unit="pixels", transient=True, console=err_console) as bar:
-        if is_shard_folder(cube):  # polygons may straddle shards: each pixel counted once
-            table = session.aggregate(
-                prompt, polygons, None, threshold, versus or None, style, None, calibrated, bar.to
-            )
-        else:
-            table = aggregate(
-                cube,
-                prompt,
-                polygons,
-                threshold=threshold,
-                versus=versus or None,
-                clip=clip_model,
-                style=style,
-                calibration=calibrated,
-                progress=bar.to,
-            )
+        # of a folder of shards, polygons may straddle shards: each pixel counted once
+        table = session.aggregate(
+            prompt, polygons, None, threshold, versus or None, style, None, calibrated, bar.to
+        )
     if keep_fields:
         table = with_unit_fields(table, polygons)
     if out is not None:
         applied = "cube" if calibrated else None
-        tags = provenance_tags(cube_paths(cube), clip_model, prompt, versus, style, applied)
+        tags = provenance_tags(cube_paths(cube), clip_model, prompt, versus, style, applied, session.datasets)
         write_indicators(table, out, polygons, metadata=tags)
         console.print(f"wrote indicators of {len(table)} polygons to {out}")
         return

@@ -147,18 +147,20 @@ def query_map(
         from landprompt.errors import BadInputError
 
         raise BadInputError(f"--out must be a .tif file, got {out.name!r}")
-    session = query_session(cube, clip, pretrained)
     check_outputs(
         out,
         out.with_suffix(".qml") if qml else None,
         out.with_suffix(".png") if png else None,
         out.with_suffix(".html") if html else None,
     )
+    session = query_session(cube, clip, pretrained)  # after the cheap checks: it may load CLIP
     if html:
         check_html_size(session.map_grid(bbox).shape)
     with progress_bar("scoring", unit="pixels", transient=True, console=err_console) as bar:
         prob = session.probability_map(prompt, versus or None, bbox, style, progress=bar.to)
-    tags = provenance_tags(cube_paths(cube), session.text.clip, prompt, versus, style)  # shards named
+    tags = provenance_tags(  # the shards named, their hashes read from the session's open cubes
+        cube_paths(cube), session.text.clip, prompt, versus, style, datasets=session.datasets
+    )
     prob.attrs.update(tags)  # the PNG and HTML carry them too
     written = [write_cog(prob, out, dtype=dtype, tags=tags)]
     if qml:

@@ -309,21 +309,31 @@ class _Polygons:
         r1, c1 = min(grid.rows, math.ceil(r1)), min(grid.cols, math.ceil(c1))
         return (slice(r0, r1), slice(c0, c1)) if r1 > r0 and c1 > c0 else None
 
-    def reached(self, ds: xr.Dataset, grid: Grid) -> list[ChunkWindow]:
-        """The chunk windows of a cube (on ``grid``), within :meth:`span`, some polygon's bounds meet."""
+    def reached(self, ds: xr.Dataset, grid: Grid) -> list[tuple[ChunkWindow, np.ndarray]]:
+        """The chunk windows of a cube (on ``grid``), within :meth:`span`, some polygon's bounds meet.
+
+        Each with the indices of the polygons whose bounds meet it (for :meth:`zones`).
+        """
         from landprompt.embedder.cube import cube_windows
 
         span = self.span(grid)
         if span is None:
             return []
-        return [w for w in cube_windows(ds, *span) if _near(self.bounds, grid.window(w.rows, w.cols)).any()]
+        found = []
+        for w in cube_windows(ds, *span):
+            near = np.flatnonzero(_near(self.bounds, grid.window(w.rows, w.cols)))
+            if near.size:
+                found.append((w, near))
+        return found
 
-    def zones(self, window: Grid) -> np.ndarray:
-        """Zone codes (polygon index + 1; 0 = none) of a window's pixels; later polygons win."""
+    def zones(self, window: Grid, near: np.ndarray) -> np.ndarray:
+        """Zone codes (polygon index + 1; 0 = none) of a window's pixels; later polygons win.
+
+        ``near``: the indices of the polygons whose bounds meet the window (as :meth:`reached` gives).
+        """
         from rasterio.features import rasterize
 
-        near = _near(self.bounds, window)
-        shapes = [(self.geometries[i], int(i) + 1) for i in np.flatnonzero(near)]
+        shapes = [(self.geometries[i], int(i) + 1) for i in near]
         if not shapes:
             return np.zeros(window.shape, dtype=np.int64)
         zones = rasterize(
@@ -476,7 +486,7 @@ def _aggregate(
             "check their CRS"
         )
     sums = _Sums.zeros(len(units))
-    tick = PixelCounter(progress, sum(_size(w.rows, w.cols) for reached in windows for w in reached))
+    tick = PixelCounter(progress, sum(_size(w.rows, w.cols) for reached in windows for w, _ in reached))
     for i in touched:
         owned = _owned(i, cubes, grids, offsets)
         _accumulate(sums, cubes[i], scorer_of(i), polygons, threshold, windows[i], owned, tick)
@@ -496,7 +506,7 @@ def _accumulate(
     scorer: ConceptScorer,
     polygons: _Polygons,
     threshold: float,
-    windows: list[ChunkWindow],
+    reached: list[tuple[ChunkWindow, np.ndarray]],
     owned: OwnedFn | None = None,
     tick: Callable[[int], None] | None = None,
 ) -> None:
@@ -508,8 +518,9 @@ def _accumulate(
     from landprompt.embedder.cube import cube_grid, iter_chunks
 
     grid = cube_grid(ds)
-    for window, embedding, valid in iter_chunks(ds, windows=windows):
-        zones = polygons.zones(grid.window(window.rows, window.cols))
+    chunks = iter_chunks(ds, windows=[window for window, _ in reached])
+    for (window, embedding, valid), (_, near) in zip(chunks, reached, strict=True):
+        zones = polygons.zones(grid.window(window.rows, window.cols), near)
         if owned is not None and zones.any():
             zones[~owned(window.rows, window.cols, valid)] = 0
         if zones.any():

@@ -34,6 +34,7 @@ def provenance_tags(
     versus: Sequence[str] | None = None,
     style: str = "ground",
     calibration: str | None = None,
+    datasets: Sequence[xr.Dataset] | None = None,
 ) -> dict[str, str]:
     """Tags naming the inputs and settings of a map.
 
@@ -46,6 +47,8 @@ def provenance_tags(
         versus: Background prompts; ``None`` records the shipped land-cover vocabulary.
         style: Prompt template style.
         calibration: What calibration was applied (a path or ``"cube"``), or ``None`` for none.
+        datasets: The cubes already open (e.g. a session's), in ``cube``'s order; default: each cube
+            opened once here.
 
     Returns:
         ``landprompt_*`` tag -> string value: cube path and content hash (of shards, see
@@ -55,7 +58,9 @@ def provenance_tags(
     from landprompt.embedder.cube import open_cube
     from landprompt.query.classes import default_vocabulary
 
-    ds = cube if isinstance(cube, xr.Dataset) else open_cube(_shards(cube)[0])  # the first shard's
+    if datasets is None:
+        datasets = [cube] if isinstance(cube, xr.Dataset) else [open_cube(path) for path in _shards(cube)]
+    ds = datasets[0]  # the first shard's attrs
     background = list(versus) if versus else default_vocabulary()
     values = {
         "encoder": str(ds.attrs.get("model") or "unknown (the cube does not record it)"),
@@ -70,11 +75,13 @@ def provenance_tags(
         "version": landprompt.__version__,
         "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    return source_tags(cube) | {PREFIX + key: value for key, value in values.items()}
+    return source_tags(cube, datasets=datasets) | {PREFIX + key: value for key, value in values.items()}
 
 
 def source_tags(
-    cube: str | os.PathLike[str] | xr.Dataset | Sequence[str | os.PathLike[str]], key: str = "cube"
+    cube: str | os.PathLike[str] | xr.Dataset | Sequence[str | os.PathLike[str]],
+    key: str = "cube",
+    datasets: Sequence[xr.Dataset] | None = None,
 ) -> dict[str, str]:
     """The tags naming the cube (or shards) a product was made from: ``landprompt_<key>`` and more.
 
@@ -82,7 +89,8 @@ def source_tags(
     ``<key>_content_hash`` its content hash. Several shards (a list, e.g. a folder's
     :func:`~landprompt.query.session.cube_paths`): ``<key>`` is the first one's folder,
     ``<key>_content_hash`` their content hashes and ``<key>_shards`` their file names (JSON lists, in
-    the shards' order).
+    the shards' order). The names come from the paths; the hashes from ``datasets`` (the cubes already
+    open, in the same order) where given, else from each cube opened.
     """
     if isinstance(cube, xr.Dataset):
         source = str(cube.encoding.get("source", ""))
@@ -91,23 +99,26 @@ def source_tags(
             PREFIX + f"{key}_content_hash": _content_hash(cube),
         }
     shards = _shards(cube)
+    hashes = [_content_hash(c) for c in (shards if datasets is None else datasets)]
     if len(shards) == 1:
-        return {
-            PREFIX + key: os.path.abspath(shards[0]),
-            PREFIX + f"{key}_content_hash": _content_hash(shards[0]),
-        }
+        return {PREFIX + key: os.path.abspath(shards[0]), PREFIX + f"{key}_content_hash": hashes[0]}
     return {
         PREFIX + key: os.path.abspath(shards[0].parent),
-        PREFIX + f"{key}_content_hash": json.dumps([_content_hash(c) for c in shards]),
+        PREFIX + f"{key}_content_hash": json.dumps(hashes),
         PREFIX + f"{key}_shards": json.dumps([Path(c).name for c in shards]),
     }
 
 
 def with_cube_b(
-    tags: Mapping[str, str], cube_b: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+    tags: Mapping[str, str],
+    cube_b: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    datasets: Sequence[xr.Dataset] | None = None,
 ) -> dict[str, str]:
-    """The tags of a change map: cube A's ``tags`` plus cube B's (a cube, or a list of shards)."""
-    return {**tags, **source_tags(cube_b, "cube_b")}
+    """The tags of a change map: cube A's ``tags`` plus cube B's (a cube, or a list of shards).
+
+    ``datasets``: cube B's cubes already open, as :func:`source_tags` takes them.
+    """
+    return {**tags, **source_tags(cube_b, "cube_b", datasets)}
 
 
 def search_tags(

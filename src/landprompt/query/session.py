@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
@@ -290,6 +290,11 @@ class QuerySession(DatasetSession):
         return self._places
 
     @property
+    def datasets(self) -> list[xr.Dataset]:
+        """The open cube, as a list (a :class:`ShardedSession`'s shards' cubes, for either kind)."""
+        return [self.ds]
+
+    @property
     def stale(self) -> bool:
         """Whether the cube or its index changed on disk since the session opened."""
         return _stamp(self._watched) != self.stamp
@@ -359,9 +364,15 @@ class QuerySession(DatasetSession):
             calibration: ``True`` applies each cube's own calibration of the concept; a calibration or
                 its JSON file applies to both.
             progress: Called with ``(pixels done, pixels in all)`` after each chunk.
+
+        Raises:
+            BadInputError: If ``later`` is a folder of shards (:func:`check_pairable`).
         """
         from landprompt.query.change import change_map
 
+        check_pairable(self, later)
+        if isinstance(later, (str, os.PathLike)):  # opened once per process (one cube: checked above)
+            later = cast(QuerySession, open_session(later))
         cube_b = later.ds if isinstance(later, QuerySession) else later
         scorer = self.scorer(concept, versus, style, None, logit_scale)
         return change_map(
@@ -443,6 +454,16 @@ class ShardedSession(_Session):
                     shard.close()
             raise
         self.dim = first.dim
+
+    @property
+    def datasets(self) -> list[xr.Dataset]:
+        """The shards' open cubes, in the shards' order."""
+        return [shard.ds for shard in self.shards]
+
+    @property
+    def where(self) -> str:
+        """The folder of the shards (of the first shard, for a list of cubes)."""
+        return str(self.path or self.cubes[0].parent)
 
     @property
     def stale(self) -> bool:
@@ -564,13 +585,14 @@ class ShardedSession(_Session):
             progress: Called with ``(pixels done, pixels in all)`` after each chunk.
 
         Raises:
-            BadInputError: If ``later``'s shards are not named as these, or a pair is not on one grid.
+            BadInputError: If ``later`` is one cube, its shards are not named as these, or a pair is not
+                on one grid.
         """
         from landprompt.query.change import change_shards
 
+        check_pairable(self, later)
         other = later if isinstance(later, ShardedSession) else open_session(later)
-        if not isinstance(other, ShardedSession):
-            raise BadInputError(f"{later} is one cube, not a folder of shards: give the later folder")
+        assert isinstance(other, ShardedSession)  # a folder of shards, as check_pairable found
         pairs = paired_shards(self, other)
         touched = self._windows(bbox)
         return change_shards(
@@ -579,10 +601,7 @@ class ShardedSession(_Session):
             threshold,
             calibration,
             progress,
-            {
-                "cube_a": str(self.path or self.cubes[0].parent),
-                "cube_b": str(other.path or other.cubes[0].parent),
-            },
+            {"cube_a": self.where, "cube_b": other.where},
         )
 
     def aggregate(
@@ -608,8 +627,7 @@ class ShardedSession(_Session):
         from landprompt.query.aggregate import aggregate_shards
 
         scorer = self.scorer(concept, versus, style, None, logit_scale)
-        cubes = [shard.ds for shard in self.shards]
-        return aggregate_shards(cubes, scorer, units, id_field, threshold, calibration, progress)
+        return aggregate_shards(self.datasets, scorer, units, id_field, threshold, calibration, progress)
 
     def map_grid(self, bbox: BBox | str | Sequence[float] | None = None) -> Grid:
         """The grid of the mosaic :meth:`probability_maps` makes over ``bbox`` (sized before any scoring).
@@ -670,6 +688,41 @@ def cube_paths(path: str | os.PathLike[str]) -> list[Path]:
 def is_shard_folder(path: str | os.PathLike[str]) -> bool:
     """Whether a path is a folder of shards rather than one cube (see :func:`cube_paths`)."""
     return cube_paths(path) != [Path(path)]
+
+
+#: One side of a change: a cube or a folder of shards, as a path, a cube's Dataset or a session.
+ChangeSide = str | os.PathLike[str] | xr.Dataset | Session
+
+
+def check_pairable(earlier: ChangeSide, later: ChangeSide) -> None:
+    """Refuse a folder of shards paired with one cube: a change takes two cubes or two folders of shards.
+
+    Raises:
+        BadInputError: One line naming the folder and the cube.
+    """
+    sides = [(_sharded(side), _side_name(side)) for side in (earlier, later)]
+    if sides[0][0] != sides[1][0]:
+        (_, folder), (_, one) = sorted(sides, reverse=True)  # the folder first
+        raise BadInputError(
+            f"{folder} is a folder of shards but {one} is one cube: give two cubes, or two folders of "
+            "shards (paired by file name)"
+        )
+
+
+def _sharded(side: ChangeSide) -> bool:
+    if isinstance(side, (QuerySession, xr.Dataset)):
+        return False
+    return isinstance(side, ShardedSession) or is_shard_folder(side)
+
+
+def _side_name(side: ChangeSide) -> str:
+    if isinstance(side, ShardedSession):
+        return side.where
+    if isinstance(side, QuerySession):
+        return str(side.path)
+    if isinstance(side, xr.Dataset):
+        return str(side.encoding.get("source", "the cube"))
+    return str(side)
 
 
 def paired_shards(earlier: ShardedSession, later: ShardedSession) -> dict[Path, QuerySession]:
