@@ -98,6 +98,10 @@ def test_features_centred_on_zero_keep_the_bias_split(bias):
     np.testing.assert_array_equal(basis.offset, plain.offset)
     exactly_zero = linear_head_basis(weight, None, mean=np.zeros(RANK), covariance=np.eye(RANK))
     assert exactly_zero.code_size == RANK and "offset" not in exactly_zero.info
+    # a tiny mean embedding (|m|^2 underflows float32) holds no common part either: plain, no crash
+    tiny = 1e-24 * held_out.mean(0)
+    tiny_mean = linear_head_basis(weight, None, mean=tiny, covariance=np.cov(held_out.T))
+    assert tiny_mean.code_size == RANK and "offset" not in tiny_mean.info
 
 
 def trained(seed: int = 0, batches: int = 3):

@@ -33,6 +33,9 @@ DEFAULT_RANK = 64
 DEFAULT_VARIANCE = 0.999
 #: Seed of the fixed rotation of a version-4 basis (None: no rotation).
 ROTATION_SEED: int | None = 0
+#: Size of a head's mean embedding, relative to its embeddings' root mean square, below which the data hold
+#: no common part (float32 precision) and the head basis keeps its offset along the bias.
+MEAN_FLOOR = 1e-6
 
 
 @dataclass(frozen=True)
@@ -343,16 +346,19 @@ def linear_head_basis(
     b = np.zeros(weight.shape[0]) if bias is None else np.asarray(bias, np.float64)
     plain = Basis(q, b, "linear_head", dict(info or {}), r).diagonal(rotation_seed)
     moments = _checked_moments(mean, covariance, weight.shape[1])
-    if moments is None or not np.any(weight @ moments[0] + b):
+    if moments is None:
         return plain
     mu, cov = moments
+    m = weight @ mu + b
+    if m @ m <= MEAN_FLOOR**2 * (m @ m + float(np.sum(weight * (weight @ cov)))):
+        return plain  # no common part: the mean embedding is below float32's reach of E|e|^2
     values, vectors = np.linalg.eigh(cov)
     root = vectors * np.sqrt(np.clip(values, 0, None))  # cov = root root^T
     sample = mu + np.random.default_rng(0).normal(size=(4096, len(mu))) @ root.T
 
     def centred(gain: float) -> Basis:  # e = W (z - mu) + m: the plain split of m, features shifted by mu
         info_ = {**(info or {}), "offset": "data_mean"}
-        basis = Basis(q, weight @ mu + b, "linear_head", info_, r, norm_scale=gain).diagonal(rotation_seed)
+        basis = Basis(q, m, "linear_head", info_, r, norm_scale=gain).diagonal(rotation_seed)
         assert basis.feature_map is not None and basis.feature_offset is not None
         shift = basis.feature_offset - basis.feature_map.astype(np.float64) @ mu
         return replace(basis, feature_offset=shift.astype(np.float32))
