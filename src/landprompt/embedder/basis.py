@@ -304,10 +304,8 @@ def fit_pca(
     plain = Basis(axes[:r].T, mean, "pca", info)
     first = plain.diagonal(rotation_seed)
     codes = first.codes_from_embeddings(sample.astype(np.float32))
-    if first.code_size > first.rank:  # the gain: last code as large as the others' largest, at the median
-        others, last = np.abs(codes[:, :-1]).max(axis=1), np.abs(codes[:, -1])
-        gain = float(np.median(others) / max(float(np.median(last)), 1e-30))
-        plain = replace(plain, norm_scale=gain if math.isfinite(gain) and gain > 0 else 1.0)
+    if first.code_size > first.rank:
+        plain = replace(plain, norm_scale=_median_gain(codes))
     return plain.diagonal(rotation_seed)
 
 
@@ -363,13 +361,20 @@ def linear_head_basis(
         shift = basis.feature_offset - basis.feature_map.astype(np.float64) @ mu
         return replace(basis, feature_offset=shift.astype(np.float32))
 
-    codes = centred(1.0).codes_from_features(sample)
-    others, last = np.abs(codes[:, :-1]).max(axis=1), np.abs(codes[:, -1])
-    gain = float(np.median(others) / max(float(np.median(last)), 1e-30))
-    best = centred(gain if math.isfinite(gain) and gain > 0 else 1.0)
+    best = centred(_median_gain(centred(1.0).codes_from_features(sample)))
     if _int8_error(best, sample) < _int8_error(plain, sample):
         return best
     return replace(plain, info={**plain.info, "offset": "bias" if np.any(b) else "none"})
+
+
+def _median_gain(codes: np.ndarray) -> float:
+    """The gain that makes a sample's last (offset) code as large as the others' largest, at the median.
+
+    1 where the sample leaves it undefined.
+    """
+    others, last = np.abs(codes[:, :-1]).max(axis=1), np.abs(codes[:, -1])
+    gain = float(np.median(others) / max(float(np.median(last)), 1e-30))
+    return gain if math.isfinite(gain) and gain > 0 else 1.0
 
 
 def _int8_error(basis: Basis, features: np.ndarray) -> float:
