@@ -36,6 +36,9 @@ ROTATION_SEED: int | None = 0
 #: Size of a head's mean embedding, relative to its embeddings' root mean square, below which the data hold
 #: no common part (float32 precision) and the head basis keeps its offset along the bias.
 MEAN_FLOOR = 1e-6
+#: A head basis centred on the data is kept where its int8 error is below this fraction of the bias split's
+#: (a margin, so that tiny floating-point differences between machines do not flip the choice).
+CENTRED_MARGIN = 0.99
 
 
 @dataclass(frozen=True)
@@ -327,8 +330,9 @@ def linear_head_basis(
     embedding ``m = W mean + b``, which holds the common part of clustered embeddings, so int8 codes spend
     their steps on what tells pixels apart: the same span, still exact, r + 1 codes with a bias and r
     without (``m`` lies in ``span(W)``). The gain makes the last code as large as the others' largest at
-    the median of a seeded normal sample of the moments (as :func:`fit_pca` does on its sample). Of the
-    two splits the one with the smaller int8 error on that sample (:func:`_int8_error`) is kept, and
+    the median of a seeded normal sample of the moments (as :func:`fit_pca` does on its sample). The data
+    split is kept where its int8 error on that sample (:func:`_int8_error`) is at least 1 % smaller than the
+    bias split's (:data:`CENTRED_MARGIN`, so that machines agree), and
     ``info["offset"]`` says which: ``"data_mean"``, or ``"bias"`` (``"none"`` without a bias) where the
     mean holds no common part (features centred on 0).
 
@@ -362,7 +366,7 @@ def linear_head_basis(
         return replace(basis, feature_offset=shift.astype(np.float32))
 
     best = centred(_median_gain(centred(1.0).codes_from_features(sample)))
-    if _int8_error(best, sample) < _int8_error(plain, sample):
+    if _int8_error(best, sample) < CENTRED_MARGIN * _int8_error(plain, sample):
         return best
     return replace(plain, info={**plain.info, "offset": "bias" if np.any(b) else "none"})
 
@@ -370,11 +374,12 @@ def linear_head_basis(
 def _median_gain(codes: np.ndarray) -> float:
     """The gain that makes a sample's last (offset) code as large as the others' largest, at the median.
 
-    1 where the sample leaves it undefined.
+    Rounded to 6 significant digits, so that tiny floating-point differences between machines give the
+    same basis (and cube fingerprint); 1 where the sample leaves it undefined.
     """
     others, last = np.abs(codes[:, :-1]).max(axis=1), np.abs(codes[:, -1])
     gain = float(np.median(others) / max(float(np.median(last)), 1e-30))
-    return gain if math.isfinite(gain) and gain > 0 else 1.0
+    return float(f"{gain:.6g}") if math.isfinite(gain) and gain > 0 else 1.0
 
 
 def _int8_error(basis: Basis, features: np.ndarray) -> float:
