@@ -135,3 +135,19 @@ def test_a_run_begun_as_version_1_keeps_its_layout_on_resume(
     reference = open_cube(embed(corner, source, tmp_path / "v1.zarr", linear_sits, basis="none"))
     assert resumed.attrs["format_version"] == 1
     assert content_hash(resumed) == content_hash(reference)
+
+
+def test_auto_tells_a_linear_head_without_building_its_basis(linear_sits, mlp_sits, tmp_path, monkeypatch):
+    from landprompt.embedder.models import load_checkpoint
+    from landprompt.embedder.models.sits import SitsEncoder
+    from landprompt.embedder.run import head_basis, resolve_basis
+
+    built = []
+    whole = SitsEncoder.head_basis
+    monkeypatch.setattr(SitsEncoder, "head_basis", lambda self: built.append(self) or whole(self))
+    linear, mlp = (load_checkpoint(path, device="cpu") for path in (linear_sits, mlp_sits))
+    assert resolve_basis("auto", linear, tmp_path / "a.zarr") == "head" and not built
+    assert resolve_basis("auto", mlp, tmp_path / "b.zarr") == "none" and not built  # d = 16 <= rank
+    assert head_basis(linear, "head").kind == "linear_head" and built == [linear]
+    with pytest.raises(BadInputError, match="needs an encoder with a linear head"):
+        head_basis(mlp, "head")

@@ -137,7 +137,10 @@ def test_resume_continues_bit_identically(planted_pairs_dataset, tmp_path: Path)
 
 @pytest.mark.slow  # torchrun with two gloo processes
 def test_two_gloo_processes_match_one_process(planted_pairs_dataset, tmp_path: Path) -> None:
-    """Same global batch of 32: 2 processes x 16 (torchrun, gloo) vs 1 x 32; losses agree to 1e-4."""
+    """Same global batch of 32: 2 processes x 16 (torchrun, gloo) vs 1 x 32; losses agree to 1e-4.
+
+    The head's input moments (a bottleneck head) cover the global data too, not rank 0's half.
+    """
     paths, _ = planted_pairs_dataset
     raw = tiny_config(
         paths,
@@ -147,6 +150,7 @@ def test_two_gloo_processes_match_one_process(planted_pairs_dataset, tmp_path: P
         run__checkpoint_every=8,
         run__threads=1,
         loss__queue_size=32,
+        model__arguments__bottleneck=8,
     )
     config_file = tmp_path / "ddp.yaml"
     config_file.write_text(yaml.safe_dump(raw))
@@ -174,8 +178,16 @@ def test_two_gloo_processes_match_one_process(planted_pairs_dataset, tmp_path: P
     for column in ("logit_scale", "val_sat2photo_r10", "val_photo2sat_r10"):
         a, b = losses(tmp_path / "ddp", column), losses(tmp_path / "single", column)
         assert a.keys() == b.keys() and all(abs(a[s] - b[s]) < 1e-4 for s in a), column
-    provenance = read_checkpoint_config(tmp_path / "ddp" / "checkpoints" / "step_00000008")["provenance"]
+    last = Path("checkpoints") / "step_00000008"
+    provenance = read_checkpoint_config(tmp_path / "ddp" / last)["provenance"]
     assert provenance["world_size"] == 2
+    a, b = (load_file(tmp_path / run / last / "sits.safetensors") for run in ("ddp", "single"))
+    for name in ("mean", "moment"):
+        key = f"statistics.head_input.{name}"
+        gap = float((a[key] - b[key]).abs().max() / b[key].abs().max())
+        print(f"head input {name}: max |2 gloo processes - 1 process| / max |1 process| = {gap:.1e}")
+        assert gap < 1e-5, name  # rank 0 alone: 4.5e-3
+    assert float(a["statistics.head_input.count"]) == float(b["statistics.head_input.count"]) == 8 * 32
 
 
 def test_cli_trains_and_reports_errors_on_one_line(planted_pairs_dataset, tmp_path: Path) -> None:

@@ -33,6 +33,12 @@ DEFAULT_RANK = 64
 DEFAULT_VARIANCE = 0.999
 #: Seed of the fixed rotation of a version-4 basis (None: no rotation).
 ROTATION_SEED: int | None = 0
+#: Size of a head's mean embedding, relative to its embeddings' root mean square, below which the data hold
+#: no common part (float32 precision) and the head basis keeps its offset along the bias.
+MEAN_FLOOR = 1e-6
+#: A head basis centred on the data is kept where its int8 error is below this fraction of the bias split's
+#: (a margin, so that tiny floating-point differences between machines do not flip the choice).
+CENTRED_MARGIN = 0.99
 
 
 @dataclass(frozen=True)
@@ -301,10 +307,8 @@ def fit_pca(
     plain = Basis(axes[:r].T, mean, "pca", info)
     first = plain.diagonal(rotation_seed)
     codes = first.codes_from_embeddings(sample.astype(np.float32))
-    if first.code_size > first.rank:  # the gain: last code as large as the others' largest, at the median
-        others, last = np.abs(codes[:, :-1]).max(axis=1), np.abs(codes[:, -1])
-        gain = float(np.median(others) / max(float(np.median(last)), 1e-30))
-        plain = replace(plain, norm_scale=gain if math.isfinite(gain) and gain > 0 else 1.0)
+    if first.code_size > first.rank:
+        plain = replace(plain, norm_scale=_median_gain(codes))
     return plain.diagonal(rotation_seed)
 
 
@@ -326,8 +330,9 @@ def linear_head_basis(
     embedding ``m = W mean + b``, which holds the common part of clustered embeddings, so int8 codes spend
     their steps on what tells pixels apart: the same span, still exact, r + 1 codes with a bias and r
     without (``m`` lies in ``span(W)``). The gain makes the last code as large as the others' largest at
-    the median of a seeded normal sample of the moments (as :func:`fit_pca` does on its sample). Of the
-    two splits the one with the smaller int8 error on that sample (:func:`_int8_error`) is kept, and
+    the median of a seeded normal sample of the moments (as :func:`fit_pca` does on its sample). The data
+    split is kept where its int8 error on that sample (:func:`_int8_error`) is at least 1 % smaller than the
+    bias split's (:data:`CENTRED_MARGIN`, so that machines agree), and
     ``info["offset"]`` says which: ``"data_mean"``, or ``"bias"`` (``"none"`` without a bias) where the
     mean holds no common part (features centred on 0).
 
@@ -343,27 +348,38 @@ def linear_head_basis(
     b = np.zeros(weight.shape[0]) if bias is None else np.asarray(bias, np.float64)
     plain = Basis(q, b, "linear_head", dict(info or {}), r).diagonal(rotation_seed)
     moments = _checked_moments(mean, covariance, weight.shape[1])
-    if moments is None or not np.any(weight @ moments[0] + b):
+    if moments is None:
         return plain
     mu, cov = moments
+    m = weight @ mu + b
+    if m @ m <= MEAN_FLOOR**2 * (m @ m + float(np.sum(weight * (weight @ cov)))):
+        return plain  # no common part: the mean embedding is below float32's reach of E|e|^2
     values, vectors = np.linalg.eigh(cov)
     root = vectors * np.sqrt(np.clip(values, 0, None))  # cov = root root^T
     sample = mu + np.random.default_rng(0).normal(size=(4096, len(mu))) @ root.T
 
     def centred(gain: float) -> Basis:  # e = W (z - mu) + m: the plain split of m, features shifted by mu
         info_ = {**(info or {}), "offset": "data_mean"}
-        basis = Basis(q, weight @ mu + b, "linear_head", info_, r, norm_scale=gain).diagonal(rotation_seed)
+        basis = Basis(q, m, "linear_head", info_, r, norm_scale=gain).diagonal(rotation_seed)
         assert basis.feature_map is not None and basis.feature_offset is not None
         shift = basis.feature_offset - basis.feature_map.astype(np.float64) @ mu
         return replace(basis, feature_offset=shift.astype(np.float32))
 
-    codes = centred(1.0).codes_from_features(sample)
-    others, last = np.abs(codes[:, :-1]).max(axis=1), np.abs(codes[:, -1])
-    gain = float(np.median(others) / max(float(np.median(last)), 1e-30))
-    best = centred(gain if math.isfinite(gain) and gain > 0 else 1.0)
-    if _int8_error(best, sample) < _int8_error(plain, sample):
+    best = centred(_median_gain(centred(1.0).codes_from_features(sample)))
+    if _int8_error(best, sample) < CENTRED_MARGIN * _int8_error(plain, sample):
         return best
     return replace(plain, info={**plain.info, "offset": "bias" if np.any(b) else "none"})
+
+
+def _median_gain(codes: np.ndarray) -> float:
+    """The gain that makes a sample's last (offset) code as large as the others' largest, at the median.
+
+    Rounded to 6 significant digits, so that tiny floating-point differences between machines give the
+    same basis (and cube fingerprint); 1 where the sample leaves it undefined.
+    """
+    others, last = np.abs(codes[:, :-1]).max(axis=1), np.abs(codes[:, -1])
+    gain = float(np.median(others) / max(float(np.median(last)), 1e-30))
+    return float(f"{gain:.6g}") if math.isfinite(gain) and gain > 0 else 1.0
 
 
 def _int8_error(basis: Basis, features: np.ndarray) -> float:

@@ -18,7 +18,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from landprompt.errors import BadInputError
 from landprompt.files import require_writable
 from landprompt.geo import BBox, Grid, parse_bbox, parse_crs
 from landprompt.progress import progress_bar
+
+if TYPE_CHECKING:
+    from landprompt.embedder.models.sits import SitsEncoder
 
 
 @dataclass(frozen=True)
@@ -231,7 +234,7 @@ def resolve_basis(basis: str, encoder: Encoder, out: str | Path, rank: int = 64)
     begun = _begun_layout(Path(out))
     if begun is not None:
         return begun
-    if _linear_head(encoder) is not None:
+    if _with_linear_head(encoder) is not None:
         return "head"
     return "pca" if encoder.spec.embed_dim > rank else "none"
 
@@ -244,17 +247,17 @@ def head_basis(encoder: Encoder, basis: str) -> Basis | None:
     """
     if basis != "head":
         return None
-    found = _linear_head(encoder)
+    found = _with_linear_head(encoder)
     if found is None:
         raise BadInputError("basis='head' needs an encoder with a linear head (sits with head: linear)")
-    return found
+    return found.head_basis()
 
 
-def _linear_head(encoder: Encoder) -> Basis | None:
-    """The exact basis of the encoder's linear head, or None if it has none."""
+def _with_linear_head(encoder: Encoder) -> SitsEncoder | None:
+    """The encoder if it has a linear head with an exact basis (checked without building it), else None."""
     from landprompt.embedder.models.sits import SitsEncoder
 
-    return encoder.head_basis() if isinstance(encoder, SitsEncoder) else None
+    return encoder if isinstance(encoder, SitsEncoder) and encoder.has_linear_head else None
 
 
 def _staging(out: Path) -> Path:

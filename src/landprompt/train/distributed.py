@@ -7,6 +7,7 @@ is a single process.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -88,6 +89,23 @@ def all_reduce_mean(value: Tensor, env: DistEnv) -> Tensor:
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
         out /= env.world_size
     return out
+
+
+def merge_statistics(statistics: Mapping[str, Tensor], env: DistEnv) -> dict[str, Tensor]:
+    """Data statistics (:meth:`~landprompt.embedder.models.base.Encoder.statistics`) over every process.
+
+    Every process calls it. Averages are replaced in place by their mean over the processes (exact for
+    running averages over equal local batches), so every process goes on from the merged ones; counts
+    (names ending in ``count``) stay per process, and the result holds them times ``world_size``.
+    """
+    merged = {}
+    for name, value in statistics.items():
+        if name.endswith("count"):
+            merged[name] = value * env.world_size
+        else:
+            value.copy_(all_reduce_mean(value, env))
+            merged[name] = value
+    return merged
 
 
 def all_gather_rows(value: Tensor, counts: list[int], env: DistEnv) -> Tensor:

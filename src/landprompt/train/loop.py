@@ -47,6 +47,7 @@ from landprompt.train.distributed import (
     all_reduce_mean,
     barrier,
     init_distributed,
+    merge_statistics,
     shutdown_distributed,
 )
 from landprompt.train.loss import ContrastiveLoss
@@ -132,6 +133,10 @@ class Trainer:
         self.data = data or load_train_data(config.data, config.augment, window, config.run.seed)
         self.wrapped: torch.nn.Module = self.model
         if self.env.distributed:
+            # the encoder's statistics (buffers outside the state dict) are per process, merged at save()
+            persistent = set(self.model.state_dict())
+            local = [name for name, _ in self.model.named_buffers() if name not in persistent]
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, local)
             self.wrapped = DistributedDataParallel(
                 self.model,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
@@ -327,8 +332,13 @@ class Trainer:
         }
 
     def save(self) -> Path:
-        """Write a checkpoint of the current step (rank 0) and wait for it (every process)."""
+        """Write a checkpoint of the current step (rank 0) and wait for it (every process).
+
+        Every process first merges the encoder's statistics (e.g. a linear head's input moments) over all
+        processes' data, and goes on from the merged ones.
+        """
         final = checkpoint_dir(self.out, self.step)
+        statistics = merge_statistics(self.model.encoder.statistics(), self.env)
         if self.env.is_main:
             tmp = staging_dir(final)
             provenance = {
@@ -340,7 +350,13 @@ class Trainer:
                 "validation": {k: v for k, v in self.last_metrics.items() if k.startswith("val_")},
                 **self.data.provenance,
             }
-            save_checkpoint(self.model.encoder, tmp, config=self.config.to_dict(), provenance=provenance)
+            save_checkpoint(
+                self.model.encoder,
+                tmp,
+                config=self.config.to_dict(),
+                provenance=provenance,
+                statistics=statistics,
+            )
             save_training_state(tmp, self.state())
             publish(tmp, final, self.config.run.keep_checkpoints)
         barrier(self.env)
@@ -356,7 +372,11 @@ class Trainer:
         encoder = load_checkpoint(folder, device="cpu")
         try:
             self.model.encoder.load_state_dict(encoder.state_dict())
-            self.model.encoder.load_statistics(encoder.statistics())
+            statistics = encoder.statistics()  # counts over all processes, back to this process's
+            ws = self.env.world_size
+            self.model.encoder.load_statistics(
+                {k: v / ws if k.endswith("count") else v for k, v in statistics.items()}
+            )
         except RuntimeError as err:
             raise BadInputError(f"{folder} holds another model than model.* describes: {err}") from err
         state = load_training_state(folder)

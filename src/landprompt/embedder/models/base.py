@@ -117,7 +117,11 @@ class Encoder(nn.Module, ABC):
         """
 
     def statistics(self) -> dict[str, torch.Tensor]:
-        """Data statistics a checkpoint keeps beside the weights (not in the state dict; none here)."""
+        """Data statistics a checkpoint keeps beside the weights (not in the state dict; none here).
+
+        Names ending in ``count`` are sample counts, the others averages over those samples (so a training
+        run over several processes merges them: :func:`~landprompt.train.distributed.merge_statistics`).
+        """
         return {}
 
     def load_statistics(self, tensors: Mapping[str, torch.Tensor]) -> None:

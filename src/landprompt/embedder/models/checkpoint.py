@@ -84,6 +84,7 @@ def save_checkpoint(
     path: str | Path,
     config: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    statistics: Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
     """Save an encoder built by :func:`~landprompt.embedder.models.registry.create_encoder` (or loaded).
 
@@ -93,6 +94,8 @@ def save_checkpoint(
             ``ckpt/best.safetensors`` and ``ckpt/best.json``).
         config: Training configuration to record (JSON-serialisable).
         provenance: Training provenance to record (data, code revision, dates; JSON-serialisable).
+        statistics: The data statistics to keep (default the encoder's :meth:`~Encoder.statistics`; a
+            training run passes those merged over its processes).
 
     Returns:
         Path of the JSON config. Both files are written atomically, weights first.
@@ -107,7 +110,8 @@ def save_checkpoint(
     weights, config_path = checkpoint_paths(path, encoder.registry_name)
     state = {key: value.detach().cpu().clone().contiguous() for key, value in encoder.state_dict().items()}
     parameters = sum(t.numel() for t in state.values())
-    state |= {STATISTICS_PREFIX + k: v.detach().cpu().clone() for k, v in encoder.statistics().items()}
+    kept = encoder.statistics() if statistics is None else statistics
+    state |= {STATISTICS_PREFIX + k: v.detach().cpu().clone() for k, v in kept.items()}
     spec = encoder.spec
     document = {
         "format": CHECKPOINT_FORMAT,

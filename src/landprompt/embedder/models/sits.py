@@ -248,6 +248,11 @@ class SitsEncoder(Encoder):
         """Backbone embedding (B, D) of each pixel series; arguments as in :meth:`PrestoEncoder.forward`."""
         return self.backbone(x, mask, dynamic_world, latlon, month)
 
+    @property
+    def has_linear_head(self) -> bool:
+        """Whether :meth:`head_basis` gives a basis (a linear head, no wider in than out), unbuilt."""
+        return _linear_head_layers(self.head) is not None
+
     def head_basis(self) -> Basis | None:
         """The exact basis of a linear head (with or without a bottleneck), or None for another head.
 
