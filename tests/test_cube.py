@@ -24,6 +24,7 @@ from landprompt.embedder.cube import (
     chunk_windows,
     content_hash,
     cube_grid,
+    cube_windows,
     describe,
     iter_chunks,
     open_cube,
@@ -176,6 +177,14 @@ def test_iter_chunks_covers_every_pixel_once(
     inside = expected == 1
     np.testing.assert_array_equal(decoded[inside], emb16.astype(np.float16).astype(np.float32)[inside])
     assert len(indices) == len(set(indices)) == (6 if rows is None else 3)
+
+
+def test_iter_chunks_reads_the_windows_given_and_refuses_rows_beside_them(fp16_cube: Path) -> None:
+    ds = open_cube(fp16_cube)
+    some = cube_windows(ds)[1::2]
+    assert [window for window, _, _ in iter_chunks(ds, windows=some)] == some
+    with pytest.raises(ValueError, match="not both"):
+        next(iter_chunks(ds, slice(0, 10), windows=some))
 
 
 def test_describe(fp16_cube: Path) -> None:

@@ -598,7 +598,12 @@ def iter_chunks(
     Yields:
         The chunk window (clipped to ``rows``/``cols``; positions in ``ds``), its float32 embeddings [h, w, d]
         and valid mask [h, w], as :func:`read_window` gives them.
+
+    Raises:
+        ValueError: If both ``windows`` and ``rows``/``cols`` are given.
     """
+    if windows is not None and (rows is not None or cols is not None):
+        raise ValueError("give the chunk windows or rows/cols to clip to, not both")
     read = _reader(ds)
     for window, data in read_ahead(cube_windows(ds, rows, cols) if windows is None else windows, read):
         yield window, *data
