@@ -119,6 +119,24 @@ def test_the_gain_and_the_choice_of_split_do_not_hang_on_the_last_bits(monkeypat
         assert linear_head_basis(weight, b, **moments).info["offset"] == offset
 
 
+def test_the_centred_basis_does_not_hang_on_the_eigenvectors_signs(monkeypatch):
+    """LAPACK builds return eigenvectors with other signs: the sample, gain and codes stay the same."""
+    weight, b = head(True)
+    moments = {"mean": clustered(1).mean(0), "covariance": np.cov(clustered(1).T)}
+    first = linear_head_basis(weight, b, **moments)
+    eigh = np.linalg.eigh
+
+    def flipped(a):
+        values, vectors = eigh(a)
+        return values, vectors * np.where(np.arange(len(values)) % 2, -1.0, 1.0)
+
+    monkeypatch.setattr(np.linalg, "eigh", flipped)
+    other = linear_head_basis(weight, b, **moments)
+    assert other.norm_scale == first.norm_scale and other.info == first.info
+    np.testing.assert_array_equal(other.matrix, first.matrix)
+    np.testing.assert_array_equal(other.offset, first.offset)
+
+
 def trained(seed: int = 0, batches: int = 3):
     """A tiny sits with a bias-free bottleneck of 8, after ``batches`` training forwards; its inputs."""
     torch.manual_seed(seed)

@@ -354,8 +354,13 @@ def linear_head_basis(
     m = weight @ mu + b
     if m @ m <= MEAN_FLOOR**2 * (m @ m + float(np.sum(weight * (weight @ cov)))):
         return plain  # no common part: the mean embedding is below float32's reach of E|e|^2
-    values, vectors = np.linalg.eigh(cov)
-    root = vectors * np.sqrt(np.clip(values, 0, None))  # cov = root root^T
+    # cov = root root^T through the Cholesky factor of its positive part: both are unique (eigenvectors'
+    # signs are not, and LAPACK builds differ in them), so the seeded sample, the gain and the cube
+    # fingerprint are the same on every machine
+    values, vectors = np.linalg.eigh((cov + cov.T) / 2)
+    values = np.clip(values, 0, None)
+    jitter = 1e-10 * max(float(values.max()), np.finfo(np.float64).tiny)
+    root = np.linalg.cholesky((vectors * values) @ vectors.T + jitter * np.eye(len(mu)))
     sample = mu + np.random.default_rng(0).normal(size=(4096, len(mu))) @ root.T
 
     def centred(gain: float) -> Basis:  # e = W (z - mu) + m: the plain split of m, features shifted by mu
