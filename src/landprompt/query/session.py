@@ -118,6 +118,37 @@ class _Session(ABC):
         ``progress`` is called with ``(pixels done, pixels in all)`` after each chunk.
         """
 
+    @property
+    @abstractmethod
+    def datasets(self) -> list[xr.Dataset]:
+        """The open cube(s): one cube's, or the shards' in their order."""
+
+    def aggregate(
+        self,
+        concept: str,
+        units: str | os.PathLike[str] | Units,
+        id_field: str | None = None,
+        threshold: float = 0.5,
+        versus: Sequence[str] | None = None,
+        style: str = DEFAULT_STYLE,
+        logit_scale: float | None = None,
+        calibration: Calibration | str | os.PathLike[str] | bool | None = None,
+        progress: ProgressFn | None = None,
+    ) -> pd.DataFrame:
+        """Indicators of a concept per polygon (:func:`~landprompt.query.aggregate.aggregate`).
+
+        Scored with the session's scorer (prompts encoded once); arguments as the function's. Over a
+        folder of shards (:func:`~landprompt.query.aggregate.aggregate_shards`) polygons may straddle
+        shards: only the chunks some polygon's bounds reach are read, and where shards overlap a pixel
+        counts once (the later shard's valid pixel, as in :meth:`probability_maps`); the shards must share
+        one grid CRS, resolution and pixel lattice. ``calibration=True`` applies each cube's (shard's) own
+        calibration; a calibration or its file applies to all.
+        """
+        from landprompt.query.aggregate import aggregate_shards
+
+        scorer = self.scorer(concept, versus, style, None, logit_scale)
+        return aggregate_shards(self.datasets, scorer, units, id_field, threshold, calibration, progress)
+
     def probability_map(
         self,
         concept: str | np.ndarray,
@@ -186,6 +217,11 @@ class DatasetSession(_Session):
         values = self.probability_window(rows, cols, vectors, background, scale, progress=progress)
         attrs = {"logit_scale": scale, "n_background": len(background), "style": style}
         return map_stack(values, names, self.grid.window(rows, cols), attrs)
+
+    @property
+    def datasets(self) -> list[xr.Dataset]:
+        """The open cube, as a list (a :class:`ShardedSession`'s shards' cubes, for either kind)."""
+        return [self.ds]
 
     def map_grid(self, bbox: BBox | str | Sequence[float] | None = None) -> Grid:
         """The grid of the map :meth:`probability_maps` makes over ``bbox`` (sized before any scoring)."""
@@ -290,11 +326,6 @@ class QuerySession(DatasetSession):
         return self._places
 
     @property
-    def datasets(self) -> list[xr.Dataset]:
-        """The open cube, as a list (a :class:`ShardedSession`'s shards' cubes, for either kind)."""
-        return [self.ds]
-
-    @property
     def stale(self) -> bool:
         """Whether the cube or its index changed on disk since the session opened."""
         return _stamp(self._watched) != self.stamp
@@ -383,29 +414,6 @@ class QuerySession(DatasetSession):
             bbox=bbox,
             calibration=calibration,
             progress=progress,
-        )
-
-    def aggregate(
-        self,
-        concept: str,
-        units: str | os.PathLike[str] | Units,
-        id_field: str | None = None,
-        threshold: float = 0.5,
-        versus: Sequence[str] | None = None,
-        style: str = DEFAULT_STYLE,
-        logit_scale: float | None = None,
-        calibration: Calibration | str | os.PathLike[str] | bool | None = None,
-        progress: ProgressFn | None = None,
-    ) -> pd.DataFrame:
-        """Indicators of a concept per polygon (:func:`~landprompt.query.aggregate.aggregate`).
-
-        Scored with the session's scorer (prompts encoded once); arguments as the function's.
-        """
-        from landprompt.query.aggregate import aggregate
-
-        scorer = self.scorer(concept, versus, style, None, logit_scale)
-        return aggregate(
-            self.ds, scorer, units, id_field, threshold, calibration=calibration, progress=progress
         )
 
 
@@ -603,31 +611,6 @@ class ShardedSession(_Session):
             progress,
             {"cube_a": self.where, "cube_b": other.where},
         )
-
-    def aggregate(
-        self,
-        concept: str,
-        units: str | os.PathLike[str] | Units,
-        id_field: str | None = None,
-        threshold: float = 0.5,
-        versus: Sequence[str] | None = None,
-        style: str = DEFAULT_STYLE,
-        logit_scale: float | None = None,
-        calibration: Calibration | str | os.PathLike[str] | bool | None = None,
-        progress: ProgressFn | None = None,
-    ) -> pd.DataFrame:
-        """Indicators of a concept per polygon over the shards, as :meth:`QuerySession.aggregate`.
-
-        Polygons may straddle shards (:func:`~landprompt.query.aggregate.aggregate_shards`): only the
-        chunks some polygon's bounds reach are read, and where shards overlap a pixel counts once (the
-        later shard's valid pixel, as in :meth:`probability_maps`). The shards must share one grid CRS,
-        resolution and pixel lattice. ``calibration=True`` applies each shard's own calibration; a
-        calibration or its file applies to all.
-        """
-        from landprompt.query.aggregate import aggregate_shards
-
-        scorer = self.scorer(concept, versus, style, None, logit_scale)
-        return aggregate_shards(self.datasets, scorer, units, id_field, threshold, calibration, progress)
 
     def map_grid(self, bbox: BBox | str | Sequence[float] | None = None) -> Grid:
         """The grid of the mosaic :meth:`probability_maps` makes over ``bbox`` (sized before any scoring).
